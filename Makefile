@@ -1,0 +1,45 @@
+# e2e: two commands on a fresh machine.
+#   make run    create .venv, install, generate the default sample
+#   make test   create .venv, install, run the test suite (with reduced slow checks)
+# ORT=gpu installs onnxruntime-gpu instead of the CPU build (never both).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+ORT    ?= cpu
+EXTRAS := $(ORT),gen,test,plot
+STAMP  := $(VENV)/.installed-$(ORT)
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
+
+.PHONY: run test install lint bench validate clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first: the local CPU build; any other torch spec pulls several GB of CUDA packages
+	$(BIN)/python -m pip install -q torch==2.13.0
+	@if [ "$(ORT)" = "gpu" ]; then $(BIN)/python -m pip uninstall -q -y onnxruntime; else $(BIN)/python -m pip uninstall -q -y onnxruntime-gpu; fi
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: install
+	$(BIN)/e2e-generate process_configs/generate_sample.yaml -o output/sample_tau_qcd.root
+	$(BIN)/e2e-validate output/sample_tau_qcd.root
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python benchmarks/bench_generate.py
+
+validate: install
+	$(BIN)/e2e-validate --physics
+
+clean:
+	rm -rf output .pytest_cache .numba_cache

@@ -1,0 +1,631 @@
+"""Schema of the hits tree ``Events`` (DESIGN.md 4.1), declared once, and its validator.
+
+One entry per event: the event ids (``run``, ``luminosityBlock``, ``event``) and, per
+collection, an int32 counter ``nX`` followed by jagged branches ``X_field`` in on-disk
+order (as uproot writes an awkward record array from ``ak.zip`` and coffea reads it).
+The simulation truth of ``Jet`` (``Jet_label``, ...) shares the counter ``nJet`` and is
+written after the Jet reconstruction fields.
+
+Energies and momenta are in GeV, impact parameters in cm, angles in rad; calorimeter
+indices are on the grids of :mod:`dataformats.geometry`.
+
+:func:`validate_arrays` and :func:`validate_file` raise :class:`SchemaError` with one
+line naming the source, the branch, what is wrong and what is accepted. All checks are
+columnar (no Python loop over events).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from dataformats.geometry import (
+    ECAL_N_IETA,
+    ECAL_N_IPHI,
+    ETA_MAX,
+    HCAL_N_IETA,
+    HCAL_N_IPHI,
+    TRACKER_LAYER_NAMES,
+)
+
+__all__ = [
+    "Field",
+    "Collection",
+    "SchemaError",
+    "EVENT_FIELDS",
+    "COUNTER_DTYPE",
+    "COUNTER_MAX",
+    "E_MAX_GEV",
+    "D0_MAX_CM",
+    "DZ_MAX_CM",
+    "ECAL_HIT",
+    "HCAL_HIT",
+    "TRACK",
+    "TRACKER_HIT",
+    "JET",
+    "JET_TRUTH",
+    "COLLECTIONS",
+    "TRUTH_COLLECTIONS",
+    "JET_LABELS",
+    "TAU_DECAY_MODES",
+    "FLOAT_RTOL",
+    "collections",
+    "branch_dtypes",
+    "validate_arrays",
+    "validate_file",
+]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a collection (or an event id): on-disk dtype, unit and valid range."""
+
+    name: str
+    dtype: np.dtype
+    unit: str
+    lo: float
+    hi: float
+    help: str
+    allowed: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+
+    @property
+    def is_float(self) -> bool:
+        """True for floating-point fields (checked for NaN/inf, with a relative range tolerance)."""
+        return self.dtype.kind == "f"
+
+    def accepted(self) -> str:
+        """Human-readable description of the accepted values, e.g. ``finite 0..14000 GeV``."""
+        if self.allowed is not None:
+            return "one of " + ", ".join(str(v) for v in self.allowed)
+        unit = f" {self.unit}" if self.unit else ""
+        if self.is_float:
+            return f"finite {self.lo:g}..{self.hi:g}{unit}"
+        return f"{int(self.lo)}..{int(self.hi)}{unit}"
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A NanoAOD-style collection: counter ``n{name}`` and jagged branches ``{name}_{field}``."""
+
+    name: str
+    fields: tuple[Field, ...]
+    truth: bool = False
+
+    def branch(self, field: str | Field) -> str:
+        """Branch name of ``field`` (a name or a :class:`Field`): ``f"{name}_{field}"``."""
+        return f"{self.name}_{field.name if isinstance(field, Field) else field}"
+
+    @property
+    def counter(self) -> str:
+        """Name of the int32 counter branch, ``f"n{name}"``."""
+        return f"n{self.name}"
+
+    @property
+    def counter_field(self) -> Field:
+        """The counter as a :class:`Field` (int32, 0..COUNTER_MAX)."""
+        return Field(self.counter, COUNTER_DTYPE, "", 0, COUNTER_MAX, f"number of {self.name} entries in the event")
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        """Field names in on-disk order."""
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def branches(self) -> tuple[str, ...]:
+        """Branch names ``{name}_{field}`` in on-disk order (without the counter)."""
+        return tuple(self.branch(f) for f in self.fields)
+
+
+class SchemaError(ValueError):
+    """One-line description of the first schema violation."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+# --------------------------------------------------------------------------------------
+# The schema
+# --------------------------------------------------------------------------------------
+
+#: Counters ``nX``: int32, as uproot's ``mktree`` writes them.
+COUNTER_DTYPE = np.dtype(np.int32)
+COUNTER_MAX = 10_000_000
+#: Upper bound of energies, momenta and masses (GeV): the LHC centre-of-mass energy.
+E_MAX_GEV = 14_000.0
+#: Sanity bounds of the track impact parameters w.r.t. the primary vertex (cm).
+D0_MAX_CM = 130.0
+DZ_MAX_CM = 700.0
+#: Bound of the impact-parameter significances.
+IPSIG_MAX = 1.0e7
+#: Relative tolerance on float range bounds (float32(pi) > numpy pi).
+FLOAT_RTOL = 1.0e-6
+
+#: Jet truth labels (``Jet_label``).
+JET_LABELS: dict[int, str] = {0: "qcd", 1: "tau", 2: "electron", 3: "photon", 4: "top"}
+#: Hadronic tau decay modes (CMS numbering: 1-prong + n pi0 = n, 3-prong + n pi0 = 10 + n); -1 otherwise.
+TAU_DECAY_MODES: tuple[int, ...] = (-1, 0, 1, 2, 10, 11)
+
+_u32 = np.dtype(np.uint32)
+_u64 = np.dtype(np.uint64)
+_i8 = np.dtype(np.int8)
+_u8 = np.dtype(np.uint8)
+_i16 = np.dtype(np.int16)
+_f32 = np.dtype(np.float32)
+
+#: Event ids, one value per event.
+EVENT_FIELDS: tuple[Field, ...] = (
+    Field("run", _u32, "", 0, 2**32 - 1, "run number"),
+    Field("luminosityBlock", _u32, "", 0, 2**32 - 1, "luminosity block number"),
+    Field("event", _u64, "", 0, 2**64 - 1, "event number (unique per file together with run and lumi)"),
+)
+
+
+def _ieta(n: int, what: str) -> Field:
+    return Field("ieta", _i16, "", 0, n - 1, f"{what} row (eta index) 0..{n - 1}")
+
+
+def _iphi(n: int, what: str) -> Field:
+    return Field("iphi", _i16, "", 0, n - 1, f"{what} column (phi index) 0..{n - 1}")
+
+
+def _energy(what: str) -> Field:
+    return Field("energy", _f32, "GeV", 0.0, E_MAX_GEV, f"energy deposited in the {what}")
+
+
+ECAL_HIT = Collection(
+    "EcalHit",
+    (_ieta(ECAL_N_IETA, "stitched ECAL grid"), _iphi(ECAL_N_IPHI, "ECAL"), _energy("crystal")),
+)
+HCAL_HIT = Collection(
+    "HcalHit",
+    (_ieta(HCAL_N_IETA, "HCAL tower"), _iphi(HCAL_N_IPHI, "HCAL tower"), _energy("tower")),
+)
+TRACK = Collection(
+    "Track",
+    (
+        Field("pt", _f32, "GeV", 0.0, E_MAX_GEV, "transverse momentum"),
+        Field("eta", _f32, "", -ETA_MAX, ETA_MAX, "pseudorapidity at the primary vertex"),
+        Field("phi", _f32, "rad", -math.pi, math.pi, "azimuth at the primary vertex"),
+        Field("charge", _i8, "", -2, 2, "electric charge (units of e)"),
+        Field("d0", _f32, "cm", -D0_MAX_CM, D0_MAX_CM, "transverse impact parameter w.r.t. the primary vertex"),
+        Field("dz", _f32, "cm", -DZ_MAX_CM, DZ_MAX_CM, "longitudinal impact parameter w.r.t. the primary vertex"),
+        Field("d0sig", _f32, "", -IPSIG_MAX, IPSIG_MAX, "d0 / sigma(d0)"),
+        Field("dzsig", _f32, "", -IPSIG_MAX, IPSIG_MAX, "dz / sigma(dz)"),
+        Field("ecal_ieta", _i16, "", -1, ECAL_N_IETA - 1, "ECAL row at the ECAL face; -1: does not reach the ECAL"),
+        Field("ecal_iphi", _i16, "", -1, ECAL_N_IPHI - 1, "ECAL column at the ECAL face; -1: does not reach it"),
+    ),
+)
+TRACKER_HIT = Collection(
+    "TrackerHit",
+    (
+        Field("layer", _u8, "", 0, len(TRACKER_LAYER_NAMES) - 1, "barrel layer: " + ", ".join(TRACKER_LAYER_NAMES)),
+        _ieta(ECAL_N_IETA, "ECAL-grid (seen from the PV)"),
+        _iphi(ECAL_N_IPHI, "ECAL-grid (seen from the PV)"),
+    ),
+)
+JET = Collection(
+    "Jet",
+    (
+        Field("pt", _f32, "GeV", 0.0, E_MAX_GEV, "transverse momentum"),
+        Field("eta", _f32, "", -ETA_MAX, ETA_MAX, "pseudorapidity"),
+        Field("phi", _f32, "rad", -math.pi, math.pi, "azimuth"),
+        Field("mass", _f32, "GeV", 0.0, E_MAX_GEV, "invariant mass"),
+        Field("seed_ieta", _i16, "", 0, ECAL_N_IETA - 1, "ECAL row of the jet seed (frame centre)"),
+        Field("seed_iphi", _i16, "", 0, ECAL_N_IPHI - 1, "ECAL column of the jet seed (frame centre)"),
+    ),
+)
+#: Simulation truth of Jet: same collection name and counter (nJet), written after the Jet reco fields.
+JET_TRUTH = Collection(
+    "Jet",
+    (
+        Field(
+            "label", _i8, "", 0, max(JET_LABELS), "truth class: " + ", ".join(f"{k} {v}" for k, v in JET_LABELS.items())
+        ),
+        Field("gen_pt", _f32, "GeV", -1.0, E_MAX_GEV, "matched generator-level pt; -1: no generator match"),
+        Field("gen_mass", _f32, "GeV", -1.0, E_MAX_GEV, "matched generator-level mass; -1: no generator match"),
+        Field(
+            "decay_mode",
+            _i8,
+            "",
+            min(TAU_DECAY_MODES),
+            max(TAU_DECAY_MODES),
+            "hadronic tau decay mode (CMS numbering); -1 otherwise",
+            allowed=TAU_DECAY_MODES,
+        ),
+    ),
+    truth=True,
+)
+
+#: Reconstruction-level collections in on-disk order.
+COLLECTIONS: tuple[Collection, ...] = (ECAL_HIT, HCAL_HIT, TRACK, TRACKER_HIT, JET)
+#: Simulation-truth parts, each written right after the collection of the same name.
+TRUTH_COLLECTIONS: tuple[Collection, ...] = (JET_TRUTH,)
+
+
+def collections(truth: bool = True) -> tuple[Collection, ...]:
+    """All collection parts in on-disk order; with ``truth`` each truth part follows its reco part."""
+    out: list[Collection] = []
+    for coll in COLLECTIONS:
+        out.append(coll)
+        if truth:
+            out.extend(t for t in TRUTH_COLLECTIONS if t.name == coll.name)
+    return tuple(out)
+
+
+def branch_dtypes(truth: bool = True) -> dict[str, np.dtype]:
+    """Every branch name -> numpy dtype on disk, in on-disk order (ids, then per collection nX and X_field)."""
+    out: dict[str, np.dtype] = {f.name: f.dtype for f in EVENT_FIELDS}
+    for coll in collections(truth):
+        if not coll.truth:
+            out[coll.counter] = COUNTER_DTYPE
+        for f in coll.fields:
+            out[coll.branch(f)] = f.dtype
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Desc:
+    """What a branch holds per event: ``scalar`` (one number), ``jagged`` (a list of numbers) or ``other``."""
+
+    kind: str
+    dtype: np.dtype | None
+    typestr: str
+    vector: bool = False  # ROOT std::vector: no counter branch
+
+
+def _native(dtype: Any) -> np.dtype:
+    dt = np.dtype(dtype)
+    return dt.newbyteorder("=") if dt.byteorder in "<>" else dt
+
+
+def _numpy_type_dtype(t: Any) -> np.dtype | None:
+    if isinstance(t, ak.types.NumpyType):
+        try:
+            return np.dtype(t.primitive)
+        except TypeError:
+            return None
+    return None
+
+
+def _describe_array(arr: Any) -> _Desc:
+    if isinstance(arr, np.ndarray):
+        if arr.ndim == 1 and arr.dtype.kind in "biufc":
+            return _Desc("scalar", _native(arr.dtype), str(_native(arr.dtype)))
+        return _Desc("other", None, f"numpy {arr.dtype} array of shape {arr.shape}")
+    if not isinstance(arr, ak.Array):
+        return _Desc("other", None, type(arr).__name__)
+    t = arr.type.content
+    dt = _numpy_type_dtype(t)
+    if dt is not None:
+        return _Desc("scalar", dt, str(t))
+    if isinstance(t, ak.types.ListType) and t.parameter("__array__") is None:
+        dt = _numpy_type_dtype(t.content)
+        if dt is not None:
+            return _Desc("jagged", dt, str(t))
+    return _Desc("other", None, str(t))
+
+
+def _describe_interpretation(branch: Any) -> _Desc:
+    """Map an uproot branch interpretation to a :class:`_Desc` (no data read)."""
+    from uproot.containers import AsVector
+    from uproot.interpretation.jagged import AsJagged
+    from uproot.interpretation.numerical import AsDtype
+    from uproot.interpretation.objects import AsObjects
+
+    interp = branch.interpretation
+    typestr = str(getattr(branch, "typename", interp))
+    if isinstance(interp, AsDtype) and not interp.inner_shape:
+        return _Desc("scalar", _native(interp.to_dtype), typestr)
+    if isinstance(interp, AsJagged) and isinstance(interp.content, AsDtype) and not interp.content.inner_shape:
+        return _Desc("jagged", _native(interp.content.to_dtype), typestr, vector=interp.header_bytes != 0)
+    if isinstance(interp, AsObjects) and isinstance(interp.model, AsVector):
+        values = interp.model.values
+        if isinstance(values, np.dtype) or (isinstance(values, type) and issubclass(values, np.generic)):
+            return _Desc("jagged", _native(values), typestr, vector=True)
+    return _Desc("other", None, typestr)
+
+
+def _group_desc(coll: Collection) -> str:
+    what = f"{coll.name} truth" if coll.truth else coll.name
+    return f"{what} needs {', '.join(coll.field_names)}"
+
+
+def _want_truth(names: Iterable[str], truth: bool | None) -> bool:
+    if truth is not None:
+        return bool(truth)
+    names = set(names)
+    return any(c.branch(f) in names for c in TRUTH_COLLECTIONS for f in c.fields)
+
+
+def _check_layout(descs: Mapping[str, _Desc], source: str, want_truth: bool, counters_optional: set[str]) -> None:
+    """Presence, per-event shape and dtype of every schema branch, in on-disk order."""
+
+    def check(name: str, field: Field, jagged: bool, missing_hint: str) -> None:
+        d = descs.get(name)
+        if d is None:
+            raise SchemaError(f"{source}: missing branch '{name}' ({missing_hint})")
+        unit = f" ({field.unit})" if field.unit else ""
+        if d.kind == "other" or (d.kind == "jagged") != jagged:
+            if jagged:
+                expected = f"a variable-length list of {field.dtype}{unit} per event (jagged)"
+                what = "is not jagged" if d.kind == "scalar" else "is not a jagged list of numbers"
+            else:
+                expected = f"one {field.dtype}{unit} per event"
+                what = "is jagged" if d.kind == "jagged" else "has an unsupported type"
+            raise SchemaError(f"{source}: branch '{name}' {what} ({d.typestr}), expected {expected}")
+        if d.dtype != field.dtype:
+            raise SchemaError(f"{source}: branch '{name}' has dtype {d.dtype}, expected {field.dtype}{unit}")
+
+    ids = ", ".join(f.name for f in EVENT_FIELDS)
+    for f in EVENT_FIELDS:
+        check(f.name, f, False, f"event ids need {ids}")
+    for coll in collections(want_truth):
+        if not coll.truth:
+            cf = coll.counter_field
+            if cf.name in descs or coll.name not in counters_optional:
+                check(cf.name, cf, False, f"int32 counter of {coll.name}")
+        for f in coll.fields:
+            check(coll.branch(f), f, True, _group_desc(coll))
+
+
+def _groups(want_truth: bool) -> dict[str, list[str]]:
+    """Collection name -> its jagged branches (reco then truth) in on-disk order."""
+    out: dict[str, list[str]] = {}
+    for coll in collections(want_truth):
+        out.setdefault(coll.name, []).extend(coll.branches)
+    return out
+
+
+def _format_value(v: Any) -> str:
+    return str(v)  # numpy scalars print shortest round-trip ('0.1' for float32, 'nan', '300')
+
+
+def _bad_mask(field: Field, v: np.ndarray) -> np.ndarray | None:
+    """Mask of invalid values of ``v`` (already of dtype ``field.dtype``); None when every value is valid."""
+    if field.allowed is not None:
+        return ~np.isin(v, np.asarray(field.allowed))
+    if field.is_float:
+        lo = field.lo - FLOAT_RTOL * abs(field.lo)
+        hi = field.hi + FLOAT_RTOL * abs(field.hi)
+        return ~((v >= lo) & (v <= hi))  # NaN compares False: invalid; inf is outside any finite range
+    info = np.iinfo(v.dtype)
+    lo_i = max(math.ceil(field.lo), int(info.min))
+    hi_i = min(math.floor(field.hi), int(info.max))
+    if lo_i <= info.min and hi_i >= info.max:
+        return None
+    return (v < lo_i) | (v > hi_i)
+
+
+def _check_values(
+    name: str, field: Field, values: np.ndarray, counts: np.ndarray | None, source: str, offset: int
+) -> None:
+    bad = _bad_mask(field, values)
+    if bad is None or not bad.any():
+        return
+    i = int(np.argmax(bad))
+    entry = i if counts is None else int(np.searchsorted(np.cumsum(counts), i, side="right"))
+    raise SchemaError(
+        f"{source}: branch '{name}' entry {offset + entry} has value {_format_value(values[i])}, "
+        f"expected {field.accepted()}"
+    )
+
+
+def _scalar_values(arr: Any) -> np.ndarray:
+    return np.asarray(arr) if isinstance(arr, np.ndarray) else ak.to_numpy(arr)
+
+
+def _check_flat(
+    flat: Mapping[str, Any],
+    *,
+    source: str,
+    truth: bool | None,
+    check_values: bool,
+    counters_optional: set[str],
+    offset: int = 0,
+    n_events: int | None = None,
+) -> int:
+    """Validate flat branch name -> array; return the number of events."""
+    want_truth = _want_truth(flat.keys(), truth)
+    schema_names = list(branch_dtypes(want_truth))
+    present = [n for n in schema_names if n in flat]
+    descs = {n: _describe_array(flat[n]) for n in present}
+    _check_layout(descs, source, want_truth, counters_optional)
+
+    # every branch has one entry per event
+    if n_events is None:
+        n_events = len(flat[present[0]])
+    for n in present:
+        if len(flat[n]) != n_events:
+            raise SchemaError(
+                f"{source}: branch '{n}' has {len(flat[n])} entries, expected {n_events} (as '{present[0]}')"
+            )
+
+    # per-collection list lengths: each field agrees with the counter (or, without one, with the first field)
+    counts: dict[str, np.ndarray] = {}
+    for cname, branches in _groups(want_truth).items():
+        counter = f"n{cname}"
+        ref: np.ndarray | None = _scalar_values(flat[counter]) if counter in flat else None
+        ref_name = counter
+        for b in branches:
+            c = ak.to_numpy(ak.num(flat[b], axis=1))
+            if ref is None:
+                ref, ref_name = c, b
+                continue
+            bad = c != ref
+            if bad.any():
+                e = int(np.argmax(bad))
+                if ref_name == counter:
+                    tail = f"but {counter} = {ref[e]}"
+                else:
+                    tail = f"but '{ref_name}' has {ref[e]} (all {cname} branches must have equal lengths)"
+                raise SchemaError(f"{source}: branch '{b}' has {c[e]} values in entry {offset + e} {tail}")
+        if ref is not None:
+            counts[cname] = ref
+
+    if not check_values:
+        return n_events
+    for f in EVENT_FIELDS:
+        _check_values(f.name, f, _scalar_values(flat[f.name]), None, source, offset)
+    for coll in collections(want_truth):
+        if not coll.truth and coll.counter in flat:
+            _check_values(coll.counter, coll.counter_field, _scalar_values(flat[coll.counter]), None, source, offset)
+        for f in coll.fields:
+            b = coll.branch(f)
+            values = ak.to_numpy(ak.flatten(flat[b], axis=1))
+            _check_values(b, f, values, counts[coll.name], source, offset)
+    return n_events
+
+
+def _normalise(events: Any, source: str) -> tuple[dict[str, Any], set[str]]:
+    """Flat branch name -> array, and the collections given nested (their counter is implicit)."""
+    if isinstance(events, Mapping):
+        items = [(str(k), v) for k, v in events.items()]
+    elif isinstance(events, ak.Array) and events.fields:
+        items = [(f, events[f]) for f in events.fields]
+    else:
+        kind = f"awkward array of type {events.type}" if isinstance(events, ak.Array) else type(events).__name__
+        raise SchemaError(
+            f"{source}: expected an awkward record array (one entry per event) or a dict of branch arrays, got {kind}"
+        )
+    flat: dict[str, Any] = {}
+    nested: set[str] = set()
+    for name, value in items:
+        if isinstance(value, ak.Array) and value.fields:  # a collection as one (jagged) record, as from ak.zip
+            nested.add(name)
+            for f in value.fields:
+                flat[f"{name}_{f}"] = value[f]
+        elif name not in flat:
+            flat[name] = value
+    for name, value in flat.items():
+        if not isinstance(value, np.ndarray | ak.Array):
+            flat[name] = ak.Array(value) if isinstance(value, list | tuple) else np.asarray(value)
+    return flat, nested
+
+
+def validate_arrays(
+    events: Any,
+    *,
+    source: str = "<arrays>",
+    truth: bool | None = None,
+    check_values: bool = True,
+    require_counters: bool = True,
+) -> int:
+    """Check in-memory events against the hits-tree schema; return the number of events.
+
+    ``events``: an awkward record array with one entry per event whose fields are flat branch names
+    (as ``uproot.TTree.arrays()`` returns) or nested collections (field ``EcalHit`` a jagged record of
+    ieta/iphi/energy, as from ``ak.zip``), or a dict of branch name -> numpy/awkward array (either form).
+    A nested collection needs no counter; a flat one needs ``nX`` unless ``require_counters`` is False
+    (e.g. arrays read from ROOT-written ``std::vector`` branches).
+
+    ``truth``: None checks the Jet truth fields when any is present (then all must be); True requires
+    them; False ignores them. ``check_values=False`` checks branches, dtypes and lengths only.
+
+    Raises :class:`SchemaError` (one line) at the first violation; extra branches are ignored.
+    """
+    flat, nested = _normalise(events, source)
+    optional = {c.name for c in COLLECTIONS} if not require_counters else nested
+    n = len(events) if isinstance(events, ak.Array) else None
+    return _check_flat(
+        flat, source=source, truth=truth, check_values=check_values, counters_optional=optional, n_events=n
+    )
+
+
+def _exc_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def validate_file(
+    path: str | os.PathLike[str],
+    tree: str = "Events",
+    *,
+    truth: bool | None = None,
+    check_values: bool = True,
+    step_size: int = 50_000,
+) -> int:
+    """Check a ROOT file's hits tree against the schema; return its number of entries.
+
+    Branch types are checked from the uproot interpretations first (uproot-written jagged branches
+    with counters and ROOT-written ``std::vector<T>`` branches, which need no counter); then the data
+    are read in chunks of ``step_size`` entries and checked (counter/list lengths, value ranges, NaN/inf),
+    with entry numbers counted from the start of the tree. ``check_values=False`` reads no data.
+    Every problem, including a missing, non-ROOT or truncated file or a missing tree, raises
+    :class:`SchemaError` with one line naming the file.
+    """
+    import uproot
+
+    p = os.fspath(path)
+    source = f"{p}:{tree}"
+    local = "://" not in p
+    if local and not os.path.exists(p):
+        raise SchemaError(f"{p}: no such file")
+    if local and not os.path.isfile(p):
+        raise SchemaError(f"{p}: not a regular file")
+    try:
+        file = uproot.open(p)
+    except Exception as exc:
+        raise SchemaError(f"{p}: cannot open as a ROOT file ({_exc_line(exc)})") from exc
+    with file:
+        if local:
+            size, end = os.path.getsize(p), int(file.file.fEND)
+            if size < end:
+                raise SchemaError(f"{p}: truncated ROOT file ({size} bytes on disk, the header says {end})")
+        try:
+            trees = [k.rsplit(";", 1)[0] for k, c in file.classnames().items() if c == "TTree"]
+        except Exception as exc:
+            raise SchemaError(f"{p}: cannot read the file directory ({_exc_line(exc)})") from exc
+        if tree not in trees:
+            found = ", ".join(repr(t) for t in dict.fromkeys(trees)) or "none"
+            raise SchemaError(f"{p}: no TTree '{tree}' (trees in the file: {found})")
+        try:
+            ttree = file[tree]
+            names = set(ttree.keys())
+            want_truth = _want_truth(names, truth)
+            wanted = [n for n in branch_dtypes(want_truth) if n in names]
+            descs = {n: _describe_interpretation(ttree[n]) for n in wanted}
+        except Exception as exc:
+            raise SchemaError(f"{source}: cannot read the tree ({_exc_line(exc)})") from exc
+        optional: set[str] = set()
+        for cname, branches in _groups(want_truth).items():
+            present = [descs[b] for b in branches if b in descs]
+            if f"n{cname}" not in descs and present and all(d.vector for d in present):
+                optional.add(cname)
+        _check_layout(descs, source, want_truth, optional)
+        n_entries = int(ttree.num_entries)
+        if not check_values:
+            return n_entries
+        n = 0
+        try:
+            for chunk, report in ttree.iterate(filter_name=wanted, step_size=step_size, library="ak", report=True):
+                flat = {f: chunk[f] for f in chunk.fields}
+                n += _check_flat(
+                    flat,
+                    source=source,
+                    truth=want_truth,
+                    check_values=True,
+                    counters_optional=optional,
+                    offset=int(report.tree_entry_start),
+                    n_events=len(chunk),
+                )
+        except SchemaError:
+            raise
+        except Exception as exc:
+            raise SchemaError(f"{source}: cannot read the tree data ({_exc_line(exc)})") from exc
+        if n != n_entries:
+            raise SchemaError(f"{source}: read {n} entries, the tree has {n_entries}")
+        return n_entries

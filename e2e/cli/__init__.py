@@ -1,0 +1,1 @@
+"""Console scripts of e2e (one file per script)."""

@@ -1,0 +1,1 @@
+"""ROOT input/output of e2e (uproot)."""

@@ -1,0 +1,149 @@
+"""Declarative parameters: declared once (type, default, one-line help), validated at config load.
+
+Used by every configurable piece of e2e, as CMSSW ``fillDescriptions``: a block of
+YAML is checked against the declarations, unknown keys get the closest match, wrong
+types name what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from e2e.errors import ConfigError
+
+_MISSING = dataclasses.MISSING
+
+
+def param(default: Any = _MISSING, help: str = "", *, choices: tuple | None = None, minimum: float | None = None,
+          maximum: float | None = None) -> Any:
+    """Declare one parameter of a config dataclass: default, one-line help, optional choices/range."""
+    meta = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: got {value!r}, expected {_type_name(tp)}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} parameters, got {value!r}")
+        return build(tp, value, where)
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected null")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: got {value!r}, expected a list ({_type_name(tp)})")
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: got {len(value)} values, expected {len(args)} ({_type_name(tp)})")
+            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+        item = args[0] if args else Any
+        out = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: got {value!r}, expected a mapping")
+        kt, vt = typing.get_args(tp) or (Any, Any)
+        return {_coerce(k, kt, where): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: got {value!r}, expected true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: got {value!r}, expected an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: got {value!r}, expected a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: got {value!r}, expected a string")
+    raise ConfigError(f"{where}: unsupported parameter type {_type_name(tp)}")
+
+
+def unknown_key_message(key: str, allowed: list[str], where: str) -> str:
+    """'unknown key' message with the closest match and the allowed keys."""
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{where}: unknown key '{key}'{hint}; allowed: {', '.join(allowed)}"
+
+
+def build(cls: type, mapping: Mapping[str, Any] | None, where: str) -> Any:
+    """Instantiate config dataclass ``cls`` from ``mapping``, validating every key and value."""
+    mapping = dict(mapping or {})
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in mapping:
+        if key not in fields:
+            raise ConfigError(unknown_key_message(str(key), list(fields), where))
+    kwargs = {}
+    for name, f in fields.items():
+        loc = f"{where}.{name}"
+        if name not in mapping:
+            if f.default is _MISSING and f.default_factory is _MISSING:
+                raise ConfigError(f"{loc}: missing required key ({f.metadata.get('help', '')})")
+            if dataclasses.is_dataclass(hints[name]) and f.default_factory is not _MISSING:
+                kwargs[name] = f.default_factory()
+            continue
+        value = _coerce(mapping[name], hints[name], loc)
+        meta = f.metadata
+        if meta.get("choices") is not None and value not in meta["choices"]:
+            allowed = ", ".join(map(str, meta["choices"]))
+            close = difflib.get_close_matches(str(value), [str(c) for c in meta["choices"]], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{loc}: got {value!r}{hint}; allowed: {allowed}")
+        for bound, op, word in (("minimum", float.__lt__, ">="), ("maximum", float.__gt__, "<=")):
+            lim = meta.get(bound)
+            if lim is not None and isinstance(value, (int, float)) and op(float(value), float(lim)):
+                raise ConfigError(f"{loc}: got {value!r}, expected a value {word} {lim}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def describe(cls: type, prefix: str = "") -> list[str]:
+    """One line per parameter: name, type, default and help (for --help-config and docs)."""
+    lines = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            lines.append(f"{prefix}{f.name}:  ({f.metadata.get('help', '')})")
+            lines += describe(tp, prefix + "  ")
+            continue
+        default = f.default if f.default is not _MISSING else (
+            f.default_factory() if f.default_factory is not _MISSING else "<required>")
+        lines.append(f"{prefix}{f.name}: {_type_name(tp)} = {default!r}  # {f.metadata.get('help', '')}")
+    return lines

@@ -1,0 +1,226 @@
+"""Pythia 8 event generation and extraction of the record into flat numpy arrays.
+
+Lengths are converted from Pythia's mm to cm. Each generated event becomes a
+:class:`GenEvent`: the visible final-state particles, the charged unstable
+particles that fly past tracker layers (kind 2), and the truth objects used for
+jet labels (visible hadronic taus, hadronic tops, prompt electrons/photons).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from dataformats import geometry as geo
+from e2e.errors import E2EError
+from simulation.kernels import KIND_TRACKER_ONLY, KIND_VISIBLE
+from simulation.processes import COMMON_SETTINGS, Process
+
+NEUTRINOS = frozenset((12, 14, 16, 18))
+#: charged weakly-decaying particles whose own tracker hits are simulated before they decay
+CHARGED_LONG_LIVED = frozenset((15, 411, 431, 521, 541, 4122, 4232, 5132, 5232, 3112, 3222, 3312, 3334))
+#: |eta| beyond which particles cannot reach the calorimeter grid (|eta| <= 3.0) and are not kept
+ETA_KEEP = 3.3
+PARTICLE_FIELDS = ("px", "py", "pz", "e", "pid", "charge", "vx", "vy", "vz", "rdec", "kind", "from_tau")
+
+
+@dataclass
+class GenEvent:
+    """One generated event as flat arrays (cm, GeV) plus truth objects."""
+
+    particles: dict[str, np.ndarray]
+    taus: np.ndarray  # [n, 6] visible px, py, pz, e, decay_mode, n_prongs
+    tops: np.ndarray  # [n, 10] px, py, pz, e, then eta/phi of b, q1, q2 (hadronic tops only)
+    prompt: np.ndarray  # [n, 5] px, py, pz, e, label (2 electron, 3 photon)
+    tau_daughter_d0: np.ndarray  # true |d0| (cm) of charged final tau daughters w.r.t. the tau's production vertex
+
+
+def decay_mode(n_prongs: int, n_pi0: int) -> int:
+    """CMS tau decay-mode numbering: 5 * (prongs - 1) + pi0s for 1/3 prongs, else -1."""
+    if n_prongs == 1:
+        return min(n_pi0, 2)
+    if n_prongs == 3:
+        return 10 + min(n_pi0, 1)
+    return -1
+
+
+def _import_pythia():
+    try:
+        import pythia8mc
+    except ImportError as err:  # pragma: no cover - depends on the installation
+        raise E2EError("Pythia8 is not installed: install the gen extra (pip install -e '.[gen]')") from err
+    return pythia8mc
+
+
+class PythiaGenerator:
+    """A configured, initialised Pythia instance that yields :class:`GenEvent` objects."""
+
+    def __init__(self, process: Process, seed: int, sqrt_s_gev: float = 13000.0,
+                 pt_hat: tuple[float, float] | None = None, extra_settings: tuple[str, ...] = ()) -> None:
+        pythia8mc = _import_pythia()
+        self.process = process
+        self.pythia = pythia8mc.Pythia("", False)
+        settings = list(COMMON_SETTINGS) + list(process.settings)
+        settings += [f"Beams:eCM = {sqrt_s_gev}", "Random:setSeed = on", f"Random:seed = {seed % 900_000_000}"]
+        if process.uses_pt_hat and pt_hat is not None:
+            settings += [f"PhaseSpace:pTHatMin = {pt_hat[0]}", f"PhaseSpace:pTHatMax = {pt_hat[1]}"]
+        settings += list(extra_settings)
+        for s in settings:
+            if not self.pythia.readString(s):
+                raise E2EError(f"Pythia rejected the setting '{s}'")
+        if not self.pythia.init():
+            raise E2EError(f"Pythia failed to initialise process '{process.name}'")
+
+    def next_raw(self) -> None:
+        """Generate the next event into ``self.pythia.event`` (retries Pythia's rare failures)."""
+        for _ in range(100):
+            if self.pythia.next():
+                return
+        raise E2EError(f"Pythia failed 100 times in a row for process '{self.process.name}'")
+
+    def extract(self, with_truth: bool = True) -> GenEvent:
+        """Convert ``pythia.event`` into a :class:`GenEvent` (visible particles within |eta| < 3.3)."""
+        ev = self.pythia.event
+        parts = ev.particles()
+        rows: list[tuple] = []
+        taus, tops, prompt, tau_d0 = [], [], [], []
+        tau_desc: set[int] = set()
+        for i, q in enumerate(parts):
+            if q.isFinal():
+                aid = q.idAbs()
+                if aid in NEUTRINOS:
+                    continue
+                rows.append((q.px(), q.py(), q.pz(), q.e(), q.id(), q.charge(), q.xProd(), q.yProd(), q.zProd(),
+                             math.inf, KIND_VISIBLE, i))
+                if with_truth and (aid == 11 or aid == 22) and q.pT() > 15.0:
+                    mother = parts[ev[i].iTopCopyId()].mother1()
+                    if mother > 0 and parts[mother].idAbs() in (22, 23, 24, 25, 32):
+                        prompt.append((q.px(), q.py(), q.pz(), q.e(), 2.0 if aid == 11 else 3.0))
+                continue
+            aid = q.idAbs()
+            if aid in CHARGED_LONG_LIVED and q.charge() != 0.0:
+                rdec_mm = math.hypot(q.xDec(), q.yDec())
+                if rdec_mm > 10.0 * geo.TRACKER_LAYER_RADII_CM[0]:
+                    rows.append((q.px(), q.py(), q.pz(), q.e(), q.id(), q.charge(), q.xProd(), q.yProd(),
+                                 q.zProd(), rdec_mm / 10.0, KIND_TRACKER_ONLY, i))
+            if not with_truth:
+                continue
+            if aid == 15 and parts[q.daughter1()].idAbs() != 15:
+                self._tau_truth(parts, ev[i], i, taus, tau_desc, tau_d0)
+            elif aid == 6 and parts[q.daughter1()].idAbs() != 6:
+                self._top_truth(ev, ev[i], tops)
+        arr = np.array(rows, dtype=np.float64).reshape(-1, 12)
+        pt = np.hypot(arr[:, 0], arr[:, 1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            eta = np.arcsinh(np.where(pt > 0, arr[:, 2] / np.where(pt > 0, pt, 1.0), np.sign(arr[:, 2]) * 1e9))
+        keep = (pt > 0) & (np.abs(eta) < ETA_KEEP)
+        arr = arr[keep]
+        particles = {
+            "px": arr[:, 0].copy(), "py": arr[:, 1].copy(), "pz": arr[:, 2].copy(), "e": arr[:, 3].copy(),
+            "pid": arr[:, 4].astype(np.int32), "charge": arr[:, 5].copy(),
+            "vx": arr[:, 6] / 10.0, "vy": arr[:, 7] / 10.0, "vz": arr[:, 8] / 10.0,
+            "rdec": arr[:, 9].copy(), "kind": arr[:, 10].astype(np.int8),
+            "from_tau": np.isin(arr[:, 11].astype(np.int64), np.fromiter(tau_desc, np.int64, len(tau_desc))),
+        }  # fmt: skip
+        return GenEvent(
+            particles=particles,
+            taus=np.array(taus, dtype=np.float64).reshape(-1, 6),
+            tops=np.array(tops, dtype=np.float64).reshape(-1, 10),
+            prompt=np.array(prompt, dtype=np.float64).reshape(-1, 5),
+            tau_daughter_d0=np.array(tau_d0, dtype=np.float64),
+        )
+
+    @staticmethod
+    def _tau_truth(parts, tau, tau_index, taus, tau_desc, tau_d0) -> None:
+        px = py = pz = e = 0.0
+        n_prongs = n_pi0 = 0
+        leptonic = False
+        for d in tau.daughterListRecursive():
+            p = parts[d]
+            aid = p.idAbs()
+            if aid == 111:
+                n_pi0 += 1
+            if not p.isFinal():
+                continue
+            if aid in NEUTRINOS:
+                continue
+            if (aid == 11 or aid == 13) and p.mother1() == tau_index:
+                leptonic = True
+            tau_desc.add(d)
+            px += p.px()
+            py += p.py()
+            pz += p.pz()
+            e += p.e()
+            if p.isHadron() and p.isCharged():
+                n_prongs += 1
+                # true transverse impact parameter w.r.t. the tau production point (cm)
+                ptd = p.pT()
+                dx = (p.xProd() - tau.xProd()) / 10.0
+                dy = (p.yProd() - tau.yProd()) / 10.0
+                tau_d0.append(abs(-dx * p.py() + dy * p.px()) / ptd)
+        if leptonic:
+            return
+        taus.append((px, py, pz, e, float(decay_mode(n_prongs, n_pi0)), float(n_prongs)))
+
+    @staticmethod
+    def _top_truth(parts, top, tops) -> None:  # parts: the pythia event (history lookups)
+        b = w = None
+        for d in (top.daughter1(), top.daughter2()):
+            aid = parts[d].idAbs()
+            if aid == 5:
+                b = parts[d]
+            elif aid == 24:
+                w = parts[parts[d].iBotCopyId()]
+        if b is None or w is None:
+            return
+        q1, q2 = parts[w.daughter1()], parts[w.daughter2()]
+        if q1.idAbs() > 5 or q2.idAbs() > 5:
+            return  # leptonic top
+        tops.append((top.px(), top.py(), top.pz(), top.e(), b.eta(), b.phi(), q1.eta(), q1.phi(), q2.eta(), q2.phi()))
+
+
+class MinBiasLibrary:
+    """Minimum-bias events generated once and sampled with replacement as pileup.
+
+    Each overlaid interaction is a library event placed at its own vertex
+    z ~ N(0, sigma_z), rotated by a random azimuth and mirrored in z with
+    probability 1/2 (symmetries of pp collisions), which makes repeats of the
+    same library event look different in the detector.
+    """
+
+    def __init__(self, generator: PythiaGenerator, size: int) -> None:
+        chunks = []
+        offsets = [0]
+        for _ in range(size):
+            generator.next_raw()
+            p = generator.extract(with_truth=False).particles
+            vis = p["kind"] == KIND_VISIBLE
+            chunks.append({k: v[vis] for k, v in p.items()})
+            offsets.append(offsets[-1] + int(vis.sum()))
+        self.offsets = np.array(offsets, dtype=np.int64)
+        self.particles = {k: np.concatenate([c[k] for c in chunks]) for k in PARTICLE_FIELDS}
+        self.size = size
+
+    def overlay(self, rng: np.random.Generator, mu: float, sigma_z: float) -> tuple[dict[str, np.ndarray], int]:
+        """Particles of Poisson(mu) pileup interactions; returns (flat arrays, number of interactions)."""
+        n_pu = int(rng.poisson(mu)) if mu > 0 else 0
+        if n_pu == 0:
+            return {k: v[:0] for k, v in self.particles.items()}, 0
+        which = rng.integers(0, self.size, n_pu)
+        z0 = rng.normal(0.0, sigma_z, n_pu)
+        rot = rng.uniform(-math.pi, math.pi, n_pu)
+        flip = np.where(rng.random(n_pu) < 0.5, -1.0, 1.0)
+        starts = self.offsets[which]
+        lens = self.offsets[which + 1] - starts
+        owner = np.repeat(np.arange(n_pu), lens)
+        idx = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+        out = {k: v[idx] for k, v in self.particles.items()}
+        c, s, f = np.cos(rot[owner]), np.sin(rot[owner]), flip[owner]
+        for a, b in (("px", "py"), ("vx", "vy")):
+            x, y = out[a], out[b]
+            out[a], out[b] = c * x - s * y, s * x + c * y
+        out["pz"] = out["pz"] * f
+        out["vz"] = out["vz"] * f + z0[owner]
+        return out, n_pu

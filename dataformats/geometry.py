@@ -124,13 +124,14 @@ def _edge_index(values: npt.ArrayLike, edges: np.ndarray) -> np.ndarray:
     return np.where(inside, idx, -1).astype(np.int64)
 
 
-def _phi_index(phi: npt.ArrayLike, n: int) -> np.ndarray:
+def _phi_index(phi: npt.ArrayLike, edges: np.ndarray) -> np.ndarray:
+    """Column of each phi (wrapped into [-pi, pi)) on the phi ``edges``; -1 for NaN/inf."""
     p = np.asarray(phi, dtype=np.float64)
-    frac = (p + np.pi) / (2.0 * np.pi)
-    frac = frac - np.floor(frac)
-    idx = np.floor(frac * n).astype(np.int64)
-    idx = np.where(idx >= n, 0, idx)  # guard rounding at the seam
-    return np.where(np.isfinite(p), idx, -1)
+    finite = np.isfinite(p)
+    w = np.mod(np.where(finite, p, 0.0) + np.pi, 2.0 * np.pi) - np.pi
+    n = len(edges) - 1
+    idx = np.clip(np.searchsorted(edges, w, side="right") - 1, 0, n - 1)
+    return np.where(finite, idx, -1).astype(np.int64)
 
 
 def ecal_ieta(eta: npt.ArrayLike) -> np.ndarray:
@@ -140,7 +141,7 @@ def ecal_ieta(eta: npt.ArrayLike) -> np.ndarray:
 
 def ecal_iphi(phi: npt.ArrayLike) -> np.ndarray:
     """ECAL column 0..359 of azimuth ``phi`` (rad, any value: wraps); -1 for NaN/inf."""
-    return _phi_index(phi, ECAL_N_IPHI)
+    return _phi_index(phi, ECAL_PHI_EDGES)
 
 
 def ecal_eta(ieta: npt.ArrayLike) -> np.ndarray:
@@ -164,7 +165,7 @@ def hcal_ieta(eta: npt.ArrayLike) -> np.ndarray:
 
 def hcal_iphi(phi: npt.ArrayLike) -> np.ndarray:
     """HCAL tower column 0..71 of ``phi`` (rad, wraps); -1 for NaN/inf."""
-    return _phi_index(phi, HCAL_N_IPHI)
+    return _phi_index(phi, HCAL_PHI_EDGES)
 
 
 def hcal_eta(ieta: npt.ArrayLike) -> np.ndarray:

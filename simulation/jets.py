@@ -23,6 +23,7 @@ class JetConfig:
     tau_match_dr: float = param(0.3, "dR within which a visible hadronic tau labels a jet", minimum=0)
     tau_visible_pt_min: float = param(15.0, "minimum visible pT of a generator tau (GeV)", minimum=0)
     prompt_pt_min: float = param(15.0, "minimum pT of a prompt electron/photon that labels a jet (GeV)", minimum=0)
+    charged_hadron_subtraction: bool = param(True, "drop charged pileup particles before clustering (CMS PFchs)")
     gen_jet_match_dr: float = param(0.2, "dR for the generator-jet match that gives gen_pt of other jets", minimum=0)
 
 

@@ -24,12 +24,6 @@ _SQRT2 = math.sqrt(2.0)
 
 
 @njit(cache=True)
-def seed_rng(seed: int) -> None:
-    """Seed numba's internal generator (used by the kernels below)."""
-    np.random.seed(seed)
-
-
-@njit(cache=True)
 def helix_to_cylinder(x0, y0, z0, px, py, pz, q, b_field, radius):
     """Transverse path length (cm) from (x0, y0) to the first crossing of the cylinder ``radius``.
 
@@ -42,6 +36,13 @@ def helix_to_cylinder(x0, y0, z0, px, py, pz, q, b_field, radius):
     r0sq = x0 * x0 + y0 * y0
     if r0sq >= radius * radius:
         return -1.0
+    if r0sq == 0.0:  # starts on the beam line (almost every particle): closed form
+        if q == 0.0:
+            return radius
+        rho0 = pt / (C_LIGHT * b_field * abs(q)) * 100.0
+        if radius > 2.0 * rho0:
+            return -1.0
+        return 2.0 * rho0 * math.asin(radius / (2.0 * rho0))
     ux = px / pt
     uy = py / pt
     if q == 0.0:
@@ -155,27 +156,44 @@ def _cell_fraction(lo, center, sigma):
 
 
 @njit(cache=True)
-def deposit(grid, n_eta, n_phi, u, v, energy, sigma, half):
-    """Spread ``energy`` over (2 half + 1)^2 cells around continuous position (u, v); phi wraps.
+def deposit(grid, n_eta, n_phi, u, v, energy, sigma, half, touched, n_touched, scratch):
+    """Spread ``energy`` over the (2 half + 1)^2 cells around continuous position (u, v); phi wraps.
 
-    Rows beyond the grid lose their share (leakage at |eta| = 3). ``sigma`` in cells.
+    Cell shares are Gaussian integrals (``sigma`` in cells), normalised to the
+    window so energy is conserved, except rows beyond the grid (leakage at
+    |eta| = 3). Newly touched cells are appended to ``touched``; returns the new count.
+    ``scratch`` is a [2, >= 2 half + 1] work array (no allocation per call).
     """
     iu = int(math.floor(u))
     iv = int(math.floor(v))
+    fr = scratch[0]
+    fc = scratch[1]
+    tot_r = 0.0
+    tot_c = 0.0
+    for d in range(-half, half + 1):
+        fr[d + half] = _cell_fraction(float(iu + d), u, sigma)
+        fc[d + half] = _cell_fraction(float(iv + d), v, sigma)
+        tot_r += fr[d + half]
+        tot_c += fc[d + half]
+    norm = energy / (tot_r * tot_c)
     for di in range(-half, half + 1):
         r = iu + di
         if r < 0 or r >= n_eta:
             continue
-        fr = _cell_fraction(float(r), u, sigma)
-        if fr <= 0.0:
-            continue
+        er = norm * fr[di + half]
         for dj in range(-half, half + 1):
-            c = iv + dj
-            fc = _cell_fraction(float(c), v, sigma)
-            if fc <= 0.0:
-                continue
-            cw = c % n_phi
-            grid[r * n_phi + cw] += energy * fr * fc
+            idx = r * n_phi + (iv + dj) % n_phi
+            if grid[idx] == 0.0:
+                touched[n_touched] = idx
+                n_touched += 1
+            grid[idx] += er * fc[dj + half]
+    return n_touched
+
+
+@njit(cache=True)
+def window_half_width(sigma):
+    """Half width (cells) of the deposit window: 2.5 sigma, between 1 and 2."""
+    return min(2, max(1, int(math.ceil(2.5 * sigma))))
 
 
 @njit(cache=True)
@@ -380,6 +398,7 @@ def simulate_chunk(
     nk = 0
     occ_e = np.empty(ecal_neta * ecal_nphi, np.int64)
     occ_h = np.empty(hcal_neta * hcal_nphi, np.int64)
+    scratch = np.empty((2, 5))
     for e in range(n_ev):
         n_oe = 0
         n_oh = 0
@@ -453,20 +472,8 @@ def simulate_chunk(
                 s_rel = relative_resolution(e_ecal, ecal_a, ecal_b, ecal_c)
                 e_s = e_ecal * (1.0 + s_rel * np.random.standard_normal())
                 if e_s > 0.0:
-                    # remember touched cells (5x5) for the noise step
-                    iu = int(math.floor(ecal_u))
-                    iv = int(math.floor(ecal_v))
-                    for di in range(-2, 3):
-                        r = iu + di
-                        if r < 0 or r >= ecal_neta:
-                            continue
-                        for dj in range(-2, 3):
-                            idx = r * ecal_nphi + (iv + dj) % ecal_nphi
-                            if ecal_grid[idx] == 0.0:
-                                occ_e[n_oe] = idx
-                                n_oe += 1
-                                ecal_grid[idx] = 1e-30
-                    deposit(ecal_grid, ecal_neta, ecal_nphi, ecal_u, ecal_v, e_s, sig_ecal, 2)
+                    n_oe = deposit(ecal_grid, ecal_neta, ecal_nphi, ecal_u, ecal_v, e_s, sig_ecal,
+                                   window_half_width(sig_ecal), occ_e, n_oe, scratch)
             if e_hcal > 0.0:
                 okh, hx, hy, hz = propagate_to_face(
                     vx[i], vy[i], vz[i], px[i], py[i], pz[i], q, b_field, geo_f[3], geo_f[4]
@@ -480,19 +487,8 @@ def simulate_chunk(
                     s_rel = relative_resolution(e_hcal, hcal_a, 0.0, hcal_c)
                     e_s = e_hcal * (1.0 + s_rel * np.random.standard_normal())
                     if e_s > 0.0:
-                        iu = int(math.floor(hu))
-                        iv = int(math.floor(hv))
-                        for di in range(-1, 2):
-                            r = iu + di
-                            if r < 0 or r >= hcal_neta:
-                                continue
-                            for dj in range(-1, 2):
-                                idx = r * hcal_nphi + (iv + dj) % hcal_nphi
-                                if hcal_grid[idx] == 0.0:
-                                    occ_h[n_oh] = idx
-                                    n_oh += 1
-                                    hcal_grid[idx] = 1e-30
-                        deposit(hcal_grid, hcal_neta, hcal_nphi, hu, hv, e_s, hcal_sigma, 1)
+                        n_oh = deposit(hcal_grid, hcal_neta, hcal_nphi, hu, hv, e_s, hcal_sigma,
+                                       window_half_width(hcal_sigma), occ_h, n_oh, scratch)
             # ---------------- tracks
             if q != 0.0 and pti >= trk_pt_min:
                 p_abs = math.sqrt(pti * pti + pz[i] * pz[i])

@@ -74,6 +74,6 @@ PROCESSES: dict[str, Process] = {
             ),
             default_label=0,
         ),
-        Process("minbias", "inelastic minimum bias (SoftQCD:inelastic), the pileup source", ("SoftQCD:inelastic = on",)),
+        Process("minbias", "inelastic minimum bias (SoftQCD:inelastic): pileup", ("SoftQCD:inelastic = on",)),
     )
 }

@@ -133,16 +133,20 @@ class DetectorSimulation:
         )  # fmt: skip
         self._ecal_grid = np.zeros(geo.ECAL_N_IETA * geo.ECAL_N_IPHI)
         self._hcal_grid = np.zeros(geo.HCAL_N_IETA * geo.HCAL_N_IPHI)
-        self._cap = 0
-        self._alloc(1 << 16)
+        self._caps = np.zeros(4, np.int64)
+        self._ecal = self._hcal = self._trk = self._tkh = self._trk_truth = np.empty((0, 3))
 
-    def _alloc(self, cap: int) -> None:
-        self._cap = cap
-        self._ecal = np.empty((cap, 3))
-        self._hcal = np.empty((cap // 4 + 64, 3))
-        self._trk = np.empty((cap // 2, 10))
-        self._tkh = np.empty((cap, 3))
-        self._trk_truth = np.empty((cap // 2, 3))
+    def _reserve(self, caps: np.ndarray) -> None:
+        """Grow the output buffers (ECAL, HCAL, tracks, tracker hits) to at least ``caps`` rows; never shrink."""
+        if np.all(caps <= self._caps):
+            return
+        self._caps = np.maximum(self._caps, caps)
+        ce, ch, ct, ck = (int(c) for c in self._caps)
+        self._ecal = np.empty((ce, 3))
+        self._hcal = np.empty((ch, 3))
+        self._trk = np.empty((ct, 10))
+        self._trk_truth = np.empty((ct, 3))
+        self._tkh = np.empty((ck, 3))
 
     def simulate(self, particles: dict[str, np.ndarray], ev_off: np.ndarray, pv_z: np.ndarray,
                  seed: int) -> SimulatedHits:
@@ -150,6 +154,12 @@ class DetectorSimulation:
         p = particles
         n_ev = len(ev_off) - 1
         counts = np.zeros((n_ev, 4), np.int64)
+        n_part = len(p["px"])
+        n_charged = int(np.count_nonzero(p["charge"]))
+        noise = n_ev * (61200 * self._par[7] + 39600 * self._par[8] + 4032 * self._par[15])
+        # tracks and tracker hits: exact bounds; calorimeters: generous estimates (grown on overflow)
+        self._reserve(np.array([6 * n_part + 1.3 * noise + 1000, 3 * n_part + 1000, n_part + 1,
+                                len(geo.TRACKER_LAYER_RADII_CM) * n_charged + 1], np.int64))
         while True:
             ok = kernels.simulate_chunk(
                 seed, ev_off, p["px"], p["py"], p["pz"], p["e"], p["pid"], p["charge"], p["vx"], p["vy"],
@@ -161,7 +171,7 @@ class DetectorSimulation:
                 break
             self._ecal_grid[:] = 0.0
             self._hcal_grid[:] = 0.0
-            self._alloc(self._cap * 2)
+            self._reserve(2 * self._caps)
         tot = counts.sum(axis=0)
         return SimulatedHits(
             ecal=self._ecal[: tot[0]].copy(),

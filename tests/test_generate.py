@@ -1,0 +1,114 @@
+"""e2e-generate: output schema, reproducibility, jobs, configuration errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from dataformats import schema
+from e2e.cli.generate import main as generate_main
+from e2e.errors import ConfigError
+from simulation.generate import generate, job_ranges, load_config
+
+pytestmark = pytest.mark.gen
+
+SMALL = {
+    "samples": [{"process": "ztautau", "events": 6}, {"process": "qcd", "events": 4, "pt_hat": [30, 80]}],
+    "seed": 5,
+    "pileup": {"mu": 40, "library_size": 20},
+    "chunk_size": 4,
+}
+
+
+def _generate(tmp: Path, name: str, **over) -> Path:
+    data = {**SMALL, **over, "output": str(tmp / name)}
+    out, stats, _ = generate(load_config(data), progress_bar=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    return _generate(tmp_path_factory.mktemp("gen"), "a.root")
+
+
+def _arrays(path: Path) -> ak.Array:
+    with uproot.open(path) as f:
+        return f["Events"].arrays()
+
+
+def test_output_passes_schema_and_has_the_design_layout(sample: Path) -> None:
+    assert schema.validate_file(sample, truth=True) == 10
+    with uproot.open(sample) as f:  # validate_file checked the dtypes; here the on-disk order
+        assert list(f["Events"].keys()) == list(schema.branch_dtypes(truth=True))
+    a = _arrays(sample)
+    np.testing.assert_array_equal(a.event, np.arange(1, 11))  # ids run through the file in order
+    np.testing.assert_array_equal(a.luminosityBlock, [1] * 6 + [2] * 4)  # one block per sample
+    for coll in schema.collections(truth=False):
+        for f in coll.fields:
+            np.testing.assert_array_equal(ak.num(a[coll.branch(f.name)]), a[coll.counter])
+    # pileup at mu = 40 gives thousands of hits per event; jets are sorted by pT
+    assert np.all(a.nEcalHit > 1000) and np.all(a.nTrack > 50)
+    assert ak.all(a.Jet_pt[:, :-1] >= a.Jet_pt[:, 1:])
+    assert ak.all(a.Jet_pt >= 20) and ak.all(abs(a.Jet_eta) < 2.5)
+    assert set(np.unique(ak.flatten(a.Jet_label))) <= {0, 1}
+
+
+def test_same_seed_gives_identical_arrays_and_other_seed_differs(sample: Path, tmp_path: Path) -> None:
+    again = _arrays(_generate(tmp_path, "b.root"))
+    first = _arrays(sample)
+    for field in first.fields:
+        assert ak.all(first[field] == again[field]), field
+    other = _arrays(_generate(tmp_path, "c.root", seed=6))
+    assert not ak.all(ak.num(other.EcalHit_energy) == ak.num(first.EcalHit_energy))
+
+
+def test_jobs_split_events_and_merge_in_order(tmp_path: Path) -> None:
+    out = _generate(tmp_path, "j.root", jobs=2, pileup={"mu": 0})
+    a = _arrays(out)
+    assert schema.validate_file(out) == 10
+    np.testing.assert_array_equal(a.event, np.arange(1, 11))
+    assert not list(tmp_path.glob(".*part*")) and not list(tmp_path.glob("*.tmp"))
+    assert job_ranges(10, 3) == [(0, 3), (3, 6), (6, 10)]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"process": "ztautua", "events": 5}, "did you mean 'ztautau'"),
+        ({"process": "ztautau", "events": -1}, "expected a value >= 0"),
+        ({"process": "ztautau", "events": 5, "pileup": {"muu": 3}}, "unknown key 'muu' (did you mean 'mu'?)"),
+        ({"process": "ztautau", "events": "many"}, "expected int"),
+        ({"process": "ztautau"}, "missing `process` and `events`"),
+        ({"process": "qcd", "events": 5, "pt_hat": [100, 20]}, "pt_hat"),
+        ({"process": "ztautau", "events": 1, "samples": [{"process": "qcd", "events": 1}]}, "not both"),
+        ({"samples": [{"process": "qcd"}]}, "samples[0].events: missing required key"),
+    ],
+)
+def test_config_errors_are_one_clear_line(data: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(data)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_reports_bad_config_in_one_line_with_nonzero_exit(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("process: ztautau\nevents: 5\njobz: 2\n")
+    assert generate_main([str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown key 'jobz' (did you mean 'jobs'?)" in err
+    assert generate_main([str(tmp_path / "missing.yaml")]) == 2
+    cfg.write_text("process: [unclosed\n")
+    assert generate_main([str(cfg)]) == 2
+    assert "invalid YAML" in capsys.readouterr().err
+
+
+def test_cli_dump_config_expands_defaults(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text("process: zqq\nevents: 3\n")
+    assert generate_main([str(cfg), "--dump-config", "-s", "pileup.mu=0", "-s", "detector.ecal.noise_barrel=0.04"]) == 0
+    out = capsys.readouterr().out
+    assert "mu: 0" in out and "noise_barrel: 0.04" in out and "threshold_barrel: 0.08" in out

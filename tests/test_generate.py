@@ -112,3 +112,23 @@ def test_cli_dump_config_expands_defaults(tmp_path: Path, capsys) -> None:
     assert generate_main([str(cfg), "--dump-config", "-s", "pileup.mu=0", "-s", "detector.ecal.noise_barrel=0.04"]) == 0
     out = capsys.readouterr().out
     assert "mu: 0" in out and "noise_barrel: 0.04" in out and "threshold_barrel: 0.08" in out
+
+
+@pytest.mark.parametrize("config", sorted(Path("process_configs").glob("generate_*.yaml")), ids=lambda p: p.stem)
+def test_shipped_generate_configs_load(config: Path) -> None:
+    import yaml
+
+    cfg = load_config(yaml.safe_load(config.read_text()), where=str(config))
+    assert sum(s.events for s in cfg.plan()) > 0
+
+
+@pytest.mark.parametrize(
+    ("process", "jets", "label"),
+    [("zprime_ttbar", {"radius": 0.8, "pt_min": 200}, 4), ("zprime_tautau", {}, 1), ("zqq", {}, 0)],
+)
+def test_every_process_generates_labelled_jets(tmp_path: Path, process: str, jets: dict, label: int) -> None:
+    out = _generate(tmp_path, f"{process}.root", samples=[{"process": process, "events": 4}], jets=jets,
+                    pileup={"mu": 0})
+    a = _arrays(out)
+    assert schema.validate_file(out, truth=True) == 4
+    assert np.any(ak.flatten(a.Jet_label) == label)

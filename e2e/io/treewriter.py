@@ -56,6 +56,9 @@ class AtomicTreeWriter:
     def close(self) -> Path:
         """Finish the file and move it to its final name."""
         self._file.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
         os.replace(self.tmp_path, self.path)
         return self.path
 

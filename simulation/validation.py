@@ -343,7 +343,8 @@ def jet_variables(arrays: dict[str, Any], label: int) -> dict[str, np.ndarray]:
     pT / jet pT (0 without one).
     """
     jets = arrays["Jet"]
-    jets = jets[(jets.label == label) & (jets.pt > AUC_JET_PT[0]) & (jets.pt < AUC_JET_PT[1])]
+    # gen_pt > 0: jets of the hard scatter (pileup jets carry label 0 with gen_pt = -1 and are left out)
+    jets = jets[(jets.label == label) & (jets.gen_pt > 0) & (jets.pt > AUC_JET_PT[0]) & (jets.pt < AUC_JET_PT[1])]
 
     def cells(coll: Any, eta_of: Any, phi_of: Any) -> Any:
         counts = ak.num(coll)

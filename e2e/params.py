@@ -115,8 +115,6 @@ def build(cls: type, mapping: Mapping[str, Any] | None, where: str) -> Any:
         if name not in mapping:
             if f.default is _MISSING and f.default_factory is _MISSING:
                 raise ConfigError(f"{loc}: missing required key ({f.metadata.get('help', '')})")
-            if dataclasses.is_dataclass(hints[name]) and f.default_factory is not _MISSING:
-                kwargs[name] = f.default_factory()
             continue
         value = _coerce(mapping[name], hints[name], loc)
         meta = f.metadata

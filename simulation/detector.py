@@ -83,25 +83,45 @@ class DetectorResponse:
     hadrons: HadronResponse = field(default_factory=HadronResponse, metadata={"help": "hadron/muon energy sharing"})
     tracking: TrackingResponse = field(default_factory=TrackingResponse, metadata={"help": "tracking response"})
 
-    def as_array(self) -> np.ndarray:
-        """Parameters in the order :func:`simulation.kernels.simulate_chunk` unpacks them."""
+    def kernel_parameters(self) -> np.ndarray:
+        """The one-element record :func:`simulation.kernels.simulate_chunk` reads: geometry + this response."""
         e, h, had, t = self.ecal, self.hcal, self.hadrons, self.tracking
-        return np.array(
-            [
-                e.stochastic, e.noise_term, e.constant,
-                e.noise_barrel, e.threshold_barrel, e.noise_endcap, e.threshold_endcap,
-                noise_tail_probability(e.noise_barrel, e.threshold_barrel),
-                noise_tail_probability(e.noise_endcap, e.threshold_endcap),
-                e.em_shower_sigma, e.hadron_shower_sigma,
-                h.stochastic, h.constant, h.noise, h.threshold,
-                noise_tail_probability(h.noise, h.threshold), h.shower_sigma,
-                had.p_interact_ecal, had.ecal_fraction_min, had.ecal_fraction_max, had.mip_ecal, had.mip_hcal,
-                t.pt_min, t.efficiency_high, t.efficiency_low, t.pt_resolution, t.pt_resolution_slope,
-                t.d0_constant_um, t.d0_msc_um, t.d0_power, t.dz_constant_um, t.dz_msc_um, t.dz_power,
-                t.hit_efficiency,
-            ],
-            dtype=np.float64,
-        )  # fmt: skip
+        values = {
+            "b_field": geo.B_FIELD_T, "ecal_r": geo.ECAL_FACE_RADIUS_CM, "ecal_z": geo.ECAL_FACE_Z_CM,
+            "hcal_r": geo.HCAL_FACE_RADIUS_CM, "hcal_z": geo.HCAL_FACE_Z_CM, "track_eta_max": geo.TRACK_ETA_MAX,
+            "ecal_nphi": geo.ECAL_N_IPHI, "hcal_nphi": geo.HCAL_N_IPHI, "barrel_row_lo": geo.ECAL_ENDCAP_ROWS,
+            "barrel_row_hi": geo.ECAL_ENDCAP_ROWS + geo.ECAL_BARREL_ROWS,
+            "ecal_stochastic": e.stochastic, "ecal_noise_term": e.noise_term, "ecal_constant": e.constant,
+            "ecal_noise_barrel": e.noise_barrel, "ecal_threshold_barrel": e.threshold_barrel,
+            "ecal_noise_endcap": e.noise_endcap, "ecal_threshold_endcap": e.threshold_endcap,
+            "ecal_p_tail_barrel": noise_tail_probability(e.noise_barrel, e.threshold_barrel),
+            "ecal_p_tail_endcap": noise_tail_probability(e.noise_endcap, e.threshold_endcap),
+            "em_sigma": e.em_shower_sigma, "hadron_sigma_ecal": e.hadron_shower_sigma,
+            "hcal_stochastic": h.stochastic, "hcal_constant": h.constant, "hcal_noise": h.noise,
+            "hcal_threshold": h.threshold, "hcal_p_tail": noise_tail_probability(h.noise, h.threshold),
+            "hcal_sigma": h.shower_sigma,
+            "hadron_p_interact": had.p_interact_ecal, "hadron_fraction_min": had.ecal_fraction_min,
+            "hadron_fraction_max": had.ecal_fraction_max, "mip_ecal": had.mip_ecal, "mip_hcal": had.mip_hcal,
+            "track_pt_min": t.pt_min, "track_eff_high": t.efficiency_high, "track_eff_low": t.efficiency_low,
+            "pt_res": t.pt_resolution, "pt_res_slope": t.pt_resolution_slope,
+            "d0_a": t.d0_constant_um, "d0_b": t.d0_msc_um, "d0_power": t.d0_power,
+            "dz_a": t.dz_constant_um, "dz_b": t.dz_msc_um, "dz_power": t.dz_power,
+            "hit_efficiency": t.hit_efficiency,
+        }  # fmt: skip
+        assert set(values) == set(kernels.SIM_PARAM_FIELDS), set(values) ^ set(kernels.SIM_PARAM_FIELDS)
+        rec = np.zeros(1, kernels.SIM_PARAM_DTYPE)
+        for name, value in values.items():
+            rec[name] = value
+        return rec
+
+    def expected_noise_cells(self) -> float:
+        """Mean number of ECAL + HCAL cells per event that fire on noise alone."""
+        e, h = self.ecal, self.hcal
+        barrel = geo.ECAL_BARREL_ROWS * geo.ECAL_N_IPHI
+        endcap = 2 * geo.ECAL_ENDCAP_ROWS * geo.ECAL_N_IPHI
+        return (barrel * noise_tail_probability(e.noise_barrel, e.threshold_barrel)
+                + endcap * noise_tail_probability(e.noise_endcap, e.threshold_endcap)
+                + geo.HCAL_N_IETA * geo.HCAL_N_IPHI * noise_tail_probability(h.noise, h.threshold))
 
 
 def noise_tail_probability(sigma: float, threshold: float) -> float:
@@ -126,11 +146,8 @@ class DetectorSimulation:
 
     def __init__(self, response: DetectorResponse | None = None) -> None:
         self.response = response or DetectorResponse()
-        self._par = self.response.as_array()
-        self._geo = np.array(
-            [geo.B_FIELD_T, geo.ECAL_FACE_RADIUS_CM, geo.ECAL_FACE_Z_CM, geo.HCAL_FACE_RADIUS_CM,
-             geo.HCAL_FACE_Z_CM, geo.TRACK_ETA_MAX]
-        )  # fmt: skip
+        self._par = self.response.kernel_parameters()
+        self._noise_cells = self.response.expected_noise_cells()
         self._ecal_grid = np.zeros(geo.ECAL_N_IETA * geo.ECAL_N_IPHI)
         self._hcal_grid = np.zeros(geo.HCAL_N_IETA * geo.HCAL_N_IPHI)
         self._caps = np.zeros(4, np.int64)
@@ -156,19 +173,15 @@ class DetectorSimulation:
         counts = np.zeros((n_ev, 4), np.int64)
         n_part = len(p["px"])
         n_charged = int(np.count_nonzero(p["charge"]))
-        noise = n_ev * (61200 * self._par[7] + 39600 * self._par[8] + 4032 * self._par[15])
-        # tracks and tracker hits: exact bounds; calorimeters: generous estimates (grown on overflow)
-        self._reserve(np.array([6 * n_part + 1.3 * noise + 1000, 3 * n_part + 1000, n_part + 1,
+        # tracks and tracker hits: exact bounds; calorimeters: generous estimates, doubled on overflow
+        self._reserve(np.array([6 * n_part + 1.3 * n_ev * self._noise_cells + 1000, 3 * n_part + 1000, n_part + 1,
                                 len(geo.TRACKER_LAYER_RADII_CM) * n_charged + 1], np.int64))
-        while True:
-            ok = kernels.simulate_chunk(
-                seed, ev_off, p["px"], p["py"], p["pz"], p["e"], p["pid"], p["charge"], p["vx"], p["vy"],
-                p["vz"], p["rdec"], p["kind"], pv_z, self._geo, geo.ECAL_ETA_EDGES, geo.HCAL_ETA_EDGES,
-                geo.TRACKER_LAYER_RADII_CM, geo.TRACKER_LAYER_HALF_LENGTHS_CM, self._par, self._ecal_grid,
-                self._hcal_grid, self._ecal, self._hcal, self._trk, self._tkh, counts, self._trk_truth,
-            )  # fmt: skip
-            if ok:
-                break
+        while not kernels.simulate_chunk(
+            seed, ev_off, p["px"], p["py"], p["pz"], p["e"], p["pid"], p["charge"], p["vx"], p["vy"], p["vz"],
+            p["rdec"], p["kind"], pv_z, self._par, geo.ECAL_ETA_EDGES, geo.HCAL_ETA_EDGES,
+            geo.TRACKER_LAYER_RADII_CM, geo.TRACKER_LAYER_HALF_LENGTHS_CM, self._ecal_grid, self._hcal_grid,
+            self._ecal, self._hcal, self._trk, self._tkh, counts, self._trk_truth,
+        ):  # fmt: skip
             self._ecal_grid[:] = 0.0
             self._hcal_grid[:] = 0.0
             self._reserve(2 * self._caps)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from dataclasses import dataclass
 
 import awkward as ak
@@ -11,6 +14,7 @@ from dataformats import geometry as geo
 from e2e.errors import E2EError
 from e2e.params import param
 from simulation import kernels
+from simulation.arrays import four_vector_kinematics, offsets
 
 
 @dataclass
@@ -25,16 +29,6 @@ class JetConfig:
     prompt_pt_min: float = param(15.0, "minimum pT of a prompt electron/photon that labels a jet (GeV)", minimum=0)
     charged_hadron_subtraction: bool = param(True, "drop charged pileup particles before clustering (CMS PFchs)")
     gen_jet_match_dr: float = param(0.2, "dR for the generator-jet match that gives gen_pt of other jets", minimum=0)
-
-
-def four_vector_kinematics(px, py, pz, e):
-    """(pt, eta, phi, mass) of numpy four-vector components (GeV)."""
-    pt = np.hypot(px, py)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.where(pt > 0, np.arcsinh(pz / np.where(pt > 0, pt, 1.0)), np.sign(pz) * 1e9)
-    phi = np.arctan2(py, px)
-    mass = np.sqrt(np.maximum(e * e - px * px - py * py - pz * pz, 0.0))
-    return pt, eta, phi, mass
 
 
 class JetClusterer:
@@ -72,39 +66,26 @@ class JetClusterer:
         return out
 
 
-class _quiet_banner:
-    """FastJet prints its banner on first use; keep stdout clean (it goes to the progress bar's terminal)."""
-
-    _done = False
-
-    def __enter__(self):
-        if not _quiet_banner._done:
-            import os
-            import sys
-
-            sys.stdout.flush()
-            self._fd = os.dup(1)
-            self._null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(self._null, 1)
-        return self
-
-    def __exit__(self, *exc):
-        if not _quiet_banner._done:
-            import os
-            import sys
-
-            sys.stdout.flush()
-            os.dup2(self._fd, 1)
-            os.close(self._fd)
-            os.close(self._null)
-            _quiet_banner._done = True
+@contextlib.contextmanager
+def _quiet_banner():
+    """FastJet's C++ core prints its banner to stdout on first use: silence it (keeps stdout parseable)."""
+    global _BANNER_SEEN
+    if _BANNER_SEEN:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            _BANNER_SEEN = True
 
 
-def offsets(counts: np.ndarray) -> np.ndarray:
-    """Offsets [n+1] of per-event counts."""
-    out = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(counts, out=out[1:])
-    return out
+_BANNER_SEEN = False
 
 
 def jet_seeds(jets: dict[str, np.ndarray], hcal_counts, hcal_ieta, hcal_iphi, hcal_e,

@@ -148,14 +148,6 @@ def grid_coordinate(eta, phi, eta_edges, n_phi):
 
 
 @njit(cache=True)
-def _cell_fraction(lo, center, sigma):
-    """Fraction of a unit Gaussian (centre, sigma in cells) inside [lo, lo + 1)."""
-    a = (lo - center) / (sigma * _SQRT2)
-    b = (lo + 1.0 - center) / (sigma * _SQRT2)
-    return 0.5 * (math.erf(b) - math.erf(a))
-
-
-@njit(cache=True)
 def deposit(grid, n_eta, n_phi, u, v, energy, sigma, half, touched, n_touched, scratch):
     """Spread ``energy`` over the (2 half + 1)^2 cells around continuous position (u, v); phi wraps.
 
@@ -168,14 +160,18 @@ def deposit(grid, n_eta, n_phi, u, v, energy, sigma, half, touched, n_touched, s
     iv = int(math.floor(v))
     fr = scratch[0]
     fc = scratch[1]
-    tot_r = 0.0
-    tot_c = 0.0
-    for d in range(-half, half + 1):
-        fr[d + half] = _cell_fraction(float(iu + d), u, sigma)
-        fc[d + half] = _cell_fraction(float(iv + d), v, sigma)
-        tot_r += fr[d + half]
-        tot_c += fc[d + half]
-    norm = energy / (tot_r * tot_c)
+    inv = 1.0 / (sigma * _SQRT2)
+    # cell shares from the Gaussian CDF at each cell edge (one erf per edge)
+    er0 = er_first = math.erf((iu - half - u) * inv)
+    ec0 = ec_first = math.erf((iv - half - v) * inv)
+    for d in range(2 * half + 1):
+        er1 = math.erf((iu - half + d + 1 - u) * inv)
+        ec1 = math.erf((iv - half + d + 1 - v) * inv)
+        fr[d] = er1 - er0
+        fc[d] = ec1 - ec0
+        er0 = er1
+        ec0 = ec1
+    norm = energy / ((er0 - er_first) * (ec0 - ec_first))  # the shares telescope to the window total
     for di in range(-half, half + 1):
         r = iu + di
         if r < 0 or r >= n_eta:
@@ -215,14 +211,13 @@ def gaussian_tail(a):
 
 
 @njit(cache=True)
-def add_noise_and_read_out(grid, occupied, n_occ, row_lo, row_hi, n_phi, sigma, threshold, p_tail):
-    """Add Gaussian noise to occupied cells and sample noise-only cells above threshold.
+def add_noise(grid, occupied, n_occ, row_lo, row_hi, n_phi, sigma, threshold, p_tail):
+    """Add Gaussian noise to rows [row_lo, row_hi) of ``grid`` and zero-suppress them at ``threshold``.
 
-    Works on rows [row_lo, row_hi). Occupied cells get N(0, sigma) added and are
-    zeroed below ``threshold``; empty cells fire with probability ``p_tail`` with
-    an energy drawn from the noise tail above threshold (this equals adding noise
-    to every crystal, at the cost of the cells that fire). ``grid`` holds the
-    read-out energies afterwards.
+    Occupied cells get N(0, sigma) added and are marked -1 ("touched, below
+    threshold") when under it; empty cells fire with probability ``p_tail`` with
+    an energy drawn from the noise tail above threshold. This equals adding noise
+    to every cell, at the cost of only the cells that fire.
     """
     n_touched = 0
     for k in range(n_occ):
@@ -232,7 +227,7 @@ def add_noise_and_read_out(grid, occupied, n_occ, row_lo, row_hi, n_phi, sigma, 
             continue
         n_touched += 1
         e = grid[idx] + sigma * np.random.standard_normal()
-        grid[idx] = e if e > threshold else -1.0  # -1 marks "touched, below threshold"
+        grid[idx] = e if e > threshold else -1.0
     n_cells = (row_hi - row_lo) * n_phi
     n_empty = n_cells - n_touched
     if p_tail > 0.0 and n_empty > 0:
@@ -245,6 +240,24 @@ def add_noise_and_read_out(grid, occupied, n_occ, row_lo, row_hi, n_phi, sigma, 
                 continue
             grid[idx] = sigma * gaussian_tail(a)
             placed += 1
+
+
+@njit(cache=True)
+def read_out(grid, n_phi, out, n):
+    """Append the cells with positive energy to ``out[n:]`` as (row, column, energy) in row-major order and
+    zero the grid. Returns the new count, or -1 when ``out`` is full (the grid is then left dirty)."""
+    for idx in range(grid.shape[0]):
+        val = grid[idx]
+        if val != 0.0:
+            if val > 0.0:
+                if n >= out.shape[0]:
+                    return -1
+                out[n, 0] = idx // n_phi
+                out[n, 1] = idx % n_phi
+                out[n, 2] = val
+                n += 1
+            grid[idx] = 0.0
+    return n
 
 
 @njit(cache=True)
@@ -267,297 +280,246 @@ def true_impact_parameters(vx, vy, vz, px, py, pz, pv_z):
     return d0, dz
 
 
+#: Parameters of :func:`simulate_chunk`, passed as one numpy record that numba reads by field name.
+#: Filled by :meth:`simulation.detector.DetectorSimulation` from the geometry and the DetectorResponse.
+SIM_PARAM_FIELDS = (
+    # geometry (dataformats.geometry)
+    "b_field", "ecal_r", "ecal_z", "hcal_r", "hcal_z", "track_eta_max", "ecal_nphi", "hcal_nphi",
+    "barrel_row_lo", "barrel_row_hi",
+    # ECAL
+    "ecal_stochastic", "ecal_noise_term", "ecal_constant", "ecal_noise_barrel", "ecal_threshold_barrel",
+    "ecal_noise_endcap", "ecal_threshold_endcap", "ecal_p_tail_barrel", "ecal_p_tail_endcap",
+    "em_sigma", "hadron_sigma_ecal",
+    # HCAL
+    "hcal_stochastic", "hcal_constant", "hcal_noise", "hcal_threshold", "hcal_p_tail", "hcal_sigma",
+    # hadrons and muons
+    "hadron_p_interact", "hadron_fraction_min", "hadron_fraction_max", "mip_ecal", "mip_hcal",
+    # tracking
+    "track_pt_min", "track_eff_high", "track_eff_low", "pt_res", "pt_res_slope",
+    "d0_a", "d0_b", "d0_power", "dz_a", "dz_b", "dz_power", "hit_efficiency",
+)  # fmt: skip
+SIM_PARAM_DTYPE = np.dtype([(name, np.float64) for name in SIM_PARAM_FIELDS])
+NUCLEON_MASS = 0.938  # GeV
+
+
 @njit(cache=True)
-def simulate_chunk(
-    seed,
-    ev_off,
-    px,
-    py,
-    pz,
-    en,
-    pid,
-    charge,
-    vx,
-    vy,
-    vz,
-    rdec,
-    kind,
-    pv_z,
-    geo_f,
-    ecal_eta_edges,
-    hcal_eta_edges,
-    layer_r,
-    layer_hl,
-    par,
-    ecal_grid,
-    hcal_grid,
-    ecal_out,
-    hcal_out,
-    trk_out,
-    tkh_out,
-    counts,
-    trk_truth,
-):
+def tracker_hits(x0, y0, z0, px, py, pz, q, rdec, zpv, p, layer_r, layer_hl, eta_edges, out, n):
+    """Hits of one charged helix on the barrel layers between its production and decay radius.
+
+    Each hit is stored as (layer, ieta, iphi) of the ECAL cell seen from the primary vertex (0, 0, zpv).
+    Returns the new count, or -1 when ``out`` is full.
+    """
+    if x0 == 0.0 and y0 == 0.0:  # from the beam line (almost every particle): closed form
+        return _tracker_hits_from_beamline(z0, px, py, pz, q, rdec, zpv, p, layer_r, layer_hl, eta_edges, out, n)
+    r0 = math.hypot(x0, y0)
+    for L in range(layer_r.shape[0]):
+        rl = layer_r[L]
+        if rl <= r0 or rl >= rdec:
+            continue
+        s = helix_to_cylinder(x0, y0, z0, px, py, pz, q, p.b_field, rl)
+        if s < 0.0:
+            continue
+        hx, hy, hz = helix_position(x0, y0, z0, px, py, pz, q, p.b_field, s)
+        if abs(hz) > layer_hl[L] or np.random.random() >= p.hit_efficiency:
+            continue
+        heta, hphi = eta_phi_of(hx, hy, hz - zpv)
+        u, v = grid_coordinate(heta, hphi, eta_edges, int(p.ecal_nphi))
+        if u < 0.0:
+            continue
+        if n >= out.shape[0]:
+            return -1
+        out[n, 0] = L
+        out[n, 1] = int(u)
+        out[n, 2] = int(v)
+        n += 1
+    return n
+
+
+@njit(cache=True)
+def _tracker_hits_from_beamline(z0, px, py, pz, q, rdec, zpv, p, layer_r, layer_hl, eta_edges, out, n):
+    """:func:`tracker_hits` for a helix starting at (0, 0, z0): the crossing of radius R is at transverse
+    arc length s = 2 rho asin(R / 2 rho) and azimuth phi0 - sign(q) asin(R / 2 rho)."""
+    pt = math.hypot(px, py)
+    rho = pt / (C_LIGHT * p.b_field * abs(q)) * 100.0
+    phi0 = math.atan2(py, px)
+    sgn = 1.0 if q > 0.0 else -1.0
+    nphi = int(p.ecal_nphi)
+    for L in range(layer_r.shape[0]):
+        rl = layer_r[L]
+        if rl >= rdec or rl > 2.0 * rho:
+            break  # layers are ordered in radius
+        a = math.asin(rl / (2.0 * rho))
+        z = z0 + 2.0 * rho * a * pz / pt
+        if abs(z) > layer_hl[L] or np.random.random() >= p.hit_efficiency:
+            continue
+        u, v = grid_coordinate(math.asinh((z - zpv) / rl), phi0 - sgn * a, eta_edges, nphi)
+        if u < 0.0:
+            continue
+        if n >= out.shape[0]:
+            return -1
+        out[n, 0] = L
+        out[n, 1] = int(u)
+        out[n, 2] = int(v)
+        n += 1
+    return n
+
+
+@njit(cache=True)
+def calorimeter_deposits(pid, e, x0, y0, z0, px, py, pz, q, p, ecal_edges, hcal_edges, ecal_grid, hcal_grid,
+                         occ_e, n_oe, occ_h, n_oh, scratch):
+    """Deposit one visible particle in the ECAL and HCAL grids (before noise).
+
+    e/gamma shower in the ECAL; muons leave MIPs; hadrons start showering in the
+    ECAL with probability ``hadron_p_interact`` (a uniform fraction there, the rest
+    in the HCAL) or pass it as a MIP. Returns (ECAL row, column of the impact as
+    continuous coordinates, -1 row when the particle misses the ECAL; new touched counts).
+    """
+    apid = abs(pid)
+    ok, ix, iy, iz = propagate_to_face(x0, y0, z0, px, py, pz, q, p.b_field, p.ecal_r, p.ecal_z)
+    ecal_u = -1.0
+    ecal_v = 0.0
+    if ok:
+        ceta, cphi = eta_phi_of(ix, iy, iz)
+        ecal_u, ecal_v = grid_coordinate(ceta, cphi, ecal_edges, int(p.ecal_nphi))
+    e_dep = e
+    if apid == 2212 or apid == 2112:  # nucleons deposit kinetic energy, antinucleons annihilate
+        e_dep = e - NUCLEON_MASS if pid > 0 else e + NUCLEON_MASS
+    e_hcal = 0.0
+    sig_ecal = p.em_sigma
+    if apid == 11 or apid == 22:
+        e_ecal = e_dep
+    elif apid == 13:
+        e_ecal = min(p.mip_ecal, e_dep)
+        e_hcal = min(p.mip_hcal, e_dep - e_ecal)
+    else:
+        if np.random.random() < p.hadron_p_interact:
+            f = p.hadron_fraction_min + (p.hadron_fraction_max - p.hadron_fraction_min) * np.random.random()
+            e_ecal = f * e_dep
+            sig_ecal = p.hadron_sigma_ecal
+        else:
+            e_ecal = min(p.mip_ecal, e_dep)
+        e_hcal = e_dep - e_ecal
+    if ecal_u >= 0.0 and e_ecal > 0.0:
+        s_rel = relative_resolution(e_ecal, p.ecal_stochastic, p.ecal_noise_term, p.ecal_constant)
+        e_s = e_ecal * (1.0 + s_rel * np.random.standard_normal())
+        if e_s > 0.0:
+            n_oe = deposit(ecal_grid, ecal_edges.shape[0] - 1, int(p.ecal_nphi), ecal_u, ecal_v, e_s, sig_ecal,
+                           window_half_width(sig_ecal), occ_e, n_oe, scratch)
+    if e_hcal > 0.0:
+        okh, hx, hy, hz = propagate_to_face(x0, y0, z0, px, py, pz, q, p.b_field, p.hcal_r, p.hcal_z)
+        if okh:
+            heta, hphi = eta_phi_of(hx, hy, hz)
+            hu, hv = grid_coordinate(heta, hphi, hcal_edges, int(p.hcal_nphi))
+            if hu >= 0.0:
+                s_rel = relative_resolution(e_hcal, p.hcal_stochastic, 0.0, p.hcal_constant)
+                e_s = e_hcal * (1.0 + s_rel * np.random.standard_normal())
+                if e_s > 0.0:
+                    n_oh = deposit(hcal_grid, hcal_edges.shape[0] - 1, int(p.hcal_nphi), hu, hv, e_s, p.hcal_sigma,
+                                   window_half_width(p.hcal_sigma), occ_h, n_oh, scratch)
+    return ecal_u, ecal_v, n_oe, n_oh
+
+
+@njit(cache=True)
+def reconstruct_track(i, x0, y0, z0, px, py, pz, q, zpv, ecal_u, ecal_v, p, out, truth, n):
+    """Track of charged particle ``i``: efficiency, pT and impact-parameter smearing, ECAL impact cell.
+
+    Appends (pt, eta, phi, charge, d0, dz, d0sig, dzsig, ecal_ieta, ecal_iphi) to ``out`` and
+    (i, true d0, true dz) to ``truth``. Returns the new count, or -1 when ``out`` is full.
+    """
+    pt = math.hypot(px, py)
+    if pt < p.track_pt_min:
+        return n
+    eta = math.asinh(pz / pt)
+    if abs(eta) >= p.track_eta_max:
+        return n
+    if np.random.random() >= (p.track_eff_high if pt > 1.0 else p.track_eff_low):
+        return n
+    if n >= out.shape[0]:
+        return -1
+    s_pt = math.sqrt(p.pt_res * p.pt_res + (p.pt_res_slope * pt) ** 2)
+    pt_meas = abs(pt * (1.0 + s_pt * np.random.standard_normal()))
+    d0t, dzt = true_impact_parameters(x0, y0, z0, px, py, pz, zpv)
+    s_d0 = ip_resolution_um(pt, abs(eta), p.d0_a, p.d0_b, p.d0_power) * 1e-4
+    s_dz = ip_resolution_um(pt, abs(eta), p.dz_a, p.dz_b, p.dz_power) * 1e-4
+    d0m = d0t + s_d0 * np.random.standard_normal()
+    dzm = dzt + s_dz * np.random.standard_normal()
+    out[n, 0] = pt_meas
+    out[n, 1] = eta
+    out[n, 2] = math.atan2(py, px)
+    out[n, 3] = q
+    out[n, 4] = d0m
+    out[n, 5] = dzm
+    out[n, 6] = d0m / s_d0
+    out[n, 7] = dzm / s_dz
+    out[n, 8] = int(ecal_u) if ecal_u >= 0.0 else -1
+    out[n, 9] = int(ecal_v) if ecal_u >= 0.0 else -1
+    truth[n, 0] = i
+    truth[n, 1] = d0t
+    truth[n, 2] = dzt
+    return n + 1
+
+
+@njit(cache=True)
+def simulate_chunk(seed, ev_off, px, py, pz, en, pid, charge, vx, vy, vz, rdec, kind, pv_z, par, ecal_edges,
+                   hcal_edges, layer_r, layer_hl, ecal_grid, hcal_grid, ecal_out, hcal_out, trk_out, tkh_out,
+                   counts, trk_truth):
     """Simulate calorimeters, tracks and tracker hits for a chunk of events.
 
-    Inputs are flat particle arrays with event offsets ``ev_off``; ``geo_f`` holds
-    [B, ecal_r, ecal_z, hcal_r, hcal_z, track_eta_max] and ``par`` the detector
-    response parameters (see ``simulation.detector.DetectorResponse.as_array``).
-    Outputs are written into preallocated buffers; ``counts[e, k]`` receives the
-    number of ECAL, HCAL, track and tracker hits of event e. Returns False if a
-    buffer was too small (the caller enlarges it and calls again with the same seed).
+    Inputs are flat particle arrays with event offsets ``ev_off`` and ``par``, a
+    one-element :data:`SIM_PARAM_DTYPE` array. Outputs are written into preallocated
+    buffers; ``counts[e]`` receives the number of ECAL, HCAL, track and tracker hits
+    of event e. Returns False when a buffer was too small: the caller then clears
+    the grids, enlarges the buffers and calls again with the same seed.
     """
     np.random.seed(seed)
-    b_field = geo_f[0]
-    n_ev = ev_off.shape[0] - 1
-    ecal_neta = ecal_eta_edges.shape[0] - 1
-    hcal_neta = hcal_eta_edges.shape[0] - 1
-    ecal_nphi = 360
-    hcal_nphi = 72
-    eb_lo = 55
-    eb_hi = 225
-    n_layers = layer_r.shape[0]
-    (
-        ecal_a,
-        ecal_b,
-        ecal_c,
-        ecal_noise_eb,
-        ecal_thr_eb,
-        ecal_noise_ee,
-        ecal_thr_ee,
-        p_tail_eb,
-        p_tail_ee,
-        em_sigma,
-        had_sigma_ecal,
-        hcal_a,
-        hcal_c,
-        hcal_noise,
-        hcal_thr,
-        p_tail_hcal,
-        hcal_sigma,
-        had_p_interact,
-        had_f_lo,
-        had_f_hi,
-        mip_ecal,
-        mip_hcal,
-        trk_pt_min,
-        trk_eff_hi,
-        trk_eff_lo,
-        trk_res_a,
-        trk_res_b,
-        d0_a,
-        d0_b,
-        d0_pow,
-        dz_a,
-        dz_b,
-        dz_pow,
-        hit_eff,
-    ) = (
-        par[0],
-        par[1],
-        par[2],
-        par[3],
-        par[4],
-        par[5],
-        par[6],
-        par[7],
-        par[8],
-        par[9],
-        par[10],
-        par[11],
-        par[12],
-        par[13],
-        par[14],
-        par[15],
-        par[16],
-        par[17],
-        par[18],
-        par[19],
-        par[20],
-        par[21],
-        par[22],
-        par[23],
-        par[24],
-        par[25],
-        par[26],
-        par[27],
-        par[28],
-        par[29],
-        par[30],
-        par[31],
-        par[32],
-        par[33],
-    )
-    ecal_cap = ecal_out.shape[0]
-    hcal_cap = hcal_out.shape[0]
-    trk_cap = trk_out.shape[0]
-    tkh_cap = tkh_out.shape[0]
-    ne = 0
-    nh = 0
-    nt = 0
-    nk = 0
-    occ_e = np.empty(ecal_neta * ecal_nphi, np.int64)
-    occ_h = np.empty(hcal_neta * hcal_nphi, np.int64)
+    p = par[0]
+    occ_e = np.empty(ecal_grid.shape[0], np.int64)
+    occ_h = np.empty(hcal_grid.shape[0], np.int64)
     scratch = np.empty((2, 5))
-    for e in range(n_ev):
-        n_oe = 0
-        n_oh = 0
-        ne0 = ne
-        nh0 = nh
-        nt0 = nt
-        nk0 = nk
+    n_ecal_rows = ecal_edges.shape[0] - 1
+    lo, hi = int(p.barrel_row_lo), int(p.barrel_row_hi)
+    ecal_nphi, hcal_nphi = int(p.ecal_nphi), int(p.hcal_nphi)
+    ne = nh = nt = nk = 0
+    for e in range(ev_off.shape[0] - 1):
+        n_oe = n_oh = 0
+        start = np.array([ne, nh, nt, nk])
         zpv = pv_z[e]
         for i in range(ev_off[e], ev_off[e + 1]):
             q = charge[i]
-            pti = math.hypot(px[i], py[i])
-            if pti <= 0.0:
+            if px[i] == 0.0 and py[i] == 0.0:
                 continue
-            # ---------------- tracker hits: every charged helix between production and decay radius
             if q != 0.0:
-                r0 = math.hypot(vx[i], vy[i])
-                for L in range(n_layers):
-                    rl = layer_r[L]
-                    if rl <= r0 or rl >= rdec[i]:
-                        continue
-                    s = helix_to_cylinder(vx[i], vy[i], vz[i], px[i], py[i], pz[i], q, b_field, rl)
-                    if s < 0.0:
-                        continue
-                    hx, hy, hz = helix_position(vx[i], vy[i], vz[i], px[i], py[i], pz[i], q, b_field, s)
-                    if abs(hz) > layer_hl[L]:
-                        continue
-                    if np.random.random() >= hit_eff:
-                        continue
-                    heta, hphi = eta_phi_of(hx, hy, hz - zpv)  # seen from the primary vertex
-                    u, v = grid_coordinate(heta, hphi, ecal_eta_edges, ecal_nphi)
-                    if u < 0.0:
-                        continue
-                    if nk >= tkh_cap:
-                        return False
-                    tkh_out[nk, 0] = L
-                    tkh_out[nk, 1] = int(u)
-                    tkh_out[nk, 2] = int(v)
-                    nk += 1
+                nk = tracker_hits(vx[i], vy[i], vz[i], px[i], py[i], pz[i], q, rdec[i], zpv, p, layer_r, layer_hl,
+                                  ecal_edges, tkh_out, nk)
+                if nk < 0:
+                    return False
             if kind[i] != KIND_VISIBLE:
                 continue
-            apid = abs(pid[i])
-            # ---------------- calorimeters
-            ok, ix, iy, iz = propagate_to_face(
-                vx[i], vy[i], vz[i], px[i], py[i], pz[i], q, b_field, geo_f[1], geo_f[2]
-            )
-            ecal_u = -1.0
-            ecal_v = 0.0
-            if ok:
-                ceta, cphi = eta_phi_of(ix, iy, iz)
-                ecal_u, ecal_v = grid_coordinate(ceta, cphi, ecal_eta_edges, ecal_nphi)
-            e_dep = en[i]
-            if apid == 2212 or apid == 2112:  # nucleons deposit kinetic energy, antinucleons annihilate
-                e_dep = en[i] - 0.938 if pid[i] > 0 else en[i] + 0.938
-            e_ecal = 0.0
-            e_hcal = 0.0
-            sig_ecal = em_sigma
-            if apid == 11 or apid == 22:
-                e_ecal = e_dep
-            elif apid == 13:
-                e_ecal = min(mip_ecal, e_dep)
-                e_hcal = min(mip_hcal, e_dep - e_ecal)
-            else:
-                if np.random.random() < had_p_interact:
-                    f = had_f_lo + (had_f_hi - had_f_lo) * np.random.random()
-                    e_ecal = f * e_dep
-                    sig_ecal = had_sigma_ecal
-                else:
-                    e_ecal = min(mip_ecal, e_dep)
-                e_hcal = e_dep - e_ecal
-            if ecal_u >= 0.0 and e_ecal > 0.0:
-                s_rel = relative_resolution(e_ecal, ecal_a, ecal_b, ecal_c)
-                e_s = e_ecal * (1.0 + s_rel * np.random.standard_normal())
-                if e_s > 0.0:
-                    n_oe = deposit(ecal_grid, ecal_neta, ecal_nphi, ecal_u, ecal_v, e_s, sig_ecal,
-                                   window_half_width(sig_ecal), occ_e, n_oe, scratch)
-            if e_hcal > 0.0:
-                okh, hx, hy, hz = propagate_to_face(
-                    vx[i], vy[i], vz[i], px[i], py[i], pz[i], q, b_field, geo_f[3], geo_f[4]
-                )
-                hu = -1.0
-                hv = 0.0
-                if okh:
-                    heta, hphi = eta_phi_of(hx, hy, hz)
-                    hu, hv = grid_coordinate(heta, hphi, hcal_eta_edges, hcal_nphi)
-                if hu >= 0.0:
-                    s_rel = relative_resolution(e_hcal, hcal_a, 0.0, hcal_c)
-                    e_s = e_hcal * (1.0 + s_rel * np.random.standard_normal())
-                    if e_s > 0.0:
-                        n_oh = deposit(hcal_grid, hcal_neta, hcal_nphi, hu, hv, e_s, hcal_sigma,
-                                       window_half_width(hcal_sigma), occ_h, n_oh, scratch)
-            # ---------------- tracks
-            if q != 0.0 and pti >= trk_pt_min:
-                p_abs = math.sqrt(pti * pti + pz[i] * pz[i])
-                teta = math.asinh(pz[i] / pti)
-                if abs(teta) < geo_f[5] and p_abs > 0.0:
-                    eff = trk_eff_hi if pti > 1.0 else trk_eff_lo
-                    if np.random.random() < eff:
-                        if nt >= trk_cap:
-                            return False
-                        s_pt = math.sqrt(trk_res_a * trk_res_a + (trk_res_b * pti) ** 2)
-                        pt_meas = pti * (1.0 + s_pt * np.random.standard_normal())
-                        if pt_meas < 0.0:
-                            pt_meas = -pt_meas
-                        d0t, dzt = true_impact_parameters(vx[i], vy[i], vz[i], px[i], py[i], pz[i], zpv)
-                        s_d0 = ip_resolution_um(pti, abs(teta), d0_a, d0_b, d0_pow) * 1e-4
-                        s_dz = ip_resolution_um(pti, abs(teta), dz_a, dz_b, dz_pow) * 1e-4
-                        d0m = d0t + s_d0 * np.random.standard_normal()
-                        dzm = dzt + s_dz * np.random.standard_normal()
-                        trk_out[nt, 0] = pt_meas
-                        trk_out[nt, 1] = teta
-                        trk_out[nt, 2] = math.atan2(py[i], px[i])
-                        trk_out[nt, 3] = q
-                        trk_out[nt, 4] = d0m
-                        trk_out[nt, 5] = dzm
-                        trk_out[nt, 6] = d0m / s_d0
-                        trk_out[nt, 7] = dzm / s_dz
-                        trk_out[nt, 8] = int(ecal_u) if ecal_u >= 0.0 else -1
-                        trk_out[nt, 9] = int(ecal_v) if ecal_u >= 0.0 else -1
-                        trk_truth[nt, 0] = i
-                        trk_truth[nt, 1] = d0t
-                        trk_truth[nt, 2] = dzt
-                        nt += 1
-        # ---------------- noise, zero suppression and read-out (rows in order -> hits sorted)
-        add_noise_and_read_out(ecal_grid, occ_e, n_oe, 0, eb_lo, ecal_nphi, ecal_noise_ee, ecal_thr_ee, p_tail_ee)
-        add_noise_and_read_out(ecal_grid, occ_e, n_oe, eb_lo, eb_hi, ecal_nphi, ecal_noise_eb, ecal_thr_eb, p_tail_eb)
-        add_noise_and_read_out(
-            ecal_grid, occ_e, n_oe, eb_hi, ecal_neta, ecal_nphi, ecal_noise_ee, ecal_thr_ee, p_tail_ee
-        )
-        add_noise_and_read_out(hcal_grid, occ_h, n_oh, 0, hcal_neta, hcal_nphi, hcal_noise, hcal_thr, p_tail_hcal)
-        for idx in range(ecal_grid.shape[0]):
-            val = ecal_grid[idx]
-            if val != 0.0:
-                if val > 0.0:
-                    if ne >= ecal_cap:
-                        ecal_grid[:] = 0.0
-                        hcal_grid[:] = 0.0
-                        return False
-                    ecal_out[ne, 0] = idx // ecal_nphi
-                    ecal_out[ne, 1] = idx % ecal_nphi
-                    ecal_out[ne, 2] = val
-                    ne += 1
-                ecal_grid[idx] = 0.0
-        for idx in range(hcal_grid.shape[0]):
-            val = hcal_grid[idx]
-            if val != 0.0:
-                if val > 0.0:
-                    if nh >= hcal_cap:
-                        ecal_grid[:] = 0.0
-                        hcal_grid[:] = 0.0
-                        return False
-                    hcal_out[nh, 0] = idx // hcal_nphi
-                    hcal_out[nh, 1] = idx % hcal_nphi
-                    hcal_out[nh, 2] = val
-                    nh += 1
-                hcal_grid[idx] = 0.0
-        counts[e, 0] = ne - ne0
-        counts[e, 1] = nh - nh0
-        counts[e, 2] = nt - nt0
-        counts[e, 3] = nk - nk0
+            ecal_u, ecal_v, n_oe, n_oh = calorimeter_deposits(
+                pid[i], en[i], vx[i], vy[i], vz[i], px[i], py[i], pz[i], q, p, ecal_edges, hcal_edges, ecal_grid,
+                hcal_grid, occ_e, n_oe, occ_h, n_oh, scratch)
+            if q != 0.0:
+                nt = reconstruct_track(i, vx[i], vy[i], vz[i], px[i], py[i], pz[i], q, zpv, ecal_u, ecal_v, p,
+                                       trk_out, trk_truth, nt)
+                if nt < 0:
+                    return False
+        # noise and zero suppression (EE-, EB, EE+, HCAL), then read-out in row-major order (hits sorted)
+        add_noise(ecal_grid, occ_e, n_oe, 0, lo, ecal_nphi, p.ecal_noise_endcap, p.ecal_threshold_endcap,
+                  p.ecal_p_tail_endcap)
+        add_noise(ecal_grid, occ_e, n_oe, lo, hi, ecal_nphi, p.ecal_noise_barrel, p.ecal_threshold_barrel,
+                  p.ecal_p_tail_barrel)
+        add_noise(ecal_grid, occ_e, n_oe, hi, n_ecal_rows, ecal_nphi, p.ecal_noise_endcap, p.ecal_threshold_endcap,
+                  p.ecal_p_tail_endcap)
+        add_noise(hcal_grid, occ_h, n_oh, 0, hcal_edges.shape[0] - 1, hcal_nphi, p.hcal_noise, p.hcal_threshold,
+                  p.hcal_p_tail)
+        ne = read_out(ecal_grid, ecal_nphi, ecal_out, ne)
+        nh = read_out(hcal_grid, hcal_nphi, hcal_out, nh)
+        if ne < 0 or nh < 0:
+            return False
+        counts[e, 0] = ne - start[0]
+        counts[e, 1] = nh - start[1]
+        counts[e, 2] = nt - start[2]
+        counts[e, 3] = nk - start[3]
     return True
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from dataformats import geometry as geo
 from e2e.errors import E2EError
+from simulation.arrays import pt_eta
 from simulation.kernels import KIND_TRACKER_ONLY, KIND_VISIBLE
 from simulation.processes import COMMON_SETTINGS, Process
 
@@ -112,9 +113,7 @@ class PythiaGenerator:
             elif aid == 6 and parts[q.daughter1()].idAbs() != 6:
                 self._top_truth(ev, ev[i], tops)
         arr = np.array(rows, dtype=np.float64).reshape(-1, 12)
-        pt = np.hypot(arr[:, 0], arr[:, 1])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            eta = np.arcsinh(np.where(pt > 0, arr[:, 2] / np.where(pt > 0, pt, 1.0), np.sign(arr[:, 2]) * 1e9))
+        pt, eta = pt_eta(arr[:, 0], arr[:, 1], arr[:, 2])
         keep = (pt > 0) & (np.abs(eta) < ETA_KEEP)
         arr = arr[keep]
         particles = {
@@ -165,17 +164,17 @@ class PythiaGenerator:
         taus.append((px, py, pz, e, float(decay_mode(n_prongs, n_pi0)), float(n_prongs)))
 
     @staticmethod
-    def _top_truth(parts, top, tops) -> None:  # parts: the pythia event (history lookups)
+    def _top_truth(event, top, tops) -> None:
         b = w = None
         for d in (top.daughter1(), top.daughter2()):
-            aid = parts[d].idAbs()
+            aid = event[d].idAbs()
             if aid == 5:
-                b = parts[d]
+                b = event[d]
             elif aid == 24:
-                w = parts[parts[d].iBotCopyId()]
+                w = event[event[d].iBotCopyId()]
         if b is None or w is None:
             return
-        q1, q2 = parts[w.daughter1()], parts[w.daughter2()]
+        q1, q2 = event[w.daughter1()], event[w.daughter2()]
         if q1.idAbs() > 5 or q2.idAbs() > 5:
             return  # leptonic top
         tops.append((top.px(), top.py(), top.pz(), top.e(), b.eta(), b.phi(), q1.eta(), q1.phi(), q2.eta(), q2.phi()))

@@ -26,7 +26,7 @@ import numpy as np
 
 from dataformats import geometry as geo
 from simulation.detector import DetectorResponse, DetectorSimulation
-from simulation.generate import Chunk, ChunkGenerator, JobStats, PileupConfig, build_library, load_config
+from simulation.generate import Chunk, JobStats, PileupConfig, build_library, chunks_in_memory, load_config
 from simulation.pythia import MinBiasLibrary
 
 __all__ = [
@@ -86,12 +86,7 @@ def _chunks(process: str, n_events: int, seed: int, mu: float, library_size: int
                             "pileup": {"mu": mu, "library_size": library_size}, "chunk_size": 100}
     if pt_hat is not None:
         data["pt_hat"] = list(pt_hat)
-    cfg = load_config(data, where="validation")
-    stats = stats if stats is not None else JobStats()
-    if library is None and mu > 0:
-        library = build_library(cfg, 0, stats)
-    gen = ChunkGenerator(cfg, 0, 0, stats, library, keep_truth=True)
-    yield from gen.chunks(1, n_events, lumi=1)
+    yield from chunks_in_memory(load_config(data, where="validation"), keep_truth=True, stats=stats, library=library)
 
 
 def _binomial(k: int, n: int) -> tuple[float, float]:

@@ -132,3 +132,21 @@ def test_every_process_generates_labelled_jets(tmp_path: Path, process: str, jet
     a = _arrays(out)
     assert schema.validate_file(out, truth=True) == 4
     assert np.any(ak.flatten(a.Jet_label) == label)
+
+
+def test_a_failed_run_leaves_no_output_and_no_temporary_file(tmp_path: Path, monkeypatch) -> None:
+    from simulation import generate as g
+
+    calls = {"n": 0}
+    real = g.ChunkGenerator._chunk
+
+    def failing(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash")
+        return real(self, *args)
+
+    monkeypatch.setattr(g.ChunkGenerator, "_chunk", failing)
+    with pytest.raises(RuntimeError):
+        _generate(tmp_path, "crash.root", pileup={"mu": 0})
+    assert list(tmp_path.iterdir()) == []

@@ -9,8 +9,8 @@ import pytest
 
 from dataformats import geometry as geo
 from simulation import kernels as K
+from simulation.arrays import offsets
 from simulation.detector import DetectorResponse, DetectorSimulation, noise_tail_probability
-from simulation.jets import offsets
 
 
 def _step_to_radius(x, y, z, px, py, pz, q, b, radius, ds=1e-3, s_max=2000.0):

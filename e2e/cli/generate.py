@@ -8,6 +8,7 @@ import sys
 import yaml
 
 from e2e.cli.common import apply_override, load_yaml, run_main
+from e2e.errors import ConfigError
 from e2e.params import describe
 
 
@@ -36,13 +37,9 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(describe(GenerateConfig)))
             return 0
         if not args.config:
-            from e2e.errors import ConfigError
-
             raise ConfigError("missing CONFIG (a YAML file such as process_configs/generate_sample.yaml)")
         data = load_yaml(args.config) or {}
         if not isinstance(data, dict):
-            from e2e.errors import ConfigError
-
             raise ConfigError(f"{args.config}: expected a mapping of parameters at the top level")
         for kv in args.set:
             apply_override(data, kv)

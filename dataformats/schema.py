@@ -59,6 +59,8 @@ __all__ = [
     "branch_dtypes",
     "validate_arrays",
     "validate_file",
+    "field_of",
+    "check_branch_values",
 ]
 
 
@@ -629,3 +631,27 @@ def validate_file(
         if n != n_entries:
             raise SchemaError(f"{source}: read {n} entries, the tree has {n_entries}")
         return n_entries
+
+
+def field_of(branch: str) -> Field:
+    """The schema Field of a branch name (event id, counter ``nX`` or ``X_field``); KeyError if not in the schema."""
+    for f in EVENT_FIELDS:
+        if f.name == branch:
+            return f
+    for coll in collections(True):
+        if not coll.truth and branch == coll.counter:
+            return coll.counter_field
+        for f in coll.fields:
+            if coll.branch(f) == branch:
+                return f
+    raise KeyError(branch)
+
+
+def check_branch_values(branch: str, values: np.ndarray, *, counts: np.ndarray | None = None, source: str = "<arrays>",
+                 entry_offset: int = 0) -> None:
+    """Check flat ``values`` of one schema branch (NaN/inf, range, allowed values); one-line SchemaError.
+
+    ``counts``: entries per event for a jagged branch, so the message names the event entry
+    (counted from ``entry_offset``); None for one value per event.
+    """
+    _check_values(branch, field_of(branch), values, counts, source, entry_offset)

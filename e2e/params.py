@@ -28,6 +28,26 @@ def param(default: Any = _MISSING, help: str = "", *, choices: tuple | None = No
     return dataclasses.field(default=default, metadata=meta)
 
 
+def input_tag(default: Any = _MISSING, help: str = "", *, product: type | None = None) -> Any:
+    """Declare a parameter that names a product to consume: ``label`` or ``label:instance`` (CMSSW InputTag).
+
+    ``product`` is the product type the module expects; the schedule checks it at config load.
+    """
+    meta = {"help": help, "choices": None, "minimum": None, "maximum": None, "input_tag": True, "product": product}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def to_plain(value: Any) -> Any:
+    """Plain YAML-able data of a config dataclass (tuples become lists), for --dump-config and provenance."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    return value
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

@@ -53,6 +53,10 @@ class AtomicTreeWriter:
         self._tree.extend(dict(chunk))
         self.entries += n
 
+    def write_string(self, name: str, text: str) -> None:
+        """Store ``text`` as a TObjString ``name`` next to the tree (provenance, configuration)."""
+        self._file[name] = text
+
     def close(self) -> Path:
         """Finish the file and move it to its final name."""
         self._file.close()

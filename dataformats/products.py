@@ -1,0 +1,193 @@
+"""Products put on an EventBatch (DESIGN.md 4.3): hit collections, JetFrames, JetGraphs and per-jet tables.
+
+All products are columnar: flat numpy arrays plus offsets, never Python objects per jet or per event.
+Jet products carry the jet bookkeeping (``event_offsets``: jets of event ``e`` of the batch are rows
+``event_offsets[e]:event_offsets[e+1]``; ``jet_index``: the jet's index in its event's ``Jet``
+collection) so that results map back to ``Jet`` of each event, and ``params``: the producer
+parameters that made them (channels, window, k, scaling), which a tagger compares with its model.
+
+Arrays are made read-only when a product is created: products are immutable once put.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["JaggedCollection", "JetProduct", "JetFrames", "JetGraphs", "JetTable", "JetShapes", "freeze"]
+
+
+def freeze(*arrays: np.ndarray | None) -> None:
+    """Mark arrays read-only (products are immutable once put)."""
+    for a in arrays:
+        if a is not None:
+            a.flags.writeable = False
+
+
+@dataclass(frozen=True)
+class JaggedCollection:
+    """One collection of the hits tree for a batch of events: ``offsets`` [n_events+1] and flat columns.
+
+    Entries of event ``e`` are ``columns[f][offsets[e]:offsets[e+1]]``; dtypes as on disk
+    (dataformats.schema).
+    """
+
+    name: str
+    offsets: np.ndarray
+    columns: Mapping[str, np.ndarray]
+
+    def __post_init__(self) -> None:
+        freeze(self.offsets, *self.columns.values())
+
+    def __getitem__(self, field_name: str) -> np.ndarray:
+        try:
+            return self.columns[field_name]
+        except KeyError:
+            raise KeyError(f"collection {self.name} has no field '{field_name}' "
+                           f"(read: {', '.join(self.columns)})") from None
+
+    @property
+    def n_events(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def event_index(self) -> np.ndarray:
+        """Event (within the batch) of every entry, int64."""
+        return np.repeat(np.arange(self.n_events, dtype=np.int64), self.counts)
+
+
+@dataclass(frozen=True)
+class JetProduct:
+    """Jet bookkeeping shared by every per-jet product."""
+
+    event_offsets: np.ndarray
+    jet_index: np.ndarray
+    params: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        freeze(self.event_offsets, self.jet_index)
+
+    @property
+    def n_jets(self) -> int:
+        return len(self.jet_index)
+
+    @property
+    def n_events(self) -> int:
+        return len(self.event_offsets) - 1
+
+    def jet_event(self) -> np.ndarray:
+        """Event (within the batch) of every jet, int64."""
+        return np.repeat(np.arange(self.n_events, dtype=np.int64), np.diff(self.event_offsets))
+
+
+@dataclass(frozen=True)
+class JetFrames(JetProduct):
+    """E2E jet images: ``data`` float32 [n_jets, C, H, W] (C-contiguous) with channel names.
+
+    Pixel (r, c) of a jet is ECAL row ``seed_ieta - H//2 + r`` and column ``(seed_iphi - W//2 + c) mod 360``;
+    phi wraps around, rows beyond the ECAL grid in eta are zero.
+    """
+
+    data: np.ndarray = field(default=None)  # type: ignore[assignment]
+    channels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        freeze(self.data)
+
+    @property
+    def window(self) -> int:
+        return int(self.data.shape[-1])
+
+
+@dataclass(frozen=True)
+class JetGraphs(JetProduct):
+    """A batch of jet graphs in one flat layout (PyG-style batching).
+
+    - ``x`` float32 [N, F]: node features named ``feature_names`` (channels, then optional
+      ``delta_eta``/``delta_phi``); ``pos`` float32 [N, 2]: (row, column) pixel offset from the seed;
+      ``pixel`` int32 [N]: pixel index ``row * window + column`` in the jet window.
+    - ``node_offsets`` int64 [n_jets+1]: nodes of jet ``j`` are rows ``node_offsets[j]:node_offsets[j+1]``.
+    - ``edge_index`` int64 [2, E]: (source, target) global node indices, PyG convention.
+    - ``neighbors`` int64 [N, k]: the fixed-k neighbour index of every node (global indices), for the
+      gather + reduce form of the graph layers; ``num_neighbors`` int32 [N] or None. For kNN graphs
+      (``num_neighbors`` None) ``edge_index`` is exactly the flattened ``neighbors`` (padding included,
+      see frameproducers.kernels.knn_pixels), so both forms see the same edges. For radius graphs the
+      unused slots of ``neighbors`` hold the node itself and ``edge_index`` holds only real edges.
+    """
+
+    x: np.ndarray = field(default=None)  # type: ignore[assignment]
+    pos: np.ndarray = field(default=None)  # type: ignore[assignment]
+    pixel: np.ndarray = field(default=None)  # type: ignore[assignment]
+    node_offsets: np.ndarray = field(default=None)  # type: ignore[assignment]
+    edge_index: np.ndarray = field(default=None)  # type: ignore[assignment]
+    neighbors: np.ndarray = field(default=None)  # type: ignore[assignment]
+    num_neighbors: np.ndarray | None = None
+    feature_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        freeze(self.x, self.pos, self.pixel, self.node_offsets, self.edge_index, self.neighbors, self.num_neighbors)
+
+    @property
+    def n_nodes(self) -> np.ndarray:
+        """Nodes per jet, int64 [n_jets]."""
+        return np.diff(self.node_offsets)
+
+    @property
+    def n_empty(self) -> int:
+        """Jets whose window held no hit (graphs without nodes)."""
+        return int(np.count_nonzero(self.n_nodes == 0))
+
+    def batch_vector(self) -> np.ndarray:
+        """Graph index of every node, int64 [N] (PyG ``batch``)."""
+        return np.repeat(np.arange(self.n_jets, dtype=np.int64), self.n_nodes)
+
+    def to_pyg(self) -> Any:
+        """A torch_geometric ``Batch`` sharing memory with this product (no copy of x, pos or edges)."""
+        import torch
+        from torch_geometric.data import Batch
+
+        def t(a: np.ndarray) -> Any:
+            # read-only numpy arrays: torch warns but never writes through these tensors
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return torch.from_numpy(a)
+
+        ptr = t(self.node_offsets)
+        return Batch(x=t(self.x), pos=t(self.pos), edge_index=t(self.edge_index), batch=t(self.batch_vector()),
+                     ptr=ptr)
+
+
+@dataclass(frozen=True)
+class JetTable(JetProduct):
+    """Per-jet values: ``values`` float32 [n_jets, n] with column ``names`` (jet shapes, tagger scores)."""
+
+    values: np.ndarray = field(default=None)  # type: ignore[assignment]
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        freeze(self.values)
+
+    def column(self, name: str) -> np.ndarray:
+        try:
+            return self.values[:, self.names.index(name)]
+        except ValueError:
+            raise KeyError(f"no column '{name}' (columns: {', '.join(self.names)})") from None
+
+
+@dataclass(frozen=True)
+class JetShapes(JetTable):
+    """Classical per-jet observables (frameproducers.shapes.JetShapeProducer)."""

@@ -1,0 +1,91 @@
+"""e2e-run CONFIG: run a process configuration over ROOT files of hits and write the products to ROOT."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from e2e.cli.common import apply_override, load_yaml, run_main
+from e2e.errors import ConfigError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="e2e-run", description=__doc__,
+        epilog="examples:  e2e-run process_configs/jet_frames.yaml -n 100\n"
+               "           e2e-run process_configs/jet_frames.yaml -i 'data/*.root' -o out.root "
+               "-s modules.jetGraphs.k=8\n"
+               "           e2e-run --help-module JetGraphProducer",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", nargs="?", help="process configuration (YAML), e.g. process_configs/jet_frames.yaml")
+    p.add_argument("-i", "--input", nargs="+", metavar="FILE", help="input files or globs (replace source.files)")
+    p.add_argument("-o", "--output", metavar="OUT", help="output file (replaces the file of the first output)")
+    p.add_argument("-n", "--max-events", type=int, metavar="N", help="process at most N events")
+    p.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter, e.g. -s modules.jetGraphs.k=8 (VALUE is YAML)")
+    p.add_argument("--dump-config", action="store_true", help="print the fully expanded configuration and exit")
+    p.add_argument("--list-modules", action="store_true", help="list the known module types and exit")
+    p.add_argument("--help-module", metavar="TYPE", help="list the parameters of a module type and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+
+    def body() -> int:
+        from e2e.config import load_process
+        from e2e.module import known_types, resolve_type
+        from e2e.params import describe
+
+        if args.list_modules:
+            print("\n".join(known_types()))
+            return 0
+        if args.help_module:
+            cls = resolve_type(args.help_module, "--help-module")
+            print(f"{args.help_module}: {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}")
+            print("\n".join("  " + line for line in describe(cls.Params)))
+            return 0
+        if not args.config:
+            raise ConfigError("missing CONFIG (a process configuration such as process_configs/jet_frames.yaml)")
+        data = load_yaml(args.config)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{args.config}: expected a mapping with process, source, modules and outputs")
+        for kv in args.set:
+            apply_override(data, kv)
+        if args.input:
+            source = data.setdefault("source", {})
+            if not isinstance(source, dict):
+                raise ConfigError(f"{args.config}: source: expected a mapping")
+            source["files"] = list(args.input)
+        if args.max_events is not None:
+            if args.max_events < 0:
+                raise ConfigError(f"-n {args.max_events}: expected a number of events >= 0")
+            data.setdefault("source", {})["max_events"] = args.max_events
+        if args.output:
+            outputs = data.get("outputs")
+            if not outputs:
+                raise ConfigError(f"-o {args.output}: the configuration has no outputs")
+            first = outputs[0] if isinstance(outputs, list) else outputs
+            if not isinstance(first, dict):
+                raise ConfigError(f"{args.config}: outputs: expected a list of output blocks")
+            first["file"] = args.output
+        desc = load_process(data, where=str(args.config))
+        if args.dump_config:
+            print(yaml.safe_dump(desc.to_dict(), sort_keys=False), end="")
+            return 0
+        from e2e.process import Process
+
+        process = Process(desc)
+        summary = process.run(progress=False if args.no_progress else None)
+        print("\n".join(summary.lines()))
+        return 0
+
+    return run_main("e2e-run", body, args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""YAML process configuration -> validated process description (DESIGN.md 3).
+
+A process configuration has a ``process`` name, one ``source``, labelled ``modules`` and a list of
+``outputs``, plus optional ``options``. Every block is validated against the parameters its module
+type declares; errors name the file, the module label, the key, what is allowed and the closest match.
+``describe`` gives the fully expanded configuration (every default filled in), as ``edmConfigDump``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from e2e.errors import ConfigError
+from e2e.module import Module, build_module
+from e2e.params import build, param, to_plain, unknown_key_message
+
+TOP_LEVEL_KEYS = ("process", "source", "modules", "outputs", "options")
+LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+SOURCE_LABEL = "source"
+
+
+@dataclass
+class Options:
+    """Process-wide options (the ``options`` block)."""
+
+    progress: bool | None = param(None, "progress bar: true, false or null (only when stderr is a terminal)")
+    threads: int = param(0, "numba threads for the kernels (0: all cores)", minimum=0)
+
+
+@dataclass
+class ProcessDescription:
+    """A validated process: the source, modules by label (YAML order) and outputs."""
+
+    name: str
+    source: Module
+    modules: dict[str, Module]
+    outputs: list[Module]
+    options: Options = field(default_factory=Options)
+    where: str = "<config>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully expanded configuration as plain data (for --dump-config and provenance)."""
+
+        def block(m: Module) -> dict[str, Any]:
+            return {"type": type(m).__name__, **to_plain(m.params)}
+
+        return {
+            "process": self.name,
+            "source": block(self.source),
+            "modules": {label: block(m) for label, m in self.modules.items()},
+            "outputs": [block(o) for o in self.outputs],
+            "options": to_plain(self.options),
+        }
+
+
+def _type_name(block: Any) -> Any:
+    return block.get("type") if isinstance(block, Mapping) else None
+
+
+def load_process(data: Any, where: str = "<config>") -> ProcessDescription:
+    """Validate a parsed YAML process configuration and build its modules (not yet scheduled)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(TOP_LEVEL_KEYS)}")
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(unknown_key_message(str(key), list(TOP_LEVEL_KEYS), where))
+    name = data.get("process", "e2e")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: process: expected a name (a string), got {name!r}")
+
+    src_block = data.get("source")
+    if src_block is None:
+        raise ConfigError(f"{where}: missing 'source' (e.g. source: {{type: RootSource, files: [data/x.root]}})")
+    if isinstance(src_block, Mapping) and "type" not in src_block:
+        src_block = {"type": "RootSource", **src_block}
+    source = build_module(SOURCE_LABEL, src_block, f"{where}: source")
+    if source.kind != "source":
+        raise ConfigError(f"{where}: source: '{_type_name(src_block)}' is not a source module (e.g. RootSource)")
+
+    raw_modules = data.get("modules") or {}
+    if not isinstance(raw_modules, Mapping):
+        raise ConfigError(f"{where}: modules: expected a mapping of label -> module block")
+    modules: dict[str, Module] = {}
+    for label, block in raw_modules.items():
+        if not isinstance(label, str) or not LABEL_RE.match(label):
+            raise ConfigError(f"{where}: modules: label {label!r} must start with a letter and contain only "
+                              "letters, digits and '_' (it names the product and output branches)")
+        if label == SOURCE_LABEL:
+            raise ConfigError(f"{where}: modules: the label 'source' is reserved for the source")
+        module = build_module(label, block, f"{where}: modules.{label}")
+        if module.kind != "producer":
+            raise ConfigError(f"{where}: modules.{label}: '{_type_name(block)}' is a {module.kind} module; "
+                              "sources go under 'source', outputs under 'outputs'")
+        modules[label] = module
+
+    raw_outputs = data.get("outputs") or []
+    if isinstance(raw_outputs, Mapping):
+        raw_outputs = [raw_outputs]
+    if not isinstance(raw_outputs, list) or not raw_outputs:
+        raise ConfigError(f"{where}: outputs: expected a list of output blocks (e.g. - type: RootOutput); "
+                          "without an output nothing would run")
+    outputs: list[Module] = []
+    for i, block in enumerate(raw_outputs):
+        if isinstance(block, Mapping) and "type" not in block:
+            block = {"type": "RootOutput", **block}
+        label = "output" if len(raw_outputs) == 1 else f"output{i}"
+        module = build_module(label, block, f"{where}: outputs.{i}")
+        if module.kind != "output":
+            raise ConfigError(f"{where}: outputs.{i}: '{_type_name(block)}' is not an output module (e.g. RootOutput)")
+        outputs.append(module)
+
+    options = build(Options, data.get("options") or {}, f"{where}: options")
+    return ProcessDescription(name, source, modules, outputs, options, where)

@@ -1,0 +1,224 @@
+"""RootSource: hits-tree ROOT files in, EventBatches of consecutive events out (DESIGN.md 4.1, 6).
+
+Every file is checked against the dataformats schema (branches, types, layout) before the first
+event is processed; the values read are checked chunk by chunk (NaN/inf, ranges) unless
+``check_values: false``. Jagged branches written by uproot (counter ``nX`` + arrays) and by ROOT
+(``std::vector<T>``) are both read; only the collections and fields that scheduled modules consume
+are read (column projection, as coffea).
+
+Products: ``source:<Collection>`` (``source:Jet``, ``source:EcalHit``, ...) as
+:class:`dataformats.products.JaggedCollection`; the event ids go on the batch itself.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from dataformats.products import JaggedCollection
+from dataformats.schema import (
+    EVENT_FIELDS,
+    SchemaError,
+    check_branch_values,
+    collections,
+    validate_file,
+)
+from e2e.errors import ConfigError
+from e2e.event import EventBatch
+from e2e.module import Module
+from e2e.params import param
+
+ID_FIELDS: tuple[str, ...] = tuple(f.name for f in EVENT_FIELDS)
+
+
+def collection_fields(truth: bool) -> dict[str, tuple[str, ...]]:
+    """Collection name -> its fields in on-disk order (Jet truth fields appended when ``truth``)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for coll in collections(truth):
+        out[coll.name] = out.get(coll.name, ()) + coll.field_names
+    return out
+
+
+def expand_files(patterns: list[str], where: str) -> list[str]:
+    """Files and glob patterns -> file list, in the given order (each glob sorted); remote URLs kept."""
+    files: list[str] = []
+    for pattern in patterns:
+        if "://" not in pattern and glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise ConfigError(f"{where}: pattern '{pattern}' matches no file")
+            files += matches
+        else:
+            files.append(pattern)
+    if not files:
+        raise ConfigError(f"{where}: no input files (give source.files in the config or -i FILES)")
+    return files
+
+
+def _flat(arr: ak.Array, branch: str, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets int64 [n+1] starting at 0, flat numpy content) of a jagged array, without copies when possible."""
+    layout = arr.layout
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
+        offsets = np.asarray(layout.offsets.data, dtype=np.int64)
+        content = np.asarray(layout.content.data)[offsets[0]:offsets[-1]]
+        return (offsets - offsets[0]) if offsets[0] else offsets, content
+    if layout.purelist_depth != 2:
+        raise SchemaError(f"{source}: branch '{branch}' is not a jagged array of numbers ({arr.type})")
+    counts = ak.to_numpy(ak.num(arr, axis=1)).astype(np.int64)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets, ak.to_numpy(ak.flatten(arr, axis=1))
+
+
+@dataclass
+class _FileInfo:
+    path: str
+    entries: int
+    truth: bool
+
+
+class RootSource(Module):
+    """Read hits trees chunk by chunk; put ``source:<Collection>`` products and the event ids."""
+
+    kind = "source"
+
+    @dataclass
+    class Params:
+        files: list[str] = param([], "input ROOT files or glob patterns, read in this order")
+        tree: str = param("Events", "name of the hits TTree")
+        step_size: int = param(2000, "events per batch (chunk)", minimum=1)
+        max_events: int = param(-1, "stop after this many events in total (-1: all)", minimum=-1)
+        check_values: bool = param(True, "check every value read against the schema (NaN/inf, ranges)")
+        read_threads: int = param(2, "threads for decompression and interpretation (0: none)", minimum=0)
+
+    def __init__(self, label: str, params: Any) -> None:
+        super().__init__(label, params)
+        self.plan: dict[str, tuple[str, ...] | None] = {}
+        self.files: list[_FileInfo] = []
+        self._executor: ThreadPoolExecutor | None = None
+
+    def produces(self) -> dict[str, type]:
+        return {name: JaggedCollection for name in collection_fields(True)}
+
+    def set_plan(self, plan: Mapping[str, tuple[str, ...] | None]) -> None:
+        """Which collections (and fields; None = all) to read, from what the scheduled modules consume."""
+        self.plan = dict(plan)
+
+    def begin(self) -> None:
+        """Expand the file list and check every file's branches against the schema before processing."""
+        paths = expand_files(list(self.params.files), f"{self.label}.files")
+        self.files = []
+        for path in paths:
+            n = validate_file(path, self.params.tree, check_values=False)
+            import uproot
+
+            with uproot.open(path) as f:
+                names = set(f[self.params.tree].keys())
+            truth = "Jet_label" in names
+            for coll, fields in self.plan.items():
+                for fld in fields or ():
+                    if f"{coll}_{fld}" not in names and fld in collection_fields(True)[coll]:
+                        raise SchemaError(f"{path}:{self.params.tree}: branch '{coll}_{fld}' is needed "
+                                          "but missing (it holds simulation truth: use a simulated sample)")
+            self.files.append(_FileInfo(path, n, truth))
+        if self.params.read_threads:
+            self._executor = ThreadPoolExecutor(self.params.read_threads)
+
+    def end(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+
+    def empty_batch(self) -> EventBatch:
+        """A batch of zero events with empty collections (so outputs of an empty input still get their branches)."""
+        from dataformats.schema import branch_dtypes
+
+        dtypes = branch_dtypes(True)
+        ids = {name: np.zeros(0, dtype=dtypes[name]) for name in ID_FIELDS}
+        path = self.files[0].path if self.files else ""
+        batch = EventBatch(path, self.params.tree, 0, 0, ids, 0)
+        truth = any(f.truth for f in self.files)
+        for coll, fields in self._branches(_FileInfo(path, 0, truth)).items():
+            columns = {fld: np.zeros(0, dtype=dtypes[branch]) for fld, branch in fields.items()}
+            batch.put(self.label, JaggedCollection(coll, np.zeros(1, dtype=np.int64), columns), coll)
+        return batch
+
+    @property
+    def total_events(self) -> int:
+        n = sum(f.entries for f in self.files)
+        return n if self.params.max_events < 0 else min(n, self.params.max_events)
+
+    def _branches(self, info: _FileInfo) -> dict[str, dict[str, str]]:
+        """Collection -> {field: branch} to read from this file."""
+        available = collection_fields(info.truth)
+        out: dict[str, dict[str, str]] = {}
+        for coll, fields in self.plan.items():
+            chosen = available[coll] if fields is None else tuple(f for f in available[coll] if f in fields)
+            chosen = chosen or available[coll][:1]  # the counts alone still need one branch
+            out[coll] = {f: f"{coll}_{f}" for f in chosen}
+        return out
+
+    def batches(self) -> Iterator[EventBatch]:
+        """EventBatches in file and entry order, at most ``step_size`` events each, up to ``max_events``."""
+        import uproot
+
+        remaining = self.total_events
+        index = 0
+        for info in self.files:
+            if remaining <= 0:
+                break
+            wanted = self._branches(info)
+            names = list(ID_FIELDS) + [b for fields in wanted.values() for b in fields.values()]
+            source = f"{info.path}:{self.params.tree}"
+            with uproot.open(info.path) as f:
+                tree = f[self.params.tree]
+                stop_file = min(info.entries, remaining)
+                for start in range(0, stop_file, self.params.step_size):
+                    stop = min(start + self.params.step_size, stop_file)
+                    try:
+                        arrays = tree.arrays(names, entry_start=start, entry_stop=stop, library="ak",
+                                             decompression_executor=self._executor,
+                                             interpretation_executor=self._executor, how=dict)
+                    except Exception as err:
+                        raise SchemaError(f"{source}: cannot read entries {start}-{stop - 1} "
+                                          f"({type(err).__name__}: {err})") from err
+                    yield self._batch(arrays, wanted, info, source, start, stop, index)
+                    index += 1
+            remaining -= stop_file
+
+    def _batch(self, arrays: dict[str, Any], wanted: dict[str, dict[str, str]], info: _FileInfo, source: str,
+               start: int, stop: int, index: int) -> EventBatch:
+        check = self.params.check_values
+        ids = {}
+        for name in ID_FIELDS:
+            values = ak.to_numpy(arrays[name])
+            if check:
+                check_branch_values(name, values, source=source, entry_offset=start)
+            ids[name] = values
+        batch = EventBatch(info.path, self.params.tree, start, stop, ids, index)
+        for coll, fields in wanted.items():
+            offsets = None
+            columns: dict[str, np.ndarray] = {}
+            first = ""
+            for fld, branch in fields.items():
+                offs, values = _flat(arrays[branch], branch, source)
+                if offsets is None:
+                    offsets, first = offs, branch
+                elif not np.array_equal(offs, offsets):
+                    bad = int(np.argmax(np.diff(offs) != np.diff(offsets)))
+                    raise SchemaError(f"{source}: branch '{branch}' has {offs[bad + 1] - offs[bad]} values in "
+                                      f"entry {start + bad} but '{first}' has {offsets[bad + 1] - offsets[bad]}")
+                if check:
+                    check_branch_values(branch, values, counts=np.diff(offs), source=source, entry_offset=start)
+                columns[fld] = values
+            if offsets is None:
+                offsets = np.zeros(stop - start + 1, dtype=np.int64)
+            batch.put(self.label, JaggedCollection(coll, offsets, columns), coll)
+        return batch

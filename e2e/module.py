@@ -1,0 +1,175 @@
+"""Module base classes and the module-type registry (DESIGN.md 3).
+
+A module type is a class with a nested ``Params`` dataclass whose fields are declared once with
+:func:`e2e.params.param` (type, default, one-line help) and :func:`e2e.params.input_tag` (a product to
+consume). The YAML key of a module is its *label* and the name of its product.
+
+Types are found, in this order, by built-in name (``JetGraphProducer``), by entry point of the group
+``e2e.modules`` (so other packages can ship modules), or by import path (``mypackage.taggers:MyTagger``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+from collections.abc import Mapping
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from e2e.errors import ConfigError
+from e2e.event import EventBatch
+
+ENTRY_POINT_GROUP = "e2e.modules"
+
+#: Built-in module types: name -> "module:Class" (imported on first use).
+BUILTIN_MODULES: dict[str, str] = {
+    "RootSource": "e2e.io.source:RootSource",
+    "RootOutput": "e2e.io.output:RootOutput",
+    "JetFrameProducer": "frameproducers.images:JetFrameProducer",
+    "JetGraphProducer": "frameproducers.graphs:JetGraphProducer",
+    "JetShapeProducer": "frameproducers.shapes:JetShapeProducer",
+    "GNNTagger": "taggers.modules:GNNTagger",
+    "CNNTagger": "taggers.modules:CNNTagger",
+    "ShapeTagger": "taggers.modules:ShapeTagger",
+}
+
+
+class Module:
+    """Base of every module: a label, validated parameters and declared inputs.
+
+    Subclasses define ``Params`` (a dataclass) and override :meth:`consumes` when their inputs depend
+    on parameter values (the default consumes every non-empty ``input_tag`` parameter).
+    """
+
+    Params: ClassVar[type]
+    #: 'producer' modules put products; 'output' modules write them; 'source' reads events.
+    kind: ClassVar[str] = "producer"
+
+    def __init__(self, label: str, params: Any) -> None:
+        self.label = label
+        self.params = params
+        self.counters: dict[str, int] = {}
+
+    # ----------------------------------------------------------------------------- declarations
+    def consumes(self) -> dict[str, type | None]:
+        """Product tag -> expected product type (None: any), from the ``input_tag`` parameters."""
+        out: dict[str, type | None] = {}
+        for f in dataclasses.fields(self.params):
+            if f.metadata.get("input_tag"):
+                tag = getattr(self.params, f.name)
+                if tag:
+                    out[tag] = f.metadata.get("product")
+        return out
+
+    def fields_needed(self) -> dict[str, tuple[str, ...]]:
+        """For consumed source collections: the fields actually read (tag -> fields); absent = all fields."""
+        return {}
+
+    def produces(self) -> dict[str, type]:
+        """Product instance ('' = the label itself) -> product type."""
+        return {}
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def begin(self) -> None:
+        """Called once per worker before the first batch (load models, allocate buffers)."""
+
+    def produce(self, batch: EventBatch) -> None:
+        """Read products from ``batch`` and put this module's products on it."""
+        raise NotImplementedError
+
+    def end(self) -> None:
+        """Called once after the last batch."""
+
+    def count(self, name: str, n: int) -> None:
+        """Add ``n`` to a named counter reported in the run summary (e.g. empty graphs)."""
+        self.counters[name] = self.counters.get(name, 0) + int(n)
+
+    def describe(self) -> str:
+        """A short one-line description for the run summary (device, backend, ...)."""
+        return ""
+
+
+class Producer(Module):
+    """A module that consumes products and puts new ones on the batch."""
+
+    kind = "producer"
+
+
+class OutputModule(Module):
+    """A module that writes products (or event ids) of every batch somewhere."""
+
+    kind = "output"
+
+    def write(self, batch: EventBatch) -> None:
+        raise NotImplementedError
+
+    def produce(self, batch: EventBatch) -> None:  # outputs are written, not produced
+        self.write(batch)
+
+    def close(self) -> str:
+        """Finish the output (rename into place); return a one-line description."""
+        return ""
+
+    def abort(self) -> None:
+        """Discard a partial output after an error."""
+
+
+@cache
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_types() -> list[str]:
+    return sorted(set(BUILTIN_MODULES) | set(_entry_points()))
+
+
+def _import_path(path: str, where: str) -> Any:
+    mod_name, _, attr = path.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as err:
+        raise ConfigError(f"{where}: cannot import module '{mod_name}' for type '{path}' ({err})") from err
+    try:
+        return getattr(mod, attr)
+    except AttributeError:
+        raise ConfigError(f"{where}: module '{mod_name}' has no class '{attr}'") from None
+
+
+def resolve_type(name: str, where: str) -> type[Module]:
+    """The module class for ``name``: built-in name, entry point, or ``package.module:Class``."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: missing 'type' (a module type such as JetGraphProducer, "
+                          "or package.module:Class)")
+    if name in BUILTIN_MODULES:
+        cls = _import_path(BUILTIN_MODULES[name], where)
+    elif name in _entry_points():
+        try:
+            cls = _entry_points()[name].load()
+        except Exception as err:
+            raise ConfigError(f"{where}: entry point '{name}' ({ENTRY_POINT_GROUP}) failed to load: {err}") from err
+    elif ":" in name:
+        cls = _import_path(name, where)
+    else:
+        close = difflib.get_close_matches(name, known_types(), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{where}: unknown module type '{name}'{hint}; known: {', '.join(known_types())}; "
+                          "or give an import path package.module:Class")
+    if not (isinstance(cls, type) and issubclass(cls, Module) and dataclasses.is_dataclass(getattr(cls, "Params",
+                                                                                                   None))):
+        raise ConfigError(f"{where}: '{name}' is not an e2e module (a subclass of e2e.module.Module "
+                          "with a Params dataclass)")
+    return cls
+
+
+def build_module(label: str, block: Mapping[str, Any], where: str) -> Module:
+    """Resolve ``block['type']``, validate the remaining keys against its Params and instantiate it."""
+    from e2e.params import build
+
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with 'type' and parameters, got {block!r}")
+    body = dict(block)
+    cls = resolve_type(body.pop("type", None), where)
+    params = build(cls.Params, body, where)
+    return cls(label, params)

@@ -1,0 +1,283 @@
+"""Schedule modules from their declared inputs and run them over the source's batches (DESIGN.md 3, 6).
+
+Only modules whose products an output needs (directly or through other modules) run, in an order
+where every module comes after what it consumes (YAML order among equals), as a CMSSW Task.
+Consumed labels that nothing produces, wrong product types and cycles are configuration errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from e2e.config import SOURCE_LABEL, ProcessDescription
+from e2e.errors import ConfigError, E2EError
+from e2e.event import EventBatch, split_tag
+from e2e.module import Module
+
+
+@dataclass
+class Schedule:
+    """Modules to run in order, the source read plan, and modules left out (nothing needs them)."""
+
+    order: list[str]
+    plan: dict[str, tuple[str, ...] | None]
+    unscheduled: list[str]
+
+
+def _closest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def build_schedule(desc: ProcessDescription) -> Schedule:
+    """Check every consumed tag and derive the module order and what the source must read."""
+    where = desc.where
+    producers: dict[str, Module] = {SOURCE_LABEL: desc.source, **desc.modules}
+    available: dict[str, type] = {}
+    for label, module in desc.modules.items():
+        for instance, tp in module.produces().items():
+            available[f"{label}:{instance}" if instance else label] = tp
+    for output in desc.outputs:
+        select = getattr(output, "select", None)
+        if select is not None:
+            select(available)
+
+    def check(owner: str, module: Module) -> list[str]:
+        """Labels this module depends on, after checking each consumed tag exists with the right type."""
+        deps = []
+        for tag, expected in module.consumes().items():
+            label, instance = split_tag(tag)
+            if label not in producers:
+                raise ConfigError(f"{where}: {owner} consumes '{tag}' but no module is labelled '{label}'"
+                                  f"{_closest(label, list(producers))}; labels: {', '.join(producers)}")
+            made = producers[label].produces()
+            if instance not in made:
+                what = ", ".join(f"{label}:{i}" if i else label for i in made) or "nothing"
+                raise ConfigError(f"{where}: {owner} consumes '{tag}' but '{label}' produces {what}"
+                                  f"{_closest(tag, [f'{label}:{i}' if i else label for i in made])}")
+            if expected is not None and not issubclass(made[instance], expected):
+                raise ConfigError(f"{where}: {owner} consumes '{tag}', a {made[instance].__name__}, "
+                                  f"but needs a {expected.__name__}")
+            if label != SOURCE_LABEL:
+                deps.append(label)
+        return deps
+
+    deps = {label: check(f"modules.{label}", m) for label, m in desc.modules.items()}
+    out_deps = [check(f"outputs.{i}", o) for i, o in enumerate(desc.outputs)]
+
+    # modules needed by the outputs, transitively
+    needed: set[str] = set()
+    stack = [d for ds in out_deps for d in ds]
+    while stack:
+        label = stack.pop()
+        if label not in needed:
+            needed.add(label)
+            stack.extend(deps[label])
+
+    # topological order (YAML order among ready modules); cycles are errors
+    order: list[str] = []
+    done: set[str] = set()
+    pending = [label for label in desc.modules if label in needed]
+    while pending:
+        ready = [label for label in pending if all(d in done for d in deps[label])]
+        if not ready:
+            raise ConfigError(f"{where}: modules form a cycle: {_cycle(pending, deps)}")
+        for label in ready:
+            order.append(label)
+            done.add(label)
+        pending = [label for label in pending if label not in done]
+    _check_cycles(desc, deps)
+
+    # what the source must read: collection -> fields (None = all)
+    plan: dict[str, set[str] | None] = {}
+    for module in [desc.modules[label] for label in order] + list(desc.outputs):
+        fields = module.fields_needed()
+        for tag in module.consumes():
+            label, coll = split_tag(tag)
+            if label != SOURCE_LABEL:
+                continue
+            want = fields.get(tag)
+            if coll in plan and plan[coll] is None:
+                continue
+            plan[coll] = None if want is None else (plan.get(coll) or set()) | set(want)
+    final_plan = {c: (None if f is None else tuple(sorted(f))) for c, f in plan.items()}
+    unscheduled = [label for label in desc.modules if label not in needed]
+    return Schedule(order, final_plan, unscheduled)
+
+
+def _cycle(pending: list[str], deps: dict[str, list[str]]) -> str:
+    """One cycle among ``pending`` as 'a -> b -> a'."""
+    start = pending[0]
+    path = [start]
+    seen = {start}
+    node = start
+    while True:
+        node = next(d for d in deps[node] if d in pending)
+        if node in seen:
+            path = path[path.index(node):]
+            return " -> ".join([*path, node])
+        path.append(node)
+        seen.add(node)
+
+
+def _check_cycles(desc: ProcessDescription, deps: dict[str, list[str]]) -> None:
+    """Cycles among modules no output needs are still configuration errors."""
+    done: set[str] = set()
+    pending = list(desc.modules)
+    while pending:
+        ready = [label for label in pending if all(d in done for d in deps[label])]
+        if not ready:
+            raise ConfigError(f"{desc.where}: modules form a cycle: {_cycle(pending, deps)}")
+        done.update(ready)
+        pending = [label for label in pending if label not in done]
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts, time per module, throughput, outputs."""
+
+    process: str
+    events: int = 0
+    jets: int = 0
+    batches: int = 0
+    files: int = 0
+    wall_s: float = 0.0
+    setup_s: float = 0.0
+    times: dict[str, float] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    unscheduled: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        loop = sum(self.times.values())
+        out = [f"e2e-run: process {self.process}: {self.events} events, {self.jets} jets from {self.files} file(s) "
+               f"in {self.batches} batch(es); {self.wall_s:.2f} s wall ({self.setup_s:.2f} s setup)"]
+        out.append(f"  {'module':<18} {'type':<20} {'time [s]':>9} {'ms/event':>9} {'us/jet':>8} {'share':>6}")
+        for label, t in self.times.items():
+            share = 100.0 * t / loop if loop > 0 else 0.0
+            ms_ev = 1e3 * t / self.events if self.events else 0.0
+            us_jet = 1e6 * t / self.jets if self.jets else 0.0
+            out.append(f"  {label:<18} {self.types.get(label, ''):<20} {t:9.3f} {ms_ev:9.3f} {us_jet:8.1f} "
+                       f"{share:5.1f}%")
+        rate_ev = self.events / loop if loop > 0 else 0.0
+        rate_jet = self.jets / loop if loop > 0 else 0.0
+        out.append(f"  throughput (event loop, {loop:.2f} s): {rate_ev:,.0f} events/s, {rate_jet:,.0f} jets/s")
+        for label, desc in self.descriptions.items():
+            if desc:
+                out.append(f"  {label}: {desc}")
+        for label, counters in self.counters.items():
+            for name, n in counters.items():
+                out.append(f"  {label}: {name}: {n}")
+        if self.unscheduled:
+            out.append(f"  not run (no output needs them): {', '.join(self.unscheduled)}")
+        out += [f"  output: {o}" for o in self.outputs]
+        return out
+
+
+class Process:
+    """A configured, scheduled process: run it over the source and write the outputs."""
+
+    def __init__(self, desc: ProcessDescription) -> None:
+        self.desc = desc
+        self.schedule = build_schedule(desc)
+        desc.source.set_plan(self.schedule.plan)  # type: ignore[attr-defined]
+
+    def iter_batches(self) -> Iterator[EventBatch]:
+        """Yield every batch with the products of the scheduled modules on it (no outputs are written).
+
+        For notebooks and training datasets: the same source and producers as ``e2e-run``.
+        """
+        modules = [self.desc.modules[label] for label in self.schedule.order]
+        source = self.desc.source
+        source.begin()
+        for m in modules:
+            m.begin()
+        try:
+            for batch in source.batches():
+                for m in modules:
+                    m.produce(batch)
+                yield batch
+        finally:
+            for m in modules:
+                m.end()
+            source.end()
+
+    def run(self, progress: bool | None = None) -> RunSummary:
+        t_start = time.perf_counter()
+        desc = self.desc
+        if desc.options.threads:
+            import numba
+
+            numba.set_num_threads(min(desc.options.threads, numba.config.NUMBA_NUM_THREADS))
+        modules = [desc.modules[label] for label in self.schedule.order]
+        source = desc.source
+        summary = RunSummary(desc.name, unscheduled=list(self.schedule.unscheduled))
+        summary.types = {"source": type(source).__name__, **{m.label: type(m).__name__ for m in modules},
+                         **{o.label: type(o).__name__ for o in desc.outputs}}
+        times = dict.fromkeys(summary.types, 0.0)
+        for output in desc.outputs:
+            setter = getattr(output, "set_provenance", None)
+            if setter is not None:
+                setter({"process": desc.to_dict()})
+        try:
+            source.begin()
+            for m in [*modules, *desc.outputs]:
+                m.begin()
+            summary.files = len(getattr(source, "files", []))
+            summary.setup_s = time.perf_counter() - t_start
+            show = sys.stderr.isatty() if progress is None else progress
+            if desc.options.progress is not None and progress is None:
+                show = desc.options.progress
+            from tqdm import tqdm
+
+            bar = tqdm(total=source.total_events, unit="ev", disable=not show, leave=False, dynamic_ncols=True)
+            batches = source.batches()
+            while True:
+                t0 = time.perf_counter()
+                batch = next(batches, None)
+                times["source"] += time.perf_counter() - t0
+                if batch is None:
+                    break
+                self._process(batch, [*modules, *desc.outputs], times, summary)
+                bar.update(batch.n_events)
+            bar.close()
+            if summary.batches == 0:  # an empty input still gets outputs with every branch (0 entries)
+                self._process(source.empty_batch(), [*modules, *desc.outputs], times, summary)
+            for m in [*modules, *desc.outputs]:
+                m.end()
+            source.end()
+            for output in desc.outputs:
+                written = getattr(output, "entries", summary.events)
+                if written != summary.events:
+                    raise E2EError(f"{output.label}: wrote {written} entries but read {summary.events} events")
+                summary.outputs.append(output.close())
+        except BaseException:
+            for output in desc.outputs:
+                output.abort()
+            raise
+        summary.times = times
+        summary.counters = {m.label: dict(m.counters) for m in [*modules, *desc.outputs] if m.counters}
+        summary.descriptions = {m.label: m.describe() for m in modules}
+        summary.wall_s = time.perf_counter() - t_start
+        return summary
+
+    @staticmethod
+    def _process(batch: EventBatch, modules: list[Module], times: dict[str, float], summary: RunSummary) -> None:
+        """Run the scheduled modules, then the outputs (modules list ends with them) on one batch."""
+        for m in modules:
+            t0 = time.perf_counter()
+            try:
+                m.produce(batch)
+            except E2EError as err:
+                raise type(err)(f"{m.label} ({batch.where()}): {err}") from err
+            times[m.label] += time.perf_counter() - t0
+        summary.events += batch.n_events
+        summary.batches += batch.n_events > 0
+        tag = f"{SOURCE_LABEL}:Jet"
+        if tag in batch:
+            summary.jets += len(batch.get(tag))

@@ -1,0 +1,90 @@
+"""JetGraphProducer: jet graphs built directly from hits (nodes = non-empty pixels of the jet window)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dataformats.geometry import ECAL_N_IETA, ecal_eta
+from dataformats.products import JetGraphs
+from e2e.event import EventBatch
+from e2e.module import Producer
+from e2e.params import param
+from frameproducers import kernels
+from frameproducers.pixels import PixelMap, PixelParams
+
+#: ECAL row centres in eta, for the (delta_eta, delta_phi) node features.
+ECAL_ETA_CENTRES = np.ascontiguousarray(ecal_eta(np.arange(ECAL_N_IETA)), dtype=np.float64)
+
+
+class JetGraphProducer(Producer):
+    """Jet graphs from hits, never from a dense image.
+
+    Nodes are the pixels of the jet window where any channel is non-zero (exactly the non-zero pixels
+    of JetFrameProducer's frame with the same parameters), in row-major pixel order. Features: the
+    channel values, then with ``coordinates`` the (delta_eta, delta_phi) of the crystal centre from
+    the seed. Edges: the ``k`` nearest neighbours in pixel coordinates or in feature space, or all
+    nodes within ``radius`` pixels (at most ``k`` per node). Jets with no hit in the window give empty
+    graphs, counted in the run summary.
+
+    Product ``<label>``: :class:`~dataformats.products.JetGraphs` with both the COO ``edge_index`` and
+    the fixed-k ``neighbors`` index (padding rule: frameproducers.kernels.knn_pixels).
+    """
+
+    @dataclass
+    class Params(PixelParams):
+        coordinates: bool = param(True, "append (delta_eta, delta_phi) of each node to its features")
+        edges: str = param("knn", "edge rule: 'knn' (k nearest) or 'radius' (within radius, at most k)",
+                           choices=("knn", "radius"))
+        space: str = param("coordinates", "kNN distance: 'coordinates' (pixel row/column) or 'features'",
+                           choices=("coordinates", "features"))
+        k: int = param(16, "neighbours per node (kNN) or the most kept per node (radius)", minimum=1)
+        radius: float = param(5.0, "radius in pixels (edges: radius)", minimum=0.0)
+        self_loops: bool = param(False, "count each node as one of its own neighbours")
+
+    def __init__(self, label: str, params: Any) -> None:
+        super().__init__(label, params)
+        self.pixels = PixelMap(label, params)
+        if params.edges == "radius" and params.space == "features":
+            from e2e.errors import ConfigError
+
+            raise ConfigError(f"modules.{label}.space: radius graphs are built in pixel coordinates; "
+                              "use space: coordinates with edges: radius")
+        self.feature_names = self.pixels.channels + (("delta_eta", "delta_phi") if params.coordinates else ())
+
+    def consumes(self) -> dict[str, type | None]:
+        return self.pixels.consumes()
+
+    def fields_needed(self) -> dict[str, tuple[str, ...]]:
+        return self.pixels.fields_needed()
+
+    def produces(self) -> dict[str, type]:
+        return {"": JetGraphs}
+
+    def produce(self, batch: EventBatch) -> None:
+        px, p = self.pixels, self.params
+        jets, jet_event, jet_index = px.jets(batch)
+        seed_ieta, seed_iphi = jets["seed_ieta"], jets["seed_iphi"]
+        node_offsets, x, pos, pixel = kernels.build_graph_nodes(
+            jet_event, seed_ieta, seed_iphi, *px.hit_arrays(batch), p.window, px.channel_of_code, px.scale,
+            px.threshold, float(p.dz_max), bool(p.hcal_upsample), bool(p.coordinates), ECAL_ETA_CENTRES)
+        num_neighbors = None
+        if p.edges == "radius":
+            neighbors, num_neighbors = kernels.radius_pixels(pixel, node_offsets, p.window, float(p.radius), p.k,
+                                                             bool(p.self_loops))
+        elif p.space == "features":
+            neighbors = kernels.knn_features(x, node_offsets, p.k, bool(p.self_loops))
+        else:
+            neighbors = kernels.knn_pixels(pixel, node_offsets, p.window, p.k, bool(p.self_loops))
+        edge_index = kernels.edge_index_from_neighbors(neighbors, num_neighbors)
+        n_nodes = np.diff(node_offsets)
+        self.count("empty graphs (no hit in the window)", int(np.count_nonzero(n_nodes == 0)))
+        self.count("nodes", int(node_offsets[-1]))
+        self.count("jets at the eta edge (rows beyond the grid are empty)", px.eta_edge_jets(seed_ieta))
+        record = {**px.record(), "coordinates": p.coordinates, "edges": p.edges, "space": p.space, "k": p.k,
+                  "radius": p.radius, "self_loops": p.self_loops, "features": list(self.feature_names)}
+        batch.put(self.label, JetGraphs(jets.offsets, jet_index, record, x=x, pos=pos, pixel=pixel,
+                                        node_offsets=node_offsets, edge_index=edge_index, neighbors=neighbors,
+                                        num_neighbors=num_neighbors, feature_names=self.feature_names))

@@ -1,0 +1,139 @@
+"""Parameters and hit arrays shared by the producers that put hits on the jet window's pixels.
+
+JetFrameProducer and JetGraphProducer read the same hits with the same parameters, so a graph's nodes
+are exactly the non-zero pixels of the frame made with the same settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dataformats.geometry import ECAL_N_IETA
+from dataformats.products import JaggedCollection
+from dataformats.schema import branch_dtypes
+from e2e.errors import ConfigError
+from e2e.event import EventBatch
+from e2e.params import input_tag, param
+from frameproducers.channels import CHANNEL_CODE, CHANNEL_COLLECTION, CHANNELS, N_CHANNEL_CODES
+
+DEFAULT_CHANNELS = ["track_pt", "track_d0", "track_dz", "ecal", "hcal"]
+
+
+@dataclass
+class PixelParams:
+    """Which hits fill which channel of the jet window (shared by frames and graphs)."""
+
+    jets: str = input_tag("source:Jet", "jet collection (seeds: Jet_seed_ieta/iphi)", product=JaggedCollection)
+    ecal_hits: str = input_tag("source:EcalHit", "ECAL hits", product=JaggedCollection)
+    hcal_hits: str = input_tag("source:HcalHit", "HCAL towers", product=JaggedCollection)
+    tracks: str = input_tag("source:Track", "tracks", product=JaggedCollection)
+    tracker_hits: str = input_tag("source:TrackerHit", "pixel/strip hits", product=JaggedCollection)
+    channels: list[str] = param(DEFAULT_CHANNELS, "channels in output order: " + ", ".join(CHANNELS))
+    window: int = param(125, "window size in crystals (H = W), centred on the jet seed", minimum=1,
+                        maximum=ECAL_N_IETA)
+    dz_max: float = param(0.1, "track d0/dz channels use tracks with |dz| < dz_max (cm; E2E: 0.1)", minimum=0.0)
+    impact: str = param("value", "track_d0/track_dz channels: 'value' (cm) or 'significance' (d0/sigma)",
+                        choices=("value", "significance"))
+    hcal_upsample: bool = param(True, "HCAL tower -> its 5x5 crystals at E/25 (E2E); false: full E at the "
+                                      "tower's centre crystal")
+    scale: dict[str, float] = param({}, "per-channel factor applied to every contribution (default 1)")
+    thresholds: dict[str, float] = param({}, "per-channel zero suppression: pixels with |value| <= threshold "
+                                             "(unscaled units) are zero (default 0)")
+
+
+def _check_channel_keys(label: str, key: str, mapping: dict[str, float], channels: list[str]) -> None:
+    import difflib
+
+    for name in mapping:
+        if name not in channels:
+            close = difflib.get_close_matches(name, channels, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"modules.{label}.{key}: '{name}' is not one of the channels{hint}; "
+                              f"channels: {', '.join(channels)}")
+
+
+class PixelMap:
+    """The validated channel configuration as the arrays the kernels take."""
+
+    def __init__(self, label: str, p: PixelParams) -> None:
+        if not p.channels:
+            raise ConfigError(f"modules.{label}.channels: expected at least one of {', '.join(CHANNELS)}")
+        for name in p.channels:
+            if name not in CHANNEL_CODE:
+                import difflib
+
+                close = difflib.get_close_matches(name, CHANNELS, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"modules.{label}.channels: unknown channel '{name}'{hint}; "
+                                  f"allowed: {', '.join(CHANNELS)}")
+        if len(set(p.channels)) != len(p.channels):
+            raise ConfigError(f"modules.{label}.channels: a channel is listed twice: {p.channels}")
+        _check_channel_keys(label, "scale", p.scale, p.channels)
+        _check_channel_keys(label, "thresholds", p.thresholds, p.channels)
+        if any(v < 0 for v in p.thresholds.values()):
+            raise ConfigError(f"modules.{label}.thresholds: thresholds must be >= 0, got {p.thresholds}")
+        self.channels = tuple(p.channels)
+        self.channel_of_code = np.full(N_CHANNEL_CODES, -1, dtype=np.int64)
+        for i, name in enumerate(p.channels):
+            self.channel_of_code[CHANNEL_CODE[name]] = i
+        self.scale = np.array([p.scale.get(c, 1.0) for c in p.channels], dtype=np.float32)
+        self.threshold = np.array([p.thresholds.get(c, 0.0) for c in p.channels], dtype=np.float32)
+        self.collections = {CHANNEL_COLLECTION[c] for c in p.channels}
+        self.params = p
+
+    def consumes(self) -> dict[str, type | None]:
+        p = self.params
+        tags = {"Jet": p.jets, "EcalHit": p.ecal_hits, "HcalHit": p.hcal_hits, "Track": p.tracks,
+                "TrackerHit": p.tracker_hits}
+        return {tags[c]: JaggedCollection for c in ("Jet", *sorted(self.collections))}
+
+    def fields_needed(self) -> dict[str, tuple[str, ...]]:
+        p = self.params
+        impact = ("d0sig", "dzsig") if p.impact == "significance" else ()
+        return {p.jets: ("seed_ieta", "seed_iphi"), p.ecal_hits: ("ieta", "iphi", "energy"),
+                p.hcal_hits: ("ieta", "iphi", "energy"),
+                p.tracks: ("ecal_ieta", "ecal_iphi", "pt", "d0", "dz", *impact),
+                p.tracker_hits: ("layer", "ieta", "iphi")}
+
+    def record(self) -> dict[str, Any]:
+        """The parameters that define the pixels (recorded on the product for taggers to check)."""
+        p = self.params
+        return {"channels": list(self.channels), "window": p.window, "dz_max": p.dz_max, "impact": p.impact,
+                "hcal_upsample": p.hcal_upsample, "scale": [float(s) for s in self.scale],
+                "thresholds": [float(t) for t in self.threshold]}
+
+    def jets(self, batch: EventBatch) -> tuple[JaggedCollection, np.ndarray, np.ndarray]:
+        """The jet collection, each jet's event (int64) and event-local index (int32)."""
+        jets: JaggedCollection = batch.get(self.params.jets)
+        jet_event = jets.event_index()
+        jet_index = (np.arange(len(jets), dtype=np.int64) - jets.offsets[jet_event]).astype(np.int32)
+        return jets, jet_event, jet_index
+
+    def hit_arrays(self, batch: EventBatch) -> tuple[np.ndarray, ...]:
+        """The hit arguments of the kernels, in kernel order (empty arrays for collections not read)."""
+        p = self.params
+        n_events = batch.n_events
+        dtypes = branch_dtypes(True)
+
+        def coll(name: str, tag: str, fields: tuple[str, ...]) -> list[np.ndarray]:
+            if name in self.collections:
+                c: JaggedCollection = batch.get(tag)
+                return [c.offsets, *(c[f] for f in fields)]
+            return [np.zeros(n_events + 1, dtype=np.int64),
+                    *(np.zeros(0, dtype=dtypes[f"{name}_{f}"]) for f in fields)]
+
+        ecal = coll("EcalHit", p.ecal_hits, ("ieta", "iphi", "energy"))
+        hcal = coll("HcalHit", p.hcal_hits, ("ieta", "iphi", "energy"))
+        d0, dz = ("d0sig", "dzsig") if p.impact == "significance" else ("d0", "dz")
+        trk = coll("Track", p.tracks, ("ecal_ieta", "ecal_iphi", "pt", d0, dz, "dz"))
+        thit = coll("TrackerHit", p.tracker_hits, ("layer", "ieta", "iphi"))
+        return (*ecal, *hcal, *trk, *thit)
+
+    def eta_edge_jets(self, seed_ieta: np.ndarray) -> int:
+        """Jets whose window reaches beyond the ECAL grid in eta (those rows are zero)."""
+        h = self.params.window // 2
+        s = seed_ieta.astype(np.int64)
+        return int(np.count_nonzero((s - h < 0) | (s - h + self.params.window > ECAL_N_IETA)))

@@ -1,0 +1,64 @@
+"""Shared test helpers: the shipped sample, writing modified hits trees, running e2e-run in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from dataformats import schema
+from e2e.io.treewriter import AtomicTreeWriter
+from simulation.generate import hits_branch_types
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample_tau_qcd.root"
+
+
+def read_events(path: str | Path = SAMPLE, n: int | None = None) -> ak.Array:
+    """The hits tree as an awkward array with flat branch names (as uproot returns it)."""
+    return uproot.open(path)["Events"].arrays(library="ak", entry_stop=n)
+
+
+def write_hits(path: str | Path, events: ak.Array | dict[str, Any], truth: bool = True,
+               dtypes: dict[str, Any] | None = None) -> Path:
+    """Write events with flat branch names (``EcalHit_ieta``, ...) as a hits tree, as e2e-generate does.
+
+    ``dtypes``: branch -> dtype to write instead of the schema's (to make files with wrong types).
+    """
+    dtypes = dtypes or {}
+    get = (lambda k: events[k]) if isinstance(events, dict) else (lambda k: events[k])
+    data: dict[str, Any] = {}
+    types = hits_branch_types(truth)
+    for branch, dt in dtypes.items():
+        coll, _, fld = branch.partition("_")
+        types[coll] = types[coll].replace(f"{fld}: {schema.field_of(branch).dtype.name}", f"{fld}: {np.dtype(dt).name}")
+    for f in schema.EVENT_FIELDS:
+        data[f.name] = np.asarray(get(f.name), dtype=f.dtype)
+    fields: dict[str, list[schema.Field]] = {}
+    for coll in schema.collections(truth):
+        fields.setdefault(coll.name, []).extend(coll.fields)
+    for name, fs in fields.items():
+        cols = {f.name: ak.values_astype(get(f"{name}_{f.name}"), dtypes.get(f"{name}_{f.name}", f.dtype))
+                for f in fs}
+        data[name] = ak.zip(cols, depth_limit=2)
+    with AtomicTreeWriter(path, types, "Events", "lz4", 1) as w:
+        w.extend(data)
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def sample_events() -> ak.Array:
+    return read_events()
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run e2e-run in-process; return (exit code, stdout, stderr)."""
+    from e2e.cli.run import main
+
+    rc = main(argv)
+    out = capsys.readouterr()
+    return rc, out.out, out.err

@@ -1,0 +1,182 @@
+"""Process configuration: validation errors (one per class), registry, schedule, overrides, --dump-config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import yaml
+
+from conftest import SAMPLE, run_cli
+from dataformats.products import JetGraphs, JetTable
+from e2e.config import load_process
+from e2e.errors import ConfigError
+from e2e.module import Producer
+from e2e.params import input_tag, param
+from e2e.process import build_schedule
+
+
+class Echo(Producer):
+    """Test module: consumes any product by tag, produces a JetTable."""
+
+    @dataclass
+    class Params:
+        model: str = param(help="a required parameter")
+        src: str = input_tag("source:Jet", "what to consume")
+
+    def produces(self) -> dict[str, type]:
+        return {"": JetTable}
+
+
+class NeedsGraphs(Producer):
+    """Test module: needs JetGraphs."""
+
+    @dataclass
+    class Params:
+        graphs: str = input_tag("jetGraphs", "graphs", product=JetGraphs)
+
+    def produces(self) -> dict[str, type]:
+        return {"": JetTable}
+
+
+def config(**modules) -> dict:
+    return {
+        "process": "Test",
+        "source": {"type": "RootSource", "files": [str(SAMPLE)]},
+        "modules": modules or {"jetShapes": {"type": "JetShapeProducer"}},
+        "outputs": [{"type": "RootOutput", "file": "out.root"}],
+    }
+
+
+def error(data: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        build_schedule(load_process(data, where="cfg.yaml"))
+    msg = str(info.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_unknown_top_level_key():
+    data = config()
+    data["modles"] = {}
+    assert "unknown key 'modles' (did you mean 'modules'?)" in error(data)
+
+
+def test_unknown_module_type_names_label_and_closest():
+    msg = error(config(jetGraphs={"type": "JetGraphProducr"}))
+    assert "modules.jetGraphs" in msg and "did you mean 'JetGraphProducer'" in msg
+
+
+def test_unknown_parameter_names_label_key_allowed_and_closest():
+    msg = error(config(jetGraphs={"type": "JetGraphProducer", "kk": 8}))
+    assert "modules.jetGraphs" in msg and "'kk'" in msg and "did you mean 'k'" in msg and "allowed:" in msg
+
+
+def test_wrong_type():
+    msg = error(config(jetGraphs={"type": "JetGraphProducer", "k": "many"}))
+    assert "modules.jetGraphs.k" in msg and "expected an integer" in msg
+
+
+def test_out_of_range_and_bad_choice():
+    assert "expected a value >= 1" in error(config(jetGraphs={"type": "JetGraphProducer", "k": 0}))
+    msg = error(config(jetGraphs={"type": "JetGraphProducer", "edges": "knnn"}))
+    assert "modules.jetGraphs.edges" in msg and "did you mean 'knn'" in msg
+
+
+def test_unknown_channel():
+    msg = error(config(jetFrames={"type": "JetFrameProducer", "channels": ["track_pt", "ecall"]}))
+    assert "modules.jetFrames.channels" in msg and "did you mean 'ecal'" in msg
+
+
+def test_missing_required_key():
+    msg = error(config(echo={"type": "test_process_config:Echo"}))
+    assert "modules.echo.model: missing required key" in msg
+
+
+def test_import_path_errors():
+    assert "cannot import module 'nope.mod'" in error(config(x={"type": "nope.mod:Cls"}))
+    assert "has no class 'Missing'" in error(config(x={"type": "test_process_config:Missing"}))
+    assert "is not an e2e module" in error(config(x={"type": "test_process_config:config"}))
+
+
+def test_missing_label_and_instance():
+    msg = error(config(g={"type": "test_process_config:NeedsGraphs", "graphs": "jetGrafs"}))
+    assert "modules.g consumes 'jetGrafs' but no module is labelled 'jetGrafs'" in msg
+    msg = error(config(e={"type": "test_process_config:Echo", "model": "m", "src": "source:Jets"}))
+    assert "'source' produces" in msg and "did you mean 'source:Jet'" in msg
+
+
+def test_wrong_product_type():
+    msg = error(config(jetGraphs={"type": "JetFrameProducer"}, g={"type": "test_process_config:NeedsGraphs"}))
+    assert "consumes 'jetGraphs', a JetFrames, but needs a JetGraphs" in msg
+
+
+def test_cycle_is_an_error():
+    msg = error(config(a={"type": "test_process_config:Echo", "model": "m", "src": "b"},
+                       b={"type": "test_process_config:Echo", "model": "m", "src": "a"}))
+    assert "cycle" in msg and ("a -> b -> a" in msg or "b -> a -> b" in msg)
+
+
+def test_bad_label_and_reserved_label():
+    assert "label" in error(config(**{"2x": {"type": "JetShapeProducer"}}))
+    assert "reserved" in error(config(source={"type": "JetShapeProducer"}))
+
+
+def test_keep_pattern_without_match():
+    data = config()
+    data["outputs"][0]["keep"] = ["jetShape"]
+    assert "keep: 'jetShape' matches no module product" in error(data)
+
+
+def test_no_outputs_is_an_error():
+    data = config()
+    data["outputs"] = []
+    assert "without an output nothing would run" in error(data)
+
+
+def test_schedule_runs_only_what_outputs_need_in_dependency_order():
+    data = config(e={"type": "test_process_config:Echo", "model": "m", "src": "jetGraphs"},
+                  jetGraphs={"type": "JetGraphProducer"},
+                  jetFrames={"type": "JetFrameProducer"})
+    data["outputs"][0]["keep"] = ["e"]
+    sched = build_schedule(load_process(data))
+    assert sched.order == ["jetGraphs", "e"]
+    assert sched.unscheduled == ["jetFrames"]
+    # only the collections (and fields) the scheduled modules need are read
+    assert "TrackerHit" not in sched.plan
+    assert sched.plan["Track"] is not None and "charge" not in sched.plan["Track"]
+
+
+def test_overrides_and_dump_config_round_trip(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config(jetGraphs={"type": "JetGraphProducer"})))
+    rc, out, _ = run_cli([str(cfg), "--dump-config", "-s", "modules.jetGraphs.k=8", "-n", "5",
+                          "-o", str(tmp_path / "o.root")], capsys)
+    assert rc == 0
+    dumped = yaml.safe_load(out)
+    g = dumped["modules"]["jetGraphs"]
+    assert g["k"] == 8 and g["window"] == 125 and g["channels"][0] == "track_pt"  # defaults filled in
+    assert dumped["source"]["max_events"] == 5 and dumped["outputs"][0]["file"] == str(tmp_path / "o.root")
+    again = load_process(dumped).to_dict()
+    assert again == dumped
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    rc, _, err = run_cli([str(tmp_path / "missing.yaml")], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "configuration file not found" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modules: [\n")
+    rc, _, err = run_cli([str(bad)], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "invalid YAML" in err
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config()))
+    rc, _, err = run_cli([str(cfg), "-s", "modules.jetShapes.cone=wide"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "modules.jetShapes.cone" in err
+    assert "Traceback" not in err
+
+
+def test_list_and_help_module(capsys):
+    rc, out, _ = run_cli(["--list-modules"], capsys)
+    assert rc == 0 and "JetGraphProducer" in out.split()
+    rc, out, _ = run_cli(["--help-module", "JetGraphProducer"], capsys)
+    assert rc == 0 and "k: int = 16" in out

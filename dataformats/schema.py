@@ -412,9 +412,23 @@ def _bad_mask(field: Field, v: np.ndarray) -> np.ndarray | None:
     return (v < lo_i) | (v > hi_i)
 
 
+def _within_range(field: Field, v: np.ndarray) -> bool:
+    """Fast path: True when min and max are inside the field's range (NaN makes min/max NaN: False)."""
+    if v.size == 0:
+        return True
+    if field.allowed is not None or v.dtype != field.dtype:
+        return False
+    lo, hi = v.min(), v.max()
+    if field.is_float:
+        return bool(lo >= field.lo - FLOAT_RTOL * abs(field.lo)) and bool(hi <= field.hi + FLOAT_RTOL * abs(field.hi))
+    return bool(lo >= math.ceil(field.lo)) and bool(hi <= math.floor(field.hi))
+
+
 def _check_values(
     name: str, field: Field, values: np.ndarray, counts: np.ndarray | None, source: str, offset: int
 ) -> None:
+    if _within_range(field, values):
+        return
     bad = _bad_mask(field, values)
     if bad is None or not bad.any():
         return

@@ -1,5 +1,5 @@
 # e2e: two commands on a fresh machine.
-#   make run    create .venv, install, generate the default sample
+#   make run    create .venv, install, run the main job (e2e-run) on the shipped sample
 #   make test   create .venv, install, run the test suite (with reduced slow checks)
 # ORT=gpu installs onnxruntime-gpu instead of the CPU build (never both).
 
@@ -11,7 +11,7 @@ EXTRAS := $(ORT),gen,test,plot
 STAMP  := $(VENV)/.installed-$(ORT)
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
 
-.PHONY: run test install lint bench validate clean
+.PHONY: run sample test install lint bench validate clean
 
 install: $(STAMP)
 
@@ -26,6 +26,9 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: install
+	$(BIN)/e2e-run process_configs/jet_frames.yaml
+
+sample: install
 	$(BIN)/e2e-generate process_configs/generate_sample.yaml -o output/sample_tau_qcd.root
 	$(BIN)/e2e-validate output/sample_tau_qcd.root
 
@@ -36,6 +39,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
+	$(BIN)/python benchmarks/bench_frames.py
 	$(BIN)/python benchmarks/bench_generate.py
 
 validate: install

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
 from e2e.config import SOURCE_LABEL, ProcessDescription
 from e2e.errors import ConfigError, E2EError
 from e2e.event import EventBatch, split_tag
@@ -262,7 +263,7 @@ class Process:
             raise
         summary.times = times
         summary.counters = {m.label: dict(m.counters) for m in [*modules, *desc.outputs] if m.counters}
-        summary.descriptions = {m.label: m.describe() for m in modules}
+        summary.descriptions = {m.label: m.describe() for m in [source, *modules]}
         summary.wall_s = time.perf_counter() - t_start
         return summary
 

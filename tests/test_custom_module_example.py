@@ -11,7 +11,6 @@ import awkward as ak
 import numpy as np
 import pytest
 import uproot
-
 from conftest import REPO, SAMPLE, read_events, run_cli
 
 EXAMPLE = REPO / "examples" / "custom_module"

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
-
 from conftest import SAMPLE, run_cli
+
 from dataformats.products import JetGraphs, JetTable
 from e2e.config import load_process
 from e2e.errors import ConfigError

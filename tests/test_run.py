@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import uproot
 import yaml
-
 from conftest import REPO, SAMPLE, read_events, run_cli, write_hits
+
 from e2e.config import load_process
 from e2e.process import Process
 

@@ -13,7 +13,6 @@ Products: ``source:<Collection>`` (``source:Jet``, ``source:EcalHit``, ...) as
 from __future__ import annotations
 
 import glob
-import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -135,6 +134,11 @@ class RootSource(Module):
         if self._executor is not None:
             self._executor.shutdown()
             self._executor = None
+
+    def describe(self) -> str:
+        if not self.params.check_values:
+            return "value checks are OFF (check_values: false): NaN/inf hit values are not detected"
+        return ""
 
     def empty_batch(self) -> EventBatch:
         """A batch of zero events with empty collections (so outputs of an empty input still get their branches)."""

@@ -6,7 +6,10 @@ Jet products carry the jet bookkeeping (``event_offsets``: jets of event ``e`` o
 collection) so that results map back to ``Jet`` of each event, and ``params``: the producer
 parameters that made them (channels, window, k, scaling), which a tagger compares with its model.
 
-Arrays are made read-only when a product is created: products are immutable once put.
+Products are immutable once put: the dataclasses are frozen, and their arrays must not be modified in
+place. The arrays are not flagged read-only, on purpose: numba types read-only arrays separately, so
+every mix of read-only and writable inputs would compile (and cache) another specialisation of each
+kernel; :func:`freeze` is there for callers that want the flag anyway.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ __all__ = ["JaggedCollection", "JetProduct", "JetFrames", "JetGraphs", "JetTable
 
 
 def freeze(*arrays: np.ndarray | None) -> None:
-    """Mark arrays read-only (products are immutable once put)."""
+    """Mark arrays read-only (e.g. in tests that check that nothing writes to a product)."""
     for a in arrays:
         if a is not None:
             a.flags.writeable = False
@@ -38,9 +41,6 @@ class JaggedCollection:
     name: str
     offsets: np.ndarray
     columns: Mapping[str, np.ndarray]
-
-    def __post_init__(self) -> None:
-        freeze(self.offsets, *self.columns.values())
 
     def __getitem__(self, field_name: str) -> np.ndarray:
         try:
@@ -73,9 +73,6 @@ class JetProduct:
     jet_index: np.ndarray
     params: Mapping[str, Any]
 
-    def __post_init__(self) -> None:
-        freeze(self.event_offsets, self.jet_index)
-
     @property
     def n_jets(self) -> int:
         return len(self.jet_index)
@@ -99,10 +96,6 @@ class JetFrames(JetProduct):
 
     data: np.ndarray = field(default=None)  # type: ignore[assignment]
     channels: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        freeze(self.data)
 
     @property
     def window(self) -> int:
@@ -134,10 +127,6 @@ class JetGraphs(JetProduct):
     num_neighbors: np.ndarray | None = None
     feature_names: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        freeze(self.x, self.pos, self.pixel, self.node_offsets, self.edge_index, self.neighbors, self.num_neighbors)
-
     @property
     def n_nodes(self) -> np.ndarray:
         """Nodes per jet, int64 [n_jets]."""
@@ -157,17 +146,9 @@ class JetGraphs(JetProduct):
         import torch
         from torch_geometric.data import Batch
 
-        def t(a: np.ndarray) -> Any:
-            # read-only numpy arrays: torch warns but never writes through these tensors
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                return torch.from_numpy(a)
-
-        ptr = t(self.node_offsets)
+        t = torch.from_numpy
         return Batch(x=t(self.x), pos=t(self.pos), edge_index=t(self.edge_index), batch=t(self.batch_vector()),
-                     ptr=ptr)
+                     ptr=t(self.node_offsets))
 
 
 @dataclass(frozen=True)
@@ -176,10 +157,6 @@ class JetTable(JetProduct):
 
     values: np.ndarray = field(default=None)  # type: ignore[assignment]
     names: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        freeze(self.values)
 
     def column(self, name: str) -> np.ndarray:
         try:

@@ -91,17 +91,13 @@ def _event_offsets_of(item_counts_per_jet: np.ndarray, event_offsets: np.ndarray
 
 def frame_columns(name: str, frames: JetFrames, chunk: _Chunk, rows: np.ndarray | None, n_jets: int) -> None:
     """Non-zero pixels of every frame as the collection ``<name>Pixel``."""
-    jet, ch, r, c = np.nonzero(frames.data)
-    per_jet = np.bincount(jet, minlength=frames.n_jets).astype(np.int32)
+    from frameproducers.kernels import frame_pixels
+
+    per_jet, ch, r, c, value = frame_pixels(frames.data)
     offsets = _event_offsets_of(per_jet, frames.event_offsets)
-    chunk.extra[f"{name}Pixel"] = (offsets, {
-        "jet": frames.jet_index[jet].astype(np.int16),
-        "channel": ch.astype(np.uint8),
-        "row": r.astype(np.int16),
-        "col": c.astype(np.int16),
-        "value": frames.data[jet, ch, r, c],
-    })
-    chunk.jet[f"{name}_nPixels"] = _per_jet(per_jet, rows, n_jets, -1)
+    jet = np.repeat(frames.jet_index.astype(np.int16), per_jet)
+    chunk.extra[f"{name}Pixel"] = (offsets, {"jet": jet, "channel": ch, "row": r, "col": c, "value": value})
+    chunk.jet[f"{name}_nPixels"] = _per_jet(per_jet.astype(np.int32), rows, n_jets, -1)
 
 
 def graph_columns(name: str, graphs: JetGraphs, chunk: _Chunk, rows: np.ndarray | None, n_jets: int) -> None:

@@ -1,0 +1,387 @@
+"""Frame-producer kernels (frameproducers.kernels) against the slow references of tests/frame_references.py.
+
+Small random events in the on-disk dtypes (one numba signature per kernel), with jets at the phi seam and
+at the eta edges, an empty event, a jet with an empty window, duplicate hits (summation order) and
+cancelling track d0/dz.
+"""
+
+from __future__ import annotations
+
+import frame_references as ref
+import numpy as np
+import pytest
+
+from dataformats import geometry as geo
+from frameproducers import kernels as K
+from frameproducers.channels import CHANNEL_CODE, CHANNELS
+
+ETA_CENTRE = geo.ecal_eta(np.arange(geo.ECAL_N_IETA))
+FIVE = ("track_pt", "track_d0", "track_dz", "ecal", "hcal")
+SUBSET = ("ecal", "tob2", "track_dz", "hcal", "bpix1", "track_pt")  # non-canonical order
+DZ_MAX = 0.1
+
+# jets: (event, seed_ieta, seed_iphi); event 3 has no hits at all, event 4 only hits far from its jet
+JETS = [(0, 140, 0), (0, 140, 359), (0, 2, 180), (0, 277, 3), (1, 0, 358), (1, 279, 1), (1, 60, 200),
+        (2, 150, 90), (2, 151, 92), (3, 100, 100), (4, 140, 180), (5, 30, 300)]
+
+
+def _offsets(counts):
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+def make_batch(seed: int = 0):
+    """Random events: hits clustered around the jet seeds plus uniform hits; on-disk dtypes."""
+    rng = np.random.default_rng(seed)
+    n_events = 6
+    ecal_e, hcal_e, trk_e, th_e = [], [], [], []
+    for e in range(n_events):
+        seeds = [(i, p) for ev, i, p in JETS if ev == e and e != 4]
+        if e == 3:
+            ecal_e.append(np.zeros((0, 3)))
+            hcal_e.append(np.zeros((0, 3)))
+            trk_e.append(np.zeros((0, 7)))
+            th_e.append(np.zeros((0, 3)))
+            continue
+        if e == 4:  # hits only in rows 0..20 and columns 0..40: far from the jet at (140, 180)
+            rows = rng.integers(0, 20, 40)
+            cols = rng.integers(0, 40, 40)
+        else:
+            rows = np.concatenate([np.clip(np.round(rng.normal(i, 12, 120)), 0, 279) for i, _ in seeds]
+                                  + [rng.integers(0, 280, 150)])
+            cols = np.concatenate([np.round(rng.normal(p, 12, 120)) % 360 for _, p in seeds]
+                                  + [rng.integers(0, 360, 150)])
+        n = len(rows)
+        dup = rng.integers(0, n, n // 10)  # duplicate crystals: the summation order matters
+        rows, cols = np.concatenate([rows, rows[dup]]), np.concatenate([cols, cols[dup]])
+        ecal_e.append(np.stack([rows, cols, rng.exponential(1.0, len(rows))], 1))
+        t = rng.permutation(np.stack([rows // 5, cols // 5], 1))[: max(1, len(rows) // 3)]
+        hcal_e.append(np.concatenate([t, rng.exponential(2.0, (len(t), 1))], 1))
+        m = len(rows) // 4
+        reach = rng.random(m) < 0.85
+        ti = np.where(reach, rows[:m], -1)
+        tp = np.where(reach, cols[:m], -1)
+        dz = rng.normal(0, 0.12, m)
+        d0v = rng.normal(0, 0.05, m)
+        dzv = rng.normal(0, 0.05, m)
+        if m > 3:  # two tracks in one crystal whose d0 / dz cancel exactly
+            ti[1], tp[1], dz[1], d0v[1], dzv[1] = ti[0], tp[0], dz[0], -d0v[0], -dzv[0]
+        trk_e.append(np.stack([ti, tp, rng.exponential(3.0, m), d0v, dzv, dz, rng.normal(0, 5, m)], 1))
+        k = len(rows) * 2
+        pick = rng.integers(0, len(rows), k)
+        th_e.append(np.stack([rng.integers(0, 8, k), rows[pick], cols[pick]], 1))
+
+    def flat(parts, cols_dtypes):
+        arr = np.concatenate(parts)
+        out = {"offsets": _offsets([len(p) for p in parts])}
+        for j, (name, dt) in enumerate(cols_dtypes):
+            out[name] = np.ascontiguousarray(arr[:, j].astype(dt))
+        return out
+
+    ecal = flat(ecal_e, [("ieta", np.int16), ("iphi", np.int16), ("energy", np.float32)])
+    hcal = flat(hcal_e, [("ieta", np.int16), ("iphi", np.int16), ("energy", np.float32)])
+    tracks = flat(trk_e, [("ieta", np.int16), ("iphi", np.int16), ("pt", np.float32), ("d0v", np.float32),
+                          ("dzv", np.float32), ("dz", np.float32), ("d0sig", np.float32)])
+    th = flat(th_e, [("layer", np.uint8), ("ieta", np.int16), ("iphi", np.int16)])
+    jet_event = np.array([j[0] for j in JETS], np.int64)
+    seed_ieta = np.array([j[1] for j in JETS], np.int16)
+    seed_iphi = np.array([j[2] for j in JETS], np.int16)
+    return jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th
+
+
+BATCH = make_batch()
+
+
+def hit_args(ecal, hcal, tracks, th):
+    return (ecal["offsets"], ecal["ieta"], ecal["iphi"], ecal["energy"],
+            hcal["offsets"], hcal["ieta"], hcal["iphi"], hcal["energy"],
+            tracks["offsets"], tracks["ieta"], tracks["iphi"], tracks["pt"], tracks["d0v"], tracks["dzv"], tracks["dz"],
+            th["offsets"], th["layer"], th["ieta"], th["iphi"])
+
+
+def channel_config(names, scaled: bool, thresholds: bool):
+    codes = np.full(len(CHANNELS), -1, np.int64)
+    for i, name in enumerate(names):
+        codes[CHANNEL_CODE[name]] = i
+    rng = np.random.default_rng(len(names))
+    scale = rng.uniform(0.5, 2.0, len(names)).astype(np.float32) if scaled else np.ones(len(names), np.float32)
+    if scaled:
+        scale[-1] *= -1  # a negative scale: the threshold uses |scale|
+    thr = np.zeros(len(names), np.float32)
+    if thresholds:
+        base = {"ecal": 0.8, "hcal": 0.3, "track_pt": 2.0, "track_d0": 0.02, "track_dz": 0.02}
+        thr = np.array([base.get(n, 1.0) for n in names], np.float32)
+    return codes, scale, thr
+
+
+# (W, hcal_upsample, channels, scaled, thresholds)
+CONFIGS = [
+    (125, True, FIVE, False, False),
+    (125, False, CHANNELS, True, True),
+    (33, True, SUBSET, True, False),
+    (32, False, SUBSET, False, True),  # even window
+    (63, True, CHANNELS, False, True),
+    (1, False, FIVE, True, True),
+]
+
+
+def reference_images(W, upsample, codes, scale, thr):
+    jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th = BATCH
+    return ref.jet_images(W, jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th, codes, scale, thr, DZ_MAX,
+                          upsample)
+
+
+def kernel_images(W, upsample, codes, scale, thr):
+    jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th = BATCH
+    out = np.full((len(jet_event), len(scale), W, W), np.nan, np.float32)  # the kernel must zero it
+    K.fill_jet_images(out, jet_event, seed_ieta, seed_iphi, *hit_args(ecal, hcal, tracks, th), codes, scale, thr,
+                      DZ_MAX, upsample)
+    return out
+
+
+def kernel_graphs(W, upsample, codes, scale, thr, coordinates=True):
+    jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th = BATCH
+    return K.build_graph_nodes(jet_event, seed_ieta, seed_iphi, *hit_args(ecal, hcal, tracks, th), W, codes, scale,
+                               thr, DZ_MAX, upsample, coordinates, ETA_CENTRE)
+
+
+@pytest.mark.parametrize(("W", "upsample", "names", "scaled", "thresholds"), CONFIGS)
+def test_images_match_reference(W, upsample, names, scaled, thresholds) -> None:
+    codes, scale, thr = channel_config(names, scaled, thresholds)
+    img = kernel_images(W, upsample, codes, scale, thr)
+    expected = reference_images(W, upsample, codes, scale, thr)
+    np.testing.assert_allclose(img, expected, rtol=1e-6, atol=1e-6)
+    assert np.count_nonzero(img) > 0
+    if W == 125:
+        h = W // 2
+        assert not np.any(img[BATCH[0] == 3])  # the event without hits
+        assert not np.any(img[3, :, 280 - 277 + h:]) and np.any(img[3, :, : 280 - 277 + h])  # rows beyond 279
+        assert not np.any(img[5, :, 280 - 279 + h:]) and np.any(img[5, :, : 280 - 279 + h])
+        assert not np.any(img[2, :, : h - 2]) and not np.any(img[4, :, :h])  # rows before 0
+        assert np.any(img[0, :, :, :h]) and np.any(img[0, :, :, h + 1:])  # both sides of the phi seam
+        assert np.any(img[5, :, :, :h]) and np.any(img[4, :, :, h + 2:])
+    if thresholds:
+        cut = thr * np.abs(scale)
+        nz = img != 0
+        assert np.all(np.abs(img)[nz] > np.broadcast_to(cut[None, :, None, None], img.shape)[nz])
+
+
+@pytest.mark.parametrize(("W", "upsample", "names", "scaled", "thresholds"), CONFIGS)
+def test_graph_nodes_are_the_nonzero_pixels_of_the_image(W, upsample, names, scaled, thresholds) -> None:
+    codes, scale, thr = channel_config(names, scaled, thresholds)
+    img = kernel_images(W, upsample, codes, scale, thr)
+    node_offsets, x, pos, pixel = kernel_graphs(W, upsample, codes, scale, thr)
+    C = len(names)
+    h = W // 2
+    assert node_offsets[0] == 0 and len(node_offsets) == len(BATCH[0]) + 1
+    assert x.dtype == np.float32 and pos.dtype == np.float32 and pixel.dtype == np.int32
+    assert x.shape == (node_offsets[-1], C + 2) and pos.shape == (node_offsets[-1], 2)
+    for j in range(len(BATCH[0])):
+        sl = slice(node_offsets[j], node_offsets[j + 1])
+        rows, cols = np.nonzero(np.any(img[j] != 0, axis=0))  # row-major
+        np.testing.assert_array_equal(pixel[sl], rows * W + cols)
+        np.testing.assert_array_equal(x[sl, :C], img[j][:, rows, cols].T)
+        np.testing.assert_array_equal(pos[sl], np.stack([rows - h, cols - h], 1))
+    # and both agree with the reference built from the reference images
+    r_offsets, r_x, r_pos, r_pixel = ref.graph_nodes(reference_images(W, upsample, codes, scale, thr), BATCH[1], True,
+                                                     ETA_CENTRE)
+    np.testing.assert_array_equal(node_offsets, r_offsets)
+    np.testing.assert_array_equal(pixel, r_pixel)
+    np.testing.assert_array_equal(pos, r_pos)
+    np.testing.assert_allclose(x, r_x, rtol=1e-6, atol=1e-6)
+
+
+def test_graph_coordinates_and_empty_graphs() -> None:
+    codes, scale, thr = channel_config(FIVE, False, False)
+    node_offsets, x, pos, pixel = kernel_graphs(33, True, codes, scale, thr)
+    counts = np.diff(node_offsets)
+    assert counts[BATCH[0] == 3].tolist() == [0]  # event without hits
+    assert counts[BATCH[0] == 4].tolist() == [0]  # hits, but none in the window
+    assert np.all(counts[BATCH[0] < 3] > 0)
+    j = 0  # at the phi seam: delta_phi from the pixel column, delta_eta from the row centres
+    sl = slice(node_offsets[j], node_offsets[j + 1])
+    r, c = np.divmod(pixel[sl], 33)
+    np.testing.assert_allclose(x[sl, -1], (c - 16) * 2 * np.pi / 360, rtol=1e-6)
+    np.testing.assert_allclose(x[sl, -2], ETA_CENTRE[140 - 16 + r] - ETA_CENTRE[140], rtol=1e-6, atol=1e-7)
+    nc_offsets, nc_x, _, nc_pixel = kernel_graphs(33, True, codes, scale, thr, coordinates=False)
+    np.testing.assert_array_equal(nc_offsets, node_offsets)
+    np.testing.assert_array_equal(nc_x, x[:, :5])
+    # the cancelling d0/dz pair: a crystal with only those two tracks has track_pt but zero d0 / dz
+    assert np.any((x[:, 0] != 0) & (x[:, 1] == 0) & (x[:, 2] == 0))
+
+
+def test_channel_config_is_validated() -> None:
+    codes, scale, thr = channel_config(FIVE, False, False)
+    out = np.empty((len(BATCH[0]), 5, 9, 9), np.float32)
+    bad = codes.copy()
+    bad[CHANNEL_CODE["ecal"]] = 0  # two codes on channel 0
+    with pytest.raises(ValueError, match="channel_of_code"):
+        K.fill_jet_images(out, *BATCH[:3], *hit_args(*BATCH[3:]), bad, scale, thr, DZ_MAX, True)
+    with pytest.raises(ValueError, match="out must be"):
+        K.fill_jet_images(out.astype(np.float64), *BATCH[:3], *hit_args(*BATCH[3:]), codes, scale, thr, DZ_MAX, True)
+
+
+# ----------------------------------------------------------------------------------------------- kNN / radius
+
+
+def random_graphs(seed: int, W: int, sizes, cluster: bool = False):
+    """Graphs of the given node counts: distinct random pixels (optionally a dense cluster + far outliers)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for n in sizes:
+        if cluster and n > 10:
+            h = W // 2
+            r = np.clip(np.round(rng.normal(h, W / 12, 4 * n)), 0, W - 1).astype(np.int64)
+            c = np.clip(np.round(rng.normal(h, W / 12, 4 * n)), 0, W - 1).astype(np.int64)
+            core = np.unique(r * W + c)[: n - 3]
+            corners = np.array([0, W - 1, W * W - 1])  # isolated nodes: far k-th neighbours
+            parts.append(np.unique(np.concatenate([core, corners])))
+        else:
+            parts.append(np.sort(rng.choice(W * W, n, replace=False)))
+    pixel = np.concatenate(parts).astype(np.int32) if parts else np.zeros(0, np.int32)
+    return pixel, _offsets([len(p) for p in parts])
+
+
+GRAPH_CASES = [  # (W, sizes, cluster): empty, tiny, padding (< k + 1 nodes), sparse, dense, clustered
+    (33, [0, 1, 2, 5, 16, 17, 0, 40, 120, 700], False),
+    (63, [150, 60, 230, 30], False),
+    (63, [200, 400, 900], True),
+    (125, [1200, 300], True),
+    (8, [64, 10, 3], False),  # a full window
+]
+
+
+@pytest.mark.parametrize(("W", "sizes", "cluster"), GRAPH_CASES)
+@pytest.mark.parametrize("self_loops", [False, True])
+def test_knn_pixels_matches_reference_and_brute_force(W, sizes, cluster, self_loops) -> None:
+    pixel, node_offsets = random_graphs(W + len(sizes), W, sizes, cluster)
+    for k in (16, 5):
+        got = K.knn_pixels(pixel, node_offsets, W, k, self_loops)
+        assert got.dtype == np.int64 and got.shape == (len(pixel), k)
+        np.testing.assert_array_equal(got, ref.knn_pixels(pixel, node_offsets, W, k, self_loops))
+        np.testing.assert_array_equal(got, K.brute_force_knn_pixels(pixel, node_offsets, W, k, self_loops))
+
+
+def test_knn_padding_rule() -> None:
+    pixel = np.array([5, 0, 3, 12], np.int32)  # graphs: [5], [0, 3, 12] in a 4 x 4 window
+    node_offsets = np.array([0, 1, 4], np.int64)
+    nb = K.knn_pixels(pixel, node_offsets, 4, 5, False)
+    assert nb[0].tolist() == [0] * 5  # a single node without self loops: itself
+    assert nb[1].tolist() == [2, 3, 2, 3, 2]  # node 1 = (0, 0): 2 = (0, 3) d2 9, 3 = (3, 0) d2 9 (tie: index)
+    nb = K.knn_pixels(pixel, node_offsets, 4, 5, True)
+    assert nb[0].tolist() == [0] * 5
+    assert nb[1].tolist() == [1, 2, 3, 1, 2]
+    ei = K.edge_index_from_neighbors(nb)
+    assert ei.shape == (2, 20) and ei[0].tolist() == nb.ravel().tolist() and ei[1, :5].tolist() == [0] * 5
+
+
+def test_knn_pixels_rejects_unsorted_pixels() -> None:
+    with pytest.raises(ValueError, match="ascending"):
+        K.knn_pixels(np.array([3, 1], np.int32), np.array([0, 2]), 4, 2, False)
+
+
+@pytest.mark.parametrize("self_loops", [False, True])
+def test_knn_features_matches_reference(self_loops) -> None:
+    rng = np.random.default_rng(3)
+    pixel, node_offsets = random_graphs(4, 33, [0, 1, 3, 40, 150])
+    x = rng.normal(0, 1, (len(pixel), 7)).astype(np.float32)
+    x[10] = x[11] = x[12]  # exact ties: ordered by index
+    x[50:60, :3] = 0.0
+    for k in (16, 4):
+        got = K.knn_features(x, node_offsets, k, self_loops)
+        np.testing.assert_array_equal(got, ref.knn_features(x, node_offsets, k, self_loops))
+
+
+@pytest.mark.parametrize("self_loops", [False, True])
+def test_radius_pixels_and_edge_index(self_loops) -> None:
+    for W, sizes, cluster in GRAPH_CASES[:3]:
+        pixel, node_offsets = random_graphs(W, W, sizes, cluster)
+        for radius, max_nb in ((3.0, 8), (5.5, 32), (0.5, 4)):
+            nb, num = K.radius_pixels(pixel, node_offsets, W, radius, max_nb, self_loops)
+            r_nb, r_num = ref.radius_pixels(pixel, node_offsets, W, radius, max_nb, self_loops)
+            np.testing.assert_array_equal(num, r_num)
+            np.testing.assert_array_equal(nb, r_nb)
+            assert num.dtype == np.int32 and nb.dtype == np.int64
+            np.testing.assert_array_equal(K.edge_index_from_neighbors(nb, num), ref.edge_index(nb, num))
+            unused = np.arange(max_nb)[None, :] >= num[:, None]
+            assert np.all(nb[unused] == np.broadcast_to(np.arange(len(pixel))[:, None], nb.shape)[unused])
+
+
+# ----------------------------------------------------------------------------------------------- shapes
+
+
+def test_jet_shapes_match_reference() -> None:
+    jet_event, seed_ieta, _, ecal, hcal, tracks, _ = BATCH
+    rng = np.random.default_rng(5)
+    tracks = dict(tracks)
+    m = len(tracks["pt"])
+    tracks["eta"] = rng.uniform(-2.5, 2.5, m).astype(np.float32)
+    tracks["phi"] = rng.uniform(-np.pi, np.pi, m).astype(np.float32)
+    tracks["dz"] = rng.normal(0, 0.1, m).astype(np.float32)
+    # jets along the hit clusters, two at the phi seam (+-pi), one with zero pT
+    jet_eta = geo.ecal_eta(seed_ieta).astype(np.float32)
+    jet_phi = geo.ecal_phi(BATCH[2]).astype(np.float32)
+    jet_phi[0], jet_phi[1] = np.float32(-3.13), np.float32(3.135)
+    jet_pt = rng.uniform(20, 100, len(jet_event)).astype(np.float32)
+    jet_pt[5] = 0.0
+    tables = (ETA_CENTRE, geo.ecal_phi(np.arange(360)), geo.hcal_eta(np.arange(56)), geo.hcal_phi(np.arange(72)))
+    for cone, core, pt_min, dz_max, d0sig_min in ((0.4, 0.1, 1.0, 0.1, 3.0), (0.3, 0.05, 0.5, 0.2, 1.0)):
+        out = np.full((len(jet_event), len(K.SHAPE_NAMES)), np.nan, np.float32)
+        K.fill_jet_shapes(out, jet_event, jet_pt, jet_eta, jet_phi,
+                          ecal["offsets"], ecal["ieta"], ecal["iphi"], ecal["energy"],
+                          hcal["offsets"], hcal["ieta"], hcal["iphi"], hcal["energy"],
+                          tracks["offsets"], tracks["pt"], tracks["eta"], tracks["phi"], tracks["dz"],
+                          tracks["d0sig"], *tables, cone, core, pt_min, dz_max, d0sig_min)
+        expected = ref.jet_shapes(jet_event, jet_pt, jet_eta, jet_phi, ecal, hcal, tracks, *tables, cone, core,
+                                  pt_min, dz_max, d0sig_min)
+        np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+        assert np.all(out[jet_event == 3] == 0)  # no hits, no tracks
+        assert np.all(out[:, 0] >= 0) and np.all(out[:, 0] < cone) and np.all((out[:, 1] >= 0) & (out[:, 1] <= 1))
+        assert out[5, 2] == 0 and np.any(out[:, 3] > 0) and np.any(out[:, 5] > 0)
+    assert K.SHAPE_NAMES == ("width", "core_fraction", "leading_track_fraction", "charged_multiplicity", "isolation",
+                             "n_displaced_tracks")
+
+
+@pytest.mark.parametrize("margin", [1.5, 0.2])  # 0.2: most chunks overflow their regions (the spill path)
+def test_graph_nodes_one_pass_build_of_a_large_batch(monkeypatch, margin) -> None:
+    monkeypatch.setattr(K, "_n_chunks", lambda n: max(1, min(n, 5)))
+    monkeypatch.setattr(K, "_NODE_CAPACITY_MARGIN", margin)
+    jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th = BATCH
+    reps = 12  # 144 jets: sampled, then written in one pass
+    codes, scale, thr = channel_config(SUBSET, True, True)
+    big = K.build_graph_nodes(np.tile(jet_event, reps), np.tile(seed_ieta, reps), np.tile(seed_iphi, reps),
+                              *hit_args(ecal, hcal, tracks, th), 33, codes, scale, thr, DZ_MAX, True, True, ETA_CENTRE)
+    small = kernel_graphs(33, True, codes, scale, thr)  # 12 jets: count, then fill
+    np.testing.assert_array_equal(np.diff(big[0]), np.tile(np.diff(small[0]), reps))
+    for got, one in zip(big[1:], small[1:], strict=True):
+        np.testing.assert_array_equal(got, np.concatenate([one] * reps))
+
+
+def test_empty_batches() -> None:
+    _, _, _, ecal, hcal, tracks, th = BATCH
+    none = np.zeros(0, np.int64)
+    seeds = np.zeros(0, np.int16)
+    codes, scale, thr = channel_config(FIVE, False, True)
+    out = np.empty((0, 5, 33, 33), np.float32)
+    assert K.fill_jet_images(out, none, seeds, seeds, *hit_args(ecal, hcal, tracks, th), codes, scale, thr, DZ_MAX,
+                             True).shape == (0, 5, 33, 33)
+    node_offsets, x, pos, pixel = K.build_graph_nodes(none, seeds, seeds, *hit_args(ecal, hcal, tracks, th), 33, codes,
+                                                      scale, thr, DZ_MAX, True, True, ETA_CENTRE)
+    assert node_offsets.tolist() == [0] and x.shape == (0, 7) and pos.shape == (0, 2) and pixel.shape == (0,)
+    assert K.knn_pixels(pixel, node_offsets, 33, 16, False).shape == (0, 16)
+    assert K.knn_features(x, node_offsets, 16, False).shape == (0, 16)
+    nb, num = K.radius_pixels(pixel, node_offsets, 33, 2.0, 8, True)
+    assert nb.shape == (0, 8) and num.shape == (0,)
+    assert K.edge_index_from_neighbors(nb, num).shape == (2, 0)
+
+
+def test_frame_pixels_equal_nonzero():
+    rng = np.random.default_rng(7)
+    data = np.zeros((5, 3, 9, 9), np.float32)
+    mask = rng.random(data.shape) < 0.1
+    data[mask] = rng.normal(size=mask.sum()).astype(np.float32)
+    data[2] = 0.0  # a frame without any pixel
+    counts, ch, r, c, v = K.frame_pixels(data)
+    jet, ch_ref, r_ref, c_ref = np.nonzero(data)
+    assert np.array_equal(counts, np.bincount(jet, minlength=5))
+    assert np.array_equal(ch, ch_ref) and np.array_equal(r, r_ref) and np.array_equal(c, c_ref)
+    assert np.array_equal(v, data[jet, ch_ref, r_ref, c_ref])

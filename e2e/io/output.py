@@ -100,25 +100,24 @@ def frame_columns(name: str, frames: JetFrames, chunk: _Chunk, rows: np.ndarray 
     chunk.jet[f"{name}_nPixels"] = _per_jet(per_jet.astype(np.int32), rows, n_jets, -1)
 
 
-def graph_columns(name: str, graphs: JetGraphs, chunk: _Chunk, rows: np.ndarray | None, n_jets: int) -> None:
-    """Nodes and edges of every graph as the collections ``<name>Node`` and ``<name>Edge``."""
+def graph_columns(name: str, graphs: JetGraphs, chunk: _Chunk, rows: np.ndarray | None, n_jets: int,
+                  edges: bool = True) -> None:
+    """Nodes (and edges) of every graph as the collections ``<name>Node`` and ``<name>Edge``."""
     n_nodes = graphs.n_nodes
-    node_jet = graphs.batch_vector()
-    node_offsets = _event_offsets_of(n_nodes, graphs.event_offsets)
+    node_offsets = _event_offsets_of(n_nodes, graphs.event_offsets)  # per event, batch-global node indices
     w = int(graphs.params["window"])
-    nodes = {"jet": graphs.jet_index[node_jet].astype(np.int16),
+    nodes = {"jet": np.repeat(graphs.jet_index.astype(np.int16), n_nodes),
              "row": (graphs.pixel // w).astype(np.int16), "col": (graphs.pixel % w).astype(np.int16)}
     for i, feature in enumerate(graphs.feature_names):
         nodes[feature] = graphs.x[:, i]
     chunk.extra[f"{name}Node"] = (node_offsets, nodes)
-    src, dst = graphs.edge_index
-    edge_event = graphs.jet_event()[node_jet[dst]] if len(dst) else np.zeros(0, dtype=np.int64)
-    first = node_offsets[:-1]  # first node (batch-global) of each event
-    counts = np.bincount(edge_event, minlength=graphs.n_events)
-    edge_offsets = np.zeros(graphs.n_events + 1, dtype=np.int64)
-    np.cumsum(counts, out=edge_offsets[1:])
-    chunk.extra[f"{name}Edge"] = (edge_offsets, {"src": (src - first[edge_event]).astype(np.int32),
-                                                 "dst": (dst - first[edge_event]).astype(np.int32)})
+    if edges:
+        src, dst = graphs.edge_index
+        # edges are ordered by target node, so each event's edges are one contiguous range
+        edge_offsets = np.searchsorted(dst, node_offsets, side="left").astype(np.int64)
+        first = np.repeat(node_offsets[:-1], np.diff(edge_offsets))
+        chunk.extra[f"{name}Edge"] = (edge_offsets, {"src": (src - first).astype(np.int32),
+                                                     "dst": (dst - first).astype(np.int32)})
     chunk.jet[f"{name}_nNodes"] = _per_jet(n_nodes.astype(np.int32), rows, n_jets, -1)
 
 
@@ -133,6 +132,8 @@ class RootOutput(OutputModule):
         copy_input: bool = param(False, "also copy every input branch (default: a friend tree with the ids only)")
         compression: str = param("lz4", "compression algorithm", choices=tuple(COMPRESSION))
         compression_level: int = param(1, "compression level", minimum=1, maximum=9)
+        graph_edges: bool = param(True, "write the edges of kept JetGraphs (false: nodes only; kNN edges are "
+                                        "rebuilt from the nodes by the same kernel)")
 
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
@@ -192,7 +193,7 @@ class RootOutput(OutputModule):
             elif isinstance(product, JetFrames):
                 frame_columns(name, product, chunk, rows, n_jets)
             elif isinstance(product, JetGraphs):
-                graph_columns(name, product, chunk, rows, n_jets)
+                graph_columns(name, product, chunk, rows, n_jets, self.params.graph_edges)
         data: dict[str, Any] = {k: batch.ids[k] for k in ID_FIELDS}
         for coll in collection_fields(True):
             if coll == "Jet":

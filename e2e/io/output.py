@@ -207,6 +207,10 @@ class RootOutput(OutputModule):
         data.update(chunk.extra)
         return data
 
+    def prepare(self, batch: EventBatch) -> None:
+        """Build (not write) the columns of a batch once, so the kernels they use are compiled before the loop."""
+        self._columns(batch)
+
     def write(self, batch: EventBatch) -> None:
         data = self._columns(batch)
         types = {k: (_type_string(v[1]) if isinstance(v, tuple) else v.dtype) for k, v in data.items()}

@@ -64,6 +64,11 @@ class JaggedCollection:
         """Event (within the batch) of every entry, int64."""
         return np.repeat(np.arange(self.n_events, dtype=np.int64), self.counts)
 
+    def local_index(self, event_index: np.ndarray | None = None) -> np.ndarray:
+        """Index of every entry within its event (e.g. the jet's index in ``Jet``), int32."""
+        ev = self.event_index() if event_index is None else event_index
+        return (np.arange(len(self), dtype=np.int64) - self.offsets[ev]).astype(np.int32)
+
 
 @dataclass(frozen=True)
 class JetProduct:

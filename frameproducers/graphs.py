@@ -10,16 +10,15 @@ import numpy as np
 from dataformats.geometry import ECAL_N_IETA, ecal_eta
 from dataformats.products import JetGraphs
 from e2e.event import EventBatch
-from e2e.module import Producer
 from e2e.params import param
 from frameproducers import kernels
-from frameproducers.pixels import PixelMap, PixelParams
+from frameproducers.pixels import PixelParams, PixelProducer
 
 #: ECAL row centres in eta, for the (delta_eta, delta_phi) node features.
 ECAL_ETA_CENTRES = np.ascontiguousarray(ecal_eta(np.arange(ECAL_N_IETA)), dtype=np.float64)
 
 
-class JetGraphProducer(Producer):
+class JetGraphProducer(PixelProducer):
     """Jet graphs from hits, never from a dense image.
 
     Nodes are the pixels of the jet window where any channel is non-zero (exactly the non-zero pixels
@@ -46,19 +45,12 @@ class JetGraphProducer(Producer):
 
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
-        self.pixels = PixelMap(label, params)
         if params.edges == "radius" and params.space == "features":
             from e2e.errors import ConfigError
 
             raise ConfigError(f"modules.{label}.space: radius graphs are built in pixel coordinates; "
                               "use space: coordinates with edges: radius")
         self.feature_names = self.pixels.channels + (("delta_eta", "delta_phi") if params.coordinates else ())
-
-    def consumes(self) -> dict[str, type | None]:
-        return self.pixels.consumes()
-
-    def fields_needed(self) -> dict[str, tuple[str, ...]]:
-        return self.pixels.fields_needed()
 
     def produces(self) -> dict[str, type]:
         return {"": JetGraphs}

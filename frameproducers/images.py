@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from dataformats.products import JetFrames
 from e2e.event import EventBatch
-from e2e.module import Producer
 from frameproducers import kernels
-from frameproducers.pixels import PixelMap, PixelParams
+from frameproducers.pixels import PixelParams, PixelProducer
 
 
-class JetFrameProducer(Producer):
+class JetFrameProducer(PixelProducer):
     """E2E jet images from hits: any subset/order of the E2E channels, phi wrapping, eta zero-padding.
 
     Product ``<label>``: :class:`~dataformats.products.JetFrames`, float32 ``[n_jets, C, window, window]``,
@@ -24,16 +22,6 @@ class JetFrameProducer(Producer):
     @dataclass
     class Params(PixelParams):
         pass
-
-    def __init__(self, label: str, params: Any) -> None:
-        super().__init__(label, params)
-        self.pixels = PixelMap(label, params)
-
-    def consumes(self) -> dict[str, type | None]:
-        return self.pixels.consumes()
-
-    def fields_needed(self) -> dict[str, tuple[str, ...]]:
-        return self.pixels.fields_needed()
 
     def produces(self) -> dict[str, type]:
         return {"": JetFrames}

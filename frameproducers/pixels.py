@@ -16,6 +16,7 @@ from dataformats.products import JaggedCollection
 from dataformats.schema import branch_dtypes
 from e2e.errors import ConfigError
 from e2e.event import EventBatch
+from e2e.module import Producer
 from e2e.params import input_tag, param
 from frameproducers.channels import CHANNEL_CODE, CHANNEL_COLLECTION, CHANNELS, N_CHANNEL_CODES
 
@@ -23,13 +24,19 @@ DEFAULT_CHANNELS = ["track_pt", "track_d0", "track_dz", "ecal", "hcal"]
 
 
 @dataclass
-class PixelParams:
-    """Which hits fill which channel of the jet window (shared by frames and graphs)."""
+class HitInputs:
+    """The jet and hit collections a producer reads (shared by every frame producer)."""
 
-    jets: str = input_tag("source:Jet", "jet collection (seeds: Jet_seed_ieta/iphi)", product=JaggedCollection)
+    jets: str = input_tag("source:Jet", "jet collection", product=JaggedCollection)
     ecal_hits: str = input_tag("source:EcalHit", "ECAL hits", product=JaggedCollection)
     hcal_hits: str = input_tag("source:HcalHit", "HCAL towers", product=JaggedCollection)
     tracks: str = input_tag("source:Track", "tracks", product=JaggedCollection)
+
+
+@dataclass
+class PixelParams(HitInputs):
+    """Which hits fill which channel of the jet window (shared by frames and graphs)."""
+
     tracker_hits: str = input_tag("source:TrackerHit", "pixel/strip hits", product=JaggedCollection)
     channels: list[str] = param(DEFAULT_CHANNELS, "channels in output order: " + ", ".join(CHANNELS))
     window: int = param(125, "window size in crystals (H = W), centred on the jet seed", minimum=1,
@@ -109,8 +116,7 @@ class PixelMap:
         """The jet collection, each jet's event (int64) and event-local index (int32)."""
         jets: JaggedCollection = batch.get(self.params.jets)
         jet_event = jets.event_index()
-        jet_index = (np.arange(len(jets), dtype=np.int64) - jets.offsets[jet_event]).astype(np.int32)
-        return jets, jet_event, jet_index
+        return jets, jet_event, jets.local_index(jet_event)
 
     def hit_arrays(self, batch: EventBatch) -> tuple[np.ndarray, ...]:
         """The hit arguments of the kernels, in kernel order (empty arrays for collections not read)."""
@@ -137,3 +143,17 @@ class PixelMap:
         h = self.params.window // 2
         s = seed_ieta.astype(np.int64)
         return int(np.count_nonzero((s - h < 0) | (s - h + self.params.window > ECAL_N_IETA)))
+
+
+class PixelProducer(Producer):
+    """Base of the producers that put hits on the jet window's pixels (frames, graphs)."""
+
+    def __init__(self, label: str, params: Any) -> None:
+        super().__init__(label, params)
+        self.pixels = PixelMap(label, params)
+
+    def consumes(self) -> dict[str, type | None]:
+        return self.pixels.consumes()
+
+    def fields_needed(self) -> dict[str, tuple[str, ...]]:
+        return self.pixels.fields_needed()

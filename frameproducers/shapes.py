@@ -11,8 +11,9 @@ from dataformats import geometry as geo
 from dataformats.products import JaggedCollection, JetShapes
 from e2e.event import EventBatch
 from e2e.module import Producer
-from e2e.params import input_tag, param
+from e2e.params import param
 from frameproducers import kernels
+from frameproducers.pixels import HitInputs
 
 _ECAL_ETA = np.ascontiguousarray(geo.ecal_eta(np.arange(geo.ECAL_N_IETA)), dtype=np.float64)
 _ECAL_PHI = np.ascontiguousarray(geo.ecal_phi(np.arange(geo.ECAL_N_IPHI)), dtype=np.float64)
@@ -30,11 +31,7 @@ class JetShapeProducer(Producer):
     """
 
     @dataclass
-    class Params:
-        jets: str = input_tag("source:Jet", "jet collection (axis: Jet_eta/phi, Jet_pt)", product=JaggedCollection)
-        ecal_hits: str = input_tag("source:EcalHit", "ECAL hits", product=JaggedCollection)
-        hcal_hits: str = input_tag("source:HcalHit", "HCAL towers", product=JaggedCollection)
-        tracks: str = input_tag("source:Track", "tracks", product=JaggedCollection)
+    class Params(HitInputs):
         cone: float = param(0.4, "jet cone radius dR", minimum=0.0)
         core: float = param(0.1, "core radius dR (core fraction; inner edge of the isolation annulus)", minimum=0.0)
         track_pt_min: float = param(1.0, "tracks counted need pT above this (GeV)", minimum=0.0)
@@ -63,7 +60,7 @@ class JetShapeProducer(Producer):
         hcal: JaggedCollection = batch.get(p.hcal_hits)
         trk: JaggedCollection = batch.get(p.tracks)
         jet_event = jets.event_index()
-        jet_index = (np.arange(len(jets), dtype=np.int64) - jets.offsets[jet_event]).astype(np.int32)
+        jet_index = jets.local_index(jet_event)
         out = np.empty((len(jets), len(kernels.SHAPE_NAMES)), dtype=np.float32)
         kernels.fill_jet_shapes(out, jet_event, jets["pt"], jets["eta"], jets["phi"],
                                 ecal.offsets, ecal["ieta"], ecal["iphi"], ecal["energy"],

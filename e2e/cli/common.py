@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import traceback
 from collections.abc import Callable
@@ -53,6 +54,15 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
                 node = node.setdefault(part, {})
         else:
             raise ConfigError(f"override '{assignment}': '{parts[i - 1]}' is not a mapping or list")
+
+
+def add_common_arguments(p: argparse.ArgumentParser, set_example: str) -> None:
+    """The options every configuration-driven console script shares: -s, --dump-config, --no-progress, --debug."""
+    p.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a parameter (VALUE is YAML), e.g. {set_example}")
+    p.add_argument("--dump-config", action="store_true", help="print the fully expanded configuration and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def run_main(prog: str, body: Callable[[], int], debug: bool) -> int:

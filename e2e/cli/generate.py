@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from e2e.cli.common import apply_override, load_yaml, run_main
+from e2e.cli.common import add_common_arguments, apply_override, load_yaml, run_main
 from e2e.errors import ConfigError
 from e2e.params import describe
 
@@ -18,12 +18,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output ROOT file (overrides `output`)")
     p.add_argument("-n", "--events", type=int, help="number of events (overrides `events`; single-process configs)")
     p.add_argument("-j", "--jobs", type=int, help="parallel jobs (overrides `jobs`)")
-    p.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a parameter, e.g. -s pileup.mu=0 -s seed=7")
-    p.add_argument("--dump-config", action="store_true", help="print the fully expanded configuration and exit")
     p.add_argument("--help-config", action="store_true", help="list every parameter with its default and help")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, "-s pileup.mu=0 -s seed=7")
     return p
 
 

@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from e2e.cli.common import apply_override, load_yaml, run_main
+from e2e.cli.common import add_common_arguments, apply_override, load_yaml, run_main
 from e2e.errors import ConfigError
 
 
@@ -23,13 +23,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--input", nargs="+", metavar="FILE", help="input files or globs (replace source.files)")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (replaces the file of the first output)")
     p.add_argument("-n", "--max-events", type=int, metavar="N", help="process at most N events")
-    p.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a parameter, e.g. -s modules.jetGraphs.k=8 (VALUE is YAML)")
-    p.add_argument("--dump-config", action="store_true", help="print the fully expanded configuration and exit")
     p.add_argument("--list-modules", action="store_true", help="list the known module types and exit")
     p.add_argument("--help-module", metavar="TYPE", help="list the parameters of a module type and exit")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, "-s modules.jetGraphs.k=8")
     return p
 
 

@@ -52,8 +52,7 @@ class JetChargeProducer(Producer):
         weight = np.where(use, trk["charge"][track] * trk["pt"][track].astype(np.float64) ** p.kappa, 0.0)
         charge = np.bincount(jet, weights=weight, minlength=len(jets)) / jets["pt"].astype(np.float64) ** p.kappa
         n_used = np.bincount(jet, weights=use, minlength=len(jets))
-        jet_event = jets.event_index()
-        jet_index = (np.arange(len(jets)) - jets.offsets[jet_event]).astype(np.int32)
         values = np.stack([charge, n_used], axis=1).astype(np.float32)
-        batch.put(self.label, JetTable(jets.offsets, jet_index, {"kappa": p.kappa, "cone": p.cone}, values=values,
+        record = {"kappa": p.kappa, "cone": p.cone, "dz_max": p.dz_max}
+        batch.put(self.label, JetTable(jets.offsets, jets.local_index(), record, values=values,
                                        names=("charge", "n_tracks")))

@@ -262,6 +262,7 @@ class Process:
         except BaseException:
             for output in desc.outputs:
                 output.abort()
+            source.end()  # idempotent: stops the read threads
             raise
         summary.times = times
         summary.counters = {m.label: dict(m.counters) for m in [*modules, *desc.outputs] if m.counters}

@@ -1,0 +1,1 @@
+"""Taggers: GNN/CNN modules, model architectures, inference backends and the model zoo."""

@@ -1,0 +1,1 @@
+"""Tagger architectures: graph layers (gather form and PyG), graph and image networks."""

@@ -1,0 +1,155 @@
+"""Graph layers in the fixed-k neighbour (gather + reduce) form, numerically equivalent to the PyG layers.
+
+Every layer takes node features ``x [N, F]`` and the neighbour index ``neighbors [N, k]`` of
+:class:`dataformats.products.JetGraphs` (global node indices; node ``i`` aggregates ``x[neighbors[i]]``).
+Because the producer's COO ``edge_index`` is exactly the flattened neighbour index (padding included),
+each layer here equals its PyG counterpart run on that ``edge_index`` with the same weights
+(tests/test_graph_layers.py); :meth:`from_pyg` copies the weights of a PyG layer.
+
+Gather + reduce exports to ONNX as Gather + ReduceMean/Max/Sum, which ONNX Runtime runs ~2x faster than
+torch's scatter (PyG scatter in ONNX Runtime is ~9x slower), and needs no torch-scatter or pyg-lib.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class SAGEGather(nn.Module):
+    """GraphSAGE, mean aggregation: ``lin_l(mean_j x_j) + lin_r(x_i)`` (PyG ``SAGEConv``, root weight)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.lin_l = nn.Linear(in_channels, out_channels, bias=True)
+        self.lin_r = nn.Linear(in_channels, out_channels, bias=False)
+
+    def forward(self, x: Tensor, neighbors: Tensor) -> Tensor:
+        return self.lin_l(x[neighbors].mean(dim=1)) + self.lin_r(x)
+
+    def from_pyg(self, conv: nn.Module) -> SAGEGather:
+        self.lin_l.load_state_dict(conv.lin_l.state_dict())
+        self.lin_r.load_state_dict(conv.lin_r.state_dict())
+        return self
+
+
+class GraphConvGather(nn.Module):
+    """GraphConv, sum aggregation: ``lin_rel(sum_j x_j) + lin_root(x_i)`` (PyG ``GraphConv``)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.lin_rel = nn.Linear(in_channels, out_channels, bias=True)
+        self.lin_root = nn.Linear(in_channels, out_channels, bias=False)
+
+    def forward(self, x: Tensor, neighbors: Tensor) -> Tensor:
+        return self.lin_rel(x[neighbors].sum(dim=1)) + self.lin_root(x)
+
+    def from_pyg(self, conv: nn.Module) -> GraphConvGather:
+        self.lin_rel.load_state_dict(conv.lin_rel.state_dict())
+        self.lin_root.load_state_dict(conv.lin_root.state_dict())
+        return self
+
+
+class GATGather(nn.Module):
+    """Graph attention, one head (PyG ``GATConv(heads=1)`` with its default self-loop).
+
+    ``h = W x``; ``e_ij = LeakyReLU(a_src . h_j + a_dst . h_i, 0.2)`` over the neighbours and ``i`` itself,
+    softmax over them, ``out_i = sum_j alpha_ij h_j + b``. Graphs must come without self loops (the
+    producer's default), as PyG replaces existing self loops by one.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, negative_slope: float = 0.2) -> None:
+        super().__init__()
+        self.lin = nn.Linear(in_channels, out_channels, bias=False)
+        self.att_src = nn.Parameter(torch.empty(out_channels))
+        self.att_dst = nn.Parameter(torch.empty(out_channels))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.negative_slope = negative_slope
+        nn.init.normal_(self.att_src, std=0.1)
+        nn.init.normal_(self.att_dst, std=0.1)
+
+    def forward(self, x: Tensor, neighbors: Tensor) -> Tensor:
+        h = self.lin(x)
+        idx = torch.cat([torch.arange(x.shape[0], device=x.device).unsqueeze(1), neighbors], dim=1)  # self first
+        hj = h[idx]  # [N, k+1, H]
+        score = (hj * self.att_src).sum(-1) + (h * self.att_dst).sum(-1, keepdim=True)
+        alpha = torch.softmax(nn.functional.leaky_relu(score, self.negative_slope), dim=1)
+        return (alpha.unsqueeze(-1) * hj).sum(dim=1) + self.bias
+
+    def from_pyg(self, conv: nn.Module) -> GATGather:
+        self.lin.weight.data.copy_(conv.lin.weight.data)
+        self.att_src.data.copy_(conv.att_src.data.reshape(-1))
+        self.att_dst.data.copy_(conv.att_dst.data.reshape(-1))
+        self.bias.data.copy_(conv.bias.data)
+        return self
+
+
+class EdgeConvGather(nn.Module):
+    """EdgeConv, max aggregation: ``max_j mlp([x_i, x_j - x_i])`` (PyG ``EdgeConv(mlp, aggr='max')``)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2 * in_channels, out_channels), nn.ReLU(),
+                                 nn.Linear(out_channels, out_channels))
+
+    def forward(self, x: Tensor, neighbors: Tensor) -> Tensor:
+        xj = x[neighbors]  # [N, k, F]
+        xi = x.unsqueeze(1).expand_as(xj)
+        return self.mlp(torch.cat([xi, xj - xi], dim=-1)).amax(dim=1)
+
+    def from_pyg(self, conv: nn.Module) -> EdgeConvGather:
+        self.mlp.load_state_dict(conv.nn.state_dict())
+        return self
+
+
+def pyg_layer(kind: str, in_channels: int, out_channels: int) -> nn.Module:
+    """The PyG layer that :data:`GATHER_LAYERS` ``[kind]`` is equivalent to (for tests and training with PyG)."""
+    from torch_geometric import nn as gnn
+
+    if kind == "sage":
+        return gnn.SAGEConv(in_channels, out_channels, aggr="mean")
+    if kind == "graphconv":
+        return gnn.GraphConv(in_channels, out_channels, aggr="add")
+    if kind == "gat":
+        return gnn.GATConv(in_channels, out_channels, heads=1)
+    if kind == "edgeconv":
+        mlp = nn.Sequential(nn.Linear(2 * in_channels, out_channels), nn.ReLU(), nn.Linear(out_channels, out_channels))
+        return gnn.EdgeConv(mlp, aggr="max")
+    raise ValueError(f"unknown graph layer '{kind}' (known: {', '.join(GATHER_LAYERS)})")
+
+
+GATHER_LAYERS: dict[str, type[nn.Module]] = {
+    "sage": SAGEGather,
+    "graphconv": GraphConvGather,
+    "gat": GATGather,
+    "edgeconv": EdgeConvGather,
+}
+
+
+def dynamic_knn(h: Tensor, ptr: Tensor, k: int) -> Tensor:
+    """kNN in feature space inside each graph (DGCNN), exportable: padded ``cdist`` + ``topk``.
+
+    ``ptr`` [B+1] are the graphs' node offsets. Returns global neighbour indices [N, k] (self excluded);
+    graphs with fewer than k+1 nodes fill the missing slots with the node itself.
+    """
+    n = h.shape[0]
+    counts = ptr[1:] - ptr[:-1]
+    graph = torch.repeat_interleave(torch.arange(counts.shape[0], device=h.device), counts)
+    local = torch.arange(n, device=h.device) - ptr[graph]
+    n_max = int(counts.max()) if n else 1
+    padded = h.new_zeros((counts.shape[0], n_max, h.shape[1]))
+    padded[graph, local] = h
+    valid = torch.zeros((counts.shape[0], n_max), dtype=torch.bool, device=h.device)
+    valid[graph, local] = True
+    d = torch.cdist(padded, padded)  # [B, n_max, n_max]
+    d = d.masked_fill(~valid.unsqueeze(1), float("inf"))
+    eye = torch.eye(n_max, dtype=torch.bool, device=h.device).unsqueeze(0)
+    d = d.masked_fill(eye, float("inf"))
+    kk = min(k, n_max)
+    dist, idx = torch.topk(d[graph, local], kk, dim=1, largest=False)  # [N, kk]
+    glob = idx + ptr[graph].unsqueeze(1)
+    self_idx = torch.arange(n, device=h.device).unsqueeze(1)
+    glob = torch.where(torch.isinf(dist), self_idx, glob)
+    if kk < k:
+        glob = torch.cat([glob, self_idx.expand(n, k - kk)], dim=1)
+    return glob

@@ -1,0 +1,101 @@
+"""Tagger networks: a graph network over JetGraphs and a ResNet over JetFrames (E2E ResNet-15 style).
+
+Both take standardised inputs (per-feature / per-channel shift and scale kept as buffers, so the exported
+model applies the same scaling) and return class logits ``[n_jets, n_classes]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from taggers.models.graph_layers import GATHER_LAYERS, dynamic_knn
+
+
+def graph_pool(h: Tensor, batch: Tensor, ptr: Tensor) -> Tensor:
+    """Mean and max of node features per graph: [B, 2H]; graphs without nodes give zeros.
+
+    The number of graphs is ``ptr.shape[0] - 1`` (a dynamic axis in ONNX, never a baked constant).
+    """
+    n_graphs = ptr.shape[0] - 1
+    index = batch.unsqueeze(1).expand_as(h)
+    total = h.new_zeros((n_graphs, h.shape[1])).scatter_add(0, index, h)
+    n_nodes = (ptr[1:] - ptr[:-1]).unsqueeze(1)
+    counts = n_nodes.clamp(min=1).to(h.dtype)
+    # include_self=True from -inf (ONNX has no include_self=False); rows of empty graphs are set to 0
+    peak = h.new_full((n_graphs, h.shape[1]), float("-inf")).scatter_reduce(0, index, h, reduce="amax")
+    peak = torch.where(n_nodes > 0, peak, torch.zeros_like(peak))
+    return torch.cat([total / counts, peak], dim=1)
+
+
+class GraphNet(nn.Module):
+    """Message passing on the fixed-k neighbour index, then mean+max pooling and an MLP head.
+
+    ``kind``: ``sage``, ``graphconv``, ``gat``, ``edgeconv`` (static kNN from the producer) or ``dgcnn``
+    (EdgeConv; after the first layer the kNN is recomputed in feature space, inside the model).
+    """
+
+    def __init__(self, n_features: int, n_classes: int, kind: str = "sage", hidden: int = 64, layers: int = 3,
+                 k_dynamic: int = 16, dropout: float = 0.1) -> None:
+        super().__init__()
+        layer = GATHER_LAYERS["edgeconv" if kind == "dgcnn" else kind]
+        self.kind = kind
+        self.k_dynamic = k_dynamic
+        self.register_buffer("shift", torch.zeros(n_features))
+        self.register_buffer("scale", torch.ones(n_features))
+        dims = [n_features] + [hidden] * layers
+        self.convs = nn.ModuleList(layer(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
+        self.head = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                  nn.Linear(hidden, n_classes))
+
+    def forward(self, x: Tensor, neighbors: Tensor, batch: Tensor, ptr: Tensor) -> Tensor:
+        h = (x - self.shift) * self.scale
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            nb = neighbors if (self.kind != "dgcnn" or i == 0) else dynamic_knn(h, ptr, self.k_dynamic)
+            h = torch.relu(norm(conv(h, nb)))
+        return self.head(graph_pool(h, batch, ptr))
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and a skip connection (1x1 projection when the shape changes)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.skip = (nn.Identity() if stride == 1 and c_in == c_out else
+                     nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.skip(x))
+
+
+class ResNet(nn.Module):
+    """ResNet in the style of E2E's ResNet-15: a 7x7 stem, residual stages, global average pooling, a linear head.
+
+    Input: frames [n_jets, C, W, W], standardised per channel by the ``shift``/``scale`` buffers.
+    """
+
+    def __init__(self, n_channels: int, n_classes: int, widths: tuple[int, ...] = (16, 32, 64),
+                 blocks_per_stage: int = 2, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(n_channels, 1, 1))
+        self.register_buffer("scale", torch.ones(n_channels, 1, 1))
+        self.stem = nn.Sequential(nn.Conv2d(n_channels, widths[0], 7, stride=2, padding=3, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU(), nn.MaxPool2d(2))
+        stages = []
+        c = widths[0]
+        for i, w in enumerate(widths):
+            for b in range(blocks_per_stage):
+                stages.append(ResidualBlock(c, w, 2 if (b == 0 and i > 0) else 1))
+                c = w
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c, n_classes))
+
+    def forward(self, frames: Tensor) -> Tensor:
+        h = self.stages(self.stem((frames - self.shift) * self.scale))
+        return self.head(h.mean(dim=(2, 3)))

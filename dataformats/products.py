@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["JaggedCollection", "JetProduct", "JetFrames", "JetGraphs", "JetTable", "JetShapes", "freeze"]
+__all__ = ["JaggedCollection", "JetProduct", "JetFrames", "JetGraphs", "JetTable", "JetShapes", "TagScores", "freeze"]
 
 
 def freeze(*arrays: np.ndarray | None) -> None:
@@ -173,3 +173,8 @@ class JetTable(JetProduct):
 @dataclass(frozen=True)
 class JetShapes(JetTable):
     """Classical per-jet observables (frameproducers.shapes.JetShapeProducer)."""
+
+
+@dataclass(frozen=True)
+class TagScores(JetTable):
+    """Tagger outputs per jet: class probabilities (or regressed values) named by the model's outputs."""

@@ -1,0 +1,84 @@
+"""Tagger modules through e2e-run: torch and onnxruntime agree, mismatched producer/model pairs are refused.
+
+The artefact here is built in the test with random weights (a test fixture, not a shipped model).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import uproot
+import yaml
+
+from conftest import SAMPLE, run_cli
+from e2e.config import load_process
+from e2e.process import Process
+from taggers import artefact
+from taggers.models.networks import GraphNet
+
+pytest.importorskip("onnxruntime")
+N = 20
+GRAPHS = {"type": "JetGraphProducer", "channels": ["track_pt", "track_d0", "track_dz", "ecal", "hcal"],
+          "window": 33, "hcal_upsample": False, "thresholds": {"ecal": 0.2}, "k": 8}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A GraphNet artefact whose input spec is the parameters of GRAPHS (weights random)."""
+    data = {"source": {"files": [str(SAMPLE)], "max_events": 4},
+            "modules": {"jetGraphs": GRAPHS}, "outputs": [{"file": "unused.root", "keep": ["jetGraphs"]}]}
+    g = next(Process(load_process(data)).iter_batches()).get("jetGraphs")
+    torch.manual_seed(0)
+    hyper = {"n_features": g.x.shape[1], "n_classes": 2, "kind": "sage", "hidden": 16, "layers": 2}
+    net = GraphNet(**hyper)
+    keys = ("channels", "window", "k", "hcal_upsample", "thresholds", "scale", "coordinates", "edges", "space")
+    spec = {"name": "test_gnn", "architecture": {"name": "GraphNet", "hyperparameters": hyper},
+            "input": {k: g.params[k] for k in keys}, "outputs": ["qcd", "tau"],
+            "provenance": {"training": "random weights (test fixture)"}}
+    ptr = torch.from_numpy(g.node_offsets)
+    inputs = (torch.from_numpy(g.x), torch.from_numpy(g.neighbors), torch.from_numpy(g.batch_vector()), ptr)
+    path = tmp_path_factory.mktemp("model") / "test_gnn"
+    return artefact.save(path, net, spec, inputs, ["x", "neighbors", "batch", "ptr"],
+                         {"x": {0: "nodes"}, "neighbors": {0: "nodes"}, "batch": {0: "nodes"}, "ptr": {0: "ptr"}})
+
+
+def config(tmp, model_dir, backend, **graphs) -> dict:
+    return {"process": "Tag", "source": {"files": [str(SAMPLE)]},
+            "modules": {"jetGraphs": {**GRAPHS, **graphs},
+                        "tauGNN": {"type": "GNNTagger", "model": str(model_dir), "backend": backend,
+                                   "device": "cpu", "micro_batch": 7}},
+            "outputs": [{"file": str(tmp / f"{backend}.root"), "keep": ["tauGNN"]}]}
+
+
+def test_torch_and_onnxruntime_agree_through_e2e_run(tmp_path, model_dir, capsys):
+    scores = {}
+    for backend in ("torch", "onnxruntime"):
+        cfg = tmp_path / f"{backend}.yaml"
+        cfg.write_text(yaml.safe_dump(config(tmp_path, model_dir, backend)))
+        rc, out, err = run_cli([str(cfg), "-n", str(N), "--no-progress"], capsys)
+        assert rc == 0, err
+        assert ("torch on cpu" if backend == "torch" else "CPUExecutionProvider") in out
+        with uproot.open(tmp_path / f"{backend}.root") as f:
+            t = f["Events"].arrays(["nJet", "Jet_tauGNN_tau", "Jet_tauGNN_qcd"], library="np")
+        scores[backend] = np.concatenate(t["Jet_tauGNN_tau"])
+        assert all(len(s) == n for s, n in zip(t["Jet_tauGNN_tau"], t["nJet"], strict=True))
+        total = np.concatenate(t["Jet_tauGNN_tau"]) + np.concatenate(t["Jet_tauGNN_qcd"])
+        np.testing.assert_allclose(total, 1.0, rtol=1e-5)
+    assert np.abs(scores["torch"] - scores["onnxruntime"]).max() <= 1e-4
+
+
+def test_mismatched_producer_is_refused(tmp_path, model_dir, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, model_dir, "onnxruntime", k=16)))
+    rc, _, err = run_cli([str(cfg), "-n", "2", "--no-progress"], capsys)
+    assert rc == 2 and err.count("\n") == 1
+    assert "do not match" in err and "k: producer 16, model 8" in err
+    assert not (tmp_path / "onnxruntime.root").exists()
+
+
+def test_missing_model_is_a_config_error(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, "zoo:no_such_model", "torch")))
+    rc, _, err = run_cli([str(cfg), "--no-progress"], capsys)
+    assert rc == 2 and "no zoo model 'no_such_model'" in err

@@ -10,8 +10,8 @@ import pytest
 import torch
 import uproot
 import yaml
-
 from conftest import SAMPLE, run_cli
+
 from e2e.config import load_process
 from e2e.process import Process
 from taggers import artefact

@@ -184,10 +184,18 @@ class RunSummary:
 class Process:
     """A configured, scheduled process: run it over the source and write the outputs."""
 
-    def __init__(self, desc: ProcessDescription) -> None:
+    def __init__(self, desc: ProcessDescription, extra_fields: dict[str, tuple[str, ...]] | None = None) -> None:
+        """``extra_fields``: source collection -> fields to read besides what the modules consume
+        (e.g. the Jet truth for training datasets)."""
         self.desc = desc
         self.schedule = build_schedule(desc)
-        desc.source.set_plan(self.schedule.plan)  # type: ignore[attr-defined]
+        plan = dict(self.schedule.plan)
+        for coll, fields in (extra_fields or {}).items():
+            if coll in plan and plan[coll] is None:
+                continue
+            plan[coll] = tuple(sorted(set(plan.get(coll) or ()) | set(fields)))
+        self.schedule.plan = plan
+        desc.source.set_plan(plan)  # type: ignore[attr-defined]
 
     def iter_batches(self) -> Iterator[EventBatch]:
         """Yield every batch with the products of the scheduled modules on it (no outputs are written).

@@ -1,0 +1,1 @@
+"""Training: datasets from the same producers as inference, training loop, metrics, export."""

@@ -1,0 +1,174 @@
+"""Training datasets made by the same source and producers as inference (no training/inference skew).
+
+:func:`collect` runs a process description (``source`` + ``modules``, exactly as ``e2e-run`` would) with
+:meth:`e2e.process.Process.iter_batches`, selects jets by truth label, pT and generator match, and keeps the
+product the tagger consumes in a compact form:
+
+- graphs: the nodes (``x``, ``pixel``) and node offsets; the kNN is rebuilt per minibatch by the same
+  numba kernel as the producer (``frameproducers.kernels.knn_pixels``), so nothing of size N x k is stored;
+- frames: the non-zero pixels (``frameproducers.kernels.frame_pixels``), densified per minibatch;
+- tables (jet shapes): the values.
+
+The split into train / validation / test is by event, deterministic: a hash of (run, luminosityBlock,
+event, seed), so all jets of an event land in the same part and the split does not depend on file order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dataformats.products import JaggedCollection, JetFrames, JetGraphs, JetTable
+from e2e.errors import ConfigError
+
+SPLITS = ("train", "validation", "test")
+#: Jet fields a dataset needs besides what the producers read: pass to ``Process(desc, extra_fields=...)``.
+TRUTH_FIELDS = {"Jet": ("pt", "label", "gen_pt")}
+
+
+def event_split(run: np.ndarray, lumi: np.ndarray, event: np.ndarray, fractions: tuple[float, float, float],
+                seed: int) -> np.ndarray:
+    """Part of every event, 0 train / 1 validation / 2 test, from a 64-bit mix of its ids and ``seed``."""
+    h = (run.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (lumi.astype(np.uint64) << np.uint64(32))
+    h ^= event.astype(np.uint64) + np.uint64(seed) * np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(31)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(29)
+    u = (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    edges = np.cumsum(fractions)[:-1]
+    return np.searchsorted(edges, u, side="right").astype(np.int8)
+
+
+@dataclass
+class Selection:
+    """Which jets are examples, and their classes."""
+
+    classes: dict[str, int] = field(default_factory=lambda: {"qcd": 0, "tau": 1})  # output name -> Jet_label
+    pt_range: tuple[float, float] = (20.0, 100.0)
+    require_gen_match: bool = True  # drop jets without a generator match (pileup jets: gen_pt = -1)
+
+
+@dataclass
+class JetDataset:
+    """Selected jets of one product kind; ``y`` is the class index (order of Selection.classes)."""
+
+    kind: str  # graphs | frames | table
+    y: np.ndarray
+    pt: np.ndarray
+    split: np.ndarray
+    params: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def counts(self) -> dict[str, list[int]]:
+        """Jets per split and class."""
+        n_cls = int(self.y.max()) + 1 if len(self.y) else 0
+        return {s: np.bincount(self.y[self.split == i], minlength=n_cls).tolist() for i, s in enumerate(SPLITS)}
+
+
+def _select(jets: JaggedCollection, sel: Selection) -> tuple[np.ndarray, np.ndarray]:
+    """Mask of selected jets and their class index."""
+    if "label" not in jets.columns:
+        raise ConfigError("training needs the simulation truth Jet_label (a sample made by e2e-generate)")
+    label = jets["label"]
+    y = np.full(len(jets), -1, dtype=np.int64)
+    for i, lab in enumerate(sel.classes.values()):
+        y[label == lab] = i
+    pt = jets["pt"]
+    mask = (y >= 0) & (pt > sel.pt_range[0]) & (pt < sel.pt_range[1])
+    if sel.require_gen_match:
+        mask &= jets["gen_pt"] > 0
+    return mask, y
+
+
+def collect(batches: Any, product_label: str, sel: Selection, fractions: tuple[float, float, float],
+            seed: int, max_jets: int | None = None) -> JetDataset:
+    """Run the producers over ``batches`` (from Process.iter_batches) and keep the selected jets' products."""
+    from frameproducers.kernels import frame_pixels
+
+    parts: dict[str, list[np.ndarray]] = {}
+    ys, pts, splits = [], [], []
+    kind, params = "", {}
+    n_kept = 0
+
+    def add(key: str, value: np.ndarray) -> None:
+        parts.setdefault(key, []).append(value)
+
+    for batch in batches:
+        jets: JaggedCollection = batch.get("source:Jet")
+        product = batch.get(product_label)
+        mask, y = _select(jets, sel)
+        event_part = event_split(batch.ids["run"], batch.ids["luminosityBlock"], batch.ids["event"], fractions,
+                                 seed)
+        idx = np.flatnonzero(mask)
+        if max_jets is not None:
+            idx = idx[: max(0, max_jets - n_kept)]
+        params = dict(product.params)
+        if isinstance(product, JetGraphs):
+            kind = "graphs"
+            n = product.n_nodes[idx]
+            starts = product.node_offsets[idx]
+            nodes = np.concatenate([np.arange(s, s + c) for s, c in zip(starts, n, strict=True)]) if len(idx) else \
+                np.zeros(0, dtype=np.int64)
+            add("x", product.x[nodes])
+            add("pixel", product.pixel[nodes])
+            add("n_nodes", n)
+        elif isinstance(product, JetFrames):
+            kind = "frames"
+            counts, ch, r, c, v = frame_pixels(np.ascontiguousarray(product.data[idx]))
+            add("n_pixels", counts)
+            add("channel", ch)
+            add("row", r)
+            add("col", c)
+            add("value", v)
+            params["frame_shape"] = list(product.data.shape[1:])
+        elif isinstance(product, JetTable):
+            kind = "table"
+            add("values", product.values[idx])
+            params["names"] = list(product.names)
+        else:
+            raise ConfigError(f"cannot train on '{product_label}' ({type(product).__name__})")
+        ys.append(y[idx])
+        pts.append(jets["pt"][idx])
+        splits.append(event_part[jets.event_index()[idx]])
+        n_kept += len(idx)
+        if max_jets is not None and n_kept >= max_jets:
+            break
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    for count_key, offsets_key in (("n_nodes", "node_offsets"), ("n_pixels", "pixel_offsets")):
+        if count_key in arrays:
+            off = np.zeros(len(arrays[count_key]) + 1, dtype=np.int64)
+            np.cumsum(arrays[count_key], out=off[1:])
+            arrays[offsets_key] = off
+    if not ys:
+        raise ConfigError("no batches: the source read no events")
+    return JetDataset(kind, np.concatenate(ys), np.concatenate(pts), np.concatenate(splits), params, arrays)
+
+
+def graph_minibatch(ds: JetDataset, jets: np.ndarray, k: int, window: int) -> dict[str, np.ndarray]:
+    """Model inputs (x, neighbors, batch, ptr) of the graphs ``jets``, kNN rebuilt by the producer's kernel."""
+    from frameproducers.kernels import knn_pixels
+
+    off = ds.arrays["node_offsets"]
+    n = off[jets + 1] - off[jets]
+    ptr = np.zeros(len(jets) + 1, dtype=np.int64)
+    np.cumsum(n, out=ptr[1:])
+    nodes = np.concatenate([np.arange(off[j], off[j + 1]) for j in jets]) if len(jets) else np.zeros(0, np.int64)
+    pixel = np.ascontiguousarray(ds.arrays["pixel"][nodes])
+    return {"x": np.ascontiguousarray(ds.arrays["x"][nodes]), "neighbors": knn_pixels(pixel, ptr, window, k, False),
+            "batch": np.repeat(np.arange(len(jets), dtype=np.int64), n), "ptr": ptr}
+
+
+def frame_minibatch(ds: JetDataset, jets: np.ndarray) -> np.ndarray:
+    """Dense frames float32 [len(jets), C, H, W] of the selected jets (from their non-zero pixels)."""
+    shape = ds.params["frame_shape"]
+    out = np.zeros((len(jets), *shape), dtype=np.float32)
+    off = ds.arrays["pixel_offsets"]
+    for i, j in enumerate(jets):
+        s = slice(off[j], off[j + 1])
+        out[i, ds.arrays["channel"][s], ds.arrays["row"][s], ds.arrays["col"][s]] = ds.arrays["value"][s]
+    return out

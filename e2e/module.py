@@ -32,6 +32,7 @@ BUILTIN_MODULES: dict[str, str] = {
     "JetShapeProducer": "frameproducers.shapes:JetShapeProducer",
     "GNNTagger": "taggers.modules:GNNTagger",
     "CNNTagger": "taggers.modules:CNNTagger",
+    "ShapeTagger": "taggers.modules:ShapeTagger",
 }
 
 

@@ -24,9 +24,9 @@ ONNX_METADATA_KEY = "e2e_model_yaml"
 
 
 def architectures() -> dict[str, type]:
-    from taggers.models.networks import GraphNet, ResNet
+    from taggers.models.networks import GraphNet, LinearNet, ResNet
 
-    return {"GraphNet": GraphNet, "ResNet": ResNet}
+    return {"GraphNet": GraphNet, "ResNet": ResNet, "LinearNet": LinearNet}
 
 
 def resolve(model: str, where: str = "model") -> Path:

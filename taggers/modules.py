@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dataformats.products import JetFrames, JetGraphs, JetProduct, TagScores
+from dataformats.products import JetFrames, JetGraphs, JetProduct, JetShapes, TagScores
 from e2e.errors import ConfigError
 from e2e.event import EventBatch
 from e2e.module import Producer
@@ -41,6 +41,7 @@ class TaggerBase(Producer):
     """Shared machinery: artefact, input check, lazy session, micro-batches, TagScores."""
 
     input_param = ""
+    product_kind = ""
 
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
@@ -117,7 +118,10 @@ class TaggerBase(Producer):
     def produce(self, batch: EventBatch) -> None:
         product: JetProduct = batch.get(getattr(self.params, self.input_param))
         if not self._checked:
-            self.artefact.check_inputs(dict(product.params), f"modules.{self.label}")
+            produced = dict(product.params)
+            if isinstance(product, JetShapes):
+                produced["names"] = list(product.names)
+            self.artefact.check_inputs({"product": self.product_kind, **produced}, f"modules.{self.label}")
             self._checked = True
         logits = [self.run_model(inputs) for inputs in self.micro_batches(product)]
         n_out = len(self.artefact.outputs)
@@ -140,6 +144,7 @@ class GNNTagger(TaggerBase):
     """Graph tagger on JetGraphs (x, fixed-k neighbours, graph index, node offsets)."""
 
     input_param = "graphs"
+    product_kind = "graphs"
 
     @dataclass
     class Params(TaggerParams):
@@ -159,6 +164,7 @@ class CNNTagger(TaggerBase):
     """Image tagger on JetFrames."""
 
     input_param = "frames"
+    product_kind = "frames"
 
     @dataclass
     class Params(TaggerParams):
@@ -168,3 +174,19 @@ class CNNTagger(TaggerBase):
         step = self.params.micro_batch
         for a in range(0, f.n_jets, step):
             yield {"frames": f.data[a:a + step]}
+
+
+class ShapeTagger(TaggerBase):
+    """Classical baseline on per-jet observables (JetShapeProducer)."""
+
+    input_param = "shapes"
+    product_kind = "table"
+
+    @dataclass
+    class Params(TaggerParams):
+        shapes: str = input_tag("jetShapes", "jet shapes to tag", product=JetShapes)
+
+    def micro_batches(self, t: JetShapes) -> Any:
+        step = self.params.micro_batch
+        for a in range(0, t.n_jets, step):
+            yield {"values": t.values[a:a + step]}

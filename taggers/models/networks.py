@@ -99,3 +99,16 @@ class ResNet(nn.Module):
     def forward(self, frames: Tensor) -> Tensor:
         h = self.stages(self.stem((frames - self.shift) * self.scale))
         return self.head(h.mean(dim=(2, 3)))
+
+
+class LinearNet(nn.Module):
+    """Logistic regression on standardised per-jet observables (the classical baseline on jet shapes)."""
+
+    def __init__(self, n_features: int, n_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(n_features))
+        self.register_buffer("scale", torch.ones(n_features))
+        self.linear = nn.Linear(n_features, n_classes)
+
+    def forward(self, values: Tensor) -> Tensor:
+        return self.linear((values - self.shift) * self.scale)

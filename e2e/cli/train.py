@@ -1,0 +1,59 @@
+"""e2e-train CONFIG: build the dataset with the inference producers, train, export the model artefact."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+import yaml
+
+from e2e.cli.common import add_common_arguments, apply_override, load_yaml, run_main
+from e2e.errors import ConfigError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="e2e-train", description=__doc__)
+    p.add_argument("config", nargs="?", help="training configuration, e.g. process_configs/train_tau_gnn.yaml")
+    p.add_argument("-o", "--output", help="artefact directory (replaces `output`)")
+    p.add_argument("--help-config", action="store_true", help="list every parameter with its default and help")
+    add_common_arguments(p, "-s optimizer.budget_minutes=5 -s max_jets=20000")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+
+    def body() -> int:
+        from e2e.params import describe, to_plain
+        from training.train import TrainConfig, load_config, train
+
+        if args.help_config:
+            print("\n".join(describe(TrainConfig)))
+            return 0
+        if not args.config:
+            raise ConfigError("missing CONFIG (a training configuration such as process_configs/train_tau_gnn.yaml)")
+        data = load_yaml(args.config)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{args.config}: expected a mapping of parameters")
+        for kv in args.set:
+            apply_override(data, kv)
+        if args.output:
+            data["output"] = args.output
+        cfg = load_config(data, str(args.config))
+        text = yaml.safe_dump(to_plain(cfg), sort_keys=False)
+        if args.dump_config:
+            print(text, end="")
+            return 0
+        command = "e2e-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        m = train(cfg, command, text, progress=not args.no_progress and sys.stderr.isatty())
+        print(f"e2e-train: {cfg.name}: test AUC {m['auc']:.4f} +- {m['auc_error']:.4f}, "
+              f"misID at 60 % tau efficiency {m['misid_at_0.6']:.4f}, rejection at 0.6 {m['rejection_at_0.6']:.1f} "
+              f"({m['n_signal']} tau / {m['n_background']} QCD test jets); artefact {cfg.output}")
+        return 0
+
+    return run_main("e2e-train", body, args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""e2e-train: dataset from the inference producers -> training -> model artefact, metrics and ROC plot.
+
+Deterministic (seeded) event-level split, class weights, Adam with a cosine schedule, early stopping on the
+validation loss and a wall-clock budget; the best validation state is exported (safetensors + model.yaml +
+ONNX with the YAML inside) after a torch-vs-onnxruntime parity check at several batch sizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from e2e.errors import ConfigError
+from e2e.params import build, param, to_plain
+from training.dataset import SPLITS, TRUTH_FIELDS, JetDataset, Selection, collect, frame_minibatch, graph_minibatch
+from training.metrics import summary
+
+#: Producer parameters a model's input spec records, per product kind.
+INPUT_KEYS = {
+    "graphs": ("channels", "window", "k", "hcal_upsample", "thresholds", "scale", "impact", "dz_max", "coordinates",
+               "edges", "space", "self_loops"),
+    "frames": ("channels", "window", "hcal_upsample", "thresholds", "scale", "impact", "dz_max"),
+    "table": ("names", "cone", "core", "track_pt_min", "dz_max", "d0sig_min"),
+}
+
+
+@dataclass
+class SelectionConfig:
+    classes: dict[str, int] = param({"qcd": 0, "tau": 1}, "output name -> Jet_label, in output order")
+    pt_range: list[float] = param([20.0, 100.0], "jet pT window (GeV)")
+    require_gen_match: bool = param(True, "only jets with a generator match (drops pileup jets)")
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float = param(1e-3, "Adam learning rate", minimum=0.0)
+    weight_decay: float = param(1e-4, "Adam weight decay", minimum=0.0)
+    batch_size: int = param(256, "jets per training step", minimum=1)
+    max_epochs: int = param(30, "epochs at most (the cosine schedule spans them)", minimum=1)
+    patience: int = param(4, "stop after this many epochs without a better validation loss", minimum=1)
+    budget_minutes: float = param(20.0, "wall-clock training budget (minutes)", minimum=0.0)
+
+
+@dataclass
+class ModelConfig:
+    name: str = param("GraphNet", "architecture", choices=("GraphNet", "ResNet", "LinearNet"))
+    hyperparameters: dict[str, Any] = param({}, "architecture arguments (n_features/n_channels are filled in)")
+
+
+@dataclass
+class TrainConfig:
+    name: str = param(help="model name (the zoo entry)")
+    product: str = param(help="label of the module whose product the model reads (e.g. jetGraphs)")
+    process: dict[str, Any] = param(help="source and modules, exactly as in an e2e-run configuration")
+    output: str = param(help="artefact directory to write (e.g. taggers/zoo/tau_gnn)")
+    selection: SelectionConfig = field(default_factory=SelectionConfig, metadata={"help": "jets and classes"})
+    split: list[float] = param([0.7, 0.15, 0.15], "train / validation / test fractions, by event")
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "architecture"})
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig, metadata={"help": "optimisation"})
+    max_jets: int = param(-1, "use at most this many jets (-1: all)", minimum=-1)
+    seed: int = param(1, "seed of the split, initialisation and shuffling")
+    threads: int = param(0, "torch CPU threads (0: default)", minimum=0)
+
+
+def load_config(data: dict[str, Any], where: str) -> TrainConfig:
+    cfg = build(TrainConfig, data, where)
+    if len(cfg.split) != 3 or abs(sum(cfg.split) - 1.0) > 1e-6 or min(cfg.split) <= 0:
+        raise ConfigError(f"{where}.split: expected three positive fractions summing to 1, got {cfg.split}")
+    return cfg
+
+
+def _network(cfg: TrainConfig, ds: JetDataset) -> Any:
+    from taggers.models.networks import GraphNet, LinearNet, ResNet
+
+    hyper = dict(cfg.model.hyperparameters)
+    n_classes = len(cfg.selection.classes)
+    if ds.kind == "graphs":
+        hyper.update(n_features=int(ds.arrays["x"].shape[1]), n_classes=n_classes)
+        return GraphNet(**hyper), hyper
+    if ds.kind == "frames":
+        hyper.update(n_channels=int(ds.params["frame_shape"][0]), n_classes=n_classes)
+        return ResNet(**hyper), hyper
+    hyper.update(n_features=int(ds.arrays["values"].shape[1]), n_classes=n_classes)
+    return LinearNet(**hyper), hyper
+
+
+def _standardise(net: Any, ds: JetDataset, train: np.ndarray) -> None:
+    """Per-feature (channel) shift and scale from the training jets, stored in the network's buffers."""
+    import torch
+
+    if ds.kind == "graphs":
+        off = ds.arrays["node_offsets"]
+        nodes = np.concatenate([np.arange(off[j], off[j + 1]) for j in train[:20000]])
+        x = ds.arrays["x"][nodes].astype(np.float64)
+        mean, std = x.mean(0), x.std(0)
+    elif ds.kind == "frames":
+        c, h, w = ds.params["frame_shape"]
+        n_pix = min(len(train), 20000) * h * w
+        off = ds.arrays["pixel_offsets"]
+        sel = np.concatenate([np.arange(off[j], off[j + 1]) for j in train[:20000]])
+        ch, v = ds.arrays["channel"][sel], ds.arrays["value"][sel].astype(np.float64)
+        s1 = np.bincount(ch, weights=v, minlength=c)
+        s2 = np.bincount(ch, weights=v * v, minlength=c)
+        mean = np.zeros(c)  # keep empty pixels at 0: scale only
+        std = np.sqrt(s2 / n_pix - (s1 / n_pix) ** 2)
+        mean, std = mean.reshape(c, 1, 1), std.reshape(c, 1, 1)
+    else:
+        x = ds.arrays["values"][train].astype(np.float64)
+        mean, std = x.mean(0), x.std(0)
+    std = np.where(std > 0, std, 1.0)
+    net.shift.copy_(torch.as_tensor(mean, dtype=torch.float32))
+    net.scale.copy_(torch.as_tensor(1.0 / std, dtype=torch.float32))
+
+
+def inputs_of(ds: JetDataset, jets: np.ndarray) -> dict[str, np.ndarray]:
+    """Model inputs of ``jets`` (ONNX input names -> arrays)."""
+    if ds.kind == "graphs":
+        return graph_minibatch(ds, jets, int(ds.params["k"]), int(ds.params["window"]))
+    if ds.kind == "frames":
+        return {"frames": frame_minibatch(ds, jets)}
+    return {"values": np.ascontiguousarray(ds.arrays["values"][jets])}
+
+
+def predict(net: Any, ds: JetDataset, jets: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities of ``jets`` with the torch network."""
+    import torch
+
+    out = []
+    net.eval()
+    with torch.inference_mode():
+        for a in range(0, len(jets), batch_size):
+            inp = inputs_of(ds, jets[a:a + batch_size])
+            out.append(torch.softmax(net(*(torch.from_numpy(v) for v in inp.values())), dim=1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+
+
+def train(cfg: TrainConfig, command: str, config_text: str, progress: bool = True) -> dict[str, Any]:
+    """Train, evaluate on the test split, export the artefact; return the metrics written to metrics.json."""
+    import torch
+    from tqdm import tqdm
+
+    from e2e.config import load_process
+    from e2e.process import Process
+
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    process = {**cfg.process, "outputs": [{"file": "unused.root", "keep": [cfg.product]}]}
+    desc = load_process(process, where="process")
+    sel = Selection(dict(cfg.selection.classes), tuple(cfg.selection.pt_range), cfg.selection.require_gen_match)
+    ds = collect(Process(desc, extra_fields=TRUTH_FIELDS).iter_batches(), cfg.product, sel, tuple(cfg.split),
+                 cfg.seed, None if cfg.max_jets < 0 else cfg.max_jets)
+    t_data = time.perf_counter() - t0
+    parts = {s: np.flatnonzero(ds.split == i) for i, s in enumerate(SPLITS)}
+    if min(len(p) for p in parts.values()) == 0:
+        raise ConfigError(f"too few jets for a train/validation/test split: {ds.counts()}")
+
+    net, hyper = _network(cfg, ds)
+    _standardise(net, ds, parts["train"])
+    counts = np.bincount(ds.y[parts["train"]], minlength=len(sel.classes)).astype(np.float64)
+    weights = torch.as_tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    opt = cfg.optimizer
+    optim = torch.optim.Adam(net.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    steps_per_epoch = max(1, int(np.ceil(len(parts["train"]) / opt.batch_size)))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=opt.max_epochs * steps_per_epoch)
+
+    def val_loss() -> float:
+        p = predict(net, ds, parts["validation"])
+        y = torch.as_tensor(ds.y[parts["validation"]])
+        return float(loss_fn(torch.log(torch.as_tensor(p).clamp_min(1e-12)), y))
+
+    best, best_state, best_epoch, history = float("inf"), None, -1, []
+    t_train = time.perf_counter()
+    budget_s = 60.0 * opt.budget_minutes
+    stopped = "max_epochs"
+    for epoch in range(opt.max_epochs):
+        net.train()
+        order = rng.permutation(parts["train"])
+        total, n = 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", disable=not progress, leave=False)
+        for step in bar:
+            jets = order[step * opt.batch_size:(step + 1) * opt.batch_size]
+            inp = inputs_of(ds, jets)
+            logits = net(*(torch.from_numpy(v) for v in inp.values()))
+            loss = loss_fn(logits, torch.as_tensor(ds.y[jets]))
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            sched.step()
+            total += float(loss.detach()) * len(jets)
+            n += len(jets)
+            if time.perf_counter() - t_train > budget_s:
+                break
+        v = val_loss()
+        history.append({"epoch": epoch, "train_loss": total / max(n, 1), "validation_loss": v})
+        if v < best:
+            best, best_epoch = v, epoch
+            best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+        if time.perf_counter() - t_train > budget_s:
+            stopped = "budget"
+            break
+        if epoch - best_epoch >= opt.patience:
+            stopped = "early_stopping"
+            break
+    train_s = time.perf_counter() - t_train
+    net.load_state_dict(best_state)
+    net.eval()
+
+    test = parts["test"]
+    probs = predict(net, ds, test)
+    names = list(sel.classes)
+    sig = names.index("tau") if "tau" in names else len(names) - 1
+    score = probs[:, sig]
+    metrics = summary(score[ds.y[test] == sig], score[ds.y[test] != sig])
+    metrics["pt_bins"] = {}
+    for lo, hi in ((20, 30), (30, 50), (50, 100)):
+        m = (ds.pt[test] >= lo) & (ds.pt[test] < hi)
+        metrics["pt_bins"][f"{lo}-{hi}"] = summary(score[m & (ds.y[test] == sig)], score[m & (ds.y[test] != sig)])
+
+    spec = {
+        "name": cfg.name,
+        "architecture": {"name": type(net).__name__, "hyperparameters": hyper},
+        "input": {"product": ds.kind, **{k: ds.params[k] for k in INPUT_KEYS[ds.kind] if k in ds.params}},
+        "outputs": names,
+        "provenance": {
+            "command": command,
+            "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+            "config": to_plain(cfg),
+            "seed": cfg.seed,
+            "dataset": {"jets": ds.counts(), "files": list(cfg.process.get("source", {}).get("files", []))},
+            "training": {"epochs": len(history), "best_epoch": best_epoch, "stopped": stopped,
+                         "wall_s": round(train_s, 1), "dataset_s": round(t_data, 1),
+                         "budget_minutes": opt.budget_minutes, "machine": f"{platform.machine()}, "
+                         f"{torch.get_num_threads()} torch threads", "torch": str(torch.__version__),
+                         "python": sys.version.split()[0]},
+        },
+        "metrics": {"test": _round(metrics)},
+    }
+    out = Path(cfg.output)
+    example = inputs_of(ds, test[:64])
+    dynamic = {"graphs": {"x": {0: "nodes"}, "neighbors": {0: "nodes"}, "batch": {0: "nodes"}, "ptr": {0: "ptr"}},
+               "frames": {"frames": {0: "jets"}}, "table": {"values": {0: "jets"}}}[ds.kind]
+    spec["parity"] = export_with_parity(out, net, spec, ds, test, example, dynamic)
+    (out / "metrics.json").write_text(json.dumps({"test": _round(metrics), "history": history}, indent=1))
+    roc_plot(out / "roc.png", {cfg.name: (score[ds.y[test] == sig], score[ds.y[test] != sig])})
+    return metrics
+
+
+def export_with_parity(out: Path, net: Any, spec: dict[str, Any], ds: JetDataset, test: np.ndarray,
+                       example: dict[str, np.ndarray], dynamic: dict[str, dict[int, str]]) -> dict[str, Any]:
+    """Save the artefact, then compare torch and onnxruntime at several batch sizes (max |diff| <= 1e-4)."""
+    import onnxruntime as ort
+    import torch
+
+    from taggers import artefact
+
+    ex = tuple(torch.from_numpy(v) for v in example.values())
+    artefact.save(out, net, spec, ex, list(example), dynamic)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(out / artefact.ONNX), options, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for size in (1, 7, 64, 512):
+        inp = inputs_of(ds, test[:size])
+        with torch.inference_mode():
+            ref = net(*(torch.from_numpy(v) for v in inp.values())).numpy()
+        worst = max(worst, float(np.abs(session.run(None, inp)[0] - ref).max()))
+    if worst > 1e-4:
+        raise RuntimeError(f"ONNX export differs from torch by {worst:.2e} (> 1e-4)")
+    parity = {"max_abs_logit_difference": worst, "batch_sizes": [1, 7, 64, 512]}
+    spec["parity"] = parity
+    (out / artefact.MODEL_YAML).write_text(yaml.safe_dump(spec, sort_keys=False))
+    artefact.save(out, net, spec, ex, list(example), dynamic)  # the ONNX metadata gets the parity too
+    return parity
+
+
+def roc_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """ROC curves (background rejection vs signal efficiency, log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from training.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, (s, b) in curves.items():
+        es, eb = roc_curve(s, b)
+        ok = eb > 0
+        a = summary(s, b)["auc"]
+        ax.plot(es[ok], 1.0 / eb[ok], label=f"{name} (AUC {a:.3f})")
+    ax.set_yscale("log")
+    ax.set_xlabel("tau efficiency")
+    ax.set_ylabel("QCD rejection 1/eps_B")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _round(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _round(v) for k, v in d.items()}
+    if isinstance(d, float):
+        return float(f"{d:.6g}")
+    return d

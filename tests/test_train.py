@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import uproot
 import yaml
-from conftest import SAMPLE, run_cli
+from conftest import REPO, SAMPLE, run_cli
 
 pytest.importorskip("onnxruntime")
 GRAPHS = {"type": "JetGraphProducer", "window": 33, "hcal_upsample": False, "thresholds": {"ecal": 0.2}, "k": 8}
@@ -44,3 +44,13 @@ def test_train_then_tag(tmp_path, capsys):
     with uproot.open(tmp_path / "tagged.root") as f:
         tau = np.concatenate(f["Events"]["Jet_tauGNN_tau"].array(library="np"))
     assert np.all((tau >= 0) & (tau <= 1))
+    # e2e-eval reads the truth from the input recorded in the provenance and checks the alignment
+    from e2e.cli.eval import main as eval_main
+
+    assert eval_main([str(tmp_path / "tagged.root"), "--plot", str(tmp_path / "roc.png")]) == 0
+    out = capsys.readouterr().out
+    assert "tauGNN" in out and "20-100" in out and (tmp_path / "roc.png").stat().st_size > 0
+    assert eval_main([str(tmp_path / "tagged.root"), "--input", str(tmp_path / "tagged.root")]) == 2
+    assert "no truth branch Jet_label" in capsys.readouterr().err
+    assert eval_main([str(tmp_path / "tagged.root"), "--input", str(REPO / "tests/data/vector_hits.root")]) == 2
+    assert "do not have the same events" in capsys.readouterr().err

@@ -1,0 +1,208 @@
+"""Tagger throughput: each model with torch and onnxruntime over micro-batch sizes, end to end, and the notebook way.
+
+Printed in one run (jets/s, best of ``--repeats``; inputs made by the producers of each model's input spec
+from the shipped sample replicated ``--replicas`` times):
+
+- inference alone: torch and onnxruntime, micro-batches of 64 / 256 / 1024 jets (CPU; CUDA too when present);
+- end to end ``e2e-run`` of the GNN config (ROOT -> producers -> tagger -> ROOT);
+- the same GNN "the notebook way": one PyG ``Data`` per jet with a brute-force kNN per jet (torch.cdist + topk),
+  a PyG ``DataLoader`` and the PyG layers (weights copied from the artefact), on the same jets: the ratio to beat.
+
+    python benchmarks/bench_taggers.py [--models zoo:tau_gnn zoo:tau_cnn zoo:tau_shapes] [--replicas 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_run import replicate  # noqa: E402
+
+from e2e.config import load_process  # noqa: E402
+from e2e.process import Process  # noqa: E402
+from taggers.artefact import Artefact  # noqa: E402
+from taggers.modules import CNNTagger, GNNTagger, ShapeTagger  # noqa: E402
+
+
+def producer_block(spec: dict) -> tuple[str, dict]:
+    """(label, YAML block) of the producer that makes the inputs a model was trained on."""
+    inp = dict(spec["input"])
+    kind = inp.pop("product")
+    if kind == "table":
+        keep = {k: inp[k] for k in ("cone", "core", "track_pt_min", "dz_max", "d0sig_min") if k in inp}
+        return "jetShapes", {"type": "JetShapeProducer", **keep}
+    channels = inp["channels"]
+    for key in ("thresholds", "scale"):
+        if isinstance(inp.get(key), list):
+            default = 0.0 if key == "thresholds" else 1.0
+            inp[key] = {c: v for c, v in zip(channels, inp[key], strict=True) if v != default}
+    if kind == "graphs":
+        return "jetGraphs", {"type": "JetGraphProducer", **inp}
+    return "jetFrames", {"type": "JetFrameProducer", **inp}
+
+
+def tagger_type(kind: str) -> tuple[str, str]:
+    return {"graphs": ("GNNTagger", "graphs"), "frames": ("CNNTagger", "frames"),
+            "table": ("ShapeTagger", "shapes")}[kind]
+
+
+def products(path: Path, label: str, block: dict, max_events: int) -> list:
+    data = {"source": {"files": [str(path)], "max_events": max_events, "step_size": 1000},
+            "modules": {label: block}, "outputs": [{"file": "unused.root", "keep": [label]}]}
+    return [b.get(label) for b in Process(load_process(data)).iter_batches()]
+
+
+def time_inference(model: str, kind: str, prods: list, backend: str, device: str, micro: int,
+                   repeats: int) -> float:
+    cls = {"graphs": GNNTagger, "frames": CNNTagger, "table": ShapeTagger}[kind]
+    name, inp = tagger_type(kind)
+    from e2e.params import build
+
+    tagger = cls("tagger", build(cls.Params, {"model": model, "backend": backend, "device": device,
+                                              "micro_batch": micro}, "bench"))
+    n = sum(p.n_jets for p in prods)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first pass creates the session and warms up
+        t0 = time.perf_counter()
+        for p in prods:
+            for mb in tagger.micro_batches(p):
+                tagger.run_model(mb)
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def notebook_way(model: str, graphs: list, max_jets: int) -> float:
+    """One PyG Data per jet, brute-force kNN per jet, DataLoader, PyG layers: jets/s on ``max_jets`` jets."""
+    import torch
+    from torch_geometric.data import Data
+    from torch_geometric.loader import DataLoader
+
+    from taggers.models.graph_layers import pyg_layer
+    from taggers.models.networks import graph_pool
+
+    art = Artefact.load(model)
+    net = art.build_torch("cpu")
+    hyper = art.spec["architecture"]["hyperparameters"]
+    k = int(art.spec["input"]["k"])
+    convs = []
+    dims = [hyper["n_features"]] + [hyper.get("hidden", 64)] * hyper.get("layers", 3)
+    for conv, (a, b) in zip(net.convs, zip(dims[:-1], dims[1:], strict=True), strict=True):
+        layer = pyg_layer(hyper.get("kind", "sage"), a, b)
+        layer.load_state_dict(_pyg_state(conv))
+        convs.append(layer)
+
+    t0 = time.perf_counter()
+    data, done = [], 0
+    for g in graphs:
+        for j in range(g.n_jets):
+            a, b = int(g.node_offsets[j]), int(g.node_offsets[j + 1])
+            x = torch.from_numpy(g.x[a:b].copy())
+            pos = torch.from_numpy(g.pos[a:b].copy())
+            n = b - a
+            if n > 1:
+                d = torch.cdist(pos, pos)
+                d.fill_diagonal_(float("inf"))
+                nb = torch.topk(d, min(k, n - 1), largest=False).indices
+                src = nb.reshape(-1)
+                dst = torch.arange(n).repeat_interleave(nb.shape[1])
+                edge_index = torch.stack([src, dst])
+            else:
+                edge_index = torch.zeros((2, 0), dtype=torch.long)
+            data.append(Data(x=x, edge_index=edge_index))
+            done += 1
+            if done >= max_jets:
+                break
+        if done >= max_jets:
+            break
+    with torch.inference_mode():
+        for batch in DataLoader(data, batch_size=256):
+            h = (batch.x - net.shift) * net.scale
+            for conv, norm in zip(convs, net.norms, strict=True):
+                h = torch.relu(norm(conv(h, batch.edge_index)))
+            torch.softmax(net.head(graph_pool(h, batch.batch, batch.ptr)), dim=1)
+    return done / (time.perf_counter() - t0)
+
+
+def _pyg_state(gather_conv: object) -> dict:
+    """State dict of the PyG layer equivalent to a gather-form layer (inverse of from_pyg)."""
+    sd = gather_conv.state_dict()
+    if "att_src" in sd:
+        return {"lin.weight": sd["lin.weight"], "att_src": sd["att_src"].reshape(1, 1, -1),
+                "att_dst": sd["att_dst"].reshape(1, 1, -1), "bias": sd["bias"]}
+    if any(k.startswith("mlp.") for k in sd):
+        return {k.replace("mlp.", "nn."): v for k, v in sd.items()}
+    return sd
+
+
+def end_to_end(path: Path, model: str, label: str, block: dict, repeats: int, tmp: Path) -> tuple[float, int]:
+    kind = Artefact.load(model).spec["input"]["product"]
+    name, inp = tagger_type(kind)
+    data = {"process": "Bench", "source": {"files": [str(path)], "step_size": 2000},
+            "modules": {label: block, "tagger": {"type": name, inp: label, "model": model}},
+            "outputs": [{"file": str(tmp / "tagged.root"), "keep": ["tagger"]}]}
+    best, jets = float("inf"), 0
+    for _ in range(repeats):
+        s = Process(load_process(copy.deepcopy(data))).run(progress=False)
+        best = min(best, sum(s.times.values()))
+        jets = s.jets
+    return jets / best, jets
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["zoo:tau_gnn", "zoo:tau_cnn", "zoo:tau_shapes"])
+    ap.add_argument("--replicas", type=int, default=4, help="copies of the 150-event sample")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--micro-batches", nargs="+", type=int, default=[64, 256, 1024])
+    ap.add_argument("--notebook-jets", type=int, default=400)
+    args = ap.parse_args(argv)
+    import torch
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpd = Path(tmp)
+        path = tmpd / "hits.root"
+        n_events, n_jets = replicate(path, args.replicas)
+        print(f"input: {n_events} events, {n_jets} jets; torch threads {torch.get_num_threads()}; "
+              f"best of {args.repeats}")
+        print(f"{'model':<16} {'backend':<12} {'device':<6} " + " ".join(f"{f'mb={m}':>10}" for m in
+                                                                        args.micro_batches) + "   (jets/s)")
+        gnn = None
+        for model in args.models:
+            try:
+                art = Artefact.load(model)
+            except Exception as err:  # a zoo model not trained yet
+                print(f"{model:<16} skipped: {err}")
+                continue
+            label, block = producer_block(art.spec)
+            kind = art.spec["input"]["product"]
+            prods = products(path, label, block, n_events if kind != "frames" else min(n_events, 300))
+            for backend in ("torch", "onnxruntime"):
+                for device in devices:
+                    rates = [time_inference(model, kind, prods, backend, device, m, args.repeats)
+                             for m in args.micro_batches]
+                    print(f"{art.spec.get('name', model):<16} {backend:<12} {device:<6} " +
+                          " ".join(f"{r:10,.0f}" for r in rates))
+            if kind == "graphs" and gnn is None:
+                gnn = (model, label, block, prods)
+        if gnn is not None:
+            model, label, block, prods = gnn
+            e2e_rate, jets = end_to_end(path, model, label, block, args.repeats, tmpd)
+            nb_rate = notebook_way(model, prods, args.notebook_jets)
+            print(f"end to end e2e-run ROOT -> {label} -> GNN -> ROOT: {e2e_rate:,.0f} jets/s ({jets} jets)")
+            print(f"notebook way (PyG Data per jet, brute-force kNN, DataLoader): {nb_rate:,.0f} jets/s "
+                  f"({args.notebook_jets} jets)")
+            print(f"ratio e2e-run / notebook: {e2e_rate / nb_rate:.1f}x   (goals on 2 cores: >= 5,000 jets/s end to "
+                  f"end and >= 25x: {'met' if e2e_rate >= 5000 and e2e_rate / nb_rate >= 25 else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,8 +7,7 @@ import pytest
 import torch
 import uproot
 import yaml
-
-from conftest import SAMPLE, run_cli
+from conftest import run_cli
 from test_taggers import config, model_dir  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.gpu,

@@ -16,6 +16,28 @@ import torch
 from torch import Tensor, nn
 
 
+def _training_path() -> bool:
+    """True when gradients flow and no export/trace is running: aggregate with a sparse matrix product then."""
+    return torch.is_grad_enabled() and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
+
+
+def neighbor_sum(x: Tensor, neighbors: Tensor, weight: float = 1.0) -> Tensor:
+    """``weight * sum_s x[neighbors[:, s]]`` per node (duplicates count, as edges of the COO form do).
+
+    Inference and export gather ([N, k, F] then reduce); training multiplies by the sparse [N, N] adjacency,
+    whose backward is a sparse product too (~3-5x faster on CPU than the scatter-add backward of a gather).
+    """
+    if not _training_path():
+        s = x[neighbors].sum(dim=1)
+        return s * weight if weight != 1.0 else s
+    n, k = neighbors.shape
+    rows = torch.arange(n, device=x.device).repeat_interleave(k)
+    values = torch.full((n * k,), weight, dtype=x.dtype, device=x.device)
+    adj = torch.sparse_coo_tensor(torch.stack([rows, neighbors.reshape(-1)]), values, (n, x.shape[0]),
+                                  check_invariants=False)
+    return torch.sparse.mm(adj, x)
+
+
 class SAGEGather(nn.Module):
     """GraphSAGE, mean aggregation: ``lin_l(mean_j x_j) + lin_r(x_i)`` (PyG ``SAGEConv``, root weight)."""
 
@@ -25,7 +47,7 @@ class SAGEGather(nn.Module):
         self.lin_r = nn.Linear(in_channels, out_channels, bias=False)
 
     def forward(self, x: Tensor, neighbors: Tensor) -> Tensor:
-        return self.lin_l(x[neighbors].mean(dim=1)) + self.lin_r(x)
+        return self.lin_l(neighbor_sum(x, neighbors, 1.0 / neighbors.shape[1])) + self.lin_r(x)
 
     def from_pyg(self, conv: nn.Module) -> SAGEGather:
         self.lin_l.load_state_dict(conv.lin_l.state_dict())
@@ -42,7 +64,7 @@ class GraphConvGather(nn.Module):
         self.lin_root = nn.Linear(in_channels, out_channels, bias=False)
 
     def forward(self, x: Tensor, neighbors: Tensor) -> Tensor:
-        return self.lin_rel(x[neighbors].sum(dim=1)) + self.lin_root(x)
+        return self.lin_rel(neighbor_sum(x, neighbors)) + self.lin_root(x)
 
     def from_pyg(self, conv: nn.Module) -> GraphConvGather:
         self.lin_rel.load_state_dict(conv.lin_rel.state_dict())

@@ -43,7 +43,7 @@ def test_dynamic_knn_matches_brute_force() -> None:
     sizes = [12, 2, 30]
     ptr = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]))
     h = torch.randn(int(ptr[-1]), 5)
-    nb = dynamic_knn(h, ptr, k=4)
+    nb = dynamic_knn(h, torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)), k=4)
     for g in range(len(sizes)):
         a, b = int(ptr[g]), int(ptr[g + 1])
         d = torch.cdist(h[a:b], h[a:b])

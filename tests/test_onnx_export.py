@@ -24,10 +24,10 @@ def _inputs(sizes: list[int], seed: int, k: int = 8) -> dict[str, np.ndarray]:
             "batch": np.repeat(np.arange(len(sizes)), sizes).astype(np.int64), "ptr": ptr}
 
 
-@pytest.mark.parametrize("kind", ["sage", "graphconv", "gat", "edgeconv"])
+@pytest.mark.parametrize("kind", ["sage", "graphconv", "gat", "edgeconv", "dgcnn"])
 def test_onnx_parity_over_batch_and_graph_sizes(kind: str) -> None:
     torch.manual_seed(3)
-    net = GraphNet(7, 2, kind=kind, hidden=16, layers=2).eval()
+    net = GraphNet(7, 2, kind=kind, hidden=16, layers=2, k_dynamic=4).eval()
     example = _inputs([12, 30], seed=0)
     f = io.BytesIO()
     with warnings.catch_warnings():

@@ -148,30 +148,19 @@ GATHER_LAYERS: dict[str, type[nn.Module]] = {
 }
 
 
-def dynamic_knn(h: Tensor, ptr: Tensor, k: int) -> Tensor:
-    """kNN in feature space inside each graph (DGCNN), exportable: padded ``cdist`` + ``topk``.
+def dynamic_knn(h: Tensor, batch: Tensor, k: int) -> Tensor:
+    """kNN in feature space inside each graph (DGCNN), exportable to ONNX with dynamic sizes.
 
-    ``ptr`` [B+1] are the graphs' node offsets. Returns global neighbour indices [N, k] (self excluded);
-    graphs with fewer than k+1 nodes fill the missing slots with the node itself.
+    One masked ``cdist`` over the nodes of the (micro-)batch: memory O(N^2), so DGCNN runs in micro-batches
+    of a few tens of jets. Returns global neighbour indices [N, k], self excluded, ties by index; graphs with
+    fewer than k+1 nodes fill the missing slots with the node itself.
     """
     n = h.shape[0]
-    counts = ptr[1:] - ptr[:-1]
-    graph = torch.repeat_interleave(torch.arange(counts.shape[0], device=h.device), counts)
-    local = torch.arange(n, device=h.device) - ptr[graph]
-    n_max = int(counts.max()) if n else 1
-    padded = h.new_zeros((counts.shape[0], n_max, h.shape[1]))
-    padded[graph, local] = h
-    valid = torch.zeros((counts.shape[0], n_max), dtype=torch.bool, device=h.device)
-    valid[graph, local] = True
-    d = torch.cdist(padded, padded)  # [B, n_max, n_max]
-    d = d.masked_fill(~valid.unsqueeze(1), float("inf"))
-    eye = torch.eye(n_max, dtype=torch.bool, device=h.device).unsqueeze(0)
-    d = d.masked_fill(eye, float("inf"))
-    kk = min(k, n_max)
-    dist, idx = torch.topk(d[graph, local], kk, dim=1, largest=False)  # [N, kk]
-    glob = idx + ptr[graph].unsqueeze(1)
-    self_idx = torch.arange(n, device=h.device).unsqueeze(1)
-    glob = torch.where(torch.isinf(dist), self_idx, glob)
-    if kk < k:
-        glob = torch.cat([glob, self_idx.expand(n, k - kk)], dim=1)
-    return glob
+    d = torch.cdist(h, h)
+    other = batch.unsqueeze(0) != batch.unsqueeze(1)
+    ar = torch.arange(n, device=h.device)
+    d = d.masked_fill(other | (ar.unsqueeze(0) == ar.unsqueeze(1)), float("inf"))  # (no bool EyeLike in ORT)
+    d = torch.cat([d, torch.full((n, k), float("inf"), dtype=d.dtype, device=d.device)], dim=1)  # always k columns
+    dist, idx = torch.topk(d, k, dim=1, largest=False, sorted=True)
+    self_idx = ar.unsqueeze(1).expand(n, k)
+    return torch.where(torch.isinf(dist), self_idx, idx)

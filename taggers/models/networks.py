@@ -52,7 +52,7 @@ class GraphNet(nn.Module):
     def forward(self, x: Tensor, neighbors: Tensor, batch: Tensor, ptr: Tensor) -> Tensor:
         h = (x - self.shift) * self.scale
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            nb = neighbors if (self.kind != "dgcnn" or i == 0) else dynamic_knn(h, ptr, self.k_dynamic)
+            nb = neighbors if (self.kind != "dgcnn" or i == 0) else dynamic_knn(h, batch, self.k_dynamic)
             h = torch.relu(norm(conv(h, nb)))
         return self.head(graph_pool(h, batch, ptr))
 

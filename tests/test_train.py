@@ -19,7 +19,7 @@ def test_train_then_tag(tmp_path, capsys):
 
     cfg = {"name": "small_gnn", "product": "jetGraphs",
            "process": {"source": {"files": [str(SAMPLE)], "step_size": 50}, "modules": {"jetGraphs": GRAPHS}},
-           "output": str(tmp_path / "small_gnn"), "split": [0.5, 0.25, 0.25],
+           "output": str(tmp_path / "small_gnn"), "split": [0.5, 0.25, 0.25], "heldout": [str(SAMPLE)],
            "model": {"name": "GraphNet", "hyperparameters": {"kind": "sage", "hidden": 16, "layers": 2}},
            "optimizer": {"max_epochs": 2, "batch_size": 32, "budget_minutes": 1}}
     path = tmp_path / "train.yaml"
@@ -28,6 +28,7 @@ def test_train_then_tag(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "test AUC" in out
     spec = yaml.safe_load((tmp_path / "small_gnn" / "model.yaml").read_text())
+    assert "heldout" in spec["metrics"]
     assert spec["parity"]["max_abs_logit_difference"] <= 1e-4
     assert spec["provenance"]["command"].startswith("e2e-train ")
     assert spec["input"]["k"] == 8 and spec["outputs"] == ["qcd", "tau"]
@@ -47,9 +48,15 @@ def test_train_then_tag(tmp_path, capsys):
     # e2e-eval reads the truth from the input recorded in the provenance and checks the alignment
     from e2e.cli.eval import main as eval_main
 
-    assert eval_main([str(tmp_path / "tagged.root"), "--plot", str(tmp_path / "roc.png")]) == 0
+    assert eval_main([str(tmp_path / "tagged.root"), "--plot", str(tmp_path / "roc.png"), "--json",
+                      str(tmp_path / "eval.json")]) == 0
     out = capsys.readouterr().out
     assert "tauGNN" in out and "20-100" in out and (tmp_path / "roc.png").stat().st_size > 0
+    # re-evaluating the artefact reproduces the held-out metrics recorded in model.yaml
+    again = json.loads((tmp_path / "eval.json").read_text())["tauGNN"]["all"]
+    recorded = spec["metrics"]["heldout"]
+    assert again["n_signal"] == recorded["n_signal"] and again["n_background"] == recorded["n_background"]
+    assert abs(again["auc"] - recorded["auc"]) < 1e-5
     assert eval_main([str(tmp_path / "tagged.root"), "--input", str(tmp_path / "tagged.root")]) == 2
     assert "no truth branch Jet_label" in capsys.readouterr().err
     assert eval_main([str(tmp_path / "tagged.root"), "--input", str(REPO / "tests/data/vector_hits.root")]) == 2

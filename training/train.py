@@ -67,6 +67,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "architecture"})
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig, metadata={"help": "optimisation"})
     max_jets: int = param(-1, "use at most this many jets (-1: all)", minimum=-1)
+    heldout: list[str] = param(["data/sample_tau_qcd.root"], "independent files tagged after training, through "
+                                                            "e2e-run's modules (metrics recorded in model.yaml)")
     seed: int = param(1, "seed of the split, initialisation and shuffling")
     threads: int = param(0, "torch CPU threads (0: default)", minimum=0)
 
@@ -253,6 +255,10 @@ def train(cfg: TrainConfig, command: str, config_text: str, progress: bool = Tru
     dynamic = {"graphs": {"x": {0: "nodes"}, "neighbors": {0: "nodes"}, "batch": {0: "nodes"}, "ptr": {0: "ptr"}},
                "frames": {"frames": {0: "jets"}}, "table": {"values": {0: "jets"}}}[ds.kind]
     spec["parity"] = export_with_parity(out, net, spec, ds, test, example, dynamic)
+    if cfg.heldout:
+        spec["metrics"]["heldout"] = {"files": list(cfg.heldout),
+                                      **_round(heldout_metrics(cfg, out, sel, names[sig]))}
+        _rewrite(out, net, spec, example, dynamic)
     (out / "metrics.json").write_text(json.dumps({"test": _round(metrics), "history": history}, indent=1))
     roc_plot(out / "roc.png", {cfg.name: (score[ds.y[test] == sig], score[ds.y[test] != sig])})
     return metrics
@@ -284,6 +290,43 @@ def export_with_parity(out: Path, net: Any, spec: dict[str, Any], ds: JetDataset
     (out / artefact.MODEL_YAML).write_text(yaml.safe_dump(spec, sort_keys=False))
     artefact.save(out, net, spec, ex, list(example), dynamic)  # the ONNX metadata gets the parity too
     return parity
+
+
+def heldout_metrics(cfg: TrainConfig, artefact_dir: Path, sel: Selection, signal: str) -> dict[str, Any]:
+    """Tag ``cfg.heldout`` with the exported model exactly as e2e-run does; metrics of the selected jets."""
+    from e2e.config import load_process
+    from e2e.process import Process
+
+    kind_type = {"graphs": ("GNNTagger", "graphs"), "frames": ("CNNTagger", "frames"),
+                 "table": ("ShapeTagger", "shapes")}
+    spec = yaml.safe_load((artefact_dir / "model.yaml").read_text())
+    tagger, key = kind_type[spec["input"]["product"]]
+    modules = {**cfg.process["modules"], "tagger": {"type": tagger, key: cfg.product, "model": str(artefact_dir),
+                                                     "device": "cpu"}}
+    data = {"source": {**cfg.process["source"], "files": list(cfg.heldout), "max_events": -1},
+            "modules": modules, "outputs": [{"file": "unused.root", "keep": ["tagger"]}]}
+    scores, labels, pts, gen = [], [], [], []
+    for batch in Process(load_process(data), extra_fields=TRUTH_FIELDS).iter_batches():
+        jets = batch.get("source:Jet")
+        scores.append(batch.get("tagger").column(signal))
+        labels.append(jets["label"])
+        pts.append(jets["pt"])
+        gen.append(jets["gen_pt"])
+    s, lab, pt, g = (np.concatenate(a) for a in (scores, labels, pts, gen))
+    base = (g > 0) & (pt > sel.pt_range[0]) & (pt < sel.pt_range[1]) if sel.require_gen_match else \
+        (pt > sel.pt_range[0]) & (pt < sel.pt_range[1])
+    sig_label, bkg_label = sel.classes[signal], [v for k, v in sel.classes.items() if k != signal]
+    return summary(s[base & (lab == sig_label)], s[base & np.isin(lab, bkg_label)])
+
+
+def _rewrite(out: Path, net: Any, spec: dict[str, Any], example: dict[str, np.ndarray],
+             dynamic: dict[str, dict[int, str]]) -> None:
+    """Write model.yaml (and the ONNX metadata) again after adding to the spec."""
+    import torch
+
+    from taggers import artefact
+
+    artefact.save(out, net, spec, tuple(torch.from_numpy(v) for v in example.values()), list(example), dynamic)
 
 
 def roc_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -115,7 +116,8 @@ class JetGraphs(JetProduct):
       ``delta_eta``/``delta_phi``); ``pos`` float32 [N, 2]: (row, column) pixel offset from the seed;
       ``pixel`` int32 [N]: pixel index ``row * window + column`` in the jet window.
     - ``node_offsets`` int64 [n_jets+1]: nodes of jet ``j`` are rows ``node_offsets[j]:node_offsets[j+1]``.
-    - ``edge_index`` int64 [2, E]: (source, target) global node indices, PyG convention.
+    - ``edge_index`` int64 [2, E]: (source, target) global node indices, PyG convention; made from
+      ``neighbors`` on first use (taggers use ``neighbors`` directly and never pay for it).
     - ``neighbors`` int64 [N, k]: the fixed-k neighbour index of every node (global indices), for the
       gather + reduce form of the graph layers; ``num_neighbors`` int32 [N] or None. For kNN graphs
       (``num_neighbors`` None) ``edge_index`` is exactly the flattened ``neighbors`` (padding included,
@@ -127,10 +129,18 @@ class JetGraphs(JetProduct):
     pos: np.ndarray = field(default=None)  # type: ignore[assignment]
     pixel: np.ndarray = field(default=None)  # type: ignore[assignment]
     node_offsets: np.ndarray = field(default=None)  # type: ignore[assignment]
-    edge_index: np.ndarray = field(default=None)  # type: ignore[assignment]
     neighbors: np.ndarray = field(default=None)  # type: ignore[assignment]
     num_neighbors: np.ndarray | None = None
     feature_names: tuple[str, ...] = ()
+
+    @cached_property
+    def edge_index(self) -> np.ndarray:
+        """COO edges [2, E]: edge (neighbors[i, s] -> i), ordered by target then slot (real slots only for radius)."""
+        n, k = self.neighbors.shape
+        if self.num_neighbors is None:
+            return np.stack([self.neighbors.reshape(-1), np.repeat(np.arange(n, dtype=np.int64), k)])
+        real = np.arange(k)[None, :] < self.num_neighbors[:, None]
+        return np.stack([self.neighbors[real], np.repeat(np.arange(n, dtype=np.int64), self.num_neighbors)])
 
     @property
     def n_nodes(self) -> np.ndarray:

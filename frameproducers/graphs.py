@@ -70,7 +70,6 @@ class JetGraphProducer(PixelProducer):
             neighbors = kernels.knn_features(x, node_offsets, p.k, bool(p.self_loops))
         else:
             neighbors = kernels.knn_pixels(pixel, node_offsets, p.window, p.k, bool(p.self_loops))
-        edge_index = kernels.edge_index_from_neighbors(neighbors, num_neighbors)
         n_nodes = np.diff(node_offsets)
         self.count("empty graphs (no hit in the window)", int(np.count_nonzero(n_nodes == 0)))
         self.count("nodes", int(node_offsets[-1]))
@@ -78,5 +77,5 @@ class JetGraphProducer(PixelProducer):
         record = {**px.record(), "coordinates": p.coordinates, "edges": p.edges, "space": p.space, "k": p.k,
                   "radius": p.radius, "self_loops": p.self_loops, "features": list(self.feature_names)}
         batch.put(self.label, JetGraphs(jets.offsets, jet_index, record, x=x, pos=pos, pixel=pixel,
-                                        node_offsets=node_offsets, edge_index=edge_index, neighbors=neighbors,
+                                        node_offsets=node_offsets, neighbors=neighbors,
                                         num_neighbors=num_neighbors, feature_names=self.feature_names))

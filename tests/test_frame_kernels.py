@@ -385,3 +385,16 @@ def test_frame_pixels_equal_nonzero():
     assert np.array_equal(counts, np.bincount(jet, minlength=5))
     assert np.array_equal(ch, ch_ref) and np.array_equal(r, r_ref) and np.array_equal(c, c_ref)
     assert np.array_equal(v, data[jet, ch_ref, r_ref, c_ref])
+
+
+def test_product_edge_index_equals_kernel():
+    from dataformats.products import JetGraphs
+
+    rng = np.random.default_rng(11)
+    pixel = np.sort(rng.choice(100, size=30, replace=False)).astype(np.int32)
+    off = np.array([0, 12, 12, 30], dtype=np.int64)
+    for nb, num in ((K.knn_pixels(pixel, off, 10, 5, False), None), K.radius_pixels(pixel, off, 10, 2.5, 6, False)):
+        g = JetGraphs(np.array([0, 3]), np.arange(3, dtype=np.int32), {}, x=np.zeros((30, 1), np.float32),
+                      pos=np.zeros((30, 2), np.float32), pixel=pixel, node_offsets=off, neighbors=nb,
+                      num_neighbors=num)
+        assert np.array_equal(g.edge_index, K.edge_index_from_neighbors(nb, num))

@@ -31,11 +31,12 @@ TRUTH_FIELDS = {"Jet": ("pt", "label", "gen_pt")}
 def event_split(run: np.ndarray, lumi: np.ndarray, event: np.ndarray, fractions: tuple[float, float, float],
                 seed: int) -> np.ndarray:
     """Part of every event, 0 train / 1 validation / 2 test, from a 64-bit mix of its ids and ``seed``."""
-    h = (run.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (lumi.astype(np.uint64) << np.uint64(32))
-    h ^= event.astype(np.uint64) + np.uint64(seed) * np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(31)
-    h *= np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(29)
+    with np.errstate(over="ignore"):  # 64-bit wrap-around is the point of the mix
+        h = (run.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (lumi.astype(np.uint64) << np.uint64(32))
+        h ^= event.astype(np.uint64) + np.uint64(seed) * np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(31)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(29)
     u = (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     edges = np.cumsum(fractions)[:-1]
     return np.searchsorted(edges, u, side="right").astype(np.int8)

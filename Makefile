@@ -1,5 +1,5 @@
 # e2e: two commands on a fresh machine.
-#   make run    create .venv, install, run the main job (e2e-run) on the shipped sample
+#   make run    create .venv, install, tag the shipped sample (e2e-run tau_gnn.yaml) and print the e2e-eval table
 #   make test   create .venv, install, run the test suite (with reduced slow checks)
 # ORT=gpu installs onnxruntime-gpu instead of the CPU build (never both).
 
@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: install
-	$(BIN)/e2e-run process_configs/jet_frames.yaml
+	$(BIN)/e2e-run process_configs/tau_gnn.yaml
+	$(BIN)/e2e-eval output/tau_gnn.root
 
 sample: install
 	$(BIN)/e2e-generate process_configs/generate_sample.yaml -o output/sample_tau_qcd.root

@@ -1,0 +1,46 @@
+"""The shipped zoo models: they run in the main job and reproduce the held-out metrics recorded in model.yaml."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from conftest import REPO, run_cli
+from taggers.artefact import ZOO, Artefact
+
+MODELS = sorted(p.name for p in ZOO.iterdir() if (p / "model.yaml").is_file())
+
+
+def test_zoo_is_shipped():
+    assert {"tau_gnn", "tau_shapes"} <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_artefact_is_complete_and_self_describing(name):
+    art = Artefact.load(f"zoo:{name}")
+    for f in ("model.onnx", "weights.safetensors", "model.yaml", "metrics.json", "roc.png"):
+        assert (art.path / f).is_file(), f
+    prov = art.spec["provenance"]
+    assert prov["command"].startswith("e2e-train ") and len(prov["config_sha256"]) == 64
+    assert prov["dataset"]["jets"]["train"] and art.spec["parity"]["max_abs_logit_difference"] <= 1e-4
+    onnx = pytest.importorskip("onnx")
+    meta = {p.key: p.value for p in onnx.load(str(art.path / "model.onnx")).metadata_props}
+    assert yaml.safe_load(meta["e2e_model_yaml"])["name"] == name
+
+
+def test_main_job_reproduces_recorded_heldout_metrics(tmp_path, capsys, monkeypatch):
+    from e2e.cli.eval import main as eval_main
+
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "tau_gnn.root"
+    rc, _, err = run_cli([str(REPO / "process_configs" / "tau_gnn.yaml"), "-o", str(out), "--no-progress"], capsys)
+    assert rc == 0, err
+    assert eval_main([str(out), "--json", str(tmp_path / "eval.json"), "--plot", str(tmp_path / "roc.png")]) == 0
+    results = json.loads((tmp_path / "eval.json").read_text())
+    for label, model in (("tauGNN", "tau_gnn"), ("tauShapes", "tau_shapes")):
+        recorded = Artefact.load(f"zoo:{model}").spec["metrics"]["heldout"]
+        again = results[label]["all"]
+        assert again["n_signal"] == recorded["n_signal"] and again["n_background"] == recorded["n_background"]
+        assert abs(again["auc"] - recorded["auc"]) <= max(1e-4, 0.1 * recorded["auc_error"])

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import yaml
-
 from conftest import REPO, run_cli
+
 from taggers.artefact import ZOO, Artefact
 
 MODELS = sorted(p.name for p in ZOO.iterdir() if (p / "model.yaml").is_file())

@@ -112,8 +112,16 @@ class TaggerBase(Producer):
         return session.run(None, inputs)[0]
 
     # ------------------------------------------------------------------------------------ produce
-    def micro_batches(self, product: Any) -> Any:
+    def per_jet_input(self, product: Any) -> tuple[str, np.ndarray]:
+        """(ONNX input name, array with one row per jet) for taggers whose input is sliced by jet."""
         raise NotImplementedError
+
+    def micro_batches(self, product: Any) -> Any:
+        """Model inputs of consecutive groups of ``micro_batch`` jets."""
+        name, rows = self.per_jet_input(product)
+        step = self.params.micro_batch
+        for a in range(0, len(rows), step):
+            yield {name: rows[a:a + step]}
 
     def produce(self, batch: EventBatch) -> None:
         product: JetProduct = batch.get(getattr(self.params, self.input_param))
@@ -170,10 +178,8 @@ class CNNTagger(TaggerBase):
     class Params(TaggerParams):
         frames: str = input_tag("jetFrames", "frames to tag", product=JetFrames)
 
-    def micro_batches(self, f: JetFrames) -> Any:
-        step = self.params.micro_batch
-        for a in range(0, f.n_jets, step):
-            yield {"frames": f.data[a:a + step]}
+    def per_jet_input(self, f: JetFrames) -> tuple[str, np.ndarray]:
+        return "frames", f.data
 
 
 class ShapeTagger(TaggerBase):
@@ -186,7 +192,5 @@ class ShapeTagger(TaggerBase):
     class Params(TaggerParams):
         shapes: str = input_tag("jetShapes", "jet shapes to tag", product=JetShapes)
 
-    def micro_batches(self, t: JetShapes) -> Any:
-        step = self.params.micro_batch
-        for a in range(0, t.n_jets, step):
-            yield {"values": t.values[a:a + step]}
+    def per_jet_input(self, t: JetShapes) -> tuple[str, np.ndarray]:
+        return "values", t.values

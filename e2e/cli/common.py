@@ -56,6 +56,18 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
             raise ConfigError(f"override '{assignment}': '{parts[i - 1]}' is not a mapping or list")
 
 
+def load_config_mapping(path: str | None, overrides: list[str], what: str) -> dict[str, Any]:
+    """The YAML mapping of a configuration file with ``-s KEY=VALUE`` overrides applied (one-line errors)."""
+    if not path:
+        raise ConfigError(f"missing CONFIG ({what})")
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of parameters at the top level")
+    for kv in overrides:
+        apply_override(data, kv)
+    return data
+
+
 def add_common_arguments(p: argparse.ArgumentParser, set_example: str) -> None:
     """The options every configuration-driven console script shares: -s, --dump-config, --no-progress, --debug."""
     p.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",

@@ -7,8 +7,7 @@ import sys
 
 import yaml
 
-from e2e.cli.common import add_common_arguments, apply_override, load_yaml, run_main
-from e2e.errors import ConfigError
+from e2e.cli.common import add_common_arguments, load_config_mapping, run_main
 from e2e.params import describe
 
 
@@ -32,13 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.help_config:
             print("\n".join(describe(GenerateConfig)))
             return 0
-        if not args.config:
-            raise ConfigError("missing CONFIG (a YAML file such as process_configs/generate_sample.yaml)")
-        data = load_yaml(args.config) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{args.config}: expected a mapping of parameters at the top level")
-        for kv in args.set:
-            apply_override(data, kv)
+        data = load_config_mapping(args.config, args.set, "a YAML file such as process_configs/generate_sample.yaml")
         if args.output:
             data["output"] = args.output
         if args.events is not None:

@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from e2e.cli.common import add_common_arguments, apply_override, load_yaml, run_main
+from e2e.cli.common import add_common_arguments, load_config_mapping, run_main
 from e2e.errors import ConfigError
 
 
@@ -45,13 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.help_module}: {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}")
             print("\n".join("  " + line for line in describe(cls.Params)))
             return 0
-        if not args.config:
-            raise ConfigError("missing CONFIG (a process configuration such as process_configs/jet_frames.yaml)")
-        data = load_yaml(args.config)
-        if not isinstance(data, dict):
-            raise ConfigError(f"{args.config}: expected a mapping with process, source, modules and outputs")
-        for kv in args.set:
-            apply_override(data, kv)
+        data = load_config_mapping(args.config, args.set,
+                                   "a process configuration such as process_configs/jet_frames.yaml")
         if args.input:
             source = data.setdefault("source", {})
             if not isinstance(source, dict):

@@ -8,8 +8,7 @@ import sys
 
 import yaml
 
-from e2e.cli.common import add_common_arguments, apply_override, load_yaml, run_main
-from e2e.errors import ConfigError
+from e2e.cli.common import add_common_arguments, load_config_mapping, run_main
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,13 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.help_config:
             print("\n".join(describe(TrainConfig)))
             return 0
-        if not args.config:
-            raise ConfigError("missing CONFIG (a training configuration such as process_configs/train_tau_gnn.yaml)")
-        data = load_yaml(args.config)
-        if not isinstance(data, dict):
-            raise ConfigError(f"{args.config}: expected a mapping of parameters")
-        for kv in args.set:
-            apply_override(data, kv)
+        data = load_config_mapping(args.config, args.set,
+                                   "a training configuration such as process_configs/train_tau_gnn.yaml")
         if args.output:
             data["output"] = args.output
         cfg = load_config(data, str(args.config))

@@ -450,8 +450,11 @@ def merge_parts(cfg: GenerateConfig, stats: JobStats) -> None:
                     tree = f[cfg.tree]
                     lumi = tree["luminosityBlock"].array(library="np")
                     lo, hi = np.searchsorted(lumi, [s + 1, s + 2])
-                    if hi > lo:
-                        arrays = tree.arrays(entry_start=int(lo), entry_stop=int(hi), how="zip")
+                    # chunk by chunk: bounded memory, and baskets of chunk_size events as with one job
+                    # (one extend per part would make baskets of the whole part, which readers must
+                    # decompress whole for every step)
+                    for arrays in tree.iterate(entry_start=int(lo), entry_stop=int(hi), step_size=cfg.chunk_size,
+                                               how="zip"):
                         writer.extend({k: arrays[k] for k in arrays.fields})
     for p in parts:
         p.unlink(missing_ok=True)

@@ -67,10 +67,13 @@ def test_same_seed_gives_identical_arrays_and_other_seed_differs(sample: Path, t
 
 
 def test_jobs_split_events_and_merge_in_order(tmp_path: Path) -> None:
-    out = _generate(tmp_path, "j.root", jobs=2, pileup={"mu": 0})
+    out = _generate(tmp_path, "j.root", jobs=2, pileup={"mu": 0}, chunk_size=2)
     a = _arrays(out)
     assert schema.validate_file(out) == 10
     np.testing.assert_array_equal(a.event, np.arange(1, 11))
+    with uproot.open(out) as f:  # merged in chunk_size pieces: baskets as small as with one job
+        starts = f["Events"]["EcalHit_energy"].entry_offsets
+    assert max(np.diff(starts)) <= 2
     assert not list(tmp_path.glob(".*part*")) and not list(tmp_path.glob("*.tmp"))
     assert job_ranges(10, 3) == [(0, 3), (3, 6), (6, 10)]
 

@@ -164,6 +164,8 @@ def train(cfg: TrainConfig, command: str, config_text: str, progress: bool = Tru
     ds = collect(Process(desc, extra_fields=TRUTH_FIELDS).iter_batches(), cfg.product, sel, tuple(cfg.split),
                  cfg.seed, None if cfg.max_jets < 0 else cfg.max_jets)
     t_data = time.perf_counter() - t0
+    log = tqdm.write if progress else (lambda line: print(line, file=sys.stderr, flush=True))
+    log(f"e2e-train: {cfg.name}: dataset {ds.counts()} jets in {t_data:.0f} s")
     parts = {s: np.flatnonzero(ds.split == i) for i, s in enumerate(SPLITS)}
     if min(len(p) for p in parts.values()) == 0:
         raise ConfigError(f"too few jets for a train/validation/test split: {ds.counts()}")
@@ -207,6 +209,8 @@ def train(cfg: TrainConfig, command: str, config_text: str, progress: bool = Tru
                 break
         v = val_loss()
         history.append({"epoch": epoch, "train_loss": total / max(n, 1), "validation_loss": v})
+        log(f"e2e-train: {cfg.name}: epoch {epoch}: train loss {total / max(n, 1):.4f}, validation loss "
+            f"{v:.4f}, {n} jets, {time.perf_counter() - t_train:.0f} s")
         if v < best:
             best, best_epoch = v, epoch
             best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}

@@ -184,17 +184,25 @@ class RootSource(Module):
             with uproot.open(info.path) as f:
                 tree = f[self.params.tree]
                 stop_file = min(info.entries, remaining)
-                for start in range(0, stop_file, self.params.step_size):
+                # iterate (not arrays per step): a basket that spans several steps is read and
+                # decompressed once, which matters when baskets hold more events than step_size
+                chunks = tree.iterate(names, entry_stop=stop_file, step_size=self.params.step_size, library="ak",
+                                      decompression_executor=self._executor,
+                                      interpretation_executor=self._executor, how=dict)
+                start = 0
+                while start < stop_file:
                     stop = min(start + self.params.step_size, stop_file)
                     try:
-                        arrays = tree.arrays(names, entry_start=start, entry_stop=stop, library="ak",
-                                             decompression_executor=self._executor,
-                                             interpretation_executor=self._executor, how=dict)
+                        arrays = next(chunks)
                     except Exception as err:
                         raise SchemaError(f"{source}: cannot read entries {start}-{stop - 1} "
                                           f"({type(err).__name__}: {err})") from err
+                    if len(arrays[names[0]]) != stop - start:
+                        raise SchemaError(f"{source}: read {len(arrays[names[0]])} entries at {start}, expected "
+                                          f"{stop - start}")
                     yield self._batch(arrays, wanted, info, source, start, stop, index)
                     index += 1
+                    start = stop
             remaining -= stop_file
 
     def _batch(self, arrays: dict[str, Any], wanted: dict[str, dict[str, str]], info: _FileInfo, source: str,

@@ -14,7 +14,7 @@ MODELS = sorted(p.name for p in ZOO.iterdir() if (p / "model.yaml").is_file())
 
 
 def test_zoo_is_shipped():
-    assert {"tau_gnn", "tau_shapes"} <= set(MODELS)
+    assert {"tau_gnn", "tau_cnn", "tau_shapes"} <= set(MODELS)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -30,16 +30,20 @@ def test_artefact_is_complete_and_self_describing(name):
     assert yaml.safe_load(meta["e2e_model_yaml"])["name"] == name
 
 
-def test_main_job_reproduces_recorded_heldout_metrics(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(("config", "taggers"), [
+    ("tau_gnn", (("tauGNN", "tau_gnn"), ("tauShapes", "tau_shapes"))),
+    ("tau_cnn", (("tauCNN", "tau_cnn"),)),
+])
+def test_main_jobs_reproduce_recorded_heldout_metrics(config, taggers, tmp_path, capsys, monkeypatch):
     from e2e.cli.eval import main as eval_main
 
     monkeypatch.chdir(REPO)
-    out = tmp_path / "tau_gnn.root"
-    rc, _, err = run_cli([str(REPO / "process_configs" / "tau_gnn.yaml"), "-o", str(out), "--no-progress"], capsys)
+    out = tmp_path / f"{config}.root"
+    rc, _, err = run_cli([str(REPO / "process_configs" / f"{config}.yaml"), "-o", str(out), "--no-progress"], capsys)
     assert rc == 0, err
     assert eval_main([str(out), "--json", str(tmp_path / "eval.json"), "--plot", str(tmp_path / "roc.png")]) == 0
     results = json.loads((tmp_path / "eval.json").read_text())
-    for label, model in (("tauGNN", "tau_gnn"), ("tauShapes", "tau_shapes")):
+    for label, model in taggers:
         recorded = Artefact.load(f"zoo:{model}").spec["metrics"]["heldout"]
         again = results[label]["all"]
         assert again["n_signal"] == recorded["n_signal"] and again["n_background"] == recorded["n_background"]

@@ -79,6 +79,10 @@ class Artefact:
         model.load_state_dict(load_file(str(self.path / WEIGHTS), device="cpu"))
         return model.to(device).eval()
 
+    def n_parameters(self) -> int:
+        """Trainable parameters of the network (buffers such as input scaling and batch-norm statistics excluded)."""
+        return sum(p.numel() for p in self.build_torch().parameters())
+
     def check_inputs(self, produced: dict[str, Any], where: str) -> None:
         """Refuse a producer whose recorded parameters differ from the model's input spec (one line)."""
         diffs = []

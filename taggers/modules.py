@@ -27,7 +27,7 @@ class TaggerParams:
     model: str = param(help="model artefact: zoo:NAME or a directory with model.yaml, weights, model.onnx")
     backend: str = param("onnxruntime", "inference backend", choices=("onnxruntime", "torch"))
     device: str = param("auto", "cpu, cuda, or auto (CUDA when really available)", choices=("cpu", "cuda", "auto"))
-    micro_batch: int = param(512, "jets per inference call", minimum=1)
+    micro_batch: int = param(128, "jets per inference call (smaller batches stay in cache)", minimum=1)
     threads: int = param(0, "CPU threads of the backend (0: its default)", minimum=0)
 
 

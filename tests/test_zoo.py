@@ -48,3 +48,9 @@ def test_main_jobs_reproduce_recorded_heldout_metrics(config, taggers, tmp_path,
         again = results[label]["all"]
         assert again["n_signal"] == recorded["n_signal"] and again["n_background"] == recorded["n_background"]
         assert abs(again["auc"] - recorded["auc"]) <= max(1e-4, 0.1 * recorded["auc_error"])
+
+
+def test_parameter_count_excludes_buffers():
+    art = Artefact.load("zoo:tau_shapes")  # logistic regression: one weight per shape and class, one bias per class
+    n_shapes, n_classes = art.spec["architecture"]["hyperparameters"]["n_features"], len(art.outputs)
+    assert art.n_parameters() == (n_shapes + 1) * n_classes

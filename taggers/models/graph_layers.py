@@ -7,32 +7,46 @@ each layer here equals its PyG counterpart run on that ``edge_index`` with the s
 (tests/test_graph_layers.py); :meth:`from_pyg` copies the weights of a PyG layer.
 
 Gather + reduce exports to ONNX as Gather + ReduceMean/Max/Sum, which ONNX Runtime runs ~2x faster than
-torch's scatter (PyG scatter in ONNX Runtime is ~9x slower), and needs no torch-scatter or pyg-lib.
+torch's scatter (PyG scatter in ONNX Runtime is ~9x slower), and needs no torch-scatter or pyg-lib. In torch
+on CPU the sum aggregations (SAGE, GraphConv) run as a CSR sparse product instead (see :func:`neighbor_sum`).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
+# the CSR product below is the documented, tested path; torch labels CSR tensors "beta" on first use
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
-def _training_path() -> bool:
-    """True when gradients flow and no export/trace is running: aggregate with a sparse matrix product then."""
-    return torch.is_grad_enabled() and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
+
+def _exporting() -> bool:
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 def neighbor_sum(x: Tensor, neighbors: Tensor, weight: float = 1.0) -> Tensor:
     """``weight * sum_s x[neighbors[:, s]]`` per node (duplicates count, as edges of the COO form do).
 
-    Inference and export gather ([N, k, F] then reduce); training multiplies by the sparse [N, N] adjacency,
-    whose backward is a sparse product too (~3-5x faster on CPU than the scatter-add backward of a gather).
+    Three equal forms, chosen by context:
+
+    - export/trace, and inference on a GPU: gather ``[N, k, F]`` then reduce (ONNX Gather + ReduceSum);
+    - inference on CPU: the CSR adjacency times ``x`` (row ``i`` holds ``neighbors[i]``). It never
+      materialises the ``[N, k, F]`` gather, which is memory-bound: ~3x faster for ``tau_gnn``;
+    - training (gradients on): the sparse COO adjacency, whose backward is a sparse product too (~3-5x
+      faster on CPU than the scatter-add backward of a gather).
     """
-    if not _training_path():
+    if _exporting() or (not torch.is_grad_enabled() and not x.is_cpu):
         s = x[neighbors].sum(dim=1)
         return s * weight if weight != 1.0 else s
     n, k = neighbors.shape
-    rows = torch.arange(n, device=x.device).repeat_interleave(k)
     values = torch.full((n * k,), weight, dtype=x.dtype, device=x.device)
+    if not torch.is_grad_enabled():
+        crow = torch.arange(0, n * k + 1, k, dtype=neighbors.dtype, device=x.device)
+        adj = torch.sparse_csr_tensor(crow, neighbors.reshape(-1), values, (n, x.shape[0]), check_invariants=False)
+        return adj @ x
+    rows = torch.arange(n, device=x.device).repeat_interleave(k)
     adj = torch.sparse_coo_tensor(torch.stack([rows, neighbors.reshape(-1)]), values, (n, x.shape[0]),
                                   check_invariants=False)
     return torch.sparse.mm(adj, x)

@@ -158,7 +158,7 @@ class RunSummary:
         loop = sum(self.times.values())
         out = [f"e2e-run: process {self.process}: {self.events} events, {self.jets} jets from {self.files} file(s) "
                f"in {self.batches} batch(es); {self.wall_s:.2f} s wall, of which setup {self.setup_s:.2f} s "
-               "(incl. numba compile or cache load)"]
+               "(imports, numba cache load or compile, inference sessions)"]
         out.append(f"  {'module':<18} {'type':<20} {'time [s]':>9} {'ms/event':>9} {'us/jet':>8} {'share':>6}")
         for label, t in self.times.items():
             share = 100.0 * t / loop if loop > 0 else 0.0

@@ -131,6 +131,7 @@ class TaggerBase(Producer):
                 produced["names"] = list(product.names)
             self.artefact.check_inputs({"product": self.product_kind, **produced}, f"modules.{self.label}")
             self._checked = True
+        self.session()  # at the setup warm-up (an empty batch): imports and session creation count as setup
         logits = [self.run_model(inputs) for inputs in self.micro_batches(product)]
         n_out = len(self.artefact.outputs)
         values = (_softmax(np.concatenate(logits)) if logits else np.zeros((0, n_out))).astype(np.float32)

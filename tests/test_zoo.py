@@ -14,7 +14,7 @@ MODELS = sorted(p.name for p in ZOO.iterdir() if (p / "model.yaml").is_file())
 
 
 def test_zoo_is_shipped():
-    assert {"tau_gnn", "tau_cnn", "tau_shapes"} <= set(MODELS)
+    assert {"tau_gnn", "tau_gnn_fast", "tau_cnn", "tau_shapes"} <= set(MODELS)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -32,6 +32,7 @@ def test_artefact_is_complete_and_self_describing(name):
 
 @pytest.mark.parametrize(("config", "taggers"), [
     ("tau_gnn", (("tauGNN", "tau_gnn"), ("tauShapes", "tau_shapes"))),
+    ("tau_gnn_fast", (("tauGNN", "tau_gnn_fast"),)),
     ("tau_cnn", (("tauCNN", "tau_cnn"),)),
 ])
 def test_main_jobs_reproduce_recorded_heldout_metrics(config, taggers, tmp_path, capsys, monkeypatch):

@@ -566,6 +566,28 @@ def _exc_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def open_root_file(path: str | os.PathLike) -> Any:
+    """``uproot.open(path)``, with a missing, non-regular, non-ROOT or truncated local file as one-line SchemaError."""
+    import uproot
+
+    p = os.fspath(path)
+    local = "://" not in p
+    if local and not os.path.exists(p):
+        raise SchemaError(f"{p}: no such file")
+    if local and not os.path.isfile(p):
+        raise SchemaError(f"{p}: not a regular file")
+    try:
+        file = uproot.open(p)
+    except Exception as exc:
+        raise SchemaError(f"{p}: cannot open as a ROOT file ({_exc_line(exc)})") from exc
+    if local:
+        size, end = os.path.getsize(p), int(file.file.fEND)
+        if size < end:
+            file.close()
+            raise SchemaError(f"{p}: truncated ROOT file ({size} bytes on disk, the header says {end})")
+    return file
+
+
 def validate_file(
     path: str | os.PathLike[str],
     tree: str = "Events",
@@ -583,24 +605,10 @@ def validate_file(
     Every problem, including a missing, non-ROOT or truncated file or a missing tree, raises
     :class:`SchemaError` with one line naming the file.
     """
-    import uproot
 
     p = os.fspath(path)
     source = f"{p}:{tree}"
-    local = "://" not in p
-    if local and not os.path.exists(p):
-        raise SchemaError(f"{p}: no such file")
-    if local and not os.path.isfile(p):
-        raise SchemaError(f"{p}: not a regular file")
-    try:
-        file = uproot.open(p)
-    except Exception as exc:
-        raise SchemaError(f"{p}: cannot open as a ROOT file ({_exc_line(exc)})") from exc
-    with file:
-        if local:
-            size, end = os.path.getsize(p), int(file.file.fEND)
-            if size < end:
-                raise SchemaError(f"{p}: truncated ROOT file ({size} bytes on disk, the header says {end})")
+    with open_root_file(p) as file:
         try:
             trees = [k.rsplit(";", 1)[0] for k, c in file.classnames().items() if c == "TTree"]
         except Exception as exc:

@@ -61,3 +61,15 @@ def test_train_then_tag(tmp_path, capsys):
     assert "no truth branch Jet_label" in capsys.readouterr().err
     assert eval_main([str(tmp_path / "tagged.root"), "--input", str(REPO / "tests/data/vector_hits.root")]) == 2
     assert "do not have the same events" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("content", "expected"), [(None, "no such file"), (b"not root", "cannot open as a ROOT file")])
+def test_eval_bad_file_is_one_line(tmp_path, capsys, content, expected):
+    from e2e.cli.eval import main as eval_main
+
+    path = tmp_path / "tagged.root"
+    if content is not None:
+        path.write_bytes(content)
+    assert eval_main([str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err and str(path) in err

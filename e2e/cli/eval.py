@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from dataformats.schema import open_root_file
 from e2e.cli.common import run_main
 from e2e.errors import E2EError
 
@@ -36,15 +37,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _read_tagged(path: str, signal: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
     """(ids, scores per tagger label, input files from the provenance) of one tagged file."""
-    import uproot
-
-    if not Path(path).is_file():
-        raise E2EError(f"{path}: no such file")
-    try:
-        f = uproot.open(path)
-    except Exception as err:
-        raise E2EError(f"{path}: cannot open as a ROOT file ({err})") from err
-    with f:
+    with open_root_file(path) as f:
         if "Events" not in f:
             raise E2EError(f"{path}: no tree Events (is it an e2e-run output?)")
         prov = json.loads(str(f["e2e_products"])) if "e2e_products" in f else {}

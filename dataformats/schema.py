@@ -75,6 +75,8 @@ class Field:
     hi: float
     help: str
     allowed: tuple[int, ...] | None = None
+    #: an index into a detector grid or table (kernels address memory with it): always range-checked
+    index: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", np.dtype(self.dtype))
@@ -172,11 +174,11 @@ EVENT_FIELDS: tuple[Field, ...] = (
 
 
 def _ieta(n: int, what: str) -> Field:
-    return Field("ieta", _i16, "", 0, n - 1, f"{what} row (eta index) 0..{n - 1}")
+    return Field("ieta", _i16, "", 0, n - 1, f"{what} row (eta index) 0..{n - 1}", index=True)
 
 
 def _iphi(n: int, what: str) -> Field:
-    return Field("iphi", _i16, "", 0, n - 1, f"{what} column (phi index) 0..{n - 1}")
+    return Field("iphi", _i16, "", 0, n - 1, f"{what} column (phi index) 0..{n - 1}", index=True)
 
 
 def _energy(what: str) -> Field:
@@ -202,14 +204,17 @@ TRACK = Collection(
         Field("dz", _f32, "cm", -DZ_MAX_CM, DZ_MAX_CM, "longitudinal impact parameter w.r.t. the primary vertex"),
         Field("d0sig", _f32, "", -IPSIG_MAX, IPSIG_MAX, "d0 / sigma(d0)"),
         Field("dzsig", _f32, "", -IPSIG_MAX, IPSIG_MAX, "dz / sigma(dz)"),
-        Field("ecal_ieta", _i16, "", -1, ECAL_N_IETA - 1, "ECAL row at the ECAL face; -1: does not reach the ECAL"),
-        Field("ecal_iphi", _i16, "", -1, ECAL_N_IPHI - 1, "ECAL column at the ECAL face; -1: does not reach it"),
+        Field("ecal_ieta", _i16, "", -1, ECAL_N_IETA - 1, "ECAL row at the ECAL face; -1: does not reach the ECAL",
+              index=True),
+        Field("ecal_iphi", _i16, "", -1, ECAL_N_IPHI - 1, "ECAL column at the ECAL face; -1: does not reach it",
+              index=True),
     ),
 )
 TRACKER_HIT = Collection(
     "TrackerHit",
     (
-        Field("layer", _u8, "", 0, len(TRACKER_LAYER_NAMES) - 1, "barrel layer: " + ", ".join(TRACKER_LAYER_NAMES)),
+        Field("layer", _u8, "", 0, len(TRACKER_LAYER_NAMES) - 1, "barrel layer: " + ", ".join(TRACKER_LAYER_NAMES),
+              index=True),
         _ieta(ECAL_N_IETA, "ECAL-grid (seen from the PV)"),
         _iphi(ECAL_N_IPHI, "ECAL-grid (seen from the PV)"),
     ),
@@ -221,8 +226,8 @@ JET = Collection(
         Field("eta", _f32, "", -ETA_MAX, ETA_MAX, "pseudorapidity"),
         Field("phi", _f32, "rad", -math.pi, math.pi, "azimuth"),
         Field("mass", _f32, "GeV", 0.0, E_MAX_GEV, "invariant mass"),
-        Field("seed_ieta", _i16, "", 0, ECAL_N_IETA - 1, "ECAL row of the jet seed (frame centre)"),
-        Field("seed_iphi", _i16, "", 0, ECAL_N_IPHI - 1, "ECAL column of the jet seed (frame centre)"),
+        Field("seed_ieta", _i16, "", 0, ECAL_N_IETA - 1, "ECAL row of the jet seed (frame centre)", index=True),
+        Field("seed_iphi", _i16, "", 0, ECAL_N_IPHI - 1, "ECAL column of the jet seed (frame centre)", index=True),
     ),
 )
 #: Simulation truth of Jet: same collection name and counter (nJet), written after the Jet reco fields.
@@ -566,6 +571,36 @@ def _exc_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+#: A ROOT file starts with these 4 bytes, then a header whose first record begins at byte 100 (fBEGIN).
+ROOT_MAGIC = b"root"
+ROOT_MIN_BYTES = 100
+#: What a file is when it starts with these bytes (for "not a ROOT file" messages).
+_MAGIC_NAMES: tuple[tuple[bytes, str], ...] = (
+    (b"PK\x03\x04", "a ZIP archive (or .npz)"), (b"\x89HDF", "an HDF5 file"), (b"PAR1", "a Parquet file"),
+    (b"\x1f\x8b", "a gzip file"), (b"\x28\xb5\x2f\xfd", "a zstd file"), (b"\x80", "a Python pickle"),
+    (b"\x93NUMPY", "a NumPy .npy file"), (b"\x7fELF", "an executable"), (b"%PDF", "a PDF"),
+    (b"\x89PNG", "a PNG image"), (b"BZh", "a bzip2 file"), (b"{", "text (JSON?)"), (b"#", "text"),
+)
+
+
+def _check_root_header(p: str) -> None:
+    """One-line SchemaError for an empty, too short or non-ROOT local file (judged by its first bytes)."""
+    size = os.path.getsize(p)
+    if size == 0:
+        raise SchemaError(f"{p}: empty file (0 bytes), not a ROOT file")
+    with open(p, "rb") as f:
+        head = f.read(16)
+    if not head.startswith(ROOT_MAGIC):
+        what = next((name for magic, name in _MAGIC_NAMES if head.startswith(magic)), None)
+        shown = " ".join(f"{b:02x}" for b in head[:8])
+        kind = f"; it looks like {what}" if what else ""
+        raise SchemaError(f"{p}: not a ROOT file: it starts with bytes {shown}, a ROOT file with 'root' "
+                          f"(72 6f 6f 74){kind}")
+    if size < ROOT_MIN_BYTES:
+        raise SchemaError(f"{p}: too short to be a ROOT file ({size} bytes; the ROOT header alone takes "
+                          f"{ROOT_MIN_BYTES}): truncated?")
+
+
 def open_root_file(path: str | os.PathLike) -> Any:
     """``uproot.open(path)``, with a missing, non-regular, non-ROOT or truncated local file as one-line SchemaError."""
     import uproot
@@ -576,6 +611,8 @@ def open_root_file(path: str | os.PathLike) -> Any:
         raise SchemaError(f"{p}: no such file")
     if local and not os.path.isfile(p):
         raise SchemaError(f"{p}: not a regular file")
+    if local:
+        _check_root_header(p)
     try:
         file = uproot.open(p)
     except Exception as exc:

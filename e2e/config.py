@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from e2e.errors import ConfigError
-from e2e.module import Module, build_module
+from e2e.errors import ConfigError, short
+from e2e.module import Module, Source, build_module
 from e2e.params import build, param, to_plain, unknown_key_message
 
 TOP_LEVEL_KEYS = ("process", "source", "modules", "outputs", "options")
@@ -35,7 +35,7 @@ class ProcessDescription:
     """A validated process: the source, modules by label (YAML order) and outputs."""
 
     name: str
-    source: Module
+    source: Source
     modules: dict[str, Module]
     outputs: list[Module]
     options: Options = field(default_factory=Options)
@@ -69,7 +69,7 @@ def load_process(data: Any, where: str = "<config>") -> ProcessDescription:
             raise ConfigError(unknown_key_message(str(key), list(TOP_LEVEL_KEYS), where))
     name = data.get("process", "e2e")
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}: process: expected a name (a string), got {name!r}")
+        raise ConfigError(f"{where}: process: expected a name (a string), got {short(name)}")
 
     src_block = data.get("source")
     if src_block is None:
@@ -77,7 +77,7 @@ def load_process(data: Any, where: str = "<config>") -> ProcessDescription:
     if isinstance(src_block, Mapping) and "type" not in src_block:
         src_block = {"type": "RootSource", **src_block}
     source = build_module(SOURCE_LABEL, src_block, f"{where}: source")
-    if source.kind != "source":
+    if not isinstance(source, Source):
         raise ConfigError(f"{where}: source: '{_type_name(src_block)}' is not a source module (e.g. RootSource)")
 
     raw_modules = data.get("modules") or {}
@@ -86,7 +86,7 @@ def load_process(data: Any, where: str = "<config>") -> ProcessDescription:
     modules: dict[str, Module] = {}
     for label, block in raw_modules.items():
         if not isinstance(label, str) or not LABEL_RE.match(label):
-            raise ConfigError(f"{where}: modules: label {label!r} must start with a letter and contain only "
+            raise ConfigError(f"{where}: modules: label {short(label)} must start with a letter and contain only "
                               "letters, digits and '_' (it names the product and output branches)")
         if label == SOURCE_LABEL:
             raise ConfigError(f"{where}: modules: the label 'source' is reserved for the source")

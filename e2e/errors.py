@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 
 class E2EError(Exception):
     """Base of every user error (bad config, file, branch or value)."""
@@ -9,3 +12,22 @@ class E2EError(Exception):
 
 class ConfigError(E2EError):
     """A configuration file or override is invalid."""
+
+
+#: At most this many characters of a user value are formatted into a message.
+MESSAGE_VALUE_CHARS = 80
+
+_repr = reprlib.Repr()
+_repr.maxlevel = 3
+_repr.maxdict = _repr.maxlist = _repr.maxtuple = _repr.maxset = 6
+_repr.maxstring = _repr.maxother = _repr.maxlong = MESSAGE_VALUE_CHARS
+
+
+def short(value: Any, limit: int = MESSAGE_VALUE_CHARS) -> str:
+    """A bounded ``repr`` of a user value for messages: nested and long values are elided with '...'.
+
+    Never walks more than a few levels or items, so a value that aliases expand to billions of leaves
+    (a hostile YAML file) costs microseconds to format, not minutes and gigabytes.
+    """
+    text = _repr.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

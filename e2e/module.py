@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
-from e2e.errors import ConfigError
+from e2e.errors import ConfigError, short
 from e2e.event import EventBatch
 
 ENTRY_POINT_GROUP = "e2e.modules"
@@ -97,10 +97,43 @@ class Producer(Module):
     kind = "producer"
 
 
+class Source(Module):
+    """Reads events and puts them on EventBatches: the contract of every source (RootSource, ...)."""
+
+    kind = "source"
+
+    def input_paths(self) -> list[str]:
+        """The input files of the run, globs expanded (outputs are checked against them before any read)."""
+        return []
+
+    def set_plan(self, plan: Mapping[str, tuple[str, ...] | None]) -> None:
+        """Which collections (and fields; None = all) the scheduled modules consume."""
+
+    def batches(self) -> Iterator[EventBatch]:
+        """EventBatches in input order."""
+        raise NotImplementedError
+
+    def empty_batch(self) -> EventBatch:
+        """A batch of zero events with every planned collection (for warm-up and empty inputs)."""
+        raise NotImplementedError
+
+    @property
+    def total_events(self) -> int:
+        """Events the run will read (for the progress bar)."""
+        return 0
+
+    def produce(self, batch: EventBatch) -> None:  # sources make batches, they do not add to them
+        raise TypeError(f"{type(self).__name__} is a source: it makes batches with batches()")
+
+
 class OutputModule(Module):
     """A module that writes products (or event ids) of every batch somewhere."""
 
     kind = "output"
+
+    def output_paths(self) -> list[str]:
+        """The files this output writes (checked before anything is read: not an input, writable, ...)."""
+        return []
 
     def write(self, batch: EventBatch) -> None:
         raise NotImplementedError
@@ -127,10 +160,15 @@ def known_types() -> list[str]:
 
 def _import_path(path: str, where: str) -> Any:
     mod_name, _, attr = path.partition(":")
+    if not all(part.isidentifier() for part in mod_name.split(".")) or not attr.isidentifier():
+        raise ConfigError(f"{where}: type {short(path)} is not an import path package.module:Class")
     try:
         mod = importlib.import_module(mod_name)
     except ModuleNotFoundError as err:
         raise ConfigError(f"{where}: cannot import module '{mod_name}' for type '{path}' ({err})") from err
+    except Exception as err:  # the user's module failed while importing: say so in one line
+        raise ConfigError(f"{where}: importing module '{mod_name}' for type '{path}' failed "
+                          f"({type(err).__name__}: {short(str(err))})") from err
     try:
         return getattr(mod, attr)
     except AttributeError:
@@ -154,11 +192,11 @@ def resolve_type(name: str, where: str) -> type[Module]:
     else:
         close = difflib.get_close_matches(name, known_types(), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"{where}: unknown module type '{name}'{hint}; known: {', '.join(known_types())}; "
+        raise ConfigError(f"{where}: unknown module type {short(name)}{hint}; known: {', '.join(known_types())}; "
                           "or give an import path package.module:Class")
     if not (isinstance(cls, type) and issubclass(cls, Module) and dataclasses.is_dataclass(getattr(cls, "Params",
                                                                                                    None))):
-        raise ConfigError(f"{where}: '{name}' is not an e2e module (a subclass of e2e.module.Module "
+        raise ConfigError(f"{where}: {short(name)} is not an e2e module (a subclass of e2e.module.Module "
                           "with a Params dataclass)")
     return cls
 
@@ -168,7 +206,7 @@ def build_module(label: str, block: Mapping[str, Any], where: str) -> Module:
     from e2e.params import build
 
     if not isinstance(block, Mapping):
-        raise ConfigError(f"{where}: expected a mapping with 'type' and parameters, got {block!r}")
+        raise ConfigError(f"{where}: expected a mapping with 'type' and parameters, got {short(block)}")
     body = dict(block)
     cls = resolve_type(body.pop("type", None), where)
     params = build(cls.Params, body, where)

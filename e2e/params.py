@@ -14,7 +14,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from e2e.errors import ConfigError
+from e2e.errors import ConfigError, short
 
 _MISSING = dataclasses.MISSING
 
@@ -68,10 +68,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: got {value!r}, expected {_type_name(tp)}")
+        raise ConfigError(f"{where}: got {short(value)}, expected {_type_name(tp)}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} parameters, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} parameters, got {short(value)}")
         return build(tp, value, where)
     if tp is type(None):
         if value is None:
@@ -79,7 +79,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected null")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: got {value!r}, expected a list ({_type_name(tp)})")
+            raise ConfigError(f"{where}: got {short(value)}, expected a list ({_type_name(tp)})")
         args = typing.get_args(tp)
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
@@ -90,7 +90,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return tuple(out) if origin is tuple else out
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: got {value!r}, expected a mapping")
+            raise ConfigError(f"{where}: got {short(value)}, expected a mapping")
         kt, vt = typing.get_args(tp) or (Any, Any)
         return {_coerce(k, kt, where): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
     if tp is Any:
@@ -98,19 +98,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: got {value!r}, expected true or false")
+        raise ConfigError(f"{where}: got {short(value)}, expected true or false")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: got {value!r}, expected an integer")
+        raise ConfigError(f"{where}: got {short(value)}, expected an integer")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"{where}: got {value!r}, expected a number")
+        raise ConfigError(f"{where}: got {short(value)}, expected a number")
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{where}: got {value!r}, expected a string")
+        raise ConfigError(f"{where}: got {short(value)}, expected a string")
     raise ConfigError(f"{where}: unsupported parameter type {_type_name(tp)}")
 
 
@@ -118,7 +118,7 @@ def unknown_key_message(key: str, allowed: list[str], where: str) -> str:
     """'unknown key' message with the closest match and the allowed keys."""
     close = difflib.get_close_matches(key, allowed, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"{where}: unknown key '{key}'{hint}; allowed: {', '.join(allowed)}"
+    return f"{where}: unknown key {short(key)}{hint}; allowed: {', '.join(allowed)}"
 
 
 def build(cls: type, mapping: Mapping[str, Any] | None, where: str) -> Any:
@@ -142,11 +142,11 @@ def build(cls: type, mapping: Mapping[str, Any] | None, where: str) -> Any:
             allowed = ", ".join(map(str, meta["choices"]))
             close = difflib.get_close_matches(str(value), [str(c) for c in meta["choices"]], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{loc}: got {value!r}{hint}; allowed: {allowed}")
+            raise ConfigError(f"{loc}: got {short(value)}{hint}; allowed: {allowed}")
         for bound, op, word in (("minimum", float.__lt__, ">="), ("maximum", float.__gt__, "<=")):
             lim = meta.get(bound)
             if lim is not None and isinstance(value, (int, float)) and op(float(value), float(lim)):
-                raise ConfigError(f"{loc}: got {value!r}, expected a value {word} {lim}")
+                raise ConfigError(f"{loc}: got {short(value)}, expected a value {word} {lim}")
         kwargs[name] = value
     return cls(**kwargs)
 

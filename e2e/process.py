@@ -8,6 +8,7 @@ Consumed labels that nothing produces, wrong product types and cycles are config
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from e2e.config import SOURCE_LABEL, ProcessDescription
 from e2e.errors import ConfigError, E2EError
 from e2e.event import EventBatch, split_tag
 from e2e.module import Module
+from e2e.paths import check_output_file
 
 
 @dataclass
@@ -230,10 +232,11 @@ class Process:
         summary.types = {"source": type(source).__name__, **{m.label: type(m).__name__ for m in modules},
                          **{o.label: type(o).__name__ for o in desc.outputs}}
         times = dict.fromkeys(summary.types, 0.0)
+        inputs = self.check_paths()
         for output in desc.outputs:
             setter = getattr(output, "set_provenance", None)
             if setter is not None:
-                setter({"process": desc.to_dict()})
+                setter({"process": desc.to_dict(), "inputs": [os.path.abspath(p) for p in inputs]})
         try:
             source.begin()
             for m in [*modules, *desc.outputs]:
@@ -273,10 +276,23 @@ class Process:
             source.end()  # idempotent: stops the read threads
             raise
         summary.times = times
-        summary.counters = {m.label: dict(m.counters) for m in [*modules, *desc.outputs] if m.counters}
+        summary.counters = {m.label: dict(m.counters) for m in [source, *modules, *desc.outputs] if m.counters}
         summary.descriptions = {m.label: m.describe() for m in [source, *modules]}
         summary.wall_s = time.perf_counter() - t_start
         return summary
+
+    def check_paths(self) -> list[str]:
+        """Check every output path against the inputs before anything is read (e2e.paths); return the inputs."""
+        inputs = self.desc.source.input_paths()
+        seen: dict[str, str] = {}
+        for output in self.desc.outputs:
+            for path in output.output_paths():
+                check_output_file(path, inputs, "output")
+                key = os.path.realpath(path)
+                if key in seen:
+                    raise ConfigError(f"{self.desc.where}: outputs {seen[key]} and {output.label} both write {path}")
+                seen[key] = output.label
+        return inputs
 
     def _warm_up(self, modules: list[Module]) -> None:
         """Run every module on an empty batch once: numba compiles or loads its kernels here (setup time),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -384,27 +385,35 @@ def chunks_in_memory(cfg: GenerateConfig, *, keep_truth: bool = False, stats: Jo
         first += sample.events
 
 
-def part_path(output: Path, job_index: int) -> Path:
-    """Temporary file of one job when several jobs run (merged into ``output`` in job order)."""
-    return output.parent / f".{output.name}.part-j{job_index}.root"
+def part_path(output: Path, job_index: int, owner_pid: int) -> Path:
+    """Temporary file of one job when several jobs run (merged into ``output`` in job order).
+
+    Named as every temporary (e2e.paths): ``.NAME.HOST.PID.partJ.tmp`` with the pid of the driving
+    process, so that parts of a killed run are removed by the next run writing the same output.
+    """
+    from e2e.paths import temporary_path
+
+    p = temporary_path(output, f"part{job_index}")
+    return p.with_name(p.name.replace(f".{os.getpid()}.part", f".{owner_pid}.part"))
 
 
 def _writer(cfg: GenerateConfig, path: Path, intermediate: bool = False) -> AtomicTreeWriter:
-    if intermediate:  # parts are read back once: fastest setting
-        return AtomicTreeWriter(path, hits_branch_types(), cfg.tree, "lz4", 1)
+    if intermediate:  # parts are temporaries, read back once: fastest setting, written in place
+        return AtomicTreeWriter(path, hits_branch_types(), cfg.tree, "lz4", 1, atomic=False)
     return AtomicTreeWriter(path, hits_branch_types(), cfg.tree, cfg.compression, cfg.compression_level)
 
 
-def run_job(cfg_data: dict[str, Any], job_index: int, progress: Any = None) -> JobStats:
+def run_job(cfg_data: dict[str, Any], job_index: int, progress: Any = None, owner_pid: int = 0) -> JobStats:
     """Generate this job's share of every sample, in order, into one file.
 
-    With one job that file is the output itself; with several it is the job's part file.
+    With one job that file is the output itself; with several it is the job's part file
+    (named after the driving process ``owner_pid``).
     """
     cfg = build(GenerateConfig, cfg_data, "generate")
     stats = JobStats()
     library = build_library(cfg, job_index, stats)
     several = cfg.jobs > 1
-    path = part_path(Path(cfg.output), job_index) if several else Path(cfg.output)
+    path = part_path(Path(cfg.output), job_index, owner_pid) if several else Path(cfg.output)
     first = 1
     with _writer(cfg, path, intermediate=several) as writer:
         for s, sample in enumerate(cfg.plan()):
@@ -429,8 +438,8 @@ def _init_worker(queue: Any) -> None:
     _QUEUE = queue
 
 
-def _run_job_in_worker(cfg_data: dict[str, Any], job_index: int) -> JobStats:
-    return run_job(cfg_data, job_index, progress=_QUEUE.put)
+def _run_job_in_worker(cfg_data: dict[str, Any], job_index: int, owner_pid: int) -> JobStats:
+    return run_job(cfg_data, job_index, progress=_QUEUE.put, owner_pid=owner_pid)
 
 
 def merge_parts(cfg: GenerateConfig, stats: JobStats) -> None:
@@ -442,7 +451,7 @@ def merge_parts(cfg: GenerateConfig, stats: JobStats) -> None:
     import uproot
 
     t0 = time.perf_counter()
-    parts = [part_path(Path(cfg.output), j) for j in range(cfg.jobs)]
+    parts = [part_path(Path(cfg.output), j, os.getpid()) for j in range(cfg.jobs)]
     with _writer(cfg, Path(cfg.output)) as writer:
         for s in range(len(cfg.plan())):
             for p in parts:
@@ -462,34 +471,55 @@ def merge_parts(cfg: GenerateConfig, stats: JobStats) -> None:
 
 
 def generate(cfg: GenerateConfig, progress_bar: bool | None = None) -> tuple[Path, JobStats, float]:
-    """Run the whole plan; returns (output path, summed job statistics, wall time in s)."""
+    """Run the whole plan; returns (output path, summed job statistics, wall time in s).
+
+    The output path is checked before anything runs (e2e.paths); on any error or interrupt the job
+    processes are stopped and no output, part or temporary file is left.
+    """
     from tqdm import tqdm
 
+    from e2e.paths import check_output_file
+
+    check_output_file(cfg.output, what="output")
     total = sum(s.events for s in cfg.plan())
     t0 = time.perf_counter()
     stats = JobStats()
     bar = tqdm(total=total, unit="ev", desc="e2e-generate", disable=None if progress_bar is None else not progress_bar,
                dynamic_ncols=True)
     cfg_data = config_to_dict(cfg)
+    parts = [part_path(Path(cfg.output), j, os.getpid()) for j in range(cfg.jobs if cfg.jobs > 1 else 0)]
     try:
         if cfg.jobs == 1:
             stats.add(run_job(cfg_data, 0, progress=bar.update))
         else:
             ctx = mp.get_context("spawn")
             queue = ctx.Queue()
-            with ProcessPoolExecutor(cfg.jobs, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
-                futures = [pool.submit(_run_job_in_worker, cfg_data, j) for j in range(cfg.jobs)]
+            pool = ProcessPoolExecutor(cfg.jobs, mp_context=ctx, initializer=_init_worker, initargs=(queue,))
+            try:
+                futures = [pool.submit(_run_job_in_worker, cfg_data, j, os.getpid()) for j in range(cfg.jobs)]
                 while not all(f.done() for f in futures):
                     _drain(queue, bar, timeout=0.2)
                 _drain(queue, bar, timeout=0.0)
                 for f in futures:
                     stats.add(f.result())
+            except BaseException:
+                _stop_workers(pool)
+                raise
+            pool.shutdown()
             merge_parts(cfg, stats)
     finally:
         bar.close()
-        for j in range(cfg.jobs if cfg.jobs > 1 else 0):
-            part_path(Path(cfg.output), j).unlink(missing_ok=True)
+        for p in parts:
+            p.unlink(missing_ok=True)
     return Path(cfg.output), stats, time.perf_counter() - t0
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the job processes at once (an error or interrupt must not wait for the other jobs)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in processes:
+        proc.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _drain(queue: Any, bar: Any, timeout: float) -> None:

@@ -28,6 +28,7 @@ from dataformats import geometry as geo
 from simulation.detector import DetectorResponse, DetectorSimulation
 from simulation.generate import Chunk, JobStats, PileupConfig, build_library, chunks_in_memory, load_config
 from simulation.pythia import MinBiasLibrary
+from training.metrics import auc
 
 __all__ = [
     "Check",
@@ -290,39 +291,6 @@ def pileup_checks(n_events: int, mu: float = 40, seed: int = 3, library_size: in
 
 
 # ----------------------------------------------------------------------------------------------- AUC
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of ``x`` with ties given their average rank."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    new = np.concatenate([[True], xs[1:] != xs[:-1]])
-    group = np.cumsum(new) - 1
-    starts = np.flatnonzero(new)
-    ends = np.append(starts[1:], len(xs))
-    avg = 0.5 * (starts + 1 + ends)  # mean of ranks starts+1 .. ends
-    ranks = np.empty(len(x))
-    ranks[order] = avg[group]
-    return ranks
-
-
-def auc(signal: np.ndarray, background: np.ndarray) -> tuple[float, float]:
-    """Area under the ROC curve of score ``signal`` vs ``background`` (higher = more signal-like).
-
-    Rank-based (Mann-Whitney U / (n_s n_b), ties count 1/2) with the Hanley-McNeil (1982) uncertainty.
-    NaN for an empty input.
-    """
-    s = np.asarray(signal, dtype=np.float64).ravel()
-    b = np.asarray(background, dtype=np.float64).ravel()
-    n1, n0 = len(s), len(b)
-    if n1 == 0 or n0 == 0:
-        return math.nan, math.nan
-    ranks = _average_ranks(np.concatenate([s, b]))
-    a = float((np.sum(ranks[:n1]) - n1 * (n1 + 1) / 2.0) / (n1 * n0))
-    q1 = a / (2.0 - a)
-    q2 = 2.0 * a * a / (1.0 + a)
-    var = (a * (1.0 - a) + (n1 - 1) * (q1 - a * a) + (n0 - 1) * (q2 - a * a)) / (n1 * n0)
-    return a, math.sqrt(max(var, 0.0))
 
 
 def _dr(eta1: Any, phi1: Any, eta2: Any, phi2: Any) -> Any:

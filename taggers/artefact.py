@@ -11,12 +11,15 @@ metadata entry ``e2e_model_yaml``. Weights are read with safetensors only: nothi
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from e2e.errors import ConfigError
+from e2e.errors import ConfigError, short
+from e2e.yamlio import load_yaml_file
 
 ZOO = Path(__file__).resolve().parent / "zoo"
 MODEL_YAML, WEIGHTS, ONNX = "model.yaml", "weights.safetensors", "model.onnx"
@@ -29,20 +32,45 @@ def architectures() -> dict[str, type]:
     return {"GraphNet": GraphNet, "ResNet": ResNet, "LinearNet": LinearNet}
 
 
+#: A zoo name: letters, digits, '_', '-' and '.', no path separator and no '..'.
+ZOO_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+#: Files that hold pickled weights: reported, never loaded.
+PICKLED_WEIGHTS = ("*.pt", "*.pth", "*.bin", "*.ckpt", "*.pkl", "*.pickle")
+#: Largest safetensors header accepted (bytes); e2e's are a few kB.
+MAX_SAFETENSORS_HEADER = 16 * 1024 * 1024
+
+
+def zoo_names() -> list[str]:
+    """Names of the artefacts shipped in the zoo."""
+    return sorted(p.name for p in ZOO.iterdir() if (p / MODEL_YAML).is_file()) if ZOO.is_dir() else []
+
+
 def resolve(model: str, where: str = "model") -> Path:
     """The artefact directory of ``zoo:NAME`` or a path; one-line error naming what exists."""
     if model.startswith("zoo:"):
         name = model[4:]
+        if not ZOO_NAME_RE.fullmatch(name) or ".." in name:
+            raise ConfigError(f"{where}: {short(model)} is not a zoo name (letters, digits, '_', '-', '.'; no '/' "
+                              "or '..'); give a model directory as a plain path, without 'zoo:'")
         path = ZOO / name
         if not (path / MODEL_YAML).is_file():
-            known = sorted(p.name for p in ZOO.iterdir() if (p / MODEL_YAML).is_file()) if ZOO.is_dir() else []
-            raise ConfigError(f"{where}: no zoo model '{name}' (zoo: {', '.join(known) or 'empty'})")
+            raise ConfigError(f"{where}: no zoo model '{name}' (zoo: {', '.join(zoo_names()) or 'empty'})")
         return path
     path = Path(model)
+    expected = f"a model artefact is a directory with {MODEL_YAML}, {WEIGHTS} and {ONNX}, or zoo:NAME"
+    if not model or not path.exists():
+        raise ConfigError(f"{where}: no model directory '{model}' ({expected})")
+    if not path.is_dir():
+        raise ConfigError(f"{where}: '{model}' is a file, not a model directory ({expected})")
     if not (path / MODEL_YAML).is_file():
-        raise ConfigError(f"{where}: '{model}' is not a model artefact (a directory with {MODEL_YAML}, {WEIGHTS}, "
-                          f"{ONNX}) nor zoo:NAME")
+        found = ", ".join(sorted(p.name for p in path.iterdir())[:6]) or "nothing"
+        raise ConfigError(f"{where}: '{model}' has no {MODEL_YAML} (it holds {found}; {expected})")
     return path
+
+
+def _require(cond: bool, where: Path, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{where}: {message}")
 
 
 @dataclasses.dataclass
@@ -54,11 +82,25 @@ class Artefact:
 
     @classmethod
     def load(cls, model: str, where: str = "model") -> Artefact:
+        """Resolve and read ``model.yaml`` (bounded safe YAML), checking its structure; one-line ConfigError."""
         path = resolve(model, where)
-        spec = yaml.safe_load((path / MODEL_YAML).read_text())
+        yml = path / MODEL_YAML
+        spec = load_yaml_file(yml, MODEL_YAML)
+        _require(isinstance(spec, dict), yml, "expected a mapping with architecture, input and outputs")
         for key in ("architecture", "input", "outputs"):
-            if key not in spec:
-                raise ConfigError(f"{path / MODEL_YAML}: missing '{key}'")
+            _require(key in spec, yml, f"missing '{key}' (a model.yaml has architecture, input and outputs)")
+        arch = spec["architecture"]
+        _require(isinstance(arch, dict) and isinstance(arch.get("name"), str), yml,
+                 "architecture: expected a mapping with a name and hyperparameters")
+        known = architectures()
+        _require(arch["name"] in known, yml, f"architecture.name {short(arch['name'])} is not a known architecture "
+                 f"(known: {', '.join(sorted(known))})")
+        _require(isinstance(arch.get("hyperparameters", {}), dict), yml,
+                 "architecture.hyperparameters: expected a mapping of keyword arguments")
+        _require(isinstance(spec["input"], dict), yml, "input: expected a mapping of producer parameters")
+        outputs = spec["outputs"]
+        _require(isinstance(outputs, list) and bool(outputs) and all(isinstance(o, str) for o in outputs), yml,
+                 f"outputs: expected a non-empty list of output names, got {short(outputs)}")
         return cls(path, spec)
 
     @property
@@ -70,13 +112,25 @@ class Artefact:
         return dict(self.spec["input"])
 
     def build_torch(self, device: str = "cpu") -> Any:
-        """The torch module with its weights (safetensors), in eval mode on ``device``."""
+        """The torch module with its weights (safetensors, names and shapes checked first), in eval mode."""
         from safetensors.torch import load_file
 
         arch = self.spec["architecture"]
-        cls = architectures()[arch["name"]]
-        model = cls(**arch.get("hyperparameters", {}))
-        model.load_state_dict(load_file(str(self.path / WEIGHTS), device="cpu"))
+        hyper = arch.get("hyperparameters", {})
+        try:
+            model = architectures()[arch["name"]](**hyper)
+        except (TypeError, ValueError, KeyError) as err:
+            raise ConfigError(f"{self.path / MODEL_YAML}: architecture.hyperparameters do not fit {arch['name']} "
+                              f"({err})") from err
+        weights = self.path / WEIGHTS
+        stored = read_safetensors_header(weights)
+        _check_tensors(weights, stored, {k: tuple(v.shape) for k, v in model.state_dict().items()}, arch["name"])
+        try:
+            state = load_file(str(weights), device="cpu")
+        except Exception as err:
+            raise ConfigError(f"{weights}: cannot be read as safetensors ({type(err).__name__}: "
+                              f"{short(str(err))})") from err
+        model.load_state_dict(state)
         return model.to(device).eval()
 
     def n_parameters(self) -> int:
@@ -89,10 +143,61 @@ class Artefact:
         for key, want in self.input_spec.items():
             got = produced.get(key, "<not recorded>")
             if _normal(got) != _normal(want):
-                diffs.append(f"{key}: producer {got!r}, model {want!r}")
+                diffs.append(f"{key}: producer {short(got)}, model {short(want)}")
         if diffs:
             raise ConfigError(f"{where}: the inputs do not match what model {self.path.name} was trained on "
                               f"({'; '.join(diffs)})")
+
+
+def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name -> (dtype, shape) from a safetensors file's header, checking the file covers every tensor.
+
+    One-line ConfigError for a missing file (naming pickled weights found instead), a file that is not
+    safetensors (a pickle renamed, ...) and a truncated file. Reads the header only.
+    """
+    if not path.is_file():
+        pickled = sorted({p.name for pattern in PICKLED_WEIGHTS for p in path.parent.glob(pattern)})
+        found = (f" (found {', '.join(pickled)}: pickled weights are never loaded; save the state_dict with "
+                 "safetensors.torch.save_file)") if pickled else ""
+        raise ConfigError(f"{path.parent}: no {path.name}{found}; the weights of a model artefact are {WEIGHTS}")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or n > min(size - 8, MAX_SAFETENSORS_HEADER):
+            pickle = " (it looks like a Python pickle: e2e never unpickles weights)" if head[:1] == b"\x80" or \
+                head[:2] == b"PK" else ""
+            raise ConfigError(f"{path}: not a safetensors file ({size} bytes; its first 8 bytes announce a header "
+                              f"of {n} bytes){pickle}; expected weights written by safetensors.torch.save_file")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw)
+        tensors = {k: (str(v["dtype"]), tuple(int(d) for d in v["shape"]), tuple(int(o) for o in v["data_offsets"]))
+                   for k, v in header.items() if k != "__metadata__"}
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise ConfigError(f"{path}: not a safetensors file (its header is not the JSON safetensors writes: "
+                          f"{type(err).__name__})") from None
+    data = size - 8 - n
+    for name, (_, _, (start, end)) in tensors.items():
+        if not 0 <= start <= end <= data:
+            raise ConfigError(f"{path}: truncated or damaged: tensor '{name}' needs bytes {start}-{end} of the "
+                              f"data, the file holds {data}")
+    return {k: (dt, shape) for k, (dt, shape, _) in tensors.items()}
+
+
+def _check_tensors(path: Path, stored: dict[str, tuple[str, tuple[int, ...]]], expected: dict[str, tuple[int, ...]],
+                   arch: str) -> None:
+    """The weights' names and shapes must be exactly the architecture's; name the first tensor that differs."""
+    for name, shape in expected.items():
+        if name not in stored:
+            raise ConfigError(f"{path}: has no tensor '{name}' {list(shape)}, which {arch} (model.yaml) needs")
+        if tuple(stored[name][1]) != shape:
+            raise ConfigError(f"{path}: tensor '{name}' has shape {list(stored[name][1])}, {arch} with the "
+                              f"hyperparameters of model.yaml expects {list(shape)}")
+    extra = [k for k in stored if k not in expected]
+    if extra:
+        raise ConfigError(f"{path}: tensor '{extra[0]}' is not part of {arch} with the hyperparameters of model.yaml"
+                          f" ({len(extra)} unexpected tensor(s))")
 
 
 def _normal(v: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from dataformats.products import JetFrames, JetGraphs, JetProduct, JetShapes, TagScores
-from e2e.errors import ConfigError
+from e2e.errors import ConfigError, short
 from e2e.event import EventBatch
 from e2e.module import Producer
 from e2e.params import input_tag, param
@@ -42,6 +42,8 @@ class TaggerBase(Producer):
 
     input_param = ""
     product_kind = ""
+    #: names of the model inputs this tagger feeds (ONNX input names, in order)
+    input_names: tuple[str, ...] = ()
 
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
@@ -91,9 +93,28 @@ class TaggerBase(Producer):
                 options.intra_op_num_threads = self.params.threads
                 options.inter_op_num_threads = 1
             providers = (["CUDAExecutionProvider"] if cuda else []) + ["CPUExecutionProvider"]
-            self._session = ort.InferenceSession(str(self.artefact.path / ONNX), options, providers=providers)
+            self._session = self._onnx_session(ort, options, providers)
             self._device = f"onnxruntime, {self._session.get_providers()[0]}"
         return self._session
+
+    def _onnx_session(self, ort: Any, options: Any, providers: list[str]) -> Any:
+        """The ONNX Runtime session of the artefact; a missing or invalid model.onnx, or one whose inputs are
+        not what this tagger feeds, is one line naming the file."""
+        path = self.artefact.path / ONNX
+        if not path.is_file():
+            raise ConfigError(f"modules.{self.label}.model: {self.artefact.path}: no {ONNX} (the onnxruntime "
+                              "backend runs it; backend: torch runs weights.safetensors)")
+        try:
+            session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as err:
+            first = " ".join(str(err).split())
+            raise ConfigError(f"modules.{self.label}.model: {path}: onnxruntime cannot load it ({short(first, 160)}); "
+                              "expected an ONNX model as e2e-train exports") from err
+        names = [i.name for i in session.get_inputs()]
+        if sorted(names) != sorted(self.input_names):
+            raise ConfigError(f"modules.{self.label}.model: {path}: the model takes inputs {', '.join(names)}; "
+                              f"{type(self).__name__} feeds {', '.join(self.input_names)}")
+        return session
 
     def describe(self) -> str:
         name = self.artefact.spec.get("name", self.artefact.path.name)
@@ -154,6 +175,7 @@ class GNNTagger(TaggerBase):
 
     input_param = "graphs"
     product_kind = "graphs"
+    input_names = ("x", "neighbors", "batch", "ptr")
 
     @dataclass
     class Params(TaggerParams):
@@ -174,6 +196,7 @@ class CNNTagger(TaggerBase):
 
     input_param = "frames"
     product_kind = "frames"
+    input_names = ("frames",)
 
     @dataclass
     class Params(TaggerParams):
@@ -188,6 +211,7 @@ class ShapeTagger(TaggerBase):
 
     input_param = "shapes"
     product_kind = "table"
+    input_names = ("values",)
 
     @dataclass
     class Params(TaggerParams):

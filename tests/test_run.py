@@ -196,7 +196,7 @@ def test_bad_files_and_branches_are_one_line_errors(tmp_path, capsys):
     cases = {
         str(tmp_path / "nope.root"): "no such file",
         str(missing): "missing",
-        str(REPO / "README.md"): "cannot open as a ROOT file",
+        str(REPO / "README.md"): "not a ROOT file",
         str(tmp_path / "*.nothing"): "matches no file",
     }
     for path, expected in cases.items():

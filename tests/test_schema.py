@@ -377,7 +377,7 @@ def test_not_root(tmp_path: Path) -> None:
     path = tmp_path / "text.root"
     path.write_text("this is not a ROOT file\nsecond line\n")
     msg = raises(str(path), validate_file, path)
-    assert "cannot open as a ROOT file" in msg
+    assert "not a ROOT file: it starts with bytes 74 68 69 73" in msg
 
 
 def test_truncated(tmp_path: Path, good_file: Path) -> None:

@@ -63,7 +63,7 @@ def test_train_then_tag(tmp_path, capsys):
     assert "do not have the same events" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("content", "expected"), [(None, "no such file"), (b"not root", "cannot open as a ROOT file")])
+@pytest.mark.parametrize(("content", "expected"), [(None, "no such file"), (b"not root", "not a ROOT file")])
 def test_eval_bad_file_is_one_line(tmp_path, capsys, content, expected):
     from e2e.cli.eval import main as eval_main
 

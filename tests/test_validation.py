@@ -50,15 +50,14 @@ def test_auc_known_cases() -> None:
     rng = np.random.default_rng(0)
     a, err = auc(rng.normal(size=4000), rng.normal(size=4000))
     assert abs(a - 0.5) < 0.03 and 0 < err < 0.01
-    assert auc(np.arange(10.0) + 100, np.arange(10.0)) == (1.0, 0.0)
+    # perfectly separated: DeLong's variance vanishes, the quoted error is the floor 1 / (2 (n_min + 1))
+    assert auc(np.arange(10.0) + 100, np.arange(10.0)) == (1.0, pytest.approx(1 / 22))
     assert auc(np.arange(10.0), np.arange(10.0) + 100)[0] == 0.0
     # pairs (s, b): (1, 0) > ; (1, 2) < ; (3, 0) > ; (3, 2) > ; ties count 1/2: (2, 2) with s = 2
     assert auc([1.0, 3.0], [0.0, 2.0])[0] == pytest.approx(3 / 4)
     assert auc([2.0], [2.0, 1.0])[0] == pytest.approx((0.5 + 1.0) / 2)
-    # Hanley-McNeil at A = 0.75, n1 = n0 = 2
-    q1, q2 = 0.75 / 1.25, 2 * 0.75**2 / 1.75
-    se = math.sqrt((0.75 * 0.25 + (q1 - 0.5625) + (q2 - 0.5625)) / 4)
-    assert auc([1.0, 3.0], [0.0, 2.0])[1] == pytest.approx(se)
+    # DeLong at A = 0.75, n1 = n0 = 2: components V10 = (1/2, 1), V01 = (1, 1/2), each of variance 1/8
+    assert auc([1.0, 3.0], [0.0, 2.0])[1] == pytest.approx(math.sqrt(1 / 8 / 2 + 1 / 8 / 2))
     assert all(math.isnan(x) for x in auc([], [1.0]))
 
 

@@ -22,7 +22,7 @@ import yaml
 from e2e.errors import ConfigError
 from e2e.params import build, param, to_plain
 from training.dataset import SPLITS, TRUTH_FIELDS, JetDataset, Selection, collect, frame_minibatch, graph_minibatch
-from training.metrics import summary
+from training.metrics import roc_plot, summary
 
 #: Producer parameters a model's input spec records, per product kind.
 INPUT_KEYS = {
@@ -146,7 +146,24 @@ def predict(net: Any, ds: JetDataset, jets: np.ndarray, batch_size: int = 1024) 
 
 
 def train(cfg: TrainConfig, command: str, config_text: str, progress: bool = True) -> dict[str, Any]:
-    """Train, evaluate on the test split, export the artefact; return the metrics written to metrics.json."""
+    """Train, evaluate on the test split, export the artefact; return the metrics written to metrics.json.
+
+    The artefact directory is checked before the dataset is built and written atomically (e2e.paths): it
+    appears, or replaces an earlier artefact, only when complete.
+    """
+    from e2e.io.source import expand_files
+    from e2e.paths import atomic_dir, check_output_dir
+    from taggers.artefact import MODEL_YAML
+
+    inputs = expand_files(list(cfg.process.get("source", {}).get("files", [])), "process.source.files")
+    if cfg.heldout:
+        inputs += expand_files(list(cfg.heldout), "heldout")
+    check_output_dir(cfg.output, inputs, "output", marker=MODEL_YAML)
+    with atomic_dir(cfg.output) as target:
+        return _train(cfg, command, config_text, progress, target.tmp)
+
+
+def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out: Path) -> dict[str, Any]:
     import torch
     from tqdm import tqdm
 
@@ -254,7 +271,6 @@ def train(cfg: TrainConfig, command: str, config_text: str, progress: bool = Tru
         },
         "metrics": {"test": _round(metrics)},
     }
-    out = Path(cfg.output)
     example = inputs_of(ds, test[:64])
     dynamic = {"graphs": {"x": {0: "nodes"}, "neighbors": {0: "nodes"}, "batch": {0: "nodes"}, "ptr": {0: "ptr"}},
                "frames": {"frames": {0: "jets"}}, "table": {"values": {0: "jets"}}}[ds.kind]
@@ -303,7 +319,9 @@ def heldout_metrics(cfg: TrainConfig, artefact_dir: Path, sel: Selection, signal
 
     kind_type = {"graphs": ("GNNTagger", "graphs"), "frames": ("CNNTagger", "frames"),
                  "table": ("ShapeTagger", "shapes")}
-    spec = yaml.safe_load((artefact_dir / "model.yaml").read_text())
+    from taggers.artefact import Artefact
+
+    spec = Artefact.load(str(artefact_dir)).spec
     tagger, key = kind_type[spec["input"]["product"]]
     modules = {**cfg.process["modules"], "tagger": {"type": tagger, key: cfg.product, "model": str(artefact_dir),
                                                      "device": "cpu"}}
@@ -331,31 +349,6 @@ def _rewrite(out: Path, net: Any, spec: dict[str, Any], example: dict[str, np.nd
     from taggers import artefact
 
     artefact.save(out, net, spec, tuple(torch.from_numpy(v) for v in example.values()), list(example), dynamic)
-
-
-def roc_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    """ROC curves (background rejection vs signal efficiency, log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from training.metrics import roc_curve
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for name, (s, b) in curves.items():
-        es, eb = roc_curve(s, b)
-        ok = eb > 0
-        a = summary(s, b)["auc"]
-        ax.plot(es[ok], 1.0 / eb[ok], label=f"{name} (AUC {a:.3f})")
-    ax.set_yscale("log")
-    ax.set_xlabel("tau efficiency")
-    ax.set_ylabel("QCD rejection 1/eps_B")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _round(d: Any) -> Any:

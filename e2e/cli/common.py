@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, NoReturn
 
 from e2e.errors import ConfigError, E2EError
-
-
-def load_yaml(path: str | Path) -> Any:
-    """Parse a YAML file with ``yaml.safe_load``; one-line errors for missing or malformed files."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: configuration file not found")
-    try:
-        return yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}:{where} invalid YAML: {getattr(err, 'problem', None) or err}") from err
+from e2e.yamlio import load_yaml_file, load_yaml_text
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
@@ -32,10 +20,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"override '{assignment}': expected KEY=VALUE, e.g. pileup.mu=0")
     key, _, raw = assignment.partition("=")
-    try:
-        value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError as err:
-        raise ConfigError(f"override '{assignment}': value is not valid YAML") from err
+    value = load_yaml_text(raw, f"override '{assignment}'") if raw != "" else ""
     node: Any = data
     parts = key.strip().split(".")
     for i, part in enumerate(parts):
@@ -60,7 +45,7 @@ def load_config_mapping(path: str | None, overrides: list[str], what: str) -> di
     """The YAML mapping of a configuration file with ``-s KEY=VALUE`` overrides applied (one-line errors)."""
     if not path:
         raise ConfigError(f"missing CONFIG ({what})")
-    data = load_yaml(path)
+    data = load_yaml_file(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of parameters at the top level")
     for kv in overrides:
@@ -77,22 +62,81 @@ def add_common_arguments(p: argparse.ArgumentParser, set_example: str) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as SIGINT: the run stops, partial outputs and temporaries are removed."""
+
+
+def _terminate(signum: int, frame: Any) -> NoReturn:
+    raise Terminated()
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (``prog: error: ... (see prog --help)``), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def nonempty(value: str | None, option: str) -> str | None:
+    """``value`` of a path option, refusing an empty string (an unset shell variable) instead of ignoring it."""
+    if value is not None and not value.strip():
+        raise ConfigError(f"{option} '': empty path (an unset shell variable?); give a file name")
+    return value
+
+
 def run_main(prog: str, body: Callable[[], int], debug: bool) -> int:
-    """Run ``body``; user errors become one line on stderr (traceback only with --debug)."""
+    """Run ``body`` under the shared top-level handler of every console script.
+
+    - user errors (E2EError, SchemaError) and OSErrors on a path (missing, unreadable, read-only, disk full)
+      are one line on stderr, exit code 2;
+    - SIGINT and SIGTERM stop the run cleanly (partial outputs removed), exit code 130 / 143;
+    - anything else is a bug in e2e: the traceback and a request to report it, exit code 70.
+    ``--debug`` prints the traceback of user errors too.
+    """
     from dataformats.schema import SchemaError
 
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
     try:
         return body()
     except (E2EError, SchemaError) as err:
-        if debug:
-            traceback.print_exc()
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return _user_error(prog, str(err), debug)
     except BrokenPipeError:  # output piped into `head` and closed: not an error
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as err:
+        if err.filename is None and err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            return _internal_error(prog)
+        where = f"{err.filename}: " if err.filename is not None else ""
+        also = f" and {err.filename2}" if getattr(err, "filename2", None) else ""
+        return _user_error(prog, f"{where}{err.strerror or err}{also}", debug)
+    except MemoryError:
+        return _user_error(prog, "out of memory (try a smaller source.step_size or fewer events per batch)", debug)
+    except Terminated:
+        print(f"{prog}: terminated (SIGTERM); partial outputs were removed", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; partial outputs were removed", file=sys.stderr)
+        return 130
+    except Exception:
+        return _internal_error(prog)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _user_error(prog: str, message: str, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+def _internal_error(prog: str) -> int:
+    traceback.print_exc()
+    print(f"{prog}: internal error (a bug in e2e, not in your input): please report it with the command line "
+          "and the traceback above", file=sys.stderr)
+    return 70

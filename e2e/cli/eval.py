@@ -8,6 +8,7 @@ same order. Jets: truth tau (label 1) vs QCD (label 0) with a generator match, i
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import sys
 from pathlib import Path
@@ -16,14 +17,14 @@ from typing import Any
 import numpy as np
 
 from dataformats.schema import open_root_file
-from e2e.cli.common import run_main
+from e2e.cli.common import Parser, nonempty, run_main
 from e2e.errors import E2EError
 
 IDS = ("run", "luminosityBlock", "event")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="e2e-eval", description=__doc__)
+    p = Parser(prog="e2e-eval", description=__doc__)
     p.add_argument("files", nargs="+", metavar="FILE", help="tagged outputs of e2e-run (friend trees)")
     p.add_argument("--input", nargs="+", metavar="HITS", help="the input hits files (default: from the provenance)")
     p.add_argument("--signal", default="tau", help="score name of the signal class (default tau)")
@@ -35,12 +36,25 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _read_tagged(path: str, signal: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
-    """(ids, scores per tagger label, input files from the provenance) of one tagged file."""
+def _provenance(f: Any, path: str) -> dict[str, Any]:
+    if "Events" not in f:
+        raise E2EError(f"{path}: no tree Events (is it an e2e-run output?)")
+    try:
+        return json.loads(str(f["e2e_products"])) if "e2e_products" in f else {}
+    except ValueError:
+        raise E2EError(f"{path}: its e2e_products provenance is not JSON (is it an e2e-run output?)") from None
+
+
+def read_provenance(path: str) -> dict[str, Any]:
+    """The ``e2e_products`` provenance of a tagged file."""
     with open_root_file(path) as f:
-        if "Events" not in f:
-            raise E2EError(f"{path}: no tree Events (is it an e2e-run output?)")
-        prov = json.loads(str(f["e2e_products"])) if "e2e_products" in f else {}
+        return _provenance(f, path)
+
+
+def _read_tagged(path: str, signal: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(ids and nJet, scores per tagger label) of one tagged file."""
+    with open_root_file(path) as f:
+        prov = _provenance(f, path)
         taggers = [tag for tag, p in prov.get("products", {}).items() if p.get("type") == "TagScores"]
         tree = f["Events"]
         branches = [f"Jet_{tag.replace(':', '_')}_{signal}" for tag in taggers]
@@ -48,26 +62,61 @@ def _read_tagged(path: str, signal: str) -> tuple[dict[str, np.ndarray], dict[st
         if not taggers or missing:
             found = ", ".join(taggers) or "none"
             raise E2EError(f"{path}: no tagger scores '{signal}' found (tagged products: {found})")
-        arrays = tree.arrays([*IDS, *branches], library="np")
-    files = prov.get("process", {}).get("source", {}).get("files", [])
-    scores = {tag: np.concatenate(arrays[b]) if len(arrays[b]) else np.zeros(0) for tag, b in zip(taggers, branches,
-                                                                                                  strict=True)}
-    return {k: arrays[k] for k in IDS}, scores, files
+        if tree.num_entries == 0:
+            raise E2EError(f"{path}: the tree Events has 0 entries: no jets to evaluate")
+        missing_ids = [b for b in (*IDS, "nJet") if b not in tree.keys()]
+        if missing_ids:
+            raise E2EError(f"{path}: no branch '{missing_ids[0]}' (is it an e2e-run output?)")
+        arrays = tree.arrays([*IDS, "nJet", *branches], library="np")
+    scores = {tag: np.concatenate(arrays[b]) for tag, b in zip(taggers, branches, strict=True)}
+    return {k: arrays[k] for k in (*IDS, "nJet")}, scores
 
 
-def _read_truth(files: list[str], n_events: int, ids: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
-    import uproot
+def input_files(path: str, prov: dict[str, Any]) -> list[str]:
+    """The hits files a tagged file was made from, found from its provenance.
+
+    Each input is looked for relative to the tagged file's directory first (input and output moved
+    together), then at the recorded absolute path, then as recorded (relative to where e2e-run ran).
+    """
+    here = Path(path).resolve().parent
+    absolute = list(prov.get("inputs", []))
+    relative = list(prov.get("inputs_relative_to_output", []))
+    if not absolute:  # written before inputs were recorded: only the configured source.files
+        given = list(prov.get("process", {}).get("source", {}).get("files", []))
+        absolute, relative = given, given
+    if not absolute:
+        raise E2EError(f"{path}: its provenance records no input file; give the hits file(s) with --input")
+    found = []
+    for i, recorded in enumerate(absolute):
+        rel = relative[i] if i < len(relative) else recorded
+        tried = list(dict.fromkeys([str(here / rel), recorded, rel]))
+        hit = next((t for t in tried if Path(t).is_file() or glob.has_magic(t) and glob.glob(t)), None)
+        if hit is None:
+            raise E2EError(f"{path}: its input {recorded} is not found (tried {', '.join(tried)}); it was moved or "
+                           "renamed: give the hits file(s) with --input")
+        found.append(hit)
+    from e2e.io.source import expand_files
+
+    return expand_files(found, f"{path}: inputs")
+
+
+def _read_truth(files: list[str], ids: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+    """Jet truth of the input files, after checking they hold the tagged file's events and jets, in order."""
+    import awkward as ak
 
     from e2e.io.source import expand_files
 
-    out: dict[str, list[np.ndarray]] = {}
+    n_events = len(ids["event"])
+    out: dict[str, list[Any]] = {}
     remaining = n_events
     for path in expand_files(files, where):
         if remaining <= 0:
             break
-        with uproot.open(path) as f:
+        with open_root_file(path) as f:
+            if "Events" not in f:
+                raise E2EError(f"{path}: no tree Events (the input of e2e-eval must be a simulated hits file)")
             t = f["Events"]
-            missing = [b for b in ("Jet_label", "Jet_pt", "Jet_gen_pt") if b not in t.keys()]
+            missing = [b for b in (*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt") if b not in t.keys()]
             if missing:
                 raise E2EError(f"{path}: no truth branch {missing[0]} (the input of e2e-eval must be a simulated "
                                "hits file; give it with --input)")
@@ -75,25 +124,31 @@ def _read_truth(files: list[str], n_events: int, ids: dict[str, np.ndarray], whe
         remaining -= len(a)
         for k in a.fields:
             out.setdefault(k, []).append(a[k])
-    import awkward as ak
-
-    truth = {k: ak.concatenate(v) for k, v in out.items()}
+    truth = {k: ak.concatenate(v) for k, v in out.items()} if out else {}
     for k in IDS:
-        if len(truth[k]) != n_events or not np.array_equal(ak.to_numpy(truth[k]), ids[k]):
+        if k not in truth or len(truth[k]) != n_events or not np.array_equal(ak.to_numpy(truth[k]), ids[k]):
             raise E2EError(f"{where}: the tagged file and its input ({', '.join(files)}) do not have the same "
                            f"events in the same order ({k} differs); give the right --input")
+    counts = ak.to_numpy(ak.num(truth["Jet_pt"], axis=1))
+    bad = counts != ids["nJet"]
+    if bad.any():
+        e = int(np.argmax(bad))
+        raise E2EError(f"{where}: the tagged file and its input ({', '.join(files)}) have the same events but "
+                       f"different jets (entry {e}: nJet {ids['nJet'][e]} tagged, {counts[e]} in the input); "
+                       "give the input it was made from with --input")
     return {k: ak.to_numpy(ak.flatten(truth[k])) for k in ("Jet_label", "Jet_pt", "Jet_gen_pt")}
 
 
 def evaluate(files: list[str], inputs: list[str] | None, signal: str, pt: tuple[float, float],
              pt_bins: list[float]) -> dict[str, Any]:
+    """Metrics of every tagger in ``files``; truth from ``inputs`` or each file's recorded inputs."""
     from training.metrics import summary
 
     results: dict[str, Any] = {}
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for path in files:
-        ids, scores, prov_files = _read_tagged(path, signal)
-        truth = _read_truth(inputs or prov_files, len(ids["event"]), ids, path)
+        ids, scores = _read_tagged(path, signal)
+        truth = _read_truth(inputs or input_files(path, read_provenance(path)), ids, path)
         label, jpt, gen = truth["Jet_label"], truth["Jet_pt"], truth["Jet_gen_pt"]
         base = (label <= 1) & (gen > 0)
         for tag, s in scores.items():
@@ -126,15 +181,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def body() -> int:
-        from training.train import roc_plot
+        from e2e.paths import atomic_file, check_output_file
+        from training.metrics import plot_format, roc_plot
 
+        if not args.pt[0] < args.pt[1]:
+            raise E2EError(f"--pt {args.pt[0]:g} {args.pt[1]:g}: expected MIN < MAX (GeV)")
+        if len(args.pt_bins) < 2 or np.any(np.diff(args.pt_bins) <= 0):
+            raise E2EError(f"--pt-bins {' '.join(f'{b:g}' for b in args.pt_bins)}: expected at least two increasing "
+                           "edges (GeV)")
+        first = args.files[0]
+        plot = nonempty(args.plot, "--plot") or str(Path(first).with_name(Path(first).stem + "_roc.png"))
+        nonempty(args.json, "--json")
+        inputs = [*args.files, *(args.input or [f for p in args.files for f in input_files(p, read_provenance(p))])]
+        check_output_file(plot, inputs, "--plot")
+        plot_format(plot)
+        if args.json is not None:
+            check_output_file(args.json, [*inputs, plot], "--json")
         out = evaluate(args.files, args.input, args.signal, tuple(args.pt), list(args.pt_bins))
         print("\n".join(table(out["results"], tuple(args.pt))))
-        plot = Path(args.plot) if args.plot else Path(args.files[0]).with_name(Path(args.files[0]).stem + "_roc.png")
         roc_plot(plot, out["curves"])
         print(f"ROC curves: {plot}")
         if args.json:
-            Path(args.json).write_text(json.dumps(out["results"], indent=1, default=float))
+            with atomic_file(args.json) as target:
+                target.tmp.write_text(json.dumps(out["results"], indent=1, default=float))
         return 0
 
     return run_main("e2e-eval", body, args.debug)

@@ -7,12 +7,12 @@ import sys
 
 import yaml
 
-from e2e.cli.common import add_common_arguments, load_config_mapping, run_main
+from e2e.cli.common import Parser, add_common_arguments, load_config_mapping, nonempty, run_main
 from e2e.params import describe
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="e2e-generate", description=__doc__)
+    p = Parser(prog="e2e-generate", description=__doc__)
     p.add_argument("config", nargs="?", help="YAML configuration (process_configs/generate_*.yaml)")
     p.add_argument("-o", "--output", help="output ROOT file (overrides `output`)")
     p.add_argument("-n", "--events", type=int, help="number of events (overrides `events`; single-process configs)")
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(describe(GenerateConfig)))
             return 0
         data = load_config_mapping(args.config, args.set, "a YAML file such as process_configs/generate_sample.yaml")
-        if args.output:
+        if nonempty(args.output, "-o") is not None:
             data["output"] = args.output
         if args.events is not None:
             data["events"] = args.events

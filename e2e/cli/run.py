@@ -7,12 +7,12 @@ import sys
 
 import yaml
 
-from e2e.cli.common import add_common_arguments, load_config_mapping, run_main
+from e2e.cli.common import Parser, add_common_arguments, load_config_mapping, nonempty, run_main
 from e2e.errors import ConfigError
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="e2e-run", description=__doc__,
         epilog="examples:  e2e-run process_configs/jet_frames.yaml -n 100\n"
                "           e2e-run process_configs/jet_frames.yaml -i 'data/*.root' -o out.root "
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         data = load_config_mapping(args.config, args.set,
                                    "a process configuration such as process_configs/jet_frames.yaml")
+        for f in args.input or ():
+            nonempty(f, "-i")
         if args.input:
             source = data.setdefault("source", {})
             if not isinstance(source, dict):
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.max_events < 0:
                 raise ConfigError(f"-n {args.max_events}: expected a number of events >= 0")
             data.setdefault("source", {})["max_events"] = args.max_events
-        if args.output:
+        if nonempty(args.output, "-o") is not None:
             outputs = data.get("outputs")
             if not outputs:
                 raise ConfigError(f"-o {args.output}: the configuration has no outputs")

@@ -8,11 +8,11 @@ import sys
 
 import yaml
 
-from e2e.cli.common import add_common_arguments, load_config_mapping, run_main
+from e2e.cli.common import Parser, add_common_arguments, load_config_mapping, nonempty, run_main
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="e2e-train", description=__doc__)
+    p = Parser(prog="e2e-train", description=__doc__)
     p.add_argument("config", nargs="?", help="training configuration, e.g. process_configs/train_tau_gnn.yaml")
     p.add_argument("-o", "--output", help="artefact directory (replaces `output`)")
     p.add_argument("--help-config", action="store_true", help="list every parameter with its default and help")
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         data = load_config_mapping(args.config, args.set,
                                    "a training configuration such as process_configs/train_tau_gnn.yaml")
-        if args.output:
+        if nonempty(args.output, "-o") is not None:
             data["output"] = args.output
         cfg = load_config(data, str(args.config))
         text = yaml.safe_dump(to_plain(cfg), sort_keys=False)

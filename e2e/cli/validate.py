@@ -10,13 +10,13 @@ import argparse
 import sys
 import time
 
-from e2e.cli.common import run_main
+from e2e.cli.common import Parser, run_main
 
 PROG = "e2e-validate"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="*", metavar="FILE", help="hits-tree ROOT file(s) to validate")
     p.add_argument("--tree", default="Events", help="TTree name (default: Events)")
     p.add_argument("--physics", action="store_true",

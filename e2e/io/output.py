@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from e2e.io.source import ID_FIELDS, collection_fields
 from e2e.io.treewriter import COMPRESSION, AtomicTreeWriter
 from e2e.module import OutputModule
 from e2e.params import param
+from e2e.paths import describe_removed
 
 WRITABLE: tuple[type, ...] = (JetTable, JetFrames, JetGraphs)
 SOURCE_LABEL = "source"
@@ -174,8 +176,16 @@ class RootOutput(OutputModule):
     def fields_needed(self) -> dict[str, tuple[str, ...]]:
         return {} if self.params.copy_input else {f"{SOURCE_LABEL}:Jet": ("pt",)}
 
+    def output_paths(self) -> list[str]:
+        return [self.params.file]
+
     def set_provenance(self, info: dict[str, Any]) -> None:
-        self._provenance = info
+        """Provenance written as ``e2e_products``; input paths are also recorded relative to the output's
+        directory, so e2e-eval finds them when the input and the output are moved together."""
+        self._provenance = dict(info)
+        out_dir = os.path.dirname(os.path.abspath(self.params.file))
+        self._provenance["inputs_relative_to_output"] = [os.path.relpath(p, out_dir)
+                                                         for p in info.get("inputs", [])]
 
     def _columns(self, batch: EventBatch) -> dict[str, Any]:
         jets: JaggedCollection = batch.get(f"{SOURCE_LABEL}:Jet")
@@ -237,11 +247,12 @@ class RootOutput(OutputModule):
         if self._writer is None:
             return f"{self.params.file}: nothing written"
         self._writer.write_string("e2e_products", json.dumps(self._provenance, sort_keys=True, default=str))
+        removed = f"; {describe_removed(self._writer.removed)}" if self._writer.removed else ""
         path = self._writer.close()
         self._writer = None
         kind = "with a copy of the input" if self.params.copy_input else "friend of the input"
         skipped = f"; not writable, skipped: {', '.join(self.skipped)}" if self.skipped else ""
-        return f"{path}: tree {self.params.tree}, {self.entries} entries ({kind}){skipped}"
+        return f"{path}: tree {self.params.tree}, {self.entries} entries ({kind}){skipped}{removed}"
 
     def abort(self) -> None:
         if self._writer is not None:

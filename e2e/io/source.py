@@ -13,6 +13,7 @@ Products: ``source:<Collection>`` (``source:Jet``, ``source:EcalHit``, ...) as
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,16 +24,19 @@ import numpy as np
 
 from dataformats.products import JaggedCollection
 from dataformats.schema import (
+    COUNTER_DTYPE,
     EVENT_FIELDS,
     SchemaError,
     check_branch_values,
     collections,
+    field_of,
     validate_file,
 )
 from e2e.errors import ConfigError
 from e2e.event import EventBatch
-from e2e.module import Module
+from e2e.module import Source
 from e2e.params import param
+from e2e.paths import file_identity
 
 ID_FIELDS: tuple[str, ...] = tuple(f.name for f in EVENT_FIELDS)
 
@@ -58,6 +62,17 @@ def expand_files(patterns: list[str], where: str) -> list[str]:
             files.append(pattern)
     if not files:
         raise ConfigError(f"{where}: no input files (give source.files in the config or -i FILES)")
+    seen: dict[tuple[int, int], str] = {}
+    for path in files:
+        ident = file_identity(path) if "://" not in path else None
+        if ident is None:
+            continue
+        if ident in seen:
+            same = "twice" if os.path.abspath(seen[ident]) == os.path.abspath(path) else \
+                f"twice ('{seen[ident]}' and '{path}' are the same file)"
+            raise ConfigError(f"{where}: '{path}' is given {same}; each input file is read once "
+                              "(its events would appear twice in the output)")
+        seen[ident] = path
     return files
 
 
@@ -81,12 +96,17 @@ class _FileInfo:
     path: str
     entries: int
     truth: bool
+    counters: set[str]  # collections with a counter branch nX (std::vector files have none)
 
 
-class RootSource(Module):
-    """Read hits trees chunk by chunk; put ``source:<Collection>`` products and the event ids."""
+class RootSource(Source):
+    """Read hits trees chunk by chunk; put ``source:<Collection>`` products and the event ids.
 
-    kind = "source"
+    Checks while reading: every collection's list lengths against its counter ``nX`` (when the file has
+    one); index fields (calorimeter and tracker cells, jet seeds: the kernels address grids with them)
+    always, the other values (NaN/inf, ranges) unless ``check_values: false``; event ids unique over the
+    whole run (``duplicate_ids``).
+    """
 
     @dataclass
     class Params:
@@ -96,15 +116,22 @@ class RootSource(Module):
         max_events: int = param(-1, "stop after this many events in total (-1: all)", minimum=-1)
         check_values: bool = param(True, "check every value read against the schema (NaN/inf, ranges)")
         read_threads: int = param(2, "threads for decompression and interpretation (0: none)", minimum=0)
+        duplicate_ids: str = param("warn", "events with the same (run, luminosityBlock, event) in the run: 'warn' "
+                                           "(counted in the summary; the output stays aligned entry by entry) "
+                                           "or 'error'", choices=("warn", "error"))
 
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
         self.plan: dict[str, tuple[str, ...] | None] = {}
         self.files: list[_FileInfo] = []
         self._executor: ThreadPoolExecutor | None = None
+        self._ids = _IdRegister(False)
 
     def produces(self) -> dict[str, type]:
         return {name: JaggedCollection for name in collection_fields(True)}
+
+    def input_paths(self) -> list[str]:
+        return expand_files(list(self.params.files), f"{self.label}.files")
 
     def set_plan(self, plan: Mapping[str, tuple[str, ...] | None]) -> None:
         """Which collections (and fields; None = all) to read, from what the scheduled modules consume."""
@@ -112,8 +139,9 @@ class RootSource(Module):
 
     def begin(self) -> None:
         """Expand the file list and check every file's branches against the schema before processing."""
-        paths = expand_files(list(self.params.files), f"{self.label}.files")
+        paths = self.input_paths()
         self.files = []
+        self._ids = _IdRegister(self.params.duplicate_ids == "error")
         for path in paths:
             n = validate_file(path, self.params.tree, check_values=False)
             import uproot
@@ -121,12 +149,13 @@ class RootSource(Module):
             with uproot.open(path) as f:
                 names = set(f[self.params.tree].keys())
             truth = "Jet_label" in names
+            counters = {c for c in collection_fields(True) if f"n{c}" in names}
             for coll, fields in self.plan.items():
                 for fld in fields or ():
                     if f"{coll}_{fld}" not in names and fld in collection_fields(True)[coll]:
                         raise SchemaError(f"{path}:{self.params.tree}: branch '{coll}_{fld}' is needed "
                                           "but missing (it holds simulation truth: use a simulated sample)")
-            self.files.append(_FileInfo(path, n, truth))
+            self.files.append(_FileInfo(path, n, truth, counters))
         if self.params.read_threads:
             self._executor = ThreadPoolExecutor(self.params.read_threads)
 
@@ -136,9 +165,13 @@ class RootSource(Module):
             self._executor = None
 
     def describe(self) -> str:
+        notes = []
         if not self.params.check_values:
-            return "value checks are OFF (check_values: false): NaN/inf hit values are not detected"
-        return ""
+            notes.append("value checks are OFF (check_values: false): NaN/inf hit values are not detected "
+                         "(index fields are still checked)")
+        if self._ids.first is not None:
+            notes.append(f"duplicate event ids, first: {self._ids.first}")
+        return "; ".join(notes)
 
     def empty_batch(self) -> EventBatch:
         """A batch of zero events with empty collections (so outputs of an empty input still get their branches)."""
@@ -149,7 +182,7 @@ class RootSource(Module):
         path = self.files[0].path if self.files else ""
         batch = EventBatch(path, self.params.tree, 0, 0, ids, 0)
         truth = any(f.truth for f in self.files)
-        for coll, fields in self._branches(_FileInfo(path, 0, truth)).items():
+        for coll, fields in self._branches(_FileInfo(path, 0, truth, set())).items():
             columns = {fld: np.zeros(0, dtype=dtypes[branch]) for fld, branch in fields.items()}
             batch.put(self.label, JaggedCollection(coll, np.zeros(1, dtype=np.int64), columns), coll)
         return batch
@@ -179,7 +212,8 @@ class RootSource(Module):
             if remaining <= 0:
                 break
             wanted = self._branches(info)
-            names = list(ID_FIELDS) + [b for fields in wanted.values() for b in fields.values()]
+            names = list(ID_FIELDS) + [f"n{c}" for c in wanted if c in info.counters] + \
+                [b for fields in wanted.values() for b in fields.values()]
             source = f"{info.path}:{self.params.tree}"
             with uproot.open(info.path) as f:
                 tree = f[self.params.tree]
@@ -200,10 +234,15 @@ class RootSource(Module):
                     if len(arrays[names[0]]) != stop - start:
                         raise SchemaError(f"{source}: read {len(arrays[names[0]])} entries at {start}, expected "
                                           f"{stop - start}")
-                    yield self._batch(arrays, wanted, info, source, start, stop, index)
+                    batch = self._batch(arrays, wanted, info, source, start, stop, index)
+                    self._ids.add(batch)
+                    yield batch
                     index += 1
                     start = stop
             remaining -= stop_file
+        n_dup = self._ids.finish()
+        if n_dup:
+            self.count("duplicate event ids (same run, luminosityBlock, event as an earlier event)", n_dup)
 
     def _batch(self, arrays: dict[str, Any], wanted: dict[str, dict[str, str]], info: _FileInfo, source: str,
                start: int, stop: int, index: int) -> EventBatch:
@@ -227,10 +266,92 @@ class RootSource(Module):
                     bad = int(np.argmax(np.diff(offs) != np.diff(offsets)))
                     raise SchemaError(f"{source}: branch '{branch}' has {offs[bad + 1] - offs[bad]} values in "
                                       f"entry {start + bad} but '{first}' has {offsets[bad + 1] - offsets[bad]}")
-                if check:
+                if check or field_of(branch).index:
                     check_branch_values(branch, values, counts=np.diff(offs), source=source, entry_offset=start)
                 columns[fld] = values
             if offsets is None:
                 offsets = np.zeros(stop - start + 1, dtype=np.int64)
+            if coll in info.counters:
+                _check_counter(f"n{coll}", ak.to_numpy(arrays[f"n{coll}"]), offsets, first, source, start)
             batch.put(self.label, JaggedCollection(coll, offsets, columns), coll)
         return batch
+
+
+def _check_counter(counter: str, values: np.ndarray, offsets: np.ndarray, branch: str, source: str,
+                   start: int) -> None:
+    """The counter ``nX`` must equal the list lengths of the collection's branches (as e2e-validate checks)."""
+    counts = np.diff(offsets)
+    if values.dtype.kind not in "iu" or values.shape != counts.shape:
+        raise SchemaError(f"{source}: counter '{counter}' is not one integer per event")
+    bad = values.astype(COUNTER_DTYPE, copy=False) != counts
+    if bad.any():
+        e = int(np.argmax(bad))
+        raise SchemaError(f"{source}: branch '{branch}' has {counts[e]} values in entry {start + e} "
+                          f"but {counter} = {values[e]}")
+
+
+class _IdRegister:
+    """Event ids (run, luminosityBlock, event) seen in the run, to find duplicates (DESIGN 4.1: unique).
+
+    Each batch is checked against itself at once (``error`` mode fails there); the whole run is checked
+    at the end with one sort of 16 bytes per event.
+    """
+
+    def __init__(self, fatal: bool) -> None:
+        self.fatal = fatal
+        self.keys: list[tuple[np.ndarray, np.ndarray]] = []
+        self.where: list[tuple[str, int]] = []  # (file, first entry) of each batch
+        self.first: str | None = None
+
+    @staticmethod
+    def _key(batch: EventBatch) -> tuple[np.ndarray, np.ndarray]:
+        run = batch.ids["run"].astype(np.uint64)
+        lumi = batch.ids["luminosityBlock"].astype(np.uint64)
+        return (run << np.uint64(32)) | lumi, batch.ids["event"].astype(np.uint64)
+
+    @staticmethod
+    def _duplicates(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """[n, 2] positions of (earlier, later) events with equal ids, neighbours in sort order."""
+        order = np.lexsort((lo, hi))
+        same = (hi[order][1:] == hi[order][:-1]) & (lo[order][1:] == lo[order][:-1])
+        return np.sort(np.stack([order[:-1][same], order[1:][same]], axis=1), axis=1)
+
+    @staticmethod
+    def _name(hi: np.ndarray, lo: np.ndarray, pair: np.ndarray, locate: Any) -> str:
+        a, b = (int(i) for i in pair)
+        run, lumi = int(hi[a]) >> 32, int(hi[a]) & 0xFFFFFFFF
+        return f"run {run}, luminosityBlock {lumi}, event {int(lo[a])} at {locate(a)} and {locate(b)}"
+
+    def add(self, batch: EventBatch) -> None:
+        hi, lo = self._key(batch)
+        self.keys.append((hi, lo))
+        self.where.append((f"{batch.file}:{batch.tree}", batch.entry_start))
+        if self.fatal and len(hi) > 1:
+            dup = self._duplicates(hi, lo)
+            if len(dup):
+                name = self._name(hi, lo, dup[0], lambda i: f"entry {batch.entry_start + i}")
+                raise SchemaError(f"{batch.file}:{batch.tree}: duplicate event ids: {name} "
+                                  "(source.duplicate_ids: error)")
+
+    def finish(self) -> int:
+        """Number of events whose ids repeat an earlier event's in the run (raises in ``error`` mode)."""
+        if not self.keys:
+            return 0
+        hi = np.concatenate([k[0] for k in self.keys])
+        lo = np.concatenate([k[1] for k in self.keys])
+        starts = np.cumsum([0] + [len(k[0]) for k in self.keys])
+        where = self.where
+        self.keys, self.where = [], []
+        dup = self._duplicates(hi, lo)
+        if not len(dup):
+            return 0
+
+        def locate(i: int) -> str:
+            b = int(np.searchsorted(starts, i, side="right")) - 1
+            return f"{where[b][0]} entry {where[b][1] + i - int(starts[b])}"
+
+        first = dup[np.argmin(dup[:, 1])]  # the earliest repeat in input order
+        self.first = self._name(hi, lo, first, locate)
+        if self.fatal:
+            raise SchemaError(f"duplicate event ids: {self.first} (source.duplicate_ids: error)")
+        return len(dup)

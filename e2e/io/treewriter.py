@@ -1,13 +1,13 @@
 """Atomic, incremental TTree writing with uproot (mktree + extend, LZ4).
 
-The file is written under a temporary name in the destination directory and
-renamed when complete, so a crash never leaves a file that looks finished.
+The file is written under a temporary name in the destination directory and renamed when complete
+(:mod:`e2e.paths`), so a crash never leaves a file that looks finished; an error while writing (a full
+disk) names the output and removes the temporary.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -16,6 +16,7 @@ from typing import Any
 import uproot
 
 from e2e.errors import E2EError
+from e2e.paths import atomic_file, on_path
 
 #: Compression algorithms by name; LZ4 writes ~10x faster than ZLIB.
 COMPRESSION = {"lz4": uproot.LZ4, "zstd": uproot.ZSTD, "zlib": uproot.ZLIB, "lzma": uproot.LZMA}
@@ -27,21 +28,28 @@ class AtomicTreeWriter:
     ``branch_types`` maps branch (or collection) names to numpy dtypes or awkward
     type strings such as ``"var * {ieta: int16, energy: float32}"``; a collection
     ``X`` becomes the counter ``nX`` and branches ``X_field`` (NanoAOD style).
+    ``atomic=False`` writes ``path`` directly (for files that are themselves temporaries).
     """
 
     def __init__(self, path: str | os.PathLike, branch_types: Mapping[str, Any], tree: str = "Events",
-                 compression: str = "lz4", compression_level: int = 1) -> None:
+                 compression: str = "lz4", compression_level: int = 1, atomic: bool = True) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp_path = Path(tmp)
+        self._target = atomic_file(self.path) if atomic else None
+        self.tmp_path = self._target.tmp if self._target is not None else self.path
+        #: stale temporaries of killed runs removed before writing (e2e.paths)
+        self.removed: list[Path] = self._target.removed if self._target is not None else []
         try:
-            self._file = uproot.recreate(self.tmp_path, compression=COMPRESSION[compression](compression_level))
-            self._tree = self._file.mktree(tree, dict(branch_types))
+            with on_path(self.path):
+                self._file = uproot.recreate(self.tmp_path, compression=COMPRESSION[compression](compression_level))
+                self._tree = self._file.mktree(tree, dict(branch_types))
         except Exception as err:
             self.tmp_path.unlink(missing_ok=True)
+            if isinstance(err, OSError):
+                raise
             raise E2EError(f"cannot create output file {self.path}: {err}") from err
+        except BaseException:  # SIGINT / SIGTERM while creating the file
+            self.tmp_path.unlink(missing_ok=True)
+            raise
         self.entries = 0
 
     def extend(self, chunk: Mapping[str, Any]) -> None:
@@ -50,26 +58,29 @@ class AtomicTreeWriter:
         n = len(first)
         if n == 0:
             return
-        self._tree.extend(dict(chunk))
+        with on_path(self.path):
+            self._tree.extend(dict(chunk))
         self.entries += n
 
     def write_string(self, name: str, text: str) -> None:
         """Store ``text`` as a TObjString ``name`` next to the tree (provenance, configuration)."""
-        self._file[name] = text
+        with on_path(self.path):
+            self._file[name] = text
 
     def close(self) -> Path:
         """Finish the file and move it to its final name."""
-        self._file.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        os.replace(self.tmp_path, self.path)
+        with on_path(self.path):
+            self._file.close()
+        if self._target is not None:
+            self._target.commit()
         return self.path
 
     def abort(self) -> None:
-        """Discard the partial file."""
+        """Discard the partial file (errors while closing it, e.g. on a full disk, are ignored)."""
         try:
             self._file.close()
+        except Exception:  # noqa: S110 - the file is being thrown away
+            pass
         finally:
             self.tmp_path.unlink(missing_ok=True)
 

@@ -1,0 +1,266 @@
+"""Output paths: checked before anything is read, written atomically, nothing left behind (README "Outputs").
+
+Rules shared by every console script:
+
+- An output path is checked before any input is read (:func:`check_output_file`, :func:`check_output_dir`):
+  it must not be empty, must not be (or resolve to, through a symlink or a hard link) any input, must be a
+  regular file or not exist yet (never a directory, device, FIFO or socket), and must lie under a writable
+  directory; missing parent directories are created when writing.
+- Every output is written under a temporary name in its own directory and renamed into place when complete
+  (:class:`atomic_file`, :class:`atomic_dir`), so a failed or interrupted run keeps the previous output.
+- Temporaries are named ``.NAME.HOST.PID.XXXXXXXX.tmp``. SIGINT and SIGTERM abort a run cleanly, removing
+  them. After SIGKILL or a crash they stay; the next run that writes the same output removes those whose
+  writer is gone (same host, process no longer alive): :func:`remove_stale_temporaries`. Temporaries of
+  other hosts (a shared file system) are left alone.
+- An OSError without a file name raised while writing (a full disk) is given the output's path
+  (:func:`on_path`), so the console scripts report it in one line naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from e2e.errors import E2EError
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname() or "host")
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.(?P<tag>[A-Za-z0-9_]+)\.tmp$")
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _nonempty(path: str | os.PathLike[str] | None, what: str) -> Path:
+    if path is None or not os.fspath(path).strip():
+        raise E2EError(f"{what}: empty path (an unset shell variable?); give a file name")
+    return Path(os.fspath(path))
+
+
+def _writable_parent(p: Path, what: str) -> None:
+    """The nearest existing ancestor of ``p`` must be a directory we can create entries in."""
+    parent = Path(os.path.abspath(p)).parent
+    while not parent.exists() and not parent.is_symlink():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise E2EError(f"{what} {p}: {parent} is not a directory")
+    if os.statvfs(parent).f_flag & os.ST_RDONLY:
+        raise E2EError(f"{what} {p}: {parent} is on a read-only file system")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise E2EError(f"{what} {p}: no permission to write in {parent}")
+
+
+def file_identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(device, inode) of an existing file, following symlinks; None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _check_not_input(p: Path, inputs: Iterable[str | os.PathLike[str]], what: str) -> None:
+    mine = file_identity(p)
+    if mine is None:
+        return
+    for inp in inputs:
+        if "://" not in os.fspath(inp) and file_identity(inp) == mine:
+            same = "" if os.path.abspath(inp) == os.path.abspath(p) else f" (the same file as {inp})"
+            raise E2EError(f"{what} {p} is an input of this run{same}; refusing to overwrite an input")
+
+
+def check_output_file(path: str | os.PathLike[str] | None, inputs: Iterable[str | os.PathLike[str]] = (),
+                      what: str = "output") -> Path:
+    """Check an output file path before anything is read (module docstring); returns it as a Path."""
+    p = _nonempty(path, what)
+    if p.exists():
+        mode = os.stat(p).st_mode
+        if stat.S_ISDIR(mode):
+            raise E2EError(f"{what} {p} is a directory; give a file name")
+        if not stat.S_ISREG(mode):
+            raise E2EError(f"{what} {p} is {_kind(mode)}; outputs are regular files, written atomically")
+    _check_not_input(p, inputs, what)
+    _writable_parent(p, what)
+    return p
+
+
+def check_output_dir(path: str | os.PathLike[str] | None, inputs: Iterable[str | os.PathLike[str]] = (),
+                     what: str = "output directory", marker: str | None = None) -> Path:
+    """Check an output directory (replaced as a whole when complete) before anything is read.
+
+    An existing directory is replaced only if it holds ``marker`` (e.g. ``model.yaml`` of an earlier
+    artefact) or is empty, and never if an input lies inside it.
+    """
+    p = _nonempty(path, what)
+    if p.exists():
+        mode = os.stat(p).st_mode
+        if not stat.S_ISDIR(mode):
+            raise E2EError(f"{what} {p} is {'a file' if stat.S_ISREG(mode) else _kind(mode)}; expected a directory")
+        if marker is not None and not (p / marker).exists() and any(p.iterdir()):
+            raise E2EError(f"{what} {p} exists and is not an earlier output (no {marker} in it); "
+                           "refusing to replace it: give a new directory")
+        root = os.path.realpath(p)
+        for inp in inputs:
+            if "://" not in os.fspath(inp) and os.path.realpath(inp).startswith(root + os.sep):
+                raise E2EError(f"{what} {p} holds the input {inp}; refusing to replace it")
+    _writable_parent(p, what)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------- temporaries
+def _prefix(path: Path) -> str:
+    return f".{path.name}.{_HOST}.{os.getpid()}."
+
+
+def temporary_path(path: str | os.PathLike[str], tag: str) -> Path:
+    """The temporary name ``.NAME.HOST.PID.TAG.tmp`` of this process for ``path`` (not created)."""
+    p = Path(path)
+    return p.parent / f"{_prefix(p)}{tag}.tmp"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporaries of ``path`` left by writers on this host that are gone (SIGKILL, crash)."""
+    p = Path(path)
+    removed: list[Path] = []
+    try:
+        entries = list(p.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TMP_RE.match(entry.name)
+        if not m or m["name"] != p.name or m["host"] != _HOST or _alive(int(m["pid"])):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            continue
+        removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def on_path(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Give OSErrors without a file name (ENOSPC from a library's write, ...) the path being written."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror or os.strerror(err.errno), os.fspath(path)) from err
+        raise
+
+
+def _final_mode(tmp: Path, directory: bool) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, (0o777 if directory else 0o666) & ~umask)  # mkstemp/mkdtemp create 0600/0700
+
+
+class atomic_file(contextlib.AbstractContextManager["atomic_file"]):
+    """``with atomic_file(path) as tmp:`` write ``tmp``; it becomes ``path`` only if the block succeeds.
+
+    Missing parent directories are created; stale temporaries of ``path`` are removed first.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        with on_path(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.removed = remove_stale_temporaries(self.path)
+            fd, tmp = tempfile.mkstemp(prefix=_prefix(self.path), suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def __enter__(self) -> atomic_file:
+        return self
+
+    def commit(self) -> Path:
+        with on_path(self.path):
+            _final_mode(self.tmp, False)
+            os.replace(self.tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+class atomic_dir(contextlib.AbstractContextManager["atomic_dir"]):
+    """``with atomic_dir(path) as d:`` fill ``d.tmp``; it replaces ``path`` (a directory) if the block succeeds."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        with on_path(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.removed = remove_stale_temporaries(self.path)
+            self.tmp = Path(tempfile.mkdtemp(prefix=_prefix(self.path), suffix=".tmp", dir=self.path.parent))
+
+    def __enter__(self) -> atomic_dir:
+        return self
+
+    def commit(self) -> Path:
+        with on_path(self.path):
+            _final_mode(self.tmp, True)
+            old = None
+            if self.path.exists():
+                old = Path(tempfile.mkdtemp(prefix=_prefix(self.path), suffix=".tmp", dir=self.path.parent))
+                os.rmdir(old)
+                os.rename(self.path, old)
+            try:
+                os.rename(self.tmp, self.path)
+            except OSError:
+                if old is not None:
+                    os.rename(old, self.path)
+                raise
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        return self.path
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def describe_removed(removed: list[Path]) -> str:
+    """'removed N stale temporary file(s) of runs that were killed: a, b'."""
+    names = ", ".join(p.name for p in removed[:3]) + (", ..." if len(removed) > 3 else "")
+    return f"removed {len(removed)} stale temporary file(s) of killed runs: {names}"
+
+
+__all__ = ["check_output_file", "check_output_dir", "temporary_path", "remove_stale_temporaries", "on_path",
+           "atomic_file", "atomic_dir", "file_identity", "describe_removed"]

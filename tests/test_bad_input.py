@@ -1,0 +1,492 @@
+"""Bad input through the console scripts, one test per class of defect (issue 9).
+
+Every case runs the installed console script in a subprocess and checks the exit code, that stderr is one
+line without a traceback, that the inputs are byte-identical afterwards and that no output or temporary
+file is left behind unless intended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+import yaml
+from conftest import REPO, SAMPLE, read_events, write_hits
+
+BIN = Path(sys.executable).parent
+ZOO = REPO / "taggers" / "zoo"
+LAUGHS = "\n".join([
+    'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+    *(f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]" for p, n in zip("abcdefgh", "bcdefghi", strict=True)),
+])  # 1.1 kB that aliases expand to 10^9 strings
+
+
+def cli(prog: str, *args: str | Path, cwd: Path | None = None, timeout: float = 120,
+        **kw) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))}
+    return subprocess.run([str(BIN / prog), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env, **kw)
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], *expected: str) -> str:
+    """Exit code 2, one line on stderr naming the program, no traceback, every ``expected`` text in it."""
+    err = proc.stderr
+    assert proc.returncode == 2, (proc.returncode, err[-2000:])
+    assert err.count("\n") == 1 and err.endswith("\n") and "Traceback" not in err, err[-2000:]
+    assert err.startswith(f"{Path(proc.args[0]).name}: error: "), err
+    for text in expected:
+        assert text in err, (text, err)
+    return err
+
+
+def digests(*paths: Path) -> dict[Path, str]:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+def temporaries(directory: Path) -> list[str]:
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.name.endswith(".tmp"))
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """A directory with a copy of the sample (in.root) and shapes.yaml: shapes + the shape tagger -> out.root."""
+    shutil.copy(SAMPLE, tmp_path / "in.root")
+    config = {
+        "process": "Shapes",
+        "source": {"files": ["in.root"], "step_size": 50},
+        "modules": {"jetShapes": {"type": "JetShapeProducer"},
+                    "tauShapes": {"type": "ShapeTagger", "shapes": "jetShapes", "model": "zoo:tau_shapes"}},
+        "outputs": [{"file": "out.root", "keep": ["tauShapes"]}],
+    }
+    (tmp_path / "shapes.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+def run_job(work: Path, *args: str | Path, **kw) -> subprocess.CompletedProcess[str]:
+    return cli("e2e-run", "shapes.yaml", "--no-progress", *args, cwd=work, **kw)
+
+
+# ------------------------------------------------------------------------------------- data loss, unsafe writes
+def test_output_that_is_an_input_is_refused_before_reading(work):
+    (work / "link.root").symlink_to("in.root")
+    os.link(work / "in.root", work / "hard.root")
+    (work / "sub").mkdir()
+    before = digests(work / "in.root")
+    for out in ("in.root", "./sub/../in.root", "link.root", "hard.root"):
+        one_line_error(run_job(work, "-o", out), "is an input of this run", "refusing to overwrite")
+    # an output given in the configuration is checked the same way
+    one_line_error(run_job(work, "-s", "outputs.0.file=in.root"), "is an input of this run")
+    assert digests(work / "in.root") == before and not temporaries(work)
+    assert (work / "link.root").is_symlink() and os.stat(work / "hard.root").st_nlink == 2
+
+
+def test_non_regular_or_empty_output_paths_are_refused(work):
+    os.mkfifo(work / "fifo")
+    (work / "adir").mkdir()
+    (work / "afile").write_text("x")
+    cases = {"fifo": "is a FIFO", "adir": "adir is a directory", "afile/out.root": "afile is not a directory",
+             "": "-o '': empty path"}
+    for out, expected in cases.items():
+        one_line_error(run_job(work, "-o", out), expected)
+    one_line_error(run_job(work, "-s", "outputs.0.file=''"), "empty path")
+    one_line_error(run_job(work, "-i", ""), "-i '': empty path")
+    assert (work / "fifo").is_fifo() and (work / "afile").read_text() == "x" and not any((work / "adir").iterdir())
+    assert not (work / "out.root").exists() and not temporaries(work)
+    # the other console scripts: an empty path is an error, never the configured default
+    one_line_error(cli("e2e-generate", REPO / "process_configs" / "generate_sample.yaml", "-o", "", cwd=work),
+                   "-o '': empty path")
+    one_line_error(cli("e2e-train", REPO / "process_configs" / "train_tau_shapes.yaml", "-o", "", cwd=work),
+                   "-o '': empty path")
+    one_line_error(cli("e2e-eval", "in.root", "--plot", "", cwd=work), "--plot '': empty path")
+
+
+def _wait_for_temporary(proc: subprocess.Popen, directory: Path, timeout: float = 120) -> None:
+    t0 = time.monotonic()
+    while not temporaries(directory):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < timeout, "no temporary output appeared"
+        time.sleep(0.02)
+
+
+def _slow_job(work: Path) -> list[str]:
+    """An e2e-run command line that writes for several seconds (8-channel 125x125 frames, 8 inputs, small steps)."""
+    inputs = []
+    for i in range(8):
+        shutil.copy(SAMPLE, work / f"in{i}.root")
+        inputs.append(f"in{i}.root")
+    return [str(BIN / "e2e-run"), str(REPO / "process_configs" / "jet_frames.yaml"), "--no-progress", "-i", *inputs,
+            "-o", "out/frames.root", "-s", "source.step_size=10"]
+
+
+def test_sigterm_stops_cleanly_and_keeps_the_previous_output(work):
+    cmd = _slow_job(work)
+    (work / "out").mkdir()
+    (work / "out" / "frames.root").write_bytes(b"previous output")
+    env = {**os.environ, "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))}
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _wait_for_temporary(proc, work / "out")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.count("\n") == 1 and "terminated" in err and "Traceback" not in err, err
+    assert (work / "out" / "frames.root").read_bytes() == b"previous output" and not temporaries(work)
+
+
+def test_sigkill_leaves_a_temporary_that_the_next_run_removes(work):
+    from e2e.paths import temporary_path
+
+    cmd = _slow_job(work)
+    env = {**os.environ, "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))}
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _wait_for_temporary(proc, work / "out")
+    proc.kill()
+    proc.communicate(timeout=60)
+    stale = temporaries(work)
+    assert len(stale) == 1 and f".{proc.pid}." in stale[0], stale
+    # temporaries of a live writer (this process) and of another host are not touched
+    live = temporary_path(work / "out" / "frames.root", "live1234")
+    live.write_bytes(b"x")
+    other = work / "out" / f".frames.root.otherhost.{proc.pid}.abcd1234.tmp"
+    other.write_bytes(b"x")
+    quick = cli("e2e-run", "shapes.yaml", "--no-progress", "-o", "out/frames.root", cwd=work)
+    assert quick.returncode == 0, quick.stderr
+    assert temporaries(work) == sorted(str(p.relative_to(work)) for p in (live, other))
+    assert "removed 1 stale temporary" in quick.stdout
+
+
+# ------------------------------------------------------------------------------------ hostile configuration
+def test_alias_bombs_are_refused_at_load_for_every_yaml(work):
+    bomb = work / "bomb.yaml"
+    bomb.write_text(LAUGHS + "\nprocess: *i\n")
+    for prog in ("e2e-run", "e2e-generate", "e2e-train"):
+        one_line_error(cli(prog, bomb, cwd=work, timeout=60), "expands to more than 100,000 values")
+    # model.yaml of a model directory
+    model = work / "model"
+    shutil.copytree(ZOO / "tau_shapes", model)
+    (model / "model.yaml").write_text((model / "model.yaml").read_text() + LAUGHS + "\n")
+    one_line_error(run_job(work, "-s", f"modules.tauShapes.model={model}", timeout=60), "model.yaml",
+                   "expands to more than")
+    # a recursive alias, and a -s value
+    (work / "self.yaml").write_text("process: &p [*p]\n")
+    one_line_error(cli("e2e-run", "self.yaml", cwd=work, timeout=60), "recursive alias")
+    one_line_error(run_job(work, "-s", "process=&a [*a]", timeout=60), "override", "recursive alias")
+    assert not temporaries(work) and not (work / "out.root").exists()
+
+
+def test_a_huge_value_is_not_formatted_into_the_message(work):
+    config = yaml.safe_load((work / "shapes.yaml").read_text())
+    text = LAUGHS.replace("i: &i", "bad: &i") + "\n" + yaml.safe_dump(config)
+    (work / "wrong.yaml").write_text(text.replace("step_size: 50", "step_size: *i"))
+    err = one_line_error(cli("e2e-run", "wrong.yaml", cwd=work, timeout=60), "expands to more than")
+    assert len(err) < 400
+    # a value that is large but within the bound is shortened in the message
+    (work / "long.yaml").write_text(yaml.safe_dump({**config, "process": ["x" * 5000] * 50}))
+    err = one_line_error(cli("e2e-run", "long.yaml", cwd=work, timeout=60), "process: expected a name")
+    assert len(err) < 400
+
+
+@pytest.mark.parametrize("name", ["zoo:../..", "zoo:../zoo/tau_shapes", "zoo:/abs/path", "zoo:tau_shapes/..",
+                                  "'zoo:'"])
+def test_zoo_names_cannot_leave_the_zoo(work, name):
+    one_line_error(run_job(work, "-s", f"modules.tauShapes.model={name}"), "is not a zoo name")
+
+
+# ------------------------------------------------------------------------------------------- model files
+def _pickle(path: Path) -> None:
+    import pickle
+
+    path.write_bytes(pickle.dumps({"weights": list(range(100))}))
+
+
+def _damage(model: Path, case: str) -> None:
+    weights, onnx, yml = model / "weights.safetensors", model / "model.onnx", model / "model.yaml"
+    if case == "pickle_as_safetensors":
+        _pickle(weights)
+    elif case == "truncated_safetensors":
+        weights.write_bytes(weights.read_bytes()[:-40])
+    elif case == "pickle_as_onnx":
+        _pickle(onnx)
+    elif case == "only_weights_pt":
+        weights.unlink()
+        _pickle(model / "weights.pt")
+    elif case == "python_tag":
+        yml.write_text(yml.read_text() + "evil: !!python/object/apply:os.system [touch pwned]\n")
+    elif case == "unknown_architecture":
+        yml.write_text(yml.read_text().replace("name: LinearNet", "name: TransformerNet", 1))
+    elif case == "wrong_shape":
+        yml.write_text(yml.read_text().replace("n_features: 6", "n_features: 5", 1))
+
+
+@pytest.mark.parametrize(("case", "backend", "expected"), [
+    ("pickle_as_safetensors", "torch", ("weights.safetensors: not a safetensors file", "pickle")),
+    ("truncated_safetensors", "torch", ("weights.safetensors: truncated", "tensor '")),
+    ("pickle_as_onnx", "onnxruntime", ("model.onnx: onnxruntime cannot load it", "expected an ONNX model")),
+    ("only_weights_pt", "torch", ("no weights.safetensors", "found weights.pt", "never loaded")),
+    ("python_tag", "onnxruntime", ("model.yaml: line", "only plain YAML")),
+    ("unknown_architecture", "torch", ("model.yaml: architecture.name 'TransformerNet'", "known: ")),
+    ("wrong_shape", "torch", ("weights.safetensors: tensor 'shift' has shape [6]", "expects [5]")),
+])
+def test_broken_model_files_are_one_line_naming_the_file(work, case, backend, expected):
+    model = work / "model"
+    shutil.copytree(ZOO / "tau_shapes", model)
+    _damage(model, case)
+    before = digests(*(p for p in model.iterdir()))
+    err = one_line_error(run_job(work, "-s", f"modules.tauShapes.model={model}", "-s",
+                                 f"modules.tauShapes.backend={backend}"), *expected)
+    assert str(model) in err
+    assert digests(*(p for p in model.iterdir())) == before
+    assert not (work / "out.root").exists() and not temporaries(work) and not (work / "pwned").exists()
+
+
+def test_model_paths_that_are_not_artefacts(work):
+    (work / "empty").mkdir()
+    cases = {"nowhere": "no model directory 'nowhere'", "in.root": "is a file, not a model directory",
+             "empty": "'empty' has no model.yaml", "zoo:nonexistent": "no zoo model 'nonexistent' (zoo: "}
+    for model, expected in cases.items():
+        one_line_error(run_job(work, "-s", f"modules.tauShapes.model={model}"), expected)
+
+
+# --------------------------------------------------------------------------------------- output paths
+def test_output_in_a_read_only_directory(work):
+    (work / "locked").mkdir()
+    os.chmod(work / "locked", 0o555)
+    cmd = [str(BIN / "e2e-run"), "shapes.yaml", "-o", "locked/out.root"]
+    if os.geteuid() == 0:  # root ignores permissions unless it gives up CAP_DAC_OVERRIDE
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv to drop CAP_DAC_OVERRIDE")
+        cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *cmd]
+    env = {**os.environ, "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))}
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=120, env=env)
+    proc.args = [str(BIN / "e2e-run")]
+    one_line_error(proc, "no permission to write in", "locked")
+    assert not list((work / "locked").iterdir())
+
+
+def _in_namespace(script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` (sh) as root of a new user + mount namespace, where it can mount a small tmpfs."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not available")
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("user namespaces are not available here")
+    env = {**os.environ, "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))}
+    proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=180, env=env)
+    proc.args = [str(BIN / "e2e-run")]
+    return proc
+
+
+def test_output_on_a_read_only_file_system(work):
+    mnt = work / "mnt"
+    mnt.mkdir()
+    proc = _in_namespace(f"mount -t tmpfs -o size=4m tmpfs {mnt} && mount -o remount,ro {mnt} && "
+                         f"cd {work} && {BIN / 'e2e-run'} shapes.yaml -o {mnt}/out.root")
+    one_line_error(proc, "read-only file system", str(mnt))
+
+
+def test_disk_full_while_writing_is_one_line_and_leaves_nothing(work):
+    before = digests(work / "in.root")
+    mnt = work / "mnt"
+    mnt.mkdir()
+    # a copy of the input (8.5 MB, LZ4) cannot fit in 1 MB: the disk fills during the run
+    proc = _in_namespace(f"mount -t tmpfs -o size=1m tmpfs {mnt} && cd {work} && "
+                         f"{BIN / 'e2e-run'} shapes.yaml -o {mnt}/out.root -s outputs.0.copy_input=true; "
+                         f"rc=$?; ls -A {mnt} >&2; exit $rc")
+    err = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr[-3000:]  # `ls` printed nothing: nothing left
+    assert f"{mnt}/out.root: No space left on device" in err[0] and "Traceback" not in proc.stderr
+    assert digests(work / "in.root") == before
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+def _write_flat(path: Path, columns: dict[str, np.ndarray | ak.Array]) -> Path:
+    """A hits tree with every jagged branch written on its own (counter n<branch>) and the counters nX given
+    as plain branches, so that a counter can disagree with its lists."""
+    types = {k: (v.dtype if isinstance(v, np.ndarray) else f"var * {ak.type(v).content.content}")
+             for k, v in columns.items()}
+    with uproot.recreate(path) as f:
+        f.mktree("Events", types)
+        f["Events"].extend(dict(columns))
+    return path
+
+
+def _columns(n: int = 20) -> dict[str, np.ndarray | ak.Array]:
+    ev = read_events(SAMPLE, n)
+    return {k: (ak.to_numpy(ev[k]) if ev[k].ndim == 1 else ev[k]) for k in ev.fields}
+
+
+def test_counters_are_checked_against_the_lists_read(work):
+    cols = _columns()
+    cols["nJet"] = cols["nJet"].copy()
+    cols["nJet"][7] += 1
+    _write_flat(work / "bad_counter.root", cols)
+    before = digests(work / "bad_counter.root")
+    one_line_error(run_job(work, "-i", "bad_counter.root"), "bad_counter.root", "entry 7", "nJet = ")
+    one_line_error(cli("e2e-validate", "bad_counter.root", cwd=work), "entry 7", "nJet = ")
+    assert digests(work / "bad_counter.root") == before and not (work / "out.root").exists()
+    assert not temporaries(work)
+
+
+def _with_ids(events: ak.Array, event_numbers: np.ndarray) -> dict:
+    cols = {f: events[f] for f in events.fields}
+    cols["event"] = event_numbers.astype(np.uint64)
+    return cols
+
+
+def test_duplicate_event_ids_are_counted_or_refused(work):
+    ev = read_events(SAMPLE, 30)
+    numbers = ak.to_numpy(ev.event).copy()
+    numbers[12] = numbers[3]  # within the file (and across batches of 10)
+    write_hits(work / "dup.root", _with_ids(ev, numbers))
+    ok = run_job(work, "-i", "dup.root", "-s", "source.step_size=10")
+    assert ok.returncode == 0, ok.stderr
+    assert "duplicate event ids (same run, luminosityBlock, event as an earlier event): 1" in ok.stdout
+    assert "dup.root:Events entry 3 and " in ok.stdout and "entry 12" in ok.stdout
+    with uproot.open(work / "out.root") as f:  # the friend stays aligned entry by entry
+        assert np.array_equal(f["Events"]["event"].array(library="np"), numbers)
+    os.unlink(work / "out.root")
+    for step in ("10", "50"):  # found across batches and within one
+        one_line_error(run_job(work, "-i", "dup.root", "-s", "source.duplicate_ids=error", "-s",
+                               f"source.step_size={step}"), "duplicate event ids", "entry 3", "entry 12")
+    # across files: a second file repeating events of the first
+    write_hits(work / "again.root", read_events(SAMPLE, 5))
+    ok = run_job(work, "-i", "in.root", "again.root")
+    assert ok.returncode == 0 and "as an earlier event): 5" in ok.stdout, ok.stderr
+    os.unlink(work / "out.root")
+    one_line_error(run_job(work, "-i", "in.root", "again.root", "-s", "source.duplicate_ids=error"),
+                   "again.root:Events entry 0")
+    # the same file given twice is always an error
+    os.link(work / "in.root", work / "same.root")
+    one_line_error(run_job(work, "-i", "in.root", "in.root"), "'in.root' is given twice")
+    one_line_error(run_job(work, "-i", "in.root", "same.root"), "are the same file")
+    assert not (work / "out.root").exists() and not temporaries(work)
+
+
+@pytest.mark.parametrize(("branch", "value"), [("Jet_seed_ieta", 300), ("Jet_seed_iphi", -4),
+                                               ("EcalHit_iphi", 360), ("TrackerHit_layer", 9)])
+def test_index_fields_are_checked_even_without_value_checks(work, branch, value):
+    ev = read_events(SAMPLE, 10)
+    cols = {f: ev[f] for f in ev.fields}
+    flat = ak.to_numpy(ak.flatten(ev[branch])).astype(np.int64)
+    start = int(ak.sum(ak.num(ev[branch])[:4]))
+    flat[start] = value
+    dtype = {"TrackerHit_layer": np.uint8}.get(branch, np.int16)
+    if value < 0 and dtype == np.uint8:
+        pytest.skip("unsigned")
+    cols[branch] = ak.unflatten(flat.astype(dtype), ak.num(ev[branch]))
+    write_hits(work / "grid.root", cols)
+    config = REPO / "process_configs" / "jet_frames.yaml"
+    proc = cli("e2e-run", config, "--no-progress", "-i", "grid.root", "-s", "source.check_values=false",
+               "-o", "out.root", cwd=work)
+    one_line_error(proc, f"branch '{branch}' entry 4 has value {value}", "expected")
+    assert not (work / "out.root").exists() and not temporaries(work)
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"", "empty file (0 bytes), not a ROOT file"),
+    (b"root\x00\x00", "too short to be a ROOT file (6 bytes"),
+    (b"PK\x03\x04" + bytes(200), "not a ROOT file: it starts with bytes 50 4b 03 04"),
+    (b"\x80\x04\x95" + bytes(200), "looks like a Python pickle"),
+    (b"run,event\n1,2\n", "not a ROOT file"),
+])
+def test_files_that_are_not_root_say_what_they_are(work, content, expected):
+    (work / "bad.root").write_bytes(content)
+    before = digests(work / "bad.root")
+    one_line_error(run_job(work, "-i", "bad.root"), "bad.root: ", expected)
+    one_line_error(cli("e2e-validate", "bad.root", cwd=work), expected)
+    one_line_error(cli("e2e-eval", "bad.root", cwd=work), expected)
+    assert digests(work / "bad.root") == before and not temporaries(work)
+
+
+# ---------------------------------------------------------------------------------------------- e2e-eval
+@pytest.fixture
+def tagged(work: Path) -> Path:
+    (work / "a").mkdir()
+    shutil.move(work / "in.root", work / "a" / "in.root")
+    proc = run_job(work, "-i", "a/in.root", "-o", "a/tagged.root")
+    assert proc.returncode == 0, proc.stderr
+    return work
+
+
+def test_eval_finds_an_input_moved_with_its_tagged_file(tagged):
+    shutil.move(tagged / "a", tagged / "b")  # the tagged file and its input moved together
+    proc = cli("e2e-eval", "b/tagged.root", "--plot", "b/roc.png", cwd=tagged)
+    assert proc.returncode == 0 and "tauShapes" in proc.stdout, proc.stderr
+    shutil.move(tagged / "b" / "in.root", tagged / "renamed.root")  # input renamed: say to use --input
+    one_line_error(cli("e2e-eval", "b/tagged.root", "--plot", "b/roc.png", cwd=tagged),
+                   "b/tagged.root: its input", "is not found", "--input")
+    proc = cli("e2e-eval", "b/tagged.root", "--input", "renamed.root", "--plot", "b/roc.png", cwd=tagged)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_eval_refuses_an_input_with_other_jets(tagged):
+    ev = read_events(tagged / "a" / "in.root")
+    e = int(np.argmax(ak.to_numpy(ev.nJet) > 0))
+    cols = {f: ev[f] for f in ev.fields}
+    for f in ev.fields:  # same events, but event e loses its last jet
+        if f.startswith("Jet_"):
+            cols[f] = ak.concatenate([ev[f][:e], ev[f][e:e + 1, :-1], ev[f][e + 1:]])
+    write_hits(tagged / "other.root", cols)
+    one_line_error(cli("e2e-eval", "a/tagged.root", "--input", "other.root", cwd=tagged),
+                   f"same events but different jets (entry {e}: nJet {int(ev.nJet[e])} tagged, {int(ev.nJet[e]) - 1}")
+
+
+def test_eval_of_a_file_without_entries(work):
+    write_hits(work / "empty.root", read_events(SAMPLE, 0))
+    assert run_job(work, "-i", "empty.root", "-o", "tagged.root").returncode == 0
+    one_line_error(cli("e2e-eval", "tagged.root", cwd=work), "0 entries")
+
+
+def test_eval_output_paths(tagged):
+    proc = cli("e2e-eval", "a/tagged.root", "--plot", "new/dir/roc.png", "--json", "new/other/eval.json",
+               cwd=tagged)
+    assert proc.returncode == 0, proc.stderr
+    assert (tagged / "new" / "dir" / "roc.png").stat().st_size > 0
+    assert (tagged / "new" / "other" / "eval.json").read_text().startswith("{")
+    one_line_error(cli("e2e-eval", "a/tagged.root", "--json", "a", "--plot", "x.png", cwd=tagged),
+                   "--json a is a directory")
+    one_line_error(cli("e2e-eval", "a/tagged.root", "--plot", "a/in.root", cwd=tagged), "is an input")
+    one_line_error(cli("e2e-eval", "a/tagged.root", "--plot", "roc.nope", cwd=tagged), "unknown plot format")
+    assert not temporaries(tagged)
+
+
+# --------------------------------------------------------------------------------------------- handler
+def test_every_console_script_has_the_one_line_handler(work):
+    (work / "binary.yaml").write_bytes(b"root\x00\xff\xfe\x00")
+    for prog in ("e2e-run", "e2e-generate", "e2e-train"):
+        one_line_error(cli(prog, "missing.yaml", cwd=work), "missing.yaml: configuration file not found")
+        one_line_error(cli(prog, "binary.yaml", cwd=work), "binary.yaml: configuration file is not UTF-8 text")
+        one_line_error(cli(prog, "shapes.yaml", "--no-such-option", cwd=work), "unrecognized arguments")
+    one_line_error(cli("e2e-validate", "missing.root", cwd=work), "missing.root: no such file")
+    one_line_error(cli("e2e-eval", "missing.root", cwd=work), "missing.root: no such file")
+
+
+def test_top_level_handler_classes(capsys):
+    import errno
+
+    from e2e.cli.common import run_main
+    from e2e.errors import ConfigError
+
+    def raising(exc: BaseException):
+        def body() -> int:
+            raise exc
+        return body
+
+    assert run_main("e2e-x", raising(ConfigError("a.yaml: bad")), False) == 2
+    assert capsys.readouterr().err == "e2e-x: error: a.yaml: bad\n"
+    assert run_main("e2e-x", raising(PermissionError(errno.EACCES, "Permission denied", "/p/x")), False) == 2
+    assert capsys.readouterr().err == "e2e-x: error: /p/x: Permission denied\n"
+    assert run_main("e2e-x", raising(OSError(errno.ENOSPC, "No space left on device")), False) == 2
+    assert capsys.readouterr().err == "e2e-x: error: No space left on device\n"
+    assert run_main("e2e-x", raising(KeyError("internal")), False) == 70
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "internal error" in err and "please report it" in err

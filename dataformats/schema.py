@@ -594,8 +594,8 @@ def _check_root_header(p: str) -> None:
         what = next((name for magic, name in _MAGIC_NAMES if head.startswith(magic)), None)
         shown = " ".join(f"{b:02x}" for b in head[:8])
         kind = f"; it looks like {what}" if what else ""
-        raise SchemaError(f"{p}: not a ROOT file: it starts with bytes {shown}, a ROOT file with 'root' "
-                          f"(72 6f 6f 74){kind}")
+        raise SchemaError(f"{p}: not a ROOT file: it starts with bytes {shown} where a ROOT file starts with "
+                          f"'root' (72 6f 6f 74){kind}")
     if size < ROOT_MIN_BYTES:
         raise SchemaError(f"{p}: too short to be a ROOT file ({size} bytes; the ROOT header alone takes "
                           f"{ROOT_MIN_BYTES}): truncated?")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from dataformats.products import JetFrames, JetGraphs, JetProduct, JetShapes, TagScores
-from e2e.errors import ConfigError, short
+from e2e.errors import ConfigError
 from e2e.event import EventBatch
 from e2e.module import Producer
 from e2e.params import input_tag, param
@@ -108,7 +108,8 @@ class TaggerBase(Producer):
             session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:
             first = " ".join(str(err).split())
-            raise ConfigError(f"modules.{self.label}.model: {path}: onnxruntime cannot load it ({short(first, 160)}); "
+            first = first if len(first) <= 200 else first[:197] + "..."
+            raise ConfigError(f"modules.{self.label}.model: {path}: onnxruntime cannot load it ({first}); "
                               "expected an ONNX model as e2e-train exports") from err
         names = [i.name for i in session.get_inputs()]
         if sorted(names) != sorted(self.input_names):

@@ -158,6 +158,9 @@ def train(cfg: TrainConfig, command: str, config_text: str, progress: bool = Tru
     inputs = expand_files(list(cfg.process.get("source", {}).get("files", [])), "process.source.files")
     if cfg.heldout:
         inputs += expand_files(list(cfg.heldout), "heldout")
+    for path in inputs:  # before minutes of dataset building and training, not after
+        if "://" not in path and not Path(path).is_file():
+            raise ConfigError(f"{path}: no such file (an input of process.source.files or heldout)")
     check_output_dir(cfg.output, inputs, "output", marker=MODEL_YAML)
     with atomic_dir(cfg.output) as target:
         return _train(cfg, command, config_text, progress, target.tmp)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from e2e.errors import ConfigError, short
-from e2e.module import Module, Source, build_module
+from e2e.module import Module, OutputModule, Source, build_module
 from e2e.params import build, param, to_plain, unknown_key_message
 
 TOP_LEVEL_KEYS = ("process", "source", "modules", "outputs", "options")
@@ -37,7 +37,7 @@ class ProcessDescription:
     name: str
     source: Source
     modules: dict[str, Module]
-    outputs: list[Module]
+    outputs: list[OutputModule]
     options: Options = field(default_factory=Options)
     where: str = "<config>"
 
@@ -102,13 +102,13 @@ def load_process(data: Any, where: str = "<config>") -> ProcessDescription:
     if not isinstance(raw_outputs, list) or not raw_outputs:
         raise ConfigError(f"{where}: outputs: expected a list of output blocks (e.g. - type: RootOutput); "
                           "without an output nothing would run")
-    outputs: list[Module] = []
+    outputs: list[OutputModule] = []
     for i, block in enumerate(raw_outputs):
         if isinstance(block, Mapping) and "type" not in block:
             block = {"type": "RootOutput", **block}
         label = "output" if len(raw_outputs) == 1 else f"output{i}"
         module = build_module(label, block, f"{where}: outputs.{i}")
-        if module.kind != "output":
+        if not isinstance(module, OutputModule):
             raise ConfigError(f"{where}: outputs.{i}: '{_type_name(block)}' is not an output module (e.g. RootOutput)")
         outputs.append(module)
 

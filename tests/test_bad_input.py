@@ -522,6 +522,9 @@ def test_top_level_handler_classes(capsys):
     assert capsys.readouterr().err == "e2e-x: error: /p/x: Permission denied\n"
     assert run_main("e2e-x", raising(OSError(errno.ENOSPC, "No space left on device")), False) == 2
     assert capsys.readouterr().err == "e2e-x: error: No space left on device\n"
+    assert run_main("e2e-x", raising(ConfigError("x: " + "y" * 100_000)), False) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 1100 and err.rstrip().endswith("(message shortened)")
     assert run_main("e2e-x", raising(KeyError("internal")), False) == 70
     err = capsys.readouterr().err
     assert "Traceback" in err and "internal error" in err and "please report it" in err

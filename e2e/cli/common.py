@@ -128,10 +128,17 @@ def run_main(prog: str, body: Callable[[], int], debug: bool) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+#: Longest user-error line printed (a safety net: messages quote values through e2e.errors.short).
+MAX_MESSAGE_CHARS = 1000
+
+
 def _user_error(prog: str, message: str, debug: bool) -> int:
     if debug:
         traceback.print_exc()
-    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
+    line = " ".join(message[: 4 * MAX_MESSAGE_CHARS].split())
+    if len(line) > MAX_MESSAGE_CHARS:
+        line = line[: MAX_MESSAGE_CHARS - 24] + " ... (message shortened)"
+    print(f"{prog}: error: {line}", file=sys.stderr)
     return 2
 
 

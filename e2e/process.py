@@ -236,7 +236,8 @@ class Process:
         for output in desc.outputs:
             setter = getattr(output, "set_provenance", None)
             if setter is not None:
-                setter({"process": desc.to_dict(), "inputs": [os.path.abspath(p) for p in inputs]})
+                setter({"process": desc.to_dict(),
+                        "inputs": [p if "://" in p else os.path.abspath(p) for p in inputs]})
         try:
             source.begin()
             for m in [*modules, *desc.outputs]:

@@ -88,6 +88,9 @@ def input_files(path: str, prov: dict[str, Any]) -> list[str]:
         raise E2EError(f"{path}: its provenance records no input file; give the hits file(s) with --input")
     found = []
     for i, recorded in enumerate(absolute):
+        if "://" in recorded:  # remote (xrootd, http): as recorded
+            found.append(recorded)
+            continue
         rel = relative[i] if i < len(relative) else recorded
         tried = list(dict.fromkeys([str(here / rel), recorded, rel]))
         hit = next((t for t in tried if Path(t).is_file() or glob.has_magic(t) and glob.glob(t)), None)

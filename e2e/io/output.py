@@ -184,7 +184,7 @@ class RootOutput(OutputModule):
         directory, so e2e-eval finds them when the input and the output are moved together."""
         self._provenance = dict(info)
         out_dir = os.path.dirname(os.path.abspath(self.params.file))
-        self._provenance["inputs_relative_to_output"] = [os.path.relpath(p, out_dir)
+        self._provenance["inputs_relative_to_output"] = [p if "://" in p else os.path.relpath(p, out_dir)
                                                          for p in info.get("inputs", [])]
 
     def _columns(self, batch: EventBatch) -> dict[str, Any]:

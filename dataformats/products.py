@@ -107,6 +107,12 @@ class JetFrames(JetProduct):
     def window(self) -> int:
         return int(self.data.shape[-1])
 
+    def pixels(self, jets: np.ndarray | None = None) -> Any:
+        """The non-zero pixels of every frame (or of ``jets``) as :class:`dataformats.sparse.FramePixels`."""
+        from dataformats.sparse import frame_pixels
+
+        return frame_pixels(self.data if jets is None else self.data[jets])
+
 
 @dataclass(frozen=True)
 class JetGraphs(JetProduct):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,22 @@ from frameproducers.pixels import PixelParams, PixelProducer
 
 #: ECAL row centres in eta, for the (delta_eta, delta_phi) node features.
 ECAL_ETA_CENTRES = np.ascontiguousarray(ecal_eta(np.arange(ECAL_N_IETA)), dtype=np.float64)
+
+
+def graph_edges(pixel: np.ndarray, x: np.ndarray, node_offsets: np.ndarray,
+                params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The fixed-k neighbour index (and, for radius graphs, the real neighbour counts) of graphs from their nodes.
+
+    ``params``: the graph rule as JetGraphProducer's parameters or the record of a JetGraphs product (``edges``,
+    ``space``, ``k``, ``radius``, ``self_loops``, ``window``). The one function that makes edges, for the
+    producer and for training datasets (which rebuild them per minibatch), so both see the same graph.
+    """
+    k, self_loops, window = int(params["k"]), bool(params["self_loops"]), int(params["window"])
+    if params["edges"] == "radius":
+        return kernels.radius_pixels(pixel, node_offsets, window, float(params["radius"]), k, self_loops)
+    if params["space"] == "features":
+        return kernels.knn_features(x, node_offsets, k, self_loops), None
+    return kernels.knn_pixels(pixel, node_offsets, window, k, self_loops), None
 
 
 class JetGraphProducer(PixelProducer):
@@ -62,14 +79,7 @@ class JetGraphProducer(PixelProducer):
         node_offsets, x, pos, pixel = kernels.build_graph_nodes(
             jet_event, seed_ieta, seed_iphi, *px.hit_arrays(batch), p.window, px.channel_of_code, px.scale,
             px.threshold, float(p.dz_max), bool(p.hcal_upsample), bool(p.coordinates), ECAL_ETA_CENTRES)
-        num_neighbors = None
-        if p.edges == "radius":
-            neighbors, num_neighbors = kernels.radius_pixels(pixel, node_offsets, p.window, float(p.radius), p.k,
-                                                             bool(p.self_loops))
-        elif p.space == "features":
-            neighbors = kernels.knn_features(x, node_offsets, p.k, bool(p.self_loops))
-        else:
-            neighbors = kernels.knn_pixels(pixel, node_offsets, p.window, p.k, bool(p.self_loops))
+        neighbors, num_neighbors = graph_edges(pixel, x, node_offsets, vars(p))
         n_nodes = np.diff(node_offsets)
         self.count("empty graphs (no hit in the window)", int(np.count_nonzero(n_nodes == 0)))
         self.count("nodes", int(node_offsets[-1]))

@@ -380,7 +380,9 @@ def test_frame_pixels_equal_nonzero():
     mask = rng.random(data.shape) < 0.1
     data[mask] = rng.normal(size=mask.sum()).astype(np.float32)
     data[2] = 0.0  # a frame without any pixel
-    counts, ch, r, c, v = K.frame_pixels(data)
+    from dataformats.sparse import frame_pixels
+
+    counts, ch, r, c, v = frame_pixels(data)
     jet, ch_ref, r_ref, c_ref = np.nonzero(data)
     assert np.array_equal(counts, np.bincount(jet, minlength=5))
     assert np.array_equal(ch, ch_ref) and np.array_equal(r, r_ref) and np.array_equal(c, c_ref)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import SAMPLE
 
 from e2e.config import load_process
 from e2e.process import Process
-from training.dataset import TRUTH_FIELDS, Selection, collect, event_split, frame_minibatch, graph_minibatch
+from training.dataset import TRUTH_FIELDS, Selection, _select, collect, event_split, frame_minibatch, graph_minibatch
 
 GRAPHS = {"type": "JetGraphProducer", "window": 33, "hcal_upsample": False, "thresholds": {"ecal": 0.2}, "k": 8}
 
@@ -38,7 +39,7 @@ def test_graph_dataset_equals_producer_graphs():
     g = batch.get("jetGraphs")
     jets = batch.get("source:Jet")
     first = int(np.flatnonzero((jets["label"] <= 1) & (jets["gen_pt"] > 0) & (jets["pt"] > 20) & (jets["pt"] < 100))[0])
-    mb = graph_minibatch(ds, np.array([0]), k=8, window=33)
+    mb = graph_minibatch(ds, np.array([0]))
     a, b = g.node_offsets[first], g.node_offsets[first + 1]
     assert np.array_equal(mb["x"], g.x[a:b])
     assert np.array_equal(mb["neighbors"], g.neighbors[a:b] - a)
@@ -52,3 +53,29 @@ def test_frame_dataset_round_trip():
     f, jets = batch.get("jetFrames"), batch.get("source:Jet")
     sel = np.flatnonzero((jets["label"] <= 1) & (jets["gen_pt"] > 0) & (jets["pt"] > 20) & (jets["pt"] < 100))[:3]
     assert np.array_equal(frame_minibatch(ds, np.arange(3)), f.data[sel])
+
+
+@pytest.mark.parametrize(("space", "edges", "self_loops", "window"), [
+    ("coordinates", "knn", False, 33), ("coordinates", "knn", True, 33), ("features", "knn", False, 33),
+    ("features", "knn", True, 17), ("coordinates", "radius", False, 33), ("coordinates", "radius", True, 17),
+    ("coordinates", "knn", False, 63),
+])
+def test_training_sees_the_graphs_the_producer_serves(space, edges, self_loops, window):
+    """No train/inference skew: the edges a model trains on equal the producer's, for every graph option."""
+    from training.train import inputs_of
+
+    producer = {**GRAPHS, "space": space, "edges": edges, "self_loops": self_loops, "window": window,
+                "radius": 3.0, "k": 6}
+    ds = collect(_batches(jetGraphs=producer), "jetGraphs", Selection(), (0.6, 0.2, 0.2), seed=3)
+    served = []
+    for batch in _batches(jetGraphs=producer):
+        g, jets = batch.get("jetGraphs"), batch.get("source:Jet")
+        for j in np.flatnonzero(_select(jets, Selection())[0]):
+            a, b = g.node_offsets[j], g.node_offsets[j + 1]
+            served.append(g.neighbors[a:b] - a)
+    assert len(served) == len(ds) > 50
+    jets = np.arange(len(ds))
+    trained = inputs_of(ds, jets)["neighbors"]
+    off = ds.arrays["node_offsets"]
+    for j in jets:
+        assert np.array_equal(trained[off[j]:off[j + 1]] - off[j], served[j]), j

@@ -4,9 +4,10 @@
 :meth:`e2e.process.Process.iter_batches`, selects jets by truth label, pT and generator match, and keeps the
 product the tagger consumes in a compact form:
 
-- graphs: the nodes (``x``, ``pixel``) and node offsets; the kNN is rebuilt per minibatch by the same
-  numba kernel as the producer (``frameproducers.kernels.knn_pixels``), so nothing of size N x k is stored;
-- frames: the non-zero pixels (``frameproducers.kernels.frame_pixels``), densified per minibatch;
+- graphs: the nodes (``x``, ``pixel``) and node offsets; the edges are rebuilt per minibatch by the
+  producer's own function (``frameproducers.graphs.graph_edges``, with the product's recorded rule), so
+  nothing of size N x k is stored and training sees the graphs inference serves;
+- frames: the non-zero pixels (``JetFrames.pixels``), densified per minibatch;
 - tables (jet shapes): the values.
 
 The split into train / validation / test is by event, deterministic: a hash of (run, luminosityBlock,
@@ -89,8 +90,6 @@ def _select(jets: JaggedCollection, sel: Selection) -> tuple[np.ndarray, np.ndar
 def collect(batches: Any, product_label: str, sel: Selection, fractions: tuple[float, float, float],
             seed: int, max_jets: int | None = None) -> JetDataset:
     """Run the producers over ``batches`` (from Process.iter_batches) and keep the selected jets' products."""
-    from frameproducers.kernels import frame_pixels
-
     parts: dict[str, list[np.ndarray]] = {}
     ys, pts, splits = [], [], []
     kind, params = "", {}
@@ -120,7 +119,7 @@ def collect(batches: Any, product_label: str, sel: Selection, fractions: tuple[f
             add("n_nodes", n)
         elif isinstance(product, JetFrames):
             kind = "frames"
-            counts, ch, r, c, v = frame_pixels(np.ascontiguousarray(product.data[idx]))
+            counts, ch, r, c, v = product.pixels(idx)
             add("n_pixels", counts)
             add("channel", ch)
             add("row", r)
@@ -150,9 +149,10 @@ def collect(batches: Any, product_label: str, sel: Selection, fractions: tuple[f
     return JetDataset(kind, np.concatenate(ys), np.concatenate(pts), np.concatenate(splits), params, arrays)
 
 
-def graph_minibatch(ds: JetDataset, jets: np.ndarray, k: int, window: int) -> dict[str, np.ndarray]:
-    """Model inputs (x, neighbors, batch, ptr) of the graphs ``jets``, kNN rebuilt by the producer's kernel."""
-    from frameproducers.kernels import knn_pixels
+def graph_minibatch(ds: JetDataset, jets: np.ndarray) -> dict[str, np.ndarray]:
+    """Model inputs (x, neighbors, batch, ptr) of the graphs ``jets``, edges rebuilt by the producer's own rule
+    (:func:`frameproducers.graphs.graph_edges` with the product's recorded parameters)."""
+    from frameproducers.graphs import graph_edges
 
     off = ds.arrays["node_offsets"]
     n = off[jets + 1] - off[jets]
@@ -160,8 +160,9 @@ def graph_minibatch(ds: JetDataset, jets: np.ndarray, k: int, window: int) -> di
     np.cumsum(n, out=ptr[1:])
     nodes = np.concatenate([np.arange(off[j], off[j + 1]) for j in jets]) if len(jets) else np.zeros(0, np.int64)
     pixel = np.ascontiguousarray(ds.arrays["pixel"][nodes])
-    return {"x": np.ascontiguousarray(ds.arrays["x"][nodes]), "neighbors": knn_pixels(pixel, ptr, window, k, False),
-            "batch": np.repeat(np.arange(len(jets), dtype=np.int64), n), "ptr": ptr}
+    x = np.ascontiguousarray(ds.arrays["x"][nodes])
+    neighbors, _ = graph_edges(pixel, x, ptr, ds.params)
+    return {"x": x, "neighbors": neighbors, "batch": np.repeat(np.arange(len(jets), dtype=np.int64), n), "ptr": ptr}
 
 
 def frame_minibatch(ds: JetDataset, jets: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from training.metrics import roc_plot, summary
 #: Producer parameters a model's input spec records, per product kind.
 INPUT_KEYS = {
     "graphs": ("channels", "window", "k", "hcal_upsample", "thresholds", "scale", "impact", "dz_max", "coordinates",
-               "edges", "space", "self_loops"),
+               "edges", "space", "self_loops", "radius"),
     "frames": ("channels", "window", "hcal_upsample", "thresholds", "scale", "impact", "dz_max"),
     "table": ("names", "cone", "core", "track_pt_min", "dz_max", "d0sig_min"),
 }
@@ -126,7 +126,7 @@ def _standardise(net: Any, ds: JetDataset, train: np.ndarray) -> None:
 def inputs_of(ds: JetDataset, jets: np.ndarray) -> dict[str, np.ndarray]:
     """Model inputs of ``jets`` (ONNX input names -> arrays)."""
     if ds.kind == "graphs":
-        return graph_minibatch(ds, jets, int(ds.params["k"]), int(ds.params["window"]))
+        return graph_minibatch(ds, jets)
     if ds.kind == "frames":
         return {"frames": frame_minibatch(ds, jets)}
     return {"values": np.ascontiguousarray(ds.arrays["values"][jets])}

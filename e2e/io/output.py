@@ -93,9 +93,7 @@ def _event_offsets_of(item_counts_per_jet: np.ndarray, event_offsets: np.ndarray
 
 def frame_columns(name: str, frames: JetFrames, chunk: _Chunk, rows: np.ndarray | None, n_jets: int) -> None:
     """Non-zero pixels of every frame as the collection ``<name>Pixel``."""
-    from frameproducers.kernels import frame_pixels
-
-    per_jet, ch, r, c, value = frame_pixels(frames.data)
+    per_jet, ch, r, c, value = frames.pixels()
     offsets = _event_offsets_of(per_jet, frames.event_offsets)
     jet = np.repeat(frames.jet_index.astype(np.int16), per_jet)
     chunk.extra[f"{name}Pixel"] = (offsets, {"jet": jet, "channel": ch, "row": r, "col": c, "value": value})

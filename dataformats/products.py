@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+
+from dataformats.columns import Columns, event_offsets_of, jet_rows, per_jet
 
 __all__ = ["JaggedCollection", "JetProduct", "JetFrames", "JetGraphs", "JetTable", "JetShapes", "TagScores", "freeze"]
 
@@ -91,6 +93,16 @@ class JetProduct:
         """Event (within the batch) of every jet, int64."""
         return np.repeat(np.arange(self.n_events, dtype=np.int64), np.diff(self.event_offsets))
 
+    #: whether :meth:`columns` is implemented (writers refuse other products with one line)
+    writable: ClassVar[bool] = False
+
+    def columns(self, name: str, jet_offsets: np.ndarray, options: Mapping[str, Any]) -> Columns:
+        """The branches of this product for a tree aligned with the batch's ``Jet`` (offsets ``jet_offsets``).
+
+        ``name``: the branch prefix (the module label); ``options``: writer options (``graph_edges``).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot be written as columns")
+
 
 @dataclass(frozen=True)
 class JetFrames(JetProduct):
@@ -112,6 +124,18 @@ class JetFrames(JetProduct):
         from dataformats.sparse import frame_pixels
 
         return frame_pixels(self.data if jets is None else self.data[jets])
+
+    writable = True
+
+    def columns(self, name: str, jet_offsets: np.ndarray, options: Mapping[str, Any]) -> Columns:
+        """Non-zero pixels as the collection ``<name>Pixel`` (jet, channel, row, col, value) and
+        ``<name>_nPixels`` per jet (-1 for jets without a frame)."""
+        per_jet_count, ch, r, c, value = self.pixels()
+        offsets = event_offsets_of(per_jet_count, self.event_offsets)
+        jet = np.repeat(self.jet_index.astype(np.int16), per_jet_count)
+        rows = jet_rows(self.event_offsets, self.jet_index, jet_offsets)
+        return Columns({f"{name}_nPixels": per_jet(per_jet_count.astype(np.int32), rows, int(jet_offsets[-1]), -1)},
+                       {f"{name}Pixel": (offsets, {"jet": jet, "channel": ch, "row": r, "col": c, "value": value})})
 
 
 @dataclass(frozen=True)
@@ -162,6 +186,30 @@ class JetGraphs(JetProduct):
         """Graph index of every node, int64 [N] (PyG ``batch``)."""
         return np.repeat(np.arange(self.n_jets, dtype=np.int64), self.n_nodes)
 
+    writable = True
+
+    def columns(self, name: str, jet_offsets: np.ndarray, options: Mapping[str, Any]) -> Columns:
+        """Nodes as ``<name>Node`` (jet, row, col, one field per feature), edges as ``<name>Edge`` (src, dst:
+        event-local node indices; left out with ``graph_edges: false``) and ``<name>_nNodes`` per jet."""
+        n_nodes = self.n_nodes
+        node_offsets = event_offsets_of(n_nodes, self.event_offsets)  # per event, batch-global node indices
+        w = int(self.params["window"])
+        nodes = {"jet": np.repeat(self.jet_index.astype(np.int16), n_nodes),
+                 "row": (self.pixel // w).astype(np.int16), "col": (self.pixel % w).astype(np.int16)}
+        for i, feature in enumerate(self.feature_names):
+            nodes[feature] = self.x[:, i]
+        rows = jet_rows(self.event_offsets, self.jet_index, jet_offsets)
+        out = Columns({f"{name}_nNodes": per_jet(n_nodes.astype(np.int32), rows, int(jet_offsets[-1]), -1)},
+                      {f"{name}Node": (node_offsets, nodes)})
+        if options.get("graph_edges", True):
+            src, dst = self.edge_index
+            # edges are ordered by target node, so each event's edges are one contiguous range
+            edge_offsets = np.searchsorted(dst, node_offsets, side="left").astype(np.int64)
+            first = np.repeat(node_offsets[:-1], np.diff(edge_offsets))
+            out.collections[f"{name}Edge"] = (edge_offsets, {"src": (src - first).astype(np.int32),
+                                                             "dst": (dst - first).astype(np.int32)})
+        return out
+
     def to_pyg(self) -> Any:
         """A torch_geometric ``Batch`` sharing memory with this product (no copy of x, pos or edges)."""
         import torch
@@ -184,6 +232,15 @@ class JetTable(JetProduct):
             return self.values[:, self.names.index(name)]
         except ValueError:
             raise KeyError(f"no column '{name}' (columns: {', '.join(self.names)})") from None
+
+    writable = True
+
+    def columns(self, name: str, jet_offsets: np.ndarray, options: Mapping[str, Any]) -> Columns:
+        """One branch ``<name>_<column>`` per column, one value per jet (NaN for jets the table does not cover)."""
+        rows = jet_rows(self.event_offsets, self.jet_index, jet_offsets)
+        n = int(jet_offsets[-1])
+        return Columns({f"{name}_{col}": per_jet(self.values[:, i], rows, n, np.nan)
+                        for i, col in enumerate(self.names)})
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from e2e.errors import ConfigError, short
-from e2e.module import Module, OutputModule, Source, build_module
+from e2e.module import Module, OutputModule, build_module
 from e2e.params import build, param, to_plain, unknown_key_message
+from e2e.source import Source
 
 TOP_LEVEL_KEYS = ("process", "source", "modules", "outputs", "options")
 LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -28,6 +29,9 @@ class Options:
 
     progress: bool | None = param(None, "progress bar: true, false or null (only when stderr is a terminal)")
     threads: int = param(0, "numba threads for the kernels (0: all cores)", minimum=0)
+    duplicate_ids: str = param("warn", "events with the same (run, luminosityBlock, event) in the run: 'warn' "
+                                       "(counted in the summary; the output stays aligned entry by entry) "
+                                       "or 'error'", choices=("warn", "error"))
 
 
 @dataclass

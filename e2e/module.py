@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -97,45 +97,35 @@ class Producer(Module):
     kind = "producer"
 
 
-class Source(Module):
-    """Reads events and puts them on EventBatches: the contract of every source (RootSource, ...)."""
-
-    kind = "source"
-
-    def input_paths(self) -> list[str]:
-        """The input files of the run, globs expanded (outputs are checked against them before any read)."""
-        return []
-
-    def set_plan(self, plan: Mapping[str, tuple[str, ...] | None]) -> None:
-        """Which collections (and fields; None = all) the scheduled modules consume."""
-
-    def batches(self) -> Iterator[EventBatch]:
-        """EventBatches in input order."""
-        raise NotImplementedError
-
-    def empty_batch(self) -> EventBatch:
-        """A batch of zero events with every planned collection (for warm-up and empty inputs)."""
-        raise NotImplementedError
-
-    @property
-    def total_events(self) -> int:
-        """Events the run will read (for the progress bar)."""
-        return 0
-
-    def produce(self, batch: EventBatch) -> None:  # sources make batches, they do not add to them
-        raise TypeError(f"{type(self).__name__} is a source: it makes batches with batches()")
-
-
 class OutputModule(Module):
-    """A module that writes products (or event ids) of every batch somewhere."""
+    """A module that writes products (or event ids) of every batch somewhere: the output contract.
+
+    :class:`e2e.process.Process` calls, in this order: ``select`` (at schedule time), ``output_paths``
+    (checked before any input is read), ``set_provenance``, ``begin``, ``prepare`` (on the warm-up batch),
+    ``write`` for every batch in input order, ``end``, then ``close`` after checking ``entries``, or
+    ``abort`` on any error or interrupt.
+    """
 
     kind = "output"
+    #: entries written so far (one per event); the process checks it equals the events read
+    entries: int = 0
+
+    def select(self, available: Mapping[str, type]) -> None:
+        """Choose what to write among the products modules can make (tag -> product type), before scheduling;
+        ``consumes`` then returns what was chosen."""
 
     def output_paths(self) -> list[str]:
         """The files this output writes (checked before anything is read: not an input, writable, ...)."""
         return []
 
+    def set_provenance(self, info: Mapping[str, Any]) -> None:
+        """The process configuration and input files, to record with the output."""
+
+    def prepare(self, batch: EventBatch) -> None:
+        """Build (not write) what ``batch`` would write, at warm-up: compile or load kernels before the loop."""
+
     def write(self, batch: EventBatch) -> None:
+        """Write one batch (batches arrive in input order)."""
         raise NotImplementedError
 
     def produce(self, batch: EventBatch) -> None:  # outputs are written, not produced

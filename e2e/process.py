@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from e2e.config import SOURCE_LABEL, ProcessDescription
 from e2e.errors import ConfigError, E2EError
 from e2e.event import EventBatch, split_tag
+from e2e.eventids import EventIdRegister
 from e2e.module import Module
 from e2e.paths import check_output_file
 
@@ -44,9 +45,7 @@ def build_schedule(desc: ProcessDescription) -> Schedule:
         for instance, tp in module.produces().items():
             available[f"{label}:{instance}" if instance else label] = tp
     for output in desc.outputs:
-        select = getattr(output, "select", None)
-        if select is not None:
-            select(available)
+        output.select(available)
 
     def check(owner: str, module: Module) -> list[str]:
         """Labels this module depends on, after checking each consumed tag exists with the right type."""
@@ -155,6 +154,8 @@ class RunSummary:
     descriptions: dict[str, str] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
     unscheduled: list[str] = field(default_factory=list)
+    duplicate_ids: int = 0
+    first_duplicate: str | None = None
 
     def lines(self) -> list[str]:
         loop = sum(self.times.values())
@@ -177,6 +178,9 @@ class RunSummary:
         for label, counters in self.counters.items():
             for name, n in counters.items():
                 out.append(f"  {label}: {name}: {n}")
+        if self.duplicate_ids:
+            out.append(f"  duplicate event ids (same run, luminosityBlock, event as an earlier event): "
+                       f"{self.duplicate_ids}; first: {self.first_duplicate}")
         if self.unscheduled:
             out.append(f"  not run (no output needs them): {', '.join(self.unscheduled)}")
         out += [f"  output: {o}" for o in self.outputs]
@@ -197,7 +201,7 @@ class Process:
                 continue
             plan[coll] = tuple(sorted(set(plan.get(coll) or ()) | set(fields)))
         self.schedule.plan = plan
-        desc.source.set_plan(plan)  # type: ignore[attr-defined]
+        desc.source.set_plan(plan)
 
     def iter_batches(self) -> Iterator[EventBatch]:
         """Yield every batch with the products of the scheduled modules on it (no outputs are written).
@@ -210,7 +214,8 @@ class Process:
         for m in modules:
             m.begin()
         try:
-            for batch in source.batches():
+            for item in source.plan():
+                batch = source.read(item)
                 for m in modules:
                     m.produce(batch)
                 yield batch
@@ -234,15 +239,15 @@ class Process:
         times = dict.fromkeys(summary.types, 0.0)
         inputs = self.check_paths()
         for output in desc.outputs:
-            setter = getattr(output, "set_provenance", None)
-            if setter is not None:
-                setter({"process": desc.to_dict(),
-                        "inputs": [p if "://" in p else os.path.abspath(p) for p in inputs]})
+            output.set_provenance({"process": desc.to_dict(),
+                                   "inputs": [p if "://" in p else os.path.abspath(p) for p in inputs]})
+        ids = EventIdRegister(desc.options.duplicate_ids == "error")
         try:
             source.begin()
             for m in [*modules, *desc.outputs]:
                 m.begin()
-            summary.files = len(getattr(source, "files", []))
+            items = source.plan()
+            summary.files = len({item.file for item in items})
             self._warm_up(modules)
             summary.setup_s = time.perf_counter() - t_start
             show = sys.stderr.isatty() if progress is None else progress
@@ -250,31 +255,31 @@ class Process:
                 show = desc.options.progress
             from tqdm import tqdm
 
-            bar = tqdm(total=source.total_events, unit="ev", disable=not show, leave=False, dynamic_ncols=True)
-            batches = source.batches()
-            while True:
+            bar = tqdm(total=sum(i.n_events for i in items), unit="ev", disable=not show, leave=False,
+                       dynamic_ncols=True)
+            for item in items:
                 t0 = time.perf_counter()
-                batch = next(batches, None)
+                batch = source.read(item)
+                ids.add(batch)
                 times["source"] += time.perf_counter() - t0
-                if batch is None:
-                    break
                 self._process(batch, [*modules, *desc.outputs], times, summary)
                 bar.update(batch.n_events)
             bar.close()
+            summary.duplicate_ids = ids.finish()
+            summary.first_duplicate = ids.first
             if summary.batches == 0:  # an empty input still gets outputs with every branch (0 entries)
                 self._process(source.empty_batch(), [*modules, *desc.outputs], times, summary)
             for m in [*modules, *desc.outputs]:
                 m.end()
             source.end()
             for output in desc.outputs:
-                written = getattr(output, "entries", summary.events)
-                if written != summary.events:
-                    raise E2EError(f"{output.label}: wrote {written} entries but read {summary.events} events")
+                if output.entries != summary.events:
+                    raise E2EError(f"{output.label}: wrote {output.entries} entries but read {summary.events} events")
                 summary.outputs.append(output.close())
         except BaseException:
             for output in desc.outputs:
                 output.abort()
-            source.end()  # idempotent: stops the read threads
+            source.end()  # idempotent: closes files, stops the read threads
             raise
         summary.times = times
         summary.counters = {m.label: dict(m.counters) for m in [source, *modules, *desc.outputs] if m.counters}
@@ -302,9 +307,7 @@ class Process:
         for m in modules:
             m.produce(batch)
         for o in self.desc.outputs:
-            prepare = getattr(o, "prepare", None)
-            if prepare is not None:
-                prepare(batch)
+            o.prepare(batch)
 
     @staticmethod
     def _process(batch: EventBatch, modules: list[Module], times: dict[str, float], summary: RunSummary) -> None:

@@ -388,14 +388,14 @@ def test_duplicate_event_ids_are_counted_or_refused(work):
         assert np.array_equal(f["Events"]["event"].array(library="np"), numbers)
     os.unlink(work / "out.root")
     for step in ("10", "50"):  # found across batches and within one
-        one_line_error(run_job(work, "-i", "dup.root", "-s", "source.duplicate_ids=error", "-s",
+        one_line_error(run_job(work, "-i", "dup.root", "-s", "options.duplicate_ids=error", "-s",
                                f"source.step_size={step}"), "duplicate event ids", "entry 3", "entry 12")
     # across files: a second file repeating events of the first
     write_hits(work / "again.root", read_events(SAMPLE, 5))
     ok = run_job(work, "-i", "in.root", "again.root")
     assert ok.returncode == 0 and "as an earlier event): 5" in ok.stdout, ok.stderr
     os.unlink(work / "out.root")
-    one_line_error(run_job(work, "-i", "in.root", "again.root", "-s", "source.duplicate_ids=error"),
+    one_line_error(run_job(work, "-i", "in.root", "again.root", "-s", "options.duplicate_ids=error"),
                    "again.root:Events entry 0")
     # the same file given twice is always an error
     os.link(work / "in.root", work / "same.root")

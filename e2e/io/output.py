@@ -28,7 +28,8 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from dataformats.products import JaggedCollection, JetFrames, JetGraphs, JetProduct, JetTable
+from dataformats.columns import Columns
+from dataformats.products import JaggedCollection, JetProduct
 from dataformats.schema import COUNTER_DTYPE
 from e2e.errors import ConfigError, E2EError
 from e2e.event import EventBatch, split_tag
@@ -38,7 +39,6 @@ from e2e.module import OutputModule
 from e2e.params import param
 from e2e.paths import describe_removed
 
-WRITABLE: tuple[type, ...] = (JetTable, JetFrames, JetGraphs)
 SOURCE_LABEL = "source"
 
 
@@ -58,67 +58,8 @@ def _type_string(columns: dict[str, np.ndarray]) -> str:
     return "var * {" + ", ".join(f"{k}: {np.dtype(v.dtype).name}" for k, v in columns.items()) + "}"
 
 
-def _jet_rows(product: JetProduct, jet_offsets: np.ndarray) -> np.ndarray | None:
-    """Rows of the batch's Jet collection for the product's jets; None when they are all jets in order."""
-    if product.n_jets == int(jet_offsets[-1]) and np.array_equal(product.event_offsets, jet_offsets):
-        return None
-    rows = jet_offsets[product.jet_event()] + product.jet_index
-    if np.any(product.jet_index >= np.diff(jet_offsets)[product.jet_event()]):
-        raise E2EError("a jet product refers to jets beyond nJet of its event")
-    return rows
-
-
-def _per_jet(values: np.ndarray, rows: np.ndarray | None, n_jets: int, fill: Any) -> np.ndarray:
-    if rows is None:
-        return values
-    out = np.full(n_jets, fill, dtype=values.dtype)
-    out[rows] = values
-    return out
-
-
-@dataclass
-class _Chunk:
-    """What one batch contributes: per-jet fields and extra per-event collections."""
-
-    jet: dict[str, np.ndarray]
-    extra: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]
-
-
-def _event_offsets_of(item_counts_per_jet: np.ndarray, event_offsets: np.ndarray) -> np.ndarray:
-    """Per-event offsets of items given per-jet item counts and the jets' event offsets."""
-    jet_cum = np.zeros(len(item_counts_per_jet) + 1, dtype=np.int64)
-    np.cumsum(item_counts_per_jet, out=jet_cum[1:])
-    return jet_cum[event_offsets]
-
-
-def frame_columns(name: str, frames: JetFrames, chunk: _Chunk, rows: np.ndarray | None, n_jets: int) -> None:
-    """Non-zero pixels of every frame as the collection ``<name>Pixel``."""
-    per_jet, ch, r, c, value = frames.pixels()
-    offsets = _event_offsets_of(per_jet, frames.event_offsets)
-    jet = np.repeat(frames.jet_index.astype(np.int16), per_jet)
-    chunk.extra[f"{name}Pixel"] = (offsets, {"jet": jet, "channel": ch, "row": r, "col": c, "value": value})
-    chunk.jet[f"{name}_nPixels"] = _per_jet(per_jet.astype(np.int32), rows, n_jets, -1)
-
-
-def graph_columns(name: str, graphs: JetGraphs, chunk: _Chunk, rows: np.ndarray | None, n_jets: int,
-                  edges: bool = True) -> None:
-    """Nodes (and edges) of every graph as the collections ``<name>Node`` and ``<name>Edge``."""
-    n_nodes = graphs.n_nodes
-    node_offsets = _event_offsets_of(n_nodes, graphs.event_offsets)  # per event, batch-global node indices
-    w = int(graphs.params["window"])
-    nodes = {"jet": np.repeat(graphs.jet_index.astype(np.int16), n_nodes),
-             "row": (graphs.pixel // w).astype(np.int16), "col": (graphs.pixel % w).astype(np.int16)}
-    for i, feature in enumerate(graphs.feature_names):
-        nodes[feature] = graphs.x[:, i]
-    chunk.extra[f"{name}Node"] = (node_offsets, nodes)
-    if edges:
-        src, dst = graphs.edge_index
-        # edges are ordered by target node, so each event's edges are one contiguous range
-        edge_offsets = np.searchsorted(dst, node_offsets, side="left").astype(np.int64)
-        first = np.repeat(node_offsets[:-1], np.diff(edge_offsets))
-        chunk.extra[f"{name}Edge"] = (edge_offsets, {"src": (src - first).astype(np.int32),
-                                                     "dst": (dst - first).astype(np.int32)})
-    chunk.jet[f"{name}_nNodes"] = _per_jet(n_nodes.astype(np.int32), rows, n_jets, -1)
+def _writable(tp: type) -> bool:
+    return issubclass(tp, JetProduct) and tp.writable
 
 
 class RootOutput(OutputModule):
@@ -155,11 +96,12 @@ class RootOutput(OutputModule):
                                   f"(products: {', '.join(available) or 'none'})")
             for tag in matched:
                 tp = available[tag]
-                if issubclass(tp, WRITABLE):
+                if _writable(tp):
                     self.kept[tag] = tp
                 elif not glob_like(pattern):
                     raise ConfigError(f"{self.label}.keep: product '{tag}' is a {tp.__name__}, which RootOutput "
-                                      f"cannot write (writable: {', '.join(t.__name__ for t in WRITABLE)})")
+                                      "cannot write (writable: jet products with columns(), e.g. JetTable, "
+                                      "JetFrames, JetGraphs)")
                 elif tag not in self.skipped:
                     self.skipped.append(tag)
 
@@ -187,21 +129,12 @@ class RootOutput(OutputModule):
 
     def _columns(self, batch: EventBatch) -> dict[str, Any]:
         jets: JaggedCollection = batch.get(f"{SOURCE_LABEL}:Jet")
-        n_jets = len(jets)
-        chunk = _Chunk({}, {})
+        chunk = Columns()
         if self.params.copy_input:
             chunk.jet.update(jets.columns)
+        options = {"graph_edges": self.params.graph_edges}
         for tag in self.kept:
-            product = batch.get(tag)
-            name = _name(tag)
-            rows = _jet_rows(product, jets.offsets)
-            if isinstance(product, JetTable):
-                for i, col in enumerate(product.names):
-                    chunk.jet[f"{name}_{col}"] = _per_jet(product.values[:, i], rows, n_jets, np.nan)
-            elif isinstance(product, JetFrames):
-                frame_columns(name, product, chunk, rows, n_jets)
-            elif isinstance(product, JetGraphs):
-                graph_columns(name, product, chunk, rows, n_jets, self.params.graph_edges)
+            chunk.update(batch.get(tag).columns(_name(tag), jets.offsets, options))
         data: dict[str, Any] = {k: batch.ids[k] for k in ID_FIELDS}
         for coll in collection_fields(True):
             if coll == "Jet":
@@ -212,7 +145,7 @@ class RootOutput(OutputModule):
             elif self.params.copy_input:
                 c: JaggedCollection = batch.get(f"{SOURCE_LABEL}:{coll}")
                 data[coll] = (c.offsets, dict(c.columns))
-        data.update(chunk.extra)
+        data.update(chunk.collections)
         return data
 
     def prepare(self, batch: EventBatch) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -32,11 +31,11 @@ from dataformats.schema import (
     field_of,
     validate_file,
 )
-from e2e.errors import ConfigError
+from e2e.errors import ConfigError, E2EError
 from e2e.event import EventBatch
-from e2e.module import Source
 from e2e.params import param
 from e2e.paths import file_identity
+from e2e.source import ColumnPlan, Source, WorkItem
 
 ID_FIELDS: tuple[str, ...] = tuple(f.name for f in EVENT_FIELDS)
 
@@ -104,8 +103,8 @@ class RootSource(Source):
 
     Checks while reading: every collection's list lengths against its counter ``nX`` (when the file has
     one); index fields (calorimeter and tracker cells, jet seeds: the kernels address grids with them)
-    always, the other values (NaN/inf, ranges) unless ``check_values: false``; event ids unique over the
-    whole run (``duplicate_ids``).
+    always, the other values (NaN/inf, ranges) unless ``check_values: false``. (Event ids are checked for
+    duplicates by the process, for every source.)
     """
 
     @dataclass
@@ -116,16 +115,13 @@ class RootSource(Source):
         max_events: int = param(-1, "stop after this many events in total (-1: all)", minimum=-1)
         check_values: bool = param(True, "check every value read against the schema (NaN/inf, ranges)")
         read_threads: int = param(2, "threads for decompression and interpretation (0: none)", minimum=0)
-        duplicate_ids: str = param("warn", "events with the same (run, luminosityBlock, event) in the run: 'warn' "
-                                           "(counted in the summary; the output stays aligned entry by entry) "
-                                           "or 'error'", choices=("warn", "error"))
 
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
-        self.plan: dict[str, tuple[str, ...] | None] = {}
+        self.columns: dict[str, tuple[str, ...] | None] = {}
         self.files: list[_FileInfo] = []
         self._executor: ThreadPoolExecutor | None = None
-        self._ids = _IdRegister(False)
+        self._reader: _Reader | None = None
 
     def produces(self) -> dict[str, type]:
         return {name: JaggedCollection for name in collection_fields(True)}
@@ -133,15 +129,14 @@ class RootSource(Source):
     def input_paths(self) -> list[str]:
         return expand_files(list(self.params.files), f"{self.label}.files")
 
-    def set_plan(self, plan: Mapping[str, tuple[str, ...] | None]) -> None:
+    def set_plan(self, columns: ColumnPlan) -> None:
         """Which collections (and fields; None = all) to read, from what the scheduled modules consume."""
-        self.plan = dict(plan)
+        self.columns = dict(columns)
 
     def begin(self) -> None:
         """Expand the file list and check every file's branches against the schema before processing."""
         paths = self.input_paths()
         self.files = []
-        self._ids = _IdRegister(self.params.duplicate_ids == "error")
         for path in paths:
             n = validate_file(path, self.params.tree, check_values=False)
             import uproot
@@ -150,7 +145,7 @@ class RootSource(Source):
                 names = set(f[self.params.tree].keys())
             truth = "Jet_label" in names
             counters = {c for c in collection_fields(True) if f"n{c}" in names}
-            for coll, fields in self.plan.items():
+            for coll, fields in self.columns.items():
                 for fld in fields or ():
                     if f"{coll}_{fld}" not in names and fld in collection_fields(True)[coll]:
                         raise SchemaError(f"{path}:{self.params.tree}: branch '{coll}_{fld}' is needed "
@@ -160,6 +155,9 @@ class RootSource(Source):
             self._executor = ThreadPoolExecutor(self.params.read_threads)
 
     def end(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._executor is not None:
             self._executor.shutdown()
             self._executor = None
@@ -169,8 +167,6 @@ class RootSource(Source):
         if not self.params.check_values:
             notes.append("value checks are OFF (check_values: false): NaN/inf hit values are not detected "
                          "(index fields are still checked)")
-        if self._ids.first is not None:
-            notes.append(f"duplicate event ids, first: {self._ids.first}")
         return "; ".join(notes)
 
     def empty_batch(self) -> EventBatch:
@@ -187,62 +183,66 @@ class RootSource(Source):
             batch.put(self.label, JaggedCollection(coll, np.zeros(1, dtype=np.int64), columns), coll)
         return batch
 
-    @property
-    def total_events(self) -> int:
-        n = sum(f.entries for f in self.files)
-        return n if self.params.max_events < 0 else min(n, self.params.max_events)
-
     def _branches(self, info: _FileInfo) -> dict[str, dict[str, str]]:
         """Collection -> {field: branch} to read from this file."""
         available = collection_fields(info.truth)
         out: dict[str, dict[str, str]] = {}
-        for coll, fields in self.plan.items():
+        for coll, fields in self.columns.items():
             chosen = available[coll] if fields is None else tuple(f for f in available[coll] if f in fields)
             chosen = chosen or available[coll][:1]  # the counts alone still need one branch
             out[coll] = {f: f"{coll}_{f}" for f in chosen}
         return out
 
-    def batches(self) -> Iterator[EventBatch]:
-        """EventBatches in file and entry order, at most ``step_size`` events each, up to ``max_events``."""
-        import uproot
-
-        remaining = self.total_events
-        index = 0
+    def plan(self) -> list[WorkItem]:
+        """Items of at most ``step_size`` entries, in file and entry order, up to ``max_events`` in total."""
+        items: list[WorkItem] = []
+        remaining = self.params.max_events if self.params.max_events >= 0 else sum(f.entries for f in self.files)
+        step = self.params.step_size
         for info in self.files:
+            stop_file = min(info.entries, remaining)
+            for start in range(0, stop_file, step):
+                items.append(WorkItem(info.path, self.params.tree, start, min(start + step, stop_file), len(items)))
+            remaining -= stop_file
             if remaining <= 0:
                 break
-            wanted = self._branches(info)
-            names = list(ID_FIELDS) + [f"n{c}" for c in wanted if c in info.counters] + \
-                [b for fields in wanted.values() for b in fields.values()]
-            source = f"{info.path}:{self.params.tree}"
-            with uproot.open(info.path) as f:
-                tree = f[self.params.tree]
-                stop_file = min(info.entries, remaining)
-                # iterate (not arrays per step): a basket that spans several steps is read and
-                # decompressed once, which matters when baskets hold more events than step_size
-                chunks = tree.iterate(names, entry_stop=stop_file, step_size=self.params.step_size, library="ak",
-                                      decompression_executor=self._executor,
-                                      interpretation_executor=self._executor, how=dict)
-                start = 0
-                while start < stop_file:
-                    stop = min(start + self.params.step_size, stop_file)
-                    try:
-                        arrays = next(chunks)
-                    except Exception as err:
-                        raise SchemaError(f"{source}: cannot read entries {start}-{stop - 1} "
-                                          f"({type(err).__name__}: {err})") from err
-                    if len(arrays[names[0]]) != stop - start:
-                        raise SchemaError(f"{source}: read {len(arrays[names[0]])} entries at {start}, expected "
-                                          f"{stop - start}")
-                    batch = self._batch(arrays, wanted, info, source, start, stop, index)
-                    self._ids.add(batch)
-                    yield batch
-                    index += 1
-                    start = stop
-            remaining -= stop_file
-        n_dup = self._ids.finish()
-        if n_dup:
-            self.count("duplicate event ids (same run, luminosityBlock, event as an earlier event)", n_dup)
+        return items
+
+    def read(self, item: WorkItem) -> EventBatch:
+        """The EventBatch of ``item`` (checked as described in the class docstring).
+
+        Consecutive items of one file are read through one ``TTree.iterate``, so a basket that spans several
+        items is decompressed once; any other item starts a new iteration at its first entry.
+        """
+        info = self._info(item.file)
+        source = f"{info.path}:{self.params.tree}"
+        reader = self._reader
+        if reader is None or not reader.continues(item):
+            if reader is not None:
+                reader.close()
+            self._reader = reader = _Reader(info, item, self.params.tree, self._names(info), self._executor)
+        try:
+            arrays = reader.next()
+        except Exception as err:
+            self._reader = None
+            reader.close()
+            raise SchemaError(f"{source}: cannot read entries {item.entry_start}-{item.entry_stop - 1} "
+                              f"({type(err).__name__}: {err})") from err
+        n = len(arrays[ID_FIELDS[0]])
+        if n != item.n_events:
+            raise SchemaError(f"{source}: read {n} entries at {item.entry_start}, expected {item.n_events}")
+        return self._batch(arrays, self._branches(info), info, source, item.entry_start, item.entry_stop, item.index)
+
+    def _info(self, path: str) -> _FileInfo:
+        for info in self.files:
+            if info.path == path:
+                return info
+        raise E2EError(f"{self.label}: {path} is not an input of this source (call begin() first)")
+
+    def _names(self, info: _FileInfo) -> list[str]:
+        """Branches to read from this file: ids, the counters of the planned collections, their fields."""
+        wanted = self._branches(info)
+        return list(ID_FIELDS) + [f"n{c}" for c in wanted if c in info.counters] + \
+            [b for fields in wanted.values() for b in fields.values()]
 
     def _batch(self, arrays: dict[str, Any], wanted: dict[str, dict[str, str]], info: _FileInfo, source: str,
                start: int, stop: int, index: int) -> EventBatch:
@@ -290,68 +290,30 @@ def _check_counter(counter: str, values: np.ndarray, offsets: np.ndarray, branch
                           f"but {counter} = {values[e]}")
 
 
-class _IdRegister:
-    """Event ids (run, luminosityBlock, event) seen in the run, to find duplicates (DESIGN 4.1: unique).
+class _Reader:
+    """An open file iterating from one work item on: ``next()`` returns the arrays of the next item."""
 
-    Each batch is checked against itself at once (``error`` mode fails there); the whole run is checked
-    at the end with one sort of 16 bytes per event.
-    """
+    def __init__(self, info: _FileInfo, item: WorkItem, tree: str, names: list[str],
+                 executor: ThreadPoolExecutor | None) -> None:
+        import uproot
 
-    def __init__(self, fatal: bool) -> None:
-        self.fatal = fatal
-        self.keys: list[tuple[np.ndarray, np.ndarray]] = []
-        self.where: list[tuple[str, int]] = []  # (file, first entry) of each batch
-        self.first: str | None = None
+        self.file_path = info.path
+        self.position = item.entry_start
+        self.step = item.n_events
+        self._file = uproot.open(info.path)
+        self._chunks = self._file[tree].iterate(
+            names, entry_start=item.entry_start, entry_stop=info.entries, step_size=self.step, library="ak",
+            decompression_executor=executor, interpretation_executor=executor, how=dict)
 
-    @staticmethod
-    def _key(batch: EventBatch) -> tuple[np.ndarray, np.ndarray]:
-        run = batch.ids["run"].astype(np.uint64)
-        lumi = batch.ids["luminosityBlock"].astype(np.uint64)
-        return (run << np.uint64(32)) | lumi, batch.ids["event"].astype(np.uint64)
+    def continues(self, item: WorkItem) -> bool:
+        """True when ``item`` is the next step of this iteration (a shorter tail starts a new one)."""
+        return item.file == self.file_path and item.entry_start == self.position and item.n_events == self.step
 
-    @staticmethod
-    def _duplicates(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        """[n, 2] positions of (earlier, later) events with equal ids, neighbours in sort order."""
-        order = np.lexsort((lo, hi))
-        same = (hi[order][1:] == hi[order][:-1]) & (lo[order][1:] == lo[order][:-1])
-        return np.sort(np.stack([order[:-1][same], order[1:][same]], axis=1), axis=1)
+    def next(self) -> dict[str, Any]:
+        arrays = next(self._chunks)
+        n = len(next(iter(arrays.values())))
+        self.position += n
+        return arrays
 
-    @staticmethod
-    def _name(hi: np.ndarray, lo: np.ndarray, pair: np.ndarray, locate: Any) -> str:
-        a, b = (int(i) for i in pair)
-        run, lumi = int(hi[a]) >> 32, int(hi[a]) & 0xFFFFFFFF
-        return f"run {run}, luminosityBlock {lumi}, event {int(lo[a])} at {locate(a)} and {locate(b)}"
-
-    def add(self, batch: EventBatch) -> None:
-        hi, lo = self._key(batch)
-        self.keys.append((hi, lo))
-        self.where.append((f"{batch.file}:{batch.tree}", batch.entry_start))
-        if self.fatal and len(hi) > 1:
-            dup = self._duplicates(hi, lo)
-            if len(dup):
-                name = self._name(hi, lo, dup[0], lambda i: f"entry {batch.entry_start + i}")
-                raise SchemaError(f"{batch.file}:{batch.tree}: duplicate event ids: {name} "
-                                  "(source.duplicate_ids: error)")
-
-    def finish(self) -> int:
-        """Number of events whose ids repeat an earlier event's in the run (raises in ``error`` mode)."""
-        if not self.keys:
-            return 0
-        hi = np.concatenate([k[0] for k in self.keys])
-        lo = np.concatenate([k[1] for k in self.keys])
-        starts = np.cumsum([0] + [len(k[0]) for k in self.keys])
-        where = self.where
-        self.keys, self.where = [], []
-        dup = self._duplicates(hi, lo)
-        if not len(dup):
-            return 0
-
-        def locate(i: int) -> str:
-            b = int(np.searchsorted(starts, i, side="right")) - 1
-            return f"{where[b][0]} entry {where[b][1] + i - int(starts[b])}"
-
-        first = dup[np.argmin(dup[:, 1])]  # the earliest repeat in input order
-        self.first = self._name(hi, lo, first, locate)
-        if self.fatal:
-            raise SchemaError(f"duplicate event ids: {self.first} (source.duplicate_ids: error)")
-        return len(dup)
+    def close(self) -> None:
+        self._file.close()

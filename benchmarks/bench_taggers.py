@@ -32,9 +32,10 @@ from bench_run import replicate  # noqa: E402
 
 from e2e.config import load_process  # noqa: E402
 from e2e.errors import E2EError  # noqa: E402
+from e2e.module import resolve_type  # noqa: E402
 from e2e.process import Process  # noqa: E402
 from taggers.artefact import Artefact  # noqa: E402
-from taggers.modules import CNNTagger, GNNTagger, ShapeTagger  # noqa: E402
+from taggers.inputs import INPUT_KINDS  # noqa: E402
 
 
 def producer_block(spec: dict) -> tuple[str, dict]:
@@ -55,8 +56,8 @@ def producer_block(spec: dict) -> tuple[str, dict]:
 
 
 def tagger_type(kind: str) -> tuple[str, str]:
-    return {"graphs": ("GNNTagger", "graphs"), "frames": ("CNNTagger", "frames"),
-            "table": ("ShapeTagger", "shapes")}[kind]
+    """(module type, its input parameter) of the tagger that serves models of input kind ``kind``."""
+    return INPUT_KINDS[kind].tagger, INPUT_KINDS[kind].tagger_param
 
 
 def products(path: Path, label: str, block: dict, max_events: int) -> list:
@@ -67,8 +68,8 @@ def products(path: Path, label: str, block: dict, max_events: int) -> list:
 
 def time_inference(model: str, kind: str, prods: list, backend: str, device: str, micro: int,
                    repeats: int) -> float:
-    cls = {"graphs": GNNTagger, "frames": CNNTagger, "table": ShapeTagger}[kind]
     name, inp = tagger_type(kind)
+    cls = resolve_type(name, "bench")
     from e2e.params import build
 
     tagger = cls("tagger", build(cls.Params, {"model": model, "backend": backend, "device": device,

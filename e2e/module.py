@@ -148,7 +148,8 @@ def known_types() -> list[str]:
     return sorted(set(BUILTIN_MODULES) | set(_entry_points()))
 
 
-def _import_path(path: str, where: str) -> Any:
+def import_object(path: str, where: str) -> Any:
+    """The object named by an import path ``package.module:Name``; one-line ConfigError naming ``where``."""
     mod_name, _, attr = path.partition(":")
     if not all(part.isidentifier() for part in mod_name.split(".")) or not attr.isidentifier():
         raise ConfigError(f"{where}: type {short(path)} is not an import path package.module:Class")
@@ -171,14 +172,14 @@ def resolve_type(name: str, where: str) -> type[Module]:
         raise ConfigError(f"{where}: missing 'type' (a module type such as JetGraphProducer, "
                           "or package.module:Class)")
     if name in BUILTIN_MODULES:
-        cls = _import_path(BUILTIN_MODULES[name], where)
+        cls = import_object(BUILTIN_MODULES[name], where)
     elif name in _entry_points():
         try:
             cls = _entry_points()[name].load()
         except Exception as err:
             raise ConfigError(f"{where}: entry point '{name}' ({ENTRY_POINT_GROUP}) failed to load: {err}") from err
     elif ":" in name:
-        cls = _import_path(name, where)
+        cls = import_object(name, where)
     else:
         close = difflib.get_close_matches(name, known_types(), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""

@@ -20,16 +20,13 @@ import yaml
 
 from e2e.errors import ConfigError, short
 from e2e.yamlio import load_yaml_file
+from taggers.feed import Feed, parse_feed
+from taggers.inputs import INPUT_KINDS, InputKind
+from taggers.models.registry import BUILTIN_ARCHITECTURES, EXTERNAL, resolve_architecture
 
 ZOO = Path(__file__).resolve().parent / "zoo"
 MODEL_YAML, WEIGHTS, ONNX = "model.yaml", "weights.safetensors", "model.onnx"
 ONNX_METADATA_KEY = "e2e_model_yaml"
-
-
-def architectures() -> dict[str, type]:
-    from taggers.models.networks import GraphNet, LinearNet, ResNet
-
-    return {"GraphNet": GraphNet, "ResNet": ResNet, "LinearNet": LinearNet}
 
 
 #: A zoo name: letters, digits, '_', '-' and '.', no path separator and no '..'.
@@ -92,16 +89,41 @@ class Artefact:
         arch = spec["architecture"]
         _require(isinstance(arch, dict) and isinstance(arch.get("name"), str), yml,
                  "architecture: expected a mapping with a name and hyperparameters")
-        known = architectures()
-        _require(arch["name"] in known, yml, f"architecture.name {short(arch['name'])} is not a known architecture "
-                 f"(known: {', '.join(sorted(known))})")
+        class_path = arch.get("class_path", "")
+        _require(isinstance(class_path, str), yml, "architecture.class_path: expected package.module:Class")
+        known = [*BUILTIN_ARCHITECTURES, EXTERNAL]
+        _require(bool(class_path) or arch["name"] in known, yml,
+                 f"architecture.name {short(arch['name'])} is not a known architecture (built-in: "
+                 f"{', '.join(BUILTIN_ARCHITECTURES)}; '{EXTERNAL}' for an ONNX-only model; or a class_path)")
         _require(isinstance(arch.get("hyperparameters", {}), dict), yml,
                  "architecture.hyperparameters: expected a mapping of keyword arguments")
         _require(isinstance(spec["input"], dict), yml, "input: expected a mapping of producer parameters")
+        _require("product" in spec["input"], yml,
+                 f"input.product: missing; the kind of product the model reads: {', '.join(INPUT_KINDS)}")
+        _require(spec["input"]["product"] in INPUT_KINDS, yml,
+                 f"input.product {short(spec['input']['product'])} is not an input kind ({', '.join(INPUT_KINDS)})")
         outputs = spec["outputs"]
         _require(isinstance(outputs, list) and bool(outputs) and all(isinstance(o, str) for o in outputs), yml,
                  f"outputs: expected a non-empty list of output names, got {short(outputs)}")
-        return cls(path, spec)
+        artefact = cls(path, spec)
+        artefact.feed  # noqa: B018 - checks the feed block at load
+        return artefact
+
+    @property
+    def input_kind(self) -> InputKind:
+        """How the model is fed (taggers.inputs), from ``input.product``."""
+        return INPUT_KINDS[self.spec["input"]["product"]]
+
+    @property
+    def feed(self) -> Feed:
+        """How the ONNX model is fed and what its output is (taggers.feed; e2e's own inputs and logits unless
+        model.yaml says otherwise)."""
+        return parse_feed(self.spec, self.input_kind, self.path / MODEL_YAML)
+
+    @property
+    def external(self) -> bool:
+        """An ONNX-only model (trained elsewhere): no torch architecture."""
+        return self.spec["architecture"]["name"] == EXTERNAL and not self.spec["architecture"].get("class_path")
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -117,8 +139,9 @@ class Artefact:
 
         arch = self.spec["architecture"]
         hyper = arch.get("hyperparameters", {})
+        cls = resolve_architecture(arch["name"], arch.get("class_path", ""), str(self.path / MODEL_YAML))
         try:
-            model = architectures()[arch["name"]](**hyper)
+            model = cls(**hyper)
         except (TypeError, ValueError, KeyError) as err:
             raise ConfigError(f"{self.path / MODEL_YAML}: architecture.hyperparameters do not fit {arch['name']} "
                               f"({err})") from err

@@ -20,6 +20,7 @@ from e2e.event import EventBatch
 from e2e.module import Producer
 from e2e.params import input_tag, param
 from taggers.artefact import ONNX, Artefact
+from taggers.inputs import INPUT_KINDS, InputKind
 
 
 @dataclass
@@ -31,26 +32,35 @@ class TaggerParams:
     threads: int = param(0, "CPU threads of the backend (0: its default)", minimum=0)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class TaggerBase(Producer):
-    """Shared machinery: artefact, input check, lazy session, micro-batches, TagScores."""
+    """Shared machinery: artefact, input check, lazy session, micro-batches, TagScores.
+
+    A subclass names its input kind (taggers.inputs: graphs, frames, table) and declares the input parameter;
+    the kind makes the micro-batches and names the model inputs.
+    """
 
     input_param = ""
-    product_kind = ""
-    #: names of the model inputs this tagger feeds (ONNX input names, in order)
-    input_names: tuple[str, ...] = ()
+    kind_name = ""
 
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
         self.artefact = Artefact.load(params.model, f"modules.{label}.model")
+        self.input_kind: InputKind = INPUT_KINDS[self.kind_name]
+        model_kind = self.artefact.input_kind
+        if model_kind is not self.input_kind:
+            raise ConfigError(f"modules.{label}.model: {self.artefact.path.name} reads {model_kind.name} "
+                              f"({model_kind.product.__name__}); {type(self).__name__} serves {self.input_kind.name}: "
+                              f"use {model_kind.tagger}")
+        self.feed = self.artefact.feed
+        self._feed_names: list[str] = []
         self._session: Any = None
         self._device = ""
         self._checked = False
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The model inputs this tagger feeds, in call order."""
+        return self.input_kind.input_names
 
     def produces(self) -> dict[str, type]:
         return {"": TagScores}
@@ -78,6 +88,11 @@ class TaggerBase(Producer):
         cuda = self._cuda()
         if self.params.backend == "torch":
             import torch
+
+            if self.artefact.external or not self.feed.default:
+                raise ConfigError(f"modules.{self.label}.backend: torch needs an architecture trained by e2e; "
+                                  f"{self.artefact.path.name} is an ONNX model with its own inputs: use backend: "
+                                  "onnxruntime")
 
             if self.params.threads:
                 torch.set_num_threads(self.params.threads)
@@ -111,18 +126,15 @@ class TaggerBase(Producer):
             first = first if len(first) <= 200 else first[:197] + "..."
             raise ConfigError(f"modules.{self.label}.model: {path}: onnxruntime cannot load it ({first}); "
                               "expected an ONNX model as e2e-train exports") from err
-        names = [i.name for i in session.get_inputs()]
-        if sorted(names) != sorted(self.input_names):
-            raise ConfigError(f"modules.{self.label}.model: {path}: the model takes inputs {', '.join(names)}; "
-                              f"{type(self).__name__} feeds {', '.join(self.input_names)}")
+        self._feed_names = self.feed.check_session(session, len(self.artefact.outputs))
         return session
 
     def describe(self) -> str:
         name = self.artefact.spec.get("name", self.artefact.path.name)
         return f"model {name}: {self._device or 'not run'}, micro-batch {self.params.micro_batch} jets"
 
-    def run_model(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Logits of one micro-batch from either backend."""
+    def run_model(self, inputs: dict[str, np.ndarray], feature_names: tuple[str, ...] = ()) -> np.ndarray:
+        """The model's output for one micro-batch of the kind's inputs, from either backend."""
         session = self.session()
         if self.params.backend == "torch":
             import torch
@@ -131,32 +143,26 @@ class TaggerBase(Producer):
             with torch.inference_mode():
                 out = session(*(torch.from_numpy(v).to(device) for v in inputs.values()))
             return out.float().cpu().numpy()
-        return session.run(None, inputs)[0]
+        return session.run(None, self.feed.build(inputs, feature_names, self._feed_names))[0]
 
     # ------------------------------------------------------------------------------------ produce
-    def per_jet_input(self, product: Any) -> tuple[str, np.ndarray]:
-        """(ONNX input name, array with one row per jet) for taggers whose input is sliced by jet."""
-        raise NotImplementedError
-
-    def micro_batches(self, product: Any) -> Any:
-        """Model inputs of consecutive groups of ``micro_batch`` jets."""
-        name, rows = self.per_jet_input(product)
-        step = self.params.micro_batch
-        for a in range(0, len(rows), step):
-            yield {name: rows[a:a + step]}
-
     def produce(self, batch: EventBatch) -> None:
         product: JetProduct = batch.get(getattr(self.params, self.input_param))
         if not self._checked:
-            produced = dict(product.params)
-            if isinstance(product, JetShapes):
-                produced["names"] = list(product.names)
-            self.artefact.check_inputs({"product": self.product_kind, **produced}, f"modules.{self.label}")
+            self.artefact.check_inputs({"product": self.input_kind.name, **self.input_kind.record(product)},
+                                       f"modules.{self.label}")
             self._checked = True
         self.session()  # at the setup warm-up (an empty batch): imports and session creation count as setup
-        logits = [self.run_model(inputs) for inputs in self.micro_batches(product)]
+        names = self.input_kind.feature_names(product)
+        raw = [self.run_model(inputs, names) for inputs in
+               self.input_kind.micro_batches(product, self.params.micro_batch)]
         n_out = len(self.artefact.outputs)
-        values = (_softmax(np.concatenate(logits)) if logits else np.zeros((0, n_out))).astype(np.float32)
+        if raw:
+            out = np.concatenate(raw)
+            self.feed.check_outputs(out, n_out)
+            values = self.feed.scores(out).astype(np.float32)
+        else:
+            values = np.zeros((0, n_out), dtype=np.float32)
         batch.put(self.label, TagScores(product.event_offsets, product.jet_index,
                                         {"model": self.params.model, **self.artefact.spec.get("provenance", {})},
                                         values=values, names=self.artefact.outputs))
@@ -175,48 +181,30 @@ class GNNTagger(TaggerBase):
     """Graph tagger on JetGraphs (x, fixed-k neighbours, graph index, node offsets)."""
 
     input_param = "graphs"
-    product_kind = "graphs"
-    input_names = ("x", "neighbors", "batch", "ptr")
+    kind_name = "graphs"
 
     @dataclass
     class Params(TaggerParams):
         graphs: str = input_tag("jetGraphs", "graphs to tag", product=JetGraphs)
-
-    def micro_batches(self, g: JetGraphs) -> Any:
-        step = self.params.micro_batch
-        batch_vector = g.batch_vector()
-        for a in range(0, g.n_jets, step):
-            b = min(a + step, g.n_jets)
-            na, nb = int(g.node_offsets[a]), int(g.node_offsets[b])
-            yield {"x": g.x[na:nb], "neighbors": g.neighbors[na:nb] - na, "batch": batch_vector[na:nb] - a,
-                   "ptr": g.node_offsets[a:b + 1] - na}
 
 
 class CNNTagger(TaggerBase):
     """Image tagger on JetFrames."""
 
     input_param = "frames"
-    product_kind = "frames"
-    input_names = ("frames",)
+    kind_name = "frames"
 
     @dataclass
     class Params(TaggerParams):
         frames: str = input_tag("jetFrames", "frames to tag", product=JetFrames)
-
-    def per_jet_input(self, f: JetFrames) -> tuple[str, np.ndarray]:
-        return "frames", f.data
 
 
 class ShapeTagger(TaggerBase):
     """Classical baseline on per-jet observables (JetShapeProducer)."""
 
     input_param = "shapes"
-    product_kind = "table"
-    input_names = ("values",)
+    kind_name = "table"
 
     @dataclass
     class Params(TaggerParams):
         shapes: str = input_tag("jetShapes", "jet shapes to tag", product=JetShapes)
-
-    def per_jet_input(self, t: JetShapes) -> tuple[str, np.ndarray]:
-        return "values", t.values

@@ -265,7 +265,7 @@ def _damage(model: Path, case: str) -> None:
     ("pickle_as_onnx", "onnxruntime", ("model.onnx: onnxruntime cannot load it", "expected an ONNX model")),
     ("only_weights_pt", "torch", ("no weights.safetensors", "found weights.pt", "never loaded")),
     ("python_tag", "onnxruntime", ("model.yaml: line", "only plain YAML")),
-    ("unknown_architecture", "torch", ("model.yaml: architecture.name 'TransformerNet'", "known: ")),
+    ("unknown_architecture", "torch", ("model.yaml: architecture.name 'TransformerNet'", "not a known")),
     ("wrong_shape", "torch", ("weights.safetensors: tensor 'shift' has shape [6]", "expects [5]")),
 ])
 def test_broken_model_files_are_one_line_naming_the_file(work, case, backend, expected):

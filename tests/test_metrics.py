@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.metrics import background_efficiency_at, roc_curve, summary
+from taggers.metrics import background_efficiency_at, roc_curve, summary
 
 
 def test_roc_and_efficiencies_on_known_scores():
@@ -24,7 +24,7 @@ def test_roc_and_efficiencies_on_known_scores():
 
 
 def test_auc_error_is_delong_and_never_vanishes():
-    from training.metrics import auc, auc_error_floor
+    from taggers.metrics import auc, auc_error_floor
 
     rng = np.random.default_rng(3)
     s, b = rng.normal(0.8, 1.0, 40), rng.normal(0.0, 1.0, 30)

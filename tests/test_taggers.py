@@ -34,7 +34,7 @@ def model_dir(tmp_path_factory):
     net = GraphNet(**hyper)
     keys = ("channels", "window", "k", "hcal_upsample", "thresholds", "scale", "coordinates", "edges", "space")
     spec = {"name": "test_gnn", "architecture": {"name": "GraphNet", "hyperparameters": hyper},
-            "input": {k: g.params[k] for k in keys}, "outputs": ["qcd", "tau"],
+            "input": {"product": "graphs", **{k: g.params[k] for k in keys}}, "outputs": ["qcd", "tau"],
             "provenance": {"training": "random weights (test fixture)"}}
     ptr = torch.from_numpy(g.node_offsets)
     inputs = (torch.from_numpy(g.x), torch.from_numpy(g.neighbors), torch.from_numpy(g.batch_vector()), ptr)

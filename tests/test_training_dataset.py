@@ -8,7 +8,7 @@ from conftest import SAMPLE
 
 from e2e.config import load_process
 from e2e.process import Process
-from training.dataset import TRUTH_FIELDS, Selection, _select, collect, event_split, frame_minibatch, graph_minibatch
+from training.dataset import TRUTH_FIELDS, Selection, _select, collect, event_split
 
 GRAPHS = {"type": "JetGraphProducer", "window": 33, "hcal_upsample": False, "thresholds": {"ecal": 0.2}, "k": 8}
 
@@ -39,7 +39,7 @@ def test_graph_dataset_equals_producer_graphs():
     g = batch.get("jetGraphs")
     jets = batch.get("source:Jet")
     first = int(np.flatnonzero((jets["label"] <= 1) & (jets["gen_pt"] > 0) & (jets["pt"] > 20) & (jets["pt"] < 100))[0])
-    mb = graph_minibatch(ds, np.array([0]))
+    mb = ds.inputs(np.array([0]))
     a, b = g.node_offsets[first], g.node_offsets[first + 1]
     assert np.array_equal(mb["x"], g.x[a:b])
     assert np.array_equal(mb["neighbors"], g.neighbors[a:b] - a)
@@ -52,7 +52,7 @@ def test_frame_dataset_round_trip():
     batch = next(_batches(jetFrames=frames))
     f, jets = batch.get("jetFrames"), batch.get("source:Jet")
     sel = np.flatnonzero((jets["label"] <= 1) & (jets["gen_pt"] > 0) & (jets["pt"] > 20) & (jets["pt"] < 100))[:3]
-    assert np.array_equal(frame_minibatch(ds, np.arange(3)), f.data[sel])
+    assert np.array_equal(ds.inputs(np.arange(3))["frames"], f.data[sel])
 
 
 @pytest.mark.parametrize(("space", "edges", "self_loops", "window"), [

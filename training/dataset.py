@@ -4,6 +4,8 @@
 :meth:`e2e.process.Process.iter_batches`, selects jets by truth label, pT and generator match, and keeps the
 product the tagger consumes in a compact form:
 
+the input kind of the product (taggers.inputs) decides what is stored and how minibatches are collated:
+
 - graphs: the nodes (``x``, ``pixel``) and node offsets; the edges are rebuilt per minibatch by the
   producer's own function (``frameproducers.graphs.graph_edges``, with the product's recorded rule), so
   nothing of size N x k is stored and training sees the graphs inference serves;
@@ -21,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from dataformats.products import JaggedCollection, JetFrames, JetGraphs, JetTable
+from dataformats.products import JaggedCollection
 from e2e.errors import ConfigError
+from taggers.inputs import INPUT_KINDS, InputKind, kind_of_product
 
 SPLITS = ("train", "validation", "test")
 #: Jet fields a dataset needs besides what the producers read: pass to ``Process(desc, extra_fields=...)``.
@@ -54,9 +57,9 @@ class Selection:
 
 @dataclass
 class JetDataset:
-    """Selected jets of one product kind; ``y`` is the class index (order of Selection.classes)."""
+    """Selected jets of one product kind (taggers.inputs); ``y`` is the class index (order of Selection.classes)."""
 
-    kind: str  # graphs | frames | table
+    kind: str  # an input kind: graphs | frames | table
     y: np.ndarray
     pt: np.ndarray
     split: np.ndarray
@@ -65,6 +68,14 @@ class JetDataset:
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def input_kind(self) -> InputKind:
+        return INPUT_KINDS[self.kind]
+
+    def inputs(self, jets: np.ndarray) -> dict[str, np.ndarray]:
+        """Model inputs (ONNX input names -> arrays) of ``jets``, collated by the input kind."""
+        return self.input_kind.inputs(self.arrays, self.params, jets)
 
     def counts(self) -> dict[str, list[int]]:
         """Jets per split and class."""
@@ -92,85 +103,32 @@ def collect(batches: Any, product_label: str, sel: Selection, fractions: tuple[f
     """Run the producers over ``batches`` (from Process.iter_batches) and keep the selected jets' products."""
     parts: dict[str, list[np.ndarray]] = {}
     ys, pts, splits = [], [], []
-    kind, params = "", {}
+    kind: InputKind | None = None
+    params: dict[str, Any] = {}
     n_kept = 0
-
-    def add(key: str, value: np.ndarray) -> None:
-        parts.setdefault(key, []).append(value)
-
     for batch in batches:
         jets: JaggedCollection = batch.get("source:Jet")
         product = batch.get(product_label)
+        kind = kind_of_product(product)
+        if kind is None:
+            known = ", ".join(k.product.__name__ for k in INPUT_KINDS.values())
+            raise ConfigError(f"cannot train on '{product_label}' ({type(product).__name__}); models read {known}")
         mask, y = _select(jets, sel)
         event_part = event_split(batch.ids["run"], batch.ids["luminosityBlock"], batch.ids["event"], fractions,
                                  seed)
         idx = np.flatnonzero(mask)
         if max_jets is not None:
             idx = idx[: max(0, max_jets - n_kept)]
-        params = dict(product.params)
-        if isinstance(product, JetGraphs):
-            kind = "graphs"
-            n = product.n_nodes[idx]
-            starts = product.node_offsets[idx]
-            nodes = np.concatenate([np.arange(s, s + c) for s, c in zip(starts, n, strict=True)]) if len(idx) else \
-                np.zeros(0, dtype=np.int64)
-            add("x", product.x[nodes])
-            add("pixel", product.pixel[nodes])
-            add("n_nodes", n)
-        elif isinstance(product, JetFrames):
-            kind = "frames"
-            counts, ch, r, c, v = product.pixels(idx)
-            add("n_pixels", counts)
-            add("channel", ch)
-            add("row", r)
-            add("col", c)
-            add("value", v)
-            params["frame_shape"] = list(product.data.shape[1:])
-        elif isinstance(product, JetTable):
-            kind = "table"
-            add("values", product.values[idx])
-            params["names"] = list(product.names)
-        else:
-            raise ConfigError(f"cannot train on '{product_label}' ({type(product).__name__})")
+        params = kind.record(product)
+        for key, value in kind.store(product, idx).items():
+            parts.setdefault(key, []).append(value)
         ys.append(y[idx])
         pts.append(jets["pt"][idx])
         splits.append(event_part[jets.event_index()[idx]])
         n_kept += len(idx)
         if max_jets is not None and n_kept >= max_jets:
             break
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    for count_key, offsets_key in (("n_nodes", "node_offsets"), ("n_pixels", "pixel_offsets")):
-        if count_key in arrays:
-            off = np.zeros(len(arrays[count_key]) + 1, dtype=np.int64)
-            np.cumsum(arrays[count_key], out=off[1:])
-            arrays[offsets_key] = off
-    if not ys:
+    if kind is None:
         raise ConfigError("no batches: the source read no events")
-    return JetDataset(kind, np.concatenate(ys), np.concatenate(pts), np.concatenate(splits), params, arrays)
-
-
-def graph_minibatch(ds: JetDataset, jets: np.ndarray) -> dict[str, np.ndarray]:
-    """Model inputs (x, neighbors, batch, ptr) of the graphs ``jets``, edges rebuilt by the producer's own rule
-    (:func:`frameproducers.graphs.graph_edges` with the product's recorded parameters)."""
-    from frameproducers.graphs import graph_edges
-
-    off = ds.arrays["node_offsets"]
-    n = off[jets + 1] - off[jets]
-    ptr = np.zeros(len(jets) + 1, dtype=np.int64)
-    np.cumsum(n, out=ptr[1:])
-    nodes = np.concatenate([np.arange(off[j], off[j + 1]) for j in jets]) if len(jets) else np.zeros(0, np.int64)
-    pixel = np.ascontiguousarray(ds.arrays["pixel"][nodes])
-    x = np.ascontiguousarray(ds.arrays["x"][nodes])
-    neighbors, _ = graph_edges(pixel, x, ptr, ds.params)
-    return {"x": x, "neighbors": neighbors, "batch": np.repeat(np.arange(len(jets), dtype=np.int64), n), "ptr": ptr}
-
-
-def frame_minibatch(ds: JetDataset, jets: np.ndarray) -> np.ndarray:
-    """Dense frames float32 [len(jets), C, H, W] of the selected jets (from their non-zero pixels)."""
-    shape = ds.params["frame_shape"]
-    out = np.zeros((len(jets), *shape), dtype=np.float32)
-    off = ds.arrays["pixel_offsets"]
-    for i, j in enumerate(jets):
-        s = slice(off[j], off[j + 1])
-        out[i, ds.arrays["channel"][s], ds.arrays["row"][s], ds.arrays["col"][s]] = ds.arrays["value"][s]
-    return out
+    arrays = kind.finish({k: np.concatenate(v) for k, v in parts.items()})
+    return JetDataset(kind.name, np.concatenate(ys), np.concatenate(pts), np.concatenate(splits), params, arrays)

@@ -21,16 +21,10 @@ import yaml
 
 from e2e.errors import ConfigError
 from e2e.params import build, param, to_plain
-from training.dataset import SPLITS, TRUTH_FIELDS, JetDataset, Selection, collect, frame_minibatch, graph_minibatch
-from training.metrics import roc_plot, summary
-
-#: Producer parameters a model's input spec records, per product kind.
-INPUT_KEYS = {
-    "graphs": ("channels", "window", "k", "hcal_upsample", "thresholds", "scale", "impact", "dz_max", "coordinates",
-               "edges", "space", "self_loops", "radius"),
-    "frames": ("channels", "window", "hcal_upsample", "thresholds", "scale", "impact", "dz_max"),
-    "table": ("names", "cone", "core", "track_pt_min", "dz_max", "d0sig_min"),
-}
+from taggers.inputs import INPUT_KINDS, InputKind, kind_of_product
+from taggers.metrics import roc_plot, summary
+from taggers.models.registry import DEFAULT_ARCHITECTURE, architecture_name, resolve_architecture
+from training.dataset import SPLITS, TRUTH_FIELDS, JetDataset, Selection, collect
 
 
 @dataclass
@@ -52,8 +46,13 @@ class OptimizerConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = param("GraphNet", "architecture", choices=("GraphNet", "ResNet", "LinearNet"))
-    hyperparameters: dict[str, Any] = param({}, "architecture arguments (n_features/n_channels are filled in)")
+    name: str = param("", "built-in architecture: GraphNet (graphs), ResNet (frames), LinearNet (tables); "
+                          "empty: the one for the product")
+    class_path: str = param("", "an architecture outside e2e, package.module:Class (a torch.nn.Module with an "
+                                "input_kind; see taggers/models/registry.py)")
+    init_args: dict[str, Any] = param({}, "constructor arguments (n_features / n_channels and n_classes are "
+                                          "filled in from the data)")
+    hyperparameters: dict[str, Any] = param({}, "the same as init_args (the name used by earlier configs)")
 
 
 @dataclass
@@ -80,56 +79,68 @@ def load_config(data: dict[str, Any], where: str) -> TrainConfig:
     return cfg
 
 
-def _network(cfg: TrainConfig, ds: JetDataset) -> Any:
-    from taggers.models.networks import GraphNet, LinearNet, ResNet
+def architecture(cfg: TrainConfig, kind: InputKind, product: str) -> Any:
+    """The architecture class of ``cfg.model`` for products of ``kind``; a class that reads another kind is a
+    one-line error (not silently replaced)."""
+    m = cfg.model
+    if m.init_args and m.hyperparameters:
+        raise ConfigError("model: give init_args or hyperparameters (the same thing), not both")
+    if m.name and m.class_path:
+        raise ConfigError("model: give a built-in name or a class_path, not both")
+    name = m.name or ("" if m.class_path else DEFAULT_ARCHITECTURE[kind.name])
+    cls = resolve_architecture(name, m.class_path, "model")
+    if cls.input_kind != kind.name:
+        fits = DEFAULT_ARCHITECTURE[kind.name]
+        raise ConfigError(f"model: {m.class_path or name} reads {cls.input_kind}, but '{product}' makes "
+                          f"{kind.name} ({kind.product.__name__}); use {fits} or a class whose input_kind is "
+                          f"{kind.name}")
+    return cls
 
-    hyper = dict(cfg.model.hyperparameters)
-    n_classes = len(cfg.selection.classes)
-    if ds.kind == "graphs":
-        hyper.update(n_features=int(ds.arrays["x"].shape[1]), n_classes=n_classes)
-        return GraphNet(**hyper), hyper
-    if ds.kind == "frames":
-        hyper.update(n_channels=int(ds.params["frame_shape"][0]), n_classes=n_classes)
-        return ResNet(**hyper), hyper
-    hyper.update(n_features=int(ds.arrays["values"].shape[1]), n_classes=n_classes)
-    return LinearNet(**hyper), hyper
+
+def _network(cls: Any, cfg: TrainConfig, ds: JetDataset) -> tuple[Any, dict[str, Any]]:
+    hyper = {**(cfg.model.init_args or cfg.model.hyperparameters),
+             **ds.input_kind.sizes(ds.arrays, ds.params), "n_classes": len(cfg.selection.classes)}
+    try:
+        return cls(**hyper), hyper
+    except TypeError as err:
+        raise ConfigError(f"model: {cls.__name__}({', '.join(hyper)}) does not fit its constructor ({err})") from err
 
 
 def _standardise(net: Any, ds: JetDataset, train: np.ndarray) -> None:
-    """Per-feature (channel) shift and scale from the training jets, stored in the network's buffers."""
+    """Per-feature (channel) shift and scale from (at most 20k of) the training jets, into the network's
+    ``shift``/``scale`` buffers when it has them."""
     import torch
 
-    if ds.kind == "graphs":
-        off = ds.arrays["node_offsets"]
-        nodes = np.concatenate([np.arange(off[j], off[j + 1]) for j in train[:20000]])
-        x = ds.arrays["x"][nodes].astype(np.float64)
-        mean, std = x.mean(0), x.std(0)
-    elif ds.kind == "frames":
-        c, h, w = ds.params["frame_shape"]
-        n_pix = min(len(train), 20000) * h * w
-        off = ds.arrays["pixel_offsets"]
-        sel = np.concatenate([np.arange(off[j], off[j + 1]) for j in train[:20000]])
-        ch, v = ds.arrays["channel"][sel], ds.arrays["value"][sel].astype(np.float64)
-        s1 = np.bincount(ch, weights=v, minlength=c)
-        s2 = np.bincount(ch, weights=v * v, minlength=c)
-        mean = np.zeros(c)  # keep empty pixels at 0: scale only
-        std = np.sqrt(s2 / n_pix - (s1 / n_pix) ** 2)
-        mean, std = mean.reshape(c, 1, 1), std.reshape(c, 1, 1)
-    else:
-        x = ds.arrays["values"][train].astype(np.float64)
-        mean, std = x.mean(0), x.std(0)
+    if not (hasattr(net, "shift") and hasattr(net, "scale")):
+        return
+    mean, std = ds.input_kind.statistics(ds.arrays, ds.params, train[:20000])
     std = np.where(std > 0, std, 1.0)
     net.shift.copy_(torch.as_tensor(mean, dtype=torch.float32))
     net.scale.copy_(torch.as_tensor(1.0 / std, dtype=torch.float32))
 
 
+def _product_type(desc: Any, product: str) -> type:
+    """The product type module ``product`` declares (before anything is read)."""
+    from e2e.event import split_tag
+
+    label, instance = split_tag(product)
+    if label not in desc.modules:
+        raise ConfigError(f"product: no module labelled '{label}' in process.modules ({', '.join(desc.modules)})")
+    made = desc.modules[label].produces()
+    if instance not in made:
+        raise ConfigError(f"product: '{label}' makes {', '.join(made) or 'nothing'}, not '{product}'")
+    return made[instance]
+
+
+def _architecture_record(cls: type, hyper: dict[str, Any]) -> dict[str, Any]:
+    """``architecture`` of model.yaml: the class name, its import path when it is not built in, its arguments."""
+    name, class_path = architecture_name(cls)
+    return {"name": name, **({"class_path": class_path} if class_path else {}), "hyperparameters": hyper}
+
+
 def inputs_of(ds: JetDataset, jets: np.ndarray) -> dict[str, np.ndarray]:
     """Model inputs of ``jets`` (ONNX input names -> arrays)."""
-    if ds.kind == "graphs":
-        return graph_minibatch(ds, jets)
-    if ds.kind == "frames":
-        return {"frames": frame_minibatch(ds, jets)}
-    return {"values": np.ascontiguousarray(ds.arrays["values"][jets])}
+    return ds.inputs(jets)
 
 
 def predict(net: Any, ds: JetDataset, jets: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -180,8 +191,15 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
         torch.set_num_threads(cfg.threads)
     process = {**cfg.process, "outputs": [{"file": "unused.root", "keep": [cfg.product]}]}
     desc = load_process(process, where="process")
+    made = Process(desc, extra_fields=TRUTH_FIELDS)
+    product_type = _product_type(desc, cfg.product)
+    kind = kind_of_product(product_type)
+    if kind is None:
+        known = ", ".join(k.product.__name__ for k in INPUT_KINDS.values())
+        raise ConfigError(f"product: '{cfg.product}' makes {product_type.__name__}; models read {known}")
+    net_cls = architecture(cfg, kind, cfg.product)  # before minutes of dataset building
     sel = Selection(dict(cfg.selection.classes), tuple(cfg.selection.pt_range), cfg.selection.require_gen_match)
-    ds = collect(Process(desc, extra_fields=TRUTH_FIELDS).iter_batches(), cfg.product, sel, tuple(cfg.split),
+    ds = collect(made.iter_batches(), cfg.product, sel, tuple(cfg.split),
                  cfg.seed, None if cfg.max_jets < 0 else cfg.max_jets)
     t_data = time.perf_counter() - t0
     log = tqdm.write if progress else (lambda line: print(line, file=sys.stderr, flush=True))
@@ -190,7 +208,7 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     if min(len(p) for p in parts.values()) == 0:
         raise ConfigError(f"too few jets for a train/validation/test split: {ds.counts()}")
 
-    net, hyper = _network(cfg, ds)
+    net, hyper = _network(net_cls, cfg, ds)
     _standardise(net, ds, parts["train"])
     counts = np.bincount(ds.y[parts["train"]], minlength=len(sel.classes)).astype(np.float64)
     weights = torch.as_tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
@@ -257,8 +275,8 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
 
     spec = {
         "name": cfg.name,
-        "architecture": {"name": type(net).__name__, "hyperparameters": hyper},
-        "input": {"product": ds.kind, **{k: ds.params[k] for k in INPUT_KEYS[ds.kind] if k in ds.params}},
+        "architecture": _architecture_record(type(net), hyper),
+        "input": {"product": ds.kind, **{k: ds.params[k] for k in kind.spec_keys if k in ds.params}},
         "outputs": names,
         "provenance": {
             "command": command,
@@ -275,8 +293,7 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
         "metrics": {"test": _round(metrics)},
     }
     example = inputs_of(ds, test[:64])
-    dynamic = {"graphs": {"x": {0: "nodes"}, "neighbors": {0: "nodes"}, "batch": {0: "nodes"}, "ptr": {0: "ptr"}},
-               "frames": {"frames": {0: "jets"}}, "table": {"values": {0: "jets"}}}[ds.kind]
+    dynamic = kind.dynamic_axes
     spec["parity"] = export_with_parity(out, net, spec, ds, test, example, dynamic)
     if cfg.heldout:
         spec["metrics"]["heldout"] = {"files": list(cfg.heldout),
@@ -305,7 +322,8 @@ def export_with_parity(out: Path, net: Any, spec: dict[str, Any], ds: JetDataset
         inp = inputs_of(ds, test[:size])
         with torch.inference_mode():
             ref = net(*(torch.from_numpy(v) for v in inp.values())).numpy()
-        worst = max(worst, float(np.abs(session.run(None, inp)[0] - ref).max()))
+        feed = {i.name: inp[i.name] for i in session.get_inputs()}  # inputs a model ignores are not exported
+        worst = max(worst, float(np.abs(session.run(None, feed)[0] - ref).max()))
     if worst > 1e-4:
         raise RuntimeError(f"ONNX export differs from torch by {worst:.2e} (> 1e-4)")
     parity = {"max_abs_logit_difference": worst, "batch_sizes": [1, 7, 64, 512]}
@@ -319,15 +337,11 @@ def heldout_metrics(cfg: TrainConfig, artefact_dir: Path, sel: Selection, signal
     """Tag ``cfg.heldout`` with the exported model exactly as e2e-run does; metrics of the selected jets."""
     from e2e.config import load_process
     from e2e.process import Process
-
-    kind_type = {"graphs": ("GNNTagger", "graphs"), "frames": ("CNNTagger", "frames"),
-                 "table": ("ShapeTagger", "shapes")}
     from taggers.artefact import Artefact
 
-    spec = Artefact.load(str(artefact_dir)).spec
-    tagger, key = kind_type[spec["input"]["product"]]
-    modules = {**cfg.process["modules"], "tagger": {"type": tagger, key: cfg.product, "model": str(artefact_dir),
-                                                     "device": "cpu"}}
+    kind = Artefact.load(str(artefact_dir)).input_kind
+    modules = {**cfg.process["modules"], "tagger": {"type": kind.tagger, kind.tagger_param: cfg.product,
+                                                     "model": str(artefact_dir), "device": "cpu"}}
     data = {"source": {**cfg.process["source"], "files": list(cfg.heldout), "max_events": -1},
             "modules": modules, "outputs": [{"file": "unused.root", "keep": ["tagger"]}]}
     scores, labels, pts, gen = [], [], [], []

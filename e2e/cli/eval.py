@@ -145,7 +145,7 @@ def _read_truth(files: list[str], ids: dict[str, np.ndarray], where: str) -> dic
 def evaluate(files: list[str], inputs: list[str] | None, signal: str, pt: tuple[float, float],
              pt_bins: list[float]) -> dict[str, Any]:
     """Metrics of every tagger in ``files``; truth from ``inputs`` or each file's recorded inputs."""
-    from training.metrics import summary
+    from taggers.metrics import summary
 
     results: dict[str, Any] = {}
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from e2e.paths import atomic_file, check_output_file
-        from training.metrics import plot_format, roc_plot
+        from taggers.metrics import plot_format, roc_plot
 
         if not args.pt[0] < args.pt[1]:
             raise E2EError(f"--pt {args.pt[0]:g} {args.pt[1]:g}: expected MIN < MAX (GeV)")

@@ -35,6 +35,8 @@ class GraphNet(nn.Module):
     (EdgeConv; after the first layer the kNN is recomputed in feature space, inside the model).
     """
 
+    input_kind = "graphs"
+
     def __init__(self, n_features: int, n_classes: int, kind: str = "sage", hidden: int = 64, layers: int = 3,
                  k_dynamic: int = 16, dropout: float = 0.1) -> None:
         super().__init__()
@@ -80,6 +82,8 @@ class ResNet(nn.Module):
     Input: frames [n_jets, C, W, W], standardised per channel by the ``shift``/``scale`` buffers.
     """
 
+    input_kind = "frames"
+
     def __init__(self, n_channels: int, n_classes: int, widths: tuple[int, ...] = (16, 32, 64),
                  blocks_per_stage: int = 2, dropout: float = 0.1) -> None:
         super().__init__()
@@ -103,6 +107,8 @@ class ResNet(nn.Module):
 
 class LinearNet(nn.Module):
     """Logistic regression on standardised per-jet observables (the classical baseline on jet shapes)."""
+
+    input_kind = "table"
 
     def __init__(self, n_features: int, n_classes: int) -> None:
         super().__init__()

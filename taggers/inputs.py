@@ -1,0 +1,251 @@
+"""Input kinds: how one kind of product feeds a network, for training and for inference.
+
+One object per product kind (graphs, frames, table) owns everything that differs between them: the product
+type it reads, the tagger module that serves it, the producer parameters a model records as its input spec,
+compact storage of selected jets for training datasets, collation into model inputs (the ONNX input names and
+their dynamic axes), the statistics for input standardisation, the size arguments filled into an architecture
+(``n_features`` / ``n_channels``) and inference micro-batches. Training (training/) and the taggers
+(taggers/modules.py) both go through these objects, so the same product gives the same inputs in both.
+
+A new kind is a subclass registered in :data:`INPUT_KINDS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dataformats.products import JetFrames, JetGraphs, JetProduct, JetTable
+
+Arrays = dict[str, np.ndarray]
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    off = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=off[1:])
+    return off
+
+
+def _ranges(offsets: np.ndarray, jets: np.ndarray) -> np.ndarray:
+    """Concatenated index ranges offsets[j]:offsets[j+1] of ``jets``."""
+    if not len(jets):
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in jets])
+
+
+class InputKind:
+    """How products of one kind become model inputs (see the module docstring)."""
+
+    name: ClassVar[str]
+    product: ClassVar[type[JetProduct]]
+    #: the module type that serves models of this kind, and the name of its input parameter
+    tagger: ClassVar[str]
+    tagger_param: ClassVar[str]
+    #: model (ONNX) input names in call order, and their dynamic axes
+    input_names: ClassVar[tuple[str, ...]]
+    dynamic_axes: ClassVar[dict[str, dict[int, str]]]
+    #: producer parameters recorded in a model's input spec (checked against the producer at inference)
+    spec_keys: ClassVar[tuple[str, ...]]
+    #: architecture arguments this kind fills in from the data
+    size_args: ClassVar[tuple[str, ...]]
+
+    def record(self, product: JetProduct) -> dict[str, Any]:
+        """The product's parameters as a model records and checks them."""
+        return dict(product.params)
+
+    def store(self, product: JetProduct, jets: np.ndarray) -> Arrays:
+        """Compact arrays of the selected ``jets`` of one batch (concatenated over batches by the dataset)."""
+        raise NotImplementedError
+
+    def finish(self, arrays: Arrays) -> Arrays:
+        """Index arrays added once every batch is stored (offsets from counts)."""
+        return arrays
+
+    def inputs(self, arrays: Arrays, params: Mapping[str, Any], jets: np.ndarray) -> Arrays:
+        """Model inputs of stored jets ``jets`` (collation), name -> array, in ``input_names`` order."""
+        raise NotImplementedError
+
+    def sizes(self, arrays: Arrays, params: Mapping[str, Any]) -> dict[str, int]:
+        """The ``size_args`` of an architecture for these data."""
+        raise NotImplementedError
+
+    def statistics(self, arrays: Arrays, params: Mapping[str, Any], jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) of the inputs over ``jets``, shaped as the network's ``shift``/``scale`` buffers."""
+        raise NotImplementedError
+
+    def micro_batches(self, product: JetProduct, step: int) -> Iterator[Arrays]:
+        """Model inputs of consecutive groups of ``step`` jets of a product (inference)."""
+        raise NotImplementedError
+
+    def feature_names(self, product: JetProduct) -> tuple[str, ...]:
+        """Names of the product's features (node features, channels, columns), for models fed by name."""
+        raise NotImplementedError
+
+
+class GraphInput(InputKind):
+    """JetGraphs: node features, the fixed-k neighbour index, the graph of every node, graph offsets."""
+
+    name = "graphs"
+    product = JetGraphs
+    tagger, tagger_param = "GNNTagger", "graphs"
+    input_names = ("x", "neighbors", "batch", "ptr")
+    dynamic_axes = {"x": {0: "nodes"}, "neighbors": {0: "nodes"}, "batch": {0: "nodes"}, "ptr": {0: "ptr"}}
+    spec_keys = ("channels", "window", "k", "hcal_upsample", "thresholds", "scale", "impact", "dz_max",
+                 "coordinates", "edges", "space", "self_loops", "radius")
+    size_args = ("n_features",)
+
+    def store(self, product: JetProduct, jets: np.ndarray) -> Arrays:
+        assert isinstance(product, JetGraphs)
+        nodes = _ranges(product.node_offsets, jets)
+        return {"x": product.x[nodes], "pixel": product.pixel[nodes], "n_nodes": product.n_nodes[jets]}
+
+    def finish(self, arrays: Arrays) -> Arrays:
+        return {**arrays, "node_offsets": _offsets(arrays["n_nodes"])}
+
+    def inputs(self, arrays: Arrays, params: Mapping[str, Any], jets: np.ndarray) -> Arrays:
+        """Edges are rebuilt by the producer's own rule (frameproducers.graphs.graph_edges) with the product's
+        recorded parameters, so training sees the graphs inference serves."""
+        from frameproducers.graphs import graph_edges
+
+        off = arrays["node_offsets"]
+        n = off[jets + 1] - off[jets]
+        ptr = _offsets(n)
+        nodes = _ranges(off, jets)
+        pixel = np.ascontiguousarray(arrays["pixel"][nodes])
+        x = np.ascontiguousarray(arrays["x"][nodes])
+        neighbors, _ = graph_edges(pixel, x, ptr, params)
+        return {"x": x, "neighbors": neighbors, "batch": np.repeat(np.arange(len(jets), dtype=np.int64), n),
+                "ptr": ptr}
+
+    def sizes(self, arrays: Arrays, params: Mapping[str, Any]) -> dict[str, int]:
+        return {"n_features": int(arrays["x"].shape[1])}
+
+    def statistics(self, arrays: Arrays, params: Mapping[str, Any], jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = arrays["x"][_ranges(arrays["node_offsets"], jets)].astype(np.float64)
+        return x.mean(0), x.std(0)
+
+    def feature_names(self, product: JetProduct) -> tuple[str, ...]:
+        assert isinstance(product, JetGraphs)
+        return product.feature_names
+
+    def micro_batches(self, product: JetProduct, step: int) -> Iterator[Arrays]:
+        assert isinstance(product, JetGraphs)
+        batch_vector = product.batch_vector()
+        for a in range(0, product.n_jets, step):
+            b = min(a + step, product.n_jets)
+            na, nb = int(product.node_offsets[a]), int(product.node_offsets[b])
+            yield {"x": product.x[na:nb], "neighbors": product.neighbors[na:nb] - na,
+                   "batch": batch_vector[na:nb] - a, "ptr": product.node_offsets[a:b + 1] - na}
+
+
+class FrameInput(InputKind):
+    """JetFrames: dense images [n_jets, C, W, W]; stored as their non-zero pixels for training."""
+
+    name = "frames"
+    product = JetFrames
+    tagger, tagger_param = "CNNTagger", "frames"
+    input_names = ("frames",)
+    dynamic_axes = {"frames": {0: "jets"}}
+    spec_keys = ("channels", "window", "hcal_upsample", "thresholds", "scale", "impact", "dz_max")
+    size_args = ("n_channels",)
+
+    def record(self, product: JetProduct) -> dict[str, Any]:
+        assert isinstance(product, JetFrames)
+        return {**product.params, "frame_shape": list(product.data.shape[1:])}
+
+    def store(self, product: JetProduct, jets: np.ndarray) -> Arrays:
+        assert isinstance(product, JetFrames)
+        counts, ch, r, c, v = product.pixels(jets)
+        return {"n_pixels": counts, "channel": ch, "row": r, "col": c, "value": v}
+
+    def finish(self, arrays: Arrays) -> Arrays:
+        return {**arrays, "pixel_offsets": _offsets(arrays["n_pixels"])}
+
+    def inputs(self, arrays: Arrays, params: Mapping[str, Any], jets: np.ndarray) -> Arrays:
+        out = np.zeros((len(jets), *params["frame_shape"]), dtype=np.float32)
+        off = arrays["pixel_offsets"]
+        for i, j in enumerate(jets):
+            s = slice(off[j], off[j + 1])
+            out[i, arrays["channel"][s], arrays["row"][s], arrays["col"][s]] = arrays["value"][s]
+        return {"frames": out}
+
+    def sizes(self, arrays: Arrays, params: Mapping[str, Any]) -> dict[str, int]:
+        return {"n_channels": int(params["frame_shape"][0])}
+
+    def statistics(self, arrays: Arrays, params: Mapping[str, Any], jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per channel over every pixel, empty pixels included; the mean is kept at 0 (scale only), so empty
+        pixels stay 0 after standardisation."""
+        c, h, w = params["frame_shape"]
+        n_pix = len(jets) * h * w
+        sel = _ranges(arrays["pixel_offsets"], jets)
+        ch, v = arrays["channel"][sel], arrays["value"][sel].astype(np.float64)
+        s1 = np.bincount(ch, weights=v, minlength=c)
+        s2 = np.bincount(ch, weights=v * v, minlength=c)
+        std = np.sqrt(s2 / n_pix - (s1 / n_pix) ** 2)
+        return np.zeros(c).reshape(c, 1, 1), std.reshape(c, 1, 1)
+
+    def feature_names(self, product: JetProduct) -> tuple[str, ...]:
+        assert isinstance(product, JetFrames)
+        return product.channels
+
+    def micro_batches(self, product: JetProduct, step: int) -> Iterator[Arrays]:
+        assert isinstance(product, JetFrames)
+        for a in range(0, product.n_jets, step):
+            yield {"frames": product.data[a:a + step]}
+
+
+class TableInput(InputKind):
+    """Per-jet tables (jet shapes): ``values`` [n_jets, n]."""
+
+    name = "table"
+    product = JetTable
+    tagger, tagger_param = "ShapeTagger", "shapes"
+    input_names = ("values",)
+    dynamic_axes = {"values": {0: "jets"}}
+    spec_keys = ("names", "cone", "core", "track_pt_min", "dz_max", "d0sig_min")
+    size_args = ("n_features",)
+
+    def record(self, product: JetProduct) -> dict[str, Any]:
+        assert isinstance(product, JetTable)
+        return {**product.params, "names": list(product.names)}
+
+    def store(self, product: JetProduct, jets: np.ndarray) -> Arrays:
+        assert isinstance(product, JetTable)
+        return {"values": product.values[jets]}
+
+    def inputs(self, arrays: Arrays, params: Mapping[str, Any], jets: np.ndarray) -> Arrays:
+        return {"values": np.ascontiguousarray(arrays["values"][jets])}
+
+    def sizes(self, arrays: Arrays, params: Mapping[str, Any]) -> dict[str, int]:
+        return {"n_features": int(arrays["values"].shape[1])}
+
+    def statistics(self, arrays: Arrays, params: Mapping[str, Any], jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = arrays["values"][jets].astype(np.float64)
+        return x.mean(0), x.std(0)
+
+    def feature_names(self, product: JetProduct) -> tuple[str, ...]:
+        assert isinstance(product, JetTable)
+        return product.names
+
+    def micro_batches(self, product: JetProduct, step: int) -> Iterator[Arrays]:
+        assert isinstance(product, JetTable)
+        for a in range(0, product.n_jets, step):
+            yield {"values": product.values[a:a + step]}
+
+
+#: Input kinds by name (the ``input.product`` of a model.yaml).
+INPUT_KINDS: dict[str, InputKind] = {k.name: k for k in (GraphInput(), FrameInput(), TableInput())}
+
+
+def kind_of_product(product: JetProduct | type) -> InputKind | None:
+    """The input kind of a product (instance or type); None when no kind reads it."""
+    tp = product if isinstance(product, type) else type(product)
+    for kind in INPUT_KINDS.values():
+        if issubclass(tp, kind.product):
+            return kind
+    return None
+
+
+__all__ = ["InputKind", "GraphInput", "FrameInput", "TableInput", "INPUT_KINDS", "kind_of_product"]

@@ -28,7 +28,7 @@ from dataformats import geometry as geo
 from simulation.detector import DetectorResponse, DetectorSimulation
 from simulation.generate import Chunk, JobStats, PileupConfig, build_library, chunks_in_memory, load_config
 from simulation.pythia import MinBiasLibrary
-from training.metrics import auc
+from taggers.metrics import auc
 
 __all__ = [
     "Check",

@@ -76,7 +76,14 @@ class InputKind:
         raise NotImplementedError
 
     def micro_batches(self, product: JetProduct, step: int) -> Iterator[Arrays]:
-        """Model inputs of consecutive groups of ``step`` jets of a product (inference)."""
+        """Model inputs of consecutive groups of ``step`` jets of a product (inference); by default the one
+        input is the product's per-jet array sliced by jet."""
+        name, rows = self.input_names[0], self.per_jet(product)
+        for a in range(0, len(rows), step):
+            yield {name: rows[a:a + step]}
+
+    def per_jet(self, product: JetProduct) -> np.ndarray:
+        """The product's array with one row per jet (kinds with a single per-jet input)."""
         raise NotImplementedError
 
     def feature_names(self, product: JetProduct) -> tuple[str, ...]:
@@ -190,10 +197,9 @@ class FrameInput(InputKind):
         assert isinstance(product, JetFrames)
         return product.channels
 
-    def micro_batches(self, product: JetProduct, step: int) -> Iterator[Arrays]:
+    def per_jet(self, product: JetProduct) -> np.ndarray:
         assert isinstance(product, JetFrames)
-        for a in range(0, product.n_jets, step):
-            yield {"frames": product.data[a:a + step]}
+        return product.data
 
 
 class TableInput(InputKind):
@@ -229,10 +235,9 @@ class TableInput(InputKind):
         assert isinstance(product, JetTable)
         return product.names
 
-    def micro_batches(self, product: JetProduct, step: int) -> Iterator[Arrays]:
+    def per_jet(self, product: JetProduct) -> np.ndarray:
         assert isinstance(product, JetTable)
-        for a in range(0, product.n_jets, step):
-            yield {"values": product.values[a:a + step]}
+        return product.values
 
 
 #: Input kinds by name (the ``input.product`` of a model.yaml).

@@ -35,11 +35,10 @@ class TaggerParams:
 class TaggerBase(Producer):
     """Shared machinery: artefact, input check, lazy session, micro-batches, TagScores.
 
-    A subclass names its input kind (taggers.inputs: graphs, frames, table) and declares the input parameter;
-    the kind makes the micro-batches and names the model inputs.
+    A subclass names its input kind (taggers.inputs: graphs, frames, table) and declares the input parameter
+    the kind names (``tagger_param``); the kind makes the micro-batches and names the model inputs.
     """
 
-    input_param = ""
     kind_name = ""
 
     def __init__(self, label: str, params: Any) -> None:
@@ -147,7 +146,7 @@ class TaggerBase(Producer):
 
     # ------------------------------------------------------------------------------------ produce
     def produce(self, batch: EventBatch) -> None:
-        product: JetProduct = batch.get(getattr(self.params, self.input_param))
+        product: JetProduct = batch.get(getattr(self.params, self.input_kind.tagger_param))
         if not self._checked:
             self.artefact.check_inputs({"product": self.input_kind.name, **self.input_kind.record(product)},
                                        f"modules.{self.label}")
@@ -180,7 +179,6 @@ def _cuda_device_present() -> bool:
 class GNNTagger(TaggerBase):
     """Graph tagger on JetGraphs (x, fixed-k neighbours, graph index, node offsets)."""
 
-    input_param = "graphs"
     kind_name = "graphs"
 
     @dataclass
@@ -191,7 +189,6 @@ class GNNTagger(TaggerBase):
 class CNNTagger(TaggerBase):
     """Image tagger on JetFrames."""
 
-    input_param = "frames"
     kind_name = "frames"
 
     @dataclass
@@ -202,7 +199,6 @@ class CNNTagger(TaggerBase):
 class ShapeTagger(TaggerBase):
     """Classical baseline on per-jet observables (JetShapeProducer)."""
 
-    input_param = "shapes"
     kind_name = "table"
 
     @dataclass

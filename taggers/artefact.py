@@ -224,10 +224,12 @@ def _check_tensors(path: Path, stored: dict[str, tuple[str, tuple[int, ...]]], e
 
 
 def _normal(v: Any) -> Any:
+    """Comparable form of a recorded parameter: floats to 6 significant digits (producers keep float32 values,
+    so a hand-written 0.2 equals a recorded 0.20000000298), ints as floats, lists element-wise."""
     if isinstance(v, (list, tuple)):
         return [_normal(x) for x in v]
-    if isinstance(v, float):
-        return round(v, 9)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(f"{v:.6g}")
     return v
 
 

@@ -26,6 +26,11 @@ from dataformats.columns import Columns, event_offsets_of, jet_rows, per_jet
 __all__ = ["JaggedCollection", "JetProduct", "JetFrames", "JetGraphs", "JetTable", "JetShapes", "TagScores", "freeze"]
 
 
+def _array() -> Any:
+    """A required array field of a frozen product dataclass (declared after the bookkeeping fields)."""
+    return field(default=None)
+
+
 def freeze(*arrays: np.ndarray | None) -> None:
     """Mark arrays read-only (e.g. in tests that check that nothing writes to a product)."""
     for a in arrays:
@@ -112,7 +117,7 @@ class JetFrames(JetProduct):
     phi wraps around, rows beyond the ECAL grid in eta are zero.
     """
 
-    data: np.ndarray = field(default=None)  # type: ignore[assignment]
+    data: np.ndarray = _array()
     channels: tuple[str, ...] = ()
 
     @property
@@ -155,11 +160,11 @@ class JetGraphs(JetProduct):
       unused slots of ``neighbors`` hold the node itself and ``edge_index`` holds only real edges.
     """
 
-    x: np.ndarray = field(default=None)  # type: ignore[assignment]
-    pos: np.ndarray = field(default=None)  # type: ignore[assignment]
-    pixel: np.ndarray = field(default=None)  # type: ignore[assignment]
-    node_offsets: np.ndarray = field(default=None)  # type: ignore[assignment]
-    neighbors: np.ndarray = field(default=None)  # type: ignore[assignment]
+    x: np.ndarray = _array()
+    pos: np.ndarray = _array()
+    pixel: np.ndarray = _array()
+    node_offsets: np.ndarray = _array()
+    neighbors: np.ndarray = _array()
     num_neighbors: np.ndarray | None = None
     feature_names: tuple[str, ...] = ()
 
@@ -224,7 +229,7 @@ class JetGraphs(JetProduct):
 class JetTable(JetProduct):
     """Per-jet values: ``values`` float32 [n_jets, n] with column ``names`` (jet shapes, tagger scores)."""
 
-    values: np.ndarray = field(default=None)  # type: ignore[assignment]
+    values: np.ndarray = _array()
     names: tuple[str, ...] = ()
 
     def column(self, name: str) -> np.ndarray:

@@ -7,8 +7,10 @@ types name what is accepted.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -24,7 +26,7 @@ def param(default: Any = _MISSING, help: str = "", *, choices: tuple | None = No
     """Declare one parameter of a config dataclass: default, one-line help, optional choices/range."""
     meta = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum}
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+        return dataclasses.field(default_factory=functools.partial(copy.copy, default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -69,7 +71,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             except ConfigError:
                 continue
         raise ConfigError(f"{where}: got {short(value)}, expected {_type_name(tp)}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping of {tp.__name__} parameters, got {short(value)}")
         return build(tp, value, where)
@@ -157,7 +159,7 @@ def describe(cls: type, prefix: str = "") -> list[str]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             lines.append(f"{prefix}{f.name}:  ({f.metadata.get('help', '')})")
             lines += describe(tp, prefix + "  ")
             continue

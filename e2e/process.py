@@ -11,7 +11,7 @@ import difflib
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from e2e.config import SOURCE_LABEL, ProcessDescription
@@ -190,7 +190,7 @@ class RunSummary:
 class Process:
     """A configured, scheduled process: run it over the source and write the outputs."""
 
-    def __init__(self, desc: ProcessDescription, extra_fields: dict[str, tuple[str, ...]] | None = None) -> None:
+    def __init__(self, desc: ProcessDescription, extra_fields: Mapping[str, tuple[str, ...]] | None = None) -> None:
         """``extra_fields``: source collection -> fields to read besides what the modules consume
         (e.g. the Jet truth for training datasets)."""
         self.desc = desc
@@ -230,7 +230,7 @@ class Process:
         if desc.options.threads:
             import numba
 
-            numba.set_num_threads(min(desc.options.threads, numba.config.NUMBA_NUM_THREADS))
+            numba.set_num_threads(min(desc.options.threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
         modules = [desc.modules[label] for label in self.schedule.order]
         source = desc.source
         summary = RunSummary(desc.name, unscheduled=list(self.schedule.unscheduled))

@@ -141,8 +141,8 @@ class JobStats:
         for k, v in other.seconds.items():
             self.seconds[k] = self.seconds.get(k, 0.0) + v
         self.events += other.events
-        for k, v in other.jets_per_label.items():
-            self.jets_per_label[k] = self.jets_per_label.get(k, 0) + v
+        for label, n in other.jets_per_label.items():
+            self.jets_per_label[label] = self.jets_per_label.get(label, 0) + n
         self.seed_fallbacks += other.seed_fallbacks
         self.pileup_interactions += other.pileup_interactions
         self.empty_events += other.empty_events
@@ -205,7 +205,8 @@ class ChunkGenerator:
         self.library = library
         self.keep_truth = keep_truth
         with _Timer(stats, "pythia"):
-            self.gen = PythiaGenerator(self.process, int(pythia_seed), cfg.sqrt_s_gev, tuple(pt_hat),
+            lo, hi = pt_hat
+            self.gen = PythiaGenerator(self.process, int(pythia_seed), cfg.sqrt_s_gev, (lo, hi),
                                        tuple(cfg.pythia_settings))
         self.det = DetectorSimulation(cfg.detector)
         self.clusterer = JetClusterer(cfg.jets.radius)
@@ -239,6 +240,7 @@ class ChunkGenerator:
                 from_pu.append(False)
                 counts[k] = len(ge.particles["px"])
                 if use_pu:
+                    assert self.library is not None
                     pu, n_pu = self.library.overlay(self.rng, cfg.pileup.mu, cfg.pileup.sigma_z_cm)
                     st.pileup_interactions += n_pu
                     pieces.append(pu)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,10 @@ class PythiaGenerator:
         ev = self.pythia.event
         parts = ev.particles()
         rows: list[tuple] = []
-        taus, tops, prompt, tau_d0 = [], [], [], []
+        taus: list[Any] = []
+        tops: list[Any] = []
+        prompt: list[Any] = []
+        tau_d0: list[float] = []
         tau_desc: set[int] = set()
         for i, q in enumerate(parts):
             if q.isFinal():

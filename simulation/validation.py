@@ -162,7 +162,7 @@ def particle_gun(pid: int, energies: np.ndarray, rng: np.random.Generator,
     p = np.sqrt(np.maximum(energies**2 - mass**2, 0.0))
     pt = p / np.cosh(eta)
     zeros = np.zeros(n)
-    particles = {
+    particles: dict[str, np.ndarray] = {
         "px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(eta), "e": energies.astype(np.float64),
         "pid": np.full(n, pid, np.int32), "charge": np.full(n, charge), "vx": zeros.copy(), "vy": zeros.copy(),
         "vz": zeros.copy(), "rdec": np.full(n, np.inf), "kind": np.ones(n, np.int8), "from_tau": np.zeros(n, bool),

@@ -251,7 +251,8 @@ def save(path: Path, model: Any, spec: dict[str, Any], example_inputs: tuple[Any
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, example_inputs, buf, dynamo=False, opset_version=18, input_names=input_names,
+        torch.onnx.export(model, example_inputs, buf, dynamo=False, opset_version=18,  # type: ignore[arg-type]
+                          input_names=input_names,
                           output_names=["logits"], dynamic_axes={**dynamic_axes, "logits": {0: "jets"}})
     proto = onnx.load_from_string(buf.getvalue())
     entry = proto.metadata_props.add()

@@ -198,8 +198,10 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
         known = ", ".join(k.product.__name__ for k in INPUT_KINDS.values())
         raise ConfigError(f"product: '{cfg.product}' makes {product_type.__name__}; models read {known}")
     net_cls = architecture(cfg, kind, cfg.product)  # before minutes of dataset building
-    sel = Selection(dict(cfg.selection.classes), tuple(cfg.selection.pt_range), cfg.selection.require_gen_match)
-    ds = collect(made.iter_batches(), cfg.product, sel, tuple(cfg.split),
+    lo, hi = cfg.selection.pt_range
+    sel = Selection(dict(cfg.selection.classes), (lo, hi), cfg.selection.require_gen_match)
+    f_train, f_val, f_test = cfg.split
+    ds = collect(made.iter_batches(), cfg.product, sel, (f_train, f_val, f_test),
                  cfg.seed, None if cfg.max_jets < 0 else cfg.max_jets)
     t_data = time.perf_counter() - t0
     log = tqdm.write if progress else (lambda line: print(line, file=sys.stderr, flush=True))
@@ -273,7 +275,7 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
         m = (ds.pt[test] >= lo) & (ds.pt[test] < hi)
         metrics["pt_bins"][f"{lo}-{hi}"] = summary(score[m & (ds.y[test] == sig)], score[m & (ds.y[test] != sig)])
 
-    spec = {
+    spec: dict[str, Any] = {
         "name": cfg.name,
         "architecture": _architecture_record(type(net), hyper),
         "input": {"product": ds.kind, **{k: ds.params[k] for k in kind.spec_keys if k in ds.params}},

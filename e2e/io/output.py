@@ -22,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,11 +82,11 @@ class RootOutput(OutputModule):
         self.kept: dict[str, type] = {}
         self.skipped: list[str] = []
         self._writer: AtomicTreeWriter | None = None
-        self._types: dict[str, str] | None = None
+        self._types: dict[str, Any] | None = None
         self._provenance: dict[str, Any] = {}
         self.entries = 0
 
-    def select(self, available: dict[str, type]) -> None:
+    def select(self, available: Mapping[str, type]) -> None:
         """Resolve ``keep`` against the products modules can make (tag -> product type)."""
         self.kept, self.skipped = {}, []
         for pattern in self.params.keep:
@@ -119,7 +120,7 @@ class RootOutput(OutputModule):
     def output_paths(self) -> list[str]:
         return [self.params.file]
 
-    def set_provenance(self, info: dict[str, Any]) -> None:
+    def set_provenance(self, info: Mapping[str, Any]) -> None:
         """Provenance written as ``e2e_products``; input paths are also recorded relative to the output's
         directory, so e2e-eval finds them when the input and the output are moved together."""
         self._provenance = dict(info)
@@ -161,7 +162,8 @@ class RootOutput(OutputModule):
             self._writer = AtomicTreeWriter(self.params.file, types, self.params.tree, self.params.compression,
                                             self.params.compression_level)
         elif types != self._types:
-            changed = [k for k in types if types[k] != self._types.get(k)]
+            previous = self._types or {}
+            changed = [k for k in types if types[k] != previous.get(k)]
             raise E2EError(f"{self.label}: the branches of {', '.join(changed)} changed between batches")
         if batch.n_events:
             self._writer.extend({k: (_jagged(*v) if isinstance(v, tuple) else v) for k, v in data.items()})

@@ -14,6 +14,7 @@ on CPU the sum aggregations (SAGE, GraphConv) run as a CSR sparse product instea
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -63,7 +64,7 @@ class SAGEGather(nn.Module):
     def forward(self, x: Tensor, neighbors: Tensor) -> Tensor:
         return self.lin_l(neighbor_sum(x, neighbors, 1.0 / neighbors.shape[1])) + self.lin_r(x)
 
-    def from_pyg(self, conv: nn.Module) -> SAGEGather:
+    def from_pyg(self, conv: Any) -> SAGEGather:
         self.lin_l.load_state_dict(conv.lin_l.state_dict())
         self.lin_r.load_state_dict(conv.lin_r.state_dict())
         return self
@@ -80,7 +81,7 @@ class GraphConvGather(nn.Module):
     def forward(self, x: Tensor, neighbors: Tensor) -> Tensor:
         return self.lin_rel(neighbor_sum(x, neighbors)) + self.lin_root(x)
 
-    def from_pyg(self, conv: nn.Module) -> GraphConvGather:
+    def from_pyg(self, conv: Any) -> GraphConvGather:
         self.lin_rel.load_state_dict(conv.lin_rel.state_dict())
         self.lin_root.load_state_dict(conv.lin_root.state_dict())
         return self
@@ -112,7 +113,7 @@ class GATGather(nn.Module):
         alpha = torch.softmax(nn.functional.leaky_relu(score, self.negative_slope), dim=1)
         return (alpha.unsqueeze(-1) * hj).sum(dim=1) + self.bias
 
-    def from_pyg(self, conv: nn.Module) -> GATGather:
+    def from_pyg(self, conv: Any) -> GATGather:
         self.lin.weight.data.copy_(conv.lin.weight.data)
         self.att_src.data.copy_(conv.att_src.data.reshape(-1))
         self.att_dst.data.copy_(conv.att_dst.data.reshape(-1))
@@ -133,7 +134,7 @@ class EdgeConvGather(nn.Module):
         xi = x.unsqueeze(1).expand_as(xj)
         return self.mlp(torch.cat([xi, xj - xi], dim=-1)).amax(dim=1)
 
-    def from_pyg(self, conv: nn.Module) -> EdgeConvGather:
+    def from_pyg(self, conv: Any) -> EdgeConvGather:
         self.mlp.load_state_dict(conv.nn.state_dict())
         return self
 

@@ -36,6 +36,8 @@ class GraphNet(nn.Module):
     """
 
     input_kind = "graphs"
+    shift: Tensor  # input standardisation (buffers set by e2e-train)
+    scale: Tensor
 
     def __init__(self, n_features: int, n_classes: int, kind: str = "sage", hidden: int = 64, layers: int = 3,
                  k_dynamic: int = 16, dropout: float = 0.1) -> None:
@@ -83,6 +85,8 @@ class ResNet(nn.Module):
     """
 
     input_kind = "frames"
+    shift: Tensor  # input standardisation (buffers set by e2e-train)
+    scale: Tensor
 
     def __init__(self, n_channels: int, n_classes: int, widths: tuple[int, ...] = (16, 32, 64),
                  blocks_per_stage: int = 2, dropout: float = 0.1) -> None:
@@ -109,6 +113,8 @@ class LinearNet(nn.Module):
     """Logistic regression on standardised per-jet observables (the classical baseline on jet shapes)."""
 
     input_kind = "table"
+    shift: Tensor  # input standardisation (buffers set by e2e-train)
+    scale: Tensor
 
     def __init__(self, n_features: int, n_classes: int) -> None:
         super().__init__()

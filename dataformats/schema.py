@@ -358,8 +358,24 @@ def _want_truth(names: Iterable[str], truth: bool | None) -> bool:
     return any(c.branch(f) in names for c in TRUTH_COLLECTIONS for f in c.fields)
 
 
-def _check_layout(descs: Mapping[str, _Desc], source: str, want_truth: bool, counters_optional: set[str]) -> None:
-    """Presence, per-event shape and dtype of every schema branch, in on-disk order."""
+def compatible(dtype: np.dtype, field: Field) -> bool:
+    """Whether values of ``dtype`` are read into ``field``: integers of any width and signedness for integer
+    fields, floats (or integers) for float fields; each chunk is then checked to fit (:func:`cast_to_schema`)."""
+    kind = np.dtype(dtype).kind
+    return kind in "iu" if field.dtype.kind in "iu" else kind in "fiu"
+
+
+def _kind_words(field: Field) -> str:
+    return "an integer" if field.dtype.kind in "iu" else "a floating-point number"
+
+
+def _check_layout(descs: Mapping[str, _Desc], source: str, want_truth: bool,
+                  counters_optional: set[str]) -> dict[str, tuple[np.dtype, np.dtype]]:
+    """Presence, per-event shape and dtype of every schema branch, in on-disk order.
+
+    Returns the branches stored with another (compatible) dtype than the schema's: name -> (on disk, schema).
+    """
+    casts: dict[str, tuple[np.dtype, np.dtype]] = {}
 
     def check(name: str, field: Field, jagged: bool, missing_hint: str) -> None:
         d = descs.get(name)
@@ -374,8 +390,12 @@ def _check_layout(descs: Mapping[str, _Desc], source: str, want_truth: bool, cou
                 expected = f"one {field.dtype}{unit} per event"
                 what = "is jagged" if d.kind == "jagged" else "has an unsupported type"
             raise SchemaError(f"{source}: branch '{name}' {what} ({d.typestr}), expected {expected}")
+        assert d.dtype is not None
+        if not compatible(d.dtype, field):
+            raise SchemaError(f"{source}: branch '{name}' has dtype {d.dtype}, expected {_kind_words(field)} "
+                              f"(read as {field.dtype}{unit})")
         if d.dtype != field.dtype:
-            raise SchemaError(f"{source}: branch '{name}' has dtype {d.dtype}, expected {field.dtype}{unit}")
+            casts[name] = (d.dtype, field.dtype)
 
     ids = ", ".join(f.name for f in EVENT_FIELDS)
     for f in EVENT_FIELDS:
@@ -387,6 +407,40 @@ def _check_layout(descs: Mapping[str, _Desc], source: str, want_truth: bool, cou
                 check(cf.name, cf, False, f"int32 counter of {coll.name}")
         for f in coll.fields:
             check(coll.branch(f), f, True, _group_desc(coll))
+    return casts
+
+
+def cast_to_schema(branch: str, values: np.ndarray, *, counts: np.ndarray | None = None, source: str = "<arrays>",
+                   entry_offset: int = 0) -> np.ndarray:
+    """``values`` of a schema branch in the schema's dtype; one-line SchemaError naming the entry when a value
+    does not fit it (an integer outside the type's range, a float beyond float32). No copy when already right."""
+    field = field_of(branch)
+    target = field.dtype
+    if values.dtype == target:
+        return values
+    if values.size:
+        if target.kind in "iu":
+            info = np.iinfo(target)
+            if values.min() < info.min or values.max() > info.max:
+                bad = (values < info.min) | (values > info.max)
+                _raise_at(branch, values, bad, counts, source, entry_offset,
+                          f"which does not fit {target} (accepted: {field.accepted()})")
+        elif values.dtype.kind == "f" and values.dtype.itemsize > target.itemsize:
+            big = np.isfinite(values) & (np.abs(values) > np.finfo(target).max)
+            if big.any():
+                _raise_at(branch, values, big, counts, source, entry_offset,
+                          f"beyond {target} (accepted: {field.accepted()})")
+    return values.astype(target)
+
+
+def _raise_at(branch: str, values: np.ndarray, bad: np.ndarray, counts: np.ndarray | None, source: str,
+              offset: int, what: str) -> None:
+    if not bad.any():
+        return
+    i = int(np.argmax(bad))
+    entry = i if counts is None else int(np.searchsorted(np.cumsum(counts), i, side="right"))
+    raise SchemaError(f"{source}: branch '{branch}' entry {offset + entry} has value {_format_value(values[i])}, "
+                      f"{what}")
 
 
 def _groups(want_truth: bool) -> dict[str, list[str]]:
@@ -625,6 +679,99 @@ def open_root_file(path: str | os.PathLike) -> Any:
     return file
 
 
+#: Classes of the trees e2e reads: TTrees and RNTuples (uproot reads both with the same calls).
+TREE_CLASSES = ("TTree", "ROOT::RNTuple", "ROOT::Experimental::RNTuple")
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """What :func:`inspect_file` found: entries, Jet truth present, collections with a counter branch, the
+    branches read with a cast (name -> (on disk, schema)), and schema name -> on-disk name."""
+
+    entries: int
+    truth: bool
+    counters: frozenset[str]
+    casts: Mapping[str, tuple[np.dtype, np.dtype]]
+    names: Mapping[str, str]
+    rntuple: bool
+
+
+def _describe_rntuple(ntuple: Any, names: list[str]) -> dict[str, _Desc]:
+    """Like :func:`_describe_interpretation` for RNTuple fields, from a zero-entry read (no data)."""
+    arrays = ntuple.arrays(names, entry_stop=0, library="ak", how=dict)
+    out = {}
+    for name in names:
+        d = _describe_array(arrays[name])
+        out[name] = _Desc(d.kind, d.dtype, d.typestr, vector=d.kind == "jagged")
+    return out
+
+
+def inspect_file(path: str | os.PathLike[str], tree: str = "Events", *, truth: bool | None = None,
+                 names: Mapping[str, str] | None = None) -> FileLayout:
+    """Open a hits file and check its layout against the schema without reading data (one-line SchemaError).
+
+    ``names``: schema branch -> branch name in the file, for files with their own names (default: the same).
+    Integer and float branches of other widths are accepted and reported in ``casts``; ``std::vector`` (and
+    RNTuple) collections need no counter.
+    """
+    p = os.fspath(path)
+    source = f"{p}:{tree}"
+    rename = dict(names or {})
+    with open_root_file(p) as file:
+        try:
+            found = {k.rsplit(";", 1)[0]: c for k, c in file.classnames().items()}
+        except Exception as exc:
+            raise SchemaError(f"{p}: cannot read the file directory ({_exc_line(exc)})") from exc
+        trees = [k for k, c in found.items() if c in TREE_CLASSES]
+        if tree not in trees:
+            listed = ", ".join(repr(t) for t in trees) or "none"
+            raise SchemaError(f"{p}: no TTree or RNTuple '{tree}' (trees in the file: {listed})")
+        rntuple = found[tree] != "TTree"
+        try:
+            ttree = file[tree]
+            on_disk = set(ttree.keys())
+            present = [b for b in branch_dtypes(True) if rename.get(b, b) in on_disk]
+            want_truth = _want_truth(present, truth)
+            wanted = [b for b in branch_dtypes(want_truth) if b in present]
+            if rntuple:
+                by_file = _describe_rntuple(ttree, [rename.get(b, b) for b in wanted])
+                descs = {b: by_file[rename.get(b, b)] for b in wanted}
+            else:
+                descs = {b: _describe_interpretation(ttree[rename.get(b, b)]) for b in wanted}
+            entries = int(ttree.num_entries)
+        except Exception as exc:
+            raise SchemaError(f"{source}: cannot read the tree ({_exc_line(exc)})") from exc
+    optional: set[str] = set()
+    for cname, branches in _groups(want_truth).items():
+        jagged = [descs[b] for b in branches if b in descs]
+        if f"n{cname}" not in descs and jagged and all(d.vector for d in jagged):
+            optional.add(cname)
+    shown = {b: rename[b] for b in wanted if rename.get(b, b) != b}
+
+    def named(message: str) -> str:  # say the file's own names too
+        for b, n in shown.items():
+            message = message.replace(f"'{b}'", f"'{b}' (file branch '{n}')")
+        return message
+
+    try:
+        casts = _check_layout(descs, source, want_truth, optional)
+    except SchemaError as err:
+        raise SchemaError(named(str(err))) from None
+    counters = frozenset(c.name for c in COLLECTIONS if f"n{c.name}" in descs)
+    return FileLayout(entries, want_truth, counters, casts, {b: rename.get(b, b) for b in wanted}, rntuple)
+
+
+def read_chunk(arrays: Mapping[str, Any], layout: FileLayout, units: Mapping[str, float] | None = None) -> dict:
+    """Arrays read with the file's names -> schema names; unit factors applied to float branches."""
+    out = {}
+    for schema_name, file_name in layout.names.items():
+        if file_name in arrays:
+            value = arrays[file_name]
+            factor = (units or {}).get(schema_name)
+            out[schema_name] = value * factor if factor is not None else value
+    return out
+
+
 def validate_file(
     path: str | os.PathLike[str],
     tree: str = "Events",
@@ -632,64 +779,55 @@ def validate_file(
     truth: bool | None = None,
     check_values: bool = True,
     step_size: int = 50_000,
+    names: Mapping[str, str] | None = None,
+    units: Mapping[str, float] | None = None,
 ) -> int:
     """Check a ROOT file's hits tree against the schema; return its number of entries.
 
-    Branch types are checked from the uproot interpretations first (uproot-written jagged branches
-    with counters and ROOT-written ``std::vector<T>`` branches, which need no counter); then the data
-    are read in chunks of ``step_size`` entries and checked (counter/list lengths, value ranges, NaN/inf),
-    with entry numbers counted from the start of the tree. ``check_values=False`` reads no data.
-    Every problem, including a missing, non-ROOT or truncated file or a missing tree, raises
-    :class:`SchemaError` with one line naming the file.
+    The layout is checked first (:func:`inspect_file`: branches, per-event shape, compatible dtypes); then the
+    data are read in chunks of ``step_size`` entries and checked (counter/list lengths, every value fits the
+    schema's dtype, value ranges, NaN/inf), with entry numbers counted from the start of the tree.
+    ``check_values=False`` reads no data. Every problem, including a missing, non-ROOT or truncated file or a
+    missing tree, raises :class:`SchemaError` with one line naming the file.
     """
-
+    layout = inspect_file(path, tree, truth=truth, names=names)
+    if not check_values:
+        return layout.entries
     p = os.fspath(path)
     source = f"{p}:{tree}"
+    optional = {c.name for c in COLLECTIONS if c.name not in layout.counters}
+    n = 0
     with open_root_file(p) as file:
         try:
-            trees = [k.rsplit(";", 1)[0] for k, c in file.classnames().items() if c == "TTree"]
-        except Exception as exc:
-            raise SchemaError(f"{p}: cannot read the file directory ({_exc_line(exc)})") from exc
-        if tree not in trees:
-            found = ", ".join(repr(t) for t in dict.fromkeys(trees)) or "none"
-            raise SchemaError(f"{p}: no TTree '{tree}' (trees in the file: {found})")
-        try:
-            ttree = file[tree]
-            names = set(ttree.keys())
-            want_truth = _want_truth(names, truth)
-            wanted = [n for n in branch_dtypes(want_truth) if n in names]
-            descs = {n: _describe_interpretation(ttree[n]) for n in wanted}
-        except Exception as exc:
-            raise SchemaError(f"{source}: cannot read the tree ({_exc_line(exc)})") from exc
-        optional: set[str] = set()
-        for cname, branches in _groups(want_truth).items():
-            present = [descs[b] for b in branches if b in descs]
-            if f"n{cname}" not in descs and present and all(d.vector for d in present):
-                optional.add(cname)
-        _check_layout(descs, source, want_truth, optional)
-        n_entries = int(ttree.num_entries)
-        if not check_values:
-            return n_entries
-        n = 0
-        try:
-            for chunk, report in ttree.iterate(filter_name=wanted, step_size=step_size, library="ak", report=True):
-                flat = {f: chunk[f] for f in chunk.fields}
-                n += _check_flat(
-                    flat,
-                    source=source,
-                    truth=want_truth,
-                    check_values=True,
-                    counters_optional=optional,
-                    offset=int(report.tree_entry_start),
-                    n_events=len(chunk),
-                )
+            for chunk, report in file[tree].iterate(list(layout.names.values()), step_size=step_size,
+                                                    library="ak", report=True, how=dict):
+                flat = read_chunk(chunk, layout, units)
+                offset = int(report.tree_entry_start)
+                for b, v in flat.items():
+                    if b in layout.casts:
+                        flat[b] = _cast_any(b, v, source, offset)
+                n += _check_flat(flat, source=source, truth=layout.truth, check_values=True,
+                                 counters_optional=optional, offset=offset, n_events=len(flat[ID_NAMES[0]]))
         except SchemaError:
             raise
         except Exception as exc:
             raise SchemaError(f"{source}: cannot read the tree data ({_exc_line(exc)})") from exc
-        if n != n_entries:
-            raise SchemaError(f"{source}: read {n} entries, the tree has {n_entries}")
-        return n_entries
+    if n != layout.entries:
+        raise SchemaError(f"{source}: read {n} entries, the tree has {layout.entries}")
+    return layout.entries
+
+
+ID_NAMES: tuple[str, ...] = tuple(f.name for f in EVENT_FIELDS)
+
+
+def _cast_any(branch: str, value: Any, source: str, offset: int) -> Any:
+    """:func:`cast_to_schema` for a scalar (numpy/awkward) or jagged awkward branch."""
+    if isinstance(value, ak.Array) and value.ndim == 2:
+        counts = ak.to_numpy(ak.num(value, axis=1))
+        flat = cast_to_schema(branch, ak.to_numpy(ak.flatten(value, axis=1)), counts=counts, source=source,
+                              entry_offset=offset)
+        return ak.unflatten(flat, counts)
+    return cast_to_schema(branch, _scalar_values(value), source=source, entry_offset=offset)
 
 
 def field_of(branch: str) -> Field:

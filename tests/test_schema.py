@@ -236,18 +236,32 @@ def test_missing_counter() -> None:
     assert validate_arrays(flat, require_counters=False) == N_EVENTS
 
 
-def test_wrong_dtype(tmp_path: Path) -> None:
+def test_compatible_dtypes_are_read_and_reported(tmp_path: Path) -> None:
+    """Integers of any width/signedness and floats of any width are accepted, cast, and reported."""
     energy = np.asarray(VALUES["EcalHit"]["energy"], np.float64)
-    path = write(tmp_path / "x.root", make_events(override={"EcalHit": {"energy": energy}}))
-    msg = raises("EcalHit_energy", validate_file, path)
-    assert msg == f"{path}:Events: branch 'EcalHit_energy' has dtype float64, expected float32 (GeV)"
-    raises("EcalHit_energy", validate_arrays, read_flat(path))
+    ieta = np.asarray(VALUES["EcalHit"]["ieta"], np.int64)
+    path = write(tmp_path / "x.root", make_events(override={"EcalHit": {"energy": energy, "ieta": ieta}}))
+    assert validate_file(path) == N_EVENTS
+    casts = s.inspect_file(path).casts
+    assert casts["EcalHit_energy"] == (np.dtype(np.float64), np.dtype(np.float32))
+    assert casts["EcalHit_ieta"] == (np.dtype(np.int64), np.dtype(np.int16)) and len(casts) == 2
     flat = flat_dict(make_events())
     flat["nJet"] = flat["nJet"].astype(np.int64)
-    assert "has dtype int64, expected int32" in raises("nJet", validate_arrays, flat)
-    flat = flat_dict(make_events())
-    flat["event"] = flat["event"].astype(np.int64)
-    assert "expected uint64" in raises("'event'", validate_arrays, flat)
+    flat["event"] = flat["event"].astype(np.float64)  # floats do not feed integer fields
+    assert "'event' has dtype float64, expected an integer (read as uint64)" in raises("'event'", validate_arrays, flat)
+
+
+def test_a_value_that_does_not_fit_the_schema_type(tmp_path: Path) -> None:
+    ieta = np.asarray(VALUES["EcalHit"]["ieta"], np.int32)
+    ieta[2] = 40_000  # beyond int16: would wrap around in a plain cast
+    path = write(tmp_path / "x.root", make_events(override={"EcalHit": {"ieta": ieta}}))
+    entry = int(np.searchsorted(np.cumsum(COUNTS["EcalHit"]), 2, side="right"))
+    msg = raises("EcalHit_ieta", validate_file, path)
+    assert msg == (f"{path}:Events: branch 'EcalHit_ieta' entry {entry} has value 40000, which does not fit int16 "
+                   "(accepted: 0..279)")
+    assert s.cast_to_schema("run", np.array([3, 4], np.int64)).dtype == np.uint32
+    with pytest.raises(SchemaError, match="entry 1 has value -1, which does not fit uint32"):
+        s.cast_to_schema("run", np.array([3, -1], np.int64))
 
 
 def test_not_jagged() -> None:
@@ -390,7 +404,7 @@ def test_truncated(tmp_path: Path, good_file: Path) -> None:
 
 def test_missing_tree(good_file: Path) -> None:
     msg = raises("Nope", validate_file, good_file, tree="Nope")
-    assert msg == f"{good_file}: no TTree 'Nope' (trees in the file: 'Events')"
+    assert msg == f"{good_file}: no TTree or RNTuple 'Nope' (trees in the file: 'Events')"
 
 
 def test_directory(tmp_path: Path) -> None:

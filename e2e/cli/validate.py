@@ -92,9 +92,14 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.files and not args.physics:
             raise ConfigError("nothing to do: give FILE(s) to validate or --physics")
+        from dataformats.schema import inspect_file
+
         for f in args.files:
             n = validate_file(f, tree=args.tree)
-            print(f"OK {f}: {n} events (schema DESIGN §4.1)")
+            casts = inspect_file(f, args.tree).casts
+            read = "; read with casts (every value checked to fit): " + ", ".join(
+                f"{b} {a}->{t}" for b, (a, t) in casts.items()) if casts else ""
+            print(f"OK {f}: {n} events (schema DESIGN §4.1){read}")
         return _physics(args) if args.physics else 0
 
     return run_main(PROG, body, args.debug)

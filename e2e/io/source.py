@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +26,17 @@ from dataformats.products import JaggedCollection
 from dataformats.schema import (
     COUNTER_DTYPE,
     EVENT_FIELDS,
+    FileLayout,
     SchemaError,
+    branch_dtypes,
+    cast_to_schema,
     check_branch_values,
     collections,
     field_of,
-    validate_file,
+    inspect_file,
+    read_chunk,
 )
-from e2e.errors import ConfigError, E2EError
+from e2e.errors import ConfigError, E2EError, short
 from e2e.event import EventBatch
 from e2e.params import param
 from e2e.paths import file_identity
@@ -90,12 +95,65 @@ def _flat(arr: ak.Array, branch: str, source: str) -> tuple[np.ndarray, np.ndarr
     return offsets, ak.to_numpy(ak.flatten(arr, axis=1))
 
 
+def file_branch_names(branches: Mapping[str, str], prefixes: Mapping[str, str], units: Mapping[str, float],
+                      label: str = "source") -> dict[str, str]:
+    """Schema branch -> branch name in the files, from explicit names and collection prefixes (validated: one
+    line naming the key and the closest schema name); unit factors are checked to apply to float branches."""
+    import difflib
+
+    schema = list(branch_dtypes(True))
+    coll_names = list(collection_fields(True))
+
+    def unknown(key: str, options: list[str], what: str) -> ConfigError:
+        close = difflib.get_close_matches(key, options, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        kind = "collection" if what == "prefixes" else "schema branch"
+        return ConfigError(f"{label}.{what}: {short(key)} is not a {kind}{hint}; the schema is in README "
+                           "'The hits tree'")
+
+    for key in branches:
+        if key not in schema:
+            raise unknown(key, schema, "branches")
+    for key in prefixes:
+        if key not in coll_names:
+            raise unknown(key, coll_names, "prefixes")
+    for key, factor in units.items():
+        if key not in schema:
+            raise unknown(key, schema, "units")
+        if field_of(key).dtype.kind != "f":
+            raise ConfigError(f"{label}.units.{key}: a unit factor applies to float branches; {key} is "
+                              f"{field_of(key).dtype} (an index or a count)")
+        if not (factor > 0 and np.isfinite(factor)):
+            raise ConfigError(f"{label}.units.{key}: got {factor}, expected a positive finite factor")
+    names: dict[str, str] = {}
+    for name in schema:
+        coll, _, fld = name.partition("_")
+        if name in branches:
+            names[name] = branches[name]
+        elif fld and coll in prefixes:
+            names[name] = prefixes[coll] + fld
+        elif name.startswith("n") and name[1:] in prefixes:
+            names[name] = "n" + prefixes[name[1:]].rstrip("_")
+    return names
+
+
 @dataclass
 class _FileInfo:
     path: str
-    entries: int
-    truth: bool
-    counters: set[str]  # collections with a counter branch nX (std::vector files have none)
+    layout: FileLayout
+
+    @property
+    def entries(self) -> int:
+        return self.layout.entries
+
+    @property
+    def truth(self) -> bool:
+        return self.layout.truth
+
+    @property
+    def counters(self) -> frozenset[str]:
+        """Collections with a counter branch nX (std::vector and RNTuple collections may have none)."""
+        return self.layout.counters
 
 
 class RootSource(Source):
@@ -115,9 +173,17 @@ class RootSource(Source):
         max_events: int = param(-1, "stop after this many events in total (-1: all)", minimum=-1)
         check_values: bool = param(True, "check every value read against the schema (NaN/inf, ranges)")
         read_threads: int = param(2, "threads for decompression and interpretation (0: none)", minimum=0)
+        branches: dict[str, str] = param({}, "your branch names: schema branch -> branch in the file "
+                                             "(e.g. {Jet_pt: jetPt, nJet: nJets, event: evt})")
+        prefixes: dict[str, str] = param({}, "your collection prefixes: collection -> prefix of its branches "
+                                             "(e.g. {EcalHit: ecalRecHit_}: ecalRecHit_energy; counter "
+                                             "n + prefix without its trailing '_')")
+        units: dict[str, float] = param({}, "factors to the schema's units for float branches (file value x "
+                                            "factor; e.g. {Jet_pt: 0.001} for MeV, {Track_d0: 0.1} for mm)")
 
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
+        self.file_names = file_branch_names(params.branches, params.prefixes, params.units, label)
         self.columns: dict[str, tuple[str, ...] | None] = {}
         self.files: list[_FileInfo] = []
         self._executor: ThreadPoolExecutor | None = None
@@ -138,19 +204,13 @@ class RootSource(Source):
         paths = self.input_paths()
         self.files = []
         for path in paths:
-            n = validate_file(path, self.params.tree, check_values=False)
-            import uproot
-
-            with uproot.open(path) as f:
-                names = set(f[self.params.tree].keys())
-            truth = "Jet_label" in names
-            counters = {c for c in collection_fields(True) if f"n{c}" in names}
+            layout = inspect_file(path, self.params.tree, names=self.file_names)
             for coll, fields in self.columns.items():
                 for fld in fields or ():
-                    if f"{coll}_{fld}" not in names and fld in collection_fields(True)[coll]:
+                    if f"{coll}_{fld}" not in layout.names and fld in collection_fields(True)[coll]:
                         raise SchemaError(f"{path}:{self.params.tree}: branch '{coll}_{fld}' is needed "
                                           "but missing (it holds simulation truth: use a simulated sample)")
-            self.files.append(_FileInfo(path, n, truth, counters))
+            self.files.append(_FileInfo(path, layout))
         if self.params.read_threads:
             self._executor = ThreadPoolExecutor(self.params.read_threads)
 
@@ -178,14 +238,14 @@ class RootSource(Source):
         path = self.files[0].path if self.files else ""
         batch = EventBatch(path, self.params.tree, 0, 0, ids, 0)
         truth = any(f.truth for f in self.files)
-        for coll, fields in self._branches(_FileInfo(path, 0, truth, set())).items():
+        for coll, fields in self._branches(truth).items():
             columns = {fld: np.zeros(0, dtype=dtypes[branch]) for fld, branch in fields.items()}
             batch.put(self.label, JaggedCollection(coll, np.zeros(1, dtype=np.int64), columns), coll)
         return batch
 
-    def _branches(self, info: _FileInfo) -> dict[str, dict[str, str]]:
-        """Collection -> {field: branch} to read from this file."""
-        available = collection_fields(info.truth)
+    def _branches(self, truth: bool) -> dict[str, dict[str, str]]:
+        """Collection -> {field: schema branch} to read from files with (or without) Jet truth."""
+        available = collection_fields(truth)
         out: dict[str, dict[str, str]] = {}
         for coll, fields in self.columns.items():
             chosen = available[coll] if fields is None else tuple(f for f in available[coll] if f in fields)
@@ -227,10 +287,12 @@ class RootSource(Source):
             reader.close()
             raise SchemaError(f"{source}: cannot read entries {item.entry_start}-{item.entry_stop - 1} "
                               f"({type(err).__name__}: {err})") from err
+        arrays = read_chunk(arrays, info.layout, self.params.units)
         n = len(arrays[ID_FIELDS[0]])
         if n != item.n_events:
             raise SchemaError(f"{source}: read {n} entries at {item.entry_start}, expected {item.n_events}")
-        return self._batch(arrays, self._branches(info), info, source, item.entry_start, item.entry_stop, item.index)
+        return self._batch(arrays, self._branches(info.truth), info, source, item.entry_start, item.entry_stop,
+                           item.index)
 
     def _info(self, path: str) -> _FileInfo:
         for info in self.files:
@@ -239,17 +301,22 @@ class RootSource(Source):
         raise E2EError(f"{self.label}: {path} is not an input of this source (call begin() first)")
 
     def _names(self, info: _FileInfo) -> list[str]:
-        """Branches to read from this file: ids, the counters of the planned collections, their fields."""
-        wanted = self._branches(info)
-        return list(ID_FIELDS) + [f"n{c}" for c in wanted if c in info.counters] + \
+        """Branches to read from this file (its own names): ids, the counters of the planned collections, their
+        fields."""
+        wanted = self._branches(info.truth)
+        schema = list(ID_FIELDS) + [f"n{c}" for c in wanted if c in info.counters] + \
             [b for fields in wanted.values() for b in fields.values()]
+        return [info.layout.names[b] for b in schema]
 
     def _batch(self, arrays: dict[str, Any], wanted: dict[str, dict[str, str]], info: _FileInfo, source: str,
                start: int, stop: int, index: int) -> EventBatch:
         check = self.params.check_values
+        casts = info.layout.casts
         ids = {}
         for name in ID_FIELDS:
             values = ak.to_numpy(arrays[name])
+            if name in casts:
+                values = cast_to_schema(name, values, source=source, entry_offset=start)
             if check:
                 check_branch_values(name, values, source=source, entry_offset=start)
             ids[name] = values
@@ -260,6 +327,8 @@ class RootSource(Source):
             first = ""
             for fld, branch in fields.items():
                 offs, values = _flat(arrays[branch], branch, source)
+                if branch in casts:
+                    values = cast_to_schema(branch, values, counts=np.diff(offs), source=source, entry_offset=start)
                 if offsets is None:
                     offsets, first = offs, branch
                 elif not np.array_equal(offs, offsets):

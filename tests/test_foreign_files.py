@@ -1,0 +1,144 @@
+"""Files e2e did not write: other integer/float widths, own branch names and units, a tree in a TDirectory,
+RNTuple. Each runs through tau_gnn_fast.yaml with only the source block changed and gives the same scores."""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+import yaml
+from conftest import REPO, SAMPLE, read_events, run_cli
+
+from dataformats import schema
+
+CONFIG = REPO / "process_configs" / "tau_gnn_fast.yaml"
+N = 40
+
+
+def _tag(tmp, capsys, source: dict, name: str) -> np.ndarray:
+    data = yaml.safe_load(CONFIG.read_text())
+    data["source"] = {**source, "max_events": N}
+    data["outputs"][0]["file"] = str(tmp / f"{name}_tagged.root")
+    cfg = tmp / f"{name}.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    rc, _, err = run_cli([str(cfg), "--no-progress"], capsys)
+    assert rc == 0, err
+    with uproot.open(tmp / f"{name}_tagged.root") as f:
+        return np.concatenate(f["Events"]["Jet_tauGNN_tau"].array(library="np"))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ref")
+
+    data = yaml.safe_load(CONFIG.read_text())
+    data["source"] = {"files": [str(SAMPLE)], "max_events": N}
+    data["outputs"][0]["file"] = str(tmp / "ref.root")
+    from e2e.config import load_process
+    from e2e.process import Process
+
+    Process(load_process(data)).run(progress=False)
+    with uproot.open(tmp / "ref.root") as f:
+        return np.concatenate(f["Events"]["Jet_tauGNN_tau"].array(library="np"))
+
+
+def _foreign_columns(ev: ak.Array) -> dict:
+    """The sample with other types, names and units: ids int64 renamed, EcalHit as ecalRecHit_* (int32 cells,
+    energies in MeV as float64, int64 counter), Jet_pt in MeV (float64), Track_charge int32."""
+    out: dict = {
+        "runId": ak.to_numpy(ev.run).astype(np.int64),
+        "lumiId": ak.to_numpy(ev.luminosityBlock).astype(np.int64),
+        "eventId": ak.to_numpy(ev.event).astype(np.int64),
+    }
+    for coll in ("EcalHit", "HcalHit", "Track", "TrackerHit", "Jet"):
+        fields = {}
+        for f in ev.fields:
+            if f.startswith(coll + "_"):
+                fields[f[len(coll) + 1 :]] = ev[f]
+        if coll == "EcalHit":
+            fields = {
+                "ieta": ak.values_astype(fields["ieta"], np.int32),
+                "iphi": ak.values_astype(fields["iphi"], np.int32),
+                "energy": ak.values_astype(fields["energy"], np.float64) * 1000.0,
+            }
+            out["ecalRecHit"] = ak.zip(fields)
+            continue
+        if coll == "Jet":
+            fields["pt"] = ak.values_astype(fields["pt"], np.float64) * 1000.0
+        if coll == "Track":
+            fields["charge"] = ak.values_astype(fields["charge"], np.int32)
+        out[coll] = ak.zip(fields)
+    return out
+
+
+def test_other_types_names_units_and_a_directory(tmp_path, capsys, reference):
+    ev = read_events(SAMPLE, N)
+    path = tmp_path / "foreign.root"
+    cols = _foreign_columns(ev)
+    with uproot.recreate(path) as f:
+        f.mkdir("ntuples")
+        f["ntuples"].mktree(
+            "Events",
+            {k: (v.dtype if isinstance(v, np.ndarray) else v.type.content) for k, v in cols.items()},
+            counter_name=lambda c: f"n{c}",
+        )
+        f["ntuples/Events"].extend(cols)
+    source = {
+        "files": [str(path)],
+        "tree": "ntuples/Events",
+        "branches": {"run": "runId", "luminosityBlock": "lumiId", "event": "eventId"},
+        "prefixes": {"EcalHit": "ecalRecHit_"},
+        "units": {"EcalHit_energy": 0.001, "Jet_pt": 0.001},
+    }
+    scores = _tag(tmp_path, capsys, source, "foreign")
+    np.testing.assert_array_equal(scores, reference)
+    # a value that does not fit the schema type: one line naming file, branch, entry, value and the range
+    hits = cols["ecalRecHit"]
+    big = ak.where(ak.local_index(hits.ieta) == 0, np.int32(70000), hits.ieta)
+    cols["ecalRecHit"] = ak.zip({"ieta": ak.values_astype(big, np.int32), "iphi": hits.iphi, "energy": hits.energy})
+    bad = tmp_path / "bad.root"
+    with uproot.recreate(bad) as f:
+        f.mkdir("ntuples")
+        f["ntuples"].mktree(
+            "Events", {k: (v.dtype if isinstance(v, np.ndarray) else v.type.content) for k, v in cols.items()}
+        )
+        f["ntuples/Events"].extend(cols)
+    data = yaml.safe_load(CONFIG.read_text())
+    data["source"] = {**source, "files": [str(bad)]}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+    rc, _, err = run_cli([str(tmp_path / "bad.yaml"), "-o", str(tmp_path / "x.root")], capsys)
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "bad.root:ntuples/Events: branch 'EcalHit_ieta' entry 0 has value 70000, which does not fit int16" in err
+    assert "(accepted: 0..279)" in err
+
+
+def test_mapping_mistakes_are_one_line(tmp_path, capsys):
+    for source, expected in [
+        ({"branches": {"Jet_ptt": "x"}}, "source.branches: 'Jet_ptt' is not a schema branch (did you mean 'Jet_pt'?)"),
+        ({"prefixes": {"Ecal": "e_"}}, "source.prefixes: 'Ecal' is not a collection"),
+        ({"units": {"EcalHit_ieta": 2.0}}, "a unit factor applies to float branches"),
+        ({"units": {"Jet_pt": -1.0}}, "expected a positive finite factor"),
+    ]:
+        data = yaml.safe_load(CONFIG.read_text())
+        data["source"].update(source)
+        (tmp_path / "m.yaml").write_text(yaml.safe_dump(data))
+        rc, _, err = run_cli([str(tmp_path / "m.yaml"), "--dump-config"], capsys)
+        assert rc == 2 and expected in err and err.count("\n") == 1, err
+    data = yaml.safe_load(CONFIG.read_text())
+    data["source"]["prefixes"] = {"EcalHit": "ecalRecHit_"}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(data))
+    rc, out, _ = run_cli([str(tmp_path / "m.yaml"), "--dump-config"], capsys)
+    assert rc == 0 and "ecalRecHit_" in out
+
+
+def test_rntuple_input(tmp_path, capsys, reference):
+    ev = read_events(SAMPLE, N)
+    path = tmp_path / "rntuple.root"
+    with uproot.recreate(path) as f:
+        f["Events"] = {k: ev[k] for k in ev.fields}  # uproot 5.7 writes a dict as an RNTuple
+    with uproot.open(path) as f:
+        assert f.classnames()["Events;1"].endswith("RNTuple")
+    assert schema.validate_file(path) == N
+    scores = _tag(tmp_path, capsys, {"files": [str(path)]}, "rntuple")
+    np.testing.assert_array_equal(scores, reference)

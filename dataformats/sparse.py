@@ -23,7 +23,7 @@ class FramePixels(NamedTuple):
 
 
 @njit(parallel=True, cache=True)
-def _count_frame_pixels(data, counts):  # type: ignore[no-untyped-def]
+def _count_frame_pixels(data, counts):
     for j in prange(data.shape[0]):
         n = 0
         for c in range(data.shape[1]):
@@ -35,7 +35,7 @@ def _count_frame_pixels(data, counts):  # type: ignore[no-untyped-def]
 
 
 @njit(parallel=True, cache=True)
-def _fill_frame_pixels(data, offsets, channel, row, col, value):  # type: ignore[no-untyped-def]
+def _fill_frame_pixels(data, offsets, channel, row, col, value):
     for j in prange(data.shape[0]):
         i = offsets[j]
         for c in range(data.shape[1]):

@@ -208,7 +208,7 @@ class atomic_file(contextlib.AbstractContextManager["atomic_file"]):
     def discard(self) -> None:
         self.tmp.unlink(missing_ok=True)
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+    def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.commit()
         else:
@@ -249,7 +249,7 @@ class atomic_dir(contextlib.AbstractContextManager["atomic_dir"]):
     def discard(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+    def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.commit()
         else:

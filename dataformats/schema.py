@@ -160,8 +160,8 @@ TAU_DECAY_MODES: tuple[int, ...] = (-1, 0, 1, 2, 10, 11)
 
 _u32 = np.dtype(np.uint32)
 _u64 = np.dtype(np.uint64)
-_i8 = np.dtype(np.int8)
-_u8 = np.dtype(np.uint8)
+#: Small integers (charge, truth label, decay mode, tracker layer) are int16, not int8/uint8: ROOT reads 8-bit
+#: arrays (Char_t, UChar_t) as strings in TTree::Draw/Scan. Files with 8-bit branches are still read (cast).
 _i16 = np.dtype(np.int16)
 _f32 = np.dtype(np.float32)
 
@@ -199,7 +199,7 @@ TRACK = Collection(
         Field("pt", _f32, "GeV", 0.0, E_MAX_GEV, "transverse momentum"),
         Field("eta", _f32, "", -ETA_MAX, ETA_MAX, "pseudorapidity at the primary vertex"),
         Field("phi", _f32, "rad", -math.pi, math.pi, "azimuth at the primary vertex"),
-        Field("charge", _i8, "", -2, 2, "electric charge (units of e)"),
+        Field("charge", _i16, "", -2, 2, "electric charge (units of e)"),
         Field("d0", _f32, "cm", -D0_MAX_CM, D0_MAX_CM, "transverse impact parameter w.r.t. the primary vertex"),
         Field("dz", _f32, "cm", -DZ_MAX_CM, DZ_MAX_CM, "longitudinal impact parameter w.r.t. the primary vertex"),
         Field("d0sig", _f32, "", -IPSIG_MAX, IPSIG_MAX, "d0 / sigma(d0)"),
@@ -213,7 +213,7 @@ TRACK = Collection(
 TRACKER_HIT = Collection(
     "TrackerHit",
     (
-        Field("layer", _u8, "", 0, len(TRACKER_LAYER_NAMES) - 1, "barrel layer: " + ", ".join(TRACKER_LAYER_NAMES),
+        Field("layer", _i16, "", 0, len(TRACKER_LAYER_NAMES) - 1, "barrel layer: " + ", ".join(TRACKER_LAYER_NAMES),
               index=True),
         _ieta(ECAL_N_IETA, "ECAL-grid (seen from the PV)"),
         _iphi(ECAL_N_IPHI, "ECAL-grid (seen from the PV)"),
@@ -235,13 +235,13 @@ JET_TRUTH = Collection(
     "Jet",
     (
         Field(
-            "label", _i8, "", 0, max(JET_LABELS), "truth class: " + ", ".join(f"{k} {v}" for k, v in JET_LABELS.items())
+            "label", _i16, "", 0, max(JET_LABELS), "truth class: " + ", ".join(f"{k} {v}" for k, v in JET_LABELS.items())
         ),
         Field("gen_pt", _f32, "GeV", -1.0, E_MAX_GEV, "matched generator-level pt; -1: no generator match"),
         Field("gen_mass", _f32, "GeV", -1.0, E_MAX_GEV, "matched generator-level mass; -1: no generator match"),
         Field(
             "decay_mode",
-            _i8,
+            _i16,
             "",
             min(TAU_DECAY_MODES),
             max(TAU_DECAY_MODES),

@@ -16,7 +16,7 @@ class FramePixels(NamedTuple):
     """Non-zero pixels of frames in (jet, channel, row, col) order; ``counts`` per jet, the rest per pixel."""
 
     counts: np.ndarray  # int64 [n_jets]
-    channel: np.ndarray  # uint8
+    channel: np.ndarray  # int16 (8-bit integer arrays read as strings in ROOT's TTree::Draw)
     row: np.ndarray  # int16
     col: np.ndarray  # int16
     value: np.ndarray  # float32
@@ -53,7 +53,7 @@ def _fill_frame_pixels(data, offsets, channel, row, col, value):
 def frame_pixels(data: np.ndarray) -> FramePixels:
     """Non-zero pixels of frames float32 [n_jets, C, H, W] in (jet, channel, row, col) order, as np.nonzero.
 
-    Parallel over jets (two passes: count, then fill).
+    Parallel over jets (two passes: count, then fill). Returns :class:`FramePixels`.
     """
     data = np.ascontiguousarray(data, dtype=np.float32)
     n = data.shape[0]
@@ -62,7 +62,7 @@ def frame_pixels(data: np.ndarray) -> FramePixels:
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     total = int(offsets[-1])
-    channel = np.empty(total, dtype=np.uint8)
+    channel = np.empty(total, dtype=np.int16)
     row = np.empty(total, dtype=np.int16)
     col = np.empty(total, dtype=np.int16)
     value = np.empty(total, dtype=np.float32)

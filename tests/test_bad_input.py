@@ -405,17 +405,15 @@ def test_duplicate_event_ids_are_counted_or_refused(work):
 
 
 @pytest.mark.parametrize(("branch", "value"), [("Jet_seed_ieta", 300), ("Jet_seed_iphi", -4),
-                                               ("EcalHit_iphi", 360), ("TrackerHit_layer", 9)])
+                                               ("EcalHit_iphi", 360), ("TrackerHit_layer", 9),
+                                               ("TrackerHit_layer", -1)])
 def test_index_fields_are_checked_even_without_value_checks(work, branch, value):
     ev = read_events(SAMPLE, 10)
     cols = {f: ev[f] for f in ev.fields}
     flat = ak.to_numpy(ak.flatten(ev[branch])).astype(np.int64)
     start = int(ak.sum(ak.num(ev[branch])[:4]))
     flat[start] = value
-    dtype = {"TrackerHit_layer": np.uint8}.get(branch, np.int16)
-    if value < 0 and dtype == np.uint8:
-        pytest.skip("unsigned")
-    cols[branch] = ak.unflatten(flat.astype(dtype), ak.num(ev[branch]))
+    cols[branch] = ak.unflatten(flat.astype(np.int16), ak.num(ev[branch]))
     write_hits(work / "grid.root", cols)
     config = REPO / "process_configs" / "jet_frames.yaml"
     proc = cli("e2e-run", config, "--no-progress", "-i", "grid.root", "-s", "source.check_values=false",

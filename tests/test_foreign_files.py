@@ -142,3 +142,15 @@ def test_rntuple_input(tmp_path, capsys, reference):
     assert schema.validate_file(path) == N
     scores = _tag(tmp_path, capsys, {"files": [str(path)]}, "rntuple")
     np.testing.assert_array_equal(scores, reference)
+
+
+def test_old_files_with_8_bit_integers_are_read(tmp_path, capsys, reference):
+    from conftest import write_hits
+
+    ev = read_events(SAMPLE, N)
+    old = {"Track_charge": np.int8, "TrackerHit_layer": np.uint8, "Jet_label": np.int8, "Jet_decay_mode": np.int8}
+    path = write_hits(tmp_path / "old.root", {k: ev[k] for k in ev.fields}, dtypes=old)
+    with uproot.open(path) as f:
+        assert f["Events"]["Jet_label"].array().type.content.content.primitive == "int8"
+    assert set(schema.inspect_file(path).casts) == set(old)
+    np.testing.assert_array_equal(_tag(tmp_path, capsys, {"files": [str(path)]}, "old"), reference)

@@ -138,8 +138,10 @@ def test_branch_dtypes_order_and_content() -> None:
     assert d["run"] == np.uint32 and d["luminosityBlock"] == np.uint32 and d["event"] == np.uint64
     assert all(d[f"n{c.name}"] == np.int32 for c in s.COLLECTIONS)
     assert d["EcalHit_energy"] == np.float32 and d["EcalHit_ieta"] == np.int16
-    assert d["Track_charge"] == np.int8 and d["TrackerHit_layer"] == np.uint8
-    assert d["Jet_decay_mode"] == np.int8 and d["Jet_label"] == np.int8
+    # no 8-bit integers: ROOT reads Char_t / UChar_t arrays as strings
+    assert d["Track_charge"] == np.int16 and d["TrackerHit_layer"] == np.int16
+    assert all(dt.itemsize > 1 for dt in d.values())
+    assert d["Jet_decay_mode"] == np.int16 and d["Jet_label"] == np.int16
     assert all(isinstance(v, np.dtype) for v in d.values())
     reco = branch_dtypes(truth=False)
     assert list(reco) == keys[:-4]
@@ -290,7 +292,7 @@ def test_out_of_range_value_with_global_entry(tmp_path: Path) -> None:
 
 
 def test_out_of_range_in_last_event_and_negative() -> None:
-    layer = np.asarray(VALUES["TrackerHit"]["layer"], np.uint8)
+    layer = np.asarray(VALUES["TrackerHit"]["layer"], np.int16)
     layer[-1] = 8
     assert "entry 3 has value 8, expected 0..7" in raises(
         "TrackerHit_layer", validate_arrays, make_events(override={"TrackerHit": {"layer": layer}})
@@ -317,7 +319,7 @@ def test_nan_and_inf(tmp_path: Path, bad: float) -> None:
 
 
 def test_decay_mode_not_allowed() -> None:
-    dm = np.asarray(VALUES["Jet"]["decay_mode"], np.int8)
+    dm = np.asarray(VALUES["Jet"]["decay_mode"], np.int16)
     dm[3] = 5
     msg = raises("Jet_decay_mode", validate_arrays, make_events(override={"Jet": {"decay_mode": dm}}), source="s")
     assert msg == "s: branch 'Jet_decay_mode' entry 3 has value 5, expected one of -1, 0, 1, 2, 10, 11"

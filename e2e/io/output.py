@@ -5,7 +5,9 @@ The tree (``Events`` by default) has one entry per input event, in input order, 
 same order), with ``copy_input: true`` it also holds every input branch. Per kept product:
 
 - per-jet tables (jet shapes, tagger scores): ``Jet_<label>_<name>`` jagged branches sharing the counter
-  ``nJet`` of the input, one value per jet (NaN for a jet the product does not cover);
+  ``nJet`` of the input, one value per jet (NaN for a jet the product does not cover), and by default the jet
+  four-vector ``Jet_pt``, ``Jet_eta``, ``Jet_phi``, ``Jet_mass`` (``jet_kinematics``), so coffea's NanoAODSchema
+  reads the friend alone with the scores as ``events.Jet`` fields;
 - ``JetFrames``: the non-zero pixels as a collection ``<label>Pixel`` (``_jet`` event-local jet index,
   ``_channel``, ``_row``, ``_col``, ``_value``) and ``Jet_<label>_nPixels``;
 - ``JetGraphs``: nodes ``<label>Node`` (``_jet``, ``_row``, ``_col`` in the window as for frames, and one
@@ -41,6 +43,8 @@ from e2e.params import param
 from e2e.paths import describe_removed
 
 SOURCE_LABEL = "source"
+#: Jet fields written beside the products by default (the four-vector coffea's NanoAODSchema needs for Jet).
+JET_KINEMATICS = ("pt", "eta", "phi", "mass")
 
 
 def _name(tag: str) -> str:
@@ -76,6 +80,9 @@ class RootOutput(OutputModule):
         compression_level: int = param(1, "compression level", minimum=1, maximum=9)
         graph_edges: bool = param(True, "write the edges of kept JetGraphs (false: nodes only; kNN edges are "
                                         "rebuilt from the nodes by the same kernel)")
+        jet_kinematics: bool = param(True, "also write Jet_pt, Jet_eta, Jet_phi, Jet_mass, so the friend alone is a "
+                                           "NanoAOD-style file: coffea's NanoAODSchema makes events.Jet four-vectors "
+                                           "with the scores as fields")
 
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
@@ -115,7 +122,9 @@ class RootOutput(OutputModule):
         return out
 
     def fields_needed(self) -> dict[str, tuple[str, ...]]:
-        return {} if self.params.copy_input else {f"{SOURCE_LABEL}:Jet": ("pt",)}
+        if self.params.copy_input:
+            return {}
+        return {f"{SOURCE_LABEL}:Jet": JET_KINEMATICS if self.params.jet_kinematics else ("pt",)}
 
     def output_paths(self) -> list[str]:
         return [self.params.file]
@@ -133,6 +142,8 @@ class RootOutput(OutputModule):
         chunk = Columns()
         if self.params.copy_input:
             chunk.jet.update(jets.columns)
+        elif self.params.jet_kinematics:
+            chunk.jet.update({k: jets[k] for k in JET_KINEMATICS})
         options = {"graph_edges": self.params.graph_edges}
         for tag in self.kept:
             chunk.update(batch.get(tag).columns(_name(tag), jets.offsets, options))

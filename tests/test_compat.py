@@ -1,0 +1,131 @@
+"""Compatibility with the tools physicists use: files written by ROOT itself run through tau_gnn.yaml; the outputs
+are read by ROOT (RDataFrame with the input as a friend, TTree::Draw with a numeric selection) and by coffea
+(NanoEventsFactory with NanoAODSchema). `make test` installs the `root` and `coffea` extras, so these run in CI.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+import yaml
+from conftest import REPO, SAMPLE, read_events, run_cli
+
+N = 12
+CONFIG = REPO / "process_configs" / "tau_gnn.yaml"
+
+
+@pytest.fixture(scope="module")
+def ROOT():  # noqa: N802 - the module's name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pytest.importorskip("ROOT")
+
+
+def _tag(tmp, capsys, source: dict, name: str, n: int = N) -> dict:
+    data = yaml.safe_load(CONFIG.read_text())
+    data["source"] = {**source, "max_events": n}
+    data["outputs"][0]["file"] = str(tmp / f"{name}_tagged.root")
+    (tmp / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    rc, _, err = run_cli([str(tmp / f"{name}.yaml"), "--no-progress"], capsys)
+    assert rc == 0, err
+    with uproot.open(tmp / f"{name}_tagged.root") as f:
+        return {k: np.concatenate(f["Events"][k].array(library="np")) for k in ("Jet_tauGNN_tau", "Jet_tauShapes_tau")}
+
+
+def _write_with_root(ROOT, path) -> None:  # noqa: N803
+    """N events of the sample written by PyROOT in the shapes ROOT users write: std::vector<int>/<float>/<double>,
+    C arrays with an int counter, a long counter beside vectors, ids of other integer types, all inside a
+    TDirectory."""
+    ev = uproot.open(SAMPLE)["Events"].arrays(entry_stop=N, library="np")
+    f = ROOT.TFile(str(path), "RECREATE")
+    d = f.mkdir("ntuples")
+    d.cd()
+    tree = ROOT.TTree("Events", "hits written by ROOT")
+    run, lumi, event = np.zeros(1, np.int32), np.zeros(1, np.int64), np.zeros(1, np.uint64)
+    tree.Branch("run", run, "run/I")
+    tree.Branch("luminosityBlock", lumi, "luminosityBlock/L")
+    tree.Branch("event", event, "event/l")
+    vectors = {}  # std::vector<int> cells, std::vector<double> ECAL energies, std::vector<float> the rest
+    for name in ("EcalHit_ieta", "EcalHit_iphi", "EcalHit_energy", "Track_pt", "Track_eta", "Track_phi", "Track_charge",
+                 "Track_d0", "Track_dz", "Track_d0sig", "Track_dzsig", "Track_ecal_ieta", "Track_ecal_iphi",
+                 "TrackerHit_layer", "TrackerHit_ieta", "TrackerHit_iphi", "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass",
+                 "Jet_seed_ieta", "Jet_seed_iphi", "Jet_label", "Jet_gen_pt", "Jet_gen_mass", "Jet_decay_mode"):
+        kind = "int" if ev[name][0].dtype.kind in "iu" else ("double" if name == "EcalHit_energy" else "float")
+        vectors[name] = ROOT.std.vector(kind)()
+        tree.Branch(name, vectors[name])
+    n_track_hits = np.zeros(1, np.int64)  # a long counter beside the tracker-hit vectors
+    tree.Branch("nTrackerHit", n_track_hits, "nTrackerHit/L")
+    most = max(len(x) for x in ev["HcalHit_ieta"])  # HCAL as C arrays with an int counter
+    n_hcal = np.zeros(1, np.int32)
+    hcal = {"ieta": np.zeros(most, np.int32), "iphi": np.zeros(most, np.int32), "energy": np.zeros(most, np.float32)}
+    tree.Branch("nHcalHit", n_hcal, "nHcalHit/I")
+    for fld, code in (("ieta", "I"), ("iphi", "I"), ("energy", "F")):
+        tree.Branch(f"HcalHit_{fld}", hcal[fld], f"HcalHit_{fld}[nHcalHit]/{code}")
+    for i in range(N):
+        run[0], lumi[0], event[0] = ev["run"][i], ev["luminosityBlock"][i], ev["event"][i]
+        for name, vec in vectors.items():
+            vec.clear()
+            cast = int if ev[name][i].dtype.kind in "iu" else float
+            for value in ev[name][i]:
+                vec.push_back(cast(value))
+        n_track_hits[0] = len(ev["TrackerHit_layer"][i])
+        n_hcal[0] = len(ev["HcalHit_ieta"][i])
+        for fld in hcal:
+            hcal[fld][: n_hcal[0]] = ev[f"HcalHit_{fld}"][i]
+        tree.Fill()
+    tree.Write()
+    f.Close()
+
+
+def test_files_written_by_root_run_through_tau_gnn(ROOT, tmp_path, capsys):  # noqa: N803
+    path = tmp_path / "root_written.root"
+    _write_with_root(ROOT, path)
+    with uproot.open(path) as f:
+        t = f["ntuples/Events"]
+        assert t["EcalHit_ieta"].typename == "std::vector<int32_t>" and "double" in t["EcalHit_energy"].typename
+        assert t["HcalHit_ieta"].typename == "int32_t[]" and t["nTrackerHit"].typename == "int64_t"
+    ours = _tag(tmp_path, capsys, {"files": [str(SAMPLE)]}, "ours")
+    theirs = _tag(tmp_path, capsys, {"files": [str(path)], "tree": "ntuples/Events"}, "theirs")
+    for key in ours:
+        np.testing.assert_array_equal(theirs[key], ours[key])
+
+
+def test_root_reads_input_and_friend(ROOT, tmp_path, capsys):  # noqa: N803
+    _tag(tmp_path, capsys, {"files": [str(SAMPLE)]}, "friend", n=-1)
+    f = ROOT.TFile.Open(str(SAMPLE))
+    tree = f.Get("Events")
+    tree.AddFriend("Events", str(tmp_path / "friend_tagged.root"))
+    inp = read_events(SAMPLE)
+    n_tau = int(ak.sum(inp.Jet_label == 1))
+    # numeric selections on small integers work (int16: ROOT reads int8 arrays as strings)
+    assert tree.Draw("Jet_pt", "Jet_label==1", "goff") == n_tau
+    with uproot.open(tmp_path / "friend_tagged.root") as out:
+        scores = np.concatenate(out["Events"]["Jet_tauGNN_tau"].array(library="np"))
+    assert tree.Draw("Jet_pt", "Events.Jet_tauGNN_tau>0.5", "goff") == int(np.sum(scores > 0.5))
+    df = ROOT.RDataFrame(tree)
+    selected = df.Define("tau", "Jet_pt[Jet_label == 1 && Events.Jet_tauGNN_tau > 0.5]").Define("n", "int(tau.size())")
+    truth = ak.to_numpy(ak.flatten(inp.Jet_label)) == 1
+    assert selected.Sum("n").GetValue() == int(np.sum(truth & (scores > 0.5)))
+
+
+def test_coffea_nanoaod_schema_reads_the_friend(tmp_path, capsys):
+    pytest.importorskip("coffea")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+        _tag(tmp_path, capsys, {"files": [str(SAMPLE)]}, "coffea", n=-1)
+        events = NanoEventsFactory.from_root({str(tmp_path / "coffea_tagged.root"): "Events"},
+                                             schemaclass=NanoAODSchema, mode="eager").events()
+        jets = events.Jet
+        inp = read_events(SAMPLE)
+        assert ak.all(ak.num(jets) == inp.nJet)
+        assert ak.all(jets.pt == inp.Jet_pt) and ak.all(jets.eta == inp.Jet_eta)
+        with uproot.open(tmp_path / "coffea_tagged.root") as f:
+            assert ak.all(jets.tauGNN_tau == f["Events"]["Jet_tauGNN_tau"].array())
+        # four-vector behaviour: the jets are Lorentz vectors (coffea's JetArray)
+        assert ak.all(abs(jets.phi - inp.Jet_phi) < 1e-6) and ak.all(jets.mass >= 0)

@@ -655,6 +655,25 @@ def _check_root_header(p: str) -> None:
                           f"{ROOT_MIN_BYTES}): truncated?")
 
 
+#: What reading a remote file needs: URL scheme -> (Python module, e2e extra, pip package).
+REMOTE_NEEDS: dict[str, tuple[str, str, str]] = {
+    "root": ("fsspec_xrootd", "xrootd", "fsspec-xrootd"),
+    "http": ("aiohttp", "http", "aiohttp"),
+    "https": ("aiohttp", "http", "aiohttp"),
+}
+
+
+def _check_remote(p: str) -> None:
+    """One line naming what to install when a URL's scheme needs a package that is missing (no network used)."""
+    import importlib.util
+
+    scheme = p.split("://", 1)[0].lower()
+    need = REMOTE_NEEDS.get(scheme)
+    if need is not None and importlib.util.find_spec(need[0]) is None:
+        raise SchemaError(f"{p}: reading {scheme}:// files needs {need[2]}: pip install 'e2e[{need[1]}]' "
+                          f"(or pip install {need[2]})")
+
+
 def open_root_file(path: str | os.PathLike) -> Any:
     """``uproot.open(path)``, with a missing, non-regular, non-ROOT or truncated local file as one-line SchemaError."""
     import uproot
@@ -667,6 +686,8 @@ def open_root_file(path: str | os.PathLike) -> Any:
         raise SchemaError(f"{p}: not a regular file")
     if local:
         _check_root_header(p)
+    else:
+        _check_remote(p)
     try:
         file = uproot.open(p)
     except Exception as exc:

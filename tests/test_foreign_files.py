@@ -154,3 +154,23 @@ def test_old_files_with_8_bit_integers_are_read(tmp_path, capsys, reference):
         assert f["Events"]["Jet_label"].array().type.content.content.primitive == "int8"
     assert set(schema.inspect_file(path).casts) == set(old)
     np.testing.assert_array_equal(_tag(tmp_path, capsys, {"files": [str(path)]}, "old"), reference)
+
+
+def test_remote_files_say_what_to_install(tmp_path, capsys, monkeypatch):
+    """root:// needs fsspec-xrootd (an extra): without it, one line saying what to install; no network is used."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "fsspec_xrootd" else real(name, *a)
+    )
+    url = "root://eospublic.cern.ch//eos/opendata/cms/hits.root"
+    with pytest.raises(
+        schema.SchemaError, match=r"reading root:// files needs fsspec-xrootd: pip install 'e2e\[xrootd\]'"
+    ):
+        schema.validate_file(url)
+    data = yaml.safe_load(CONFIG.read_text())
+    data["source"]["files"] = [url]
+    (tmp_path / "remote.yaml").write_text(yaml.safe_dump(data))
+    rc, _, err = run_cli([str(tmp_path / "remote.yaml"), "-o", str(tmp_path / "out.root")], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "pip install 'e2e[xrootd]'" in err, err

@@ -235,7 +235,8 @@ JET_TRUTH = Collection(
     "Jet",
     (
         Field(
-            "label", _i16, "", 0, max(JET_LABELS), "truth class: " + ", ".join(f"{k} {v}" for k, v in JET_LABELS.items())
+            "label", _i16, "", 0, max(JET_LABELS),
+            "truth class: " + ", ".join(f"{k} {v}" for k, v in JET_LABELS.items()),
         ),
         Field("gen_pt", _f32, "GeV", -1.0, E_MAX_GEV, "matched generator-level pt; -1: no generator match"),
         Field("gen_mass", _f32, "GeV", -1.0, E_MAX_GEV, "matched generator-level mass; -1: no generator match"),

@@ -7,6 +7,8 @@ cancelling track d0/dz.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import frame_references as ref
 import numpy as np
 import pytest
@@ -407,3 +409,16 @@ def test_product_edge_index_equals_kernel():
                       pos=np.zeros((30, 2), np.float32), pixel=pixel, node_offsets=off, neighbors=nb,
                       num_neighbors=num)
         assert np.array_equal(g.edge_index, K.edge_index_from_neighbors(nb, num))
+
+
+def test_kernel_cache_entries_are_stamped_with_every_kernel_source() -> None:
+    """numba stamps a function's cache entries with its own file only, but images.py and nodes.py compile in
+    window.py: the kernels' entries carry the stamp of every kernel source, so an edit of one recompiles all."""
+    from frameproducers.kernels import cache, images, nodes
+
+    for kernel in (images._fill_jet_images, nodes._graph_nodes):
+        locator = kernel._cache._impl.locator
+        assert isinstance(locator, cache.PackageSourceLocator)
+        assert locator.get_source_stamp()[1] == cache.sources_stamp()
+    window = (Path(cache.__file__).parent / "window.py").read_bytes()
+    assert len(cache.sources_stamp()) == 64 and window  # sha256 over the package sources, window.py among them

@@ -3,6 +3,8 @@
 =================  ==========================================================================================
 module             what
 =================  ==========================================================================================
+``cache``          numba's on-disk cache of the kernels, stale after a change to any of their sources
+``jit``            the decorator of the functions compiled without reference counting
 ``inputs``         named tuples of the arrays the kernels read (hit collections, jets, channel map); checks
 ``params``         ``FRAME_PARAM_DTYPE``: the scalar settings as one numpy record; the work chunks
 ``window``         hits on the pixels of a jet window (shared by images and graph nodes)
@@ -26,11 +28,20 @@ Graph nodes are the window pixels where at least one channel is non-zero (ascend
 p = r * W + c); edges come from kNN / radius searches on the pixel coordinates or on the node features.
 No fastmath anywhere: the kernels reproduce the slow references of tests/frame_references.py.
 
+Numba notes. (1) The per-window and per-graph functions are compiled without reference counting
+(frameproducers.kernels.jit): numba would otherwise pay atomic increfs for the arrays of every inlined helper
+call. (2) Numba drops writes through a named tuple's arrays inside a ``prange`` body (numba#7135): the
+parallel drivers only pass named tuples on to a per-chunk function. (3) Numba stamps a function's cache with
+its own file only; ``cache`` stamps the kernels' entries with all their sources, so an edit of window.py
+recompiles images.py and nodes.py.
+
 The public functions are thin Python wrappers: they check shapes, the channel configuration and the jets
 (events and seeds in range), fill the settings record and call the parallel ``@njit`` kernels. Hit indices
 must be on their grids (dataformats.schema validates them on reading); the kernels do no bounds checks.
 """
 
+# first, before any kernel is defined: numba's cache entries of the kernels are stamped with all their sources
+from frameproducers.kernels import cache  # noqa: F401
 from frameproducers.kernels.images import fill_jet_images
 from frameproducers.kernels.inputs import (
     CaloHits,

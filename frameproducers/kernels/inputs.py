@@ -12,7 +12,7 @@ validates them on reading); the kernels do no bounds checks.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -106,21 +106,26 @@ class CellCentres(NamedTuple):
     hcal_phi: np.ndarray
 
 
+_Collection = TypeVar("_Collection", CaloHits, WindowTracks, TrackerHits, ShapeTracks)
+
+
 def as_int64(a: np.ndarray) -> np.ndarray:
     """``a`` as a contiguous int64 array (itself when it is one)."""
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
-def calo_hits(c: CaloHits) -> CaloHits:
-    """``c`` with int64 offsets."""
-    return c._replace(offsets=as_int64(c.offsets))
+def with_int64_offsets(c: _Collection) -> _Collection:
+    """``c`` with int64 contiguous offsets (itself when it has them)."""
+    off = c.offsets
+    if off.dtype == np.int64 and off.flags.c_contiguous:
+        return c
+    return c._replace(offsets=as_int64(off))
 
 
 def window_hits(hits: WindowHits) -> WindowHits:
     """``hits`` with int64 offsets in every collection."""
-    return WindowHits(calo_hits(hits.ecal), calo_hits(hits.hcal),
-                      hits.tracks._replace(offsets=as_int64(hits.tracks.offsets)),
-                      hits.tracker._replace(offsets=as_int64(hits.tracker.offsets)))
+    return WindowHits(with_int64_offsets(hits.ecal), with_int64_offsets(hits.hcal),
+                      with_int64_offsets(hits.tracks), with_int64_offsets(hits.tracker))
 
 
 def check_jets(jet_event: np.ndarray, seed_ieta: np.ndarray | None, seed_iphi: np.ndarray | None,

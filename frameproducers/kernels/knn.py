@@ -10,6 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from frameproducers.kernels.jit import no_refcount
 from frameproducers.kernels.knn_sparse import knn_sparse_graph
 from frameproducers.kernels.neighbors import SHIFT, check_graph, insert_sorted, pixel_key, write_row
 from frameproducers.kernels.params import frame_params, n_chunks
@@ -52,7 +53,7 @@ def _graph_coordinates(pixel, a, n, W, r_of, c_of, row_start):
         row_start[r + 1] += row_start[r]
 
 
-@njit(cache=True)
+@no_refcount
 def _knn_small_graph(a, n, k, self_loops, out, r_of, c_of, sel):
     """kNN of a small graph: all candidates of each node, sorted by insertion (O(n^2))."""
     for li in range(n):
@@ -84,11 +85,12 @@ def _merge_sort(a, n, tmp):
         src, dst = dst, src
         in_a = not in_a
         width *= 2
-    if not in_a:
-        a[:n] = src[:n]
+    if not in_a:  # the result is in tmp (a loop: a slice copy checks for overlap with a temporary array)
+        for i in range(n):
+            a[i] = src[i]
 
 
-@njit(cache=True)
+@no_refcount
 def _knn_brute_graph(a, n, k, self_loops, out, r_of, c_of, keys, tmp):
     """kNN by brute force (the benchmark baseline): the keys of all candidates of each node, fully sorted."""
     for li in range(n):
@@ -101,7 +103,7 @@ def _knn_brute_graph(a, n, k, self_loops, out, r_of, c_of, keys, tmp):
         write_row(out, a + li, a, keys, cnt, k)
 
 
-@njit(cache=True)
+@no_refcount
 def _knn_dense_graph(a, n, W, k, self_loops, out, r_of, c_of, grid, offsets, sel):
     """kNN of a dense graph: the nodes are put on a dense W x W ``grid`` of local ids (-1: empty) and each
     node visits the pixel ``offsets`` in order of squared distance until the last offset at the distance of

@@ -17,6 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
+from frameproducers.kernels.jit import no_refcount
 from frameproducers.kernels.neighbors import LOCAL_MASK, SHIFT, pad_row
 
 #: A 3S x 3S block around an S x S tile holds ~_BLOCK_NODES * k nodes on average.
@@ -143,7 +144,7 @@ def _rank_into_row(out, row, a, k, cut, mb, dist, bid, sel):
     pad_row(out, row, cnt, k)
 
 
-@njit(cache=True)
+@no_refcount
 def knn_sparse_graph(a, n, W, k, self_loops, out, r_of, c_of, row_start, col_start, tile_start, tile_nodes,
                      br, bc, bid, dist, sel):
     """kNN rows of the n nodes of the graph at ``a`` (r_of, c_of, row_start from the pixels; the rest scratch)."""

@@ -41,10 +41,17 @@ def insert_sorted(keys, cnt, key):
 @njit(inline="always", cache=True)
 def insert_bounded(keys, cnt, k, key):
     """Insert ``key`` into the ascending ``keys[:cnt]`` kept at most ``k`` long; returns the new count."""
-    if cnt < k:
-        return insert_sorted(keys, cnt, key)
-    if key < keys[k - 1]:
-        insert_sorted(keys, k - 1, key)
+    if cnt == k:
+        if key >= keys[k - 1]:
+            return cnt
+        i = k - 1
+    else:
+        i = cnt
+        cnt += 1
+    while i > 0 and keys[i - 1] > key:
+        keys[i] = keys[i - 1]
+        i -= 1
+    keys[i] = key
     return cnt
 
 

@@ -85,23 +85,6 @@ def _sort_pixels(touched, n, flag, W, row_count, tmp):
         start = end
 
 
-@njit(inline="always", cache=True)
-def _write_node(nodes, k, buf, p, W, seed_ieta, coordinates, eta_centre):
-    """Node k: the channel values of pixel p, its coordinates from the seed and its pixel index."""
-    C = buf.shape[0]
-    h = W // 2
-    for ch in range(C):
-        nodes.x[k, ch] = buf[ch, p]
-    r = p // W
-    c = p - r * W
-    if coordinates:
-        nodes.x[k, C] = eta_centre[seed_ieta - h + r] - eta_centre[seed_ieta]
-        nodes.x[k, C + 1] = (c - h) * _DPHI
-    nodes.pos[k, 0] = r - h
-    nodes.pos[k, 1] = c - h
-    nodes.pixel[k] = p
-
-
 @njit(cache=True)
 def _nodes_of_chunk(mode, t, j0, j1, offs, region, done, nodes, thr, n_mask, seeds, ecal, hcal, tracks, tracker,
                     channels, par, eta_centre):
@@ -110,8 +93,11 @@ def _nodes_of_chunk(mode, t, j0, j1, offs, region, done, nodes, thr, n_mask, see
     C = channels.scale.shape[0]
     W = par[0].window
     coordinates = par[0].coordinates
+    h = W // 2
     WW = W * W
     sc = window_scratch(n_mask, WW)
+    flag, touched = sc.flag, sc.touched  # locals: numba increfs a tuple attribute at each read in a loop
+    x, pos, pixel = nodes
     buf = np.zeros((C, WW), np.float32)  # the window as an image: one compiled accumulate_window for both
     row_count = np.empty(W + 1, np.int64)
     tmp = np.empty(WW, np.int32)
@@ -121,12 +107,13 @@ def _nodes_of_chunk(mode, t, j0, j1, offs, region, done, nodes, thr, n_mask, see
         n_t = accumulate_window(buf, sc, seeds.event[j], seeds.ieta[j], seeds.iphi[j], ecal, hcal, tracks, tracker,
                                 channels, par)
         if write and n_t > 1:
-            _sort_pixels(sc.touched, n_t, sc.flag, W, row_count, tmp)
+            _sort_pixels(touched, n_t, flag, W, row_count, tmp)
+        seed_ieta = seeds.ieta[j]
         k0 = offs[j] if mode == _FILL else row
         k = k0
         for q in range(n_t):
-            p = sc.touched[q]
-            sc.flag[p] = 0
+            p = touched[q]
+            flag[p] = 0
             nonzero = False
             for ch in range(C):
                 v = buf[ch, p]
@@ -137,8 +124,17 @@ def _nodes_of_chunk(mode, t, j0, j1, offs, region, done, nodes, thr, n_mask, see
             if nonzero:
                 if mode == _SPECULATE and k >= region[t + 1]:
                     write = False  # the region is full: this jet and the rest of the chunk are only counted
-                if write:
-                    _write_node(nodes, k, buf, p, W, seeds.ieta[j], coordinates, eta_centre)
+                if write:  # node k: the channel values, the coordinates from the seed, the pixel
+                    for ch in range(C):
+                        x[k, ch] = buf[ch, p]
+                    r = p // W
+                    c = p - r * W
+                    if coordinates:
+                        x[k, C] = eta_centre[seed_ieta - h + r] - eta_centre[seed_ieta]
+                        x[k, C + 1] = (c - h) * _DPHI
+                    pos[k, 0] = r - h
+                    pos[k, 1] = c - h
+                    pixel[k] = p
                 k += 1
             for ch in range(C):
                 buf[ch, p] = 0.0

@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from dataformats.geometry import ECAL_N_IETA
+from frameproducers.kernels.jit import no_refcount
 from frameproducers.kernels.neighbors import LOCAL_MASK, SHIFT, check_graph, insert_bounded
 from frameproducers.kernels.params import frame_params, n_chunks
 
@@ -56,6 +57,32 @@ def _disc_of_graph(pixel, a, n, W, r, c, li, r2, self_loops, keys, max_neighbors
     return cnt
 
 
+@no_refcount
+def _radius_graph(pixel, a, n, W, R, r2, max_neighbors, self_loops, grid, keys, out, num):
+    """Radius-graph rows of the n nodes of the graph at ``a`` (``grid``: -1 everywhere, as left here)."""
+    use_grid = n * n > (2 * R + 1) * (2 * R + 1) * 2
+    if use_grid:
+        for li in range(n):
+            grid[pixel[a + li]] = li
+    for li in range(n):
+        p = np.int64(pixel[a + li])
+        r = p // W
+        c = p - r * W
+        if use_grid:  # the disc on the grid
+            cnt = _disc_on_grid(grid, W, r, c, li, R, r2, self_loops, keys, max_neighbors)
+        else:  # all nodes of a small graph
+            cnt = _disc_of_graph(pixel, a, n, W, r, c, li, r2, self_loops, keys, max_neighbors)
+        i = a + li
+        num[i] = cnt
+        for s in range(cnt):
+            out[i, s] = a + (keys[s] & LOCAL_MASK)
+        for s in range(cnt, max_neighbors):
+            out[i, s] = i
+    if use_grid:
+        for li in range(n):
+            grid[pixel[a + li]] = -1
+
+
 @njit(parallel=True, cache=True)
 def _radius_pixels(pixel, node_offsets, par, out, num, nch):
     """Radius graph of every graph (see radius_pixels), parallel over ``nch`` chunks of graphs."""
@@ -70,28 +97,8 @@ def _radius_pixels(pixel, node_offsets, par, out, num, nch):
         keys = np.empty(max_neighbors, np.int64)
         for g in range(t * n_graphs // nch, (t + 1) * n_graphs // nch):
             a = node_offsets[g]
-            n = node_offsets[g + 1] - a
-            use_grid = n * n > (2 * R + 1) * (2 * R + 1) * 2
-            if use_grid:
-                for li in range(n):
-                    grid[pixel[a + li]] = li
-            for li in range(n):
-                p = np.int64(pixel[a + li])
-                r = p // W
-                c = p - r * W
-                if use_grid:  # the disc on the grid
-                    cnt = _disc_on_grid(grid, W, r, c, li, R, r2, self_loops, keys, max_neighbors)
-                else:  # all nodes of a small graph
-                    cnt = _disc_of_graph(pixel, a, n, W, r, c, li, r2, self_loops, keys, max_neighbors)
-                i = a + li
-                num[i] = cnt
-                for s in range(cnt):
-                    out[i, s] = a + (keys[s] & LOCAL_MASK)
-                for s in range(cnt, max_neighbors):
-                    out[i, s] = i
-            if use_grid:
-                for li in range(n):
-                    grid[pixel[a + li]] = -1
+            _radius_graph(pixel, a, node_offsets[g + 1] - a, W, R, r2, max_neighbors, self_loops, grid, keys, out,
+                          num)
 
 
 def radius_pixels(pixel: np.ndarray, node_offsets: np.ndarray, W: int, radius: float, max_neighbors: int,

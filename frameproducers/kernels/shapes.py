@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from frameproducers.kernels.inputs import CaloHits, CellCentres, JetAxes, ShapeTracks, as_int64, calo_hits, check_jets
+from frameproducers.kernels.inputs import CaloHits, CellCentres, JetAxes, ShapeTracks, check_jets, with_int64_offsets
 from frameproducers.kernels.params import frame_params
 
 #: Columns of :func:`fill_jet_shapes`.
@@ -117,6 +117,6 @@ def fill_jet_shapes(out: np.ndarray, jets: JetAxes, ecal: CaloHits, hcal: CaloHi
     centres = CellCentres(*(np.ascontiguousarray(a, dtype=np.float64) for a in centres))
     par = frame_params(cone=float(cone), core=float(core), track_pt_min=float(track_pt_min), dz_max=float(dz_max),
                        d0sig_min=float(d0sig_min))
-    _fill_jet_shapes(out, jets._replace(event=event), calo_hits(ecal), calo_hits(hcal),
-                     tracks._replace(offsets=as_int64(tracks.offsets)), centres, par)
+    _fill_jet_shapes(out, jets._replace(event=event), with_int64_offsets(ecal), with_int64_offsets(hcal),
+                     with_int64_offsets(tracks), centres, par)
     return out

@@ -23,6 +23,7 @@ from numba import njit
 
 from dataformats.geometry import CRYSTALS_PER_TOWER, ECAL_N_IPHI
 from frameproducers.channels import CHANNEL_CODE, FIRST_LAYER_CODE, N_CHANNEL_CODES
+from frameproducers.kernels.jit import no_refcount
 
 _NPHI = ECAL_N_IPHI
 _CPT = CRYSTALS_PER_TOWER
@@ -37,7 +38,8 @@ _N_LAYERS = N_CHANNEL_CODES - FIRST_LAYER_CODE
 class WindowScratch(NamedTuple):
     """Scratch of :func:`accumulate_window`, one per thread, reused across jets."""
 
-    mask: np.ndarray  # uint8 [n_mask]: hit q lies in the window (read by 8-hit words as uint64)
+    mask: np.ndarray  # uint8 [n_mask]: hit q lies in the window
+    words: np.ndarray  # uint64 [n_mask / 8]: the mask read by 8-hit words (a view of it)
     pix: np.ndarray  # int32 [n_mask]: its pixel r * W + c (HCAL towers: top-left crystal, packed)
     hit: np.ndarray  # int32 [n_mask]: the hits in the window, ascending
     flag: np.ndarray  # uint8 [W * W] or [0]: pixel touched (empty: touched pixels are not recorded)
@@ -47,7 +49,8 @@ class WindowScratch(NamedTuple):
 @njit(cache=True)
 def window_scratch(n_mask, n_flag):
     """New scratch: masks of ``n_mask`` (:func:`scratch_length`) hits, touched flags of ``n_flag`` pixels."""
-    return WindowScratch(np.zeros(n_mask, np.uint8), np.zeros(n_mask, np.int32), np.empty(n_mask, np.int32),
+    mask = np.zeros(n_mask, np.uint8)
+    return WindowScratch(mask, mask.view(np.uint64), np.zeros(n_mask, np.int32), np.empty(n_mask, np.int32),
                          np.zeros(n_flag, np.uint8), np.empty(n_flag, np.int32))
 
 
@@ -64,10 +67,10 @@ def scratch_length(ecal, hcal, tracks, tracker):
 @njit(cache=True)
 def effective_thresholds(channels):
     """threshold[c] * |scale[c]| in float32 (the cut on the scaled pixel value)."""
-    scale = channels.scale
+    scale, threshold = channels.scale, channels.threshold
     out = np.empty(scale.shape[0], np.float32)
     for c in range(scale.shape[0]):
-        out[c] = channels.threshold[c] * abs(scale[c])
+        out[c] = threshold[c] * abs(scale[c])
     return out
 
 
@@ -118,7 +121,7 @@ def _hits_in_window(hits, e, towers, mult, shift, row0, col0, W, sc):
     ieta = hits.ieta[lo:lo + n]
     iphi = hits.iphi[lo:lo + n]
     mask = sc.mask
-    m64 = mask.view(np.uint64)
+    m64 = sc.words
     m64[(n - 1) >> 3] = 0  # mask bytes beyond n read as 0 by the word scan
     if towers:
         _mask_towers(ieta, iphi, row0, col0, W, mask[:n], sc.pix[:n])
@@ -138,7 +141,7 @@ def _hits_in_window(hits, e, towers, mult, shift, row0, col0, W, sc):
 @njit(inline="always", cache=True)
 def _touch(sc, n_t, p):
     """When touched pixels are recorded (``sc.flag`` non-empty), record pixel p at its first touch (flag it,
-    append it to the touched list); returns the touched count."""
+    append it to ``sc.touched``); returns the touched count."""
     if sc.flag.shape[0] > 0 and sc.flag[p] == 0:
         sc.flag[p] = 1
         sc.touched[n_t] = p
@@ -162,8 +165,7 @@ def _add_cells(buf, ch, s, hits, e, mult, shift, row0, col0, W, sc, n_t):
 @njit(inline="always", cache=True)
 def _add_towers(buf, ch, s, hcal, e, row0, col0, W, sc, n_t):
     """Energy / 25 * s of each HCAL tower of event e onto each of its 5 x 5 crystals in the window."""
-    unit, zero = np.int64(1), np.int64(0)
-    lo, m = _hits_in_window(hcal, e, True, unit, zero, row0, col0, W, sc)
+    lo, m = _hits_in_window(hcal, e, True, np.int64(1), np.int64(0), row0, col0, W, sc)
     for i in range(m):
         q = sc.hit[i]
         packed = np.int64(sc.pix[q])
@@ -195,8 +197,7 @@ def _add_tracks(buf, channels, tracks, e, dz_max, row0, col0, W, sc, n_t):
     if not (cpt >= 0 or cd0 >= 0 or cdz >= 0):
         return n_t
     scale = channels.scale
-    unit, zero = np.int64(1), np.int64(0)
-    lo, m = _hits_in_window(tracks, e, False, unit, zero, row0, col0, W, sc)
+    lo, m = _hits_in_window(tracks, e, False, np.int64(1), np.int64(0), row0, col0, W, sc)
     for i in range(m):
         q = sc.hit[i]
         p = np.int64(sc.pix[q])
@@ -222,8 +223,7 @@ def _add_tracker_hits(buf, channels, tracker, e, row0, col0, W, sc, n_t):
             any_layer = True
     if not any_layer:
         return n_t
-    unit, zero = np.int64(1), np.int64(0)
-    lo, m = _hits_in_window(tracker, e, False, unit, zero, row0, col0, W, sc)
+    lo, m = _hits_in_window(tracker, e, False, np.int64(1), np.int64(0), row0, col0, W, sc)
     for i in range(m):
         q = sc.hit[i]
         L = np.int64(tracker.layer[lo + q])
@@ -238,7 +238,7 @@ def _add_tracker_hits(buf, channels, tracker, e, row0, col0, W, sc, n_t):
     return n_t
 
 
-@njit(cache=True)
+@no_refcount
 def accumulate_window(buf, sc, e, seed_ieta, seed_iphi, ecal, hcal, tracks, tracker, channels, par):
     """Add the hits of event ``e`` that fall in the W x W window of seed (seed_ieta, seed_iphi) to ``buf``
     [C, W*W] (float32, scaled, in input order); W, dz_max and hcal_upsample from ``par[0]``. When
@@ -268,12 +268,13 @@ def accumulate_window(buf, sc, e, seed_ieta, seed_iphi, ecal, hcal, tracks, trac
 @njit(cache=True)
 def threshold_touched(buf, sc, n_t, thr):
     """Zero |buf[c, p]| <= thr[c] at the touched pixels (channels with thr > 0) and clear their flags."""
+    flag, touched = sc.flag, sc.touched
     for c in range(buf.shape[0]):
         t = thr[c]
         if t > 0:
             for q in range(n_t):
-                p = sc.touched[q]
+                p = touched[q]
                 if abs(buf[c, p]) <= t:
                     buf[c, p] = 0.0
     for q in range(n_t):
-        sc.flag[sc.touched[q]] = 0
+        flag[touched[q]] = 0

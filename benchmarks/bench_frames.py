@@ -44,8 +44,8 @@ from frameproducers.channels import CHANNEL_CODE, CHANNELS  # noqa: E402
 
 FIVE = ("track_pt", "track_d0", "track_dz", "ecal", "hcal")
 ETA_CENTRE = geo.ecal_eta(np.arange(geo.ECAL_N_IETA))
-SHAPE_TABLES = (ETA_CENTRE, geo.ecal_phi(np.arange(geo.ECAL_N_IPHI)), geo.hcal_eta(np.arange(geo.HCAL_N_IETA)),
-                geo.hcal_phi(np.arange(geo.HCAL_N_IPHI)))
+SHAPE_TABLES = K.CellCentres(ETA_CENTRE, geo.ecal_phi(np.arange(geo.ECAL_N_IPHI)),
+                             geo.hcal_eta(np.arange(geo.HCAL_N_IETA)), geo.hcal_phi(np.arange(geo.HCAL_N_IPHI)))
 DZ_MAX = 0.1
 K_NN = 16
 
@@ -76,19 +76,27 @@ def load(path: Path, replicate: int) -> dict[str, Any]:
     return data
 
 
-def hit_args(d: dict[str, Any]) -> tuple[np.ndarray, ...]:
-    e, h, t, th = d["ecal"], d["hcal"], d["tracks"], d["th"]
-    return (e["offsets"], e["ieta"], e["iphi"], e["energy"], h["offsets"], h["ieta"], h["iphi"], h["energy"],
-            t["offsets"], t["ieta"], t["iphi"], t["pt"], t["d0v"], t["dzv"], t["dz"],
-            th["offsets"], th["layer"], th["ieta"], th["iphi"])
+def calo_hits(c: dict[str, np.ndarray]) -> K.CaloHits:
+    return K.CaloHits(c["offsets"], c["ieta"], c["iphi"], c["energy"])
 
 
-def channels(names: tuple[str, ...], thresholds: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def window_hits(d: dict[str, Any]) -> K.WindowHits:
+    t, th = d["tracks"], d["th"]
+    return K.WindowHits(calo_hits(d["ecal"]), calo_hits(d["hcal"]),
+                        K.WindowTracks(t["offsets"], t["ieta"], t["iphi"], t["pt"], t["d0v"], t["dzv"], t["dz"]),
+                        K.TrackerHits(th["offsets"], th["layer"], th["ieta"], th["iphi"]))
+
+
+def seeds(j: dict[str, np.ndarray], lo: int = 0, hi: int | None = None) -> K.JetSeeds:
+    return K.JetSeeds(j["event"][lo:hi], j["seed_ieta"][lo:hi], j["seed_iphi"][lo:hi])
+
+
+def channels(names: tuple[str, ...], thresholds: dict[str, float]) -> K.ChannelMap:
     codes = np.full(len(CHANNELS), -1, np.int64)
     for i, name in enumerate(names):
         codes[CHANNEL_CODE[name]] = i
     thr = np.array([thresholds.get(n, 0.0) for n in names], np.float32)
-    return codes, np.ones(len(names), np.float32), thr
+    return K.ChannelMap(codes, np.ones(len(names), np.float32), thr)
 
 
 def best(fn: Callable[[], Any], repeats: int) -> float:
@@ -110,10 +118,8 @@ def subset(d: dict[str, Any], n: int) -> dict[str, Any]:
 
 def graph_build(d: dict[str, Any], W: int, upsample: bool, thr: dict[str, float],
                 knn: Callable[..., np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    codes, scale, threshold = channels(FIVE, thr)
-    j = d["jets"]
-    node_offsets, x, pos, pixel = K.build_graph_nodes(j["event"], j["seed_ieta"], j["seed_iphi"], *hit_args(d), W,
-                                                      codes, scale, threshold, DZ_MAX, upsample, True, ETA_CENTRE)
+    node_offsets, x, pos, pixel = K.build_graph_nodes(seeds(d["jets"]), window_hits(d), channels(FIVE, thr), W,
+                                                      DZ_MAX, upsample, True, ETA_CENTRE)
     nb = knn(pixel, node_offsets, W, K_NN, False)
     return node_offsets, x, pixel, nb
 
@@ -146,14 +152,14 @@ def main() -> None:
 
     # ---- images
     W = 125
-    codes, scale, thr = channels(FIVE, {})
-    hits = hit_args(d)
+    chans = channels(FIVE, {})
+    codes, scale, thr = chans
+    hits = window_hits(d)
 
     def images(batch: int, out: np.ndarray) -> None:
         for lo in range(0, n_jets, batch):
             hi = min(lo + batch, n_jets)
-            K.fill_jet_images(out[: hi - lo], jets["event"][lo:hi], jets["seed_ieta"][lo:hi], jets["seed_iphi"][lo:hi],
-                              *hits, codes, scale, thr, DZ_MAX, True)
+            K.fill_jet_images(out[: hi - lo], seeds(jets, lo, hi), hits, chans, DZ_MAX, True)
 
     def image_time(batch: int) -> float:
         out = np.empty((min(batch, n_jets), len(FIVE), W, W), np.float32)  # preallocated, reused
@@ -216,12 +222,11 @@ def main() -> None:
 
     # ---- jet shapes
     t = d["tracks"]
-    shape_args = (jets["event"], jets["pt"], jets["eta"], jets["phi"],
-                  d["ecal"]["offsets"], d["ecal"]["ieta"], d["ecal"]["iphi"], d["ecal"]["energy"],
-                  d["hcal"]["offsets"], d["hcal"]["ieta"], d["hcal"]["iphi"], d["hcal"]["energy"],
-                  t["offsets"], t["pt"], t["eta"], t["phi"], t["dz"], t["d0sig"], *SHAPE_TABLES)
+    shape_jets = K.JetAxes(jets["event"], jets["pt"], jets["eta"], jets["phi"])
+    shape_tracks = K.ShapeTracks(t["offsets"], t["pt"], t["eta"], t["phi"], t["dz"], t["d0sig"])
+    ecal, hcal = calo_hits(d["ecal"]), calo_hits(d["hcal"])
     shapes = np.empty((n_jets, len(K.SHAPE_NAMES)), np.float32)
-    t_s = best(lambda: K.fill_jet_shapes(shapes, *shape_args), args.repeats)
+    t_s = best(lambda: K.fill_jet_shapes(shapes, shape_jets, ecal, hcal, shape_tracks, SHAPE_TABLES), args.repeats)
     t0 = time.perf_counter()
     s_ref = ref.jet_shapes(jets["event"][:n_ref], jets["pt"], jets["eta"], jets["phi"], d["ecal"], d["hcal"], t,
                            *SHAPE_TABLES)

@@ -74,16 +74,15 @@ class JetGraphProducer(PixelProducer):
 
     def produce(self, batch: EventBatch) -> None:
         px, p = self.pixels, self.params
-        jets, jet_event, jet_index = px.jets(batch)
-        seed_ieta, seed_iphi = jets["seed_ieta"], jets["seed_iphi"]
+        jets, seeds, jet_index = px.jets(batch)
         node_offsets, x, pos, pixel = kernels.build_graph_nodes(
-            jet_event, seed_ieta, seed_iphi, *px.hit_arrays(batch), p.window, px.channel_of_code, px.scale,
-            px.threshold, float(p.dz_max), bool(p.hcal_upsample), bool(p.coordinates), ECAL_ETA_CENTRES)
+            seeds, px.window_hits(batch), px.channel_map, p.window, float(p.dz_max), bool(p.hcal_upsample),
+            bool(p.coordinates), ECAL_ETA_CENTRES)
         neighbors, num_neighbors = graph_edges(pixel, x, node_offsets, vars(p))
         n_nodes = np.diff(node_offsets)
         self.count("empty graphs (no hit in the window)", int(np.count_nonzero(n_nodes == 0)))
         self.count("nodes", int(node_offsets[-1]))
-        self.count("jets at the eta edge (rows beyond the grid are empty)", px.eta_edge_jets(seed_ieta))
+        self.count("jets at the eta edge (rows beyond the grid are empty)", px.eta_edge_jets(seeds.ieta))
         record = {**px.record(), "coordinates": p.coordinates, "edges": p.edges, "space": p.space, "k": p.k,
                   "radius": p.radius, "self_loops": p.self_loops, "features": list(self.feature_names)}
         batch.put(self.label, JetGraphs(jets.offsets, jet_index, record, x=x, pos=pos, pixel=pixel,

@@ -28,11 +28,10 @@ class JetFrameProducer(PixelProducer):
 
     def produce(self, batch: EventBatch) -> None:
         px = self.pixels
-        jets, jet_event, jet_index = px.jets(batch)
+        jets, seeds, jet_index = px.jets(batch)
         w = self.params.window
         out = np.empty((len(jets), len(px.channels), w, w), dtype=np.float32)
-        seed_ieta, seed_iphi = jets["seed_ieta"], jets["seed_iphi"]
-        kernels.fill_jet_images(out, jet_event, seed_ieta, seed_iphi, *px.hit_arrays(batch), px.channel_of_code,
-                                px.scale, px.threshold, float(self.params.dz_max), bool(self.params.hcal_upsample))
-        self.count("jets at the eta edge (rows beyond the grid are zero)", px.eta_edge_jets(seed_ieta))
+        kernels.fill_jet_images(out, seeds, px.window_hits(batch), px.channel_map, float(self.params.dz_max),
+                                bool(self.params.hcal_upsample))
+        self.count("jets at the eta edge (rows beyond the grid are zero)", px.eta_edge_jets(seeds.ieta))
         batch.put(self.label, JetFrames(jets.offsets, jet_index, px.record(), data=out, channels=px.channels))

@@ -19,6 +19,7 @@ from e2e.event import EventBatch
 from e2e.module import Producer
 from e2e.params import input_tag, param
 from frameproducers.channels import CHANNEL_CODE, CHANNEL_COLLECTION, CHANNELS, N_CHANNEL_CODES
+from frameproducers.kernels import CaloHits, ChannelMap, JetSeeds, TrackerHits, WindowHits, WindowTracks
 
 DEFAULT_CHANNELS = ["track_pt", "track_d0", "track_dz", "ecal", "hcal"]
 
@@ -88,6 +89,7 @@ class PixelMap:
             self.channel_of_code[CHANNEL_CODE[name]] = i
         self.scale = np.array([p.scale.get(c, 1.0) for c in p.channels], dtype=np.float32)
         self.threshold = np.array([p.thresholds.get(c, 0.0) for c in p.channels], dtype=np.float32)
+        self.channel_map = ChannelMap(self.channel_of_code, self.scale, self.threshold)
         self.collections = {CHANNEL_COLLECTION[c] for c in p.channels}
         self.params = p
 
@@ -112,14 +114,16 @@ class PixelMap:
                 "hcal_upsample": p.hcal_upsample, "scale": [float(s) for s in self.scale],
                 "thresholds": [float(t) for t in self.threshold]}
 
-    def jets(self, batch: EventBatch) -> tuple[JaggedCollection, np.ndarray, np.ndarray]:
-        """The jet collection, each jet's event (int64) and event-local index (int32)."""
+    def jets(self, batch: EventBatch) -> tuple[JaggedCollection, JetSeeds, np.ndarray]:
+        """The jet collection, the window seeds (event int64 and seed crystal of each jet) and each jet's
+        event-local index (int32)."""
         jets: JaggedCollection = batch.get(self.params.jets)
         jet_event = jets.event_index()
-        return jets, jet_event, jets.local_index(jet_event)
+        seeds = JetSeeds(jet_event, jets["seed_ieta"], jets["seed_iphi"])
+        return jets, seeds, jets.local_index(jet_event)
 
-    def hit_arrays(self, batch: EventBatch) -> tuple[np.ndarray, ...]:
-        """The hit arguments of the kernels, in kernel order (empty arrays for collections not read)."""
+    def window_hits(self, batch: EventBatch) -> WindowHits:
+        """The hit collections as the window kernels read them (empty arrays for collections not read)."""
         p = self.params
         n_events = batch.n_events
         dtypes = branch_dtypes(True)
@@ -131,12 +135,11 @@ class PixelMap:
             return [np.zeros(n_events + 1, dtype=np.int64),
                     *(np.zeros(0, dtype=dtypes[f"{name}_{f}"]) for f in fields)]
 
-        ecal = coll("EcalHit", p.ecal_hits, ("ieta", "iphi", "energy"))
-        hcal = coll("HcalHit", p.hcal_hits, ("ieta", "iphi", "energy"))
         d0, dz = ("d0sig", "dzsig") if p.impact == "significance" else ("d0", "dz")
-        trk = coll("Track", p.tracks, ("ecal_ieta", "ecal_iphi", "pt", d0, dz, "dz"))
-        thit = coll("TrackerHit", p.tracker_hits, ("layer", "ieta", "iphi"))
-        return (*ecal, *hcal, *trk, *thit)
+        return WindowHits(CaloHits(*coll("EcalHit", p.ecal_hits, ("ieta", "iphi", "energy"))),
+                          CaloHits(*coll("HcalHit", p.hcal_hits, ("ieta", "iphi", "energy"))),
+                          WindowTracks(*coll("Track", p.tracks, ("ecal_ieta", "ecal_iphi", "pt", d0, dz, "dz"))),
+                          TrackerHits(*coll("TrackerHit", p.tracker_hits, ("layer", "ieta", "iphi"))))
 
     def eta_edge_jets(self, seed_ieta: np.ndarray) -> int:
         """Jets whose window reaches beyond the ECAL grid in eta (those rows are zero)."""

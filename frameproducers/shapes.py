@@ -15,10 +15,10 @@ from e2e.params import param
 from frameproducers import kernels
 from frameproducers.pixels import HitInputs
 
-_ECAL_ETA = np.ascontiguousarray(geo.ecal_eta(np.arange(geo.ECAL_N_IETA)), dtype=np.float64)
-_ECAL_PHI = np.ascontiguousarray(geo.ecal_phi(np.arange(geo.ECAL_N_IPHI)), dtype=np.float64)
-_HCAL_ETA = np.ascontiguousarray(geo.hcal_eta(np.arange(geo.HCAL_N_IETA)), dtype=np.float64)
-_HCAL_PHI = np.ascontiguousarray(geo.hcal_phi(np.arange(geo.HCAL_N_IPHI)), dtype=np.float64)
+_CELL_CENTRES = kernels.CellCentres(
+    *(np.ascontiguousarray(a, dtype=np.float64)
+      for a in (geo.ecal_eta(np.arange(geo.ECAL_N_IETA)), geo.ecal_phi(np.arange(geo.ECAL_N_IPHI)),
+                geo.hcal_eta(np.arange(geo.HCAL_N_IETA)), geo.hcal_phi(np.arange(geo.HCAL_N_IPHI)))))
 
 
 class JetShapeProducer(Producer):
@@ -62,12 +62,13 @@ class JetShapeProducer(Producer):
         jet_event = jets.event_index()
         jet_index = jets.local_index(jet_event)
         out = np.empty((len(jets), len(kernels.SHAPE_NAMES)), dtype=np.float32)
-        kernels.fill_jet_shapes(out, jet_event, jets["pt"], jets["eta"], jets["phi"],
-                                ecal.offsets, ecal["ieta"], ecal["iphi"], ecal["energy"],
-                                hcal.offsets, hcal["ieta"], hcal["iphi"], hcal["energy"],
-                                trk.offsets, trk["pt"], trk["eta"], trk["phi"], trk["dz"], trk["d0sig"],
-                                _ECAL_ETA, _ECAL_PHI, _HCAL_ETA, _HCAL_PHI, float(p.cone), float(p.core),
-                                float(p.track_pt_min), float(p.dz_max), float(p.d0sig_min))
+        kernels.fill_jet_shapes(out, kernels.JetAxes(jet_event, jets["pt"], jets["eta"], jets["phi"]),
+                                kernels.CaloHits(ecal.offsets, ecal["ieta"], ecal["iphi"], ecal["energy"]),
+                                kernels.CaloHits(hcal.offsets, hcal["ieta"], hcal["iphi"], hcal["energy"]),
+                                kernels.ShapeTracks(trk.offsets, trk["pt"], trk["eta"], trk["phi"], trk["dz"],
+                                                    trk["d0sig"]),
+                                _CELL_CENTRES, float(p.cone), float(p.core), float(p.track_pt_min), float(p.dz_max),
+                                float(p.d0sig_min))
         record = {"cone": p.cone, "core": p.core, "track_pt_min": p.track_pt_min, "dz_max": p.dz_max,
                   "d0sig_min": p.d0sig_min}
         batch.put(self.label, JetShapes(jets.offsets, jet_index, record, values=out, names=kernels.SHAPE_NAMES))

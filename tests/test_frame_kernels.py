@@ -7,6 +7,8 @@ cancelling track d0/dz.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import frame_references as ref
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from dataformats import geometry as geo
 from frameproducers import kernels as K
 from frameproducers.channels import CHANNEL_CODE, CHANNELS
+from frameproducers.kernels import nodes as kernel_nodes
 
 ETA_CENTRE = geo.ecal_eta(np.arange(geo.ECAL_N_IETA))
 FIVE = ("track_pt", "track_d0", "track_dz", "ecal", "hcal")
@@ -91,11 +94,15 @@ def make_batch(seed: int = 0):
 BATCH = make_batch()
 
 
-def hit_args(ecal, hcal, tracks, th):
-    return (ecal["offsets"], ecal["ieta"], ecal["iphi"], ecal["energy"],
-            hcal["offsets"], hcal["ieta"], hcal["iphi"], hcal["energy"],
-            tracks["offsets"], tracks["ieta"], tracks["iphi"], tracks["pt"], tracks["d0v"], tracks["dzv"], tracks["dz"],
-            th["offsets"], th["layer"], th["ieta"], th["iphi"])
+def calo_hits(c):
+    return K.CaloHits(c["offsets"], c["ieta"], c["iphi"], c["energy"])
+
+
+def window_hits(ecal, hcal, tracks, th):
+    return K.WindowHits(calo_hits(ecal), calo_hits(hcal),
+                        K.WindowTracks(tracks["offsets"], tracks["ieta"], tracks["iphi"], tracks["pt"], tracks["d0v"],
+                                       tracks["dzv"], tracks["dz"]),
+                        K.TrackerHits(th["offsets"], th["layer"], th["ieta"], th["iphi"]))
 
 
 def channel_config(names, scaled: bool, thresholds: bool):
@@ -133,15 +140,15 @@ def reference_images(W, upsample, codes, scale, thr):
 def kernel_images(W, upsample, codes, scale, thr):
     jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th = BATCH
     out = np.full((len(jet_event), len(scale), W, W), np.nan, np.float32)  # the kernel must zero it
-    K.fill_jet_images(out, jet_event, seed_ieta, seed_iphi, *hit_args(ecal, hcal, tracks, th), codes, scale, thr,
-                      DZ_MAX, upsample)
+    K.fill_jet_images(out, K.JetSeeds(jet_event, seed_ieta, seed_iphi), window_hits(ecal, hcal, tracks, th),
+                      K.ChannelMap(codes, scale, thr), DZ_MAX, upsample)
     return out
 
 
 def kernel_graphs(W, upsample, codes, scale, thr, coordinates=True):
     jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th = BATCH
-    return K.build_graph_nodes(jet_event, seed_ieta, seed_iphi, *hit_args(ecal, hcal, tracks, th), W, codes, scale,
-                               thr, DZ_MAX, upsample, coordinates, ETA_CENTRE)
+    return K.build_graph_nodes(K.JetSeeds(jet_event, seed_ieta, seed_iphi), window_hits(ecal, hcal, tracks, th),
+                               K.ChannelMap(codes, scale, thr), W, DZ_MAX, upsample, coordinates, ETA_CENTRE)
 
 
 @pytest.mark.parametrize(("W", "upsample", "names", "scaled", "thresholds"), CONFIGS)
@@ -215,9 +222,11 @@ def test_channel_config_is_validated() -> None:
     bad = codes.copy()
     bad[CHANNEL_CODE["ecal"]] = 0  # two codes on channel 0
     with pytest.raises(ValueError, match="channel_of_code"):
-        K.fill_jet_images(out, *BATCH[:3], *hit_args(*BATCH[3:]), bad, scale, thr, DZ_MAX, True)
+        K.fill_jet_images(out, K.JetSeeds(*BATCH[:3]), window_hits(*BATCH[3:]), K.ChannelMap(bad, scale, thr), DZ_MAX,
+                          True)
     with pytest.raises(ValueError, match="out must be"):
-        K.fill_jet_images(out.astype(np.float64), *BATCH[:3], *hit_args(*BATCH[3:]), codes, scale, thr, DZ_MAX, True)
+        K.fill_jet_images(out.astype(np.float64), K.JetSeeds(*BATCH[:3]), window_hits(*BATCH[3:]),
+                          K.ChannelMap(codes, scale, thr), DZ_MAX, True)
 
 
 # ----------------------------------------------------------------------------------------------- kNN / radius
@@ -326,11 +335,9 @@ def test_jet_shapes_match_reference() -> None:
     tables = (ETA_CENTRE, geo.ecal_phi(np.arange(360)), geo.hcal_eta(np.arange(56)), geo.hcal_phi(np.arange(72)))
     for cone, core, pt_min, dz_max, d0sig_min in ((0.4, 0.1, 1.0, 0.1, 3.0), (0.3, 0.05, 0.5, 0.2, 1.0)):
         out = np.full((len(jet_event), len(K.SHAPE_NAMES)), np.nan, np.float32)
-        K.fill_jet_shapes(out, jet_event, jet_pt, jet_eta, jet_phi,
-                          ecal["offsets"], ecal["ieta"], ecal["iphi"], ecal["energy"],
-                          hcal["offsets"], hcal["ieta"], hcal["iphi"], hcal["energy"],
-                          tracks["offsets"], tracks["pt"], tracks["eta"], tracks["phi"], tracks["dz"],
-                          tracks["d0sig"], *tables, cone, core, pt_min, dz_max, d0sig_min)
+        K.fill_jet_shapes(out, K.JetAxes(jet_event, jet_pt, jet_eta, jet_phi), calo_hits(ecal), calo_hits(hcal),
+                          K.ShapeTracks(tracks["offsets"], tracks["pt"], tracks["eta"], tracks["phi"], tracks["dz"],
+                                        tracks["d0sig"]), K.CellCentres(*tables), cone, core, pt_min, dz_max, d0sig_min)
         expected = ref.jet_shapes(jet_event, jet_pt, jet_eta, jet_phi, ecal, hcal, tracks, *tables, cone, core,
                                   pt_min, dz_max, d0sig_min)
         np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
@@ -343,13 +350,14 @@ def test_jet_shapes_match_reference() -> None:
 
 @pytest.mark.parametrize("margin", [1.5, 0.2])  # 0.2: most chunks overflow their regions (the spill path)
 def test_graph_nodes_one_pass_build_of_a_large_batch(monkeypatch, margin) -> None:
-    monkeypatch.setattr(K, "_n_chunks", lambda n: max(1, min(n, 5)))
-    monkeypatch.setattr(K, "_NODE_CAPACITY_MARGIN", margin)
+    monkeypatch.setattr(kernel_nodes, "n_chunks", lambda n: max(1, min(n, 5)))
+    monkeypatch.setattr(kernel_nodes, "_NODE_CAPACITY_MARGIN", margin)
     jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th = BATCH
     reps = 12  # 144 jets: sampled, then written in one pass
     codes, scale, thr = channel_config(SUBSET, True, True)
-    big = K.build_graph_nodes(np.tile(jet_event, reps), np.tile(seed_ieta, reps), np.tile(seed_iphi, reps),
-                              *hit_args(ecal, hcal, tracks, th), 33, codes, scale, thr, DZ_MAX, True, True, ETA_CENTRE)
+    big = K.build_graph_nodes(K.JetSeeds(np.tile(jet_event, reps), np.tile(seed_ieta, reps), np.tile(seed_iphi, reps)),
+                              window_hits(ecal, hcal, tracks, th), K.ChannelMap(codes, scale, thr), 33, DZ_MAX, True,
+                              True, ETA_CENTRE)
     small = kernel_graphs(33, True, codes, scale, thr)  # 12 jets: count, then fill
     np.testing.assert_array_equal(np.diff(big[0]), np.tile(np.diff(small[0]), reps))
     for got, one in zip(big[1:], small[1:], strict=True):
@@ -362,10 +370,11 @@ def test_empty_batches() -> None:
     seeds = np.zeros(0, np.int16)
     codes, scale, thr = channel_config(FIVE, False, True)
     out = np.empty((0, 5, 33, 33), np.float32)
-    assert K.fill_jet_images(out, none, seeds, seeds, *hit_args(ecal, hcal, tracks, th), codes, scale, thr, DZ_MAX,
-                             True).shape == (0, 5, 33, 33)
-    node_offsets, x, pos, pixel = K.build_graph_nodes(none, seeds, seeds, *hit_args(ecal, hcal, tracks, th), 33, codes,
-                                                      scale, thr, DZ_MAX, True, True, ETA_CENTRE)
+    jets = K.JetSeeds(none, seeds, seeds)
+    hits = window_hits(ecal, hcal, tracks, th)
+    channels = K.ChannelMap(codes, scale, thr)
+    assert K.fill_jet_images(out, jets, hits, channels, DZ_MAX, True).shape == (0, 5, 33, 33)
+    node_offsets, x, pos, pixel = K.build_graph_nodes(jets, hits, channels, 33, DZ_MAX, True, True, ETA_CENTRE)
     assert node_offsets.tolist() == [0] and x.shape == (0, 7) and pos.shape == (0, 2) and pixel.shape == (0,)
     assert K.knn_pixels(pixel, node_offsets, 33, 16, False).shape == (0, 16)
     assert K.knn_features(x, node_offsets, 16, False).shape == (0, 16)
@@ -400,3 +409,16 @@ def test_product_edge_index_equals_kernel():
                       pos=np.zeros((30, 2), np.float32), pixel=pixel, node_offsets=off, neighbors=nb,
                       num_neighbors=num)
         assert np.array_equal(g.edge_index, K.edge_index_from_neighbors(nb, num))
+
+
+def test_kernel_cache_entries_are_stamped_with_every_kernel_source() -> None:
+    """numba stamps a function's cache entries with its own file only, but images.py and nodes.py compile in
+    window.py: the kernels' entries carry the stamp of every kernel source, so an edit of one recompiles all."""
+    from frameproducers.kernels import cache, images, nodes
+
+    for kernel in (images._fill_jet_images, nodes._graph_nodes):
+        locator = kernel._cache._impl.locator
+        assert isinstance(locator, cache.PackageSourceLocator)
+        assert locator.get_source_stamp()[1] == cache.sources_stamp()
+    window = (Path(cache.__file__).parent / "window.py").read_bytes()
+    assert len(cache.sources_stamp()) == 64 and window  # sha256 over the package sources, window.py among them

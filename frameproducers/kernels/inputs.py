@@ -1,0 +1,178 @@
+"""What the frame kernels read: hit collections, jets and the channel map as small named tuples of arrays.
+
+A hit collection of a batch of events is flat arrays plus ``offsets`` int64 [n_events + 1] (the hits of
+event e are ``offsets[e]:offsets[e + 1]``, in any order), read in their on-disk dtypes (ieta/iphi int16,
+energies/momenta float32, layer uint8): no copies. Numba takes a flat named tuple of arrays as one argument
+(one compile per combination of dtypes), also inside ``prange`` loops; a tuple of tuples it does not take
+there, so the kernels get :class:`WindowHits` unpacked.
+
+The checks here run in Python before a kernel: hit indices must be on their grids (dataformats.schema
+validates them on reading); the kernels do no bounds checks.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, TypeVar
+
+import numpy as np
+
+from dataformats.geometry import ECAL_N_IETA, ECAL_N_IPHI
+from frameproducers.channels import N_CHANNEL_CODES
+
+
+class CaloHits(NamedTuple):
+    """ECAL crystals or HCAL towers: (ieta, iphi) on the detector's grid, energy in GeV."""
+
+    offsets: np.ndarray  # int64 [n_events + 1]
+    ieta: np.ndarray  # int16 [n]
+    iphi: np.ndarray  # int16 [n]
+    energy: np.ndarray  # float32 [n], GeV
+
+
+class WindowTracks(NamedTuple):
+    """Tracks as the pixel channels see them: the ECAL-face crystal (ieta = -1: does not reach the ECAL), pT and
+    the values the track_d0 / track_dz channels add (cm, or significances), and dz (cm) to select PV tracks."""
+
+    offsets: np.ndarray  # int64 [n_events + 1]
+    ieta: np.ndarray  # int16 [n]
+    iphi: np.ndarray  # int16 [n]
+    pt: np.ndarray  # float32 [n], GeV
+    d0v: np.ndarray  # float32 [n], track_d0 channel value
+    dzv: np.ndarray  # float32 [n], track_dz channel value
+    dz: np.ndarray  # float32 [n], cm
+
+
+class TrackerHits(NamedTuple):
+    """Pixel / strip hits: barrel layer L (fills channel code FIRST_LAYER_CODE + L), ECAL crystal seen from the PV."""
+
+    offsets: np.ndarray  # int64 [n_events + 1]
+    layer: np.ndarray  # uint8 [n]
+    ieta: np.ndarray  # int16 [n]
+    iphi: np.ndarray  # int16 [n]
+
+
+class WindowHits(NamedTuple):
+    """Every collection that fills the pixels of a jet window (empty arrays for a collection not read)."""
+
+    ecal: CaloHits
+    hcal: CaloHits
+    tracks: WindowTracks
+    tracker: TrackerHits
+
+
+class JetSeeds(NamedTuple):
+    """The jets of window kernels: event index and the ECAL crystal of the window centre (any integer dtype)."""
+
+    event: np.ndarray  # int64 [n_jets]
+    ieta: np.ndarray  # [n_jets], 0..279
+    iphi: np.ndarray  # [n_jets], 0..359
+
+
+class ChannelMap(NamedTuple):
+    """Which channel each channel code fills and how (frameproducers.channels)."""
+
+    of_code: np.ndarray  # int64 [13]: output channel of each code, -1: not requested (any subset, any order)
+    scale: np.ndarray  # float32 [C]: factor on every contribution
+    threshold: np.ndarray  # float32 [C]: pixels with |value| <= threshold * |scale| are 0 (unscaled units)
+
+
+class JetAxes(NamedTuple):
+    """The jets of jet shapes: event index, pT (GeV) and the axis (eta, phi [rad])."""
+
+    event: np.ndarray  # int64 [n_jets]
+    pt: np.ndarray  # float32 [n_jets]
+    eta: np.ndarray  # float32 [n_jets]
+    phi: np.ndarray  # float32 [n_jets]
+
+
+class ShapeTracks(NamedTuple):
+    """Tracks as jet shapes see them: pT (GeV), direction, dz (cm) and d0 significance."""
+
+    offsets: np.ndarray  # int64 [n_events + 1]
+    pt: np.ndarray  # float32 [n]
+    eta: np.ndarray  # float32 [n]
+    phi: np.ndarray  # float32 [n], rad
+    dz: np.ndarray  # float32 [n], cm
+    d0sig: np.ndarray  # float32 [n]
+
+
+class CellCentres(NamedTuple):
+    """Cell centres of the calorimeter grids (float64): geometry.ecal_eta(arange(280)), ecal_phi(arange(360)),
+    hcal_eta(arange(56)), hcal_phi(arange(72))."""
+
+    ecal_eta: np.ndarray
+    ecal_phi: np.ndarray
+    hcal_eta: np.ndarray
+    hcal_phi: np.ndarray
+
+
+_Collection = TypeVar("_Collection", CaloHits, WindowTracks, TrackerHits, ShapeTracks)
+
+
+def as_int64(a: np.ndarray) -> np.ndarray:
+    """``a`` as a contiguous int64 array (itself when it is one)."""
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def with_int64_offsets(c: _Collection) -> _Collection:
+    """``c`` with int64 contiguous offsets (itself when it has them)."""
+    off = c.offsets
+    if off.dtype == np.int64 and off.flags.c_contiguous:
+        return c
+    return c._replace(offsets=as_int64(off))
+
+
+def window_hits(hits: WindowHits) -> WindowHits:
+    """``hits`` with int64 offsets in every collection."""
+    return WindowHits(with_int64_offsets(hits.ecal), with_int64_offsets(hits.hcal),
+                      with_int64_offsets(hits.tracks), with_int64_offsets(hits.tracker))
+
+
+def check_jets(jet_event: np.ndarray, seed_ieta: np.ndarray | None, seed_iphi: np.ndarray | None,
+               *offsets: np.ndarray) -> np.ndarray:
+    """jet_event as int64; every jet's event inside every collection and its seed on the ECAL grid."""
+    jet_event = as_int64(jet_event)
+    n = len(jet_event)
+    if n == 0:
+        return jet_event
+    n_events = min(len(o) for o in offsets) - 1
+    if jet_event.min() < 0 or jet_event.max() >= n_events:
+        raise ValueError(f"jet_event must lie in 0..{n_events - 1} (the events of the hit offsets)")
+    for name, seed, hi in (("seed_ieta", seed_ieta, ECAL_N_IETA), ("seed_iphi", seed_iphi, ECAL_N_IPHI)):
+        if seed is None:
+            continue
+        if len(seed) != n:
+            raise ValueError(f"{name} must have one entry per jet ({n})")
+        if seed.min() < 0 or seed.max() >= hi:
+            raise ValueError(f"{name} must lie in 0..{hi - 1}")
+    return jet_event
+
+
+def check_seeds(seeds: JetSeeds, hits: WindowHits) -> JetSeeds:
+    """``seeds`` with int64 events, checked against the events of ``hits`` and the ECAL grid."""
+    event = check_jets(seeds.event, seeds.ieta, seeds.iphi, hits.ecal.offsets, hits.hcal.offsets,
+                       hits.tracks.offsets, hits.tracker.offsets)
+    return seeds._replace(event=event)
+
+
+def check_channels(channels: ChannelMap, C: int) -> ChannelMap:
+    """The channel map as the kernels take it (int64 codes, float32 scale and threshold), checked for C channels."""
+    codes = as_int64(channels.of_code)
+    scale = np.ascontiguousarray(channels.scale, dtype=np.float32)
+    threshold = np.ascontiguousarray(channels.threshold, dtype=np.float32)
+    if codes.shape != (N_CHANNEL_CODES,):
+        raise ValueError(f"channel_of_code must have {N_CHANNEL_CODES} entries, got {codes.shape}")
+    used = np.sort(codes[codes >= 0])
+    if not np.array_equal(used, np.arange(C)):
+        raise ValueError(f"channel_of_code must map the requested codes onto 0..{C - 1} once each, got {codes}")
+    if scale.shape != (C,) or threshold.shape != (C,):
+        raise ValueError(f"scale and threshold must have C={C} entries")
+    return ChannelMap(codes, scale, threshold)
+
+
+def check_window(W: int) -> int:
+    """The window size W (crystals) as an int in 1..280."""
+    W = int(W)
+    if not 1 <= W <= ECAL_N_IETA:
+        raise ValueError(f"window size W={W} outside 1..{ECAL_N_IETA}")
+    return W

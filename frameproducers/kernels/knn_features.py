@@ -1,0 +1,95 @@
+"""k nearest neighbours of graph nodes in feature space (brute force per graph, exact)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from frameproducers.kernels.neighbors import check_offsets, pad_row
+from frameproducers.kernels.params import frame_params, n_chunks
+
+
+@njit(inline="always", cache=True)
+def _feature_distances(xt, n, li, d):
+    """d[m]: squared distance from node li to node m over the columns of ``xt`` [F, n] (float64, column order)."""
+    d[:n] = 0.0
+    for f in range(xt.shape[0]):  # column order, as the reference
+        xf = xt[f]
+        xi = xf[li]
+        for m in range(n):
+            u = xf[m] - xi
+            d[m] += u * u
+
+
+@njit(inline="always", cache=True)
+def _nearest(d, n, li, k, self_loops, kd, ki):
+    """The k smallest d[m] (m != li unless self_loops) by insertion, ties by index: kd, ki; returns the count."""
+    cnt = np.int64(0)
+    for m in range(n):
+        if m == li and not self_loops:
+            continue
+        dm = d[m]
+        if cnt == k:
+            if not dm < kd[k - 1]:
+                continue
+            s = k - 1
+        else:
+            s = cnt
+            cnt += 1
+        while s > 0 and kd[s - 1] > dm:  # m ascends: ties keep the lower index first
+            kd[s] = kd[s - 1]
+            ki[s] = ki[s - 1]
+            s -= 1
+        kd[s] = dm
+        ki[s] = m
+    return cnt
+
+
+@njit(parallel=True, cache=True)
+def _knn_features(x, node_offsets, par, out, nch):
+    """kNN of every graph in feature space (see knn_features), parallel over ``nch`` chunks of graphs."""
+    k = par[0].k
+    self_loops = par[0].self_loops
+    n_graphs = node_offsets.shape[0] - 1
+    F = x.shape[1]
+    n_max = 0
+    for g in range(n_graphs):
+        n_max = max(n_max, node_offsets[g + 1] - node_offsets[g])
+    for t in prange(nch):
+        xt = np.empty((F, n_max), np.float64)  # the graph's features, transposed: the distance loop vectorises
+        d = np.empty(n_max, np.float64)
+        kd = np.empty(k, np.float64)
+        ki = np.empty(k, np.int64)
+        for g in range(t * n_graphs // nch, (t + 1) * n_graphs // nch):
+            a = node_offsets[g]
+            n = node_offsets[g + 1] - a
+            for m in range(n):
+                for f in range(F):
+                    xt[f, m] = x[a + m, f]
+            for li in range(n):
+                _feature_distances(xt, n, li, d)
+                cnt = _nearest(d, n, li, k, self_loops, kd, ki)
+                i = a + li
+                for s in range(min(cnt, k)):
+                    out[i, s] = a + ki[s]
+                pad_row(out, i, cnt, k)
+
+
+def knn_features(x: np.ndarray, node_offsets: np.ndarray, k: int, self_loops: bool) -> np.ndarray:
+    """k nearest neighbours of every node in feature space: int64 [N, k] global node indices.
+
+    Distance: squared Euclidean distance over all columns of ``x`` [N, F], accumulated in float64 in column
+    order (each squared difference rounded, then added). Same tie rule (distance, then global index) and
+    padding rule as :func:`~frameproducers.kernels.knn.knn_pixels`. Brute force, O(n^2 F) per graph of n nodes
+    (vectorised distances, top-k by insertion); parallel over graphs.
+    """
+    x = np.ascontiguousarray(x)
+    if x.ndim != 2:
+        raise ValueError("x must be [N, F]")
+    node_offsets = check_offsets(node_offsets, x.shape[0])
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    out = np.empty((x.shape[0], int(k)), np.int64)
+    par = frame_params(k=int(k), self_loops=bool(self_loops))
+    _knn_features(x, node_offsets, par, out, n_chunks(len(node_offsets) - 1))
+    return out

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,21 @@ from e2e.io.treewriter import AtomicTreeWriter
 from simulation.generate import hits_branch_types
 
 REPO = Path(__file__).resolve().parents[1]
+# `make test` sets this: a missing compatibility extra (real ROOT, coffea) then fails its tests instead of skipping
+REQUIRE_EXTRAS = os.environ.get("E2E_REQUIRE_EXTRAS", "") == "1"
+
+
+def need_extra(module: str, extra: str) -> Any:
+    """Import an optional extra's module; skip without it, or fail when `make test` demands the extras."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return importlib.import_module(module)
+    except ImportError as exc:
+        message = f"{module} is not importable ({exc}); install it with pip install -e .[{extra}]"
+        if REQUIRE_EXTRAS:
+            pytest.fail(message + " (E2E_REQUIRE_EXTRAS=1)")
+        pytest.skip(message)
 SAMPLE = REPO / "data" / "sample_tau_qcd.root"
 
 

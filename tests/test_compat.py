@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import uproot
 import yaml
-from conftest import REPO, SAMPLE, read_events, run_cli
+from conftest import REPO, SAMPLE, need_extra, read_events, run_cli
 
 N = 12
 CONFIG = REPO / "process_configs" / "tau_gnn.yaml"
@@ -20,9 +20,7 @@ CONFIG = REPO / "process_configs" / "tau_gnn.yaml"
 
 @pytest.fixture(scope="module")
 def ROOT():  # noqa: N802 - the module's name
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pytest.importorskip("ROOT")
+    return need_extra("ROOT", "root")
 
 
 def _tag(tmp, capsys, source: dict, name: str, n: int = N) -> dict:
@@ -113,7 +111,7 @@ def test_root_reads_input_and_friend(ROOT, tmp_path, capsys):  # noqa: N803
 
 
 def test_coffea_nanoaod_schema_reads_the_friend(tmp_path, capsys):
-    pytest.importorskip("coffea")
+    need_extra("coffea", "coffea")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from coffea.nanoevents import NanoAODSchema, NanoEventsFactory

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import uproot
 import yaml
-from conftest import REPO, SAMPLE, read_events, run_cli, write_hits
+from conftest import REPO, SAMPLE, need_extra, read_events, run_cli, write_hits
 
 from e2e.config import load_process
 from e2e.process import Process
@@ -224,7 +224,7 @@ def test_debug_shows_traceback(tmp_path, capsys):
 
 @pytest.mark.root
 def test_rdataframe_reads_output_as_friend(tmp_path, capsys):
-    ROOT = pytest.importorskip("ROOT")
+    ROOT = need_extra("ROOT", "root")
     data = small_config(tmp_path)
     data["outputs"][0]["keep"] = ["jetShapes"]
     rc, _, err = run(tmp_path, data, capsys=capsys)  # every event: a friend has the entries of its parent

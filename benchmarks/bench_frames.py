@@ -44,8 +44,12 @@ from frameproducers.channels import CHANNEL_CODE, CHANNELS  # noqa: E402
 
 FIVE = ("track_pt", "track_d0", "track_dz", "ecal", "hcal")
 ETA_CENTRE = geo.ecal_eta(np.arange(geo.ECAL_N_IETA))
-SHAPE_TABLES = K.CellCentres(ETA_CENTRE, geo.ecal_phi(np.arange(geo.ECAL_N_IPHI)),
-                             geo.hcal_eta(np.arange(geo.HCAL_N_IETA)), geo.hcal_phi(np.arange(geo.HCAL_N_IPHI)))
+SHAPE_TABLES = K.CellCentres(
+    ETA_CENTRE,
+    geo.ecal_phi(np.arange(geo.ECAL_N_IPHI)),
+    geo.hcal_eta(np.arange(geo.HCAL_N_IETA)),
+    geo.hcal_phi(np.arange(geo.HCAL_N_IPHI)),
+)
 DZ_MAX = 0.1
 K_NN = 16
 
@@ -64,11 +68,23 @@ def load(path: Path, replicate: int) -> dict[str, Any]:
     data = {
         "ecal": coll("EcalHit", {"ieta": "ieta", "iphi": "iphi", "energy": "energy"}),
         "hcal": coll("HcalHit", {"ieta": "ieta", "iphi": "iphi", "energy": "energy"}),
-        "tracks": coll("Track", {"ecal_ieta": "ieta", "ecal_iphi": "iphi", "pt": "pt", "eta": "eta", "phi": "phi",
-                                 "d0": "d0v", "dz": "dzv", "d0sig": "d0sig"}),
+        "tracks": coll(
+            "Track",
+            {
+                "ecal_ieta": "ieta",
+                "ecal_iphi": "iphi",
+                "pt": "pt",
+                "eta": "eta",
+                "phi": "phi",
+                "d0": "d0v",
+                "dz": "dzv",
+                "d0sig": "d0sig",
+            },
+        ),
         "th": coll("TrackerHit", {"layer": "layer", "ieta": "ieta", "iphi": "iphi"}),
-        "jets": coll("Jet", {"pt": "pt", "eta": "eta", "phi": "phi", "seed_ieta": "seed_ieta",
-                             "seed_iphi": "seed_iphi"}),
+        "jets": coll(
+            "Jet", {"pt": "pt", "eta": "eta", "phi": "phi", "seed_ieta": "seed_ieta", "seed_iphi": "seed_iphi"}
+        ),
     }
     data["tracks"]["dz"] = data["tracks"]["dzv"]  # the track_dz channel shows dz (cm)
     jets = data["jets"]
@@ -82,9 +98,12 @@ def calo_hits(c: dict[str, np.ndarray]) -> K.CaloHits:
 
 def window_hits(d: dict[str, Any]) -> K.WindowHits:
     t, th = d["tracks"], d["th"]
-    return K.WindowHits(calo_hits(d["ecal"]), calo_hits(d["hcal"]),
-                        K.WindowTracks(t["offsets"], t["ieta"], t["iphi"], t["pt"], t["d0v"], t["dzv"], t["dz"]),
-                        K.TrackerHits(th["offsets"], th["layer"], th["ieta"], th["iphi"]))
+    return K.WindowHits(
+        calo_hits(d["ecal"]),
+        calo_hits(d["hcal"]),
+        K.WindowTracks(t["offsets"], t["ieta"], t["iphi"], t["pt"], t["d0v"], t["dzv"], t["dz"]),
+        K.TrackerHits(th["offsets"], th["layer"], th["ieta"], th["iphi"]),
+    )
 
 
 def seeds(j: dict[str, np.ndarray], lo: int = 0, hi: int | None = None) -> K.JetSeeds:
@@ -116,10 +135,12 @@ def subset(d: dict[str, Any], n: int) -> dict[str, Any]:
     return {**d, "jets": jets}
 
 
-def graph_build(d: dict[str, Any], W: int, upsample: bool, thr: dict[str, float],
-                knn: Callable[..., np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    node_offsets, x, pos, pixel = K.build_graph_nodes(seeds(d["jets"]), window_hits(d), channels(FIVE, thr), W,
-                                                      DZ_MAX, upsample, True, ETA_CENTRE)
+def graph_build(
+    d: dict[str, Any], W: int, upsample: bool, thr: dict[str, float], knn: Callable[..., np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    node_offsets, x, pos, pixel = K.build_graph_nodes(
+        seeds(d["jets"]), window_hits(d), channels(FIVE, thr), W, DZ_MAX, upsample, True, ETA_CENTRE
+    )
     nb = knn(pixel, node_offsets, W, K_NN, False)
     return node_offsets, x, pixel, nb
 
@@ -127,8 +148,21 @@ def graph_build(d: dict[str, Any], W: int, upsample: bool, thr: dict[str, float]
 def graph_reference(d: dict[str, Any], W: int, upsample: bool, thr: dict[str, float]) -> np.ndarray:
     codes, scale, threshold = channels(FIVE, thr)
     j = d["jets"]
-    images = ref.jet_images(W, j["event"], j["seed_ieta"], j["seed_iphi"], d["ecal"], d["hcal"], d["tracks"], d["th"],
-                            codes, scale, threshold, DZ_MAX, upsample)
+    images = ref.jet_images(
+        W,
+        j["event"],
+        j["seed_ieta"],
+        j["seed_iphi"],
+        d["ecal"],
+        d["hcal"],
+        d["tracks"],
+        d["th"],
+        codes,
+        scale,
+        threshold,
+        DZ_MAX,
+        upsample,
+    )
     node_offsets, _, _, pixel = ref.graph_nodes(images, j["seed_ieta"], True, ETA_CENTRE)
     return ref.knn_pixels(pixel, node_offsets, W, K_NN, False)
 
@@ -146,8 +180,10 @@ def main() -> None:
     jets = d["jets"]
     n_jets = len(jets["event"])
     n_ref = min(args.ref_jets, n_jets)
-    print(f"{args.input.name}: {n_jets} jets ({args.replicate} x {n_jets // args.replicate}), "
-          f"{len(jets['offsets']) - 1} events, numba threads {numba.get_num_threads()}, best of {args.repeats}")
+    print(
+        f"{args.input.name}: {n_jets} jets ({args.replicate} x {n_jets // args.replicate}), "
+        f"{len(jets['offsets']) - 1} events, numba threads {numba.get_num_threads()}, best of {args.repeats}"
+    )
     rows: list[tuple[str, float, str, float, str]] = []  # (what, jets/s, baseline name, baseline jets/s, extra)
 
     # ---- images
@@ -167,11 +203,37 @@ def main() -> None:
 
     t_img = image_time(args.batch)
     sub = subset(d, n_ref)
-    ref.jet_images(W, sub["jets"]["event"][:1], sub["jets"]["seed_ieta"], sub["jets"]["seed_iphi"], d["ecal"],
-                   d["hcal"], d["tracks"], d["th"], codes, scale, thr, DZ_MAX, True)  # warm-up
+    ref.jet_images(
+        W,
+        sub["jets"]["event"][:1],
+        sub["jets"]["seed_ieta"],
+        sub["jets"]["seed_iphi"],
+        d["ecal"],
+        d["hcal"],
+        d["tracks"],
+        d["th"],
+        codes,
+        scale,
+        thr,
+        DZ_MAX,
+        True,
+    )  # warm-up
     t0 = time.perf_counter()
-    ref.jet_images(W, sub["jets"]["event"], sub["jets"]["seed_ieta"], sub["jets"]["seed_iphi"], d["ecal"], d["hcal"],
-                   d["tracks"], d["th"], codes, scale, thr, DZ_MAX, True)
+    ref.jet_images(
+        W,
+        sub["jets"]["event"],
+        sub["jets"]["seed_ieta"],
+        sub["jets"]["seed_iphi"],
+        d["ecal"],
+        d["hcal"],
+        d["tracks"],
+        d["th"],
+        codes,
+        scale,
+        thr,
+        DZ_MAX,
+        True,
+    )
     t_ref = time.perf_counter() - t0
     img_rate = n_jets / t_img
     rows.append((f"images 5ch W=125 (batch {args.batch})", img_rate, "numpy ref", n_ref / t_ref, ""))
@@ -179,9 +241,11 @@ def main() -> None:
     rows.append((f"images 5ch W=125 (batch {n_jets})", n_jets / t_all, "numpy ref", n_ref / t_ref, ""))
 
     # ---- graphs
-    configs = [("(i)   W=125 up thr0", 125, True, {}),
-               ("(ii)  W=63 ecal>0.2", 63, False, {"ecal": 0.2}),
-               ("(iii) W=33 ecal>0.2", 33, False, {"ecal": 0.2})]
+    configs = [
+        ("(i)   W=125 up thr0", 125, True, {}),
+        ("(ii)  W=63 ecal>0.2", 63, False, {"ecal": 0.2}),
+        ("(iii) W=33 ecal>0.2", 33, False, {"ecal": 0.2}),
+    ]
     graph_rates = {}
     feats = {}
     for name, Wg, up, thr_g in configs:
@@ -228,8 +292,9 @@ def main() -> None:
     shapes = np.empty((n_jets, len(K.SHAPE_NAMES)), np.float32)
     t_s = best(lambda: K.fill_jet_shapes(shapes, shape_jets, ecal, hcal, shape_tracks, SHAPE_TABLES), args.repeats)
     t0 = time.perf_counter()
-    s_ref = ref.jet_shapes(jets["event"][:n_ref], jets["pt"], jets["eta"], jets["phi"], d["ecal"], d["hcal"], t,
-                           *SHAPE_TABLES)
+    s_ref = ref.jet_shapes(
+        jets["event"][:n_ref], jets["pt"], jets["eta"], jets["phi"], d["ecal"], d["hcal"], t, *SHAPE_TABLES
+    )
     t_sr = time.perf_counter() - t0
     np.testing.assert_allclose(shapes[:n_ref], s_ref, rtol=1e-6, atol=1e-6)
     rows.append(("jet shapes (6 columns)", n_jets / t_s, "numpy ref", n_ref / t_sr, ""))
@@ -238,10 +303,12 @@ def main() -> None:
     for what, rate, base, base_rate, extra in rows:
         print(f"{what:<38}{rate:>11.0f}  {base:<16}{base_rate:>10.1f}{rate / base_rate:>8.1f}x  {extra}")
     g2, g3 = graph_rates["(ii)  W=63 ecal>0.2"], graph_rates["(iii) W=33 ecal>0.2"]
-    print(f"goals on 2 cores: images >= 40k jets/s: {img_rate:.0f} ({'met' if img_rate >= 40e3 else 'NOT met'}); "
-          f"graphs (nodes + kNN k=16) >= 50k jets/s: (ii) {g2:.0f} ({'met' if g2 >= 50e3 else 'NOT met'}), "
-          f"(iii) {g3:.0f} ({'met' if g3 >= 50e3 else 'NOT met'}); (i) {graph_rates['(i)   W=125 up thr0']:.0f} "
-          "(reported only)")
+    print(
+        f"goals on 2 cores: images >= 40k jets/s: {img_rate:.0f} ({'met' if img_rate >= 40e3 else 'NOT met'}); "
+        f"graphs (nodes + kNN k=16) >= 50k jets/s: (ii) {g2:.0f} ({'met' if g2 >= 50e3 else 'NOT met'}), "
+        f"(iii) {g3:.0f} ({'met' if g3 >= 50e3 else 'NOT met'}); (i) {graph_rates['(i)   W=125 up thr0']:.0f} "
+        "(reported only)"
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,16 @@ def minbias_ms(n: int = 300, seed: int = 11) -> float:
 
 def run(process: str, mu: float, events: int, library_size: int, seed: int) -> dict[str, float]:
     """Generate ``events`` events in memory (no file) and return timings (s) and counts."""
-    cfg = load_config({"process": process, "events": events, "seed": seed, "chunk_size": 100,
-                       "pileup": {"mu": mu, "library_size": library_size}, "pt_hat": [20, 120]})
+    cfg = load_config(
+        {
+            "process": process,
+            "events": events,
+            "seed": seed,
+            "chunk_size": 100,
+            "pileup": {"mu": mu, "library_size": library_size},
+            "pt_hat": [20, 120],
+        }
+    )
     stats = JobStats()
     library = build_library(cfg, 0, stats)
     gen = ChunkGenerator(cfg, 0, 0, stats, library)
@@ -70,8 +78,11 @@ def main() -> None:
 
     mb = minbias_ms()
     print(f"minimum-bias event (Pythia + extraction): {mb:.2f} ms")
-    print(f"{'process':<14}{'mu':>5}{'ev/s':>8}{'jets/ev':>8}  " + "".join(f"{k[:10]:>11}" for k in TIMERS)
-          + f"{'sim/hard':>10}{'sim/full':>10}")
+    print(
+        f"{'process':<14}{'mu':>5}{'ev/s':>8}{'jets/ev':>8}  "
+        + "".join(f"{k[:10]:>11}" for k in TIMERS)
+        + f"{'sim/hard':>10}{'sim/full':>10}"
+    )
     print(f"{'':<35}" + "".join(f"{'ms/ev':>11}" for _ in TIMERS))
     for process in args.processes:
         for mu in args.mu:
@@ -81,10 +92,14 @@ def main() -> None:
             hard = r["pythia"] + r["extraction"]
             full = hard + n * mu * mb / 1e3
             ms = "".join(f"{1e3 * r[k] / n:>11.2f}" for k in TIMERS)
-            print(f"{process:<14}{mu:>5g}{n / r['wall']:>8.1f}{r['jets'] / n:>8.2f}  {ms}"
-                  f"{100 * sim / hard:>9.0f}%{100 * sim / full:>9.0f}%")
-    print("sim = detector + clustering; hard = Pythia hard scatter + extraction; full = hard + mu minimum-bias "
-          "events. The library (built once per job) is excluded from the steady state.")
+            print(
+                f"{process:<14}{mu:>5g}{n / r['wall']:>8.1f}{r['jets'] / n:>8.2f}  {ms}"
+                f"{100 * sim / hard:>9.0f}%{100 * sim / full:>9.0f}%"
+            )
+    print(
+        "sim = detector + clustering; hard = Pythia hard scatter + extraction; full = hard + mu minimum-bias "
+        "events. The library (built once per job) is excluded from the steady state."
+    )
 
 
 if __name__ == "__main__":

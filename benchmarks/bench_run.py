@@ -49,7 +49,7 @@ def replicate(out: Path, replicas: int, basket_events: int = 100) -> tuple[int, 
     with AtomicTreeWriter(out, hits_branch_types(True), "Events", "lz4", 1) as w:
         for _ in range(replicas):
             for s in range(0, len(ev), basket_events):
-                e = ev[s:s + basket_events]
+                e = ev[s : s + basket_events]
                 data = {f.name: ak.to_numpy(e[f.name]) for f in schema.EVENT_FIELDS}
                 data["event"] = np.arange(n + 1, n + len(e) + 1, dtype=np.uint64)
                 n += len(e)
@@ -117,7 +117,7 @@ def notebook_graphs(path: Path, graph_params: dict, n_jets: int) -> tuple[float,
     done = 0
     rows = []
     for e in range(len(ev)):
-        one = ev[e:e + 1]
+        one = ev[e : e + 1]
 
         def coll(name, fields, one=one):
             c = {f: ak.to_numpy(ak.flatten(one[f"{name}_{src}"])) for f, src in fields.items()}
@@ -126,11 +126,13 @@ def notebook_graphs(path: Path, graph_params: dict, n_jets: int) -> tuple[float,
 
         ecal = coll("EcalHit", {"ieta": "ieta", "iphi": "iphi", "energy": "energy"})
         hcal = coll("HcalHit", {"ieta": "ieta", "iphi": "iphi", "energy": "energy"})
-        trk = coll("Track", {"ieta": "ecal_ieta", "iphi": "ecal_iphi", "pt": "pt", "d0v": "d0", "dzv": "dz",
-                             "dz": "dz"})
+        trk = coll(
+            "Track", {"ieta": "ecal_ieta", "iphi": "ecal_iphi", "pt": "pt", "d0v": "d0", "dzv": "dz", "dz": "dz"}
+        )
         thit = coll("TrackerHit", {"layer": "layer", "ieta": "ieta", "iphi": "iphi"})
-        img = ref.event_images(0, ecal, hcal, trk, thit, px.channel_of_code, px.scale, px.threshold, p.dz_max,
-                               p.hcal_upsample)
+        img = ref.event_images(
+            0, ecal, hcal, trk, thit, px.channel_of_code, px.scale, px.threshold, p.dz_max, p.hcal_upsample
+        )
         for j in range(len(one.Jet_pt[0])):
             crop = ref.crop(img, int(one.Jet_seed_ieta[0][j]), int(one.Jet_seed_iphi[0][j]), W)
             r, c = np.nonzero(np.any(crop != 0, axis=0))
@@ -167,30 +169,40 @@ def main(argv: list[str] | None = None) -> int:
         t_graphs, s_graphs = run_e2e(graphs_only, args.repeats)
         out_mb = (tmpd / "graphs.root").stat().st_size / 1e6
         t_nodes, _ = run_e2e(config(path, tmpd / "nodes.root", ["jetGraphs"], edges=False), args.repeats)
-        t_small, s_small = run_e2e(config(path, tmpd / "small.root", ["jetGraphs"], edges=False, window=33),
-                                   args.repeats)
+        t_small, s_small = run_e2e(
+            config(path, tmpd / "small.root", ["jetGraphs"], edges=False, window=33), args.repeats
+        )
         t_all, s_all = run_e2e(everything, args.repeats)
         t_nb, nb_jets = notebook_graphs(path, graphs_only["modules"]["jetGraphs"], args.notebook_jets)
 
     rate = lambda t: n_jets / t  # noqa: E731
     nb_rate = nb_jets / t_nb
-    print(f"input: {n_events} events, {n_jets} jets ({args.replicas} x the shipped sample), {size_mb:.0f} MB LZ4; "
-          f"best of {args.repeats}")
+    print(
+        f"input: {n_events} events, {n_jets} jets ({args.replicas} x the shipped sample), {size_mb:.0f} MB LZ4; "
+        f"best of {args.repeats}"
+    )
     print(f"{'measurement':<52} {'s':>7} {'jets/s':>10} {'ratio':>8}")
     print(f"{'read floor: uproot, same branches and chunks':<52} {t_read:7.2f} {rate(t_read):10,.0f} {'':>8}")
-    print(f"{'e2e-run read + graphs + write (jetGraphs only)':<52} {t_graphs:7.2f} {rate(t_graphs):10,.0f} "
-          f"{rate(t_graphs) / nb_rate:7.0f}x")
-    print(f"{'  same, graph_edges: false (nodes only)':<52} {t_nodes:7.2f} {rate(t_nodes):10,.0f} "
-          f"{rate(t_nodes) / nb_rate:7.0f}x")
+    print(
+        f"{'e2e-run read + graphs + write (jetGraphs only)':<52} {t_graphs:7.2f} {rate(t_graphs):10,.0f} "
+        f"{rate(t_graphs) / nb_rate:7.0f}x"
+    )
+    print(
+        f"{'  same, graph_edges: false (nodes only)':<52} {t_nodes:7.2f} {rate(t_nodes):10,.0f} "
+        f"{rate(t_nodes) / nb_rate:7.0f}x"
+    )
     nodes_small = s_small.counters["jetGraphs"]["nodes"] / n_jets
-    print(f"{f'  same, nodes only, window 33 ({nodes_small:.0f} nodes/jet)':<52} {t_small:7.2f} "
-          f"{rate(t_small):10,.0f}")
+    print(f"{f'  same, nodes only, window 33 ({nodes_small:.0f} nodes/jet)':<52} {t_small:7.2f} {rate(t_small):10,.0f}")
     print(f"{'e2e-run jet_frames.yaml (frames + graphs + shapes)':<52} {t_all:7.2f} {rate(t_all):10,.0f} {'':>8}")
-    print(f"{'notebook way (uproot + numpy per jet), graphs only':<52} {t_nb:7.2f} {nb_rate:10,.0f} {'1x':>8}"
-          f"  ({nb_jets} jets, no writing)")
+    print(
+        f"{'notebook way (uproot + numpy per jet), graphs only':<52} {t_nb:7.2f} {nb_rate:10,.0f} {'1x':>8}"
+        f"  ({nb_jets} jets, no writing)"
+    )
     nodes = s_graphs.counters["jetGraphs"]["nodes"] / n_jets
-    print(f"graphs (window 63): {nodes:.0f} nodes/jet, k = 16; output with edges {out_mb:.0f} MB; "
-          "per module (graphs-only run):")
+    print(
+        f"graphs (window 63): {nodes:.0f} nodes/jet, k = 16; output with edges {out_mb:.0f} MB; "
+        "per module (graphs-only run):"
+    )
     for label, t in s_graphs.times.items():
         print(f"  {label:<12} {t:6.2f} s  {1e6 * t / n_jets:7.1f} us/jet")
     print("per module (jet_frames.yaml):")
@@ -198,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:<12} {t:6.2f} s  {1e6 * t / n_jets:7.1f} us/jet")
     goal = 20_000
     best = max(rate(t_graphs), rate(t_nodes), rate(t_small))
-    print(f"goal: end-to-end read + graphs + write >= {goal:,} jets/s on 2 cores: "
-          f"{'MET' if best >= goal else 'NOT MET'} (best configuration above: {best:,.0f})")
+    print(
+        f"goal: end-to-end read + graphs + write >= {goal:,} jets/s on 2 cores: "
+        f"{'MET' if best >= goal else 'NOT MET'} (best configuration above: {best:,.0f})"
+    )
     return 0
 
 

@@ -61,19 +61,23 @@ def tagger_type(kind: str) -> tuple[str, str]:
 
 
 def products(path: Path, label: str, block: dict, max_events: int) -> list:
-    data = {"source": {"files": [str(path)], "max_events": max_events, "step_size": 1000},
-            "modules": {label: block}, "outputs": [{"file": "unused.root", "keep": [label]}]}
+    data = {
+        "source": {"files": [str(path)], "max_events": max_events, "step_size": 1000},
+        "modules": {label: block},
+        "outputs": [{"file": "unused.root", "keep": [label]}],
+    }
     return [b.get(label) for b in Process(load_process(data)).iter_batches()]
 
 
-def time_inference(model: str, kind: str, prods: list, backend: str, device: str, micro: int,
-                   repeats: int) -> float:
+def time_inference(model: str, kind: str, prods: list, backend: str, device: str, micro: int, repeats: int) -> float:
     name, inp = tagger_type(kind)
     cls = resolve_type(name, "bench")
     from e2e.params import build
 
-    tagger = cls("tagger", build(cls.Params, {"model": model, "backend": backend, "device": device,
-                                              "micro_batch": micro}, "bench"))
+    tagger = cls(
+        "tagger",
+        build(cls.Params, {"model": model, "backend": backend, "device": device, "micro_batch": micro}, "bench"),
+    )
     n = sum(p.n_jets for p in prods)
     best = float("inf")
     for _ in range(repeats + 1):  # the first pass creates the session and warms up
@@ -127,7 +131,7 @@ def notebook_way(model: str, path: Path, max_jets: int) -> float:
     max_jets = max_jets if max_jets >= 0 else int(ak.sum(ak.num(ev.Jet_pt)))
     data: list = []
     for e in range(len(ev)):
-        one = ev[e:e + 1]
+        one = ev[e : e + 1]
 
         def coll(name: str, fields: dict, one=one) -> dict:
             c = {f: ak.to_numpy(ak.flatten(one[f"{name}_{src}"])) for f, src in fields.items()}
@@ -136,16 +140,27 @@ def notebook_way(model: str, path: Path, max_jets: int) -> float:
 
         ecal = coll("EcalHit", {"ieta": "ieta", "iphi": "iphi", "energy": "energy"})
         hcal = coll("HcalHit", {"ieta": "ieta", "iphi": "iphi", "energy": "energy"})
-        trk = coll("Track", {"ieta": "ecal_ieta", "iphi": "ecal_iphi", "pt": "pt", "d0v": f"d0{impact}",
-                             "dzv": f"dz{impact}", "dz": "dz"})
+        trk = coll(
+            "Track",
+            {
+                "ieta": "ecal_ieta",
+                "iphi": "ecal_iphi",
+                "pt": "pt",
+                "d0v": f"d0{impact}",
+                "dzv": f"dz{impact}",
+                "dz": "dz",
+            },
+        )
         thit = coll("TrackerHit", {"layer": "layer", "ieta": "ieta", "iphi": "iphi"})
-        img = ref.event_images(0, ecal, hcal, trk, thit, px.channel_of_code, px.scale, px.threshold, pp.dz_max,
-                               pp.hcal_upsample)
+        img = ref.event_images(
+            0, ecal, hcal, trk, thit, px.channel_of_code, px.scale, px.threshold, pp.dz_max, pp.hcal_upsample
+        )
         for j in range(len(one.Jet_pt[0])):
             seed = int(one.Jet_seed_ieta[0][j])
             crop = ref.crop(img, seed, int(one.Jet_seed_iphi[0][j]), pp.window)[None]
-            _, xj, posj, _ = ref.graph_nodes(crop, np.array([seed]), bool(inp.get("coordinates", True)),
-                                             ECAL_ETA_CENTRES)
+            _, xj, posj, _ = ref.graph_nodes(
+                crop, np.array([seed]), bool(inp.get("coordinates", True)), ECAL_ETA_CENTRES
+            )
             x, pos = torch.from_numpy(xj), torch.from_numpy(posj)
             n = len(x)
             if n > 1:
@@ -173,8 +188,12 @@ def _pyg_state(gather_conv: object) -> dict:
     """State dict of the PyG layer equivalent to a gather-form layer (inverse of from_pyg)."""
     sd = gather_conv.state_dict()
     if "att_src" in sd:
-        return {"lin.weight": sd["lin.weight"], "att_src": sd["att_src"].reshape(1, 1, -1),
-                "att_dst": sd["att_dst"].reshape(1, 1, -1), "bias": sd["bias"]}
+        return {
+            "lin.weight": sd["lin.weight"],
+            "att_src": sd["att_src"].reshape(1, 1, -1),
+            "att_dst": sd["att_dst"].reshape(1, 1, -1),
+            "bias": sd["bias"],
+        }
     if any(k.startswith("mlp.") for k in sd):
         return {k.replace("mlp.", "nn."): v for k, v in sd.items()}
     return sd
@@ -201,15 +220,18 @@ def end_to_end(path: Path, config: Path, repeats: int, tmp: Path) -> tuple[float
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="*",
-                    default=["zoo:tau_gnn", "zoo:tau_gnn_fast", "zoo:tau_cnn", "zoo:tau_shapes"])
+    ap.add_argument("--models", nargs="*", default=["zoo:tau_gnn", "zoo:tau_gnn_fast", "zoo:tau_cnn", "zoo:tau_shapes"])
     ap.add_argument("--replicas", type=int, default=4, help="copies of the 150-event sample")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--micro-batches", nargs="+", type=int, default=[32, 128, 512])
     ap.add_argument("--notebook-jets", type=int, default=-1, help="jets for the notebook way (-1: all, the same jets)")
-    ap.add_argument("--configs", type=Path, nargs="+",
-                    default=[REPO / "process_configs" / "tau_gnn.yaml", REPO / "process_configs" / "tau_gnn_fast.yaml"],
-                    help="end-to-end GNN jobs (their source and output are replaced)")
+    ap.add_argument(
+        "--configs",
+        type=Path,
+        nargs="+",
+        default=[REPO / "process_configs" / "tau_gnn.yaml", REPO / "process_configs" / "tau_gnn_fast.yaml"],
+        help="end-to-end GNN jobs (their source and output are replaced)",
+    )
     args = ap.parse_args(argv)
     import torch
 
@@ -218,27 +240,36 @@ def main(argv: list[str] | None = None) -> int:
         tmpd = Path(tmp)
         path = tmpd / "hits.root"
         n_events, n_jets = replicate(path, args.replicas)
-        print(f"input: {n_events} events, {n_jets} jets; torch threads {torch.get_num_threads()}; "
-              f"best of {args.repeats}")
-        print(f"{'model':<16} {'backend':<12} {'device':<6} " + " ".join(f"{f'mb={m}':>10}" for m in
-                                                                        args.micro_batches) + "   (jets/s)")
+        print(
+            f"input: {n_events} events, {n_jets} jets; torch threads {torch.get_num_threads()}; best of {args.repeats}"
+        )
+        print(
+            f"{'model':<16} {'backend':<12} {'device':<6} "
+            + " ".join(f"{f'mb={m}':>10}" for m in args.micro_batches)
+            + "   (jets/s)"
+        )
         for model in args.models:
             try:
                 art = Artefact.load(model)
             except E2EError as err:  # a zoo model not trained yet
                 print(f"{model:<16} skipped: {err}")
                 continue
-            print(f"{art.spec.get('name', model):<16} {art.n_parameters():,} parameters "
-                  f"({art.spec['architecture']['name']})")
+            print(
+                f"{art.spec.get('name', model):<16} {art.n_parameters():,} parameters "
+                f"({art.spec['architecture']['name']})"
+            )
             label, block = producer_block(art.spec)
             kind = art.spec["input"]["product"]
             prods = products(path, label, block, n_events if kind != "frames" else min(n_events, 300))
             for backend in ("torch", "onnxruntime"):
                 for device in devices:
-                    rates = [time_inference(model, kind, prods, backend, device, m, args.repeats)
-                             for m in args.micro_batches]
-                    print(f"{art.spec.get('name', model):<16} {backend:<12} {device:<6} " +
-                          " ".join(f"{r:10,.0f}" for r in rates))
+                    rates = [
+                        time_inference(model, kind, prods, backend, device, m, args.repeats) for m in args.micro_batches
+                    ]
+                    print(
+                        f"{art.spec.get('name', model):<16} {backend:<12} {device:<6} "
+                        + " ".join(f"{r:10,.0f}" for r in rates)
+                    )
         for config in args.configs:
             model = gnn_model(config)
             try:
@@ -249,13 +280,16 @@ def main(argv: list[str] | None = None) -> int:
             e2e_rate, jets = end_to_end(path, config, args.repeats, tmpd)
             nb_rate = max(notebook_way(model, path, args.notebook_jets) for _ in range(args.repeats))
             chain = ", ".join(yaml.safe_load(config.read_text())["modules"])
-            print(f"end to end e2e-run {config.name} (ROOT -> {chain} -> ROOT): "
-                  f"{e2e_rate:,.0f} jets/s ({jets} jets)")
+            print(f"end to end e2e-run {config.name} (ROOT -> {chain} -> ROOT): {e2e_rate:,.0f} jets/s ({jets} jets)")
             nb_jets = args.notebook_jets if args.notebook_jets >= 0 else jets
-            print(f"  notebook way with {model} (uproot, numpy maps per event, PyG Data per jet, brute-force kNN, "
-                  f"DataLoader): {nb_rate:,.0f} jets/s ({nb_jets} jets)")
-            print(f"  ratio e2e-run / notebook: {e2e_rate / nb_rate:.1f}x   (goals on 2 cores: >= 5,000 jets/s end to "
-                  f"end and >= 25x: {'met' if e2e_rate >= 5000 and e2e_rate / nb_rate >= 25 else 'NOT met'})")
+            print(
+                f"  notebook way with {model} (uproot, numpy maps per event, PyG Data per jet, brute-force kNN, "
+                f"DataLoader): {nb_rate:,.0f} jets/s ({nb_jets} jets)"
+            )
+            print(
+                f"  ratio e2e-run / notebook: {e2e_rate / nb_rate:.1f}x   (goals on 2 cores: >= 5,000 jets/s end to "
+                f"end and >= 25x: {'met' if e2e_rate >= 5000 and e2e_rate / nb_rate >= 25 else 'NOT met'})"
+            )
     return 0
 
 

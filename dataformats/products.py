@@ -49,13 +49,17 @@ class JaggedCollection:
     name: str
     offsets: np.ndarray
     columns: Mapping[str, np.ndarray]
+    #: what the source knows about the values beyond the schema; key ``pv_dz_max`` (cm): the entries are
+    #: per-crystal sums whose d0/dz already hold only tracks with |dz| below it (RHTree track maps)
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, field_name: str) -> np.ndarray:
         try:
             return self.columns[field_name]
         except KeyError:
-            raise KeyError(f"collection {self.name} has no field '{field_name}' "
-                           f"(read: {', '.join(self.columns)})") from None
+            raise KeyError(
+                f"collection {self.name} has no field '{field_name}' (read: {', '.join(self.columns)})"
+            ) from None
 
     @property
     def n_events(self) -> int:
@@ -139,8 +143,10 @@ class JetFrames(JetProduct):
         offsets = event_offsets_of(per_jet_count, self.event_offsets)
         jet = np.repeat(self.jet_index.astype(np.int16), per_jet_count)
         rows = jet_rows(self.event_offsets, self.jet_index, jet_offsets)
-        return Columns({f"{name}_nPixels": per_jet(per_jet_count.astype(np.int32), rows, int(jet_offsets[-1]), -1)},
-                       {f"{name}Pixel": (offsets, {"jet": jet, "channel": ch, "row": r, "col": c, "value": value})})
+        return Columns(
+            {f"{name}_nPixels": per_jet(per_jet_count.astype(np.int32), rows, int(jet_offsets[-1]), -1)},
+            {f"{name}Pixel": (offsets, {"jet": jet, "channel": ch, "row": r, "col": c, "value": value})},
+        )
 
 
 @dataclass(frozen=True)
@@ -199,20 +205,27 @@ class JetGraphs(JetProduct):
         n_nodes = self.n_nodes
         node_offsets = event_offsets_of(n_nodes, self.event_offsets)  # per event, batch-global node indices
         w = int(self.params["window"])
-        nodes = {"jet": np.repeat(self.jet_index.astype(np.int16), n_nodes),
-                 "row": (self.pixel // w).astype(np.int16), "col": (self.pixel % w).astype(np.int16)}
+        nodes = {
+            "jet": np.repeat(self.jet_index.astype(np.int16), n_nodes),
+            "row": (self.pixel // w).astype(np.int16),
+            "col": (self.pixel % w).astype(np.int16),
+        }
         for i, feature in enumerate(self.feature_names):
             nodes[feature] = self.x[:, i]
         rows = jet_rows(self.event_offsets, self.jet_index, jet_offsets)
-        out = Columns({f"{name}_nNodes": per_jet(n_nodes.astype(np.int32), rows, int(jet_offsets[-1]), -1)},
-                      {f"{name}Node": (node_offsets, nodes)})
+        out = Columns(
+            {f"{name}_nNodes": per_jet(n_nodes.astype(np.int32), rows, int(jet_offsets[-1]), -1)},
+            {f"{name}Node": (node_offsets, nodes)},
+        )
         if options.get("graph_edges", True):
             src, dst = self.edge_index
             # edges are ordered by target node, so each event's edges are one contiguous range
             edge_offsets = np.searchsorted(dst, node_offsets, side="left").astype(np.int64)
             first = np.repeat(node_offsets[:-1], np.diff(edge_offsets))
-            out.collections[f"{name}Edge"] = (edge_offsets, {"src": (src - first).astype(np.int32),
-                                                             "dst": (dst - first).astype(np.int32)})
+            out.collections[f"{name}Edge"] = (
+                edge_offsets,
+                {"src": (src - first).astype(np.int32), "dst": (dst - first).astype(np.int32)},
+            )
         return out
 
     def to_pyg(self) -> Any:
@@ -221,8 +234,13 @@ class JetGraphs(JetProduct):
         from torch_geometric.data import Batch
 
         t = torch.from_numpy
-        return Batch(x=t(self.x), pos=t(self.pos), edge_index=t(self.edge_index), batch=t(self.batch_vector()),
-                     ptr=t(self.node_offsets))
+        return Batch(
+            x=t(self.x),
+            pos=t(self.pos),
+            edge_index=t(self.edge_index),
+            batch=t(self.batch_vector()),
+            ptr=t(self.node_offsets),
+        )
 
 
 @dataclass(frozen=True)
@@ -244,8 +262,9 @@ class JetTable(JetProduct):
         """One branch ``<name>_<column>`` per column, one value per jet (NaN for jets the table does not cover)."""
         rows = jet_rows(self.event_offsets, self.jet_index, jet_offsets)
         n = int(jet_offsets[-1])
-        return Columns({f"{name}_{col}": per_jet(self.values[:, i], rows, n, np.nan)
-                        for i, col in enumerate(self.names)})
+        return Columns(
+            {f"{name}_{col}": per_jet(self.values[:, i], rows, n, np.nan) for i, col in enumerate(self.names)}
+        )
 
 
 @dataclass(frozen=True)

@@ -204,17 +204,38 @@ TRACK = Collection(
         Field("dz", _f32, "cm", -DZ_MAX_CM, DZ_MAX_CM, "longitudinal impact parameter w.r.t. the primary vertex"),
         Field("d0sig", _f32, "", -IPSIG_MAX, IPSIG_MAX, "d0 / sigma(d0)"),
         Field("dzsig", _f32, "", -IPSIG_MAX, IPSIG_MAX, "dz / sigma(dz)"),
-        Field("ecal_ieta", _i16, "", -1, ECAL_N_IETA - 1, "ECAL row at the ECAL face; -1: does not reach the ECAL",
-              index=True),
-        Field("ecal_iphi", _i16, "", -1, ECAL_N_IPHI - 1, "ECAL column at the ECAL face; -1: does not reach it",
-              index=True),
+        Field(
+            "ecal_ieta",
+            _i16,
+            "",
+            -1,
+            ECAL_N_IETA - 1,
+            "ECAL row at the ECAL face; -1: does not reach the ECAL",
+            index=True,
+        ),
+        Field(
+            "ecal_iphi",
+            _i16,
+            "",
+            -1,
+            ECAL_N_IPHI - 1,
+            "ECAL column at the ECAL face; -1: does not reach it",
+            index=True,
+        ),
     ),
 )
 TRACKER_HIT = Collection(
     "TrackerHit",
     (
-        Field("layer", _i16, "", 0, len(TRACKER_LAYER_NAMES) - 1, "barrel layer: " + ", ".join(TRACKER_LAYER_NAMES),
-              index=True),
+        Field(
+            "layer",
+            _i16,
+            "",
+            0,
+            len(TRACKER_LAYER_NAMES) - 1,
+            "barrel layer: " + ", ".join(TRACKER_LAYER_NAMES),
+            index=True,
+        ),
         _ieta(ECAL_N_IETA, "ECAL-grid (seen from the PV)"),
         _iphi(ECAL_N_IPHI, "ECAL-grid (seen from the PV)"),
     ),
@@ -235,7 +256,11 @@ JET_TRUTH = Collection(
     "Jet",
     (
         Field(
-            "label", _i16, "", 0, max(JET_LABELS),
+            "label",
+            _i16,
+            "",
+            0,
+            max(JET_LABELS),
             "truth class: " + ", ".join(f"{k} {v}" for k, v in JET_LABELS.items()),
         ),
         Field("gen_pt", _f32, "GeV", -1.0, E_MAX_GEV, "matched generator-level pt; -1: no generator match"),
@@ -370,8 +395,9 @@ def _kind_words(field: Field) -> str:
     return "an integer" if field.dtype.kind in "iu" else "a floating-point number"
 
 
-def _check_layout(descs: Mapping[str, _Desc], source: str, want_truth: bool,
-                  counters_optional: set[str]) -> dict[str, tuple[np.dtype, np.dtype]]:
+def _check_layout(
+    descs: Mapping[str, _Desc], source: str, want_truth: bool, counters_optional: set[str]
+) -> dict[str, tuple[np.dtype, np.dtype]]:
     """Presence, per-event shape and dtype of every schema branch, in on-disk order.
 
     Returns the branches stored with another (compatible) dtype than the schema's: name -> (on disk, schema).
@@ -393,8 +419,10 @@ def _check_layout(descs: Mapping[str, _Desc], source: str, want_truth: bool,
             raise SchemaError(f"{source}: branch '{name}' {what} ({d.typestr}), expected {expected}")
         assert d.dtype is not None
         if not compatible(d.dtype, field):
-            raise SchemaError(f"{source}: branch '{name}' has dtype {d.dtype}, expected {_kind_words(field)} "
-                              f"(read as {field.dtype}{unit})")
+            raise SchemaError(
+                f"{source}: branch '{name}' has dtype {d.dtype}, expected {_kind_words(field)} "
+                f"(read as {field.dtype}{unit})"
+            )
         if d.dtype != field.dtype:
             casts[name] = (d.dtype, field.dtype)
 
@@ -411,8 +439,14 @@ def _check_layout(descs: Mapping[str, _Desc], source: str, want_truth: bool,
     return casts
 
 
-def cast_to_schema(branch: str, values: np.ndarray, *, counts: np.ndarray | None = None, source: str = "<arrays>",
-                   entry_offset: int = 0) -> np.ndarray:
+def cast_to_schema(
+    branch: str,
+    values: np.ndarray,
+    *,
+    counts: np.ndarray | None = None,
+    source: str = "<arrays>",
+    entry_offset: int = 0,
+) -> np.ndarray:
     """``values`` of a schema branch in the schema's dtype; one-line SchemaError naming the entry when a value
     does not fit it (an integer outside the type's range, a float beyond float32). No copy when already right."""
     field = field_of(branch)
@@ -424,24 +458,34 @@ def cast_to_schema(branch: str, values: np.ndarray, *, counts: np.ndarray | None
             info = np.iinfo(target)
             if values.min() < info.min or values.max() > info.max:
                 bad = (values < info.min) | (values > info.max)
-                _raise_at(branch, values, bad, counts, source, entry_offset,
-                          f"which does not fit {target} (accepted: {field.accepted()})")
+                _raise_at(
+                    branch,
+                    values,
+                    bad,
+                    counts,
+                    source,
+                    entry_offset,
+                    f"which does not fit {target} (accepted: {field.accepted()})",
+                )
         elif values.dtype.kind == "f" and values.dtype.itemsize > target.itemsize:
             big = np.isfinite(values) & (np.abs(values) > np.finfo(target).max)
             if big.any():
-                _raise_at(branch, values, big, counts, source, entry_offset,
-                          f"beyond {target} (accepted: {field.accepted()})")
+                _raise_at(
+                    branch, values, big, counts, source, entry_offset, f"beyond {target} (accepted: {field.accepted()})"
+                )
     return values.astype(target)
 
 
-def _raise_at(branch: str, values: np.ndarray, bad: np.ndarray, counts: np.ndarray | None, source: str,
-              offset: int, what: str) -> None:
+def _raise_at(
+    branch: str, values: np.ndarray, bad: np.ndarray, counts: np.ndarray | None, source: str, offset: int, what: str
+) -> None:
     if not bad.any():
         return
     i = int(np.argmax(bad))
     entry = i if counts is None else int(np.searchsorted(np.cumsum(counts), i, side="right"))
-    raise SchemaError(f"{source}: branch '{branch}' entry {offset + entry} has value {_format_value(values[i])}, "
-                      f"{what}")
+    raise SchemaError(
+        f"{source}: branch '{branch}' entry {offset + entry} has value {_format_value(values[i])}, {what}"
+    )
 
 
 def _groups(want_truth: bool) -> dict[str, list[str]]:
@@ -631,10 +675,19 @@ ROOT_MAGIC = b"root"
 ROOT_MIN_BYTES = 100
 #: What a file is when it starts with these bytes (for "not a ROOT file" messages).
 _MAGIC_NAMES: tuple[tuple[bytes, str], ...] = (
-    (b"PK\x03\x04", "a ZIP archive (or .npz)"), (b"\x89HDF", "an HDF5 file"), (b"PAR1", "a Parquet file"),
-    (b"\x1f\x8b", "a gzip file"), (b"\x28\xb5\x2f\xfd", "a zstd file"), (b"\x80", "a Python pickle"),
-    (b"\x93NUMPY", "a NumPy .npy file"), (b"\x7fELF", "an executable"), (b"%PDF", "a PDF"),
-    (b"\x89PNG", "a PNG image"), (b"BZh", "a bzip2 file"), (b"{", "text (JSON?)"), (b"#", "text"),
+    (b"PK\x03\x04", "a ZIP archive (or .npz)"),
+    (b"\x89HDF", "an HDF5 file"),
+    (b"PAR1", "a Parquet file"),
+    (b"\x1f\x8b", "a gzip file"),
+    (b"\x28\xb5\x2f\xfd", "a zstd file"),
+    (b"\x80", "a Python pickle"),
+    (b"\x93NUMPY", "a NumPy .npy file"),
+    (b"\x7fELF", "an executable"),
+    (b"%PDF", "a PDF"),
+    (b"\x89PNG", "a PNG image"),
+    (b"BZh", "a bzip2 file"),
+    (b"{", "text (JSON?)"),
+    (b"#", "text"),
 )
 
 
@@ -649,11 +702,14 @@ def _check_root_header(p: str) -> None:
         what = next((name for magic, name in _MAGIC_NAMES if head.startswith(magic)), None)
         shown = " ".join(f"{b:02x}" for b in head[:8])
         kind = f"; it looks like {what}" if what else ""
-        raise SchemaError(f"{p}: not a ROOT file: it starts with bytes {shown} where a ROOT file starts with "
-                          f"'root' (72 6f 6f 74){kind}")
+        raise SchemaError(
+            f"{p}: not a ROOT file: it starts with bytes {shown} where a ROOT file starts with "
+            f"'root' (72 6f 6f 74){kind}"
+        )
     if size < ROOT_MIN_BYTES:
-        raise SchemaError(f"{p}: too short to be a ROOT file ({size} bytes; the ROOT header alone takes "
-                          f"{ROOT_MIN_BYTES}): truncated?")
+        raise SchemaError(
+            f"{p}: too short to be a ROOT file ({size} bytes; the ROOT header alone takes {ROOT_MIN_BYTES}): truncated?"
+        )
 
 
 #: What reading a remote file needs: URL scheme -> (Python module, e2e extra, pip package).
@@ -671,8 +727,9 @@ def _check_remote(p: str) -> None:
     scheme = p.split("://", 1)[0].lower()
     need = REMOTE_NEEDS.get(scheme)
     if need is not None and importlib.util.find_spec(need[0]) is None:
-        raise SchemaError(f"{p}: reading {scheme}:// files needs {need[2]}: pip install 'e2e[{need[1]}]' "
-                          f"(or pip install {need[2]})")
+        raise SchemaError(
+            f"{p}: reading {scheme}:// files needs {need[2]}: pip install 'e2e[{need[1]}]' (or pip install {need[2]})"
+        )
 
 
 def open_root_file(path: str | os.PathLike) -> Any:
@@ -728,8 +785,13 @@ def _describe_rntuple(ntuple: Any, names: list[str]) -> dict[str, _Desc]:
     return out
 
 
-def inspect_file(path: str | os.PathLike[str], tree: str = "Events", *, truth: bool | None = None,
-                 names: Mapping[str, str] | None = None) -> FileLayout:
+def inspect_file(
+    path: str | os.PathLike[str],
+    tree: str = "Events",
+    *,
+    truth: bool | None = None,
+    names: Mapping[str, str] | None = None,
+) -> FileLayout:
     """Open a hits file and check its layout against the schema without reading data (one-line SchemaError).
 
     ``names``: schema branch -> branch name in the file, for files with their own names (default: the same).
@@ -821,15 +883,23 @@ def validate_file(
     n = 0
     with open_root_file(p) as file:
         try:
-            for chunk, report in file[tree].iterate(list(layout.names.values()), step_size=step_size,
-                                                    library="ak", report=True, how=dict):
+            for chunk, report in file[tree].iterate(
+                list(layout.names.values()), step_size=step_size, library="ak", report=True, how=dict
+            ):
                 flat = read_chunk(chunk, layout, units)
                 offset = int(report.tree_entry_start)
                 for b, v in flat.items():
                     if b in layout.casts:
                         flat[b] = _cast_any(b, v, source, offset)
-                n += _check_flat(flat, source=source, truth=layout.truth, check_values=True,
-                                 counters_optional=optional, offset=offset, n_events=len(flat[ID_NAMES[0]]))
+                n += _check_flat(
+                    flat,
+                    source=source,
+                    truth=layout.truth,
+                    check_values=True,
+                    counters_optional=optional,
+                    offset=offset,
+                    n_events=len(flat[ID_NAMES[0]]),
+                )
         except SchemaError:
             raise
         except Exception as exc:
@@ -846,8 +916,9 @@ def _cast_any(branch: str, value: Any, source: str, offset: int) -> Any:
     """:func:`cast_to_schema` for a scalar (numpy/awkward) or jagged awkward branch."""
     if isinstance(value, ak.Array) and value.ndim == 2:
         counts = ak.to_numpy(ak.num(value, axis=1))
-        flat = cast_to_schema(branch, ak.to_numpy(ak.flatten(value, axis=1)), counts=counts, source=source,
-                              entry_offset=offset)
+        flat = cast_to_schema(
+            branch, ak.to_numpy(ak.flatten(value, axis=1)), counts=counts, source=source, entry_offset=offset
+        )
         return ak.unflatten(flat, counts)
     return cast_to_schema(branch, _scalar_values(value), source=source, entry_offset=offset)
 
@@ -866,8 +937,14 @@ def field_of(branch: str) -> Field:
     raise KeyError(branch)
 
 
-def check_branch_values(branch: str, values: np.ndarray, *, counts: np.ndarray | None = None, source: str = "<arrays>",
-                 entry_offset: int = 0) -> None:
+def check_branch_values(
+    branch: str,
+    values: np.ndarray,
+    *,
+    counts: np.ndarray | None = None,
+    source: str = "<arrays>",
+    entry_offset: int = 0,
+) -> None:
     """Check flat ``values`` of one schema branch (NaN/inf, range, allowed values); one-line SchemaError.
 
     ``counts``: entries per event for a jagged branch, so the message names the event entry

@@ -29,9 +29,13 @@ class Options:
 
     progress: bool | None = param(None, "progress bar: true, false or null (only when stderr is a terminal)")
     threads: int = param(0, "numba threads for the kernels (0: all cores)", minimum=0)
-    duplicate_ids: str = param("warn", "events with the same (run, luminosityBlock, event) in the run: 'warn' "
-                                       "(counted in the summary; the output stays aligned entry by entry) "
-                                       "or 'error'", choices=("warn", "error"))
+    duplicate_ids: str = param(
+        "warn",
+        "events with the same (run, luminosityBlock, event) in the run: 'warn' "
+        "(counted in the summary; the output stays aligned entry by entry) "
+        "or 'error'",
+        choices=("warn", "error"),
+    )
 
 
 @dataclass
@@ -90,22 +94,28 @@ def load_process(data: Any, where: str = "<config>") -> ProcessDescription:
     modules: dict[str, Module] = {}
     for label, block in raw_modules.items():
         if not isinstance(label, str) or not LABEL_RE.match(label):
-            raise ConfigError(f"{where}: modules: label {short(label)} must start with a letter and contain only "
-                              "letters, digits and '_' (it names the product and output branches)")
+            raise ConfigError(
+                f"{where}: modules: label {short(label)} must start with a letter and contain only "
+                "letters, digits and '_' (it names the product and output branches)"
+            )
         if label == SOURCE_LABEL:
             raise ConfigError(f"{where}: modules: the label 'source' is reserved for the source")
         module = build_module(label, block, f"{where}: modules.{label}")
         if module.kind != "producer":
-            raise ConfigError(f"{where}: modules.{label}: '{_type_name(block)}' is a {module.kind} module; "
-                              "sources go under 'source', outputs under 'outputs'")
+            raise ConfigError(
+                f"{where}: modules.{label}: '{_type_name(block)}' is a {module.kind} module; "
+                "sources go under 'source', outputs under 'outputs'"
+            )
         modules[label] = module
 
     raw_outputs = data.get("outputs") or []
     if isinstance(raw_outputs, Mapping):
         raw_outputs = [raw_outputs]
     if not isinstance(raw_outputs, list) or not raw_outputs:
-        raise ConfigError(f"{where}: outputs: expected a list of output blocks (e.g. - type: RootOutput); "
-                          "without an output nothing would run")
+        raise ConfigError(
+            f"{where}: outputs: expected a list of output blocks (e.g. - type: RootOutput); "
+            "without an output nothing would run"
+        )
     outputs: list[OutputModule] = []
     for i, block in enumerate(raw_outputs):
         if isinstance(block, Mapping) and "type" not in block:

@@ -50,8 +50,9 @@ class EventBatch:
         try:
             return self._products[tag]
         except KeyError:
-            raise E2EError(f"no product '{tag}' on the batch (products: {', '.join(self._products) or 'none'})") \
-                from None
+            raise E2EError(
+                f"no product '{tag}' on the batch (products: {', '.join(self._products) or 'none'})"
+            ) from None
 
     def __contains__(self, tag: str) -> bool:
         return tag in self._products

@@ -26,6 +26,7 @@ ENTRY_POINT_GROUP = "e2e.modules"
 #: Built-in module types: name -> "module:Class" (imported on first use).
 BUILTIN_MODULES: dict[str, str] = {
     "RootSource": "e2e.io.source:RootSource",
+    "RHTreeSource": "e2e.io.rhtree:RHTreeSource",
     "RootOutput": "e2e.io.output:RootOutput",
     "JetFrameProducer": "frameproducers.images:JetFrameProducer",
     "JetGraphProducer": "frameproducers.graphs:JetGraphProducer",
@@ -158,8 +159,9 @@ def import_object(path: str, where: str) -> Any:
     except ModuleNotFoundError as err:
         raise ConfigError(f"{where}: cannot import module '{mod_name}' for type '{path}' ({err})") from err
     except Exception as err:  # the user's module failed while importing: say so in one line
-        raise ConfigError(f"{where}: importing module '{mod_name}' for type '{path}' failed "
-                          f"({type(err).__name__}: {short(str(err))})") from err
+        raise ConfigError(
+            f"{where}: importing module '{mod_name}' for type '{path}' failed ({type(err).__name__}: {short(str(err))})"
+        ) from err
     try:
         return getattr(mod, attr)
     except AttributeError:
@@ -169,8 +171,7 @@ def import_object(path: str, where: str) -> Any:
 def resolve_type(name: str, where: str) -> type[Module]:
     """The module class for ``name``: built-in name, entry point, or ``package.module:Class``."""
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}: missing 'type' (a module type such as JetGraphProducer, "
-                          "or package.module:Class)")
+        raise ConfigError(f"{where}: missing 'type' (a module type such as JetGraphProducer, or package.module:Class)")
     if name in BUILTIN_MODULES:
         cls = import_object(BUILTIN_MODULES[name], where)
     elif name in _entry_points():
@@ -183,12 +184,16 @@ def resolve_type(name: str, where: str) -> type[Module]:
     else:
         close = difflib.get_close_matches(name, known_types(), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"{where}: unknown module type {short(name)}{hint}; known: {', '.join(known_types())}; "
-                          "or give an import path package.module:Class")
-    if not (isinstance(cls, type) and issubclass(cls, Module) and dataclasses.is_dataclass(getattr(cls, "Params",
-                                                                                                   None))):
-        raise ConfigError(f"{where}: {short(name)} is not an e2e module (a subclass of e2e.module.Module "
-                          "with a Params dataclass)")
+        raise ConfigError(
+            f"{where}: unknown module type {short(name)}{hint}; known: {', '.join(known_types())}; "
+            "or give an import path package.module:Class"
+        )
+    if not (
+        isinstance(cls, type) and issubclass(cls, Module) and dataclasses.is_dataclass(getattr(cls, "Params", None))
+    ):
+        raise ConfigError(
+            f"{where}: {short(name)} is not an e2e module (a subclass of e2e.module.Module with a Params dataclass)"
+        )
     return cls
 
 

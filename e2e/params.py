@@ -21,8 +21,14 @@ from e2e.errors import ConfigError, short
 _MISSING = dataclasses.MISSING
 
 
-def param(default: Any = _MISSING, help: str = "", *, choices: tuple | None = None, minimum: float | None = None,
-          maximum: float | None = None) -> Any:
+def param(
+    default: Any = _MISSING,
+    help: str = "",
+    *,
+    choices: tuple | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> Any:
     """Declare one parameter of a config dataclass: default, one-line help, optional choices/range."""
     meta = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum}
     if isinstance(default, (list, dict)):
@@ -163,7 +169,10 @@ def describe(cls: type, prefix: str = "") -> list[str]:
             lines.append(f"{prefix}{f.name}:  ({f.metadata.get('help', '')})")
             lines += describe(tp, prefix + "  ")
             continue
-        default = f.default if f.default is not _MISSING else (
-            f.default_factory() if f.default_factory is not _MISSING else "<required>")
+        default = (
+            f.default
+            if f.default is not _MISSING
+            else (f.default_factory() if f.default_factory is not _MISSING else "<required>")
+        )
         lines.append(f"{prefix}{f.name}: {_type_name(tp)} = {default!r}  # {f.metadata.get('help', '')}")
     return lines

@@ -35,8 +35,13 @@ _TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.(
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
@@ -80,8 +85,9 @@ def _check_not_input(p: Path, inputs: Iterable[str | os.PathLike[str]], what: st
             raise E2EError(f"{what} {p} is an input of this run{same}; refusing to overwrite an input")
 
 
-def check_output_file(path: str | os.PathLike[str] | None, inputs: Iterable[str | os.PathLike[str]] = (),
-                      what: str = "output") -> Path:
+def check_output_file(
+    path: str | os.PathLike[str] | None, inputs: Iterable[str | os.PathLike[str]] = (), what: str = "output"
+) -> Path:
     """Check an output file path before anything is read (module docstring); returns it as a Path."""
     p = _nonempty(path, what)
     if p.exists():
@@ -95,8 +101,12 @@ def check_output_file(path: str | os.PathLike[str] | None, inputs: Iterable[str 
     return p
 
 
-def check_output_dir(path: str | os.PathLike[str] | None, inputs: Iterable[str | os.PathLike[str]] = (),
-                     what: str = "output directory", marker: str | None = None) -> Path:
+def check_output_dir(
+    path: str | os.PathLike[str] | None,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    what: str = "output directory",
+    marker: str | None = None,
+) -> Path:
     """Check an output directory (replaced as a whole when complete) before anything is read.
 
     An existing directory is replaced only if it holds ``marker`` (e.g. ``model.yaml`` of an earlier
@@ -108,8 +118,10 @@ def check_output_dir(path: str | os.PathLike[str] | None, inputs: Iterable[str |
         if not stat.S_ISDIR(mode):
             raise E2EError(f"{what} {p} is {'a file' if stat.S_ISREG(mode) else _kind(mode)}; expected a directory")
         if marker is not None and not (p / marker).exists() and any(p.iterdir()):
-            raise E2EError(f"{what} {p} exists and is not an earlier output (no {marker} in it); "
-                           "refusing to replace it: give a new directory")
+            raise E2EError(
+                f"{what} {p} exists and is not an earlier output (no {marker} in it); "
+                "refusing to replace it: give a new directory"
+            )
         root = os.path.realpath(p)
         for inp in inputs:
             if "://" not in os.fspath(inp) and os.path.realpath(inp).startswith(root + os.sep):
@@ -262,5 +274,14 @@ def describe_removed(removed: list[Path]) -> str:
     return f"removed {len(removed)} stale temporary file(s) of killed runs: {names}"
 
 
-__all__ = ["check_output_file", "check_output_dir", "temporary_path", "remove_stale_temporaries", "on_path",
-           "atomic_file", "atomic_dir", "file_identity", "describe_removed"]
+__all__ = [
+    "check_output_file",
+    "check_output_dir",
+    "temporary_path",
+    "remove_stale_temporaries",
+    "on_path",
+    "atomic_file",
+    "atomic_dir",
+    "file_identity",
+    "describe_removed",
+]

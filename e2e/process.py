@@ -53,16 +53,21 @@ def build_schedule(desc: ProcessDescription) -> Schedule:
         for tag, expected in module.consumes().items():
             label, instance = split_tag(tag)
             if label not in producers:
-                raise ConfigError(f"{where}: {owner} consumes '{tag}' but no module is labelled '{label}'"
-                                  f"{_closest(label, list(producers))}; labels: {', '.join(producers)}")
+                raise ConfigError(
+                    f"{where}: {owner} consumes '{tag}' but no module is labelled '{label}'"
+                    f"{_closest(label, list(producers))}; labels: {', '.join(producers)}"
+                )
             made = producers[label].produces()
             if instance not in made:
                 what = ", ".join(f"{label}:{i}" if i else label for i in made) or "nothing"
-                raise ConfigError(f"{where}: {owner} consumes '{tag}' but '{label}' produces {what}"
-                                  f"{_closest(tag, [f'{label}:{i}' if i else label for i in made])}")
+                raise ConfigError(
+                    f"{where}: {owner} consumes '{tag}' but '{label}' produces {what}"
+                    f"{_closest(tag, [f'{label}:{i}' if i else label for i in made])}"
+                )
             if expected is not None and not issubclass(made[instance], expected):
-                raise ConfigError(f"{where}: {owner} consumes '{tag}', a {made[instance].__name__}, "
-                                  f"but needs a {expected.__name__}")
+                raise ConfigError(
+                    f"{where}: {owner} consumes '{tag}', a {made[instance].__name__}, but needs a {expected.__name__}"
+                )
             if label != SOURCE_LABEL:
                 deps.append(label)
         return deps
@@ -119,7 +124,7 @@ def _cycle(pending: list[str], deps: dict[str, list[str]]) -> str:
     while True:
         node = next(d for d in deps[node] if d in pending)
         if node in seen:
-            path = path[path.index(node):]
+            path = path[path.index(node) :]
             return " -> ".join([*path, node])
         path.append(node)
         seen.add(node)
@@ -159,16 +164,19 @@ class RunSummary:
 
     def lines(self) -> list[str]:
         loop = sum(self.times.values())
-        out = [f"e2e-run: process {self.process}: {self.events} events, {self.jets} jets from {self.files} file(s) "
-               f"in {self.batches} batch(es); {self.wall_s:.2f} s wall, of which setup {self.setup_s:.2f} s "
-               "(imports, numba cache load or compile, inference sessions)"]
+        out = [
+            f"e2e-run: process {self.process}: {self.events} events, {self.jets} jets from {self.files} file(s) "
+            f"in {self.batches} batch(es); {self.wall_s:.2f} s wall, of which setup {self.setup_s:.2f} s "
+            "(imports, numba cache load or compile, inference sessions)"
+        ]
         out.append(f"  {'module':<18} {'type':<20} {'time [s]':>9} {'ms/event':>9} {'us/jet':>8} {'share':>6}")
         for label, t in self.times.items():
             share = 100.0 * t / loop if loop > 0 else 0.0
             ms_ev = 1e3 * t / self.events if self.events else 0.0
             us_jet = 1e6 * t / self.jets if self.jets else 0.0
-            out.append(f"  {label:<18} {self.types.get(label, ''):<20} {t:9.3f} {ms_ev:9.3f} {us_jet:8.1f} "
-                       f"{share:5.1f}%")
+            out.append(
+                f"  {label:<18} {self.types.get(label, ''):<20} {t:9.3f} {ms_ev:9.3f} {us_jet:8.1f} {share:5.1f}%"
+            )
         rate_ev = self.events / loop if loop > 0 else 0.0  # setup (incl. numba compile/cache load) excluded
         rate_jet = self.jets / loop if loop > 0 else 0.0
         out.append(f"  throughput (event loop, {loop:.2f} s): {rate_ev:,.0f} events/s, {rate_jet:,.0f} jets/s")
@@ -179,8 +187,10 @@ class RunSummary:
             for name, n in counters.items():
                 out.append(f"  {label}: {name}: {n}")
         if self.duplicate_ids:
-            out.append(f"  duplicate event ids (same run, luminosityBlock, event as an earlier event): "
-                       f"{self.duplicate_ids}; first: {self.first_duplicate}")
+            out.append(
+                f"  duplicate event ids (same run, luminosityBlock, event as an earlier event): "
+                f"{self.duplicate_ids}; first: {self.first_duplicate}"
+            )
         if self.unscheduled:
             out.append(f"  not run (no output needs them): {', '.join(self.unscheduled)}")
         out += [f"  output: {o}" for o in self.outputs]
@@ -234,13 +244,17 @@ class Process:
         modules = [desc.modules[label] for label in self.schedule.order]
         source = desc.source
         summary = RunSummary(desc.name, unscheduled=list(self.schedule.unscheduled))
-        summary.types = {"source": type(source).__name__, **{m.label: type(m).__name__ for m in modules},
-                         **{o.label: type(o).__name__ for o in desc.outputs}}
+        summary.types = {
+            "source": type(source).__name__,
+            **{m.label: type(m).__name__ for m in modules},
+            **{o.label: type(o).__name__ for o in desc.outputs},
+        }
         times = dict.fromkeys(summary.types, 0.0)
         inputs = self.check_paths()
         for output in desc.outputs:
-            output.set_provenance({"process": desc.to_dict(),
-                                   "inputs": [p if "://" in p else os.path.abspath(p) for p in inputs]})
+            output.set_provenance(
+                {"process": desc.to_dict(), "inputs": [p if "://" in p else os.path.abspath(p) for p in inputs]}
+            )
         ids = EventIdRegister(desc.options.duplicate_ids == "error")
         try:
             source.begin()
@@ -255,8 +269,9 @@ class Process:
                 show = desc.options.progress
             from tqdm import tqdm
 
-            bar = tqdm(total=sum(i.n_events for i in items), unit="ev", disable=not show, leave=False,
-                       dynamic_ncols=True)
+            bar = tqdm(
+                total=sum(i.n_events for i in items), unit="ev", disable=not show, leave=False, dynamic_ncols=True
+            )
             for item in items:
                 t0 = time.perf_counter()
                 batch = source.read(item)

@@ -49,8 +49,10 @@ def expanded_size(root: yaml.Node, where: str, max_nodes: int = MAX_NODES, max_d
             size[key] = 1 + sum(size[id(c)] for c in children)
             height[key] = 1 + max((height[id(c)] for c in children), default=0)
             if size[key] > max_nodes:
-                raise ConfigError(f"{where}: the document expands to more than {max_nodes:,} values "
-                                  "(through aliases); configurations are small, refusing to load it")
+                raise ConfigError(
+                    f"{where}: the document expands to more than {max_nodes:,} values "
+                    "(through aliases); configurations are small, refusing to load it"
+                )
             if height[key] > max_depth:
                 raise ConfigError(f"{where}: nested more than {max_depth} levels deep; not accepted")
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +20,9 @@ from frameproducers.pixels import PixelParams, PixelProducer
 ECAL_ETA_CENTRES = np.ascontiguousarray(ecal_eta(np.arange(ECAL_N_IETA)), dtype=np.float64)
 
 
-def graph_edges(pixel: np.ndarray, x: np.ndarray, node_offsets: np.ndarray,
-                params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+def graph_edges(
+    pixel: np.ndarray, x: np.ndarray, node_offsets: np.ndarray, params: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The fixed-k neighbour index (and, for radius graphs, the real neighbour counts) of graphs from their nodes.
 
     ``params``: the graph rule as JetGraphProducer's parameters or the record of a JetGraphs product (``edges``,
@@ -52,10 +54,14 @@ class JetGraphProducer(PixelProducer):
     @dataclass
     class Params(PixelParams):
         coordinates: bool = param(True, "append (delta_eta, delta_phi) of each node to its features")
-        edges: str = param("knn", "edge rule: 'knn' (k nearest) or 'radius' (within radius, at most k)",
-                           choices=("knn", "radius"))
-        space: str = param("coordinates", "kNN distance: 'coordinates' (pixel row/column) or 'features'",
-                           choices=("coordinates", "features"))
+        edges: str = param(
+            "knn", "edge rule: 'knn' (k nearest) or 'radius' (within radius, at most k)", choices=("knn", "radius")
+        )
+        space: str = param(
+            "coordinates",
+            "kNN distance: 'coordinates' (pixel row/column) or 'features'",
+            choices=("coordinates", "features"),
+        )
         k: int = param(16, "neighbours per node (kNN) or the most kept per node (radius)", minimum=1)
         radius: float = param(5.0, "radius in pixels (edges: radius)", minimum=0.0)
         self_loops: bool = param(False, "count each node as one of its own neighbours")
@@ -65,8 +71,10 @@ class JetGraphProducer(PixelProducer):
         if params.edges == "radius" and params.space == "features":
             from e2e.errors import ConfigError
 
-            raise ConfigError(f"modules.{label}.space: radius graphs are built in pixel coordinates; "
-                              "use space: coordinates with edges: radius")
+            raise ConfigError(
+                f"modules.{label}.space: radius graphs are built in pixel coordinates; "
+                "use space: coordinates with edges: radius"
+            )
         self.feature_names = self.pixels.channels + (("delta_eta", "delta_phi") if params.coordinates else ())
 
     def produces(self) -> dict[str, type]:
@@ -75,16 +83,46 @@ class JetGraphProducer(PixelProducer):
     def produce(self, batch: EventBatch) -> None:
         px, p = self.pixels, self.params
         jets, seeds, jet_index = px.jets(batch)
+        cut, dz_max = px.track_dz_cut(batch)
+        if cut == math.inf:
+            self.count("jets whose track pixels are the source's PV-track sums (dz_max not applied again)", len(jets))
         node_offsets, x, pos, pixel = kernels.build_graph_nodes(
-            seeds, px.window_hits(batch), px.channel_map, p.window, float(p.dz_max), bool(p.hcal_upsample),
-            bool(p.coordinates), ECAL_ETA_CENTRES)
+            seeds,
+            px.window_hits(batch),
+            px.channel_map,
+            p.window,
+            cut,
+            bool(p.hcal_upsample),
+            bool(p.coordinates),
+            ECAL_ETA_CENTRES,
+        )
         neighbors, num_neighbors = graph_edges(pixel, x, node_offsets, vars(p))
         n_nodes = np.diff(node_offsets)
         self.count("empty graphs (no hit in the window)", int(np.count_nonzero(n_nodes == 0)))
         self.count("nodes", int(node_offsets[-1]))
         self.count("jets at the eta edge (rows beyond the grid are empty)", px.eta_edge_jets(seeds.ieta))
-        record = {**px.record(), "coordinates": p.coordinates, "edges": p.edges, "space": p.space, "k": p.k,
-                  "radius": p.radius, "self_loops": p.self_loops, "features": list(self.feature_names)}
-        batch.put(self.label, JetGraphs(jets.offsets, jet_index, record, x=x, pos=pos, pixel=pixel,
-                                        node_offsets=node_offsets, neighbors=neighbors,
-                                        num_neighbors=num_neighbors, feature_names=self.feature_names))
+        record = {
+            **px.record(dz_max),
+            "coordinates": p.coordinates,
+            "edges": p.edges,
+            "space": p.space,
+            "k": p.k,
+            "radius": p.radius,
+            "self_loops": p.self_loops,
+            "features": list(self.feature_names),
+        }
+        batch.put(
+            self.label,
+            JetGraphs(
+                jets.offsets,
+                jet_index,
+                record,
+                x=x,
+                pos=pos,
+                pixel=pixel,
+                node_offsets=node_offsets,
+                neighbors=neighbors,
+                num_neighbors=num_neighbors,
+                feature_names=self.feature_names,
+            ),
+        )

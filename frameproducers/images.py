@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,17 @@ class JetFrameProducer(PixelProducer):
         jets, seeds, jet_index = px.jets(batch)
         w = self.params.window
         out = np.empty((len(jets), len(px.channels), w, w), dtype=np.float32)
-        kernels.fill_jet_images(out, seeds, px.window_hits(batch), px.channel_map, float(self.params.dz_max),
-                                bool(self.params.hcal_upsample))
+        cut, dz_max = px.track_dz_cut(batch)
+        if cut == math.inf:
+            self.count("jets whose track pixels are the source's PV-track sums (dz_max not applied again)", len(jets))
+        kernels.fill_jet_images(
+            out,
+            seeds,
+            px.window_hits(batch),
+            px.channel_map,
+            cut,
+            bool(self.params.hcal_upsample),
+        )
         self.count("jets at the eta edge (rows beyond the grid are zero)", px.eta_edge_jets(seeds.ieta))
-        batch.put(self.label, JetFrames(jets.offsets, jet_index, px.record(), data=out, channels=px.channels))
+        record = px.record(dz_max)
+        batch.put(self.label, JetFrames(jets.offsets, jet_index, record, data=out, channels=px.channels))

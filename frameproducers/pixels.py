@@ -6,6 +6,7 @@ are exactly the non-zero pixels of the frame made with the same settings.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,16 +41,20 @@ class PixelParams(HitInputs):
 
     tracker_hits: str = input_tag("source:TrackerHit", "pixel/strip hits", product=JaggedCollection)
     channels: list[str] = param(DEFAULT_CHANNELS, "channels in output order: " + ", ".join(CHANNELS))
-    window: int = param(125, "window size in crystals (H = W), centred on the jet seed", minimum=1,
-                        maximum=ECAL_N_IETA)
+    window: int = param(125, "window size in crystals (H = W), centred on the jet seed", minimum=1, maximum=ECAL_N_IETA)
     dz_max: float = param(0.1, "track d0/dz channels use tracks with |dz| < dz_max (cm; E2E: 0.1)", minimum=0.0)
-    impact: str = param("value", "track_d0/track_dz channels: 'value' (cm) or 'significance' (d0/sigma)",
-                        choices=("value", "significance"))
-    hcal_upsample: bool = param(True, "HCAL tower -> its 5x5 crystals at E/25 (E2E); false: full E at the "
-                                      "tower's centre crystal")
+    impact: str = param(
+        "value",
+        "track_d0/track_dz channels: 'value' (cm) or 'significance' (d0/sigma)",
+        choices=("value", "significance"),
+    )
+    hcal_upsample: bool = param(
+        True, "HCAL tower -> its 5x5 crystals at E/25 (E2E); false: full E at the tower's centre crystal"
+    )
     scale: dict[str, float] = param({}, "per-channel factor applied to every contribution (default 1)")
-    thresholds: dict[str, float] = param({}, "per-channel zero suppression: pixels with |value| <= threshold "
-                                             "(unscaled units) are zero (default 0)")
+    thresholds: dict[str, float] = param(
+        {}, "per-channel zero suppression: pixels with |value| <= threshold (unscaled units) are zero (default 0)"
+    )
 
 
 def _check_channel_keys(label: str, key: str, mapping: dict[str, float], channels: list[str]) -> None:
@@ -59,14 +64,16 @@ def _check_channel_keys(label: str, key: str, mapping: dict[str, float], channel
         if name not in channels:
             close = difflib.get_close_matches(name, channels, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"modules.{label}.{key}: '{name}' is not one of the channels{hint}; "
-                              f"channels: {', '.join(channels)}")
+            raise ConfigError(
+                f"modules.{label}.{key}: '{name}' is not one of the channels{hint}; channels: {', '.join(channels)}"
+            )
 
 
 class PixelMap:
     """The validated channel configuration as the arrays the kernels take."""
 
     def __init__(self, label: str, p: PixelParams) -> None:
+        self.label = label
         if not p.channels:
             raise ConfigError(f"modules.{label}.channels: expected at least one of {', '.join(CHANNELS)}")
         for name in p.channels:
@@ -75,8 +82,9 @@ class PixelMap:
 
                 close = difflib.get_close_matches(name, CHANNELS, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ConfigError(f"modules.{label}.channels: unknown channel '{name}'{hint}; "
-                                  f"allowed: {', '.join(CHANNELS)}")
+                raise ConfigError(
+                    f"modules.{label}.channels: unknown channel '{name}'{hint}; allowed: {', '.join(CHANNELS)}"
+                )
         if len(set(p.channels)) != len(p.channels):
             raise ConfigError(f"modules.{label}.channels: a channel is listed twice: {p.channels}")
         _check_channel_keys(label, "scale", p.scale, p.channels)
@@ -95,24 +103,59 @@ class PixelMap:
 
     def consumes(self) -> dict[str, type | None]:
         p = self.params
-        tags = {"Jet": p.jets, "EcalHit": p.ecal_hits, "HcalHit": p.hcal_hits, "Track": p.tracks,
-                "TrackerHit": p.tracker_hits}
+        tags = {
+            "Jet": p.jets,
+            "EcalHit": p.ecal_hits,
+            "HcalHit": p.hcal_hits,
+            "Track": p.tracks,
+            "TrackerHit": p.tracker_hits,
+        }
         return {tags[c]: JaggedCollection for c in ("Jet", *sorted(self.collections))}
 
     def fields_needed(self) -> dict[str, tuple[str, ...]]:
         p = self.params
         impact = ("d0sig", "dzsig") if p.impact == "significance" else ()
-        return {p.jets: ("seed_ieta", "seed_iphi"), p.ecal_hits: ("ieta", "iphi", "energy"),
-                p.hcal_hits: ("ieta", "iphi", "energy"),
-                p.tracks: ("ecal_ieta", "ecal_iphi", "pt", "d0", "dz", *impact),
-                p.tracker_hits: ("layer", "ieta", "iphi")}
+        return {
+            p.jets: ("seed_ieta", "seed_iphi"),
+            p.ecal_hits: ("ieta", "iphi", "energy"),
+            p.hcal_hits: ("ieta", "iphi", "energy"),
+            p.tracks: ("ecal_ieta", "ecal_iphi", "pt", "d0", "dz", *impact),
+            p.tracker_hits: ("layer", "ieta", "iphi"),
+        }
 
-    def record(self) -> dict[str, Any]:
-        """The parameters that define the pixels (recorded on the product for taggers to check)."""
+    def track_dz_cut(self, batch: EventBatch) -> tuple[float, float]:
+        """(cut the kernels apply to each track's |dz|, the cut the pixels then have), in cm.
+
+        Tracks that are per-crystal sums of primary-vertex tracks (``meta['pv_dz_max']``, RHTree maps) are not
+        cut again (a sum's dz means nothing): the pixels have the maps' cut, which ``dz_max`` may not tighten.
+        """
         p = self.params
-        return {"channels": list(self.channels), "window": p.window, "dz_max": p.dz_max, "impact": p.impact,
-                "hcal_upsample": p.hcal_upsample, "scale": [float(s) for s in self.scale],
-                "thresholds": [float(t) for t in self.threshold]}
+        if "Track" not in self.collections:
+            return float(p.dz_max), float(p.dz_max)
+        tracks: JaggedCollection = batch.get(p.tracks)
+        pre = tracks.meta.get("pv_dz_max")
+        if pre is None:
+            return float(p.dz_max), float(p.dz_max)
+        if p.dz_max < pre:
+            raise ConfigError(
+                f"modules.{self.label}.dz_max: {p.dz_max} cm is tighter than the cut already in the source's track "
+                f"sums (|dz| < {pre} cm, RHTree maps); expected dz_max >= {pre}"
+            )
+        return math.inf, float(pre)
+
+    def record(self, dz_max: float | None = None) -> dict[str, Any]:
+        """The parameters that define the pixels (recorded on the product for taggers to check); ``dz_max``:
+        the track cut the pixels have (:meth:`track_dz_cut`), default the parameter."""
+        p = self.params
+        return {
+            "channels": list(self.channels),
+            "window": p.window,
+            "dz_max": p.dz_max if dz_max is None else dz_max,
+            "impact": p.impact,
+            "hcal_upsample": p.hcal_upsample,
+            "scale": [float(s) for s in self.scale],
+            "thresholds": [float(t) for t in self.threshold],
+        }
 
     def jets(self, batch: EventBatch) -> tuple[JaggedCollection, JetSeeds, np.ndarray]:
         """The jet collection, the window seeds (event int64 and seed crystal of each jet) and each jet's
@@ -132,14 +175,15 @@ class PixelMap:
             if name in self.collections:
                 c: JaggedCollection = batch.get(tag)
                 return [c.offsets, *(c[f] for f in fields)]
-            return [np.zeros(n_events + 1, dtype=np.int64),
-                    *(np.zeros(0, dtype=dtypes[f"{name}_{f}"]) for f in fields)]
+            return [np.zeros(n_events + 1, dtype=np.int64), *(np.zeros(0, dtype=dtypes[f"{name}_{f}"]) for f in fields)]
 
         d0, dz = ("d0sig", "dzsig") if p.impact == "significance" else ("d0", "dz")
-        return WindowHits(CaloHits(*coll("EcalHit", p.ecal_hits, ("ieta", "iphi", "energy"))),
-                          CaloHits(*coll("HcalHit", p.hcal_hits, ("ieta", "iphi", "energy"))),
-                          WindowTracks(*coll("Track", p.tracks, ("ecal_ieta", "ecal_iphi", "pt", d0, dz, "dz"))),
-                          TrackerHits(*coll("TrackerHit", p.tracker_hits, ("layer", "ieta", "iphi"))))
+        return WindowHits(
+            CaloHits(*coll("EcalHit", p.ecal_hits, ("ieta", "iphi", "energy"))),
+            CaloHits(*coll("HcalHit", p.hcal_hits, ("ieta", "iphi", "energy"))),
+            WindowTracks(*coll("Track", p.tracks, ("ecal_ieta", "ecal_iphi", "pt", d0, dz, "dz"))),
+            TrackerHits(*coll("TrackerHit", p.tracker_hits, ("layer", "ieta", "iphi"))),
+        )
 
     def eta_edge_jets(self, seed_ieta: np.ndarray) -> int:
         """Jets whose window reaches beyond the ECAL grid in eta (those rows are zero)."""

@@ -16,9 +16,16 @@ from frameproducers import kernels
 from frameproducers.pixels import HitInputs
 
 _CELL_CENTRES = kernels.CellCentres(
-    *(np.ascontiguousarray(a, dtype=np.float64)
-      for a in (geo.ecal_eta(np.arange(geo.ECAL_N_IETA)), geo.ecal_phi(np.arange(geo.ECAL_N_IPHI)),
-                geo.hcal_eta(np.arange(geo.HCAL_N_IETA)), geo.hcal_phi(np.arange(geo.HCAL_N_IPHI)))))
+    *(
+        np.ascontiguousarray(a, dtype=np.float64)
+        for a in (
+            geo.ecal_eta(np.arange(geo.ECAL_N_IETA)),
+            geo.ecal_phi(np.arange(geo.ECAL_N_IPHI)),
+            geo.hcal_eta(np.arange(geo.HCAL_N_IETA)),
+            geo.hcal_phi(np.arange(geo.HCAL_N_IPHI)),
+        )
+    )
+)
 
 
 class JetShapeProducer(Producer):
@@ -47,8 +54,12 @@ class JetShapeProducer(Producer):
 
     def fields_needed(self) -> dict[str, tuple[str, ...]]:
         p = self.params
-        return {p.jets: ("pt", "eta", "phi"), p.ecal_hits: ("ieta", "iphi", "energy"),
-                p.hcal_hits: ("ieta", "iphi", "energy"), p.tracks: ("pt", "eta", "phi", "dz", "d0sig")}
+        return {
+            p.jets: ("pt", "eta", "phi"),
+            p.ecal_hits: ("ieta", "iphi", "energy"),
+            p.hcal_hits: ("ieta", "iphi", "energy"),
+            p.tracks: ("pt", "eta", "phi", "dz", "d0sig"),
+        }
 
     def produces(self) -> dict[str, type]:
         return {"": JetShapes}
@@ -62,13 +73,24 @@ class JetShapeProducer(Producer):
         jet_event = jets.event_index()
         jet_index = jets.local_index(jet_event)
         out = np.empty((len(jets), len(kernels.SHAPE_NAMES)), dtype=np.float32)
-        kernels.fill_jet_shapes(out, kernels.JetAxes(jet_event, jets["pt"], jets["eta"], jets["phi"]),
-                                kernels.CaloHits(ecal.offsets, ecal["ieta"], ecal["iphi"], ecal["energy"]),
-                                kernels.CaloHits(hcal.offsets, hcal["ieta"], hcal["iphi"], hcal["energy"]),
-                                kernels.ShapeTracks(trk.offsets, trk["pt"], trk["eta"], trk["phi"], trk["dz"],
-                                                    trk["d0sig"]),
-                                _CELL_CENTRES, float(p.cone), float(p.core), float(p.track_pt_min), float(p.dz_max),
-                                float(p.d0sig_min))
-        record = {"cone": p.cone, "core": p.core, "track_pt_min": p.track_pt_min, "dz_max": p.dz_max,
-                  "d0sig_min": p.d0sig_min}
+        kernels.fill_jet_shapes(
+            out,
+            kernels.JetAxes(jet_event, jets["pt"], jets["eta"], jets["phi"]),
+            kernels.CaloHits(ecal.offsets, ecal["ieta"], ecal["iphi"], ecal["energy"]),
+            kernels.CaloHits(hcal.offsets, hcal["ieta"], hcal["iphi"], hcal["energy"]),
+            kernels.ShapeTracks(trk.offsets, trk["pt"], trk["eta"], trk["phi"], trk["dz"], trk["d0sig"]),
+            _CELL_CENTRES,
+            float(p.cone),
+            float(p.core),
+            float(p.track_pt_min),
+            float(p.dz_max),
+            float(p.d0sig_min),
+        )
+        record = {
+            "cone": p.cone,
+            "core": p.core,
+            "track_pt_min": p.track_pt_min,
+            "dz_max": p.dz_max,
+            "d0sig_min": p.d0sig_min,
+        }
         batch.put(self.label, JetShapes(jets.offsets, jet_index, record, values=out, names=kernels.SHAPE_NAMES))

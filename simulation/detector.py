@@ -47,10 +47,10 @@ class HcalResponse:
 class HadronResponse:
     """How a hadron shares its energy between ECAL and HCAL; muons leave a MIP; neutrinos nothing."""
 
-    p_interact_ecal: float = param(0.6, "probability that a hadron starts showering in the ECAL (~1.1 lambda_I)",
-                                   minimum=0, maximum=1)
-    ecal_fraction_min: float = param(0.1, "ECAL fraction of a showering hadron: uniform from ...", minimum=0,
-                                     maximum=1)
+    p_interact_ecal: float = param(
+        0.6, "probability that a hadron starts showering in the ECAL (~1.1 lambda_I)", minimum=0, maximum=1
+    )
+    ecal_fraction_min: float = param(0.1, "ECAL fraction of a showering hadron: uniform from ...", minimum=0, maximum=1)
     ecal_fraction_max: float = param(0.7, "... to this value; the rest goes to the HCAL", minimum=0, maximum=1)
     mip_ecal: float = param(0.30, "MIP energy in the ECAL (GeV; muons and non-showering hadrons)", minimum=0)
     mip_hcal: float = param(2.0, "muon MIP energy in the HCAL (GeV)", minimum=0)
@@ -119,9 +119,11 @@ class DetectorResponse:
         e, h = self.ecal, self.hcal
         barrel = geo.ECAL_BARREL_ROWS * geo.ECAL_N_IPHI
         endcap = 2 * geo.ECAL_ENDCAP_ROWS * geo.ECAL_N_IPHI
-        return (barrel * noise_tail_probability(e.noise_barrel, e.threshold_barrel)
-                + endcap * noise_tail_probability(e.noise_endcap, e.threshold_endcap)
-                + geo.HCAL_N_IETA * geo.HCAL_N_IPHI * noise_tail_probability(h.noise, h.threshold))
+        return (
+            barrel * noise_tail_probability(e.noise_barrel, e.threshold_barrel)
+            + endcap * noise_tail_probability(e.noise_endcap, e.threshold_endcap)
+            + geo.HCAL_N_IETA * geo.HCAL_N_IPHI * noise_tail_probability(h.noise, h.threshold)
+        )
 
 
 def noise_tail_probability(sigma: float, threshold: float) -> float:
@@ -165,8 +167,9 @@ class DetectorSimulation:
         self._trk_truth = np.empty((ct, 3))
         self._tkh = np.empty((ck, 3))
 
-    def simulate(self, particles: dict[str, np.ndarray], ev_off: np.ndarray, pv_z: np.ndarray,
-                 seed: int) -> SimulatedHits:
+    def simulate(
+        self, particles: dict[str, np.ndarray], ev_off: np.ndarray, pv_z: np.ndarray, seed: int
+    ) -> SimulatedHits:
         """Simulate a chunk. ``particles``: flat arrays px, py, pz, e, pid, charge, vx, vy, vz, rdec, kind."""
         p = particles
         n_ev = len(ev_off) - 1
@@ -174,8 +177,17 @@ class DetectorSimulation:
         n_part = len(p["px"])
         n_charged = int(np.count_nonzero(p["charge"]))
         # tracks and tracker hits: exact bounds; calorimeters: generous estimates, doubled on overflow
-        self._reserve(np.array([6 * n_part + 1.3 * n_ev * self._noise_cells + 1000, 3 * n_part + 1000, n_part + 1,
-                                len(geo.TRACKER_LAYER_RADII_CM) * n_charged + 1], np.int64))
+        self._reserve(
+            np.array(
+                [
+                    6 * n_part + 1.3 * n_ev * self._noise_cells + 1000,
+                    3 * n_part + 1000,
+                    n_part + 1,
+                    len(geo.TRACKER_LAYER_RADII_CM) * n_charged + 1,
+                ],
+                np.int64,
+            )
+        )
         while not kernels.simulate_chunk(
             seed, ev_off, p["px"], p["py"], p["pz"], p["e"], p["pid"], p["charge"], p["vx"], p["vy"], p["vz"],
             p["rdec"], p["kind"], pv_z, self._par, geo.ECAL_ETA_EDGES, geo.HCAL_ETA_EDGES,

@@ -45,10 +45,10 @@ class PileupConfig:
     """Pileup: Poisson(mu) minimum-bias interactions from a reusable library, spread along z."""
 
     mu: float = param(40.0, "mean number of pileup interactions per event (0 disables pileup)", minimum=0)
-    sigma_z_cm: float = param(4.0, "luminous region: vertex z ~ N(0, sigma_z) for the hard and pileup vertices (cm)",
-                              minimum=0)
-    library_size: int = param(1000, "minimum-bias events generated once per job, sampled with replacement",
-                              minimum=1)
+    sigma_z_cm: float = param(
+        4.0, "luminous region: vertex z ~ N(0, sigma_z) for the hard and pileup vertices (cm)", minimum=0
+    )
+    library_size: int = param(1000, "minimum-bias events generated once per job, sampled with replacement", minimum=1)
 
 
 @dataclass
@@ -71,8 +71,11 @@ class GenerateConfig:
     seed: int = param(12345, "random seed (Pythia, pileup, detector)", minimum=0)
     sqrt_s_gev: float = param(13000.0, "centre-of-mass energy (GeV)", minimum=10)
     output: str = param("output/events.root", "output ROOT file")
-    compression: str = param("lz4", "output compression (LZ4 is fastest; zstd ~25% smaller at the same speed)",
-                             choices=("lz4", "zstd", "zlib", "lzma"))
+    compression: str = param(
+        "lz4",
+        "output compression (LZ4 is fastest; zstd ~25% smaller at the same speed)",
+        choices=("lz4", "zstd", "zlib", "lzma"),
+    )
     compression_level: int = param(1, "compression level", minimum=1, maximum=9)
     tree: str = param("Events", "output TTree name")
     jobs: int = param(1, "parallel worker processes (each with its own seed)", minimum=1)
@@ -192,8 +195,15 @@ def _collection(name: str, counts: np.ndarray, columns: dict[str, np.ndarray]) -
 class ChunkGenerator:
     """Generates the chunks of one (sample, job) piece of the plan; reuses Pythia, library and buffers."""
 
-    def __init__(self, cfg: GenerateConfig, sample_index: int, job_index: int, stats: JobStats,
-                 library: MinBiasLibrary | None, keep_truth: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: GenerateConfig,
+        sample_index: int,
+        job_index: int,
+        stats: JobStats,
+        library: MinBiasLibrary | None,
+        keep_truth: bool = False,
+    ) -> None:
         self.cfg = cfg
         sample = cfg.plan()[sample_index]
         self.process = PROCESSES[sample.process]
@@ -206,8 +216,9 @@ class ChunkGenerator:
         self.keep_truth = keep_truth
         with _Timer(stats, "pythia"):
             lo, hi = pt_hat
-            self.gen = PythiaGenerator(self.process, int(pythia_seed), cfg.sqrt_s_gev, (lo, hi),
-                                       tuple(cfg.pythia_settings))
+            self.gen = PythiaGenerator(
+                self.process, int(pythia_seed), cfg.sqrt_s_gev, (lo, hi), tuple(cfg.pythia_settings)
+            )
         self.det = DetectorSimulation(cfg.detector)
         self.clusterer = JetClusterer(cfg.jets.radius)
         self.hcal_grid = np.zeros(geo.HCAL_N_IETA * geo.HCAL_N_IPHI)
@@ -266,8 +277,16 @@ class ChunkGenerator:
             st.jets_per_label[int(lab)] = st.jets_per_label.get(int(lab), 0) + int(c)
         truth: dict[str, Any] = {}
         if self.keep_truth:
-            truth = {"particles": flat, "is_pileup": flat_pu, "ev_off": ev_off, "pv_z": pv_z, "hits": hits,
-                     "taus": taus, "tau_daughter_d0": np.concatenate(tau_d0), "jets": jets}
+            truth = {
+                "particles": flat,
+                "is_pileup": flat_pu,
+                "ev_off": ev_off,
+                "pv_z": pv_z,
+                "hits": hits,
+                "taus": taus,
+                "tau_daughter_d0": np.concatenate(tau_d0),
+                "jets": jets,
+            }
         return Chunk(arrays=arrays, n_events=n, jet_labels=labels, truth=truth)
 
     def _cluster(self, flat, flat_pu, counts):
@@ -279,11 +298,19 @@ class ChunkGenerator:
             vis &= ~(flat_pu & (flat["charge"] != 0))
         ev = np.repeat(np.arange(len(counts)), counts)
         vis_counts = np.bincount(ev[vis], minlength=len(counts))
-        jets = self.clusterer.cluster(flat["px"][vis], flat["py"][vis], flat["pz"][vis], flat["e"][vis], vis_counts,
-                                      jc.pt_min, jc.eta_max)
+        jets = self.clusterer.cluster(
+            flat["px"][vis], flat["py"][vis], flat["pz"][vis], flat["e"][vis], vis_counts, jc.pt_min, jc.eta_max
+        )
         hard = vis & ~flat_pu
-        gen_jets = self.clusterer.cluster(flat["px"][hard], flat["py"][hard], flat["pz"][hard], flat["e"][hard],
-                                          np.bincount(ev[hard], minlength=len(counts)), 0.5 * jc.pt_min, 10.0)
+        gen_jets = self.clusterer.cluster(
+            flat["px"][hard],
+            flat["py"][hard],
+            flat["pz"][hard],
+            flat["e"][hard],
+            np.bincount(ev[hard], minlength=len(counts)),
+            0.5 * jc.pt_min,
+            10.0,
+        )
         return jets, gen_jets, vis_counts
 
     def _assemble(self, first_event, n, lumi, hits, jets, gen_jets, taus, tops, prompt):
@@ -293,8 +320,15 @@ class ChunkGenerator:
         label = np.full(len(jets["pt"]), self.process.default_label, np.int64)
         dm = np.full(len(jets["pt"]), -1, np.int64)
         # every jet: the generator jet (hard scatter only) it matches; none for pileup jets
-        gi = kernels.match_nearest(jet_off, jets["eta"], jets["phi"], offsets(gen_jets["counts"]), gen_jets["eta"],
-                                   gen_jets["phi"], jc.gen_jet_match_dr)
+        gi = kernels.match_nearest(
+            jet_off,
+            jets["eta"],
+            jets["phi"],
+            offsets(gen_jets["counts"]),
+            gen_jets["eta"],
+            gen_jets["phi"],
+            jc.gen_jet_match_dr,
+        )
         gen_pt = np.full(len(gi), -1.0)
         gen_mass = np.full(len(gi), -1.0)
         m = gi >= 0
@@ -313,16 +347,18 @@ class ChunkGenerator:
         idx, obj, kin = _nearest_objects(jet_off, jets, taus, 6, jc.tau_visible_pt_min, jc.tau_match_dr)
         m = idx >= 0
         label[m], gen_pt[m], gen_mass[m], dm[m] = 1, kin[0][idx[m]], kin[3][idx[m]], obj[idx[m], 4]
-        seed_eta, seed_phi, found = jet_seeds(jets, hits.counts[:, 1], hits.hcal[:, 0], hits.hcal[:, 1],
-                                              hits.hcal[:, 2], self.hcal_grid)
+        seed_eta, seed_phi, found = jet_seeds(
+            jets, hits.counts[:, 1], hits.hcal[:, 0], hits.hcal[:, 1], hits.hcal[:, 2], self.hcal_grid
+        )
         self.stats.seed_fallbacks += int(np.sum(~found))
         c = hits.counts
         # tracker hits sorted per event by (layer, ieta, iphi): deterministic order, better compression
         tkh = hits.tracker_hits
         cells = geo.ECAL_N_IETA * geo.ECAL_N_IPHI
         key = (np.repeat(np.arange(n), c[:, 3]) * len(geo.TRACKER_LAYER_NAMES) + tkh[:, 0].astype(np.int64)) * cells
-        tkh = tkh[np.argsort(key + tkh[:, 1].astype(np.int64) * geo.ECAL_N_IPHI + tkh[:, 2].astype(np.int64),
-                             kind="stable")]
+        tkh = tkh[
+            np.argsort(key + tkh[:, 1].astype(np.int64) * geo.ECAL_N_IPHI + tkh[:, 2].astype(np.int64), kind="stable")
+        ]
         arrays = {
             "run": np.ones(n, np.uint32),
             "luminosityBlock": np.full(n, lumi, np.uint32),
@@ -343,7 +379,6 @@ class ChunkGenerator:
         return arrays, label
 
 
-
 def _nearest_objects(jet_off, jets, per_event, width, pt_min, max_dr):
     """Per jet, the index of the nearest truth object (pT > ``pt_min``, same event) within ``max_dr`` (-1: none).
 
@@ -355,8 +390,9 @@ def _nearest_objects(jet_off, jets, per_event, width, pt_min, max_dr):
     sel = kin[0] > pt_min
     ev = np.repeat(np.arange(len(per_event)), [len(x) for x in per_event])[sel]
     kin = tuple(k[sel] for k in kin)
-    idx = kernels.match_nearest(jet_off, jets["eta"], jets["phi"], offsets(np.bincount(ev, minlength=len(per_event))),
-                                kin[1], kin[2], max_dr)
+    idx = kernels.match_nearest(
+        jet_off, jets["eta"], jets["phi"], offsets(np.bincount(ev, minlength=len(per_event))), kin[1], kin[2], max_dr
+    )
     return idx, obj[sel], kin
 
 
@@ -375,8 +411,13 @@ def build_library(cfg: GenerateConfig, job_index: int, stats: JobStats) -> MinBi
     return lib
 
 
-def chunks_in_memory(cfg: GenerateConfig, *, keep_truth: bool = False, stats: JobStats | None = None,
-                     library: MinBiasLibrary | None = None) -> Iterator[Chunk]:
+def chunks_in_memory(
+    cfg: GenerateConfig,
+    *,
+    keep_truth: bool = False,
+    stats: JobStats | None = None,
+    library: MinBiasLibrary | None = None,
+) -> Iterator[Chunk]:
     """Chunks of every sample of ``cfg`` in this process, without writing (validation, benchmarks)."""
     stats = stats if stats is not None else JobStats()
     if library is None:
@@ -464,8 +505,9 @@ def merge_parts(cfg: GenerateConfig, stats: JobStats) -> None:
                     # chunk by chunk: bounded memory, and baskets of chunk_size events as with one job
                     # (one extend per part would make baskets of the whole part, which readers must
                     # decompress whole for every step)
-                    for arrays in tree.iterate(entry_start=int(lo), entry_stop=int(hi), step_size=cfg.chunk_size,
-                                               how="zip"):
+                    for arrays in tree.iterate(
+                        entry_start=int(lo), entry_stop=int(hi), step_size=cfg.chunk_size, how="zip"
+                    ):
                         writer.extend({k: arrays[k] for k in arrays.fields})
     for p in parts:
         p.unlink(missing_ok=True)
@@ -486,8 +528,13 @@ def generate(cfg: GenerateConfig, progress_bar: bool | None = None) -> tuple[Pat
     total = sum(s.events for s in cfg.plan())
     t0 = time.perf_counter()
     stats = JobStats()
-    bar = tqdm(total=total, unit="ev", desc="e2e-generate", disable=None if progress_bar is None else not progress_bar,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        unit="ev",
+        desc="e2e-generate",
+        disable=None if progress_bar is None else not progress_bar,
+        dynamic_ncols=True,
+    )
     cfg_data = config_to_dict(cfg)
     parts = [part_path(Path(cfg.output), j, os.getpid()) for j in range(cfg.jobs if cfg.jobs > 1 else 0)]
     try:
@@ -552,9 +599,10 @@ def summary_lines(cfg: GenerateConfig, out: Path, stats: JobStats, wall: float) 
         f"hard scatter (generation + record extraction = {hard:.1f} s; the pileup library is listed separately)",
     ]
     if stats.seed_fallbacks:
-        lines.append(f"note: {stats.seed_fallbacks} jet(s) had no HCAL hit in their 7x7-tower window; "
-                     "their seed is the tower of the jet axis")
+        lines.append(
+            f"note: {stats.seed_fallbacks} jet(s) had no HCAL hit in their 7x7-tower window; "
+            "their seed is the tower of the jet axis"
+        )
     if stats.empty_events:
         lines.append(f"note: {stats.empty_events} event(s) had no visible particle in the acceptance")
     return lines
-

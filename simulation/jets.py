@@ -88,8 +88,9 @@ def _quiet_banner():
 _BANNER_SEEN = False
 
 
-def jet_seeds(jets: dict[str, np.ndarray], hcal_counts, hcal_ieta, hcal_iphi, hcal_e,
-              grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def jet_seeds(
+    jets: dict[str, np.ndarray], hcal_counts, hcal_ieta, hcal_iphi, hcal_e, grid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """E2E seed of each jet: hottest HCAL tower in the 7x7 towers around its axis, as crystal index tower*5+2.
 
     Returns (seed_ieta, seed_iphi, found); found is False where the window had no

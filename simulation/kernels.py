@@ -365,8 +365,27 @@ def _tracker_hits_from_beamline(z0, px, py, pz, q, rdec, zpv, p, layer_r, layer_
 
 
 @njit(cache=True)
-def calorimeter_deposits(pid, e, x0, y0, z0, px, py, pz, q, p, ecal_edges, hcal_edges, ecal_grid, hcal_grid,
-                         occ_e, n_oe, occ_h, n_oh, scratch):
+def calorimeter_deposits(
+    pid,
+    e,
+    x0,
+    y0,
+    z0,
+    px,
+    py,
+    pz,
+    q,
+    p,
+    ecal_edges,
+    hcal_edges,
+    ecal_grid,
+    hcal_grid,
+    occ_e,
+    n_oe,
+    occ_h,
+    n_oh,
+    scratch,
+):
     """Deposit one visible particle in the ECAL and HCAL grids (before noise).
 
     e/gamma shower in the ECAL; muons leave MIPs; hadrons start showering in the
@@ -403,8 +422,19 @@ def calorimeter_deposits(pid, e, x0, y0, z0, px, py, pz, q, p, ecal_edges, hcal_
         s_rel = relative_resolution(e_ecal, p.ecal_stochastic, p.ecal_noise_term, p.ecal_constant)
         e_s = e_ecal * (1.0 + s_rel * np.random.standard_normal())
         if e_s > 0.0:
-            n_oe = deposit(ecal_grid, ecal_edges.shape[0] - 1, int(p.ecal_nphi), ecal_u, ecal_v, e_s, sig_ecal,
-                           window_half_width(sig_ecal), occ_e, n_oe, scratch)
+            n_oe = deposit(
+                ecal_grid,
+                ecal_edges.shape[0] - 1,
+                int(p.ecal_nphi),
+                ecal_u,
+                ecal_v,
+                e_s,
+                sig_ecal,
+                window_half_width(sig_ecal),
+                occ_e,
+                n_oe,
+                scratch,
+            )
     if e_hcal > 0.0:
         okh, hx, hy, hz = propagate_to_face(x0, y0, z0, px, py, pz, q, p.b_field, p.hcal_r, p.hcal_z)
         if okh:
@@ -414,8 +444,19 @@ def calorimeter_deposits(pid, e, x0, y0, z0, px, py, pz, q, p, ecal_edges, hcal_
                 s_rel = relative_resolution(e_hcal, p.hcal_stochastic, 0.0, p.hcal_constant)
                 e_s = e_hcal * (1.0 + s_rel * np.random.standard_normal())
                 if e_s > 0.0:
-                    n_oh = deposit(hcal_grid, hcal_edges.shape[0] - 1, int(p.hcal_nphi), hu, hv, e_s, p.hcal_sigma,
-                                   window_half_width(p.hcal_sigma), occ_h, n_oh, scratch)
+                    n_oh = deposit(
+                        hcal_grid,
+                        hcal_edges.shape[0] - 1,
+                        int(p.hcal_nphi),
+                        hu,
+                        hv,
+                        e_s,
+                        p.hcal_sigma,
+                        window_half_width(p.hcal_sigma),
+                        occ_h,
+                        n_oh,
+                        scratch,
+                    )
     return ecal_u, ecal_v, n_oe, n_oh
 
 
@@ -460,9 +501,35 @@ def reconstruct_track(i, x0, y0, z0, px, py, pz, q, zpv, ecal_u, ecal_v, p, out,
 
 
 @njit(cache=True)
-def simulate_chunk(seed, ev_off, px, py, pz, en, pid, charge, vx, vy, vz, rdec, kind, pv_z, par, ecal_edges,
-                   hcal_edges, layer_r, layer_hl, ecal_grid, hcal_grid, ecal_out, hcal_out, trk_out, tkh_out,
-                   counts, trk_truth):
+def simulate_chunk(
+    seed,
+    ev_off,
+    px,
+    py,
+    pz,
+    en,
+    pid,
+    charge,
+    vx,
+    vy,
+    vz,
+    rdec,
+    kind,
+    pv_z,
+    par,
+    ecal_edges,
+    hcal_edges,
+    layer_r,
+    layer_hl,
+    ecal_grid,
+    hcal_grid,
+    ecal_out,
+    hcal_out,
+    trk_out,
+    tkh_out,
+    counts,
+    trk_truth,
+):
     """Simulate calorimeters, tracks and tracker hits for a chunk of events.
 
     Inputs are flat particle arrays with event offsets ``ev_off`` and ``par``, a
@@ -489,29 +556,83 @@ def simulate_chunk(seed, ev_off, px, py, pz, en, pid, charge, vx, vy, vz, rdec, 
             if px[i] == 0.0 and py[i] == 0.0:
                 continue
             if q != 0.0:
-                nk = tracker_hits(vx[i], vy[i], vz[i], px[i], py[i], pz[i], q, rdec[i], zpv, p, layer_r, layer_hl,
-                                  ecal_edges, tkh_out, nk)
+                nk = tracker_hits(
+                    vx[i],
+                    vy[i],
+                    vz[i],
+                    px[i],
+                    py[i],
+                    pz[i],
+                    q,
+                    rdec[i],
+                    zpv,
+                    p,
+                    layer_r,
+                    layer_hl,
+                    ecal_edges,
+                    tkh_out,
+                    nk,
+                )
                 if nk < 0:
                     return False
             if kind[i] != KIND_VISIBLE:
                 continue
             ecal_u, ecal_v, n_oe, n_oh = calorimeter_deposits(
-                pid[i], en[i], vx[i], vy[i], vz[i], px[i], py[i], pz[i], q, p, ecal_edges, hcal_edges, ecal_grid,
-                hcal_grid, occ_e, n_oe, occ_h, n_oh, scratch)
+                pid[i],
+                en[i],
+                vx[i],
+                vy[i],
+                vz[i],
+                px[i],
+                py[i],
+                pz[i],
+                q,
+                p,
+                ecal_edges,
+                hcal_edges,
+                ecal_grid,
+                hcal_grid,
+                occ_e,
+                n_oe,
+                occ_h,
+                n_oh,
+                scratch,
+            )
             if q != 0.0:
-                nt = reconstruct_track(i, vx[i], vy[i], vz[i], px[i], py[i], pz[i], q, zpv, ecal_u, ecal_v, p,
-                                       trk_out, trk_truth, nt)
+                nt = reconstruct_track(
+                    i, vx[i], vy[i], vz[i], px[i], py[i], pz[i], q, zpv, ecal_u, ecal_v, p, trk_out, trk_truth, nt
+                )
                 if nt < 0:
                     return False
         # noise and zero suppression (EE-, EB, EE+, HCAL), then read-out in row-major order (hits sorted)
-        add_noise(ecal_grid, occ_e, n_oe, 0, lo, ecal_nphi, p.ecal_noise_endcap, p.ecal_threshold_endcap,
-                  p.ecal_p_tail_endcap)
-        add_noise(ecal_grid, occ_e, n_oe, lo, hi, ecal_nphi, p.ecal_noise_barrel, p.ecal_threshold_barrel,
-                  p.ecal_p_tail_barrel)
-        add_noise(ecal_grid, occ_e, n_oe, hi, n_ecal_rows, ecal_nphi, p.ecal_noise_endcap, p.ecal_threshold_endcap,
-                  p.ecal_p_tail_endcap)
-        add_noise(hcal_grid, occ_h, n_oh, 0, hcal_edges.shape[0] - 1, hcal_nphi, p.hcal_noise, p.hcal_threshold,
-                  p.hcal_p_tail)
+        add_noise(
+            ecal_grid, occ_e, n_oe, 0, lo, ecal_nphi, p.ecal_noise_endcap, p.ecal_threshold_endcap, p.ecal_p_tail_endcap
+        )
+        add_noise(
+            ecal_grid,
+            occ_e,
+            n_oe,
+            lo,
+            hi,
+            ecal_nphi,
+            p.ecal_noise_barrel,
+            p.ecal_threshold_barrel,
+            p.ecal_p_tail_barrel,
+        )
+        add_noise(
+            ecal_grid,
+            occ_e,
+            n_oe,
+            hi,
+            n_ecal_rows,
+            ecal_nphi,
+            p.ecal_noise_endcap,
+            p.ecal_threshold_endcap,
+            p.ecal_p_tail_endcap,
+        )
+        add_noise(
+            hcal_grid, occ_h, n_oh, 0, hcal_edges.shape[0] - 1, hcal_nphi, p.hcal_noise, p.hcal_threshold, p.hcal_p_tail
+        )
         ne = read_out(ecal_grid, ecal_nphi, ecal_out, ne)
         nh = read_out(hcal_grid, hcal_nphi, hcal_out, nh)
         if ne < 0 or nh < 0:

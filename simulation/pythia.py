@@ -59,8 +59,14 @@ def _import_pythia():
 class PythiaGenerator:
     """A configured, initialised Pythia instance that yields :class:`GenEvent` objects."""
 
-    def __init__(self, process: Process, seed: int, sqrt_s_gev: float = 13000.0,
-                 pt_hat: tuple[float, float] | None = None, extra_settings: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        process: Process,
+        seed: int,
+        sqrt_s_gev: float = 13000.0,
+        pt_hat: tuple[float, float] | None = None,
+        extra_settings: tuple[str, ...] = (),
+    ) -> None:
         pythia8mc = _import_pythia()
         self.process = process
         self.pythia = pythia8mc.Pythia("", False)
@@ -97,8 +103,22 @@ class PythiaGenerator:
                 aid = q.idAbs()
                 if aid in NEUTRINOS:
                     continue
-                rows.append((q.px(), q.py(), q.pz(), q.e(), q.id(), q.charge(), q.xProd(), q.yProd(), q.zProd(),
-                             math.inf, KIND_VISIBLE, i))
+                rows.append(
+                    (
+                        q.px(),
+                        q.py(),
+                        q.pz(),
+                        q.e(),
+                        q.id(),
+                        q.charge(),
+                        q.xProd(),
+                        q.yProd(),
+                        q.zProd(),
+                        math.inf,
+                        KIND_VISIBLE,
+                        i,
+                    )
+                )
                 if with_truth and (aid == 11 or aid == 22) and q.pT() > 15.0:
                     mother = parts[ev[i].iTopCopyId()].mother1()
                     if mother > 0 and parts[mother].idAbs() in (22, 23, 24, 25, 32):
@@ -108,8 +128,22 @@ class PythiaGenerator:
             if aid in CHARGED_LONG_LIVED and q.charge() != 0.0:
                 rdec_mm = math.hypot(q.xDec(), q.yDec())
                 if rdec_mm > 10.0 * geo.TRACKER_LAYER_RADII_CM[0]:
-                    rows.append((q.px(), q.py(), q.pz(), q.e(), q.id(), q.charge(), q.xProd(), q.yProd(),
-                                 q.zProd(), rdec_mm / 10.0, KIND_TRACKER_ONLY, i))
+                    rows.append(
+                        (
+                            q.px(),
+                            q.py(),
+                            q.pz(),
+                            q.e(),
+                            q.id(),
+                            q.charge(),
+                            q.xProd(),
+                            q.yProd(),
+                            q.zProd(),
+                            rdec_mm / 10.0,
+                            KIND_TRACKER_ONLY,
+                            i,
+                        )
+                    )
             if not with_truth:
                 continue
             if aid == 15 and parts[q.daughter1()].idAbs() != 15:

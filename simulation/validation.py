@@ -79,12 +79,24 @@ class Check:
 # ----------------------------------------------------------------------------------------------- sampling
 
 
-def _chunks(process: str, n_events: int, seed: int, mu: float, library_size: int = 100,
-            pt_hat: tuple[float, float] | None = None, library: MinBiasLibrary | None = None,
-            stats: JobStats | None = None) -> Iterator[Chunk]:
+def _chunks(
+    process: str,
+    n_events: int,
+    seed: int,
+    mu: float,
+    library_size: int = 100,
+    pt_hat: tuple[float, float] | None = None,
+    library: MinBiasLibrary | None = None,
+    stats: JobStats | None = None,
+) -> Iterator[Chunk]:
     """Chunks (with truth) of ``n_events`` events of ``process`` at pileup ``mu``."""
-    data: dict[str, Any] = {"process": process, "events": n_events, "seed": seed,
-                            "pileup": {"mu": mu, "library_size": library_size}, "chunk_size": 100}
+    data: dict[str, Any] = {
+        "process": process,
+        "events": n_events,
+        "seed": seed,
+        "pileup": {"mu": mu, "library_size": library_size},
+        "chunk_size": 100,
+    }
     if pt_hat is not None:
         data["pt_hat"] = list(pt_hat)
     yield from chunks_in_memory(load_config(data, where="validation"), keep_truth=True, stats=stats, library=library)
@@ -127,13 +139,21 @@ def tau_checks(n_events: int, seed: int = 1) -> list[Check]:
     checks = []
     for mode, (label, ref, tol) in TAU_MODE_REFERENCE.items():
         f, err = _binomial(int(np.sum(dm == mode)), n)
-        checks.append(Check(f"tau mode {mode} ({label}) fraction", f, err, ref, tol,
-                            note=f"{n} hadronic taus"))
+        checks.append(Check(f"tau mode {mode} ({label}) fraction", f, err, ref, tol, note=f"{n} hadronic taus"))
     d0_um = np.concatenate(d0) * 1e4 if d0 else np.zeros(0)
     med, err = _median_with_error(d0_um)
     ref, tol = TAU_D0_MEDIAN_UM
-    checks.append(Check("tau daughters median true |d0|", med, err, ref, tol, "um",
-                        note=f"{len(d0_um)} charged daughters; reference 25-30 um"))
+    checks.append(
+        Check(
+            "tau daughters median true |d0|",
+            med,
+            err,
+            ref,
+            tol,
+            "um",
+            note=f"{len(d0_um)} charged daughters; reference 25-30 um",
+        )
+    )
     return checks
 
 
@@ -147,8 +167,9 @@ def ecal_resolution(e_gev: np.ndarray | float, response: DetectorResponse | None
     return np.sqrt((ec.stochastic / np.sqrt(e)) ** 2 + (ec.noise_term / e) ** 2 + ec.constant**2)
 
 
-def particle_gun(pid: int, energies: np.ndarray, rng: np.random.Generator,
-                 eta_max: float = 1.3) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def particle_gun(
+    pid: int, energies: np.ndarray, rng: np.random.Generator, eta_max: float = 1.3
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """One particle per event from the origin, eta uniform in |eta| < ``eta_max``, phi uniform.
 
     Returns (flat particle arrays as :meth:`DetectorSimulation.simulate` takes them, event offsets,
@@ -229,14 +250,30 @@ def ecal_closure_checks(n_particles: int = 2000, seed: int = 2) -> list[Check]:
         mean, rms = float(np.mean(r)), float(np.std(r, ddof=1))
         expected = float(ecal_resolution(energy)) * 100.0
         note = f"{n} photons + electrons, |eta| < 1.3, no ECAL noise"
-        checks.append(Check(f"ECAL closure <sum E_hits / E>, {energy:g} GeV", mean, rms / math.sqrt(n), 1.0, 0.005,
-                            note=note))
-        checks.append(Check(f"ECAL resolution RMS(sum / E), {energy:g} GeV", 100.0 * rms,
-                            100.0 * rms / math.sqrt(2.0 * (n - 1)), expected, 0.15 * expected, "%",
-                            note="reference: 2.8%/sqrt(E) (+) 0.12/E (+) 0.3%; tolerance 15% relative"))
-        checks.append(Check(f"ECAL 5x5 around hottest / E, {energy:g} GeV", float(np.mean(w)),
-                            float(np.std(w, ddof=1)) / math.sqrt(n), 1.0, 0.03,
-                            note="default noise (50 MeV) and 80 MeV threshold"))
+        checks.append(
+            Check(f"ECAL closure <sum E_hits / E>, {energy:g} GeV", mean, rms / math.sqrt(n), 1.0, 0.005, note=note)
+        )
+        checks.append(
+            Check(
+                f"ECAL resolution RMS(sum / E), {energy:g} GeV",
+                100.0 * rms,
+                100.0 * rms / math.sqrt(2.0 * (n - 1)),
+                expected,
+                0.15 * expected,
+                "%",
+                note="reference: 2.8%/sqrt(E) (+) 0.12/E (+) 0.3%; tolerance 15% relative",
+            )
+        )
+        checks.append(
+            Check(
+                f"ECAL 5x5 around hottest / E, {energy:g} GeV",
+                float(np.mean(w)),
+                float(np.std(w, ddof=1)) / math.sqrt(n),
+                1.0,
+                0.03,
+                note="default noise (50 MeV) and 80 MeV threshold",
+            )
+        )
     return checks
 
 
@@ -285,8 +322,16 @@ def pileup_checks(n_events: int, mu: float = 40, seed: int = 3, library_size: in
     n_ev = max(stats.events, 1)
     mean_pu = stats.pileup_interactions / n_ev
     err_mu = math.sqrt(mu / n_ev)
-    checks.append(Check("pileup interactions per event", mean_pu, err_mu, float(mu), 3.0 * err_mu,
-                        note=f"{stats.events} events; Poisson(mu = {mu:g})"))
+    checks.append(
+        Check(
+            "pileup interactions per event",
+            mean_pu,
+            err_mu,
+            float(mu),
+            3.0 * err_mu,
+            note=f"{stats.events} events; Poisson(mu = {mu:g})",
+        )
+    )
     return checks
 
 
@@ -318,8 +363,10 @@ def jet_variables(arrays: dict[str, Any], label: int) -> dict[str, np.ndarray]:
         rec = ak.zip({"eta": eta, "phi": phi_of(iphi), "pt": energy / np.cosh(eta)})
         return ak.unflatten(rec, counts)
 
-    hits = ak.concatenate([cells(arrays["EcalHit"], geo.ecal_eta, geo.ecal_phi),
-                           cells(arrays["HcalHit"], geo.hcal_eta, geo.hcal_phi)], axis=1)
+    hits = ak.concatenate(
+        [cells(arrays["EcalHit"], geo.ecal_eta, geo.ecal_phi), cells(arrays["HcalHit"], geo.hcal_eta, geo.hcal_phi)],
+        axis=1,
+    )
     trk = arrays["Track"]
     trk = trk[(trk.pt > AUC_TRACK_PT_MIN) & (np.abs(trk.dz) < AUC_TRACK_DZ_MAX)]
 
@@ -339,13 +386,16 @@ def jet_variables(arrays: dict[str, Any], label: int) -> dict[str, np.ndarray]:
 
 
 #: The report's variables: (name, sign of the score: tau-like = smaller width, fewer tracks, larger fraction).
-AUC_VARIABLES = (("calorimeter pT-weighted width", "width", -1.0),
-                 ("charged multiplicity (pT > 1 GeV, |dz| < 1 mm)", "multiplicity", -1.0),
-                 ("leading-track pT fraction", "leading_fraction", 1.0))
+AUC_VARIABLES = (
+    ("calorimeter pT-weighted width", "width", -1.0),
+    ("charged multiplicity (pT > 1 GeV, |dz| < 1 mm)", "multiplicity", -1.0),
+    ("leading-track pT fraction", "leading_fraction", 1.0),
+)
 
 
-def single_variable_auc_report(n_events: int, mu: float, seed: int = 4,
-                               library_size: int = 200) -> list[tuple[str, float, float, int, int]]:
+def single_variable_auc_report(
+    n_events: int, mu: float, seed: int = 4, library_size: int = 200
+) -> list[tuple[str, float, float, int, int]]:
     """AUC of single jet variables, taus (Z -> tautau, label 1) vs QCD jets (pTHat 20-120 GeV, label 0).
 
     ``n_events`` events of each process at pileup ``mu``; jets with 20 < pT < 100 GeV. Returns
@@ -353,8 +403,10 @@ def single_variable_auc_report(n_events: int, mu: float, seed: int = 4,
     """
     library = None
     if mu > 0:
-        cfg = load_config({"process": "minbias", "events": 0, "seed": seed,
-                           "pileup": {"mu": mu, "library_size": library_size}}, where="validation")
+        cfg = load_config(
+            {"process": "minbias", "events": 0, "seed": seed, "pileup": {"mu": mu, "library_size": library_size}},
+            where="validation",
+        )
         library = build_library(cfg, 0, JobStats())
     samples: dict[int, list[dict[str, np.ndarray]]] = {1: [], 0: []}
     for label, process, s, pt_hat in ((1, "ztautau", seed, None), (0, "qcd", seed + 1, (20.0, 120.0))):
@@ -389,8 +441,10 @@ def format_checks(checks: Iterable[Check]) -> list[str]:
     lines = [head, "-" * len(head)]
     for c in checks:
         meas = f"{_num(c.measured)} +- {_num(c.uncertainty)}"
-        line = (f"{c.name:<{w}}  {meas:>20}  {_num(c.reference):>10}  {_num(c.tolerance):>10}  {c.unit:<4}  "
-                f"{'PASS' if c.passed else 'FAIL'}")
+        line = (
+            f"{c.name:<{w}}  {meas:>20}  {_num(c.reference):>10}  {_num(c.tolerance):>10}  {c.unit:<4}  "
+            f"{'PASS' if c.passed else 'FAIL'}"
+        )
         lines.append(line + (f"  ({c.note})" if c.note else ""))
     return lines
 

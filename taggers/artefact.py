@@ -47,8 +47,10 @@ def resolve(model: str, where: str = "model") -> Path:
     if model.startswith("zoo:"):
         name = model[4:]
         if not ZOO_NAME_RE.fullmatch(name) or ".." in name:
-            raise ConfigError(f"{where}: {short(model)} is not a zoo name (letters, digits, '_', '-', '.'; no '/' "
-                              "or '..'); give a model directory as a plain path, without 'zoo:'")
+            raise ConfigError(
+                f"{where}: {short(model)} is not a zoo name (letters, digits, '_', '-', '.'; no '/' "
+                "or '..'); give a model directory as a plain path, without 'zoo:'"
+            )
         path = ZOO / name
         if not (path / MODEL_YAML).is_file():
             raise ConfigError(f"{where}: no zoo model '{name}' (zoo: {', '.join(zoo_names()) or 'empty'})")
@@ -87,24 +89,42 @@ class Artefact:
         for key in ("architecture", "input", "outputs"):
             _require(key in spec, yml, f"missing '{key}' (a model.yaml has architecture, input and outputs)")
         arch = spec["architecture"]
-        _require(isinstance(arch, dict) and isinstance(arch.get("name"), str), yml,
-                 "architecture: expected a mapping with a name and hyperparameters")
+        _require(
+            isinstance(arch, dict) and isinstance(arch.get("name"), str),
+            yml,
+            "architecture: expected a mapping with a name and hyperparameters",
+        )
         class_path = arch.get("class_path", "")
         _require(isinstance(class_path, str), yml, "architecture.class_path: expected package.module:Class")
         known = [*BUILTIN_ARCHITECTURES, EXTERNAL]
-        _require(bool(class_path) or arch["name"] in known, yml,
-                 f"architecture.name {short(arch['name'])} is not a known architecture (built-in: "
-                 f"{', '.join(BUILTIN_ARCHITECTURES)}; '{EXTERNAL}' for an ONNX-only model; or a class_path)")
-        _require(isinstance(arch.get("hyperparameters", {}), dict), yml,
-                 "architecture.hyperparameters: expected a mapping of keyword arguments")
+        _require(
+            bool(class_path) or arch["name"] in known,
+            yml,
+            f"architecture.name {short(arch['name'])} is not a known architecture (built-in: "
+            f"{', '.join(BUILTIN_ARCHITECTURES)}; '{EXTERNAL}' for an ONNX-only model; or a class_path)",
+        )
+        _require(
+            isinstance(arch.get("hyperparameters", {}), dict),
+            yml,
+            "architecture.hyperparameters: expected a mapping of keyword arguments",
+        )
         _require(isinstance(spec["input"], dict), yml, "input: expected a mapping of producer parameters")
-        _require("product" in spec["input"], yml,
-                 f"input.product: missing; the kind of product the model reads: {', '.join(INPUT_KINDS)}")
-        _require(spec["input"]["product"] in INPUT_KINDS, yml,
-                 f"input.product {short(spec['input']['product'])} is not an input kind ({', '.join(INPUT_KINDS)})")
+        _require(
+            "product" in spec["input"],
+            yml,
+            f"input.product: missing; the kind of product the model reads: {', '.join(INPUT_KINDS)}",
+        )
+        _require(
+            spec["input"]["product"] in INPUT_KINDS,
+            yml,
+            f"input.product {short(spec['input']['product'])} is not an input kind ({', '.join(INPUT_KINDS)})",
+        )
         outputs = spec["outputs"]
-        _require(isinstance(outputs, list) and bool(outputs) and all(isinstance(o, str) for o in outputs), yml,
-                 f"outputs: expected a non-empty list of output names, got {short(outputs)}")
+        _require(
+            isinstance(outputs, list) and bool(outputs) and all(isinstance(o, str) for o in outputs),
+            yml,
+            f"outputs: expected a non-empty list of output names, got {short(outputs)}",
+        )
         artefact = cls(path, spec)
         artefact.feed  # noqa: B018 - checks the feed block at load
         return artefact
@@ -143,16 +163,18 @@ class Artefact:
         try:
             model = cls(**hyper)
         except (TypeError, ValueError, KeyError) as err:
-            raise ConfigError(f"{self.path / MODEL_YAML}: architecture.hyperparameters do not fit {arch['name']} "
-                              f"({err})") from err
+            raise ConfigError(
+                f"{self.path / MODEL_YAML}: architecture.hyperparameters do not fit {arch['name']} ({err})"
+            ) from err
         weights = self.path / WEIGHTS
         stored = read_safetensors_header(weights)
         _check_tensors(weights, stored, {k: tuple(v.shape) for k, v in model.state_dict().items()}, arch["name"])
         try:
             state = load_file(str(weights), device="cpu")
         except Exception as err:
-            raise ConfigError(f"{weights}: cannot be read as safetensors ({type(err).__name__}: "
-                              f"{short(str(err))})") from err
+            raise ConfigError(
+                f"{weights}: cannot be read as safetensors ({type(err).__name__}: {short(str(err))})"
+            ) from err
         model.load_state_dict(state)
         return model.to(device).eval()
 
@@ -168,8 +190,9 @@ class Artefact:
             if _normal(got) != _normal(want):
                 diffs.append(f"{key}: producer {short(got)}, model {short(want)}")
         if diffs:
-            raise ConfigError(f"{where}: the inputs do not match what model {self.path.name} was trained on "
-                              f"({'; '.join(diffs)})")
+            raise ConfigError(
+                f"{where}: the inputs do not match what model {self.path.name} was trained on ({'; '.join(diffs)})"
+            )
 
 
 def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -180,47 +203,69 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]
     """
     if not path.is_file():
         pickled = sorted({p.name for pattern in PICKLED_WEIGHTS for p in path.parent.glob(pattern)})
-        found = (f" (found {', '.join(pickled)}: pickled weights are never loaded; save the state_dict with "
-                 "safetensors.torch.save_file)") if pickled else ""
+        found = (
+            (
+                f" (found {', '.join(pickled)}: pickled weights are never loaded; save the state_dict with "
+                "safetensors.torch.save_file)"
+            )
+            if pickled
+            else ""
+        )
         raise ConfigError(f"{path.parent}: no {path.name}{found}; the weights of a model artefact are {WEIGHTS}")
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
         n = int.from_bytes(head, "little") if len(head) == 8 else -1
         if n < 2 or n > min(size - 8, MAX_SAFETENSORS_HEADER):
-            pickle = " (it looks like a Python pickle: e2e never unpickles weights)" if head[:1] == b"\x80" or \
-                head[:2] == b"PK" else ""
-            raise ConfigError(f"{path}: not a safetensors file ({size} bytes; its first 8 bytes announce a header "
-                              f"of {n} bytes){pickle}; expected weights written by safetensors.torch.save_file")
+            pickle = (
+                " (it looks like a Python pickle: e2e never unpickles weights)"
+                if head[:1] == b"\x80" or head[:2] == b"PK"
+                else ""
+            )
+            raise ConfigError(
+                f"{path}: not a safetensors file ({size} bytes; its first 8 bytes announce a header "
+                f"of {n} bytes){pickle}; expected weights written by safetensors.torch.save_file"
+            )
         raw = f.read(n)
     try:
         header = json.loads(raw)
-        tensors = {k: (str(v["dtype"]), tuple(int(d) for d in v["shape"]), tuple(int(o) for o in v["data_offsets"]))
-                   for k, v in header.items() if k != "__metadata__"}
+        tensors = {
+            k: (str(v["dtype"]), tuple(int(d) for d in v["shape"]), tuple(int(o) for o in v["data_offsets"]))
+            for k, v in header.items()
+            if k != "__metadata__"
+        }
     except (ValueError, TypeError, KeyError, AttributeError) as err:
-        raise ConfigError(f"{path}: not a safetensors file (its header is not the JSON safetensors writes: "
-                          f"{type(err).__name__})") from None
+        raise ConfigError(
+            f"{path}: not a safetensors file (its header is not the JSON safetensors writes: {type(err).__name__})"
+        ) from None
     data = size - 8 - n
     for name, (_, _, (start, end)) in tensors.items():
         if not 0 <= start <= end <= data:
-            raise ConfigError(f"{path}: truncated or damaged: tensor '{name}' needs bytes {start}-{end} of the "
-                              f"data, the file holds {data}")
+            raise ConfigError(
+                f"{path}: truncated or damaged: tensor '{name}' needs bytes {start}-{end} of the "
+                f"data, the file holds {data}"
+            )
     return {k: (dt, shape) for k, (dt, shape, _) in tensors.items()}
 
 
-def _check_tensors(path: Path, stored: dict[str, tuple[str, tuple[int, ...]]], expected: dict[str, tuple[int, ...]],
-                   arch: str) -> None:
+def _check_tensors(
+    path: Path, stored: dict[str, tuple[str, tuple[int, ...]]], expected: dict[str, tuple[int, ...]], arch: str
+) -> None:
     """The weights' names and shapes must be exactly the architecture's; name the first tensor that differs."""
     for name, shape in expected.items():
         if name not in stored:
             raise ConfigError(f"{path}: has no tensor '{name}' {list(shape)}, which {arch} (model.yaml) needs")
         if tuple(stored[name][1]) != shape:
-            raise ConfigError(f"{path}: tensor '{name}' has shape {list(stored[name][1])}, {arch} with the "
-                              f"hyperparameters of model.yaml expects {list(shape)}")
+            raise ConfigError(
+                f"{path}: tensor '{name}' has shape {list(stored[name][1])}, {arch} with the "
+                f"hyperparameters of model.yaml expects {list(shape)}"
+            )
     extra = [k for k in stored if k not in expected]
     if extra:
-        raise ConfigError(f"{path}: tensor '{extra[0]}' is not part of {arch} with the hyperparameters of model.yaml"
-                          f" ({len(extra)} unexpected tensor(s))")
+        raise ConfigError(
+            f"{path}: tensor '{extra[0]}' is not part of {arch} with the hyperparameters of model.yaml"
+            f" ({len(extra)} unexpected tensor(s))"
+        )
 
 
 def _normal(v: Any) -> Any:
@@ -233,8 +278,14 @@ def _normal(v: Any) -> Any:
     return v
 
 
-def save(path: Path, model: Any, spec: dict[str, Any], example_inputs: tuple[Any, ...], input_names: list[str],
-         dynamic_axes: dict[str, dict[int, str]]) -> Path:
+def save(
+    path: Path,
+    model: Any,
+    spec: dict[str, Any],
+    example_inputs: tuple[Any, ...],
+    input_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> Path:
     """Write an artefact directory: weights (safetensors), model.yaml and model.onnx with the YAML embedded."""
     import io
     import warnings
@@ -251,9 +302,16 @@ def save(path: Path, model: Any, spec: dict[str, Any], example_inputs: tuple[Any
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, example_inputs, buf, dynamo=False, opset_version=18,  # type: ignore[arg-type]
-                          input_names=input_names,
-                          output_names=["logits"], dynamic_axes={**dynamic_axes, "logits": {0: "jets"}})
+        torch.onnx.export(
+            model,
+            example_inputs,
+            buf,  # type: ignore[arg-type]
+            dynamo=False,
+            opset_version=18,
+            input_names=input_names,
+            output_names=["logits"],
+            dynamic_axes={**dynamic_axes, "logits": {0: "jets"}},
+        )
     proto = onnx.load_from_string(buf.getvalue())
     entry = proto.metadata_props.add()
     entry.key, entry.value = ONNX_METADATA_KEY, text

@@ -74,16 +74,19 @@ class Feed:
             raise ConfigError(f"{self.where}: model.onnx {what}; it is fed {', '.join(expected)} ({by})")
         outs = session.get_outputs()
         shape = getattr(outs[0], "shape", None) if outs else None
-        if isinstance(shape, list | tuple) and (len(shape) != 2 or isinstance(shape[1], int) and
-                                                 shape[1] != n_outputs):
-            raise ConfigError(f"{self.where}: model.onnx returns shape {shape}; model.yaml names {n_outputs} "
-                              f"outputs, expected [jets, {n_outputs}]")
+        if isinstance(shape, list | tuple) and (len(shape) != 2 or isinstance(shape[1], int) and shape[1] != n_outputs):
+            raise ConfigError(
+                f"{self.where}: model.onnx returns shape {shape}; model.yaml names {n_outputs} "
+                f"outputs, expected [jets, {n_outputs}]"
+            )
         for name, meta in got.items():
             want = self.rank(name)
             shape = getattr(meta, "shape", None)
             if isinstance(shape, list | tuple) and len(shape) != want:
-                raise ConfigError(f"{self.where}: model.onnx input '{name}' has rank {len(shape)} ({shape}); "
-                                  f"the feed gives rank {want}")
+                raise ConfigError(
+                    f"{self.where}: model.onnx input '{name}' has rank {len(shape)} ({shape}); "
+                    f"the feed gives rank {want}"
+                )
         return list(got)
 
     def rank(self, name: str) -> int:
@@ -94,8 +97,10 @@ class Feed:
 
     def check_outputs(self, values: np.ndarray, n_outputs: int) -> None:
         if values.ndim != 2 or values.shape[1] != n_outputs:
-            raise ConfigError(f"{self.where}: model.onnx returns shape {list(values.shape)}; model.yaml names "
-                              f"{n_outputs} outputs, expected [jets, {n_outputs}]")
+            raise ConfigError(
+                f"{self.where}: model.onnx returns shape {list(values.shape)}; model.yaml names "
+                f"{n_outputs} outputs, expected [jets, {n_outputs}]"
+            )
 
     def scores(self, values: np.ndarray) -> np.ndarray:
         """Class scores from the model's output (softmax of logits, sigmoid, or as given)."""
@@ -107,8 +112,9 @@ class Feed:
             return 1.0 / (1.0 + np.exp(-values))
         return values
 
-    def build(self, native: Mapping[str, np.ndarray], feature_names: tuple[str, ...],
-              wanted: list[str]) -> dict[str, np.ndarray]:
+    def build(
+        self, native: Mapping[str, np.ndarray], feature_names: tuple[str, ...], wanted: list[str]
+    ) -> dict[str, np.ndarray]:
         """The ONNX inputs ``wanted`` of one micro-batch from the kind's native inputs."""
         if self.layout == "points":
             return self._points(native, feature_names, wanted)
@@ -124,12 +130,14 @@ class Feed:
 
     def _column(self, name: str, names: tuple[str, ...]) -> int:
         if name not in names:
-            raise ConfigError(f"{self.where}: feed names '{name}', which the product does not have "
-                              f"(it has: {', '.join(names)})")
+            raise ConfigError(
+                f"{self.where}: feed names '{name}', which the product does not have (it has: {', '.join(names)})"
+            )
         return names.index(name)
 
-    def _points(self, native: Mapping[str, np.ndarray], names: tuple[str, ...],
-                wanted: list[str]) -> dict[str, np.ndarray]:
+    def _points(
+        self, native: Mapping[str, np.ndarray], names: tuple[str, ...], wanted: list[str]
+    ) -> dict[str, np.ndarray]:
         x, ptr = native["x"], native["ptr"]
         n_jets, n_nodes = len(ptr) - 1, len(x)
         jet = np.repeat(np.arange(n_jets), np.diff(ptr))
@@ -186,8 +194,9 @@ def parse_feed(spec: Mapping[str, Any], kind: InputKind, yml: Path) -> Feed:
             raise ConfigError(f"{yml}: feed.sort_by: expected a feature name")
         feed.sort_by = sort_by
         for name, source in inputs.items():
-            if source != "mask" and not (isinstance(source, list) and source and
-                                         all(isinstance(c, str) for c in source)):
+            if source != "mask" and not (
+                isinstance(source, list) and source and all(isinstance(c, str) for c in source)
+            ):
                 raise ConfigError(f"{yml}: feed.inputs.{name}: expected a list of feature names or 'mask'")
         return feed
     for name, source in inputs.items():
@@ -195,6 +204,8 @@ def parse_feed(spec: Mapping[str, Any], kind: InputKind, yml: Path) -> Feed:
             if kind.name != "table" or not all(isinstance(c, str) for c in source):
                 raise ConfigError(f"{yml}: feed.inputs.{name}: a list of column names feeds tables only")
         elif source not in kind.input_names:
-            raise ConfigError(f"{yml}: feed.inputs.{name}: {short(source)} is not an input of {kind.name} "
-                              f"({', '.join(kind.input_names)})")
+            raise ConfigError(
+                f"{yml}: feed.inputs.{name}: {short(source)} is not an input of {kind.name} "
+                f"({', '.join(kind.input_names)})"
+            )
     return feed

@@ -80,7 +80,7 @@ class InputKind:
         input is the product's per-jet array sliced by jet."""
         name, rows = self.input_names[0], self.per_jet(product)
         for a in range(0, len(rows), step):
-            yield {name: rows[a:a + step]}
+            yield {name: rows[a : a + step]}
 
     def per_jet(self, product: JetProduct) -> np.ndarray:
         """The product's array with one row per jet (kinds with a single per-jet input)."""
@@ -99,8 +99,21 @@ class GraphInput(InputKind):
     tagger, tagger_param = "GNNTagger", "graphs"
     input_names = ("x", "neighbors", "batch", "ptr")
     dynamic_axes = {"x": {0: "nodes"}, "neighbors": {0: "nodes"}, "batch": {0: "nodes"}, "ptr": {0: "ptr"}}
-    spec_keys = ("channels", "window", "k", "hcal_upsample", "thresholds", "scale", "impact", "dz_max",
-                 "coordinates", "edges", "space", "self_loops", "radius")
+    spec_keys = (
+        "channels",
+        "window",
+        "k",
+        "hcal_upsample",
+        "thresholds",
+        "scale",
+        "impact",
+        "dz_max",
+        "coordinates",
+        "edges",
+        "space",
+        "self_loops",
+        "radius",
+    )
     size_args = ("n_features",)
 
     def store(self, product: JetProduct, jets: np.ndarray) -> Arrays:
@@ -123,8 +136,7 @@ class GraphInput(InputKind):
         pixel = np.ascontiguousarray(arrays["pixel"][nodes])
         x = np.ascontiguousarray(arrays["x"][nodes])
         neighbors, _ = graph_edges(pixel, x, ptr, params)
-        return {"x": x, "neighbors": neighbors, "batch": np.repeat(np.arange(len(jets), dtype=np.int64), n),
-                "ptr": ptr}
+        return {"x": x, "neighbors": neighbors, "batch": np.repeat(np.arange(len(jets), dtype=np.int64), n), "ptr": ptr}
 
     def sizes(self, arrays: Arrays, params: Mapping[str, Any]) -> dict[str, int]:
         return {"n_features": int(arrays["x"].shape[1])}
@@ -143,8 +155,12 @@ class GraphInput(InputKind):
         for a in range(0, product.n_jets, step):
             b = min(a + step, product.n_jets)
             na, nb = int(product.node_offsets[a]), int(product.node_offsets[b])
-            yield {"x": product.x[na:nb], "neighbors": product.neighbors[na:nb] - na,
-                   "batch": batch_vector[na:nb] - a, "ptr": product.node_offsets[a:b + 1] - na}
+            yield {
+                "x": product.x[na:nb],
+                "neighbors": product.neighbors[na:nb] - na,
+                "batch": batch_vector[na:nb] - a,
+                "ptr": product.node_offsets[a : b + 1] - na,
+            }
 
 
 class FrameInput(InputKind):

@@ -80,9 +80,13 @@ def background_efficiency_at(signal: np.ndarray, background: np.ndarray, eff: fl
 def summary(signal: np.ndarray, background: np.ndarray) -> dict[str, Any]:
     """AUC +- error (DeLong with a floor), misID at 60 % efficiency, rejection 1/eps_B at EFFICIENCIES, counts."""
     a, da = auc(signal, background)
-    out: dict[str, Any] = {"auc": a, "auc_error": da, "auc_error_method": "DeLong, floor 1/(2(n_min+1))",
-                           "n_signal": int(len(signal)),
-                           "n_background": int(len(background))}
+    out: dict[str, Any] = {
+        "auc": a,
+        "auc_error": da,
+        "auc_error_method": "DeLong, floor 1/(2(n_min+1))",
+        "n_signal": int(len(signal)),
+        "n_background": int(len(background)),
+    }
     for eff in EFFICIENCIES:
         e, de = background_efficiency_at(signal, background, eff)
         out[f"rejection_at_{eff:.1f}"] = (1.0 / e) if e > 0 else float("inf")

@@ -47,9 +47,11 @@ class TaggerBase(Producer):
         self.input_kind: InputKind = INPUT_KINDS[self.kind_name]
         model_kind = self.artefact.input_kind
         if model_kind is not self.input_kind:
-            raise ConfigError(f"modules.{label}.model: {self.artefact.path.name} reads {model_kind.name} "
-                              f"({model_kind.product.__name__}); {type(self).__name__} serves {self.input_kind.name}: "
-                              f"use {model_kind.tagger}")
+            raise ConfigError(
+                f"modules.{label}.model: {self.artefact.path.name} reads {model_kind.name} "
+                f"({model_kind.product.__name__}); {type(self).__name__} serves {self.input_kind.name}: "
+                f"use {model_kind.tagger}"
+            )
         self.feed = self.artefact.feed
         self._feed_names: list[str] = []
         self._session: Any = None
@@ -76,8 +78,10 @@ class TaggerBase(Producer):
 
             ok = "CUDAExecutionProvider" in ort.get_available_providers() and _cuda_device_present()
         if want == "cuda" and not ok:
-            raise ConfigError(f"modules.{self.label}.device: cuda requested but no CUDA device/provider is "
-                              f"available for {self.params.backend}; use device: cpu or auto")
+            raise ConfigError(
+                f"modules.{self.label}.device: cuda requested but no CUDA device/provider is "
+                f"available for {self.params.backend}; use device: cpu or auto"
+            )
         return ok and want != "cpu"
 
     def session(self) -> Any:
@@ -89,9 +93,11 @@ class TaggerBase(Producer):
             import torch
 
             if self.artefact.external or not self.feed.default:
-                raise ConfigError(f"modules.{self.label}.backend: torch needs an architecture trained by e2e; "
-                                  f"{self.artefact.path.name} is an ONNX model with its own inputs: use backend: "
-                                  "onnxruntime")
+                raise ConfigError(
+                    f"modules.{self.label}.backend: torch needs an architecture trained by e2e; "
+                    f"{self.artefact.path.name} is an ONNX model with its own inputs: use backend: "
+                    "onnxruntime"
+                )
 
             if self.params.threads:
                 torch.set_num_threads(self.params.threads)
@@ -116,15 +122,19 @@ class TaggerBase(Producer):
         not what this tagger feeds, is one line naming the file."""
         path = self.artefact.path / ONNX
         if not path.is_file():
-            raise ConfigError(f"modules.{self.label}.model: {self.artefact.path}: no {ONNX} (the onnxruntime "
-                              "backend runs it; backend: torch runs weights.safetensors)")
+            raise ConfigError(
+                f"modules.{self.label}.model: {self.artefact.path}: no {ONNX} (the onnxruntime "
+                "backend runs it; backend: torch runs weights.safetensors)"
+            )
         try:
             session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:
             first = " ".join(str(err).split())
             first = first if len(first) <= 200 else first[:197] + "..."
-            raise ConfigError(f"modules.{self.label}.model: {path}: onnxruntime cannot load it ({first}); "
-                              "expected an ONNX model as e2e-train exports") from err
+            raise ConfigError(
+                f"modules.{self.label}.model: {path}: onnxruntime cannot load it ({first}); "
+                "expected an ONNX model as e2e-train exports"
+            ) from err
         self._feed_names = self.feed.check_session(session, len(self.artefact.outputs))
         return session
 
@@ -148,13 +158,15 @@ class TaggerBase(Producer):
     def produce(self, batch: EventBatch) -> None:
         product: JetProduct = batch.get(getattr(self.params, self.input_kind.tagger_param))
         if not self._checked:
-            self.artefact.check_inputs({"product": self.input_kind.name, **self.input_kind.record(product)},
-                                       f"modules.{self.label}")
+            self.artefact.check_inputs(
+                {"product": self.input_kind.name, **self.input_kind.record(product)}, f"modules.{self.label}"
+            )
             self._checked = True
         self.session()  # at the setup warm-up (an empty batch): imports and session creation count as setup
         names = self.input_kind.feature_names(product)
-        raw = [self.run_model(inputs, names) for inputs in
-               self.input_kind.micro_batches(product, self.params.micro_batch)]
+        raw = [
+            self.run_model(inputs, names) for inputs in self.input_kind.micro_batches(product, self.params.micro_batch)
+        ]
         n_out = len(self.artefact.outputs)
         if raw:
             out = np.concatenate(raw)
@@ -162,9 +174,16 @@ class TaggerBase(Producer):
             values = self.feed.scores(out).astype(np.float32)
         else:
             values = np.zeros((0, n_out), dtype=np.float32)
-        batch.put(self.label, TagScores(product.event_offsets, product.jet_index,
-                                        {"model": self.params.model, **self.artefact.spec.get("provenance", {})},
-                                        values=values, names=self.artefact.outputs))
+        batch.put(
+            self.label,
+            TagScores(
+                product.event_offsets,
+                product.jet_index,
+                {"model": self.params.model, **self.artefact.spec.get("provenance", {})},
+                values=values,
+                names=self.artefact.outputs,
+            ),
+        )
 
 
 def _cuda_device_present() -> bool:

@@ -33,6 +33,8 @@ def need_extra(module: str, extra: str) -> Any:
         if REQUIRE_EXTRAS:
             pytest.fail(message + " (E2E_REQUIRE_EXTRAS=1)")
         pytest.skip(message)
+
+
 SAMPLE = REPO / "data" / "sample_tau_qcd.root"
 
 
@@ -41,8 +43,9 @@ def read_events(path: str | Path = SAMPLE, n: int | None = None) -> ak.Array:
     return uproot.open(path)["Events"].arrays(library="ak", entry_stop=n)
 
 
-def write_hits(path: str | Path, events: ak.Array | dict[str, Any], truth: bool = True,
-               dtypes: dict[str, Any] | None = None) -> Path:
+def write_hits(
+    path: str | Path, events: ak.Array | dict[str, Any], truth: bool = True, dtypes: dict[str, Any] | None = None
+) -> Path:
     """Write events with flat branch names (``EcalHit_ieta``, ...) as a hits tree, as e2e-generate does.
 
     ``dtypes``: branch -> dtype to write instead of the schema's (to make files with wrong types).
@@ -60,8 +63,7 @@ def write_hits(path: str | Path, events: ak.Array | dict[str, Any], truth: bool 
     for coll in schema.collections(truth):
         fields.setdefault(coll.name, []).extend(coll.fields)
     for name, fs in fields.items():
-        cols = {f.name: ak.values_astype(get(f"{name}_{f.name}"), dtypes.get(f"{name}_{f.name}", f.dtype))
-                for f in fs}
+        cols = {f.name: ak.values_astype(get(f"{name}_{f.name}"), dtypes.get(f"{name}_{f.name}", f.dtype)) for f in fs}
         data[name] = ak.zip(cols, depth_limit=2)
     with AtomicTreeWriter(path, types, "Events", "lz4", 1) as w:
         w.extend(data)

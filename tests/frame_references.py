@@ -23,8 +23,11 @@ def event_images(e, ecal, hcal, tracks, tracker_hits, channel_of_code, scale, th
     def add(code, rows, cols, values):
         ch = channel_of_code[code]
         if ch >= 0 and len(rows):
-            np.add.at(img[ch], (np.asarray(rows, np.int64), np.asarray(cols, np.int64)),
-                      np.asarray(values, np.float32) * scale[ch])
+            np.add.at(
+                img[ch],
+                (np.asarray(rows, np.int64), np.asarray(cols, np.int64)),
+                np.asarray(values, np.float32) * scale[ch],
+            )
 
     sl = slice(ecal["offsets"][e], ecal["offsets"][e + 1])
     add(CHANNEL_CODE["ecal"], ecal["ieta"][sl], ecal["iphi"][sl], ecal["energy"][sl])
@@ -74,13 +77,27 @@ def crop(img, seed_ieta, seed_iphi, W):
     return out
 
 
-def jet_images(W, jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, tracker_hits, channel_of_code, scale,
-               threshold, dz_max, hcal_upsample):
+def jet_images(
+    W,
+    jet_event,
+    seed_ieta,
+    seed_iphi,
+    ecal,
+    hcal,
+    tracks,
+    tracker_hits,
+    channel_of_code,
+    scale,
+    threshold,
+    dz_max,
+    hcal_upsample,
+):
     """Reference of fill_jet_images: float32 [n_jets, C, W, W]."""
     out = np.zeros((len(jet_event), len(scale), W, W), np.float32)
     for e in np.unique(jet_event):
-        img = event_images(e, ecal, hcal, tracks, tracker_hits, channel_of_code, scale, threshold, dz_max,
-                           hcal_upsample)
+        img = event_images(
+            e, ecal, hcal, tracks, tracker_hits, channel_of_code, scale, threshold, dz_max, hcal_upsample
+        )
         for j in np.flatnonzero(jet_event == e):
             out[j] = crop(img, seed_ieta[j], seed_iphi[j], W)
     return out
@@ -189,15 +206,33 @@ def _dr(eta1, phi1, eta2, phi2):
     return np.sqrt(deta * deta + dphi * dphi)
 
 
-def jet_shapes(jet_event, jet_pt, jet_eta, jet_phi, ecal, hcal, tracks, ecal_eta_centre, ecal_phi_centre,
-               hcal_eta_centre, hcal_phi_centre, cone=0.4, core=0.1, track_pt_min=1.0, dz_max=0.1, d0sig_min=3.0):
+def jet_shapes(
+    jet_event,
+    jet_pt,
+    jet_eta,
+    jet_phi,
+    ecal,
+    hcal,
+    tracks,
+    ecal_eta_centre,
+    ecal_phi_centre,
+    hcal_eta_centre,
+    hcal_phi_centre,
+    cone=0.4,
+    core=0.1,
+    track_pt_min=1.0,
+    dz_max=0.1,
+    d0sig_min=3.0,
+):
     """Reference of fill_jet_shapes: float32 [n_jets, 6]."""
     out = np.zeros((len(jet_event), 6), np.float32)
     for j, e in enumerate(jet_event):
         jeta, jphi = float(jet_eta[j]), float(jet_phi[j])
         ets, drs, is_ecal = [], [], []
-        for coll, eta_c, phi_c, flag in ((ecal, ecal_eta_centre, ecal_phi_centre, True),
-                                         (hcal, hcal_eta_centre, hcal_phi_centre, False)):
+        for coll, eta_c, phi_c, flag in (
+            (ecal, ecal_eta_centre, ecal_phi_centre, True),
+            (hcal, hcal_eta_centre, hcal_phi_centre, False),
+        ):
             sl = slice(coll["offsets"][e], coll["offsets"][e + 1])
             eta = eta_c[coll["ieta"][sl].astype(np.int64)]
             phi = phi_c[coll["iphi"][sl].astype(np.int64)]
@@ -219,6 +254,12 @@ def jet_shapes(jet_event, jet_pt, jet_eta, jet_phi, ecal, hcal, tracks, ecal_eta
         lead = pt[sel].max() if sel.any() else 0.0
         iso += pt[sel & (tdr >= core)].sum()
         jpt = float(jet_pt[j])
-        out[j] = (width, core_fraction, lead / jpt if jpt > 0 else 0.0, sel.sum(), iso,
-                  (sel & (np.abs(tracks["d0sig"][sl].astype(np.float64)) > d0sig_min)).sum())
+        out[j] = (
+            width,
+            core_fraction,
+            lead / jpt if jpt > 0 else 0.0,
+            sel.sum(),
+            iso,
+            (sel & (np.abs(tracks["d0sig"][sl].astype(np.float64)) > d0sig_min)).sum(),
+        )
     return out

@@ -26,17 +26,21 @@ from conftest import REPO, SAMPLE, read_events, write_hits
 
 BIN = Path(sys.executable).parent
 ZOO = REPO / "taggers" / "zoo"
-LAUGHS = "\n".join([
-    'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
-    *(f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]" for p, n in zip("abcdefgh", "bcdefghi", strict=True)),
-])  # 1.1 kB that aliases expand to 10^9 strings
+LAUGHS = "\n".join(
+    [
+        'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+        *(f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]" for p, n in zip("abcdefgh", "bcdefghi", strict=True)),
+    ]
+)  # 1.1 kB that aliases expand to 10^9 strings
 
 
-def cli(prog: str, *args: str | Path, cwd: Path | None = None, timeout: float = 120,
-        **kw) -> subprocess.CompletedProcess[str]:
+def cli(
+    prog: str, *args: str | Path, cwd: Path | None = None, timeout: float = 120, **kw
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))}
-    return subprocess.run([str(BIN / prog), *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env, **kw)
+    return subprocess.run(
+        [str(BIN / prog), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, **kw
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str], *expected: str) -> str:
@@ -65,8 +69,10 @@ def work(tmp_path: Path) -> Path:
     config = {
         "process": "Shapes",
         "source": {"files": ["in.root"], "step_size": 50},
-        "modules": {"jetShapes": {"type": "JetShapeProducer"},
-                    "tauShapes": {"type": "ShapeTagger", "shapes": "jetShapes", "model": "zoo:tau_shapes"}},
+        "modules": {
+            "jetShapes": {"type": "JetShapeProducer"},
+            "tauShapes": {"type": "ShapeTagger", "shapes": "jetShapes", "model": "zoo:tau_shapes"},
+        },
         "outputs": [{"file": "out.root", "keep": ["tauShapes"]}],
     }
     (tmp_path / "shapes.yaml").write_text(yaml.safe_dump(config))
@@ -95,8 +101,12 @@ def test_non_regular_or_empty_output_paths_are_refused(work):
     os.mkfifo(work / "fifo")
     (work / "adir").mkdir()
     (work / "afile").write_text("x")
-    cases = {"fifo": "is a FIFO", "adir": "adir is a directory", "afile/out.root": "afile is not a directory",
-             "": "-o '': empty path"}
+    cases = {
+        "fifo": "is a FIFO",
+        "adir": "adir is a directory",
+        "afile/out.root": "afile is not a directory",
+        "": "-o '': empty path",
+    }
     for out, expected in cases.items():
         one_line_error(run_job(work, "-o", out), expected)
     one_line_error(run_job(work, "-s", "outputs.0.file=''"), "empty path")
@@ -104,10 +114,12 @@ def test_non_regular_or_empty_output_paths_are_refused(work):
     assert (work / "fifo").is_fifo() and (work / "afile").read_text() == "x" and not any((work / "adir").iterdir())
     assert not (work / "out.root").exists() and not temporaries(work)
     # the other console scripts: an empty path is an error, never the configured default
-    one_line_error(cli("e2e-generate", REPO / "process_configs" / "generate_sample.yaml", "-o", "", cwd=work),
-                   "-o '': empty path")
-    one_line_error(cli("e2e-train", REPO / "process_configs" / "train_tau_shapes.yaml", "-o", "", cwd=work),
-                   "-o '': empty path")
+    one_line_error(
+        cli("e2e-generate", REPO / "process_configs" / "generate_sample.yaml", "-o", "", cwd=work), "-o '': empty path"
+    )
+    one_line_error(
+        cli("e2e-train", REPO / "process_configs" / "train_tau_shapes.yaml", "-o", "", cwd=work), "-o '': empty path"
+    )
     one_line_error(cli("e2e-eval", "in.root", "--plot", "", cwd=work), "--plot '': empty path")
 
 
@@ -125,8 +137,17 @@ def _slow_job(work: Path) -> list[str]:
     for i in range(8):
         shutil.copy(SAMPLE, work / f"in{i}.root")
         inputs.append(f"in{i}.root")
-    return [str(BIN / "e2e-run"), str(REPO / "process_configs" / "jet_frames.yaml"), "--no-progress", "-i", *inputs,
-            "-o", "out/frames.root", "-s", "source.step_size=10"]
+    return [
+        str(BIN / "e2e-run"),
+        str(REPO / "process_configs" / "jet_frames.yaml"),
+        "--no-progress",
+        "-i",
+        *inputs,
+        "-o",
+        "out/frames.root",
+        "-s",
+        "source.step_size=10",
+    ]
 
 
 def test_sigterm_stops_cleanly_and_keeps_the_previous_output(work):
@@ -165,9 +186,16 @@ def test_sigkill_leaves_a_temporary_that_the_next_run_removes(work):
 
 
 def _train_config(work: Path, output: str) -> Path:
-    cfg = {"name": "small_shapes", "product": "jetShapes", "output": output, "split": [0.5, 0.25, 0.25], "heldout": [],
-           "process": {"source": {"files": ["in.root"]}, "modules": {"jetShapes": {"type": "JetShapeProducer"}}},
-           "model": {"name": "LinearNet"}, "optimizer": {"max_epochs": 2, "budget_minutes": 1}}
+    cfg = {
+        "name": "small_shapes",
+        "product": "jetShapes",
+        "output": output,
+        "split": [0.5, 0.25, 0.25],
+        "heldout": [],
+        "process": {"source": {"files": ["in.root"]}, "modules": {"jetShapes": {"type": "JetShapeProducer"}}},
+        "model": {"name": "LinearNet"},
+        "optimizer": {"max_epochs": 2, "budget_minutes": 1},
+    }
     path = work / "train.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -182,8 +210,10 @@ def test_train_and_generate_outputs_are_checked_and_atomic(work):
     one_line_error(cli("e2e-train", cfg, "-o", "notes", cwd=work), "notes exists and is not an earlier output")
     one_line_error(cli("e2e-train", cfg, "-o", ".", cwd=work), "is not an earlier output")
     one_line_error(cli("e2e-train", cfg, "-s", "heldout=[gone.root]", cwd=work), "gone.root: no such file")
-    one_line_error(cli("e2e-generate", REPO / "process_configs" / "generate_sample.yaml", "-o", "notes", cwd=work),
-                   "output notes is a directory")
+    one_line_error(
+        cli("e2e-generate", REPO / "process_configs" / "generate_sample.yaml", "-o", "notes", cwd=work),
+        "output notes is a directory",
+    )
     assert (work / "notes" / "keep.txt").read_text() == "x"
     # training twice into the same artefact replaces it as a whole; a dead run's temporary is removed
     assert cli("e2e-train", cfg, "--no-progress", cwd=work).returncode == 0
@@ -206,8 +236,9 @@ def test_alias_bombs_are_refused_at_load_for_every_yaml(work):
     model = work / "model"
     shutil.copytree(ZOO / "tau_shapes", model)
     (model / "model.yaml").write_text((model / "model.yaml").read_text() + LAUGHS + "\n")
-    one_line_error(run_job(work, "-s", f"modules.tauShapes.model={model}", timeout=60), "model.yaml",
-                   "expands to more than")
+    one_line_error(
+        run_job(work, "-s", f"modules.tauShapes.model={model}", timeout=60), "model.yaml", "expands to more than"
+    )
     # a recursive alias, and a -s value
     (work / "self.yaml").write_text("process: &p [*p]\n")
     one_line_error(cli("e2e-run", "self.yaml", cwd=work, timeout=60), "recursive alias")
@@ -227,8 +258,7 @@ def test_a_huge_value_is_not_formatted_into_the_message(work):
     assert len(err) < 400
 
 
-@pytest.mark.parametrize("name", ["zoo:../..", "zoo:../zoo/tau_shapes", "zoo:/abs/path", "zoo:tau_shapes/..",
-                                  "'zoo:'"])
+@pytest.mark.parametrize("name", ["zoo:../..", "zoo:../zoo/tau_shapes", "zoo:/abs/path", "zoo:tau_shapes/..", "'zoo:'"])
 def test_zoo_names_cannot_leave_the_zoo(work, name):
     one_line_error(run_job(work, "-s", f"modules.tauShapes.model={name}"), "is not a zoo name")
 
@@ -259,22 +289,26 @@ def _damage(model: Path, case: str) -> None:
         yml.write_text(yml.read_text().replace("n_features: 6", "n_features: 5", 1))
 
 
-@pytest.mark.parametrize(("case", "backend", "expected"), [
-    ("pickle_as_safetensors", "torch", ("weights.safetensors: not a safetensors file", "pickle")),
-    ("truncated_safetensors", "torch", ("weights.safetensors: truncated", "tensor '")),
-    ("pickle_as_onnx", "onnxruntime", ("model.onnx: onnxruntime cannot load it", "expected an ONNX model")),
-    ("only_weights_pt", "torch", ("no weights.safetensors", "found weights.pt", "never loaded")),
-    ("python_tag", "onnxruntime", ("model.yaml: line", "only plain YAML")),
-    ("unknown_architecture", "torch", ("model.yaml: architecture.name 'TransformerNet'", "not a known")),
-    ("wrong_shape", "torch", ("weights.safetensors: tensor 'shift' has shape [6]", "expects [5]")),
-])
+@pytest.mark.parametrize(
+    ("case", "backend", "expected"),
+    [
+        ("pickle_as_safetensors", "torch", ("weights.safetensors: not a safetensors file", "pickle")),
+        ("truncated_safetensors", "torch", ("weights.safetensors: truncated", "tensor '")),
+        ("pickle_as_onnx", "onnxruntime", ("model.onnx: onnxruntime cannot load it", "expected an ONNX model")),
+        ("only_weights_pt", "torch", ("no weights.safetensors", "found weights.pt", "never loaded")),
+        ("python_tag", "onnxruntime", ("model.yaml: line", "only plain YAML")),
+        ("unknown_architecture", "torch", ("model.yaml: architecture.name 'TransformerNet'", "not a known")),
+        ("wrong_shape", "torch", ("weights.safetensors: tensor 'shift' has shape [6]", "expects [5]")),
+    ],
+)
 def test_broken_model_files_are_one_line_naming_the_file(work, case, backend, expected):
     model = work / "model"
     shutil.copytree(ZOO / "tau_shapes", model)
     _damage(model, case)
     before = digests(*(p for p in model.iterdir()))
-    err = one_line_error(run_job(work, "-s", f"modules.tauShapes.model={model}", "-s",
-                                 f"modules.tauShapes.backend={backend}"), *expected)
+    err = one_line_error(
+        run_job(work, "-s", f"modules.tauShapes.model={model}", "-s", f"modules.tauShapes.backend={backend}"), *expected
+    )
     assert str(model) in err
     assert digests(*(p for p in model.iterdir())) == before
     assert not (work / "out.root").exists() and not temporaries(work) and not (work / "pwned").exists()
@@ -282,8 +316,12 @@ def test_broken_model_files_are_one_line_naming_the_file(work, case, backend, ex
 
 def test_model_paths_that_are_not_artefacts(work):
     (work / "empty").mkdir()
-    cases = {"nowhere": "no model directory 'nowhere'", "in.root": "is a file, not a model directory",
-             "empty": "'empty' has no model.yaml", "zoo:nonexistent": "no zoo model 'nonexistent' (zoo: "}
+    cases = {
+        "nowhere": "no model directory 'nowhere'",
+        "in.root": "is a file, not a model directory",
+        "empty": "'empty' has no model.yaml",
+        "zoo:nonexistent": "no zoo model 'nonexistent' (zoo: ",
+    }
     for model, expected in cases.items():
         one_line_error(run_job(work, "-s", f"modules.tauShapes.model={model}"), expected)
 
@@ -312,8 +350,13 @@ def _in_namespace(script: str) -> subprocess.CompletedProcess[str]:
     if probe.returncode != 0:
         pytest.skip("user namespaces are not available here")
     env = {**os.environ, "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))}
-    proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-                          capture_output=True, text=True, timeout=180, env=env)
+    proc = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     proc.args = [str(BIN / "e2e-run")]
     return proc
 
@@ -321,8 +364,10 @@ def _in_namespace(script: str) -> subprocess.CompletedProcess[str]:
 def test_output_on_a_read_only_file_system(work):
     mnt = work / "mnt"
     mnt.mkdir()
-    proc = _in_namespace(f"mount -t tmpfs -o size=4m tmpfs {mnt} && mount -o remount,ro {mnt} && "
-                         f"cd {work} && {BIN / 'e2e-run'} shapes.yaml -o {mnt}/out.root")
+    proc = _in_namespace(
+        f"mount -t tmpfs -o size=4m tmpfs {mnt} && mount -o remount,ro {mnt} && "
+        f"cd {work} && {BIN / 'e2e-run'} shapes.yaml -o {mnt}/out.root"
+    )
     one_line_error(proc, "read-only file system", str(mnt))
 
 
@@ -331,9 +376,11 @@ def test_disk_full_while_writing_is_one_line_and_leaves_nothing(work):
     mnt = work / "mnt"
     mnt.mkdir()
     # a copy of the input (8.5 MB, LZ4) cannot fit in 1 MB: the disk fills during the run
-    proc = _in_namespace(f"mount -t tmpfs -o size=1m tmpfs {mnt} && cd {work} && "
-                         f"{BIN / 'e2e-run'} shapes.yaml -o {mnt}/out.root -s outputs.0.copy_input=true; "
-                         f"rc=$?; ls -A {mnt} >&2; exit $rc")
+    proc = _in_namespace(
+        f"mount -t tmpfs -o size=1m tmpfs {mnt} && cd {work} && "
+        f"{BIN / 'e2e-run'} shapes.yaml -o {mnt}/out.root -s outputs.0.copy_input=true; "
+        f"rc=$?; ls -A {mnt} >&2; exit $rc"
+    )
     err = proc.stderr.splitlines()
     assert proc.returncode == 2 and len(err) == 1, proc.stderr[-3000:]  # `ls` printed nothing: nothing left
     assert f"{mnt}/out.root: No space left on device" in err[0] and "Traceback" not in proc.stderr
@@ -344,8 +391,9 @@ def test_disk_full_while_writing_is_one_line_and_leaves_nothing(work):
 def _write_flat(path: Path, columns: dict[str, np.ndarray | ak.Array]) -> Path:
     """A hits tree with every jagged branch written on its own (counter n<branch>) and the counters nX given
     as plain branches, so that a counter can disagree with its lists."""
-    types = {k: (v.dtype if isinstance(v, np.ndarray) else f"var * {ak.type(v).content.content}")
-             for k, v in columns.items()}
+    types = {
+        k: (v.dtype if isinstance(v, np.ndarray) else f"var * {ak.type(v).content.content}") for k, v in columns.items()
+    }
     with uproot.recreate(path) as f:
         f.mktree("Events", types)
         f["Events"].extend(dict(columns))
@@ -388,15 +436,20 @@ def test_duplicate_event_ids_are_counted_or_refused(work):
         assert np.array_equal(f["Events"]["event"].array(library="np"), numbers)
     os.unlink(work / "out.root")
     for step in ("10", "50"):  # found across batches and within one
-        one_line_error(run_job(work, "-i", "dup.root", "-s", "options.duplicate_ids=error", "-s",
-                               f"source.step_size={step}"), "duplicate event ids", "entry 3", "entry 12")
+        one_line_error(
+            run_job(work, "-i", "dup.root", "-s", "options.duplicate_ids=error", "-s", f"source.step_size={step}"),
+            "duplicate event ids",
+            "entry 3",
+            "entry 12",
+        )
     # across files: a second file repeating events of the first
     write_hits(work / "again.root", read_events(SAMPLE, 5))
     ok = run_job(work, "-i", "in.root", "again.root")
     assert ok.returncode == 0 and "as an earlier event): 5" in ok.stdout, ok.stderr
     os.unlink(work / "out.root")
-    one_line_error(run_job(work, "-i", "in.root", "again.root", "-s", "options.duplicate_ids=error"),
-                   "again.root:Events entry 0")
+    one_line_error(
+        run_job(work, "-i", "in.root", "again.root", "-s", "options.duplicate_ids=error"), "again.root:Events entry 0"
+    )
     # the same file given twice is always an error
     os.link(work / "in.root", work / "same.root")
     one_line_error(run_job(work, "-i", "in.root", "in.root"), "'in.root' is given twice")
@@ -404,9 +457,16 @@ def test_duplicate_event_ids_are_counted_or_refused(work):
     assert not (work / "out.root").exists() and not temporaries(work)
 
 
-@pytest.mark.parametrize(("branch", "value"), [("Jet_seed_ieta", 300), ("Jet_seed_iphi", -4),
-                                               ("EcalHit_iphi", 360), ("TrackerHit_layer", 9),
-                                               ("TrackerHit_layer", -1)])
+@pytest.mark.parametrize(
+    ("branch", "value"),
+    [
+        ("Jet_seed_ieta", 300),
+        ("Jet_seed_iphi", -4),
+        ("EcalHit_iphi", 360),
+        ("TrackerHit_layer", 9),
+        ("TrackerHit_layer", -1),
+    ],
+)
 def test_index_fields_are_checked_even_without_value_checks(work, branch, value):
     ev = read_events(SAMPLE, 10)
     cols = {f: ev[f] for f in ev.fields}
@@ -416,19 +476,32 @@ def test_index_fields_are_checked_even_without_value_checks(work, branch, value)
     cols[branch] = ak.unflatten(flat.astype(np.int16), ak.num(ev[branch]))
     write_hits(work / "grid.root", cols)
     config = REPO / "process_configs" / "jet_frames.yaml"
-    proc = cli("e2e-run", config, "--no-progress", "-i", "grid.root", "-s", "source.check_values=false",
-               "-o", "out.root", cwd=work)
+    proc = cli(
+        "e2e-run",
+        config,
+        "--no-progress",
+        "-i",
+        "grid.root",
+        "-s",
+        "source.check_values=false",
+        "-o",
+        "out.root",
+        cwd=work,
+    )
     one_line_error(proc, f"branch '{branch}' entry 4 has value {value}", "expected")
     assert not (work / "out.root").exists() and not temporaries(work)
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    (b"", "empty file (0 bytes), not a ROOT file"),
-    (b"root\x00\x00", "too short to be a ROOT file (6 bytes"),
-    (b"PK\x03\x04" + bytes(200), "not a ROOT file: it starts with bytes 50 4b 03 04"),
-    (b"\x80\x04\x95" + bytes(200), "looks like a Python pickle"),
-    (b"run,event\n1,2\n", "not a ROOT file"),
-])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "empty file (0 bytes), not a ROOT file"),
+        (b"root\x00\x00", "too short to be a ROOT file (6 bytes"),
+        (b"PK\x03\x04" + bytes(200), "not a ROOT file: it starts with bytes 50 4b 03 04"),
+        (b"\x80\x04\x95" + bytes(200), "looks like a Python pickle"),
+        (b"run,event\n1,2\n", "not a ROOT file"),
+    ],
+)
 def test_files_that_are_not_root_say_what_they_are(work, content, expected):
     (work / "bad.root").write_bytes(content)
     before = digests(work / "bad.root")
@@ -453,8 +526,12 @@ def test_eval_finds_an_input_moved_with_its_tagged_file(tagged):
     proc = cli("e2e-eval", "b/tagged.root", "--plot", "b/roc.png", cwd=tagged)
     assert proc.returncode == 0 and "tauShapes" in proc.stdout, proc.stderr
     shutil.move(tagged / "b" / "in.root", tagged / "renamed.root")  # input renamed: say to use --input
-    one_line_error(cli("e2e-eval", "b/tagged.root", "--plot", "b/roc.png", cwd=tagged),
-                   "b/tagged.root: its input", "is not found", "--input")
+    one_line_error(
+        cli("e2e-eval", "b/tagged.root", "--plot", "b/roc.png", cwd=tagged),
+        "b/tagged.root: its input",
+        "is not found",
+        "--input",
+    )
     proc = cli("e2e-eval", "b/tagged.root", "--input", "renamed.root", "--plot", "b/roc.png", cwd=tagged)
     assert proc.returncode == 0, proc.stderr
 
@@ -465,10 +542,12 @@ def test_eval_refuses_an_input_with_other_jets(tagged):
     cols = {f: ev[f] for f in ev.fields}
     for f in ev.fields:  # same events, but event e loses its last jet
         if f.startswith("Jet_"):
-            cols[f] = ak.concatenate([ev[f][:e], ev[f][e:e + 1, :-1], ev[f][e + 1:]])
+            cols[f] = ak.concatenate([ev[f][:e], ev[f][e : e + 1, :-1], ev[f][e + 1 :]])
     write_hits(tagged / "other.root", cols)
-    one_line_error(cli("e2e-eval", "a/tagged.root", "--input", "other.root", cwd=tagged),
-                   f"same events but different jets (entry {e}: nJet {int(ev.nJet[e])} tagged, {int(ev.nJet[e]) - 1}")
+    one_line_error(
+        cli("e2e-eval", "a/tagged.root", "--input", "other.root", cwd=tagged),
+        f"same events but different jets (entry {e}: nJet {int(ev.nJet[e])} tagged, {int(ev.nJet[e]) - 1}",
+    )
 
 
 def test_eval_of_a_file_without_entries(work):
@@ -478,15 +557,15 @@ def test_eval_of_a_file_without_entries(work):
 
 
 def test_eval_output_paths(tagged):
-    proc = cli("e2e-eval", "a/tagged.root", "--plot", "new/dir/roc.png", "--json", "new/other/eval.json",
-               cwd=tagged)
+    proc = cli("e2e-eval", "a/tagged.root", "--plot", "new/dir/roc.png", "--json", "new/other/eval.json", cwd=tagged)
     assert proc.returncode == 0, proc.stderr
     assert (tagged / "new" / "dir" / "roc.png").stat().st_size > 0
     results = json.loads((tagged / "new" / "other" / "eval.json").read_text())
     errors = [m["auc_error"] for r in results.values() for m in r.values() if m["n_signal"] and m["n_background"]]
     assert errors and min(errors) > 0  # DeLong with a floor: never +-0 even for a perfectly separated bin
-    one_line_error(cli("e2e-eval", "a/tagged.root", "--json", "a", "--plot", "x.png", cwd=tagged),
-                   "--json a is a directory")
+    one_line_error(
+        cli("e2e-eval", "a/tagged.root", "--json", "a", "--plot", "x.png", cwd=tagged), "--json a is a directory"
+    )
     one_line_error(cli("e2e-eval", "a/tagged.root", "--plot", "a/in.root", cwd=tagged), "is an input")
     one_line_error(cli("e2e-eval", "a/tagged.root", "--plot", "roc.nope", cwd=tagged), "unknown plot format")
     assert not temporaries(tagged)
@@ -512,6 +591,7 @@ def test_top_level_handler_classes(capsys):
     def raising(exc: BaseException):
         def body() -> int:
             raise exc
+
         return body
 
     assert run_main("e2e-x", raising(ConfigError("a.yaml: bad")), False) == 2

@@ -19,8 +19,14 @@ from taggers.inputs import INPUT_KINDS
 
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.*", "ignore:You are using the legacy")
-GRAPHS = {"type": "JetGraphProducer", "channels": ["track_pt", "track_d0", "track_dz", "ecal", "hcal"],
-          "window": 33, "hcal_upsample": False, "thresholds": {"ecal": 0.2}, "k": 8}
+GRAPHS = {
+    "type": "JetGraphProducer",
+    "channels": ["track_pt", "track_d0", "track_dz", "ecal", "hcal"],
+    "window": 33,
+    "hcal_upsample": False,
+    "thresholds": {"ecal": 0.2},
+    "k": 8,
+}
 POINTS = ["delta_eta", "delta_phi"]
 FEATURES = ["track_pt", "ecal", "hcal", "delta_eta", "delta_phi"]
 P = 24
@@ -43,23 +49,41 @@ class PointNetLike(torch.nn.Module):
 
 
 def _graphs() -> list:
-    data = {"source": {"files": [str(SAMPLE)], "max_events": N_EVENTS, "step_size": 10},
-            "modules": {"jetGraphs": GRAPHS}, "outputs": [{"file": "unused.root", "keep": ["jetGraphs"]}]}
+    data = {
+        "source": {"files": [str(SAMPLE)], "max_events": N_EVENTS, "step_size": 10},
+        "modules": {"jetGraphs": GRAPHS},
+        "outputs": [{"file": "unused.root", "keep": ["jetGraphs"]}],
+    }
     return [b.get("jetGraphs") for b in Process(load_process(data)).iter_batches()]
 
 
 def _write_model(path, net: torch.nn.Module, spec_extra: dict, params: dict) -> None:
     path.mkdir(parents=True, exist_ok=True)
     example = (torch.zeros(3, 2, P), torch.zeros(3, len(FEATURES), P), torch.ones(3, 1, P))
-    torch.onnx.export(net, example, str(path / "model.onnx"), dynamo=False, opset_version=18,
-                      input_names=["pf_points", "pf_features", "pf_mask"], output_names=["softmax"],
-                      dynamic_axes={k: {0: "N"} for k in ("pf_points", "pf_features", "pf_mask", "softmax")})
-    spec = {"name": "weaver_like", "architecture": {"name": "external"},
-            "input": {"product": "graphs", **{k: params[k] for k in INPUT_KINDS["graphs"].spec_keys if k in params}},
-            "outputs": ["qcd", "tau"], "output": "probabilities",
-            "feed": {"layout": "points", "points": P, "sort_by": "ecal",
-                     "inputs": {"pf_points": POINTS, "pf_features": FEATURES, "pf_mask": "mask"}},
-            "provenance": {"training": "random weights (test fixture)"}}
+    torch.onnx.export(
+        net,
+        example,
+        str(path / "model.onnx"),
+        dynamo=False,
+        opset_version=18,
+        input_names=["pf_points", "pf_features", "pf_mask"],
+        output_names=["softmax"],
+        dynamic_axes={k: {0: "N"} for k in ("pf_points", "pf_features", "pf_mask", "softmax")},
+    )
+    spec = {
+        "name": "weaver_like",
+        "architecture": {"name": "external"},
+        "input": {"product": "graphs", **{k: params[k] for k in INPUT_KINDS["graphs"].spec_keys if k in params}},
+        "outputs": ["qcd", "tau"],
+        "output": "probabilities",
+        "feed": {
+            "layout": "points",
+            "points": P,
+            "sort_by": "ecal",
+            "inputs": {"pf_points": POINTS, "pf_features": FEATURES, "pf_mask": "mask"},
+        },
+        "provenance": {"training": "random weights (test fixture)"},
+    }
     spec.update(spec_extra)
     (path / "model.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
@@ -71,7 +95,7 @@ def _reference_inputs(g) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     feats = np.zeros((g.n_jets, len(FEATURES), P), np.float32)
     mask = np.zeros((g.n_jets, 1, P), np.float32)
     for j in range(g.n_jets):
-        x = g.x[g.node_offsets[j]:g.node_offsets[j + 1]]
+        x = g.x[g.node_offsets[j] : g.node_offsets[j + 1]]
         order = sorted(range(len(x)), key=lambda i: (-x[i, names.index("ecal")], i))[:P]
         for slot, i in enumerate(order):
             pts[j, :, slot] = [x[i, names.index(n)] for n in POINTS]
@@ -92,10 +116,14 @@ def weaver_model(tmp_path_factory):
 
 
 def _config(tmp, model, backend="onnxruntime") -> str:
-    cfg = {"source": {"files": [str(SAMPLE)], "max_events": N_EVENTS, "step_size": 10},
-           "modules": {"jetGraphs": GRAPHS, "tauWeaver": {"type": "GNNTagger", "model": str(model),
-                                                         "backend": backend, "micro_batch": 7}},
-           "outputs": [{"file": str(tmp / "weaver.root"), "keep": ["tauWeaver"]}]}
+    cfg = {
+        "source": {"files": [str(SAMPLE)], "max_events": N_EVENTS, "step_size": 10},
+        "modules": {
+            "jetGraphs": GRAPHS,
+            "tauWeaver": {"type": "GNNTagger", "model": str(model), "backend": backend, "micro_batch": 7},
+        },
+        "outputs": [{"file": str(tmp / "weaver.root"), "keep": ["tauWeaver"]}],
+    }
     path = tmp / "weaver.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
@@ -113,21 +141,42 @@ def test_weaver_convention_model_runs_through_e2e_run(tmp_path, weaver_model, ca
     np.testing.assert_allclose(tagged, expected, atol=1e-5)  # "probabilities": no second softmax
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    ({"architecture": {"name": "Transformer"}}, "architecture.name 'Transformer' is not a known architecture"),
-    ({"feed": {"layout": "points", "points": P, "inputs": {"pf_points": POINTS, "pf_features": FEATURES}}},
-     "model.onnx takes inputs pf_mask; it is fed pf_points, pf_features (model.yaml feed.inputs)"),
-    ({"feed": {"layout": "points", "points": P, "inputs": {"pf_points": POINTS, "pf_features": FEATURES,
-                                                           "pf_mask": "mask", "pf_vectors": POINTS}}},
-     "model.onnx takes no input pf_vectors"),
-    ({"feed": {"inputs": {"pf_points": "x", "pf_features": "x", "pf_mask": "x"}}},
-     "model.onnx input 'pf_points' has rank 3"),
-    ({"outputs": ["qcd", "tau", "electron"]}, "model.onnx returns shape ['N', 2]; model.yaml names 3 outputs"),
-    ({"output": "softmaxed"}, "output 'softmaxed': expected one of logits, probabilities, sigmoid"),
-    ({"feed": {"layout": "points", "points": P, "inputs": {"pf_points": ["delta_r"], "pf_features": FEATURES,
-                                                           "pf_mask": "mask"}}},
-     "feed names 'delta_r', which the product does not have"),
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"architecture": {"name": "Transformer"}}, "architecture.name 'Transformer' is not a known architecture"),
+        (
+            {"feed": {"layout": "points", "points": P, "inputs": {"pf_points": POINTS, "pf_features": FEATURES}}},
+            "model.onnx takes inputs pf_mask; it is fed pf_points, pf_features (model.yaml feed.inputs)",
+        ),
+        (
+            {
+                "feed": {
+                    "layout": "points",
+                    "points": P,
+                    "inputs": {"pf_points": POINTS, "pf_features": FEATURES, "pf_mask": "mask", "pf_vectors": POINTS},
+                }
+            },
+            "model.onnx takes no input pf_vectors",
+        ),
+        (
+            {"feed": {"inputs": {"pf_points": "x", "pf_features": "x", "pf_mask": "x"}}},
+            "model.onnx input 'pf_points' has rank 3",
+        ),
+        ({"outputs": ["qcd", "tau", "electron"]}, "model.onnx returns shape ['N', 2]; model.yaml names 3 outputs"),
+        ({"output": "softmaxed"}, "output 'softmaxed': expected one of logits, probabilities, sigmoid"),
+        (
+            {
+                "feed": {
+                    "layout": "points",
+                    "points": P,
+                    "inputs": {"pf_points": ["delta_r"], "pf_features": FEATURES, "pf_mask": "mask"},
+                }
+            },
+            "feed names 'delta_r', which the product does not have",
+        ),
+    ],
+)
 def test_mistakes_in_a_brought_model_are_one_line(tmp_path, weaver_model, capsys, change, expected):
     _, net, graphs = weaver_model
     model = tmp_path / "broken"

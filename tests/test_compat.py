@@ -48,10 +48,34 @@ def _write_with_root(ROOT, path) -> None:  # noqa: N803
     tree.Branch("luminosityBlock", lumi, "luminosityBlock/L")
     tree.Branch("event", event, "event/l")
     vectors = {}  # std::vector<int> cells, std::vector<double> ECAL energies, std::vector<float> the rest
-    for name in ("EcalHit_ieta", "EcalHit_iphi", "EcalHit_energy", "Track_pt", "Track_eta", "Track_phi", "Track_charge",
-                 "Track_d0", "Track_dz", "Track_d0sig", "Track_dzsig", "Track_ecal_ieta", "Track_ecal_iphi",
-                 "TrackerHit_layer", "TrackerHit_ieta", "TrackerHit_iphi", "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass",
-                 "Jet_seed_ieta", "Jet_seed_iphi", "Jet_label", "Jet_gen_pt", "Jet_gen_mass", "Jet_decay_mode"):
+    for name in (
+        "EcalHit_ieta",
+        "EcalHit_iphi",
+        "EcalHit_energy",
+        "Track_pt",
+        "Track_eta",
+        "Track_phi",
+        "Track_charge",
+        "Track_d0",
+        "Track_dz",
+        "Track_d0sig",
+        "Track_dzsig",
+        "Track_ecal_ieta",
+        "Track_ecal_iphi",
+        "TrackerHit_layer",
+        "TrackerHit_ieta",
+        "TrackerHit_iphi",
+        "Jet_pt",
+        "Jet_eta",
+        "Jet_phi",
+        "Jet_mass",
+        "Jet_seed_ieta",
+        "Jet_seed_iphi",
+        "Jet_label",
+        "Jet_gen_pt",
+        "Jet_gen_mass",
+        "Jet_decay_mode",
+    ):
         kind = "int" if ev[name][0].dtype.kind in "iu" else ("double" if name == "EcalHit_energy" else "float")
         vectors[name] = ROOT.std.vector(kind)()
         tree.Branch(name, vectors[name])
@@ -117,8 +141,9 @@ def test_coffea_nanoaod_schema_reads_the_friend(tmp_path, capsys):
         from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
         _tag(tmp_path, capsys, {"files": [str(SAMPLE)]}, "coffea", n=-1)
-        events = NanoEventsFactory.from_root({str(tmp_path / "coffea_tagged.root"): "Events"},
-                                             schemaclass=NanoAODSchema, mode="eager").events()
+        events = NanoEventsFactory.from_root(
+            {str(tmp_path / "coffea_tagged.root"): "Events"}, schemaclass=NanoAODSchema, mode="eager"
+        ).events()
         jets = events.Jet
         inp = read_events(SAMPLE)
         assert ak.all(ak.num(jets) == inp.nJet)
@@ -127,3 +152,54 @@ def test_coffea_nanoaod_schema_reads_the_friend(tmp_path, capsys):
             assert ak.all(jets.tauGNN_tau == f["Events"]["Jet_tauGNN_tau"].array())
         # four-vector behaviour: the jets are Lorentz vectors (coffea's JetArray)
         assert ak.all(abs(jets.phi - inp.Jet_phi) < 1e-6) and ak.all(jets.mass >= 0)
+
+
+def test_rhtree_written_by_root_with_std_vectors(ROOT, tmp_path, capsys):  # noqa: N803
+    """An MLAnalyzer-style ntuple as CMSSW writes it (fevt/RHTree, std::vector<float> maps and jets, unsigned
+    ids): RHTreeSource reads it and tau_cnn.yaml gives the same scores as on the hits of the same events."""
+    from e2e.io.rhtree_writer import write_rhtree
+
+    n = 4
+    rh = tmp_path / "uproot_rhtree.root"
+    write_rhtree([str(SAMPLE)], rh, max_events=n)
+    arrays = uproot.open(rh)["fevt/RHTree"].arrays(library="ak")
+    f = ROOT.TFile(str(tmp_path / "root_rhtree.root"), "RECREATE")
+    f.mkdir("fevt").cd()
+    tree = ROOT.TTree("RHTree", "RecHitAnalyzer-like")
+    run, lumi, event = np.zeros(1, np.uint32), np.zeros(1, np.uint32), np.zeros(1, np.uint64)
+    tree.Branch("runId", run, "runId/i")
+    tree.Branch("lumiId", lumi, "lumiId/i")
+    tree.Branch("eventId", event, "eventId/l")
+    vectors = {}
+    for name in arrays.fields:
+        if name.startswith("n") or name in ("runId", "lumiId", "eventId"):
+            continue
+        vectors[name] = ROOT.std.vector("float")()
+        tree.Branch(name, vectors[name])
+    for i in range(n):
+        run[0], lumi[0], event[0] = arrays.runId[i], arrays.lumiId[i], arrays.eventId[i]
+        for name, vec in vectors.items():
+            values = ak.to_numpy(arrays[name][i]).astype(np.float32)
+            vec.resize(len(values))
+            if len(values):
+                np.frombuffer(vec.data(), dtype=np.float32, count=len(values))[:] = values
+        tree.Fill()
+    f.Write()
+    f.Close()
+    with uproot.open(tmp_path / "root_rhtree.root") as g:
+        assert "std::vector<float>" in g["fevt/RHTree"]["ECAL_energy"].typename
+    data = yaml.safe_load((REPO / "process_configs" / "tau_cnn.yaml").read_text())
+    data["source"] = {"type": "RHTreeSource", "files": [str(tmp_path / "root_rhtree.root")]}
+    data["outputs"][0]["file"] = str(tmp_path / "rh_tagged.root")
+    (tmp_path / "rh.yaml").write_text(yaml.safe_dump(data))
+    rc, _, err = run_cli([str(tmp_path / "rh.yaml"), "--no-progress"], capsys)
+    assert rc == 0, err
+    data["source"] = {"type": "RootSource", "files": [str(SAMPLE)], "max_events": n}
+    data["outputs"][0]["file"] = str(tmp_path / "hits_cnn.root")
+    (tmp_path / "hits_cnn.yaml").write_text(yaml.safe_dump(data))
+    rc, _, err = run_cli([str(tmp_path / "hits_cnn.yaml"), "--no-progress"], capsys)
+    assert rc == 0, err
+    with uproot.open(tmp_path / "rh_tagged.root") as a, uproot.open(tmp_path / "hits_cnn.root") as b:
+        x = np.concatenate(a["Events"]["Jet_tauCNN_tau"].array(library="np"))
+        y = np.concatenate(b["Events"]["Jet_tauCNN_tau"].array(library="np"))
+    assert len(x) == len(y) > 0 and np.array_equal(x, y)

@@ -36,15 +36,18 @@ def check_output(path) -> None:
     with uproot.open(path) as f:
         o = f["Events"].arrays()
     assert np.array_equal(ak.to_numpy(ak.num(o.Jet_jetCharge_charge)), ak.to_numpy(ev.nJet))
-    np.testing.assert_allclose(ak.to_numpy(ak.flatten(o.Jet_jetCharge_charge)), reference_charge(ev), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        ak.to_numpy(ak.flatten(o.Jet_jetCharge_charge)), reference_charge(ev), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_by_import_path(tmp_path, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLE))
     monkeypatch.chdir(REPO)
-    rc, out, err = run_cli([str(EXAMPLE / "jet_charge_import_path.yaml"), "-n", str(N), "-o",
-                            str(tmp_path / "q.root"), "--no-progress"], capsys)
+    rc, out, err = run_cli(
+        [str(EXAMPLE / "jet_charge_import_path.yaml"), "-n", str(N), "-o", str(tmp_path / "q.root"), "--no-progress"],
+        capsys,
+    )
     assert rc == 0, err
     assert "jetCharge" in out
     check_output(tmp_path / "q.root")
@@ -52,16 +55,40 @@ def test_by_import_path(tmp_path, capsys, monkeypatch):
 
 def test_by_entry_point(tmp_path):
     site = tmp_path / "site"
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                          "--target", str(site), str(EXAMPLE)], capture_output=True, text=True)
+    pip = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(EXAMPLE),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if pip.returncode != 0:
         pytest.fail(f"installing the example package failed: {pip.stderr[-2000:]}")
     env = {**os.environ, "PYTHONPATH": str(site)}
-    cmd = [sys.executable, "-m", "e2e.cli.run", str(EXAMPLE / "jet_charge.yaml"), "-n", str(N),
-           "-o", str(tmp_path / "q.root"), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "e2e.cli.run",
+        str(EXAMPLE / "jet_charge.yaml"),
+        "-n",
+        str(N),
+        "-o",
+        str(tmp_path / "q.root"),
+        "--no-progress",
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     assert run.returncode == 0, run.stderr
     check_output(tmp_path / "q.root")
-    listed = subprocess.run([sys.executable, "-m", "e2e.cli.run", "--list-modules"], capture_output=True, text=True,
-                            env=env)
+    listed = subprocess.run(
+        [sys.executable, "-m", "e2e.cli.run", "--list-modules"], capture_output=True, text=True, env=env
+    )
     assert "JetChargeProducer" in listed.stdout.split()

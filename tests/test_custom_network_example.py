@@ -16,8 +16,12 @@ def test_external_architecture_trains_and_tags(tmp_path, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLE))
     monkeypatch.chdir(REPO)
     model = tmp_path / "tau_deepsets"
-    assert train_main([str(EXAMPLE / "train_deepsets.yaml"), "-o", str(model), "--no-progress",
-                       "-s", "optimizer.max_epochs=2"]) == 0, capsys.readouterr().err
+    assert (
+        train_main(
+            [str(EXAMPLE / "train_deepsets.yaml"), "-o", str(model), "--no-progress", "-s", "optimizer.max_epochs=2"]
+        )
+        == 0
+    ), capsys.readouterr().err
     spec = yaml.safe_load((model / "model.yaml").read_text())
     assert spec["architecture"]["class_path"] == "deepsets:DeepSetNet"
     assert spec["architecture"]["hyperparameters"]["hidden"] == 32
@@ -25,9 +29,19 @@ def test_external_architecture_trains_and_tags(tmp_path, capsys, monkeypatch):
     scores = {}
     for backend in ("onnxruntime", "torch"):
         out = tmp_path / f"{backend}.root"
-        rc, _, err = run_cli([str(EXAMPLE / "tag_deepsets.yaml"), "-o", str(out), "--no-progress", "-s",
-                              f"modules.tauDeepSets.model={model}", "-s",
-                              f"modules.tauDeepSets.backend={backend}"], capsys)
+        rc, _, err = run_cli(
+            [
+                str(EXAMPLE / "tag_deepsets.yaml"),
+                "-o",
+                str(out),
+                "--no-progress",
+                "-s",
+                f"modules.tauDeepSets.model={model}",
+                "-s",
+                f"modules.tauDeepSets.backend={backend}",
+            ],
+            capsys,
+        )
         assert rc == 0, err
         with uproot.open(out) as f:
             scores[backend] = np.concatenate(f["Events"]["Jet_tauDeepSets_tau"].array(library="np"))
@@ -40,9 +54,11 @@ def test_a_network_that_does_not_fit_the_product_is_refused(tmp_path, capsys, mo
 
     monkeypatch.syspath_prepend(str(EXAMPLE))
     monkeypatch.chdir(REPO)
-    cases = {("-s", "model.name=ResNet"): "model: ResNet reads frames, but 'jetGraphs' makes graphs",
-             ("-s", "model.class_path=deepsets:Nope"): "module 'deepsets' has no class 'Nope'",
-             ("-s", "model.class_path=collections:OrderedDict"): "is not a torch.nn.Module class"}
+    cases = {
+        ("-s", "model.name=ResNet"): "model: ResNet reads frames, but 'jetGraphs' makes graphs",
+        ("-s", "model.class_path=deepsets:Nope"): "module 'deepsets' has no class 'Nope'",
+        ("-s", "model.class_path=collections:OrderedDict"): "is not a torch.nn.Module class",
+    }
     for args, expected in cases.items():
         argv = [str(EXAMPLE / "train_deepsets.yaml"), "-o", str(tmp_path / "m"), *args]
         if "name" in args[1]:

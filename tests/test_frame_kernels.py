@@ -24,8 +24,20 @@ SUBSET = ("ecal", "tob2", "track_dz", "hcal", "bpix1", "track_pt")  # non-canoni
 DZ_MAX = 0.1
 
 # jets: (event, seed_ieta, seed_iphi); event 3 has no hits at all, event 4 only hits far from its jet
-JETS = [(0, 140, 0), (0, 140, 359), (0, 2, 180), (0, 277, 3), (1, 0, 358), (1, 279, 1), (1, 60, 200),
-        (2, 150, 90), (2, 151, 92), (3, 100, 100), (4, 140, 180), (5, 30, 300)]
+JETS = [
+    (0, 140, 0),
+    (0, 140, 359),
+    (0, 2, 180),
+    (0, 277, 3),
+    (1, 0, 358),
+    (1, 279, 1),
+    (1, 60, 200),
+    (2, 150, 90),
+    (2, 151, 92),
+    (3, 100, 100),
+    (4, 140, 180),
+    (5, 30, 300),
+]
 
 
 def _offsets(counts):
@@ -49,10 +61,12 @@ def make_batch(seed: int = 0):
             rows = rng.integers(0, 20, 40)
             cols = rng.integers(0, 40, 40)
         else:
-            rows = np.concatenate([np.clip(np.round(rng.normal(i, 12, 120)), 0, 279) for i, _ in seeds]
-                                  + [rng.integers(0, 280, 150)])
-            cols = np.concatenate([np.round(rng.normal(p, 12, 120)) % 360 for _, p in seeds]
-                                  + [rng.integers(0, 360, 150)])
+            rows = np.concatenate(
+                [np.clip(np.round(rng.normal(i, 12, 120)), 0, 279) for i, _ in seeds] + [rng.integers(0, 280, 150)]
+            )
+            cols = np.concatenate(
+                [np.round(rng.normal(p, 12, 120)) % 360 for _, p in seeds] + [rng.integers(0, 360, 150)]
+            )
         n = len(rows)
         dup = rng.integers(0, n, n // 10)  # duplicate crystals: the summation order matters
         rows, cols = np.concatenate([rows, rows[dup]]), np.concatenate([cols, cols[dup]])
@@ -82,8 +96,18 @@ def make_batch(seed: int = 0):
 
     ecal = flat(ecal_e, [("ieta", np.int16), ("iphi", np.int16), ("energy", np.float32)])
     hcal = flat(hcal_e, [("ieta", np.int16), ("iphi", np.int16), ("energy", np.float32)])
-    tracks = flat(trk_e, [("ieta", np.int16), ("iphi", np.int16), ("pt", np.float32), ("d0v", np.float32),
-                          ("dzv", np.float32), ("dz", np.float32), ("d0sig", np.float32)])
+    tracks = flat(
+        trk_e,
+        [
+            ("ieta", np.int16),
+            ("iphi", np.int16),
+            ("pt", np.float32),
+            ("d0v", np.float32),
+            ("dzv", np.float32),
+            ("dz", np.float32),
+            ("d0sig", np.float32),
+        ],
+    )
     th = flat(th_e, [("layer", np.uint8), ("ieta", np.int16), ("iphi", np.int16)])
     jet_event = np.array([j[0] for j in JETS], np.int64)
     seed_ieta = np.array([j[1] for j in JETS], np.int16)
@@ -99,10 +123,14 @@ def calo_hits(c):
 
 
 def window_hits(ecal, hcal, tracks, th):
-    return K.WindowHits(calo_hits(ecal), calo_hits(hcal),
-                        K.WindowTracks(tracks["offsets"], tracks["ieta"], tracks["iphi"], tracks["pt"], tracks["d0v"],
-                                       tracks["dzv"], tracks["dz"]),
-                        K.TrackerHits(th["offsets"], th["layer"], th["ieta"], th["iphi"]))
+    return K.WindowHits(
+        calo_hits(ecal),
+        calo_hits(hcal),
+        K.WindowTracks(
+            tracks["offsets"], tracks["ieta"], tracks["iphi"], tracks["pt"], tracks["d0v"], tracks["dzv"], tracks["dz"]
+        ),
+        K.TrackerHits(th["offsets"], th["layer"], th["ieta"], th["iphi"]),
+    )
 
 
 def channel_config(names, scaled: bool, thresholds: bool):
@@ -133,22 +161,37 @@ CONFIGS = [
 
 def reference_images(W, upsample, codes, scale, thr):
     jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th = BATCH
-    return ref.jet_images(W, jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th, codes, scale, thr, DZ_MAX,
-                          upsample)
+    return ref.jet_images(
+        W, jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th, codes, scale, thr, DZ_MAX, upsample
+    )
 
 
 def kernel_images(W, upsample, codes, scale, thr):
     jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th = BATCH
     out = np.full((len(jet_event), len(scale), W, W), np.nan, np.float32)  # the kernel must zero it
-    K.fill_jet_images(out, K.JetSeeds(jet_event, seed_ieta, seed_iphi), window_hits(ecal, hcal, tracks, th),
-                      K.ChannelMap(codes, scale, thr), DZ_MAX, upsample)
+    K.fill_jet_images(
+        out,
+        K.JetSeeds(jet_event, seed_ieta, seed_iphi),
+        window_hits(ecal, hcal, tracks, th),
+        K.ChannelMap(codes, scale, thr),
+        DZ_MAX,
+        upsample,
+    )
     return out
 
 
 def kernel_graphs(W, upsample, codes, scale, thr, coordinates=True):
     jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th = BATCH
-    return K.build_graph_nodes(K.JetSeeds(jet_event, seed_ieta, seed_iphi), window_hits(ecal, hcal, tracks, th),
-                               K.ChannelMap(codes, scale, thr), W, DZ_MAX, upsample, coordinates, ETA_CENTRE)
+    return K.build_graph_nodes(
+        K.JetSeeds(jet_event, seed_ieta, seed_iphi),
+        window_hits(ecal, hcal, tracks, th),
+        K.ChannelMap(codes, scale, thr),
+        W,
+        DZ_MAX,
+        upsample,
+        coordinates,
+        ETA_CENTRE,
+    )
 
 
 @pytest.mark.parametrize(("W", "upsample", "names", "scaled", "thresholds"), CONFIGS)
@@ -161,11 +204,11 @@ def test_images_match_reference(W, upsample, names, scaled, thresholds) -> None:
     if W == 125:
         h = W // 2
         assert not np.any(img[BATCH[0] == 3])  # the event without hits
-        assert not np.any(img[3, :, 280 - 277 + h:]) and np.any(img[3, :, : 280 - 277 + h])  # rows beyond 279
-        assert not np.any(img[5, :, 280 - 279 + h:]) and np.any(img[5, :, : 280 - 279 + h])
+        assert not np.any(img[3, :, 280 - 277 + h :]) and np.any(img[3, :, : 280 - 277 + h])  # rows beyond 279
+        assert not np.any(img[5, :, 280 - 279 + h :]) and np.any(img[5, :, : 280 - 279 + h])
         assert not np.any(img[2, :, : h - 2]) and not np.any(img[4, :, :h])  # rows before 0
-        assert np.any(img[0, :, :, :h]) and np.any(img[0, :, :, h + 1:])  # both sides of the phi seam
-        assert np.any(img[5, :, :, :h]) and np.any(img[4, :, :, h + 2:])
+        assert np.any(img[0, :, :, :h]) and np.any(img[0, :, :, h + 1 :])  # both sides of the phi seam
+        assert np.any(img[5, :, :, :h]) and np.any(img[4, :, :, h + 2 :])
     if thresholds:
         cut = thr * np.abs(scale)
         nz = img != 0
@@ -189,8 +232,9 @@ def test_graph_nodes_are_the_nonzero_pixels_of_the_image(W, upsample, names, sca
         np.testing.assert_array_equal(x[sl, :C], img[j][:, rows, cols].T)
         np.testing.assert_array_equal(pos[sl], np.stack([rows - h, cols - h], 1))
     # and both agree with the reference built from the reference images
-    r_offsets, r_x, r_pos, r_pixel = ref.graph_nodes(reference_images(W, upsample, codes, scale, thr), BATCH[1], True,
-                                                     ETA_CENTRE)
+    r_offsets, r_x, r_pos, r_pixel = ref.graph_nodes(
+        reference_images(W, upsample, codes, scale, thr), BATCH[1], True, ETA_CENTRE
+    )
     np.testing.assert_array_equal(node_offsets, r_offsets)
     np.testing.assert_array_equal(pixel, r_pixel)
     np.testing.assert_array_equal(pos, r_pos)
@@ -222,11 +266,18 @@ def test_channel_config_is_validated() -> None:
     bad = codes.copy()
     bad[CHANNEL_CODE["ecal"]] = 0  # two codes on channel 0
     with pytest.raises(ValueError, match="channel_of_code"):
-        K.fill_jet_images(out, K.JetSeeds(*BATCH[:3]), window_hits(*BATCH[3:]), K.ChannelMap(bad, scale, thr), DZ_MAX,
-                          True)
+        K.fill_jet_images(
+            out, K.JetSeeds(*BATCH[:3]), window_hits(*BATCH[3:]), K.ChannelMap(bad, scale, thr), DZ_MAX, True
+        )
     with pytest.raises(ValueError, match="out must be"):
-        K.fill_jet_images(out.astype(np.float64), K.JetSeeds(*BATCH[:3]), window_hits(*BATCH[3:]),
-                          K.ChannelMap(codes, scale, thr), DZ_MAX, True)
+        K.fill_jet_images(
+            out.astype(np.float64),
+            K.JetSeeds(*BATCH[:3]),
+            window_hits(*BATCH[3:]),
+            K.ChannelMap(codes, scale, thr),
+            DZ_MAX,
+            True,
+        )
 
 
 # ----------------------------------------------------------------------------------------------- kNN / radius
@@ -335,17 +386,34 @@ def test_jet_shapes_match_reference() -> None:
     tables = (ETA_CENTRE, geo.ecal_phi(np.arange(360)), geo.hcal_eta(np.arange(56)), geo.hcal_phi(np.arange(72)))
     for cone, core, pt_min, dz_max, d0sig_min in ((0.4, 0.1, 1.0, 0.1, 3.0), (0.3, 0.05, 0.5, 0.2, 1.0)):
         out = np.full((len(jet_event), len(K.SHAPE_NAMES)), np.nan, np.float32)
-        K.fill_jet_shapes(out, K.JetAxes(jet_event, jet_pt, jet_eta, jet_phi), calo_hits(ecal), calo_hits(hcal),
-                          K.ShapeTracks(tracks["offsets"], tracks["pt"], tracks["eta"], tracks["phi"], tracks["dz"],
-                                        tracks["d0sig"]), K.CellCentres(*tables), cone, core, pt_min, dz_max, d0sig_min)
-        expected = ref.jet_shapes(jet_event, jet_pt, jet_eta, jet_phi, ecal, hcal, tracks, *tables, cone, core,
-                                  pt_min, dz_max, d0sig_min)
+        K.fill_jet_shapes(
+            out,
+            K.JetAxes(jet_event, jet_pt, jet_eta, jet_phi),
+            calo_hits(ecal),
+            calo_hits(hcal),
+            K.ShapeTracks(tracks["offsets"], tracks["pt"], tracks["eta"], tracks["phi"], tracks["dz"], tracks["d0sig"]),
+            K.CellCentres(*tables),
+            cone,
+            core,
+            pt_min,
+            dz_max,
+            d0sig_min,
+        )
+        expected = ref.jet_shapes(
+            jet_event, jet_pt, jet_eta, jet_phi, ecal, hcal, tracks, *tables, cone, core, pt_min, dz_max, d0sig_min
+        )
         np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
         assert np.all(out[jet_event == 3] == 0)  # no hits, no tracks
         assert np.all(out[:, 0] >= 0) and np.all(out[:, 0] < cone) and np.all((out[:, 1] >= 0) & (out[:, 1] <= 1))
         assert out[5, 2] == 0 and np.any(out[:, 3] > 0) and np.any(out[:, 5] > 0)
-    assert K.SHAPE_NAMES == ("width", "core_fraction", "leading_track_fraction", "charged_multiplicity", "isolation",
-                             "n_displaced_tracks")
+    assert K.SHAPE_NAMES == (
+        "width",
+        "core_fraction",
+        "leading_track_fraction",
+        "charged_multiplicity",
+        "isolation",
+        "n_displaced_tracks",
+    )
 
 
 @pytest.mark.parametrize("margin", [1.5, 0.2])  # 0.2: most chunks overflow their regions (the spill path)
@@ -355,9 +423,16 @@ def test_graph_nodes_one_pass_build_of_a_large_batch(monkeypatch, margin) -> Non
     jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th = BATCH
     reps = 12  # 144 jets: sampled, then written in one pass
     codes, scale, thr = channel_config(SUBSET, True, True)
-    big = K.build_graph_nodes(K.JetSeeds(np.tile(jet_event, reps), np.tile(seed_ieta, reps), np.tile(seed_iphi, reps)),
-                              window_hits(ecal, hcal, tracks, th), K.ChannelMap(codes, scale, thr), 33, DZ_MAX, True,
-                              True, ETA_CENTRE)
+    big = K.build_graph_nodes(
+        K.JetSeeds(np.tile(jet_event, reps), np.tile(seed_ieta, reps), np.tile(seed_iphi, reps)),
+        window_hits(ecal, hcal, tracks, th),
+        K.ChannelMap(codes, scale, thr),
+        33,
+        DZ_MAX,
+        True,
+        True,
+        ETA_CENTRE,
+    )
     small = kernel_graphs(33, True, codes, scale, thr)  # 12 jets: count, then fill
     np.testing.assert_array_equal(np.diff(big[0]), np.tile(np.diff(small[0]), reps))
     for got, one in zip(big[1:], small[1:], strict=True):
@@ -405,9 +480,17 @@ def test_product_edge_index_equals_kernel():
     pixel = np.sort(rng.choice(100, size=30, replace=False)).astype(np.int32)
     off = np.array([0, 12, 12, 30], dtype=np.int64)
     for nb, num in ((K.knn_pixels(pixel, off, 10, 5, False), None), K.radius_pixels(pixel, off, 10, 2.5, 6, False)):
-        g = JetGraphs(np.array([0, 3]), np.arange(3, dtype=np.int32), {}, x=np.zeros((30, 1), np.float32),
-                      pos=np.zeros((30, 2), np.float32), pixel=pixel, node_offsets=off, neighbors=nb,
-                      num_neighbors=num)
+        g = JetGraphs(
+            np.array([0, 3]),
+            np.arange(3, dtype=np.int32),
+            {},
+            x=np.zeros((30, 1), np.float32),
+            pos=np.zeros((30, 2), np.float32),
+            pixel=pixel,
+            node_offsets=off,
+            neighbors=nb,
+            num_neighbors=num,
+        )
         assert np.array_equal(g.edge_index, K.edge_index_from_neighbors(nb, num))
 
 

@@ -130,8 +130,9 @@ def test_shipped_generate_configs_load(config: Path) -> None:
     [("zprime_ttbar", {"radius": 0.8, "pt_min": 200}, 4), ("zprime_tautau", {}, 1), ("zqq", {}, 0)],
 )
 def test_every_process_generates_labelled_jets(tmp_path: Path, process: str, jets: dict, label: int) -> None:
-    out = _generate(tmp_path, f"{process}.root", samples=[{"process": process, "events": 4}], jets=jets,
-                    pileup={"mu": 0})
+    out = _generate(
+        tmp_path, f"{process}.root", samples=[{"process": process, "events": 4}], jets=jets, pileup={"mu": 0}
+    )
     a = _arrays(out)
     assert schema.validate_file(out, truth=True) == 4
     assert np.any(ak.flatten(a.Jet_label) == label)

@@ -14,8 +14,22 @@ from conftest import REPO
 #: (group, module prefixes), lowest layer first.
 LAYERS: list[list[tuple[str, tuple[str, ...]]]] = [
     [("dataformats", ("dataformats",))],
-    [("e2e core", ("e2e.errors", "e2e.params", "e2e.yamlio", "e2e.paths", "e2e.event", "e2e.eventids",
-                   "e2e.module", "e2e.source", "e2e"))],
+    [
+        (
+            "e2e core",
+            (
+                "e2e.errors",
+                "e2e.params",
+                "e2e.yamlio",
+                "e2e.paths",
+                "e2e.event",
+                "e2e.eventids",
+                "e2e.module",
+                "e2e.source",
+                "e2e",
+            ),
+        )
+    ],
     [("e2e.io", ("e2e.io",)), ("frameproducers", ("frameproducers",))],
     [("taggers", ("taggers",))],
     [("e2e process", ("e2e.config", "e2e.process"))],

@@ -19,9 +19,12 @@ def _inputs(sizes: list[int], seed: int, k: int = 8) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     pixel = np.concatenate([np.sort(rng.choice(441, size=n, replace=False)) for n in sizes]).astype(np.int32)
     ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    return {"x": rng.normal(size=(len(pixel), 7)).astype(np.float32),
-            "neighbors": K.knn_pixels(pixel, ptr, 21, k, False),
-            "batch": np.repeat(np.arange(len(sizes)), sizes).astype(np.int64), "ptr": ptr}
+    return {
+        "x": rng.normal(size=(len(pixel), 7)).astype(np.float32),
+        "neighbors": K.knn_pixels(pixel, ptr, 21, k, False),
+        "batch": np.repeat(np.arange(len(sizes)), sizes).astype(np.int64),
+        "ptr": ptr,
+    }
 
 
 @pytest.mark.parametrize("kind", ["sage", "graphconv", "gat", "edgeconv", "dgcnn"])
@@ -32,10 +35,22 @@ def test_onnx_parity_over_batch_and_graph_sizes(kind: str) -> None:
     f = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, tuple(torch.from_numpy(v) for v in example.values()), f, dynamo=False,
-                          opset_version=18, input_names=list(example), output_names=["logits"],
-                          dynamic_axes={"x": {0: "nodes"}, "neighbors": {0: "nodes"}, "batch": {0: "nodes"},
-                                        "ptr": {0: "graphs_plus_one"}, "logits": {0: "graphs"}})
+        torch.onnx.export(
+            net,
+            tuple(torch.from_numpy(v) for v in example.values()),
+            f,
+            dynamo=False,
+            opset_version=18,
+            input_names=list(example),
+            output_names=["logits"],
+            dynamic_axes={
+                "x": {0: "nodes"},
+                "neighbors": {0: "nodes"},
+                "batch": {0: "nodes"},
+                "ptr": {0: "graphs_plus_one"},
+                "logits": {0: "graphs"},
+            },
+        )
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(f.getvalue(), options, providers=["CPUExecutionProvider"])

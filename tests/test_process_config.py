@@ -112,8 +112,12 @@ def test_wrong_product_type():
 
 
 def test_cycle_is_an_error():
-    msg = error(config(a={"type": "test_process_config:Echo", "model": "m", "src": "b"},
-                       b={"type": "test_process_config:Echo", "model": "m", "src": "a"}))
+    msg = error(
+        config(
+            a={"type": "test_process_config:Echo", "model": "m", "src": "b"},
+            b={"type": "test_process_config:Echo", "model": "m", "src": "a"},
+        )
+    )
     assert "cycle" in msg and ("a -> b -> a" in msg or "b -> a -> b" in msg)
 
 
@@ -135,9 +139,11 @@ def test_no_outputs_is_an_error():
 
 
 def test_schedule_runs_only_what_outputs_need_in_dependency_order():
-    data = config(e={"type": "test_process_config:Echo", "model": "m", "src": "jetGraphs"},
-                  jetGraphs={"type": "JetGraphProducer"},
-                  jetFrames={"type": "JetFrameProducer"})
+    data = config(
+        e={"type": "test_process_config:Echo", "model": "m", "src": "jetGraphs"},
+        jetGraphs={"type": "JetGraphProducer"},
+        jetFrames={"type": "JetFrameProducer"},
+    )
     data["outputs"][0]["keep"] = ["e"]
     sched = build_schedule(load_process(data))
     assert sched.order == ["jetGraphs", "e"]
@@ -150,8 +156,9 @@ def test_schedule_runs_only_what_outputs_need_in_dependency_order():
 def test_overrides_and_dump_config_round_trip(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(config(jetGraphs={"type": "JetGraphProducer"})))
-    rc, out, _ = run_cli([str(cfg), "--dump-config", "-s", "modules.jetGraphs.k=8", "-n", "5",
-                          "-o", str(tmp_path / "o.root")], capsys)
+    rc, out, _ = run_cli(
+        [str(cfg), "--dump-config", "-s", "modules.jetGraphs.k=8", "-n", "5", "-o", str(tmp_path / "o.root")], capsys
+    )
     assert rc == 0
     dumped = yaml.safe_load(out)
     g = dumped["modules"]["jetGraphs"]

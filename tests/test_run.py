@@ -72,8 +72,12 @@ def test_output_is_aligned_friend_of_input(tmp_path, capsys):
     jet_offsets = np.concatenate([[0], np.cumsum(inp.nJet)])
     ev = np.repeat(np.arange(N), ak.num(o.jetFramesPixel_jet))
     rows = jet_offsets[ev] + ak.to_numpy(ak.flatten(o.jetFramesPixel_jet))
-    dense[rows, ak.to_numpy(ak.flatten(o.jetFramesPixel_channel)), ak.to_numpy(ak.flatten(o.jetFramesPixel_row)),
-          ak.to_numpy(ak.flatten(o.jetFramesPixel_col))] = ak.to_numpy(ak.flatten(o.jetFramesPixel_value))
+    dense[
+        rows,
+        ak.to_numpy(ak.flatten(o.jetFramesPixel_channel)),
+        ak.to_numpy(ak.flatten(o.jetFramesPixel_row)),
+        ak.to_numpy(ak.flatten(o.jetFramesPixel_col)),
+    ] = ak.to_numpy(ak.flatten(o.jetFramesPixel_value))
     assert np.array_equal(dense, frames)
     shapes = np.concatenate([b.get("jetShapes").values for b in batches])
     assert np.array_equal(ak.to_numpy(ak.flatten(o.Jet_jetShapes_width)), shapes[:, 0])
@@ -153,11 +157,14 @@ def test_root_vector_branches_give_the_same_products(tmp_path):
                 assert np.array_equal(getattr(pa, name), getattr(pb, name)), (label, name)
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("nan", "branch 'EcalHit_energy' entry 2 has value nan"),
-    ("inf", "branch 'Track_pt' entry 1 has value inf"),
-    ("negative_energy", "branch 'HcalHit_energy' entry 0 has value -5.0"),
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("nan", "branch 'EcalHit_energy' entry 2 has value nan"),
+        ("inf", "branch 'Track_pt' entry 1 has value inf"),
+        ("negative_energy", "branch 'HcalHit_energy' entry 0 has value -5.0"),
+    ],
+)
 def test_bad_values_are_rejected_with_one_line(tmp_path, capsys, case, expected):
     ev = read_events(SAMPLE, 4)
 
@@ -203,8 +210,7 @@ def test_bad_files_and_branches_are_one_line_errors(tmp_path, capsys):
         rc, _, err = run(tmp_path, data, "-i", path, capsys=capsys)
         assert rc == 2 and err.count("\n") == 1 and expected in err, (path, err)
         assert "Traceback" not in err
-    wrong = write_hits(tmp_path / "wrong_type.root", {f: ev[f] for f in ev.fields},
-                       dtypes={"Track_charge": np.float32})
+    wrong = write_hits(tmp_path / "wrong_type.root", {f: ev[f] for f in ev.fields}, dtypes={"Track_charge": np.float32})
     rc, _, err = run(tmp_path, data, "-i", str(wrong), capsys=capsys)
     assert rc == 2 and err.count("\n") == 1 and "'Track_charge' has dtype float32, expected an integer" in err, err
     truncated = tmp_path / "truncated.root"

@@ -259,8 +259,10 @@ def test_a_value_that_does_not_fit_the_schema_type(tmp_path: Path) -> None:
     path = write(tmp_path / "x.root", make_events(override={"EcalHit": {"ieta": ieta}}))
     entry = int(np.searchsorted(np.cumsum(COUNTS["EcalHit"]), 2, side="right"))
     msg = raises("EcalHit_ieta", validate_file, path)
-    assert msg == (f"{path}:Events: branch 'EcalHit_ieta' entry {entry} has value 40000, which does not fit int16 "
-                   "(accepted: 0..279)")
+    assert msg == (
+        f"{path}:Events: branch 'EcalHit_ieta' entry {entry} has value 40000, which does not fit int16 "
+        "(accepted: 0..279)"
+    )
     assert s.cast_to_schema("run", np.array([3, 4], np.int64)).dtype == np.uint32
     with pytest.raises(SchemaError, match="entry 1 has value -1, which does not fit uint32"):
         s.cast_to_schema("run", np.array([3, -1], np.int64))

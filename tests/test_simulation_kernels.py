@@ -125,8 +125,14 @@ def test_jet_seeds_match_brute_force_including_phi_seam_and_eta_edge() -> None:
     ref = _seeds_reference(jet_eta, jet_phi, hits)
     assert list(zip(se.tolist(), sp.tolist(), found.tolist(), strict=True)) == ref
     # a jet with no hit in its window falls back to its own tower, flagged
-    se, sp, found = jet_seeds({"eta": np.array([0.0]), "phi": np.array([0.0]), "counts": np.array([1])},
-                              np.array([0]), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(56 * 72))
+    se, sp, found = jet_seeds(
+        {"eta": np.array([0.0]), "phi": np.array([0.0]), "counts": np.array([1])},
+        np.array([0]),
+        np.zeros(0),
+        np.zeros(0),
+        np.zeros(0),
+        np.zeros(56 * 72),
+    )
     assert not found[0] and se[0] == geo.hcal_ieta(0.0) * 5 + 2
 
 

@@ -11,8 +11,11 @@ from e2e.source import Source, WorkItem
 
 
 def _source(files, **params) -> RootSource:
-    data = {"source": {"files": [str(f) for f in files], **params},
-            "modules": {"jetShapes": {"type": "JetShapeProducer"}}, "outputs": [{"file": "unused.root"}]}
+    data = {
+        "source": {"files": [str(f) for f in files], **params},
+        "modules": {"jetShapes": {"type": "JetShapeProducer"}},
+        "outputs": [{"file": "unused.root"}],
+    }
     desc = load_process(data)
     from e2e.process import Process
 
@@ -52,5 +55,5 @@ def test_read_in_any_order_gives_the_same_batches():
             assert all(np.array_equal(ca.columns[k], cb.columns[k]) for k in ca.columns)
     jets = np.concatenate([b.get("source:Jet")["pt"] for b in forward])
     per_event = np.concatenate([[0], np.cumsum(np.concatenate([b.get("source:Jet").counts for b in forward]))])
-    assert np.array_equal(odd.get("source:Jet")["pt"], jets[per_event[33]:per_event[61]])
+    assert np.array_equal(odd.get("source:Jet")["pt"], jets[per_event[33] : per_event[61]])
     assert np.array_equal(odd.ids["event"], np.concatenate([b.ids["event"] for b in forward])[33:61])

@@ -19,36 +19,65 @@ from taggers.models.networks import GraphNet
 
 pytest.importorskip("onnxruntime")
 N = 20
-GRAPHS = {"type": "JetGraphProducer", "channels": ["track_pt", "track_d0", "track_dz", "ecal", "hcal"],
-          "window": 33, "hcal_upsample": False, "thresholds": {"ecal": 0.2}, "k": 8}
+GRAPHS = {
+    "type": "JetGraphProducer",
+    "channels": ["track_pt", "track_d0", "track_dz", "ecal", "hcal"],
+    "window": 33,
+    "hcal_upsample": False,
+    "thresholds": {"ecal": 0.2},
+    "k": 8,
+}
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A GraphNet artefact whose input spec is the parameters of GRAPHS (weights random)."""
-    data = {"source": {"files": [str(SAMPLE)], "max_events": 4},
-            "modules": {"jetGraphs": GRAPHS}, "outputs": [{"file": "unused.root", "keep": ["jetGraphs"]}]}
+    data = {
+        "source": {"files": [str(SAMPLE)], "max_events": 4},
+        "modules": {"jetGraphs": GRAPHS},
+        "outputs": [{"file": "unused.root", "keep": ["jetGraphs"]}],
+    }
     g = next(Process(load_process(data)).iter_batches()).get("jetGraphs")
     torch.manual_seed(0)
     hyper = {"n_features": g.x.shape[1], "n_classes": 2, "kind": "sage", "hidden": 16, "layers": 2}
     net = GraphNet(**hyper)
     keys = ("channels", "window", "k", "hcal_upsample", "thresholds", "scale", "coordinates", "edges", "space")
-    spec = {"name": "test_gnn", "architecture": {"name": "GraphNet", "hyperparameters": hyper},
-            "input": {"product": "graphs", **{k: g.params[k] for k in keys}}, "outputs": ["qcd", "tau"],
-            "provenance": {"training": "random weights (test fixture)"}}
+    spec = {
+        "name": "test_gnn",
+        "architecture": {"name": "GraphNet", "hyperparameters": hyper},
+        "input": {"product": "graphs", **{k: g.params[k] for k in keys}},
+        "outputs": ["qcd", "tau"],
+        "provenance": {"training": "random weights (test fixture)"},
+    }
     ptr = torch.from_numpy(g.node_offsets)
     inputs = (torch.from_numpy(g.x), torch.from_numpy(g.neighbors), torch.from_numpy(g.batch_vector()), ptr)
     path = tmp_path_factory.mktemp("model") / "test_gnn"
-    return artefact.save(path, net, spec, inputs, ["x", "neighbors", "batch", "ptr"],
-                         {"x": {0: "nodes"}, "neighbors": {0: "nodes"}, "batch": {0: "nodes"}, "ptr": {0: "ptr"}})
+    return artefact.save(
+        path,
+        net,
+        spec,
+        inputs,
+        ["x", "neighbors", "batch", "ptr"],
+        {"x": {0: "nodes"}, "neighbors": {0: "nodes"}, "batch": {0: "nodes"}, "ptr": {0: "ptr"}},
+    )
 
 
 def config(tmp, model_dir, backend, **graphs) -> dict:
-    return {"process": "Tag", "source": {"files": [str(SAMPLE)]},
-            "modules": {"jetGraphs": {**GRAPHS, **graphs},
-                        "tauGNN": {"type": "GNNTagger", "model": str(model_dir), "backend": backend,
-                                   "device": "cpu", "micro_batch": 7}},
-            "outputs": [{"file": str(tmp / f"{backend}.root"), "keep": ["tauGNN"]}]}
+    return {
+        "process": "Tag",
+        "source": {"files": [str(SAMPLE)]},
+        "modules": {
+            "jetGraphs": {**GRAPHS, **graphs},
+            "tauGNN": {
+                "type": "GNNTagger",
+                "model": str(model_dir),
+                "backend": backend,
+                "device": "cpu",
+                "micro_batch": 7,
+            },
+        },
+        "outputs": [{"file": str(tmp / f"{backend}.root"), "keep": ["tauGNN"]}],
+    }
 
 
 def test_torch_and_onnxruntime_agree_through_e2e_run(tmp_path, model_dir, capsys):

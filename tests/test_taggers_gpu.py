@@ -10,8 +10,7 @@ import yaml
 from conftest import run_cli
 from test_taggers import config, model_dir  # noqa: F401  (the fixture)
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])

@@ -17,11 +17,16 @@ GRAPHS = {"type": "JetGraphProducer", "window": 33, "hcal_upsample": False, "thr
 def test_train_then_tag(tmp_path, capsys):
     from e2e.cli.train import main as train_main
 
-    cfg = {"name": "small_gnn", "product": "jetGraphs",
-           "process": {"source": {"files": [str(SAMPLE)], "step_size": 50}, "modules": {"jetGraphs": GRAPHS}},
-           "output": str(tmp_path / "small_gnn"), "split": [0.5, 0.25, 0.25], "heldout": [str(SAMPLE)],
-           "model": {"name": "GraphNet", "hyperparameters": {"kind": "sage", "hidden": 16, "layers": 2}},
-           "optimizer": {"max_epochs": 2, "batch_size": 32, "budget_minutes": 1}}
+    cfg = {
+        "name": "small_gnn",
+        "product": "jetGraphs",
+        "process": {"source": {"files": [str(SAMPLE)], "step_size": 50}, "modules": {"jetGraphs": GRAPHS}},
+        "output": str(tmp_path / "small_gnn"),
+        "split": [0.5, 0.25, 0.25],
+        "heldout": [str(SAMPLE)],
+        "model": {"name": "GraphNet", "hyperparameters": {"kind": "sage", "hidden": 16, "layers": 2}},
+        "optimizer": {"max_epochs": 2, "batch_size": 32, "budget_minutes": 1},
+    }
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert train_main([str(path), "--no-progress"]) == 0
@@ -36,9 +41,14 @@ def test_train_then_tag(tmp_path, capsys):
     metrics = json.loads((tmp_path / "small_gnn" / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["auc"] <= 1.0
     # the artefact runs in e2e-run with the same producer settings
-    run_cfg = {"source": {"files": [str(SAMPLE)]}, "modules": {
-        "jetGraphs": GRAPHS, "tauGNN": {"type": "GNNTagger", "model": str(tmp_path / "small_gnn"), "device": "cpu"}},
-        "outputs": [{"file": str(tmp_path / "tagged.root"), "keep": ["tauGNN"]}]}
+    run_cfg = {
+        "source": {"files": [str(SAMPLE)]},
+        "modules": {
+            "jetGraphs": GRAPHS,
+            "tauGNN": {"type": "GNNTagger", "model": str(tmp_path / "small_gnn"), "device": "cpu"},
+        },
+        "outputs": [{"file": str(tmp_path / "tagged.root"), "keep": ["tauGNN"]}],
+    }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(run_cfg))
     rc, _, err = run_cli([str(tmp_path / "run.yaml"), "--no-progress"], capsys)
     assert rc == 0, err
@@ -48,8 +58,12 @@ def test_train_then_tag(tmp_path, capsys):
     # e2e-eval reads the truth from the input recorded in the provenance and checks the alignment
     from e2e.cli.eval import main as eval_main
 
-    assert eval_main([str(tmp_path / "tagged.root"), "--plot", str(tmp_path / "roc.png"), "--json",
-                      str(tmp_path / "eval.json")]) == 0
+    assert (
+        eval_main(
+            [str(tmp_path / "tagged.root"), "--plot", str(tmp_path / "roc.png"), "--json", str(tmp_path / "eval.json")]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "tauGNN" in out and "20-100" in out and (tmp_path / "roc.png").stat().st_size > 0
     # re-evaluating the artefact reproduces the held-out metrics recorded in model.yaml

@@ -14,8 +14,11 @@ GRAPHS = {"type": "JetGraphProducer", "window": 33, "hcal_upsample": False, "thr
 
 
 def _batches(**modules):
-    data = {"source": {"files": [str(SAMPLE)], "step_size": 50}, "modules": modules,
-            "outputs": [{"file": "unused.root", "keep": list(modules)}]}
+    data = {
+        "source": {"files": [str(SAMPLE)], "step_size": 50},
+        "modules": modules,
+        "outputs": [{"file": "unused.root", "keep": list(modules)}],
+    }
     return Process(load_process(data), extra_fields=TRUTH_FIELDS).iter_batches()
 
 
@@ -55,17 +58,31 @@ def test_frame_dataset_round_trip():
     assert np.array_equal(ds.inputs(np.arange(3))["frames"], f.data[sel])
 
 
-@pytest.mark.parametrize(("space", "edges", "self_loops", "window"), [
-    ("coordinates", "knn", False, 33), ("coordinates", "knn", True, 33), ("features", "knn", False, 33),
-    ("features", "knn", True, 17), ("coordinates", "radius", False, 33), ("coordinates", "radius", True, 17),
-    ("coordinates", "knn", False, 63),
-])
+@pytest.mark.parametrize(
+    ("space", "edges", "self_loops", "window"),
+    [
+        ("coordinates", "knn", False, 33),
+        ("coordinates", "knn", True, 33),
+        ("features", "knn", False, 33),
+        ("features", "knn", True, 17),
+        ("coordinates", "radius", False, 33),
+        ("coordinates", "radius", True, 17),
+        ("coordinates", "knn", False, 63),
+    ],
+)
 def test_training_sees_the_graphs_the_producer_serves(space, edges, self_loops, window):
     """No train/inference skew: the edges a model trains on equal the producer's, for every graph option."""
     from training.train import inputs_of
 
-    producer = {**GRAPHS, "space": space, "edges": edges, "self_loops": self_loops, "window": window,
-                "radius": 3.0, "k": 6}
+    producer = {
+        **GRAPHS,
+        "space": space,
+        "edges": edges,
+        "self_loops": self_loops,
+        "window": window,
+        "radius": 3.0,
+        "k": 6,
+    }
     ds = collect(_batches(jetGraphs=producer), "jetGraphs", Selection(), (0.6, 0.2, 0.2), seed=3)
     served = []
     for batch in _batches(jetGraphs=producer):
@@ -78,4 +95,4 @@ def test_training_sees_the_graphs_the_producer_serves(space, edges, self_loops, 
     trained = inputs_of(ds, jets)["neighbors"]
     off = ds.arrays["node_offsets"]
     for j in jets:
-        assert np.array_equal(trained[off[j]:off[j + 1]] - off[j], served[j]), j
+        assert np.array_equal(trained[off[j] : off[j + 1]] - off[j], served[j]), j

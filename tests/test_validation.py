@@ -75,8 +75,10 @@ def test_cli_on_file(tmp_path, capsys) -> None:
     from simulation.generate import generate, load_config
 
     out = tmp_path / "x.root"
-    generate(load_config({"process": "ztautau", "events": 5, "seed": 7, "pileup": {"mu": 0}, "output": str(out)}),
-             progress_bar=False)
+    generate(
+        load_config({"process": "ztautau", "events": 5, "seed": 7, "pileup": {"mu": 0}, "output": str(out)}),
+        progress_bar=False,
+    )
     assert main([str(out)]) == 0
     assert capsys.readouterr().out.strip() == f"OK {out}: 5 events (schema DESIGN §4.1)"
 

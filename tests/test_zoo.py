@@ -30,11 +30,14 @@ def test_artefact_is_complete_and_self_describing(name):
     assert yaml.safe_load(meta["e2e_model_yaml"])["name"] == name
 
 
-@pytest.mark.parametrize(("config", "taggers"), [
-    ("tau_gnn", (("tauGNN", "tau_gnn"), ("tauShapes", "tau_shapes"))),
-    ("tau_gnn_fast", (("tauGNN", "tau_gnn_fast"),)),
-    ("tau_cnn", (("tauCNN", "tau_cnn"),)),
-])
+@pytest.mark.parametrize(
+    ("config", "taggers"),
+    [
+        ("tau_gnn", (("tauGNN", "tau_gnn"), ("tauShapes", "tau_shapes"))),
+        ("tau_gnn_fast", (("tauGNN", "tau_gnn_fast"),)),
+        ("tau_cnn", (("tauCNN", "tau_cnn"),)),
+    ],
+)
 def test_main_jobs_reproduce_recorded_heldout_metrics(config, taggers, tmp_path, capsys, monkeypatch):
     from e2e.cli.eval import main as eval_main
 

@@ -32,8 +32,9 @@ SPLITS = ("train", "validation", "test")
 TRUTH_FIELDS = {"Jet": ("pt", "label", "gen_pt")}
 
 
-def event_split(run: np.ndarray, lumi: np.ndarray, event: np.ndarray, fractions: tuple[float, float, float],
-                seed: int) -> np.ndarray:
+def event_split(
+    run: np.ndarray, lumi: np.ndarray, event: np.ndarray, fractions: tuple[float, float, float], seed: int
+) -> np.ndarray:
     """Part of every event, 0 train / 1 validation / 2 test, from a 64-bit mix of its ids and ``seed``."""
     with np.errstate(over="ignore"):  # 64-bit wrap-around is the point of the mix
         h = (run.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (lumi.astype(np.uint64) << np.uint64(32))
@@ -98,8 +99,14 @@ def _select(jets: JaggedCollection, sel: Selection) -> tuple[np.ndarray, np.ndar
     return mask, y
 
 
-def collect(batches: Any, product_label: str, sel: Selection, fractions: tuple[float, float, float],
-            seed: int, max_jets: int | None = None) -> JetDataset:
+def collect(
+    batches: Any,
+    product_label: str,
+    sel: Selection,
+    fractions: tuple[float, float, float],
+    seed: int,
+    max_jets: int | None = None,
+) -> JetDataset:
     """Run the producers over ``batches`` (from Process.iter_batches) and keep the selected jets' products."""
     parts: dict[str, list[np.ndarray]] = {}
     ys, pts, splits = [], [], []
@@ -114,8 +121,7 @@ def collect(batches: Any, product_label: str, sel: Selection, fractions: tuple[f
             known = ", ".join(k.product.__name__ for k in INPUT_KINDS.values())
             raise ConfigError(f"cannot train on '{product_label}' ({type(product).__name__}); models read {known}")
         mask, y = _select(jets, sel)
-        event_part = event_split(batch.ids["run"], batch.ids["luminosityBlock"], batch.ids["event"], fractions,
-                                 seed)
+        event_part = event_split(batch.ids["run"], batch.ids["luminosityBlock"], batch.ids["event"], fractions, seed)
         idx = np.flatnonzero(mask)
         if max_jets is not None:
             idx = idx[: max(0, max_jets - n_kept)]

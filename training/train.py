@@ -46,12 +46,18 @@ class OptimizerConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = param("", "built-in architecture: GraphNet (graphs), ResNet (frames), LinearNet (tables); "
-                          "empty: the one for the product")
-    class_path: str = param("", "an architecture outside e2e, package.module:Class (a torch.nn.Module with an "
-                                "input_kind; see taggers/models/registry.py)")
-    init_args: dict[str, Any] = param({}, "constructor arguments (n_features / n_channels and n_classes are "
-                                          "filled in from the data)")
+    name: str = param(
+        "",
+        "built-in architecture: GraphNet (graphs), ResNet (frames), LinearNet (tables); empty: the one for the product",
+    )
+    class_path: str = param(
+        "",
+        "an architecture outside e2e, package.module:Class (a torch.nn.Module with an "
+        "input_kind; see taggers/models/registry.py)",
+    )
+    init_args: dict[str, Any] = param(
+        {}, "constructor arguments (n_features / n_channels and n_classes are filled in from the data)"
+    )
     hyperparameters: dict[str, Any] = param({}, "the same as init_args (the name used by earlier configs)")
 
 
@@ -66,8 +72,10 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "architecture"})
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig, metadata={"help": "optimisation"})
     max_jets: int = param(-1, "use at most this many jets (-1: all)", minimum=-1)
-    heldout: list[str] = param(["data/sample_tau_qcd.root"], "independent files tagged after training, through "
-                                                            "e2e-run's modules (metrics recorded in model.yaml)")
+    heldout: list[str] = param(
+        ["data/sample_tau_qcd.root"],
+        "independent files tagged after training, through e2e-run's modules (metrics recorded in model.yaml)",
+    )
     seed: int = param(1, "seed of the split, initialisation and shuffling")
     threads: int = param(0, "torch CPU threads (0: default)", minimum=0)
 
@@ -91,15 +99,20 @@ def architecture(cfg: TrainConfig, kind: InputKind, product: str) -> Any:
     cls = resolve_architecture(name, m.class_path, "model")
     if cls.input_kind != kind.name:
         fits = DEFAULT_ARCHITECTURE[kind.name]
-        raise ConfigError(f"model: {m.class_path or name} reads {cls.input_kind}, but '{product}' makes "
-                          f"{kind.name} ({kind.product.__name__}); use {fits} or a class whose input_kind is "
-                          f"{kind.name}")
+        raise ConfigError(
+            f"model: {m.class_path or name} reads {cls.input_kind}, but '{product}' makes "
+            f"{kind.name} ({kind.product.__name__}); use {fits} or a class whose input_kind is "
+            f"{kind.name}"
+        )
     return cls
 
 
 def _network(cls: Any, cfg: TrainConfig, ds: JetDataset) -> tuple[Any, dict[str, Any]]:
-    hyper = {**(cfg.model.init_args or cfg.model.hyperparameters),
-             **ds.input_kind.sizes(ds.arrays, ds.params), "n_classes": len(cfg.selection.classes)}
+    hyper = {
+        **(cfg.model.init_args or cfg.model.hyperparameters),
+        **ds.input_kind.sizes(ds.arrays, ds.params),
+        "n_classes": len(cfg.selection.classes),
+    }
     try:
         return cls(**hyper), hyper
     except TypeError as err:
@@ -151,7 +164,7 @@ def predict(net: Any, ds: JetDataset, jets: np.ndarray, batch_size: int = 1024) 
     net.eval()
     with torch.inference_mode():
         for a in range(0, len(jets), batch_size):
-            inp = inputs_of(ds, jets[a:a + batch_size])
+            inp = inputs_of(ds, jets[a : a + batch_size])
             out.append(torch.softmax(net(*(torch.from_numpy(v) for v in inp.values())), dim=1).numpy())
     return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
 
@@ -201,8 +214,14 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     lo, hi = cfg.selection.pt_range
     sel = Selection(dict(cfg.selection.classes), (lo, hi), cfg.selection.require_gen_match)
     f_train, f_val, f_test = cfg.split
-    ds = collect(made.iter_batches(), cfg.product, sel, (f_train, f_val, f_test),
-                 cfg.seed, None if cfg.max_jets < 0 else cfg.max_jets)
+    ds = collect(
+        made.iter_batches(),
+        cfg.product,
+        sel,
+        (f_train, f_val, f_test),
+        cfg.seed,
+        None if cfg.max_jets < 0 else cfg.max_jets,
+    )
     t_data = time.perf_counter() - t0
     log = tqdm.write if progress else (lambda line: print(line, file=sys.stderr, flush=True))
     log(f"e2e-train: {cfg.name}: dataset {ds.counts()} jets in {t_data:.0f} s")
@@ -235,7 +254,7 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
         total, n = 0.0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", disable=not progress, leave=False)
         for step in bar:
-            jets = order[step * opt.batch_size:(step + 1) * opt.batch_size]
+            jets = order[step * opt.batch_size : (step + 1) * opt.batch_size]
             inp = inputs_of(ds, jets)
             logits = net(*(torch.from_numpy(v) for v in inp.values()))
             loss = loss_fn(logits, torch.as_tensor(ds.y[jets]))
@@ -249,8 +268,10 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
                 break
         v = val_loss()
         history.append({"epoch": epoch, "train_loss": total / max(n, 1), "validation_loss": v})
-        log(f"e2e-train: {cfg.name}: epoch {epoch}: train loss {total / max(n, 1):.4f}, validation loss "
-            f"{v:.4f}, {n} jets, {time.perf_counter() - t_train:.0f} s")
+        log(
+            f"e2e-train: {cfg.name}: epoch {epoch}: train loss {total / max(n, 1):.4f}, validation loss "
+            f"{v:.4f}, {n} jets, {time.perf_counter() - t_train:.0f} s"
+        )
         if v < best:
             best, best_epoch = v, epoch
             best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
@@ -286,11 +307,17 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
             "config": to_plain(cfg),
             "seed": cfg.seed,
             "dataset": {"jets": ds.counts(), "files": list(cfg.process.get("source", {}).get("files", []))},
-            "training": {"epochs": len(history), "best_epoch": best_epoch, "stopped": stopped,
-                         "wall_s": round(train_s, 1), "dataset_s": round(t_data, 1),
-                         "budget_minutes": opt.budget_minutes, "machine": f"{platform.machine()}, "
-                         f"{torch.get_num_threads()} torch threads", "torch": str(torch.__version__),
-                         "python": sys.version.split()[0]},
+            "training": {
+                "epochs": len(history),
+                "best_epoch": best_epoch,
+                "stopped": stopped,
+                "wall_s": round(train_s, 1),
+                "dataset_s": round(t_data, 1),
+                "budget_minutes": opt.budget_minutes,
+                "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+                "torch": str(torch.__version__),
+                "python": sys.version.split()[0],
+            },
         },
         "metrics": {"test": _round(metrics)},
     }
@@ -298,16 +325,22 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     dynamic = kind.dynamic_axes
     spec["parity"] = export_with_parity(out, net, spec, ds, test, example, dynamic)
     if cfg.heldout:
-        spec["metrics"]["heldout"] = {"files": list(cfg.heldout),
-                                      **_round(heldout_metrics(cfg, out, sel, names[sig]))}
+        spec["metrics"]["heldout"] = {"files": list(cfg.heldout), **_round(heldout_metrics(cfg, out, sel, names[sig]))}
         _rewrite(out, net, spec, example, dynamic)
     (out / "metrics.json").write_text(json.dumps({"test": _round(metrics), "history": history}, indent=1))
     roc_plot(out / "roc.png", {cfg.name: (score[ds.y[test] == sig], score[ds.y[test] != sig])})
     return metrics
 
 
-def export_with_parity(out: Path, net: Any, spec: dict[str, Any], ds: JetDataset, test: np.ndarray,
-                       example: dict[str, np.ndarray], dynamic: dict[str, dict[int, str]]) -> dict[str, Any]:
+def export_with_parity(
+    out: Path,
+    net: Any,
+    spec: dict[str, Any],
+    ds: JetDataset,
+    test: np.ndarray,
+    example: dict[str, np.ndarray],
+    dynamic: dict[str, dict[int, str]],
+) -> dict[str, Any]:
     """Save the artefact, then compare torch and onnxruntime at several batch sizes (max |diff| <= 1e-4)."""
     import onnxruntime as ort
     import torch
@@ -342,10 +375,15 @@ def heldout_metrics(cfg: TrainConfig, artefact_dir: Path, sel: Selection, signal
     from taggers.artefact import Artefact
 
     kind = Artefact.load(str(artefact_dir)).input_kind
-    modules = {**cfg.process["modules"], "tagger": {"type": kind.tagger, kind.tagger_param: cfg.product,
-                                                     "model": str(artefact_dir), "device": "cpu"}}
-    data = {"source": {**cfg.process["source"], "files": list(cfg.heldout), "max_events": -1},
-            "modules": modules, "outputs": [{"file": "unused.root", "keep": ["tagger"]}]}
+    modules = {
+        **cfg.process["modules"],
+        "tagger": {"type": kind.tagger, kind.tagger_param: cfg.product, "model": str(artefact_dir), "device": "cpu"},
+    }
+    data = {
+        "source": {**cfg.process["source"], "files": list(cfg.heldout), "max_events": -1},
+        "modules": modules,
+        "outputs": [{"file": "unused.root", "keep": ["tagger"]}],
+    }
     scores, labels, pts, gen = [], [], [], []
     for batch in Process(load_process(data), extra_fields=TRUTH_FIELDS).iter_batches():
         jets = batch.get("source:Jet")
@@ -354,14 +392,18 @@ def heldout_metrics(cfg: TrainConfig, artefact_dir: Path, sel: Selection, signal
         pts.append(jets["pt"])
         gen.append(jets["gen_pt"])
     s, lab, pt, g = (np.concatenate(a) for a in (scores, labels, pts, gen))
-    base = (g > 0) & (pt > sel.pt_range[0]) & (pt < sel.pt_range[1]) if sel.require_gen_match else \
-        (pt > sel.pt_range[0]) & (pt < sel.pt_range[1])
+    base = (
+        (g > 0) & (pt > sel.pt_range[0]) & (pt < sel.pt_range[1])
+        if sel.require_gen_match
+        else (pt > sel.pt_range[0]) & (pt < sel.pt_range[1])
+    )
     sig_label, bkg_label = sel.classes[signal], [v for k, v in sel.classes.items() if k != signal]
     return summary(s[base & (lab == sig_label)], s[base & np.isin(lab, bkg_label)])
 
 
-def _rewrite(out: Path, net: Any, spec: dict[str, Any], example: dict[str, np.ndarray],
-             dynamic: dict[str, dict[int, str]]) -> None:
+def _rewrite(
+    out: Path, net: Any, spec: dict[str, Any], example: dict[str, np.ndarray], dynamic: dict[str, dict[int, str]]
+) -> None:
     """Write model.yaml (and the ONNX metadata) again after adding to the spec."""
     import torch
 

@@ -55,8 +55,14 @@ def load_config_mapping(path: str | None, overrides: list[str], what: str) -> di
 
 def add_common_arguments(p: argparse.ArgumentParser, set_example: str) -> None:
     """The options every configuration-driven console script shares: -s, --dump-config, --no-progress, --debug."""
-    p.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"override a parameter (VALUE is YAML), e.g. {set_example}")
+    p.add_argument(
+        "-s",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a parameter (VALUE is YAML), e.g. {set_example}",
+    )
     p.add_argument("--dump-config", action="store_true", help="print the fully expanded configuration and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -144,6 +150,9 @@ def _user_error(prog: str, message: str, debug: bool) -> int:
 
 def _internal_error(prog: str) -> int:
     traceback.print_exc()
-    print(f"{prog}: internal error (a bug in e2e, not in your input): please report it with the command line "
-          "and the traceback above", file=sys.stderr)
+    print(
+        f"{prog}: internal error (a bug in e2e, not in your input): please report it with the command line "
+        "and the traceback above",
+        file=sys.stderr,
+    )
     return 70

@@ -95,8 +95,10 @@ def input_files(path: str, prov: dict[str, Any]) -> list[str]:
         tried = list(dict.fromkeys([str(here / rel), recorded, rel]))
         hit = next((t for t in tried if Path(t).is_file() or glob.has_magic(t) and glob.glob(t)), None)
         if hit is None:
-            raise E2EError(f"{path}: its input {recorded} is not found (tried {', '.join(tried)}); it was moved or "
-                           "renamed: give the hits file(s) with --input")
+            raise E2EError(
+                f"{path}: its input {recorded} is not found (tried {', '.join(tried)}); it was moved or "
+                "renamed: give the hits file(s) with --input"
+            )
         found.append(hit)
     from e2e.io.source import expand_files
 
@@ -121,8 +123,10 @@ def _read_truth(files: list[str], ids: dict[str, np.ndarray], where: str) -> dic
             t = f["Events"]
             missing = [b for b in (*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt") if b not in t.keys()]
             if missing:
-                raise E2EError(f"{path}: no truth branch {missing[0]} (the input of e2e-eval must be a simulated "
-                               "hits file; give it with --input)")
+                raise E2EError(
+                    f"{path}: no truth branch {missing[0]} (the input of e2e-eval must be a simulated "
+                    "hits file; give it with --input)"
+                )
             a = t.arrays([*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt"], entry_stop=remaining, library="ak")
         remaining -= len(a)
         for k in a.fields:
@@ -130,20 +134,25 @@ def _read_truth(files: list[str], ids: dict[str, np.ndarray], where: str) -> dic
     truth = {k: ak.concatenate(v) for k, v in out.items()} if out else {}
     for k in IDS:
         if k not in truth or len(truth[k]) != n_events or not np.array_equal(ak.to_numpy(truth[k]), ids[k]):
-            raise E2EError(f"{where}: the tagged file and its input ({', '.join(files)}) do not have the same "
-                           f"events in the same order ({k} differs); give the right --input")
+            raise E2EError(
+                f"{where}: the tagged file and its input ({', '.join(files)}) do not have the same "
+                f"events in the same order ({k} differs); give the right --input"
+            )
     counts = ak.to_numpy(ak.num(truth["Jet_pt"], axis=1))
     bad = counts != ids["nJet"]
     if bad.any():
         e = int(np.argmax(bad))
-        raise E2EError(f"{where}: the tagged file and its input ({', '.join(files)}) have the same events but "
-                       f"different jets (entry {e}: nJet {ids['nJet'][e]} tagged, {counts[e]} in the input); "
-                       "give the input it was made from with --input")
+        raise E2EError(
+            f"{where}: the tagged file and its input ({', '.join(files)}) have the same events but "
+            f"different jets (entry {e}: nJet {ids['nJet'][e]} tagged, {counts[e]} in the input); "
+            "give the input it was made from with --input"
+        )
     return {k: ak.to_numpy(ak.flatten(truth[k])) for k in ("Jet_label", "Jet_pt", "Jet_gen_pt")}
 
 
-def evaluate(files: list[str], inputs: list[str] | None, signal: str, pt: tuple[float, float],
-             pt_bins: list[float]) -> dict[str, Any]:
+def evaluate(
+    files: list[str], inputs: list[str] | None, signal: str, pt: tuple[float, float], pt_bins: list[float]
+) -> dict[str, Any]:
     """Metrics of every tagger in ``files``; truth from ``inputs`` or each file's recorded inputs."""
     from taggers.metrics import summary
 
@@ -167,8 +176,10 @@ def evaluate(files: list[str], inputs: list[str] | None, signal: str, pt: tuple[
 
 
 def table(results: dict[str, Any], pt: tuple[float, float]) -> list[str]:
-    lines = [f"{'tagger':<22} {'pT [GeV]':<10} {'AUC':>16} {'misID@60%':>16} {'1/eB@0.3':>9} {'@0.5':>8} "
-             f"{'@0.6':>8} {'@0.7':>8} {'tau/QCD':>12}"]
+    lines = [
+        f"{'tagger':<22} {'pT [GeV]':<10} {'AUC':>16} {'misID@60%':>16} {'1/eB@0.3':>9} {'@0.5':>8} "
+        f"{'@0.6':>8} {'@0.7':>8} {'tau/QCD':>12}"
+    ]
     for name, res in results.items():
         for bin_name, m in res.items():
             label = f"{pt[0]:g}-{pt[1]:g}" if bin_name == "all" else bin_name
@@ -176,7 +187,8 @@ def table(results: dict[str, Any], pt: tuple[float, float]) -> list[str]:
                 f"{name:<22} {label:<10} {m['auc']:8.4f}+-{m['auc_error']:.4f} "
                 f"{m.get('misid_at_0.6', float('nan')):8.4f}+-{m.get('misid_at_0.6_error', float('nan')):.4f} "
                 f"{m['rejection_at_0.3']:9.1f} {m['rejection_at_0.5']:8.1f} {m['rejection_at_0.6']:8.1f} "
-                f"{m['rejection_at_0.7']:8.1f} {m['n_signal']:>5}/{m['n_background']:<6}")
+                f"{m['rejection_at_0.7']:8.1f} {m['n_signal']:>5}/{m['n_background']:<6}"
+            )
     return lines
 
 
@@ -190,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.pt[0] < args.pt[1]:
             raise E2EError(f"--pt {args.pt[0]:g} {args.pt[1]:g}: expected MIN < MAX (GeV)")
         if len(args.pt_bins) < 2 or np.any(np.diff(args.pt_bins) <= 0):
-            raise E2EError(f"--pt-bins {' '.join(f'{b:g}' for b in args.pt_bins)}: expected at least two increasing "
-                           "edges (GeV)")
+            raise E2EError(
+                f"--pt-bins {' '.join(f'{b:g}' for b in args.pt_bins)}: expected at least two increasing edges (GeV)"
+            )
         first = args.files[0]
         plot = nonempty(args.plot, "--plot") or str(Path(first).with_name(Path(first).stem + "_roc.png"))
         nonempty(args.json, "--json")

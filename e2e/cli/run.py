@@ -13,12 +13,14 @@ from e2e.errors import ConfigError
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(
-        prog="e2e-run", description=__doc__,
+        prog="e2e-run",
+        description=__doc__,
         epilog="examples:  e2e-run process_configs/jet_frames.yaml -n 100\n"
-               "           e2e-run process_configs/jet_frames.yaml -i 'data/*.root' -o out.root "
-               "-s modules.jetGraphs.k=8\n"
-               "           e2e-run --help-module JetGraphProducer",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "           e2e-run process_configs/jet_frames.yaml -i 'data/*.root' -o out.root "
+        "-s modules.jetGraphs.k=8\n"
+        "           e2e-run --help-module JetGraphProducer",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("config", nargs="?", help="process configuration (YAML), e.g. process_configs/jet_frames.yaml")
     p.add_argument("-i", "--input", nargs="+", metavar="FILE", help="input files or globs (replace source.files)")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (replaces the file of the first output)")
@@ -45,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.help_module}: {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}")
             print("\n".join("  " + line for line in describe(cls.Params)))
             return 0
-        data = load_config_mapping(args.config, args.set,
-                                   "a process configuration such as process_configs/jet_frames.yaml")
+        data = load_config_mapping(
+            args.config, args.set, "a process configuration such as process_configs/jet_frames.yaml"
+        )
         for f in args.input or ():
             nonempty(f, "-i")
         if args.input:

@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.help_config:
             print("\n".join(describe(TrainConfig)))
             return 0
-        data = load_config_mapping(args.config, args.set,
-                                   "a training configuration such as process_configs/train_tau_gnn.yaml")
+        data = load_config_mapping(
+            args.config, args.set, "a training configuration such as process_configs/train_tau_gnn.yaml"
+        )
         if nonempty(args.output, "-o") is not None:
             data["output"] = args.output
         cfg = load_config(data, str(args.config))
@@ -41,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         command = "e2e-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
         m = train(cfg, command, text, progress=not args.no_progress and sys.stderr.isatty())
-        print(f"e2e-train: {cfg.name}: test AUC {m['auc']:.4f} +- {m['auc_error']:.4f}, "
-              f"misID at 60 % tau efficiency {m['misid_at_0.6']:.4f}, rejection at 0.6 {m['rejection_at_0.6']:.1f} "
-              f"({m['n_signal']} tau / {m['n_background']} QCD test jets); artefact {cfg.output}")
+        print(
+            f"e2e-train: {cfg.name}: test AUC {m['auc']:.4f} +- {m['auc_error']:.4f}, "
+            f"misID at 60 % tau efficiency {m['misid_at_0.6']:.4f}, rejection at 0.6 {m['rejection_at_0.6']:.1f} "
+            f"({m['n_signal']} tau / {m['n_background']} QCD test jets); artefact {cfg.output}"
+        )
         return 0
 
     return run_main("e2e-train", body, args.debug)

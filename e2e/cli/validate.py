@@ -1,7 +1,7 @@
 """e2e-validate: check hits-tree ROOT files against the schema (DESIGN §4.1), or the generator's physics.
 
-  e2e-validate FILE [FILE ...] [--tree Events]   schema-validate each file
-  e2e-validate --physics [--events N] [--seed S] measured values vs REFERENCE.md (exit 1 if a check fails)
+e2e-validate FILE [FILE ...] [--tree Events]   schema-validate each file
+e2e-validate --physics [--events N] [--seed S] measured values vs REFERENCE.md (exit 1 if a check fails)
 """
 
 from __future__ import annotations
@@ -19,13 +19,18 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="*", metavar="FILE", help="hits-tree ROOT file(s) to validate")
     p.add_argument("--tree", default="Events", help="TTree name (default: Events)")
-    p.add_argument("--physics", action="store_true",
-                   help="generate small samples and compare with the reference physics numbers")
+    p.add_argument(
+        "--physics", action="store_true", help="generate small samples and compare with the reference physics numbers"
+    )
     p.add_argument("--events", type=int, default=400, help="Z -> tautau events for the tau checks (default 400)")
     p.add_argument("--pileup-events", type=int, default=40, help="events at mu = 40 for the pileup checks (default 40)")
     p.add_argument("--ecal-particles", type=int, default=2000, help="particles of the ECAL gun (default 2000)")
-    p.add_argument("--auc-events", type=int, default=300,
-                   help="events of each of ztautau and qcd per pileup point for the AUC report (default 300)")
+    p.add_argument(
+        "--auc-events",
+        type=int,
+        default=300,
+        help="events of each of ztautau and qcd per pileup point for the AUC report (default 300)",
+    )
     p.add_argument("--seed", type=int, default=1, help="base seed; the checks use seed, seed+1, ... (default 1)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -76,9 +81,11 @@ def _physics(args: argparse.Namespace) -> int:
     for title, rep in reports:
         out += [*v.format_auc_report(rep, title=title), ""]
     n_fail = sum(not c.passed for c in checks)
-    out.append(f"{len(checks) - n_fail}/{len(checks)} checks passed"
-               + (f"; FAILED: {', '.join(c.name for c in checks if not c.passed)}" if n_fail else "")
-               + f" ({time.perf_counter() - t_all:.0f} s)")
+    out.append(
+        f"{len(checks) - n_fail}/{len(checks)} checks passed"
+        + (f"; FAILED: {', '.join(c.name for c in checks if not c.passed)}" if n_fail else "")
+        + f" ({time.perf_counter() - t_all:.0f} s)"
+    )
     print("\n".join(out))
     return 1 if n_fail else 0
 
@@ -97,8 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         for f in args.files:
             n = validate_file(f, tree=args.tree)
             casts = inspect_file(f, args.tree).casts
-            read = "; read with casts (every value checked to fit): " + ", ".join(
-                f"{b} {a}->{t}" for b, (a, t) in casts.items()) if casts else ""
+            read = (
+                "; read with casts (every value checked to fit): "
+                + ", ".join(f"{b} {a}->{t}" for b, (a, t) in casts.items())
+                if casts
+                else ""
+            )
             print(f"OK {f}: {n} events (schema DESIGN §4.1){read}")
         return _physics(args) if args.physics else 0
 

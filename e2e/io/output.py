@@ -78,11 +78,17 @@ class RootOutput(OutputModule):
         copy_input: bool = param(False, "also copy every input branch (default: a friend tree with the ids only)")
         compression: str = param("lz4", "compression algorithm", choices=tuple(COMPRESSION))
         compression_level: int = param(1, "compression level", minimum=1, maximum=9)
-        graph_edges: bool = param(True, "write the edges of kept JetGraphs (false: nodes only; kNN edges are "
-                                        "rebuilt from the nodes by the same kernel)")
-        jet_kinematics: bool = param(True, "also write Jet_pt, Jet_eta, Jet_phi, Jet_mass, so the friend alone is a "
-                                           "NanoAOD-style file: coffea's NanoAODSchema makes events.Jet four-vectors "
-                                           "with the scores as fields")
+        graph_edges: bool = param(
+            True,
+            "write the edges of kept JetGraphs (false: nodes only; kNN edges are "
+            "rebuilt from the nodes by the same kernel)",
+        )
+        jet_kinematics: bool = param(
+            True,
+            "also write Jet_pt, Jet_eta, Jet_phi, Jet_mass, so the friend alone is a "
+            "NanoAOD-style file: coffea's NanoAODSchema makes events.Jet four-vectors "
+            "with the scores as fields",
+        )
 
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
@@ -97,19 +103,28 @@ class RootOutput(OutputModule):
         """Resolve ``keep`` against the products modules can make (tag -> product type)."""
         self.kept, self.skipped = {}, []
         for pattern in self.params.keep:
-            matched = [t for t in available if fnmatch.fnmatchcase(t, pattern) or
-                       fnmatch.fnmatchcase(split_tag(t)[0], pattern) and ":" not in pattern]
+            matched = [
+                t
+                for t in available
+                if fnmatch.fnmatchcase(t, pattern)
+                or fnmatch.fnmatchcase(split_tag(t)[0], pattern)
+                and ":" not in pattern
+            ]
             if not matched:
-                raise ConfigError(f"{self.label}.keep: '{pattern}' matches no module product "
-                                  f"(products: {', '.join(available) or 'none'})")
+                raise ConfigError(
+                    f"{self.label}.keep: '{pattern}' matches no module product "
+                    f"(products: {', '.join(available) or 'none'})"
+                )
             for tag in matched:
                 tp = available[tag]
                 if _writable(tp):
                     self.kept[tag] = tp
                 elif not glob_like(pattern):
-                    raise ConfigError(f"{self.label}.keep: product '{tag}' is a {tp.__name__}, which RootOutput "
-                                      "cannot write (writable: jet products with columns(), e.g. JetTable, "
-                                      "JetFrames, JetGraphs)")
+                    raise ConfigError(
+                        f"{self.label}.keep: product '{tag}' is a {tp.__name__}, which RootOutput "
+                        "cannot write (writable: jet products with columns(), e.g. JetTable, "
+                        "JetFrames, JetGraphs)"
+                    )
                 elif tag not in self.skipped:
                     self.skipped.append(tag)
 
@@ -134,8 +149,9 @@ class RootOutput(OutputModule):
         directory, so e2e-eval finds them when the input and the output are moved together."""
         self._provenance = dict(info)
         out_dir = os.path.dirname(os.path.abspath(self.params.file))
-        self._provenance["inputs_relative_to_output"] = [p if "://" in p else os.path.relpath(p, out_dir)
-                                                         for p in info.get("inputs", [])]
+        self._provenance["inputs_relative_to_output"] = [
+            p if "://" in p else os.path.relpath(p, out_dir) for p in info.get("inputs", [])
+        ]
 
     def _columns(self, batch: EventBatch) -> dict[str, Any]:
         jets: JaggedCollection = batch.get(f"{SOURCE_LABEL}:Jet")
@@ -170,8 +186,9 @@ class RootOutput(OutputModule):
         if self._writer is None:
             self.record_products(batch)
             self._types = types
-            self._writer = AtomicTreeWriter(self.params.file, types, self.params.tree, self.params.compression,
-                                            self.params.compression_level)
+            self._writer = AtomicTreeWriter(
+                self.params.file, types, self.params.tree, self.params.compression, self.params.compression_level
+            )
         elif types != self._types:
             previous = self._types or {}
             changed = [k for k in types if types[k] != previous.get(k)]
@@ -184,8 +201,10 @@ class RootOutput(OutputModule):
         """Remember the producer parameters of the kept products (written as ``e2e_products``)."""
         for tag in self.kept:
             product = batch.get(tag)
-            self._provenance.setdefault("products", {})[tag] = {"type": type(product).__name__,
-                                                                **dict(getattr(product, "params", {}))}
+            self._provenance.setdefault("products", {})[tag] = {
+                "type": type(product).__name__,
+                **dict(getattr(product, "params", {})),
+            }
 
     def close(self) -> str:
         if self._writer is None:

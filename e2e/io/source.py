@@ -72,10 +72,15 @@ def expand_files(patterns: list[str], where: str) -> list[str]:
         if ident is None:
             continue
         if ident in seen:
-            same = "twice" if os.path.abspath(seen[ident]) == os.path.abspath(path) else \
-                f"twice ('{seen[ident]}' and '{path}' are the same file)"
-            raise ConfigError(f"{where}: '{path}' is given {same}; each input file is read once "
-                              "(its events would appear twice in the output)")
+            same = (
+                "twice"
+                if os.path.abspath(seen[ident]) == os.path.abspath(path)
+                else f"twice ('{seen[ident]}' and '{path}' are the same file)"
+            )
+            raise ConfigError(
+                f"{where}: '{path}' is given {same}; each input file is read once "
+                "(its events would appear twice in the output)"
+            )
         seen[ident] = path
     return files
 
@@ -85,7 +90,7 @@ def _flat(arr: ak.Array, branch: str, source: str) -> tuple[np.ndarray, np.ndarr
     layout = arr.layout
     if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
         offsets = np.asarray(layout.offsets.data, dtype=np.int64)
-        content = np.asarray(layout.content.data)[offsets[0]:offsets[-1]]
+        content = np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
         return (offsets - offsets[0]) if offsets[0] else offsets, content
     if layout.purelist_depth != 2:
         raise SchemaError(f"{source}: branch '{branch}' is not a jagged array of numbers ({arr.type})")
@@ -95,8 +100,9 @@ def _flat(arr: ak.Array, branch: str, source: str) -> tuple[np.ndarray, np.ndarr
     return offsets, ak.to_numpy(ak.flatten(arr, axis=1))
 
 
-def file_branch_names(branches: Mapping[str, str], prefixes: Mapping[str, str], units: Mapping[str, float],
-                      label: str = "source") -> dict[str, str]:
+def file_branch_names(
+    branches: Mapping[str, str], prefixes: Mapping[str, str], units: Mapping[str, float], label: str = "source"
+) -> dict[str, str]:
     """Schema branch -> branch name in the files, from explicit names and collection prefixes (validated: one
     line naming the key and the closest schema name); unit factors are checked to apply to float branches."""
     import difflib
@@ -108,8 +114,9 @@ def file_branch_names(branches: Mapping[str, str], prefixes: Mapping[str, str], 
         close = difflib.get_close_matches(key, options, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         kind = "collection" if what == "prefixes" else "schema branch"
-        return ConfigError(f"{label}.{what}: {short(key)} is not a {kind}{hint}; the schema is in README "
-                           "'The hits tree'")
+        return ConfigError(
+            f"{label}.{what}: {short(key)} is not a {kind}{hint}; the schema is in README 'The hits tree'"
+        )
 
     for key in branches:
         if key not in schema:
@@ -121,8 +128,10 @@ def file_branch_names(branches: Mapping[str, str], prefixes: Mapping[str, str], 
         if key not in schema:
             raise unknown(key, schema, "units")
         if field_of(key).dtype.kind != "f":
-            raise ConfigError(f"{label}.units.{key}: a unit factor applies to float branches; {key} is "
-                              f"{field_of(key).dtype} (an index or a count)")
+            raise ConfigError(
+                f"{label}.units.{key}: a unit factor applies to float branches; {key} is "
+                f"{field_of(key).dtype} (an index or a count)"
+            )
         if not (factor > 0 and np.isfinite(factor)):
             raise ConfigError(f"{label}.units.{key}: got {factor}, expected a positive finite factor")
     names: dict[str, str] = {}
@@ -173,13 +182,20 @@ class RootSource(Source):
         max_events: int = param(-1, "stop after this many events in total (-1: all)", minimum=-1)
         check_values: bool = param(True, "check every value read against the schema (NaN/inf, ranges)")
         read_threads: int = param(2, "threads for decompression and interpretation (0: none)", minimum=0)
-        branches: dict[str, str] = param({}, "your branch names: schema branch -> branch in the file "
-                                             "(e.g. {Jet_pt: jetPt, nJet: nJets, event: evt})")
-        prefixes: dict[str, str] = param({}, "your collection prefixes: collection -> prefix of its branches "
-                                             "(e.g. {EcalHit: ecalRecHit_}: ecalRecHit_energy; counter "
-                                             "n + prefix without its trailing '_')")
-        units: dict[str, float] = param({}, "factors to the schema's units for float branches (file value x "
-                                            "factor; e.g. {Jet_pt: 0.001} for MeV, {Track_d0: 0.1} for mm)")
+        branches: dict[str, str] = param(
+            {}, "your branch names: schema branch -> branch in the file (e.g. {Jet_pt: jetPt, nJet: nJets, event: evt})"
+        )
+        prefixes: dict[str, str] = param(
+            {},
+            "your collection prefixes: collection -> prefix of its branches "
+            "(e.g. {EcalHit: ecalRecHit_}: ecalRecHit_energy; counter "
+            "n + prefix without its trailing '_')",
+        )
+        units: dict[str, float] = param(
+            {},
+            "factors to the schema's units for float branches (file value x "
+            "factor; e.g. {Jet_pt: 0.001} for MeV, {Track_d0: 0.1} for mm)",
+        )
 
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
@@ -208,8 +224,10 @@ class RootSource(Source):
             for coll, fields in self.columns.items():
                 for fld in fields or ():
                     if f"{coll}_{fld}" not in layout.names and fld in collection_fields(True)[coll]:
-                        raise SchemaError(f"{path}:{self.params.tree}: branch '{coll}_{fld}' is needed "
-                                          "but missing (it holds simulation truth: use a simulated sample)")
+                        raise SchemaError(
+                            f"{path}:{self.params.tree}: branch '{coll}_{fld}' is needed "
+                            "but missing (it holds simulation truth: use a simulated sample)"
+                        )
             self.files.append(_FileInfo(path, layout))
         if self.params.read_threads:
             self._executor = ThreadPoolExecutor(self.params.read_threads)
@@ -225,8 +243,10 @@ class RootSource(Source):
     def describe(self) -> str:
         notes = []
         if not self.params.check_values:
-            notes.append("value checks are OFF (check_values: false): NaN/inf hit values are not detected "
-                         "(index fields are still checked)")
+            notes.append(
+                "value checks are OFF (check_values: false): NaN/inf hit values are not detected "
+                "(index fields are still checked)"
+            )
         return "; ".join(notes)
 
     def empty_batch(self) -> EventBatch:
@@ -285,14 +305,16 @@ class RootSource(Source):
         except Exception as err:
             self._reader = None
             reader.close()
-            raise SchemaError(f"{source}: cannot read entries {item.entry_start}-{item.entry_stop - 1} "
-                              f"({type(err).__name__}: {err})") from err
+            raise SchemaError(
+                f"{source}: cannot read entries {item.entry_start}-{item.entry_stop - 1} ({type(err).__name__}: {err})"
+            ) from err
         arrays = read_chunk(arrays, info.layout, self.params.units)
         n = len(arrays[ID_FIELDS[0]])
         if n != item.n_events:
             raise SchemaError(f"{source}: read {n} entries at {item.entry_start}, expected {item.n_events}")
-        return self._batch(arrays, self._branches(info.truth), info, source, item.entry_start, item.entry_stop,
-                           item.index)
+        return self._batch(
+            arrays, self._branches(info.truth), info, source, item.entry_start, item.entry_stop, item.index
+        )
 
     def _info(self, path: str) -> _FileInfo:
         for info in self.files:
@@ -304,12 +326,23 @@ class RootSource(Source):
         """Branches to read from this file (its own names): ids, the counters of the planned collections, their
         fields."""
         wanted = self._branches(info.truth)
-        schema = list(ID_FIELDS) + [f"n{c}" for c in wanted if c in info.counters] + \
-            [b for fields in wanted.values() for b in fields.values()]
+        schema = (
+            list(ID_FIELDS)
+            + [f"n{c}" for c in wanted if c in info.counters]
+            + [b for fields in wanted.values() for b in fields.values()]
+        )
         return [info.layout.names[b] for b in schema]
 
-    def _batch(self, arrays: dict[str, Any], wanted: dict[str, dict[str, str]], info: _FileInfo, source: str,
-               start: int, stop: int, index: int) -> EventBatch:
+    def _batch(
+        self,
+        arrays: dict[str, Any],
+        wanted: dict[str, dict[str, str]],
+        info: _FileInfo,
+        source: str,
+        start: int,
+        stop: int,
+        index: int,
+    ) -> EventBatch:
         check = self.params.check_values
         casts = info.layout.casts
         ids = {}
@@ -333,8 +366,10 @@ class RootSource(Source):
                     offsets, first = offs, branch
                 elif not np.array_equal(offs, offsets):
                     bad = int(np.argmax(np.diff(offs) != np.diff(offsets)))
-                    raise SchemaError(f"{source}: branch '{branch}' has {offs[bad + 1] - offs[bad]} values in "
-                                      f"entry {start + bad} but '{first}' has {offsets[bad + 1] - offsets[bad]}")
+                    raise SchemaError(
+                        f"{source}: branch '{branch}' has {offs[bad + 1] - offs[bad]} values in "
+                        f"entry {start + bad} but '{first}' has {offsets[bad + 1] - offsets[bad]}"
+                    )
                 if check or field_of(branch).index:
                     check_branch_values(branch, values, counts=np.diff(offs), source=source, entry_offset=start)
                 columns[fld] = values
@@ -346,8 +381,7 @@ class RootSource(Source):
         return batch
 
 
-def _check_counter(counter: str, values: np.ndarray, offsets: np.ndarray, branch: str, source: str,
-                   start: int) -> None:
+def _check_counter(counter: str, values: np.ndarray, offsets: np.ndarray, branch: str, source: str, start: int) -> None:
     """The counter ``nX`` must equal the list lengths of the collection's branches (as e2e-validate checks)."""
     counts = np.diff(offsets)
     if values.dtype.kind not in "iu" or values.shape != counts.shape:
@@ -355,15 +389,17 @@ def _check_counter(counter: str, values: np.ndarray, offsets: np.ndarray, branch
     bad = values.astype(COUNTER_DTYPE, copy=False) != counts
     if bad.any():
         e = int(np.argmax(bad))
-        raise SchemaError(f"{source}: branch '{branch}' has {counts[e]} values in entry {start + e} "
-                          f"but {counter} = {values[e]}")
+        raise SchemaError(
+            f"{source}: branch '{branch}' has {counts[e]} values in entry {start + e} but {counter} = {values[e]}"
+        )
 
 
 class _Reader:
     """An open file iterating from one work item on: ``next()`` returns the arrays of the next item."""
 
-    def __init__(self, info: _FileInfo, item: WorkItem, tree: str, names: list[str],
-                 executor: ThreadPoolExecutor | None) -> None:
+    def __init__(
+        self, info: _FileInfo, item: WorkItem, tree: str, names: list[str], executor: ThreadPoolExecutor | None
+    ) -> None:
         import uproot
 
         self.file_path = info.path
@@ -371,8 +407,15 @@ class _Reader:
         self.step = item.n_events
         self._file = uproot.open(info.path)
         self._chunks = self._file[tree].iterate(
-            names, entry_start=item.entry_start, entry_stop=info.entries, step_size=self.step, library="ak",
-            decompression_executor=executor, interpretation_executor=executor, how=dict)
+            names,
+            entry_start=item.entry_start,
+            entry_stop=info.entries,
+            step_size=self.step,
+            library="ak",
+            decompression_executor=executor,
+            interpretation_executor=executor,
+            how=dict,
+        )
 
     def continues(self, item: WorkItem) -> bool:
         """True when ``item`` is the next step of this iteration (a shorter tail starts a new one)."""

@@ -31,8 +31,15 @@ class AtomicTreeWriter:
     ``atomic=False`` writes ``path`` directly (for files that are themselves temporaries).
     """
 
-    def __init__(self, path: str | os.PathLike, branch_types: Mapping[str, Any], tree: str = "Events",
-                 compression: str = "lz4", compression_level: int = 1, atomic: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        branch_types: Mapping[str, Any],
+        tree: str = "Events",
+        compression: str = "lz4",
+        compression_level: int = 1,
+        atomic: bool = True,
+    ) -> None:
         self.path = Path(path)
         self._target = atomic_file(self.path) if atomic else None
         self.tmp_path = self._target.tmp if self._target is not None else self.path
@@ -87,8 +94,9 @@ class AtomicTreeWriter:
     def __enter__(self) -> AtomicTreeWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
         else:

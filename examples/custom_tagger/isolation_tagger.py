@@ -37,5 +37,9 @@ class IsolationTauTagger(Producer):
         tau = np.exp(-shapes.column("isolation") / p.iso_scale - shapes.column("width") / p.width_scale)
         tau = np.where(shapes.column("charged_multiplicity") <= p.max_tracks, tau, 0.0).astype(np.float32)
         values = np.stack([1.0 - tau, tau], axis=1)
-        batch.put(self.label, TagScores(shapes.event_offsets, shapes.jet_index, {"iso_scale": p.iso_scale},
-                                        values=values, names=("qcd", "tau")))
+        batch.put(
+            self.label,
+            TagScores(
+                shapes.event_offsets, shapes.jet_index, {"iso_scale": p.iso_scale}, values=values, names=("qcd", "tau")
+            ),
+        )

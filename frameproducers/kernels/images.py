@@ -30,8 +30,9 @@ def _fill_chunk(out, j0, j1, thr, n_mask, seeds, ecal, hcal, tracks, tracker, ch
     for j in range(j0, j1):
         img = out[j].reshape((C, W * W))
         img[:] = 0.0
-        n_t = accumulate_window(img, sc, seeds.event[j], seeds.ieta[j], seeds.iphi[j], ecal, hcal, tracks, tracker,
-                                channels, par)
+        n_t = accumulate_window(
+            img, sc, seeds.event[j], seeds.ieta[j], seeds.iphi[j], ecal, hcal, tracks, tracker, channels, par
+        )
         if any_thr:
             threshold_touched(img, sc, n_t, thr)
 
@@ -44,12 +45,25 @@ def _fill_jet_images(out, nch, seeds, ecal, hcal, tracks, tracker, channels, par
     thr = effective_thresholds(channels)
     n_mask = scratch_length(ecal, hcal, tracks, tracker)
     for t in prange(nch):
-        _fill_chunk(out, t * n_jets // nch, (t + 1) * n_jets // nch, thr, n_mask, seeds, ecal, hcal, tracks, tracker,
-                    channels, par)
+        _fill_chunk(
+            out,
+            t * n_jets // nch,
+            (t + 1) * n_jets // nch,
+            thr,
+            n_mask,
+            seeds,
+            ecal,
+            hcal,
+            tracks,
+            tracker,
+            channels,
+            par,
+        )
 
 
-def fill_jet_images(out: np.ndarray, seeds: JetSeeds, hits: WindowHits, channels: ChannelMap, dz_max: float,
-                    hcal_upsample: bool) -> np.ndarray:
+def fill_jet_images(
+    out: np.ndarray, seeds: JetSeeds, hits: WindowHits, channels: ChannelMap, dz_max: float, hcal_upsample: bool
+) -> np.ndarray:
     """Fill ``out`` float32 [n_jets, C, W, W] (C-contiguous, any content: each jet's slab is zeroed here)
     with the jet images of ``seeds``; returns ``out``. Parallel over jets.
 

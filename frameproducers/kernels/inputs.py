@@ -124,12 +124,17 @@ def with_int64_offsets(c: _Collection) -> _Collection:
 
 def window_hits(hits: WindowHits) -> WindowHits:
     """``hits`` with int64 offsets in every collection."""
-    return WindowHits(with_int64_offsets(hits.ecal), with_int64_offsets(hits.hcal),
-                      with_int64_offsets(hits.tracks), with_int64_offsets(hits.tracker))
+    return WindowHits(
+        with_int64_offsets(hits.ecal),
+        with_int64_offsets(hits.hcal),
+        with_int64_offsets(hits.tracks),
+        with_int64_offsets(hits.tracker),
+    )
 
 
-def check_jets(jet_event: np.ndarray, seed_ieta: np.ndarray | None, seed_iphi: np.ndarray | None,
-               *offsets: np.ndarray) -> np.ndarray:
+def check_jets(
+    jet_event: np.ndarray, seed_ieta: np.ndarray | None, seed_iphi: np.ndarray | None, *offsets: np.ndarray
+) -> np.ndarray:
     """jet_event as int64; every jet's event inside every collection and its seed on the ECAL grid."""
     jet_event = as_int64(jet_event)
     n = len(jet_event)
@@ -150,8 +155,15 @@ def check_jets(jet_event: np.ndarray, seed_ieta: np.ndarray | None, seed_iphi: n
 
 def check_seeds(seeds: JetSeeds, hits: WindowHits) -> JetSeeds:
     """``seeds`` with int64 events, checked against the events of ``hits`` and the ECAL grid."""
-    event = check_jets(seeds.event, seeds.ieta, seeds.iphi, hits.ecal.offsets, hits.hcal.offsets,
-                       hits.tracks.offsets, hits.tracker.offsets)
+    event = check_jets(
+        seeds.event,
+        seeds.ieta,
+        seeds.iphi,
+        hits.ecal.offsets,
+        hits.hcal.offsets,
+        hits.tracks.offsets,
+        hits.tracker.offsets,
+    )
     return seeds._replace(event=event)
 
 

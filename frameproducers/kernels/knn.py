@@ -176,12 +176,30 @@ def _knn_pixels(pixel, node_offsets, par, out, nch, offsets):
             elif n >= _DENSE_OCCUPANCY * WW:
                 _knn_dense_graph(a, n, W, k, self_loops, out, r_of, c_of, grid, offsets, sel)
             else:
-                knn_sparse_graph(a, n, W, k, self_loops, out, r_of, c_of, row_start, col_start, tile_start,
-                                 tile_nodes, br, bc, bid, dist, sel)
+                knn_sparse_graph(
+                    a,
+                    n,
+                    W,
+                    k,
+                    self_loops,
+                    out,
+                    r_of,
+                    c_of,
+                    row_start,
+                    col_start,
+                    tile_start,
+                    tile_nodes,
+                    br,
+                    bc,
+                    bid,
+                    dist,
+                    sel,
+                )
 
 
-def _knn_table(pixel: np.ndarray, node_offsets: np.ndarray, W: int, k: int, self_loops: bool,
-               brute_force: bool) -> np.ndarray:
+def _knn_table(
+    pixel: np.ndarray, node_offsets: np.ndarray, W: int, k: int, self_loops: bool, brute_force: bool
+) -> np.ndarray:
     pixel, node_offsets, W = check_graph(pixel, node_offsets, W)
     if k < 1:
         raise ValueError("k must be >= 1")
@@ -212,8 +230,7 @@ def knn_pixels(pixel: np.ndarray, node_offsets: np.ndarray, W: int, k: int, self
     return _knn_table(pixel, node_offsets, W, k, self_loops, False)
 
 
-def brute_force_knn_pixels(pixel: np.ndarray, node_offsets: np.ndarray, W: int, k: int,
-                           self_loops: bool) -> np.ndarray:
+def brute_force_knn_pixels(pixel: np.ndarray, node_offsets: np.ndarray, W: int, k: int, self_loops: bool) -> np.ndarray:
     """Same result as :func:`knn_pixels` by brute force: all O(n^2) candidate distances of a graph and a full
     sort per node (the benchmark baseline; same parallel driver over graphs). Returns int64 [N, k] global node
     indices, same padding rule."""

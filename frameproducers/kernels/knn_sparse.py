@@ -145,8 +145,9 @@ def _rank_into_row(out, row, a, k, cut, mb, dist, bid, sel):
 
 
 @no_refcount
-def knn_sparse_graph(a, n, W, k, self_loops, out, r_of, c_of, row_start, col_start, tile_start, tile_nodes,
-                     br, bc, bid, dist, sel):
+def knn_sparse_graph(
+    a, n, W, k, self_loops, out, r_of, c_of, row_start, col_start, tile_start, tile_nodes, br, bc, bid, dist, sel
+):
     """kNN rows of the n nodes of the graph at ``a`` (r_of, c_of, row_start from the pixels; the rest scratch)."""
     _column_index(W, c_of, row_start, col_start)
     S = max(1, min(W, int(math.sqrt(_BLOCK_NODES * k * W * W / (9.0 * n)) + 0.5)))

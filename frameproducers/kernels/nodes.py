@@ -86,8 +86,26 @@ def _sort_pixels(touched, n, flag, W, row_count, tmp):
 
 
 @njit(cache=True)
-def _nodes_of_chunk(mode, t, j0, j1, offs, region, done, nodes, thr, n_mask, seeds, ecal, hcal, tracks, tracker,
-                    channels, par, eta_centre):
+def _nodes_of_chunk(
+    mode,
+    t,
+    j0,
+    j1,
+    offs,
+    region,
+    done,
+    nodes,
+    thr,
+    n_mask,
+    seeds,
+    ecal,
+    hcal,
+    tracks,
+    tracker,
+    channels,
+    par,
+    eta_centre,
+):
     """The graph nodes of jets j0..j1-1 (chunk t of :func:`_graph_nodes`) with one scratch (a [C, W*W] window,
     its touched flags and list) reused across jets."""
     C = channels.scale.shape[0]
@@ -104,8 +122,9 @@ def _nodes_of_chunk(mode, t, j0, j1, offs, region, done, nodes, thr, n_mask, see
     write = mode != _COUNT
     row = region[t] if mode == _SPECULATE else 0
     for j in range(j0, j1):
-        n_t = accumulate_window(buf, sc, seeds.event[j], seeds.ieta[j], seeds.iphi[j], ecal, hcal, tracks, tracker,
-                                channels, par)
+        n_t = accumulate_window(
+            buf, sc, seeds.event[j], seeds.ieta[j], seeds.iphi[j], ecal, hcal, tracks, tracker, channels, par
+        )
         if write and n_t > 1:
             _sort_pixels(touched, n_t, flag, W, row_count, tmp)
         seed_ieta = seeds.ieta[j]
@@ -147,8 +166,7 @@ def _nodes_of_chunk(mode, t, j0, j1, offs, region, done, nodes, thr, n_mask, see
 
 
 @njit(parallel=True, cache=True)
-def _graph_nodes(mode, offs, region, done, nodes, nch, seeds, ecal, hcal, tracks, tracker, channels, par,
-                 eta_centre):
+def _graph_nodes(mode, offs, region, done, nodes, nch, seeds, ecal, hcal, tracks, tracker, channels, par, eta_centre):
     """The graph nodes of every jet, parallel over ``nch`` chunks of consecutive jets (the named tuples only pass
     through the prange body: numba drops writes through them there, numba#7135).
 
@@ -160,8 +178,26 @@ def _graph_nodes(mode, offs, region, done, nodes, nch, seeds, ecal, hcal, tracks
     thr = effective_thresholds(channels)
     n_mask = scratch_length(ecal, hcal, tracks, tracker)
     for t in prange(nch):
-        _nodes_of_chunk(mode, t, t * n_jets // nch, (t + 1) * n_jets // nch, offs, region, done, nodes, thr, n_mask,
-                        seeds, ecal, hcal, tracks, tracker, channels, par, eta_centre)
+        _nodes_of_chunk(
+            mode,
+            t,
+            t * n_jets // nch,
+            (t + 1) * n_jets // nch,
+            offs,
+            region,
+            done,
+            nodes,
+            thr,
+            n_mask,
+            seeds,
+            ecal,
+            hcal,
+            tracks,
+            tracker,
+            channels,
+            par,
+            eta_centre,
+        )
 
 
 def _offsets_of(counts: np.ndarray) -> np.ndarray:
@@ -178,9 +214,16 @@ def _seed_subset(seeds: JetSeeds, idx: np.ndarray) -> JetSeeds:
     return JetSeeds(seeds.event[idx], seeds.ieta[idx], seeds.iphi[idx])
 
 
-def build_graph_nodes(seeds: JetSeeds, hits: WindowHits, channels: ChannelMap, W: int, dz_max: float,
-                      hcal_upsample: bool, coordinates: bool,
-                      eta_centre: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def build_graph_nodes(
+    seeds: JetSeeds,
+    hits: WindowHits,
+    channels: ChannelMap,
+    W: int,
+    dz_max: float,
+    hcal_upsample: bool,
+    coordinates: bool,
+    eta_centre: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Graph nodes of every jet of ``seeds`` straight from the hits, parallel over chunks of jets.
 
     Nodes = window pixels with at least one non-zero channel after thresholding, in ascending
@@ -201,12 +244,18 @@ def build_graph_nodes(seeds: JetSeeds, hits: WindowHits, channels: ChannelMap, W
     if eta_centre.shape != (ECAL_N_IETA,):
         raise ValueError(f"eta_centre must have {ECAL_N_IETA} entries")
     F = C + (2 if coordinates else 0)
-    par = frame_params(window=W, dz_max=float(dz_max), hcal_upsample=bool(hcal_upsample),
-                       coordinates=bool(coordinates))
+    par = frame_params(window=W, dz_max=float(dz_max), hcal_upsample=bool(hcal_upsample), coordinates=bool(coordinates))
     nch = n_chunks(n_jets)
 
-    def run(mode: int, offs: np.ndarray, region: np.ndarray, done: np.ndarray, nodes: GraphNodes, jets: JetSeeds,
-            chunks: int) -> None:
+    def run(
+        mode: int,
+        offs: np.ndarray,
+        region: np.ndarray,
+        done: np.ndarray,
+        nodes: GraphNodes,
+        jets: JetSeeds,
+        chunks: int,
+    ) -> None:
         _graph_nodes(mode, offs, region, done, nodes, chunks, jets, *hits, channels, par, eta_centre)
 
     none = _node_arrays(0, F)

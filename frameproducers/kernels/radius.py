@@ -97,12 +97,12 @@ def _radius_pixels(pixel, node_offsets, par, out, num, nch):
         keys = np.empty(max_neighbors, np.int64)
         for g in range(t * n_graphs // nch, (t + 1) * n_graphs // nch):
             a = node_offsets[g]
-            _radius_graph(pixel, a, node_offsets[g + 1] - a, W, R, r2, max_neighbors, self_loops, grid, keys, out,
-                          num)
+            _radius_graph(pixel, a, node_offsets[g + 1] - a, W, R, r2, max_neighbors, self_loops, grid, keys, out, num)
 
 
-def radius_pixels(pixel: np.ndarray, node_offsets: np.ndarray, W: int, radius: float, max_neighbors: int,
-                  self_loops: bool) -> tuple[np.ndarray, np.ndarray]:
+def radius_pixels(
+    pixel: np.ndarray, node_offsets: np.ndarray, W: int, radius: float, max_neighbors: int, self_loops: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Radius graph in pixel space: ``neighbors`` int64 [N, max_neighbors] and ``num_neighbors`` int32 [N].
 
     Candidates of node i: nodes of its graph with squared pixel distance <= radius^2 (radius in crystals),

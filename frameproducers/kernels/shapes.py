@@ -96,9 +96,19 @@ def _fill_jet_shapes(out, jets, ecal, hcal, tracks, centres, par):
         out[j, 5] = ndisp
 
 
-def fill_jet_shapes(out: np.ndarray, jets: JetAxes, ecal: CaloHits, hcal: CaloHits, tracks: ShapeTracks,
-                    centres: CellCentres, cone: float = 0.4, core: float = 0.1, track_pt_min: float = 1.0,
-                    dz_max: float = 0.1, d0sig_min: float = 3.0) -> np.ndarray:
+def fill_jet_shapes(
+    out: np.ndarray,
+    jets: JetAxes,
+    ecal: CaloHits,
+    hcal: CaloHits,
+    tracks: ShapeTracks,
+    centres: CellCentres,
+    cone: float = 0.4,
+    core: float = 0.1,
+    track_pt_min: float = 1.0,
+    dz_max: float = 0.1,
+    d0sig_min: float = 3.0,
+) -> np.ndarray:
     """Classical jet shapes into ``out`` float32 [n_jets, 6], columns :data:`SHAPE_NAMES`; returns ``out``.
 
     dR to the jet axis (jet eta/phi) with dphi wrapped into [-pi, pi); hits at their cell centre
@@ -115,8 +125,20 @@ def fill_jet_shapes(out: np.ndarray, jets: JetAxes, ecal: CaloHits, hcal: CaloHi
         raise ValueError(f"out must be float32 [n_jets, {len(SHAPE_NAMES)}], got {out.dtype} {out.shape}")
     event = check_jets(jets.event, None, None, ecal.offsets, hcal.offsets, tracks.offsets)
     centres = CellCentres(*(np.ascontiguousarray(a, dtype=np.float64) for a in centres))
-    par = frame_params(cone=float(cone), core=float(core), track_pt_min=float(track_pt_min), dz_max=float(dz_max),
-                       d0sig_min=float(d0sig_min))
-    _fill_jet_shapes(out, jets._replace(event=event), with_int64_offsets(ecal), with_int64_offsets(hcal),
-                     with_int64_offsets(tracks), centres, par)
+    par = frame_params(
+        cone=float(cone),
+        core=float(core),
+        track_pt_min=float(track_pt_min),
+        dz_max=float(dz_max),
+        d0sig_min=float(d0sig_min),
+    )
+    _fill_jet_shapes(
+        out,
+        jets._replace(event=event),
+        with_int64_offsets(ecal),
+        with_int64_offsets(hcal),
+        with_int64_offsets(tracks),
+        centres,
+        par,
+    )
     return out

@@ -50,8 +50,14 @@ class WindowScratch(NamedTuple):
 def window_scratch(n_mask, n_flag):
     """New scratch: masks of ``n_mask`` (:func:`scratch_length`) hits, touched flags of ``n_flag`` pixels."""
     mask = np.zeros(n_mask, np.uint8)
-    return WindowScratch(mask, mask.view(np.uint64), np.zeros(n_mask, np.int32), np.empty(n_mask, np.int32),
-                         np.zeros(n_flag, np.uint8), np.empty(n_flag, np.int32))
+    return WindowScratch(
+        mask,
+        mask.view(np.uint64),
+        np.zeros(n_mask, np.int32),
+        np.empty(n_mask, np.int32),
+        np.zeros(n_flag, np.uint8),
+        np.empty(n_flag, np.int32),
+    )
 
 
 @njit(cache=True)
@@ -118,8 +124,8 @@ def _hits_in_window(hits, e, towers, mult, shift, row0, col0, W, sc):
     n = hits.offsets[e + 1] - lo
     if n == 0:
         return lo, np.int64(0)
-    ieta = hits.ieta[lo:lo + n]
-    iphi = hits.iphi[lo:lo + n]
+    ieta = hits.ieta[lo : lo + n]
+    iphi = hits.iphi[lo : lo + n]
     mask = sc.mask
     m64 = sc.words
     m64[(n - 1) >> 3] = 0  # mask bytes beyond n read as 0 by the word scan

@@ -48,8 +48,9 @@ def neighbor_sum(x: Tensor, neighbors: Tensor, weight: float = 1.0) -> Tensor:
         adj = torch.sparse_csr_tensor(crow, neighbors.reshape(-1), values, (n, x.shape[0]), check_invariants=False)
         return adj @ x
     rows = torch.arange(n, device=x.device).repeat_interleave(k)
-    adj = torch.sparse_coo_tensor(torch.stack([rows, neighbors.reshape(-1)]), values, (n, x.shape[0]),
-                                  check_invariants=False)
+    adj = torch.sparse_coo_tensor(
+        torch.stack([rows, neighbors.reshape(-1)]), values, (n, x.shape[0]), check_invariants=False
+    )
     return torch.sparse.mm(adj, x)
 
 
@@ -126,8 +127,9 @@ class EdgeConvGather(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(2 * in_channels, out_channels), nn.ReLU(),
-                                 nn.Linear(out_channels, out_channels))
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * in_channels, out_channels), nn.ReLU(), nn.Linear(out_channels, out_channels)
+        )
 
     def forward(self, x: Tensor, neighbors: Tensor) -> Tensor:
         xj = x[neighbors]  # [N, k, F]

@@ -39,8 +39,16 @@ class GraphNet(nn.Module):
     shift: Tensor  # input standardisation (buffers set by e2e-train)
     scale: Tensor
 
-    def __init__(self, n_features: int, n_classes: int, kind: str = "sage", hidden: int = 64, layers: int = 3,
-                 k_dynamic: int = 16, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        kind: str = "sage",
+        hidden: int = 64,
+        layers: int = 3,
+        k_dynamic: int = 16,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         layer = GATHER_LAYERS["edgeconv" if kind == "dgcnn" else kind]
         self.kind = kind
@@ -50,8 +58,9 @@ class GraphNet(nn.Module):
         dims = [n_features] + [hidden] * layers
         self.convs = nn.ModuleList(layer(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
-        self.head = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
-                                  nn.Linear(hidden, n_classes))
+        self.head = nn.Sequential(
+            nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
+        )
 
     def forward(self, x: Tensor, neighbors: Tensor, batch: Tensor, ptr: Tensor) -> Tensor:
         h = (x - self.shift) * self.scale
@@ -70,8 +79,11 @@ class ResidualBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
-        self.skip = (nn.Identity() if stride == 1 and c_in == c_out else
-                     nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)))
+        self.skip = (
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         y = torch.relu(self.bn1(self.conv1(x)))
@@ -88,13 +100,23 @@ class ResNet(nn.Module):
     shift: Tensor  # input standardisation (buffers set by e2e-train)
     scale: Tensor
 
-    def __init__(self, n_channels: int, n_classes: int, widths: tuple[int, ...] = (16, 32, 64),
-                 blocks_per_stage: int = 2, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        n_channels: int,
+        n_classes: int,
+        widths: tuple[int, ...] = (16, 32, 64),
+        blocks_per_stage: int = 2,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         self.register_buffer("shift", torch.zeros(n_channels, 1, 1))
         self.register_buffer("scale", torch.ones(n_channels, 1, 1))
-        self.stem = nn.Sequential(nn.Conv2d(n_channels, widths[0], 7, stride=2, padding=3, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU(), nn.MaxPool2d(2))
+        self.stem = nn.Sequential(
+            nn.Conv2d(n_channels, widths[0], 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
         stages = []
         c = widths[0]
         for i, w in enumerate(widths):

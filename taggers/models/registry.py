@@ -34,11 +34,12 @@ def resolve_architecture(name: str = "", class_path: str = "", where: str = "mod
     elif name in BUILTIN_ARCHITECTURES:
         path, what = BUILTIN_ARCHITECTURES[name], name
     elif name == EXTERNAL:
-        raise ConfigError(f"{where}: an external (ONNX-only) model has no torch architecture; use backend: "
-                          "onnxruntime")
+        raise ConfigError(f"{where}: an external (ONNX-only) model has no torch architecture; use backend: onnxruntime")
     else:
-        raise ConfigError(f"{where}: unknown architecture {short(name)} (built-in: "
-                          f"{', '.join(BUILTIN_ARCHITECTURES)}; or class_path: package.module:Class)")
+        raise ConfigError(
+            f"{where}: unknown architecture {short(name)} (built-in: "
+            f"{', '.join(BUILTIN_ARCHITECTURES)}; or class_path: package.module:Class)"
+        )
     cls = import_object(path, where)
     import torch
 
@@ -48,8 +49,10 @@ def resolve_architecture(name: str = "", class_path: str = "", where: str = "mod
         raise ConfigError(f"{where}: {what} is not a torch.nn.Module class")
     kind = getattr(cls, "input_kind", None)
     if kind not in INPUT_KINDS:
-        raise ConfigError(f"{where}: {what} has no input_kind (one of {', '.join(INPUT_KINDS)}): declare which "
-                          "product it reads as a class attribute")
+        raise ConfigError(
+            f"{where}: {what} has no input_kind (one of {', '.join(INPUT_KINDS)}): declare which "
+            "product it reads as a class attribute"
+        )
     return cls
 
 

@@ -8,8 +8,12 @@ import uproot
 N = 6
 tree_in = uproot.open("data/sample_tau_qcd.root")["Events"]
 arrays = tree_in.arrays(entry_stop=N, library="np")
-C_TYPE = {np.dtype("int16"): "short", np.dtype("float32"): "float", np.dtype("int8"): "char",
-          np.dtype("uint8"): "unsigned char"}
+C_TYPE = {
+    np.dtype("int16"): "short",
+    np.dtype("float32"): "float",
+    np.dtype("int8"): "char",
+    np.dtype("uint8"): "unsigned char",
+}
 
 f = ROOT.TFile("tests/data/vector_hits.root", "RECREATE", "", 404)  # 404: LZ4 level 4
 tree = ROOT.TTree("Events", "hits tree written by ROOT with std::vector branches (6 events of the sample)")

@@ -54,5 +54,6 @@ class JetChargeProducer(Producer):
         n_used = np.bincount(jet, weights=use, minlength=len(jets))
         values = np.stack([charge, n_used], axis=1).astype(np.float32)
         record = {"kappa": p.kappa, "cone": p.cone, "dz_max": p.dz_max}
-        batch.put(self.label, JetTable(jets.offsets, jets.local_index(), record, values=values,
-                                       names=("charge", "n_tracks")))
+        batch.put(
+            self.label, JetTable(jets.offsets, jets.local_index(), record, values=values, names=("charge", "n_tracks"))
+        )

@@ -118,21 +118,7 @@ def notebook_graphs(path: Path, graph_params: dict, n_jets: int) -> tuple[float,
     rows = []
     for e in range(len(ev)):
         one = ev[e : e + 1]
-
-        def coll(name, fields, one=one):
-            c = {f: ak.to_numpy(ak.flatten(one[f"{name}_{src}"])) for f, src in fields.items()}
-            c["offsets"] = np.array([0, len(next(iter(c.values())))])
-            return c
-
-        ecal = coll("EcalHit", {"ieta": "ieta", "iphi": "iphi", "energy": "energy"})
-        hcal = coll("HcalHit", {"ieta": "ieta", "iphi": "iphi", "energy": "energy"})
-        trk = coll(
-            "Track", {"ieta": "ecal_ieta", "iphi": "ecal_iphi", "pt": "pt", "d0v": "d0", "dzv": "dz", "dz": "dz"}
-        )
-        thit = coll("TrackerHit", {"layer": "layer", "ieta": "ieta", "iphi": "iphi"})
-        img = ref.event_images(
-            0, ecal, hcal, trk, thit, px.channel_of_code, px.scale, px.threshold, p.dz_max, p.hcal_upsample
-        )
+        img = ref.notebook_event_image(one, px, p.dz_max, p.hcal_upsample)
         for j in range(len(one.Jet_pt[0])):
             crop = ref.crop(img, int(one.Jet_seed_ieta[0][j]), int(one.Jet_seed_iphi[0][j]), W)
             r, c = np.nonzero(np.any(crop != 0, axis=0))

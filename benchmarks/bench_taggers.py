@@ -132,29 +132,7 @@ def notebook_way(model: str, path: Path, max_jets: int) -> float:
     data: list = []
     for e in range(len(ev)):
         one = ev[e : e + 1]
-
-        def coll(name: str, fields: dict, one=one) -> dict:
-            c = {f: ak.to_numpy(ak.flatten(one[f"{name}_{src}"])) for f, src in fields.items()}
-            c["offsets"] = np.array([0, len(next(iter(c.values())))])
-            return c
-
-        ecal = coll("EcalHit", {"ieta": "ieta", "iphi": "iphi", "energy": "energy"})
-        hcal = coll("HcalHit", {"ieta": "ieta", "iphi": "iphi", "energy": "energy"})
-        trk = coll(
-            "Track",
-            {
-                "ieta": "ecal_ieta",
-                "iphi": "ecal_iphi",
-                "pt": "pt",
-                "d0v": f"d0{impact}",
-                "dzv": f"dz{impact}",
-                "dz": "dz",
-            },
-        )
-        thit = coll("TrackerHit", {"layer": "layer", "ieta": "ieta", "iphi": "iphi"})
-        img = ref.event_images(
-            0, ecal, hcal, trk, thit, px.channel_of_code, px.scale, px.threshold, pp.dz_max, pp.hcal_upsample
-        )
+        img = ref.notebook_event_image(one, px, pp.dz_max, pp.hcal_upsample, impact)
         for j in range(len(one.Jet_pt[0])):
             seed = int(one.Jet_seed_ieta[0][j])
             crop = ref.crop(img, seed, int(one.Jet_seed_iphi[0][j]), pp.window)[None]

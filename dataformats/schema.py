@@ -762,6 +762,20 @@ def open_root_file(path: str | os.PathLike) -> Any:
 TREE_CLASSES = ("TTree", "ROOT::RNTuple", "ROOT::Experimental::RNTuple")
 
 
+def tree_class(file: Any, path: str, tree: str, hint: str = "") -> str:
+    """The class of ``tree`` (a path such as ``fevt/RHTree``) in an open file; one-line SchemaError listing the
+    file's trees when it has none of that name (``hint`` is appended, e.g. which parameter sets the name)."""
+    try:
+        found = {k.rsplit(";", 1)[0]: c for k, c in file.classnames().items()}
+    except Exception as exc:
+        raise SchemaError(f"{path}: cannot read the file directory ({_exc_line(exc)})") from exc
+    trees = [k for k, c in found.items() if c in TREE_CLASSES]
+    if tree not in trees:
+        listed = ", ".join(repr(t) for t in trees) or "none"
+        raise SchemaError(f"{path}: no TTree or RNTuple '{tree}' (trees in the file: {listed}){hint}")
+    return str(found[tree])
+
+
 @dataclass(frozen=True)
 class FileLayout:
     """What :func:`inspect_file` found: entries, Jet truth present, collections with a counter branch, the
@@ -802,15 +816,7 @@ def inspect_file(
     source = f"{p}:{tree}"
     rename = dict(names or {})
     with open_root_file(p) as file:
-        try:
-            found = {k.rsplit(";", 1)[0]: c for k, c in file.classnames().items()}
-        except Exception as exc:
-            raise SchemaError(f"{p}: cannot read the file directory ({_exc_line(exc)})") from exc
-        trees = [k for k, c in found.items() if c in TREE_CLASSES]
-        if tree not in trees:
-            listed = ", ".join(repr(t) for t in trees) or "none"
-            raise SchemaError(f"{p}: no TTree or RNTuple '{tree}' (trees in the file: {listed})")
-        rntuple = found[tree] != "TTree"
+        rntuple = tree_class(file, p, tree) != "TTree"
         try:
             ttree = file[tree]
             on_disk = set(ttree.keys())
@@ -937,14 +943,8 @@ def field_of(branch: str) -> Field:
     raise KeyError(branch)
 
 
-def check_branch_values(
-    branch: str,
-    values: np.ndarray,
-    *,
-    counts: np.ndarray | None = None,
-    source: str = "<arrays>",
-    entry_offset: int = 0,
-) -> None:
+def check_branch_values(branch: str, values: np.ndarray, *, counts: np.ndarray | None = None,
+                        source: str = "<arrays>", entry_offset: int = 0) -> None:  # fmt: skip
     """Check flat ``values`` of one schema branch (NaN/inf, range, allowed values); one-line SchemaError.
 
     ``counts``: entries per event for a jagged branch, so the message names the event entry

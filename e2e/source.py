@@ -33,6 +33,21 @@ class WorkItem:
         return self.entry_stop - self.entry_start
 
 
+def plan_entries(files: list[tuple[str, int]], tree: str, step: int, max_events: int = -1) -> list[WorkItem]:
+    """Items of at most ``step`` entries over ``(file, entries)`` in file and entry order, up to ``max_events``
+    in total (-1: all)."""
+    items: list[WorkItem] = []
+    remaining = max_events if max_events >= 0 else sum(entries for _, entries in files)
+    for path, entries in files:
+        stop_file = min(entries, remaining)
+        for start in range(0, stop_file, step):
+            items.append(WorkItem(path, tree, start, min(start + step, stop_file), len(items)))
+        remaining -= stop_file
+        if remaining <= 0:
+            break
+    return items
+
+
 #: Column plan: collection -> fields to read (None: all fields), from what the scheduled modules consume.
 ColumnPlan = Mapping[str, tuple[str, ...] | None]
 

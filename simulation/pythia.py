@@ -56,6 +56,11 @@ def _import_pythia():
     return pythia8mc
 
 
+def _row(q: Any, rdec_cm: float, kind: int, index: int) -> tuple:
+    """One particle row: four-momentum (GeV), pid, charge, production vertex (mm), decay radius (cm), kind, index."""
+    return (q.px(), q.py(), q.pz(), q.e(), q.id(), q.charge(), q.xProd(), q.yProd(), q.zProd(), rdec_cm, kind, index)
+
+
 class PythiaGenerator:
     """A configured, initialised Pythia instance that yields :class:`GenEvent` objects."""
 
@@ -103,22 +108,7 @@ class PythiaGenerator:
                 aid = q.idAbs()
                 if aid in NEUTRINOS:
                     continue
-                rows.append(
-                    (
-                        q.px(),
-                        q.py(),
-                        q.pz(),
-                        q.e(),
-                        q.id(),
-                        q.charge(),
-                        q.xProd(),
-                        q.yProd(),
-                        q.zProd(),
-                        math.inf,
-                        KIND_VISIBLE,
-                        i,
-                    )
-                )
+                rows.append(_row(q, math.inf, KIND_VISIBLE, i))
                 if with_truth and (aid == 11 or aid == 22) and q.pT() > 15.0:
                     mother = parts[ev[i].iTopCopyId()].mother1()
                     if mother > 0 and parts[mother].idAbs() in (22, 23, 24, 25, 32):
@@ -128,22 +118,7 @@ class PythiaGenerator:
             if aid in CHARGED_LONG_LIVED and q.charge() != 0.0:
                 rdec_mm = math.hypot(q.xDec(), q.yDec())
                 if rdec_mm > 10.0 * geo.TRACKER_LAYER_RADII_CM[0]:
-                    rows.append(
-                        (
-                            q.px(),
-                            q.py(),
-                            q.pz(),
-                            q.e(),
-                            q.id(),
-                            q.charge(),
-                            q.xProd(),
-                            q.yProd(),
-                            q.zProd(),
-                            rdec_mm / 10.0,
-                            KIND_TRACKER_ONLY,
-                            i,
-                        )
-                    )
+                    rows.append(_row(q, rdec_mm / 10.0, KIND_TRACKER_ONLY, i))
             if not with_truth:
                 continue
             if aid == 15 and parts[q.daughter1()].idAbs() != 15:

@@ -36,6 +36,15 @@ def need_extra(module: str, extra: str) -> Any:
 
 
 SAMPLE = REPO / "data" / "sample_tau_qcd.root"
+#: A small, fast graph producer block (window 33, ECAL > 0.2 GeV, k = 8) for tagger tests.
+SMALL_GRAPHS = {
+    "type": "JetGraphProducer",
+    "channels": ["track_pt", "track_d0", "track_dz", "ecal", "hcal"],
+    "window": 33,
+    "hcal_upsample": False,
+    "thresholds": {"ecal": 0.2},
+    "k": 8,
+}
 
 
 def read_events(path: str | Path = SAMPLE, n: int | None = None) -> ak.Array:

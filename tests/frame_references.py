@@ -263,3 +263,22 @@ def jet_shapes(
             (sel & (np.abs(tracks["d0sig"][sl].astype(np.float64)) > d0sig_min)).sum(),
         )
     return out
+
+
+def notebook_event_image(one, px, dz_max: float, hcal_upsample: bool, impact: str = "") -> np.ndarray:
+    """The full-grid image of one event the notebook way (benchmark baselines): the event's hits pulled out of an
+    awkward array ``one`` (one entry, flat branch names) per collection, then :func:`event_images` with the
+    channel map of ``px`` (a PixelMap); ``impact``: "sig" for the d0/dz significances."""
+    import awkward as ak
+
+    def coll(name: str, fields: dict) -> dict:
+        c = {f: ak.to_numpy(ak.flatten(one[f"{name}_{src}"])) for f, src in fields.items()}
+        c["offsets"] = np.array([0, len(next(iter(c.values())))])
+        return c
+
+    ecal = coll("EcalHit", {"ieta": "ieta", "iphi": "iphi", "energy": "energy"})
+    hcal = coll("HcalHit", {"ieta": "ieta", "iphi": "iphi", "energy": "energy"})
+    fields = {"ieta": "ecal_ieta", "iphi": "ecal_iphi", "pt": "pt", "d0v": f"d0{impact}", "dzv": f"dz{impact}"}
+    trk = coll("Track", {**fields, "dz": "dz"})
+    thit = coll("TrackerHit", {"layer": "layer", "ieta": "ieta", "iphi": "iphi"})
+    return event_images(0, ecal, hcal, trk, thit, px.channel_of_code, px.scale, px.threshold, dz_max, hcal_upsample)

@@ -11,7 +11,7 @@ import pytest
 import torch
 import uproot
 import yaml
-from conftest import SAMPLE, run_cli
+from conftest import SAMPLE, SMALL_GRAPHS, run_cli
 
 from e2e.config import load_process
 from e2e.process import Process
@@ -19,14 +19,7 @@ from taggers.inputs import INPUT_KINDS
 
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.*", "ignore:You are using the legacy")
-GRAPHS = {
-    "type": "JetGraphProducer",
-    "channels": ["track_pt", "track_d0", "track_dz", "ecal", "hcal"],
-    "window": 33,
-    "hcal_upsample": False,
-    "thresholds": {"ecal": 0.2},
-    "k": 8,
-}
+GRAPHS = SMALL_GRAPHS
 POINTS = ["delta_eta", "delta_phi"]
 FEATURES = ["track_pt", "ecal", "hcal", "delta_eta", "delta_phi"]
 P = 24

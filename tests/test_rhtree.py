@@ -297,6 +297,23 @@ def test_rhtree_bad_inputs_get_one_line(tmp_path, capsys, sample_rhtree):
     _bad(tmp_path, capsys, {}, path, "is non-zero where 'ECAL_tracksPt_atECALfixIP' is zero")
 
 
+def test_sparse_cells_equal_numpy():
+    """The numba dense -> sparse kernel against numpy, with -0.0 (zero), NaN (kept) and a buffer regrowth."""
+    from dataformats.dense import sparse_cells
+
+    rng = np.random.default_rng(11)
+    for n, size, occupancy in ((3, 100_800, 0.02), (4, 4032, 0.6), (2, 37, 1.0), (0, 10, 0.5)):
+        dense = np.where(rng.random(n * size) < occupancy, rng.normal(size=n * size), 0.0).astype(np.float32)
+        if n:
+            dense[:5] = [-0.0, np.nan, 0.0, np.inf, -1.0]
+        offsets, cells, values = sparse_cells(dense, n, size)
+        mask = (dense != 0) | np.isnan(dense)
+        expected = np.flatnonzero(mask)
+        np.testing.assert_array_equal(np.repeat(np.arange(n), np.diff(offsets)) * size + cells, expected)
+        np.testing.assert_array_equal(values, dense[expected])
+        assert offsets[0] == 0 and offsets[-1] == len(expected)
+
+
 def test_e2e_convert_refuses_to_overwrite_its_input(tmp_path, capsys):
     from e2e.cli.convert import main
 

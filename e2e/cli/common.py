@@ -53,8 +53,34 @@ def load_config_mapping(path: str | None, overrides: list[str], what: str) -> di
     return data
 
 
-def add_common_arguments(p: argparse.ArgumentParser, set_example: str) -> None:
-    """The options every configuration-driven console script shares: -s, --dump-config, --no-progress, --debug."""
+class _HelpConfig(argparse.Action):
+    """``--help-config``: print every parameter of a configuration class (``package.module:Class``) and exit."""
+
+    def __init__(self, option_strings: list[str], dest: str, config_class: str = "", **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+        self.config_class = config_class
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from e2e.module import import_object
+        from e2e.params import describe
+
+        try:
+            print("\n".join(describe(import_object(self.config_class, "--help-config"))), flush=True)
+        except BrokenPipeError:  # e2e-train --help-config | head
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        parser.exit()
+
+
+def add_common_arguments(p: argparse.ArgumentParser, set_example: str, config_class: str | None = None) -> None:
+    """The options every configuration-driven console script shares: -s, --dump-config, --no-progress, --debug,
+    and with ``config_class`` (``package.module:Class``) --help-config."""
+    if config_class is not None:
+        p.add_argument(
+            "--help-config",
+            action=_HelpConfig,
+            config_class=config_class,
+            help="list every parameter with its default and help, and exit",
+        )
     p.add_argument(
         "-s",
         "--set",

@@ -26,7 +26,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tree", default="Events", help="hits tree name in the inputs (default: Events)")
     p.add_argument("--step-size", type=int, default=20, help="events converted and written at a time (default 20)")
     p.add_argument(
-        "--compression", choices=("lz4", "zlib", "zstd", "lzma"), default="lz4", help="output compression (default lz4)"
+        "--compression",
+        choices=("lz4", "zlib", "zstd", "lzma"),
+        default="zlib",
+        help="output compression (default zlib level 1, as ROOT writes)",
+    )
+    p.add_argument("--level", type=int, default=1, help="compression level (default 1)")
+    p.add_argument(
+        "--basket-events", type=int, default=1, help="entries per basket (default 1, as ROOT writes such large entries)"
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -43,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.step_size < 1:
             raise ConfigError(f"--step-size {args.step_size}: expected a number of events >= 1")
+        if args.basket_events < 1:
+            raise ConfigError(f"--basket-events {args.basket_events}: expected a number of entries >= 1")
         if args.max_events < -1:
             raise ConfigError(f"-n {args.max_events}: expected a number of events >= 0 (or -1: all)")
         inputs = expand_files(list(args.inputs), "inputs")
@@ -50,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         n = write_rhtree(
             inputs, out, tree=args.tree, max_events=args.max_events, step_size=args.step_size,
-            compression=args.compression,
+            compression=args.compression, compression_level=args.level, basket_events=args.basket_events,
         )  # fmt: skip
         size = out.stat().st_size / 1e6
         print(f"{PROG}: wrote {n} events to {out} (fevt/RHTree, {size:.1f} MB) in {time.perf_counter() - t0:.1f} s")

@@ -8,7 +8,6 @@ import sys
 import yaml
 
 from e2e.cli.common import Parser, add_common_arguments, load_config_mapping, nonempty, run_main
-from e2e.params import describe
 
 
 def parser() -> argparse.ArgumentParser:
@@ -17,8 +16,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output ROOT file (overrides `output`)")
     p.add_argument("-n", "--events", type=int, help="number of events (overrides `events`; single-process configs)")
     p.add_argument("-j", "--jobs", type=int, help="parallel jobs (overrides `jobs`)")
-    p.add_argument("--help-config", action="store_true", help="list every parameter with its default and help")
-    add_common_arguments(p, "-s pileup.mu=0 -s seed=7")
+    add_common_arguments(p, "-s pileup.mu=0 -s seed=7", "simulation.generate:GenerateConfig")
     return p
 
 
@@ -26,11 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def body() -> int:
-        from simulation.generate import GenerateConfig, config_to_dict, generate, load_config, summary_lines
+        from simulation.generate import config_to_dict, generate, load_config, summary_lines
 
-        if args.help_config:
-            print("\n".join(describe(GenerateConfig)))
-            return 0
         data = load_config_mapping(args.config, args.set, "a YAML file such as process_configs/generate_sample.yaml")
         if nonempty(args.output, "-o") is not None:
             data["output"] = args.output

@@ -15,8 +15,7 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(prog="e2e-train", description=__doc__)
     p.add_argument("config", nargs="?", help="training configuration, e.g. process_configs/train_tau_gnn.yaml")
     p.add_argument("-o", "--output", help="artefact directory (replaces `output`)")
-    p.add_argument("--help-config", action="store_true", help="list every parameter with its default and help")
-    add_common_arguments(p, "-s optimizer.budget_minutes=5 -s max_jets=20000")
+    add_common_arguments(p, "-s optimizer.budget_minutes=5 -s max_jets=20000", "training.train:TrainConfig")
     return p
 
 
@@ -24,12 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def body() -> int:
-        from e2e.params import describe, to_plain
-        from training.train import TrainConfig, load_config, train
+        from e2e.params import to_plain
+        from training.train import load_config, train
 
-        if args.help_config:
-            print("\n".join(describe(TrainConfig)))
-            return 0
         data = load_config_mapping(
             args.config, args.set, "a training configuration such as process_configs/train_tau_gnn.yaml"
         )

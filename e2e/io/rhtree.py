@@ -44,7 +44,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from dataformats.dense import gather, nonzero_cells
+from dataformats.dense import gather, sparse_cells
 from dataformats.geometry import (
     CRYSTALS_PER_TOWER,
     ECAL_N_IETA,
@@ -58,19 +58,19 @@ from dataformats.geometry import (
 from dataformats.products import JaggedCollection
 from dataformats.schema import (
     FLOAT_RTOL,
-    TREE_CLASSES,
     SchemaError,
     branch_dtypes,
     cast_to_schema,
     check_branch_values,
     field_of,
     open_root_file,
+    tree_class,
 )
 from e2e.errors import E2EError
 from e2e.event import EventBatch
-from e2e.io.source import ID_FIELDS, _flat, collection_fields, expand_files
+from e2e.io.source import ID_FIELDS, FileSourceParams, HitsFileSource, _flat, collection_fields
 from e2e.params import param
-from e2e.source import ColumnPlan, Source, WorkItem
+from e2e.source import WorkItem
 
 #: The E2E crop's seed crystal inside an HCAL tower: crystal = tower * 5 + 2 (the tower's central crystal).
 SEED_CRYSTAL_OFFSET = CRYSTALS_PER_TOWER // 2
@@ -150,7 +150,7 @@ class _FileInfo:
     truth: bool
 
 
-class RHTreeSource(Source):
+class RHTreeSource(HitsFileSource):
     """Read MLAnalyzer RHTree ntuples chunk by chunk into the hits products (see the module docstring).
 
     Checks while reading: every dense branch has ``height x width`` values per event; jet vectors have one value
@@ -160,13 +160,12 @@ class RHTreeSource(Source):
     """
 
     @dataclass
-    class Params:
-        files: list[str] = param([], "input RHTree ROOT files or glob patterns, read in this order")
-        tree: str = param("fevt/RHTree", "path of the tree in the file")
+    class Params(FileSourceParams):
+        tree: str = param("fevt/RHTree", "path of the tree in the files")
         step_size: int = param(100, "events per batch (each 280 x 360 map is ~400 kB per event)", minimum=1)
-        max_events: int = param(-1, "stop after this many events in total (-1: all)", minimum=-1)
-        check_values: bool = param(True, "check energies and sums (NaN/inf, ranges); indices are always checked")
-        read_threads: int = param(2, "threads for decompression and interpretation (0: none)", minimum=0)
+        read_threads: int = param(
+            0, "threads for decompression (0: none; measured faster for one-entry baskets of dense maps)", minimum=0
+        )
         pv_dz_max: float = param(
             0.1, "|dz| cut (cm) MLAnalyzer applied to the tracks of the d0/dz maps (E2E: 0.1)", minimum=0.0
         )
@@ -177,27 +176,18 @@ class RHTreeSource(Source):
 
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
-        self.columns: dict[str, tuple[str, ...] | None] = {}
         self.files: list[_FileInfo] = []
         self._executor: ThreadPoolExecutor | None = None
         self._open: tuple[str, Any] | None = None
 
-    # -- contract ---------------------------------------------------------------------------------------
-    def produces(self) -> dict[str, type]:
-        return {name: JaggedCollection for name in collection_fields(True)}
-
-    def input_paths(self) -> list[str]:
-        return expand_files(list(self.params.files), f"{self.label}.files")
-
-    def set_plan(self, columns: ColumnPlan) -> None:
-        self.columns = dict(columns)
+    # -- contract (file list, column plan and work items: HitsFileSource) -------------------------------
 
     def describe(self) -> str:
         p = self.params
         null = [f"maps.{f.name}" for f in fields(p.maps) if getattr(p.maps, f.name) is None]
         notes = [f"RHTree {p.tree}: dense maps -> sparse hits (track maps -> one pseudo-track per crystal)"]
         if null:
-            notes.append("not in the files (empty/zero): " + ", ".join(null))
+            notes.append("maps not read (null: empty hits / zero sums): " + ", ".join(null))
         if not p.check_values:
             notes.append("value checks are OFF (check_values: false)")
         return "; ".join(notes)
@@ -226,19 +216,6 @@ class RHTreeSource(Source):
             self._executor.shutdown()
             self._executor = None
 
-    def plan(self) -> list[WorkItem]:
-        items: list[WorkItem] = []
-        remaining = self.params.max_events if self.params.max_events >= 0 else sum(f.entries for f in self.files)
-        step = self.params.step_size
-        for info in self.files:
-            stop_file = min(info.entries, remaining)
-            for start in range(0, stop_file, step):
-                items.append(WorkItem(info.path, self.params.tree, start, min(start + step, stop_file), len(items)))
-            remaining -= stop_file
-            if remaining <= 0:
-                break
-        return items
-
     def empty_batch(self) -> EventBatch:
         dtypes = branch_dtypes(True)
         ids = {name: np.zeros(0, dtype=dtypes[name]) for name in ID_FIELDS}
@@ -263,18 +240,8 @@ class RHTreeSource(Source):
 
     # -- helpers ----------------------------------------------------------------------------------------
     def _tree(self, file: Any, path: str) -> Any:
-        name = self.params.tree
-        try:
-            found = {k.rsplit(";", 1)[0]: c for k, c in file.classnames().items()}
-        except Exception as exc:
-            raise SchemaError(f"{path}: cannot read the file directory ({type(exc).__name__}: {exc})") from exc
-        trees = [k for k, c in found.items() if c in TREE_CLASSES]
-        if name not in trees:
-            listed = ", ".join(repr(t) for t in trees) or "none"
-            raise SchemaError(
-                f"{path}: no TTree or RNTuple '{name}' (trees in the file: {listed}); set {self.label}.tree"
-            )
-        return file[name]
+        tree_class(file, path, self.params.tree, f"; set {self.label}.tree")
+        return file[self.params.tree]
 
     def _missing(self, path: str, key: str, branch: str, keys: set[str]) -> str:
         close = difflib.get_close_matches(branch, sorted(keys), n=3, cutoff=0.6)
@@ -464,8 +431,7 @@ class _Chunk:
             return self._empty(coll, ("ieta", "iphi", "energy"))
         size = shape[0] * shape[1]
         dense = self._dense(key, branch, shape)
-        offsets, cells = nonzero_cells((dense,), self.n, size)
-        energy = gather(dense, offsets, cells, size)
+        offsets, cells, energy = sparse_cells(dense, self.n, size)
         del dense
         self._check(f"{coll}_energy", branch, energy, offsets, cells, shape[1])
         cols = {
@@ -484,8 +450,8 @@ class _Chunk:
         size = ECAL_N_IETA * ECAL_N_IPHI
         pt_branch = maps["track_pt"]
         pt = self._dense("track_pt", pt_branch, ECAL_SHAPE)
-        offsets, cells = nonzero_cells((pt,), self.n, size)
-        cols: dict[str, np.ndarray] = {"pt": gather(pt, offsets, cells, size)}
+        offsets, cells, pt_values = sparse_cells(pt, self.n, size)
+        cols: dict[str, np.ndarray] = {"pt": pt_values}
         del pt
         self._check("Track_pt", pt_branch, cols["pt"], offsets, cells, ECAL_N_IPHI)
         for fld, key in TRACK_MAPS.items():
@@ -530,8 +496,7 @@ class _Chunk:
         events, layers, cells_all = [], [], []
         for key, branch in maps.items():
             dense = self._dense(key, branch, ECAL_SHAPE)
-            offsets, cells = nonzero_cells((dense,), self.n, size)
-            counts = gather(dense, offsets, cells, size)
+            offsets, cells, counts = sparse_cells(dense, self.n, size)
             del dense
             whole = np.isfinite(counts) & (counts >= 0) & (counts <= MAX_HITS_PER_CELL) & (counts == np.round(counts))
             if not whole.all():

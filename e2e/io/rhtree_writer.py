@@ -121,13 +121,16 @@ def write_rhtree(
     tree: str = "Events",
     max_events: int = -1,
     step_size: int = 20,
-    compression: str = "lz4",
+    basket_events: int = 1,
+    compression: str = "zlib",
+    compression_level: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Convert hits trees to one RHTree-format file (atomic); returns the number of events written.
 
-    ``step_size`` events are converted and written at a time (one basket per branch): ~5.6 MB of dense maps
-    per event before compression.
+    ``step_size`` events are converted at a time (~5.6 MB of dense maps per event before compression) and
+    written ``basket_events`` per basket. The defaults are what ROOT writes for MLAnalyzer's ``std::vector``
+    maps: one entry per basket (an entry is larger than ROOT's basket size), ZLIB level 1 (ROOT's default 101).
     """
     source = RootSource("source", build(RootSource.Params, {
         "files": list(inputs), "tree": tree, "step_size": step_size, "max_events": max_events}, "source"))  # fmt: skip
@@ -137,13 +140,17 @@ def write_rhtree(
         truth = all(f.truth for f in source.files)
         if not truth:
             source.set_plan(dict.fromkeys(collection_fields(False)))
-        writer = AtomicTreeWriter(output, _branch_types(truth), tree=RHTREE_PATH, compression=compression)
+        writer = AtomicTreeWriter(
+            output, _branch_types(truth), tree=RHTREE_PATH, compression=compression, compression_level=compression_level
+        )
         try:
             n = 0
             for item in source.plan():
                 batch = source.read(item)
                 colls = {name: batch.get(f"source:{name}") for name in collection_fields(truth)}
-                writer.extend(rhtree_chunk(colls, batch.ids, truth))
+                chunk = rhtree_chunk(colls, batch.ids, truth)
+                for start in range(0, item.n_events, basket_events):
+                    writer.extend({k: v[start : start + basket_events] for k, v in chunk.items()})
                 n += item.n_events
                 if progress is not None:
                     progress(n)

@@ -40,7 +40,7 @@ from e2e.errors import ConfigError, E2EError, short
 from e2e.event import EventBatch
 from e2e.params import param
 from e2e.paths import file_identity
-from e2e.source import ColumnPlan, Source, WorkItem
+from e2e.source import ColumnPlan, Source, WorkItem, plan_entries
 
 ID_FIELDS: tuple[str, ...] = tuple(f.name for f in EVENT_FIELDS)
 
@@ -165,7 +165,46 @@ class _FileInfo:
         return self.layout.counters
 
 
-class RootSource(Source):
+@dataclass
+class FileSourceParams:
+    """The parameters every file source has (a subclass may change a default)."""
+
+    files: list[str] = param([], "input ROOT files or glob patterns, read in this order")
+    tree: str = param("Events", "name (path) of the tree in the files")
+    step_size: int = param(2000, "events per batch (chunk)", minimum=1)
+    max_events: int = param(-1, "stop after this many events in total (-1: all)", minimum=-1)
+    check_values: bool = param(True, "check every value read against the schema (NaN/inf, ranges)")
+    read_threads: int = param(2, "threads for decompression and interpretation (0: none)", minimum=0)
+
+
+class HitsFileSource(Source):
+    """Base of the sources that read files of events into the hits products (``RootSource``, ``RHTreeSource``):
+    the file list, the column plan and work items of ``step_size`` entries. Subclasses fill ``self.files``
+    (objects with ``path`` and ``entries``) in ``begin()``; their Params have files, tree, step_size and
+    max_events."""
+
+    def __init__(self, label: str, params: Any) -> None:
+        super().__init__(label, params)
+        self.columns: dict[str, tuple[str, ...] | None] = {}
+        self.files: list[Any] = []
+
+    def produces(self) -> dict[str, type]:
+        return {name: JaggedCollection for name in collection_fields(True)}
+
+    def input_paths(self) -> list[str]:
+        return expand_files(list(self.params.files), f"{self.label}.files")
+
+    def set_plan(self, columns: ColumnPlan) -> None:
+        """Which collections (and fields; None = all) to read, from what the scheduled modules consume."""
+        self.columns = dict(columns)
+
+    def plan(self) -> list[WorkItem]:
+        """Items of at most ``step_size`` entries, in file and entry order, up to ``max_events`` in total."""
+        p = self.params
+        return plan_entries([(f.path, f.entries) for f in self.files], p.tree, p.step_size, p.max_events)
+
+
+class RootSource(HitsFileSource):
     """Read hits trees chunk by chunk; put ``source:<Collection>`` products and the event ids.
 
     Checks while reading: every collection's list lengths against its counter ``nX`` (when the file has
@@ -175,13 +214,7 @@ class RootSource(Source):
     """
 
     @dataclass
-    class Params:
-        files: list[str] = param([], "input ROOT files or glob patterns, read in this order")
-        tree: str = param("Events", "name of the hits TTree")
-        step_size: int = param(2000, "events per batch (chunk)", minimum=1)
-        max_events: int = param(-1, "stop after this many events in total (-1: all)", minimum=-1)
-        check_values: bool = param(True, "check every value read against the schema (NaN/inf, ranges)")
-        read_threads: int = param(2, "threads for decompression and interpretation (0: none)", minimum=0)
+    class Params(FileSourceParams):
         branches: dict[str, str] = param(
             {}, "your branch names: schema branch -> branch in the file (e.g. {Jet_pt: jetPt, nJet: nJets, event: evt})"
         )
@@ -200,20 +233,9 @@ class RootSource(Source):
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
         self.file_names = file_branch_names(params.branches, params.prefixes, params.units, label)
-        self.columns: dict[str, tuple[str, ...] | None] = {}
         self.files: list[_FileInfo] = []
         self._executor: ThreadPoolExecutor | None = None
         self._reader: _Reader | None = None
-
-    def produces(self) -> dict[str, type]:
-        return {name: JaggedCollection for name in collection_fields(True)}
-
-    def input_paths(self) -> list[str]:
-        return expand_files(list(self.params.files), f"{self.label}.files")
-
-    def set_plan(self, columns: ColumnPlan) -> None:
-        """Which collections (and fields; None = all) to read, from what the scheduled modules consume."""
-        self.columns = dict(columns)
 
     def begin(self) -> None:
         """Expand the file list and check every file's branches against the schema before processing."""
@@ -272,20 +294,6 @@ class RootSource(Source):
             chosen = chosen or available[coll][:1]  # the counts alone still need one branch
             out[coll] = {f: f"{coll}_{f}" for f in chosen}
         return out
-
-    def plan(self) -> list[WorkItem]:
-        """Items of at most ``step_size`` entries, in file and entry order, up to ``max_events`` in total."""
-        items: list[WorkItem] = []
-        remaining = self.params.max_events if self.params.max_events >= 0 else sum(f.entries for f in self.files)
-        step = self.params.step_size
-        for info in self.files:
-            stop_file = min(info.entries, remaining)
-            for start in range(0, stop_file, step):
-                items.append(WorkItem(info.path, self.params.tree, start, min(start + step, stop_file), len(items)))
-            remaining -= stop_file
-            if remaining <= 0:
-                break
-        return items
 
     def read(self, item: WorkItem) -> EventBatch:
         """The EventBatch of ``item`` (checked as described in the class docstring).

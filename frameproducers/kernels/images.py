@@ -45,20 +45,8 @@ def _fill_jet_images(out, nch, seeds, ecal, hcal, tracks, tracker, channels, par
     thr = effective_thresholds(channels)
     n_mask = scratch_length(ecal, hcal, tracks, tracker)
     for t in prange(nch):
-        _fill_chunk(
-            out,
-            t * n_jets // nch,
-            (t + 1) * n_jets // nch,
-            thr,
-            n_mask,
-            seeds,
-            ecal,
-            hcal,
-            tracks,
-            tracker,
-            channels,
-            par,
-        )
+        j0, j1 = t * n_jets // nch, (t + 1) * n_jets // nch
+        _fill_chunk(out, j0, j1, thr, n_mask, seeds, ecal, hcal, tracks, tracker, channels, par)
 
 
 def fill_jet_images(

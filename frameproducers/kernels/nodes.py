@@ -86,26 +86,8 @@ def _sort_pixels(touched, n, flag, W, row_count, tmp):
 
 
 @njit(cache=True)
-def _nodes_of_chunk(
-    mode,
-    t,
-    j0,
-    j1,
-    offs,
-    region,
-    done,
-    nodes,
-    thr,
-    n_mask,
-    seeds,
-    ecal,
-    hcal,
-    tracks,
-    tracker,
-    channels,
-    par,
-    eta_centre,
-):
+def _nodes_of_chunk(mode, t, j0, j1, offs, region, done, nodes, thr, n_mask, seeds, ecal, hcal, tracks, tracker,
+                    channels, par, eta_centre):  # fmt: skip
     """The graph nodes of jets j0..j1-1 (chunk t of :func:`_graph_nodes`) with one scratch (a [C, W*W] window,
     its touched flags and list) reused across jets."""
     C = channels.scale.shape[0]
@@ -178,26 +160,9 @@ def _graph_nodes(mode, offs, region, done, nodes, nch, seeds, ecal, hcal, tracks
     thr = effective_thresholds(channels)
     n_mask = scratch_length(ecal, hcal, tracks, tracker)
     for t in prange(nch):
-        _nodes_of_chunk(
-            mode,
-            t,
-            t * n_jets // nch,
-            (t + 1) * n_jets // nch,
-            offs,
-            region,
-            done,
-            nodes,
-            thr,
-            n_mask,
-            seeds,
-            ecal,
-            hcal,
-            tracks,
-            tracker,
-            channels,
-            par,
-            eta_centre,
-        )
+        j0, j1 = t * n_jets // nch, (t + 1) * n_jets // nch
+        _nodes_of_chunk(mode, t, j0, j1, offs, region, done, nodes, thr, n_mask, seeds, ecal, hcal, tracks, tracker,
+                        channels, par, eta_centre)  # fmt: skip
 
 
 def _offsets_of(counts: np.ndarray) -> np.ndarray:

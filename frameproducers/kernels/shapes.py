@@ -11,14 +11,8 @@ from frameproducers.kernels.inputs import CaloHits, CellCentres, JetAxes, ShapeT
 from frameproducers.kernels.params import frame_params
 
 #: Columns of :func:`fill_jet_shapes`.
-SHAPE_NAMES: tuple[str, ...] = (
-    "width",
-    "core_fraction",
-    "leading_track_fraction",
-    "charged_multiplicity",
-    "isolation",
-    "n_displaced_tracks",
-)
+SHAPE_NAMES: tuple[str, ...] = ("width", "core_fraction", "leading_track_fraction", "charged_multiplicity",
+                                 "isolation", "n_displaced_tracks")  # fmt: skip
 
 
 @njit(cache=True)

@@ -28,7 +28,21 @@ def graph_pool(h: Tensor, batch: Tensor, ptr: Tensor) -> Tensor:
     return torch.cat([total / counts, peak], dim=1)
 
 
-class GraphNet(nn.Module):
+class StandardisedNet(nn.Module):
+    """Base of the built-in networks: inputs standardised as ``(x - shift) * scale`` by buffers that e2e-train
+    sets from the training sample (saved with the weights)."""
+
+    input_kind = ""
+    shift: Tensor
+    scale: Tensor
+
+    def standardisation(self, *shape: int) -> None:
+        """Register the ``shift`` (zeros) and ``scale`` (ones) buffers of the given shape."""
+        self.register_buffer("shift", torch.zeros(*shape))
+        self.register_buffer("scale", torch.ones(*shape))
+
+
+class GraphNet(StandardisedNet):
     """Message passing on the fixed-k neighbour index, then mean+max pooling and an MLP head.
 
     ``kind``: ``sage``, ``graphconv``, ``gat``, ``edgeconv`` (static kNN from the producer) or ``dgcnn``
@@ -36,8 +50,6 @@ class GraphNet(nn.Module):
     """
 
     input_kind = "graphs"
-    shift: Tensor  # input standardisation (buffers set by e2e-train)
-    scale: Tensor
 
     def __init__(
         self,
@@ -53,8 +65,7 @@ class GraphNet(nn.Module):
         layer = GATHER_LAYERS["edgeconv" if kind == "dgcnn" else kind]
         self.kind = kind
         self.k_dynamic = k_dynamic
-        self.register_buffer("shift", torch.zeros(n_features))
-        self.register_buffer("scale", torch.ones(n_features))
+        self.standardisation(n_features)
         dims = [n_features] + [hidden] * layers
         self.convs = nn.ModuleList(layer(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
@@ -90,15 +101,13 @@ class ResidualBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(y)) + self.skip(x))
 
 
-class ResNet(nn.Module):
+class ResNet(StandardisedNet):
     """ResNet in the style of E2E's ResNet-15: a 7x7 stem, residual stages, global average pooling, a linear head.
 
     Input: frames [n_jets, C, W, W], standardised per channel by the ``shift``/``scale`` buffers.
     """
 
     input_kind = "frames"
-    shift: Tensor  # input standardisation (buffers set by e2e-train)
-    scale: Tensor
 
     def __init__(
         self,
@@ -109,8 +118,7 @@ class ResNet(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        self.register_buffer("shift", torch.zeros(n_channels, 1, 1))
-        self.register_buffer("scale", torch.ones(n_channels, 1, 1))
+        self.standardisation(n_channels, 1, 1)
         self.stem = nn.Sequential(
             nn.Conv2d(n_channels, widths[0], 7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(widths[0]),
@@ -131,17 +139,14 @@ class ResNet(nn.Module):
         return self.head(h.mean(dim=(2, 3)))
 
 
-class LinearNet(nn.Module):
+class LinearNet(StandardisedNet):
     """Logistic regression on standardised per-jet observables (the classical baseline on jet shapes)."""
 
     input_kind = "table"
-    shift: Tensor  # input standardisation (buffers set by e2e-train)
-    scale: Tensor
 
     def __init__(self, n_features: int, n_classes: int) -> None:
         super().__init__()
-        self.register_buffer("shift", torch.zeros(n_features))
-        self.register_buffer("scale", torch.ones(n_features))
+        self.standardisation(n_features)
         self.linear = nn.Linear(n_features, n_classes)
 
     def forward(self, values: Tensor) -> Tensor:

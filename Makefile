@@ -50,6 +50,7 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/bench_frames.py
 	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_inputs.py
 
 validate: install
 	$(BIN)/e2e-validate --physics

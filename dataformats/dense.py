@@ -20,27 +20,44 @@ _MAGNITUDE = np.uint32(0x7FFFFFFF)
 _BLOCK = 32
 
 
+@njit(cache=True, inline="always")
+def _emit(bits, values, base, start, stop, cells, out, j, capacity):
+    """Append the non-zero cells of ``start:stop`` (event offset ``base``); -1 when the buffer is full."""
+    for i in range(start, stop):
+        if bits[base + i] & _MAGNITUDE:
+            if j == capacity:
+                return -1
+            cells[j] = i
+            out[j] = values[base + i]
+            j += 1
+    return j
+
+
 @njit(cache=True)
 def _sparse(bits, values, n_events, size, offsets, cells, out, capacity):
     """One pass: non-zero cells and their values, event by event; returns the number found, or -1 when more
-    than ``capacity`` (the caller retries with a larger buffer)."""
+    than ``capacity`` (the caller retries with a larger buffer). Blocks of ``_BLOCK`` cells are tested with one
+    OR over a fixed-length run (vectorised) and skipped when empty."""
     j = 0
     offsets[0] = 0
+    full = size - size % _BLOCK
     for e in range(n_events):
         base = e * size
-        for start in range(0, size, _BLOCK):
-            stop = min(start + _BLOCK, size)
+        for start in range(0, full, _BLOCK):
             acc = np.uint32(0)
-            for i in range(start, stop):
-                acc |= bits[base + i]
+            for k in range(_BLOCK):
+                acc |= bits[base + start + k]
             if acc & _MAGNITUDE:
-                for i in range(start, stop):
-                    if bits[base + i] & _MAGNITUDE:
-                        if j == capacity:
-                            return -1
-                        cells[j] = i
-                        out[j] = values[base + i]
-                        j += 1
+                if j + _BLOCK > capacity:
+                    return -1
+                for k in range(_BLOCK):  # branch-free: write every cell, advance past the non-zero ones
+                    i = start + k
+                    cells[j] = i
+                    out[j] = values[base + i]
+                    j += (bits[base + i] & _MAGNITUDE) != 0
+        j = _emit(bits, values, base, full, size, cells, out, j, capacity)
+        if j < 0:
+            return -1
         offsets[e + 1] = j
     return j
 
@@ -57,14 +74,15 @@ def sparse_cells(dense: np.ndarray, n_events: int, size: int) -> tuple[np.ndarra
         raise ValueError(f"a dense map chunk has {arr.size} values, expected {n_events} x {size}")
     bits = arr.view(np.uint32)
     offsets = np.zeros(n_events + 1, dtype=np.int64)
-    capacity = max(1024, arr.size // 16)
+    most = arr.size + _BLOCK  # the branch-free block fill needs room for a whole block past the last cell
+    capacity = min(most, max(1024, arr.size // 16))
     while True:
         cells = np.empty(capacity, dtype=np.int64)
         values = np.empty(capacity, dtype=np.float32)
         n = _sparse(bits, arr, n_events, size, offsets, cells, values, capacity)
         if n >= 0:
             return offsets, cells[:n].copy(), values[:n].copy()
-        capacity = min(arr.size, capacity * 4)
+        capacity = min(most, capacity * 4)
 
 
 def nonzero_cells(dense: np.ndarray, n_events: int, size: int) -> tuple[np.ndarray, np.ndarray]:

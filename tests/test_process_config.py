@@ -187,3 +187,15 @@ def test_list_and_help_module(capsys):
     assert rc == 0 and "JetGraphProducer" in out.split()
     rc, out, _ = run_cli(["--help-module", "JetGraphProducer"], capsys)
     assert rc == 0 and "k: int = 16" in out
+
+
+@pytest.mark.parametrize(("module", "key"), [("train", "max_jets"), ("generate", "pileup")])
+def test_help_config_lists_every_parameter_and_exits(module, key, capsys):
+    import importlib
+
+    main = importlib.import_module(f"e2e.cli.{module}").main
+    with pytest.raises(SystemExit) as exc:
+        main(["--help-config"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert any(line.startswith(f"{key}:") for line in out.splitlines()), out[:500]

@@ -365,27 +365,8 @@ def _tracker_hits_from_beamline(z0, px, py, pz, q, rdec, zpv, p, layer_r, layer_
 
 
 @njit(cache=True)
-def calorimeter_deposits(
-    pid,
-    e,
-    x0,
-    y0,
-    z0,
-    px,
-    py,
-    pz,
-    q,
-    p,
-    ecal_edges,
-    hcal_edges,
-    ecal_grid,
-    hcal_grid,
-    occ_e,
-    n_oe,
-    occ_h,
-    n_oh,
-    scratch,
-):
+def calorimeter_deposits(pid, e, x0, y0, z0, px, py, pz, q, p, ecal_edges, hcal_edges, ecal_grid, hcal_grid,
+                         occ_e, n_oe, occ_h, n_oh, scratch):  # fmt: skip
     """Deposit one visible particle in the ECAL and HCAL grids (before noise).
 
     e/gamma shower in the ECAL; muons leave MIPs; hadrons start showering in the
@@ -422,19 +403,9 @@ def calorimeter_deposits(
         s_rel = relative_resolution(e_ecal, p.ecal_stochastic, p.ecal_noise_term, p.ecal_constant)
         e_s = e_ecal * (1.0 + s_rel * np.random.standard_normal())
         if e_s > 0.0:
-            n_oe = deposit(
-                ecal_grid,
-                ecal_edges.shape[0] - 1,
-                int(p.ecal_nphi),
-                ecal_u,
-                ecal_v,
-                e_s,
-                sig_ecal,
-                window_half_width(sig_ecal),
-                occ_e,
-                n_oe,
-                scratch,
-            )
+            n_ecal_rows, w_ecal = ecal_edges.shape[0] - 1, window_half_width(sig_ecal)
+            n_oe = deposit(ecal_grid, n_ecal_rows, int(p.ecal_nphi), ecal_u, ecal_v, e_s, sig_ecal, w_ecal, occ_e, n_oe,
+                           scratch)  # fmt: skip
     if e_hcal > 0.0:
         okh, hx, hy, hz = propagate_to_face(x0, y0, z0, px, py, pz, q, p.b_field, p.hcal_r, p.hcal_z)
         if okh:
@@ -444,19 +415,9 @@ def calorimeter_deposits(
                 s_rel = relative_resolution(e_hcal, p.hcal_stochastic, 0.0, p.hcal_constant)
                 e_s = e_hcal * (1.0 + s_rel * np.random.standard_normal())
                 if e_s > 0.0:
-                    n_oh = deposit(
-                        hcal_grid,
-                        hcal_edges.shape[0] - 1,
-                        int(p.hcal_nphi),
-                        hu,
-                        hv,
-                        e_s,
-                        p.hcal_sigma,
-                        window_half_width(p.hcal_sigma),
-                        occ_h,
-                        n_oh,
-                        scratch,
-                    )
+                    n_hcal_rows, w_hcal = hcal_edges.shape[0] - 1, window_half_width(p.hcal_sigma)
+                    n_oh = deposit(hcal_grid, n_hcal_rows, int(p.hcal_nphi), hu, hv, e_s, p.hcal_sigma, w_hcal, occ_h,
+                                   n_oh, scratch)  # fmt: skip
     return ecal_u, ecal_v, n_oe, n_oh
 
 
@@ -578,26 +539,8 @@ def simulate_chunk(
             if kind[i] != KIND_VISIBLE:
                 continue
             ecal_u, ecal_v, n_oe, n_oh = calorimeter_deposits(
-                pid[i],
-                en[i],
-                vx[i],
-                vy[i],
-                vz[i],
-                px[i],
-                py[i],
-                pz[i],
-                q,
-                p,
-                ecal_edges,
-                hcal_edges,
-                ecal_grid,
-                hcal_grid,
-                occ_e,
-                n_oe,
-                occ_h,
-                n_oh,
-                scratch,
-            )
+                pid[i], en[i], vx[i], vy[i], vz[i], px[i], py[i], pz[i], q, p, ecal_edges, hcal_edges, ecal_grid,
+                hcal_grid, occ_e, n_oe, occ_h, n_oh, scratch)  # fmt: skip
             if q != 0.0:
                 nt = reconstruct_track(
                     i, vx[i], vy[i], vz[i], px[i], py[i], pz[i], q, zpv, ecal_u, ecal_v, p, trk_out, trk_truth, nt

@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS),root,coffea]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS),root,coffea,dask]"
 	touch $@
 
 run: install

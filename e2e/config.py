@@ -36,6 +36,16 @@ class Options:
         "or 'error'",
         choices=("warn", "error"),
     )
+    executor: str = param(
+        "iterative",
+        "how units run: 'iterative' (this process), 'futures' (local process pool) or 'dask' (dask.distributed)",
+        choices=("iterative", "futures", "dask"),
+    )
+    workers: int = param(0, "worker processes of futures / a dask LocalCluster (0: one per core)", minimum=0)
+    scheduler: str | None = param(None, "dask: address of a running scheduler (tcp://host:8786); null: LocalCluster")
+    retries: int = param(2, "times a unit is re-run after its worker died", minimum=0)
+    prefetch: bool = param(True, "iterative: read the next batch in a background thread while one is processed")
+    skip_bad_files: bool = param(False, "skip (and report) units whose input cannot be read, instead of failing")
 
 
 @dataclass
@@ -53,7 +63,7 @@ class ProcessDescription:
         """The fully expanded configuration as plain data (for --dump-config and provenance)."""
 
         def block(m: Module) -> dict[str, Any]:
-            return {"type": type(m).__name__, **to_plain(m.params)}
+            return {"type": m.type_name, **to_plain(m.params)}
 
         return {
             "process": self.name,

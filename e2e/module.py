@@ -18,7 +18,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
-from e2e.errors import ConfigError, short
+from e2e.errors import ConfigError, E2EError, short
 from e2e.event import EventBatch
 
 ENTRY_POINT_GROUP = "e2e.modules"
@@ -52,6 +52,8 @@ class Module:
         self.label = label
         self.params = params
         self.counters: dict[str, int] = {}
+        #: the type as the configuration gave it (a built-in name or package.module:Class), for to_dict()
+        self.type_name = type(self).__name__
 
     # ----------------------------------------------------------------------------- declarations
     def consumes(self) -> dict[str, type | None]:
@@ -115,6 +117,9 @@ class OutputModule(Module):
         """Choose what to write among the products modules can make (tag -> product type), before scheduling;
         ``consumes`` then returns what was chosen."""
 
+    def set_inputs(self, inputs: list[str]) -> None:
+        """The input files of the run (before ``output_paths``), for outputs named after their inputs."""
+
     def output_paths(self) -> list[str]:
         """The files this output writes (checked before anything is read: not an input, writable, ...)."""
         return []
@@ -138,6 +143,16 @@ class OutputModule(Module):
 
     def abort(self) -> None:
         """Discard a partial output after an error."""
+
+    def for_part(self, path: str) -> OutputModule:
+        """A copy of this output that writes one work unit's part to ``path`` (parallel executors, e2e.executors);
+        it gets ``begin``, ``write`` of the unit's batch, ``end`` and ``close``."""
+        raise E2EError(f"{type(self).__name__} cannot write parts: run it with the iterative executor")
+
+    def assemble(self, parts: list[tuple[str, str]]) -> str:
+        """Write the final output from the parts of every unit, ``(input file, part path)`` in plan order
+        (atomically); return a one-line description as ``close`` does."""
+        raise E2EError(f"{type(self).__name__} cannot assemble parts: run it with the iterative executor")
 
 
 @cache
@@ -204,6 +219,9 @@ def build_module(label: str, block: Mapping[str, Any], where: str) -> Module:
     if not isinstance(block, Mapping):
         raise ConfigError(f"{where}: expected a mapping with 'type' and parameters, got {short(block)}")
     body = dict(block)
-    cls = resolve_type(body.pop("type", None), where)
+    type_name = body.pop("type", None)
+    cls = resolve_type(type_name, where)
     params = build(cls.Params, body, where)
-    return cls(label, params)
+    module = cls(label, params)
+    module.type_name = str(type_name)
+    return module

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from e2e.config import SOURCE_LABEL, ProcessDescription
 from e2e.errors import ConfigError, E2EError
@@ -161,6 +162,7 @@ class RunSummary:
     unscheduled: list[str] = field(default_factory=list)
     duplicate_ids: int = 0
     first_duplicate: str | None = None
+    parallel: bool = False
 
     def lines(self) -> list[str]:
         loop = sum(self.times.values())
@@ -179,7 +181,14 @@ class RunSummary:
             )
         rate_ev = self.events / loop if loop > 0 else 0.0  # setup (incl. numba compile/cache load) excluded
         rate_jet = self.jets / loop if loop > 0 else 0.0
-        out.append(f"  throughput (event loop, {loop:.2f} s): {rate_ev:,.0f} events/s, {rate_jet:,.0f} jets/s")
+        if self.parallel:
+            run = max(self.wall_s - self.setup_s, 1e-9)
+            out.append(
+                f"  throughput (wall, after setup, {run:.2f} s): {self.events / run:,.0f} events/s, "
+                f"{self.jets / run:,.0f} jets/s; module times above are summed over the workers ({loop:.2f} s)"
+            )
+        else:
+            out.append(f"  throughput (event loop, {loop:.2f} s): {rate_ev:,.0f} events/s, {rate_jet:,.0f} jets/s")
         for label, desc in self.descriptions.items():
             if desc:
                 out.append(f"  {label}: {desc}")
@@ -272,11 +281,9 @@ class Process:
             bar = tqdm(
                 total=sum(i.n_events for i in items), unit="ev", disable=not show, leave=False, dynamic_ncols=True
             )
-            for item in items:
-                t0 = time.perf_counter()
-                batch = source.read(item)
+            for batch, waited in self._prefetched(items):
                 ids.add(batch)
-                times["source"] += time.perf_counter() - t0
+                times["source"] += waited
                 self._process(batch, [*modules, *desc.outputs], times, summary)
                 bar.update(batch.n_events)
             bar.close()
@@ -302,11 +309,41 @@ class Process:
         summary.wall_s = time.perf_counter() - t_start
         return summary
 
+    def _prefetched(self, items: list[Any]) -> Iterator[tuple[EventBatch, float]]:
+        """The batches of ``items`` in order, each read in a background thread while the previous one is
+        processed (``options.prefetch``); with the seconds the loop waited for it."""
+        source = self.desc.source
+        if not self.desc.options.prefetch or len(items) < 2:
+            for item in items:
+                t0 = time.perf_counter()
+                batch = source.read(item)
+                yield batch, time.perf_counter() - t0
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="e2e-prefetch") as pool:
+            future = pool.submit(source.read, items[0])
+            try:
+                for k in range(len(items)):
+                    t0 = time.perf_counter()
+                    batch = future.result()
+                    waited = time.perf_counter() - t0
+                    if k + 1 < len(items):
+                        future = pool.submit(source.read, items[k + 1])
+                    yield batch, waited
+            finally:
+                future.cancel()
+                try:  # a read still running must finish before the source is closed
+                    future.exception()
+                except BaseException:  # noqa: S110 - its error is irrelevant once the loop stopped
+                    pass
+
     def check_paths(self) -> list[str]:
         """Check every output path against the inputs before anything is read (e2e.paths); return the inputs."""
         inputs = self.desc.source.input_paths()
         seen: dict[str, str] = {}
         for output in self.desc.outputs:
+            output.set_inputs(inputs)
             for path in output.output_paths():
                 check_output_file(path, inputs, "output")
                 key = os.path.realpath(path)
@@ -339,3 +376,143 @@ class Process:
         tag = f"{SOURCE_LABEL}:Jet"
         if tag in batch:
             summary.jets += len(batch.get(tag))
+
+
+def check_exactly_once(items: list[Any], results: Mapping[int, Any] | list[Any]) -> None:
+    """Every planned unit has exactly one result with its entry range and event count (skipped units count as
+    done); else one line naming the missing or duplicated unit."""
+    from e2e.executors import describe_item
+
+    listed = list(results.values()) if isinstance(results, Mapping) else list(results)
+    by_index: dict[int, Any] = {}
+    for r in listed:
+        if r.index in by_index:
+            raise E2EError(f"exactly-once check: {r.where()} was written twice")
+        by_index[r.index] = r
+    for item in items:
+        r = by_index.pop(item.index, None)
+        if r is None:
+            raise E2EError(f"exactly-once check: {describe_item(item)} is missing from the output")
+        if (r.file, r.entry_start, r.entry_stop) != (item.file, item.entry_start, item.entry_stop):
+            raise E2EError(f"exactly-once check: {r.where()} does not match the plan's {describe_item(item)}")
+        if not r.skipped and r.events != item.n_events:
+            raise E2EError(f"exactly-once check: {r.where()} wrote {r.events} events, the plan has {item.n_events}")
+    if by_index:
+        extra = next(iter(by_index.values()))
+        raise E2EError(f"exactly-once check: {extra.where()} is not in the plan")
+
+
+def run_units(
+    process: Process,
+    executor: Any,
+    resume: bool = False,
+    skip_bad_files: bool = False,
+    progress: bool | None = None,
+) -> RunSummary:
+    """Run ``process`` unit by unit on ``executor`` (e2e.executors): parts, exactly-once check, assembly.
+
+    Parts go to a directory next to the first output (``.NAME.parts``); with ``resume`` the parts of units
+    finished by an earlier run of the same configuration on the same inputs are reused, otherwise every stale
+    part is removed first. The parts are removed once every output is assembled.
+    """
+    import shutil
+
+    from e2e.executors import UnitCall, UnitResult, config_key, unit_stem
+
+    t_start = time.perf_counter()
+    desc = process.desc
+    source = desc.source
+    summary = RunSummary(desc.name, unscheduled=list(process.schedule.unscheduled))
+    modules = [desc.modules[label] for label in process.schedule.order]
+    summary.types = {
+        "source": type(source).__name__,
+        **{m.label: type(m).__name__ for m in modules},
+        **{o.label: type(o).__name__ for o in desc.outputs},
+    }
+    inputs = process.check_paths()
+    config = desc.to_dict()
+    config["source"]["files"] = [p if "://" in p else os.path.abspath(p) for p in inputs]
+    for out in config["outputs"]:
+        out["file"] = os.path.abspath(out["file"])
+    key = config_key(config)
+    first = os.path.abspath(desc.outputs[0].output_paths()[0])
+    part_dir = os.path.join(os.path.dirname(first), f".{os.path.basename(first)}.parts")
+    if not resume and os.path.isdir(part_dir):
+        shutil.rmtree(part_dir)
+    os.makedirs(part_dir, exist_ok=True)
+    call = UnitCall(config, key, part_dir, skip_bad_files)
+    source.begin()
+    try:
+        items = [
+            type(i)(os.path.abspath(i.file) if "://" not in i.file else i.file, i.tree, i.entry_start, i.entry_stop,
+                    i.index)
+            for i in source.plan()
+        ]  # fmt: skip
+    finally:
+        source.end()
+    results: dict[int, UnitResult] = {}
+    reused = 0
+    if resume:
+        for item in items:
+            stem = os.path.join(part_dir, unit_stem(key, item))
+            if os.path.exists(stem + ".json"):
+                with open(stem + ".json") as f:
+                    r = UnitResult.from_json(f.read())
+                if all(os.path.exists(p) for p in r.parts) and r.index == item.index:
+                    results[item.index] = r
+                    reused += 1
+    todo = [i for i in items if i.index not in results]
+    summary.files = len({i.file for i in items})
+    summary.setup_s = time.perf_counter() - t_start
+    show = sys.stderr.isatty() if progress is None else progress
+    if desc.options.progress is not None and progress is None:
+        show = desc.options.progress
+    from tqdm import tqdm
+
+    bar = tqdm(total=sum(i.n_events for i in items), unit="ev", disable=not show, leave=False, dynamic_ncols=True)
+    bar.update(sum(r.entry_stop - r.entry_start for r in results.values()))
+    for r in executor.map(call, todo):
+        if r.index in results:
+            raise E2EError(f"exactly-once check: {r.where()} was written twice")
+        results[r.index] = r
+        bar.update(r.entry_stop - r.entry_start)
+    bar.close()
+    check_exactly_once(items, results)
+    ordered = [results[i.index] for i in items]
+    written = [r for r in ordered if not r.skipped]
+    provenance = {
+        "process": config,
+        "inputs": config["source"]["files"],
+        "executor": executor.describe(),
+        "skipped_units": [f"{r.where()}: {r.skipped}" for r in ordered if r.skipped],
+    }
+    for i, output in enumerate(desc.outputs):
+        output.set_provenance(provenance)
+        summary.outputs.append(output.assemble([(r.file, r.parts[i]) for r in written]))
+    shutil.rmtree(part_dir, ignore_errors=True)
+    times: dict[str, float] = dict.fromkeys(summary.types, 0.0)
+    for r in written:
+        for label, t in r.times.items():
+            times[label] = times.get(label, 0.0) + t
+        for label, counts in r.counters.items():
+            mine = summary.counters.setdefault(label, {})
+            for name, n in counts.items():
+                mine[name] = mine.get(name, 0) + n
+        summary.descriptions.update(r.descriptions)
+    summary.times = times
+    summary.events = sum(r.events for r in written)
+    summary.jets = sum(r.jets for r in written)
+    summary.batches = len(written)
+    summary.wall_s = time.perf_counter() - t_start
+    workers = sorted({r.worker for r in written if r.worker})
+    notes = [f"{executor.describe()}; {len(todo)} unit(s) run by {len(workers)} worker process(es)"]
+    if reused:
+        notes.append(f"{reused} unit(s) reused from an interrupted run (--resume)")
+    if executor.retried:
+        notes.append(f"{executor.retried} unit(s) retried after a worker died")
+    skipped = [r for r in ordered if r.skipped]
+    if skipped:
+        notes.append(f"{len(skipped)} unit(s) skipped (--skip-bad-files): " + "; ".join(r.skipped for r in skipped))
+    summary.descriptions["executor"] = "; ".join(notes)
+    summary.parallel = True
+    return summary

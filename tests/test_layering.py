@@ -32,7 +32,7 @@ LAYERS: list[list[tuple[str, tuple[str, ...]]]] = [
     ],
     [("e2e.io", ("e2e.io",)), ("frameproducers", ("frameproducers",))],
     [("taggers", ("taggers",))],
-    [("e2e process", ("e2e.config", "e2e.process"))],
+    [("e2e process", ("e2e.config", "e2e.process", "e2e.executors"))],
     [("training", ("training",)), ("simulation", ("simulation",))],
     [("e2e.cli", ("e2e.cli",))],
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import yaml
@@ -27,6 +28,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--max-events", type=int, metavar="N", help="process at most N events")
     p.add_argument("--list-modules", action="store_true", help="list the known module types and exit")
     p.add_argument("--help-module", metavar="TYPE", help="list the parameters of a module type and exit")
+    p.add_argument("--executor", choices=("iterative", "futures", "dask"), help="replaces options.executor")
+    p.add_argument("--workers", type=int, metavar="N", help="worker processes (replaces options.workers)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler address (replaces options.scheduler)")
+    p.add_argument("--resume", action="store_true", help="reuse the finished units of an interrupted run")
+    p.add_argument("--skip-bad-files", action="store_true", help="skip and report units that cannot be read")
     add_common_arguments(p, "-s modules.jetGraphs.k=8")
     return p
 
@@ -69,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
             if not isinstance(first, dict):
                 raise ConfigError(f"{args.config}: outputs: expected a list of output blocks")
             first["file"] = args.output
+        options = data.setdefault("options", {})
+        if not isinstance(options, dict):
+            raise ConfigError(f"{args.config}: options: expected a mapping")
+        for name in ("executor", "workers", "scheduler"):
+            if getattr(args, name) is not None:
+                options[name] = getattr(args, name)
+        if args.skip_bad_files:
+            options["skip_bad_files"] = True
         desc = load_process(data, where=str(args.config))
         if args.dump_config:
             print(yaml.safe_dump(desc.to_dict(), sort_keys=False), end="")
@@ -76,7 +90,17 @@ def main(argv: list[str] | None = None) -> int:
         from e2e.process import Process
 
         process = Process(desc)
-        summary = process.run(progress=False if args.no_progress else None)
+        progress = False if args.no_progress else None
+        opts = desc.options
+        if opts.executor == "iterative" and not args.resume and not opts.skip_bad_files:
+            summary = process.run(progress=progress)
+        else:
+            from e2e.executors import make_executor
+            from e2e.process import run_units
+
+            workers = opts.workers or os.cpu_count() or 1
+            executor = make_executor(opts.executor, workers, opts.retries, opts.scheduler)
+            summary = run_units(process, executor, args.resume, opts.skip_bad_files, progress)
         print("\n".join(summary.lines()))
         return 0
 

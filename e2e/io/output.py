@@ -21,6 +21,7 @@ when complete; a TObjString ``e2e_products`` holds the producer parameters of ev
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import os
@@ -83,6 +84,11 @@ class RootOutput(OutputModule):
             "write the edges of kept JetGraphs (false: nodes only; kNN edges are "
             "rebuilt from the nodes by the same kernel)",
         )
+        per_file: bool = param(
+            False,
+            "one friend file per input file, named by `file` with {stem} (the input's name without its "
+            "extension), e.g. output/{stem}_tagged.root",
+        )
         jet_kinematics: bool = param(
             True,
             "also write Jet_pt, Jet_eta, Jet_phi, Jet_mass, so the friend alone is a "
@@ -98,6 +104,14 @@ class RootOutput(OutputModule):
         self._types: dict[str, Any] | None = None
         self._provenance: dict[str, Any] = {}
         self.entries = 0
+        self._inputs: list[str] = []
+        self._current: tuple[str, str] | None = None  # (output path, input file) of the open writer
+        self._done: list[tuple[str, int, str]] = []  # (path, entries, removed temporaries) of finished files
+        if params.per_file and "{stem}" not in params.file:
+            raise ConfigError(
+                f"{label}.file: with per_file: true the name must contain {{stem}} (the input file's name), "
+                f"e.g. output/{{stem}}_tagged.root; got '{params.file}'"
+            )
 
     def select(self, available: Mapping[str, type]) -> None:
         """Resolve ``keep`` against the products modules can make (tag -> product type)."""
@@ -141,17 +155,45 @@ class RootOutput(OutputModule):
             return {}
         return {f"{SOURCE_LABEL}:Jet": JET_KINEMATICS if self.params.jet_kinematics else ("pt",)}
 
+    def set_inputs(self, inputs: list[str]) -> None:
+        self._inputs = list(inputs)
+
+    def target(self, input_file: str) -> str:
+        """The output file that the events of ``input_file`` go to."""
+        if not self.params.per_file:
+            return self.params.file
+        stem = os.path.splitext(os.path.basename(input_file.split("?", 1)[0]))[0]
+        return self.params.file.replace("{stem}", stem)
+
     def output_paths(self) -> list[str]:
-        return [self.params.file]
+        if not self.params.per_file:
+            return [self.params.file]
+        seen: dict[str, str] = {}
+        for path in self._inputs:
+            out = self.target(path)
+            if out in seen:
+                raise ConfigError(
+                    f"{self.label}.file: inputs '{seen[out]}' and '{path}' would both write {out} (per_file: the "
+                    "output is named by the input file's name)"
+                )
+            seen[out] = path
+        return list(seen)
 
     def set_provenance(self, info: Mapping[str, Any]) -> None:
         """Provenance written as ``e2e_products``; input paths are also recorded relative to the output's
-        directory, so e2e-eval finds them when the input and the output are moved together."""
+        directory, so e2e-eval finds them when the input and the output are moved together (with per_file, each
+        file records its own input only)."""
         self._provenance = dict(info)
-        out_dir = os.path.dirname(os.path.abspath(self.params.file))
-        self._provenance["inputs_relative_to_output"] = [
+
+    def _file_provenance(self, out_path: str, input_file: str) -> dict[str, Any]:
+        info = dict(self._provenance)
+        if self.params.per_file:
+            info["inputs"] = [p for p in info.get("inputs", []) if os.path.abspath(p) == os.path.abspath(input_file)]
+        out_dir = os.path.dirname(os.path.abspath(out_path))
+        info["inputs_relative_to_output"] = [
             p if "://" in p else os.path.relpath(p, out_dir) for p in info.get("inputs", [])
         ]
+        return info
 
     def _columns(self, batch: EventBatch) -> dict[str, Any]:
         jets: JaggedCollection = batch.get(f"{SOURCE_LABEL}:Jet")
@@ -181,21 +223,43 @@ class RootOutput(OutputModule):
         self._columns(batch)
 
     def write(self, batch: EventBatch) -> None:
-        data = self._columns(batch)
-        types = {k: (_type_string(v[1]) if isinstance(v, tuple) else v.dtype) for k, v in data.items()}
-        if self._writer is None:
+        if self._types is None:
             self.record_products(batch)
+        self._append(self._columns(batch), batch.n_events, batch.file)
+
+    def _append(self, data: dict[str, Any], n: int, input_file: str) -> None:
+        """Write ``n`` entries (columns as ``_columns`` builds them) of ``input_file`` to its output file."""
+        types = {k: (_type_string(v[1]) if isinstance(v, tuple) else v.dtype) for k, v in data.items()}
+        if self._types is None:
             self._types = types
-            self._writer = AtomicTreeWriter(
-                self.params.file, types, self.params.tree, self.params.compression, self.params.compression_level
-            )
         elif types != self._types:
             previous = self._types or {}
             changed = [k for k in types if types[k] != previous.get(k)]
             raise E2EError(f"{self.label}: the branches of {', '.join(changed)} changed between batches")
-        if batch.n_events:
+        out = self.target(input_file)
+        if self._writer is not None and self._current is not None and self._current[0] != out:
+            self._finish()
+        if self._writer is None:
+            self._writer = AtomicTreeWriter(
+                out, types, self.params.tree, self.params.compression, self.params.compression_level
+            )
+            self._current = (out, input_file)
+            self._file_entries = 0
+        if n:
             self._writer.extend({k: (_jagged(*v) if isinstance(v, tuple) else v) for k, v in data.items()})
-            self.entries += batch.n_events
+            self.entries += n
+            self._file_entries += n
+
+    def _finish(self) -> None:
+        """Close the open file (provenance, rename into place)."""
+        assert self._writer is not None and self._current is not None
+        out, input_file = self._current
+        info = self._file_provenance(out, input_file)
+        self._writer.write_string("e2e_products", json.dumps(info, sort_keys=True, default=str))
+        removed = f"; {describe_removed(self._writer.removed)}" if self._writer.removed else ""
+        path = self._writer.close()
+        self._writer, self._current = None, None
+        self._done.append((str(path), self._file_entries, removed))
 
     def record_products(self, batch: EventBatch) -> None:
         """Remember the producer parameters of the kept products (written as ``e2e_products``)."""
@@ -207,20 +271,74 @@ class RootOutput(OutputModule):
             }
 
     def close(self) -> str:
-        if self._writer is None:
+        if self._writer is not None:
+            self._finish()
+        if not self._done:
             return f"{self.params.file}: nothing written"
-        self._writer.write_string("e2e_products", json.dumps(self._provenance, sort_keys=True, default=str))
-        removed = f"; {describe_removed(self._writer.removed)}" if self._writer.removed else ""
-        path = self._writer.close()
-        self._writer = None
         kind = "with a copy of the input" if self.params.copy_input else "friend of the input"
         skipped = f"; not writable, skipped: {', '.join(self.skipped)}" if self.skipped else ""
-        return f"{path}: tree {self.params.tree}, {self.entries} entries ({kind}){skipped}{removed}"
+        done, self._done = self._done, []
+        if not self.params.per_file:
+            path, entries, removed = done[0]
+            return f"{path}: tree {self.params.tree}, {entries} entries ({kind}){skipped}{removed}"
+        return (
+            f"{len(done)} files {self.params.file} (per_file), tree {self.params.tree}, {self.entries} entries "
+            f"({kind}){skipped}"
+        )
 
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.abort()
             self._writer = None
+
+    def for_part(self, path: str) -> RootOutput:
+        part = RootOutput(self.label, dataclasses.replace(self.params, file=path, per_file=False))
+        part.kept, part.skipped = dict(self.kept), list(self.skipped)
+        return part
+
+    def assemble(self, parts: list[tuple[str, str]]) -> str:
+        """Concatenate the parts' trees in plan order into the final file(s) (the same branches and types as an
+        iterative run; with per_file one file per input); the products recorded by the first part join this
+        run's provenance."""
+        import uproot
+
+        self.entries = 0
+        try:
+            for input_file, path in parts:
+                with uproot.open(path) as f:
+                    data = read_part(f[self.params.tree])
+                    if self._types is None:
+                        products = json.loads(str(f["e2e_products"])).get("products", {})
+                        if products:
+                            self._provenance["products"] = products
+                self._append(data, len(data[ID_FIELDS[0]]), input_file)
+            return self.close()
+        except BaseException:
+            self.abort()
+            raise
+
+
+def read_part(tree: Any) -> dict[str, Any]:
+    """A RootOutput tree read back in the form ``_columns`` builds: scalars, and per collection (counter ``nX``
+    and branches ``X_field``) the offsets and flat columns."""
+    arrays = tree.arrays(library="ak", how=dict)
+    names = list(arrays)
+    counters = {k[1:] for k in names if k.startswith("n") and any(b.startswith(k[1:] + "_") for b in names)}
+    data: dict[str, Any] = {}
+    for name in names:
+        if name.startswith("n") and name[1:] in counters:
+            coll = name[1:]
+            offsets = np.zeros(len(arrays[name]) + 1, dtype=np.int64)
+            np.cumsum(ak.to_numpy(arrays[name]), out=offsets[1:])
+            columns = {
+                b[len(coll) + 1 :]: ak.to_numpy(ak.flatten(arrays[b]))
+                for b in names
+                if b.startswith(coll + "_") and max((c for c in counters if b.startswith(c + "_")), key=len) == coll
+            }
+            data[coll] = (offsets, columns)
+        elif not any(name.startswith(c + "_") for c in counters):
+            data[name] = ak.to_numpy(arrays[name])
+    return data
 
 
 def glob_like(pattern: str) -> bool:

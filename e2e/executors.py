@@ -1,0 +1,340 @@
+"""Executors: run the work units of a process on local processes or a dask cluster (DESIGN.md 6).
+
+As coffea's executors: the driver plans frozen :class:`~e2e.source.WorkItem` units from metadata; an executor
+runs :func:`run_unit` on each, anywhere, and yields :class:`UnitResult` records as they finish. A worker builds
+its modules once from the configuration (plain data; numba kernels and inference sessions are created in the
+worker, never pickled) and reuses them for every unit it gets. Each unit writes one *part* per output next to
+the final output (atomically); the driver checks that the plan is covered exactly once and assembles the parts
+in plan order (:mod:`e2e.parts`). Only the configuration, work items and these small records cross processes.
+
+- ``futures``: a local process pool (``concurrent.futures``), one single-threaded worker per core by default; a
+  worker that dies (killed, out of memory) breaks the pool: it is rebuilt and the unfinished units resubmitted,
+  each at most ``retries`` times.
+- ``dask``: ``dask.distributed`` on a ``LocalCluster`` of N single-threaded worker processes, or on an existing
+  scheduler (``tcp://host:8786``; dask-jobqueue's HTCondorCluster/SLURMCluster give one on a batch system);
+  dask re-runs the units of a lost worker (``retries``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from e2e.errors import E2EError
+from e2e.source import WorkItem
+
+#: Executors by name (``--executor``, ``options.executor``).
+EXECUTORS = ("iterative", "futures", "dask")
+
+
+@dataclass(frozen=True)
+class UnitCall:
+    """What every unit of a run shares: the configuration (plain data), its hash, where parts go."""
+
+    config: Mapping[str, Any]
+    key: str
+    part_dir: str
+    skip_bad_files: bool = False
+
+
+@dataclass
+class UnitResult:
+    """What a worker reports for one unit (small: counts, digests, part paths, timings)."""
+
+    index: int
+    file: str
+    entry_start: int
+    entry_stop: int
+    events: int = 0
+    jets: int = 0
+    ids_digest: str = ""
+    parts: list[str] = field(default_factory=list)
+    times: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+    skipped: str = ""  # the one-line error of a bad input unit skipped with --skip-bad-files
+    worker: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> UnitResult:
+        return cls(**json.loads(text))
+
+    def where(self) -> str:
+        return f"unit {self.index} ({self.file} entries {self.entry_start}-{self.entry_stop - 1})"
+
+
+def describe_item(item: WorkItem) -> str:
+    return f"unit {item.index} ({item.file} entries {item.entry_start}-{item.entry_stop - 1})"
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """Hash of everything that defines a unit's output: source, modules and outputs (progress and executor
+    options excluded), so parts of another configuration are never reused."""
+    relevant = {k: v for k, v in config.items() if k not in ("options",)}
+    relevant["options"] = {k: v for k, v in dict(config.get("options") or {}).items() if k == "duplicate_ids"}
+    text = json.dumps(relevant, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def unit_stem(call_key: str, item: WorkItem) -> str:
+    """Part file stem of a unit: the configuration hash, the input file's identity and the entry range."""
+    path = item.file
+    ident = path
+    if "://" not in path:
+        st = os.stat(path)
+        ident = f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+    digest = hashlib.sha256(f"{call_key}|{ident}|{item.tree}|{item.entry_start}|{item.entry_stop}".encode())
+    return f"u{item.index:06d}-{digest.hexdigest()[:20]}"
+
+
+# ------------------------------------------------------------------------------------------- worker side
+class UnitRunner:
+    """The modules of one configuration, built once per worker process and reused for every unit."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        from e2e.config import load_process
+        from e2e.process import Process
+
+        self.desc = load_process(dict(config), where="<worker>")
+        self.process = Process(self.desc)
+        self.modules = [self.desc.modules[label] for label in self.process.schedule.order]
+        self.desc.source.begin()
+        for m in self.modules:
+            m.begin()
+        self.process._warm_up(self.modules)
+
+    def run(self, item: WorkItem, call: UnitCall) -> UnitResult:
+        from dataformats.schema import SchemaError
+
+        result = UnitResult(item.index, item.file, item.entry_start, item.entry_stop, worker=f"pid {os.getpid()}")
+        stem = unit_stem(call.key, item)
+        outs = [o.for_part(os.path.join(call.part_dir, f"{stem}-{i}.root")) for i, o in enumerate(self.desc.outputs)]
+        before = {m.label: dict(m.counters) for m in [self.desc.source, *self.modules]}
+        times: dict[str, float] = {"source": 0.0, **{m.label: 0.0 for m in self.modules}}
+        try:
+            t0 = time.perf_counter()
+            try:
+                batch = self.desc.source.read(item)
+            except (SchemaError, E2EError) as err:
+                if not call.skip_bad_files:
+                    raise
+                result.skipped = str(err)
+                return result
+            times["source"] += time.perf_counter() - t0
+            for m in self.modules:
+                t0 = time.perf_counter()
+                m.produce(batch)
+                times[m.label] += time.perf_counter() - t0
+            for o in outs:
+                t0 = time.perf_counter()
+                o.begin()
+                o.write(batch)
+                o.end()
+                if o.entries != batch.n_events:
+                    raise E2EError(f"{o.label}: wrote {o.entries} entries of {describe_item(item)}")
+                o.close()
+                times[o.label] = times.get(o.label, 0.0) + time.perf_counter() - t0
+        except BaseException:
+            for o in outs:
+                o.abort()
+            raise
+        jets = batch.get("source:Jet") if "source:Jet" in batch else None
+        result.events = batch.n_events
+        result.jets = len(jets) if jets is not None else 0
+        result.ids_digest = ids_digest(batch.ids)
+        result.parts = [o.output_paths()[0] for o in outs]
+        result.times = times
+        for m in [self.desc.source, *self.modules]:
+            if m.counters:
+                result.counters[m.label] = {k: v - before[m.label].get(k, 0) for k, v in m.counters.items()}
+        result.descriptions = {m.label: m.describe() for m in [self.desc.source, *self.modules]}
+        with open(os.path.join(call.part_dir, f"{stem}.json.tmp"), "w") as f:
+            f.write(result.to_json())
+        os.replace(os.path.join(call.part_dir, f"{stem}.json.tmp"), os.path.join(call.part_dir, f"{stem}.json"))
+        return result
+
+
+def ids_digest(ids: Mapping[str, Any]) -> str:
+    """A digest of a batch's event ids (run, luminosityBlock, event in order)."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for name in ("run", "luminosityBlock", "event"):
+        h.update(np.ascontiguousarray(ids[name], dtype=np.uint64).tobytes())
+    return h.hexdigest()[:20]
+
+
+_RUNNERS: dict[str, UnitRunner] = {}
+
+
+def single_threaded() -> None:
+    """One thread per worker process for numba and torch (the workers are the parallelism)."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+    except Exception:  # noqa: S110 - numba not imported yet or fixed thread count
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except Exception:  # noqa: S110
+        pass
+
+
+def run_unit(call: UnitCall, item: WorkItem) -> UnitResult:
+    """Run one unit in this process (module-level: executors ship it by reference)."""
+    runner = _RUNNERS.get(call.key)
+    if runner is None:
+        single_threaded()
+        _RUNNERS.clear()
+        runner = _RUNNERS[call.key] = UnitRunner(call.config)
+    return runner.run(item, call)
+
+
+# ------------------------------------------------------------------------------------------- driver side
+class Executor:
+    """Runs units and yields their results as they finish (any order)."""
+
+    name = ""
+
+    def __init__(self, workers: int, retries: int = 2, scheduler: str | None = None) -> None:
+        self.workers = workers
+        self.retries = retries
+        self.scheduler = scheduler
+        self.retried = 0
+
+    def map(self, call: UnitCall, items: list[WorkItem]) -> Iterator[UnitResult]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.name}, {self.workers} worker(s)"
+
+
+class SerialExecutor(Executor):
+    """Units one after another in this process (the iterative executor writing parts, for --resume)."""
+
+    name = "iterative"
+
+    def map(self, call: UnitCall, items: list[WorkItem]) -> Iterator[UnitResult]:
+        for item in items:
+            yield run_unit(call, item)
+
+
+def _worker_init() -> None:
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    single_threaded()
+
+
+class FuturesExecutor(Executor):
+    """A local process pool; a dead worker's units are resubmitted to a new pool (at most ``retries`` times)."""
+
+    name = "futures"
+
+    def map(self, call: UnitCall, items: list[WorkItem]) -> Iterator[UnitResult]:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        attempts: dict[int, int] = {}
+        pending = list(items)
+        ctx = multiprocessing.get_context("spawn")
+        while pending:
+            pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init)
+            futures = {pool.submit(run_unit, call, item): item for item in pending}
+            pending = []
+            broken = False
+            try:
+                while futures:
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        item = futures.pop(fut)
+                        try:
+                            yield fut.result()
+                        except BrokenProcessPool as err:
+                            broken = True
+                            attempts[item.index] = attempts.get(item.index, 0) + 1
+                            if attempts[item.index] > self.retries:
+                                raise E2EError(
+                                    f"{describe_item(item)} failed {attempts[item.index]} times: a worker process "
+                                    f"died ({err or 'killed or out of memory'})"
+                                ) from None
+                            pending.append(item)
+            finally:
+                pool.shutdown(wait=not broken, cancel_futures=True)
+            if broken:
+                self.retried += len(pending)
+                pending.sort(key=lambda i: i.index)
+
+
+class DaskExecutor(Executor):
+    """dask.distributed: a LocalCluster of ``workers`` single-threaded processes, or ``scheduler``'s cluster."""
+
+    name = "dask"
+
+    def describe(self) -> str:
+        where = self.scheduler or f"LocalCluster of {self.workers} worker(s)"
+        return f"dask, {where}"
+
+    def map(self, call: UnitCall, items: list[WorkItem]) -> Iterator[UnitResult]:
+        import logging
+
+        try:
+            from distributed import Client, LocalCluster, as_completed
+        except ImportError as err:
+            raise E2EError(
+                "--executor dask needs dask.distributed: pip install -e .[dask] (or 'dask[distributed]')"
+            ) from err
+
+        cluster = None
+        if self.scheduler:
+            client = Client(self.scheduler, timeout="30s")
+        else:
+            cluster = LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            client = Client(cluster)
+        try:
+            client.run(_worker_init)
+            futures = {
+                client.submit(
+                    run_unit, call, item, retries=self.retries, pure=False, key=f"e2e-{call.key}-{item.index}"
+                ): item
+                for item in items
+            }
+            for fut in as_completed(list(futures)):
+                item = futures[fut]
+                try:
+                    yield fut.result()
+                except Exception as err:
+                    if type(err).__name__ == "KilledWorker":
+                        raise E2EError(
+                            f"{describe_item(item)} failed {self.retries + 1} times: its worker died ({err})"
+                        ) from None
+                    raise
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def make_executor(name: str, workers: int, retries: int = 2, scheduler: str | None = None) -> Executor:
+    if name == "futures":
+        return FuturesExecutor(workers, retries)
+    if name == "dask":
+        return DaskExecutor(workers, retries, scheduler)
+    return SerialExecutor(1, retries)

@@ -1,0 +1,191 @@
+"""Executors (iterative, futures, dask): the same friend tree bit for bit, every event exactly once, dead workers'
+units re-run, --resume after a killed driver, bad files failing with one line or skipped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+import yaml
+from conftest import REPO, SAMPLE, need_extra, read_events, write_hits
+
+from e2e.errors import E2EError
+from e2e.executors import UnitResult
+from e2e.process import check_exactly_once
+from e2e.source import WorkItem
+
+HELPERS = REPO / "tests" / "helpers"
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Two small hits files (30 + 24 events of the sample)."""
+    d = tmp_path_factory.mktemp("exec")
+    ev = read_events(SAMPLE, 54)
+    a = write_hits(d / "a.root", ev[:30])
+    b = write_hits(d / "b.root", ev[30:])
+    return [a, b]
+
+
+def _config(tmp: Path, inputs, marker: str = "", at_entry: int = -1, **options) -> Path:
+    data = {
+        "process": "ExecTest",
+        "source": {"files": [str(p) for p in inputs], "step_size": 8},
+        "modules": {
+            "jetShapes": {"type": "JetShapeProducer"},
+            "tauShapes": {"type": "ShapeTagger", "shapes": "jetShapes", "model": "zoo:tau_shapes"},
+            "killer": {"type": "faulty_modules:KillOnce", "marker": marker, "at_entry": at_entry},
+        },
+        "outputs": [{"file": str(tmp / "out.root"), "keep": ["jetShapes", "tauShapes", "killer"]}],
+        "options": {"progress": False, **options},
+    }
+    path = tmp / f"config_{len(list(tmp.glob('config_*')))}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _run(config: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HELPERS), str(REPO)])}
+    cmd = [sys.executable, "-m", "e2e.cli.run", str(config), "--no-progress", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _branches(path: Path) -> dict[str, bytes]:
+    with uproot.open(path) as f:
+        t = f["Events"]
+        out = {}
+        for k in t.keys():
+            a = t[k].array(library="ak")
+            out[k] = (str(a.type), ak.to_numpy(ak.flatten(a, axis=None)).tobytes())
+        return out
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ref")
+    r = _run(_config(tmp, inputs))
+    assert r.returncode == 0, r.stderr
+    return _branches(tmp / "out.root")
+
+
+@pytest.mark.parametrize("executor", ["futures", "dask"])
+def test_parallel_output_is_identical_to_iterative(executor, inputs, reference, tmp_path):
+    if executor == "dask":
+        need_extra("distributed", "dask")
+    r = _run(_config(tmp_path, inputs), "--executor", executor, "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    assert _branches(tmp_path / "out.root") == reference
+    assert f"executor: {executor}" in r.stdout and "7 unit(s) run by 2 worker process(es)" in r.stdout
+    assert not list(tmp_path.glob(".out.root.parts"))  # parts removed after assembly
+
+
+@pytest.mark.parametrize("executor", ["futures", "dask"])
+def test_a_worker_killed_mid_unit_is_rerun(executor, inputs, reference, tmp_path):
+    if executor == "dask":
+        need_extra("distributed", "dask")
+    marker = tmp_path / "killed"
+    r = _run(_config(tmp_path, inputs, str(marker), at_entry=16), "--executor", executor, "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    assert marker.exists()  # a worker did die
+    assert _branches(tmp_path / "out.root") == reference
+
+
+def test_resume_after_the_driver_is_killed(inputs, reference, tmp_path):
+    """The driver of a serial parts run is SIGKILLed in its third unit; --resume reuses the two finished units,
+    runs the other five, and the output is identical."""
+    marker = tmp_path / "killed"
+    config = _config(tmp_path, inputs, str(marker), at_entry=16)
+    r = _run(config, "--resume")
+    assert r.returncode == -signal.SIGKILL and marker.exists()
+    parts = tmp_path / ".out.root.parts"
+    assert len(list(parts.glob("*.json"))) == 2 and not (tmp_path / "out.root").exists()
+    r = _run(config, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "2 unit(s) reused" in r.stdout and "5 unit(s) run" in r.stdout
+    assert _branches(tmp_path / "out.root") == reference
+    assert not parts.exists()
+
+
+def test_stale_parts_of_another_configuration_are_not_reused(inputs, reference, tmp_path):
+    other = _config(tmp_path, inputs, str(tmp_path / "killed"), at_entry=16)
+    data = yaml.safe_load(other.read_text())
+    data["outputs"][0]["compression_level"] = 4  # another configuration (same values), killed after two units
+    other.write_text(yaml.safe_dump(data))
+    assert _run(other, "--resume").returncode == -signal.SIGKILL
+    assert len(list((tmp_path / ".out.root.parts").glob("*.json"))) == 2
+    r = _run(_config(tmp_path, inputs, str(tmp_path / "killed"), at_entry=16), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "reused" not in r.stdout and "7 unit(s) run" in r.stdout
+    assert _branches(tmp_path / "out.root") == reference
+
+
+def test_a_bad_file_fails_with_one_line_or_is_skipped(inputs, tmp_path):
+    bad = tmp_path / "bad.root"
+    ev = read_events(SAMPLE, 10)
+    energy = ak.to_numpy(ak.flatten(ev.EcalHit_energy)).copy()
+    energy[3] = np.nan
+    write_hits(
+        bad, {**{k: ev[k] for k in ev.fields}, "EcalHit_energy": ak.unflatten(energy, ak.num(ev.EcalHit_energy))}
+    )
+    files = [inputs[0], bad, inputs[1]]
+    for args in ((), ("--executor", "futures", "--workers", "2")):
+        r = _run(_config(tmp_path, files), *args)
+        assert r.returncode == 2, r.stderr
+        err = r.stderr.strip().splitlines()
+        assert len(err) == 1 and "bad.root:Events: branch 'EcalHit_energy'" in err[0] and "nan" in err[0], r.stderr
+        assert not (tmp_path / "out.root").exists()
+    r = _run(_config(tmp_path, files), "--executor", "futures", "--workers", "2", "--skip-bad-files")
+    assert r.returncode == 0, r.stderr
+    assert "1 unit(s) skipped (--skip-bad-files)" in r.stdout and "bad.root" in r.stdout
+    with uproot.open(tmp_path / "out.root") as f:
+        assert f["Events"].num_entries == 30 + 2 + 24  # entries 8-9 of bad.root are a good unit
+        assert "bad.root" in str(f["e2e_products"])
+
+
+def _result(item: WorkItem) -> UnitResult:
+    return UnitResult(item.index, item.file, item.entry_start, item.entry_stop, events=item.n_events)
+
+
+def test_exactly_once_catches_a_dropped_and_a_duplicated_unit():
+    items = [WorkItem("a.root", "Events", s, s + 10, i) for i, s in enumerate(range(0, 40, 10))]
+    check_exactly_once(items, [_result(i) for i in items])
+    with pytest.raises(E2EError, match=r"unit 2 \(a.root entries 20-29\) is missing"):
+        check_exactly_once(items, [_result(i) for i in items if i.index != 2])
+    with pytest.raises(E2EError, match=r"unit 1 \(a.root entries 10-19\) was written twice"):
+        check_exactly_once(items, [*map(_result, items), _result(items[1])])
+    short = _result(items[3])
+    short.events = 9
+    with pytest.raises(E2EError, match="wrote 9 events, the plan has 10"):
+        check_exactly_once(items, [*map(_result, items[:3]), short])
+
+
+@pytest.mark.parametrize("executor", ["iterative", "futures"])
+def test_per_file_outputs(executor, inputs, reference, tmp_path):
+    """per_file: one friend per input file ({stem} in the name), each aligned with its input."""
+    config = _config(tmp_path, inputs)
+    data = yaml.safe_load(config.read_text())
+    data["outputs"][0].update(file=str(tmp_path / "{stem}_tagged.root"), per_file=True)
+    config.write_text(yaml.safe_dump(data))
+    r = _run(config, "--executor", executor, "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    assert "2 files" in r.stdout and "(per_file)" in r.stdout
+    whole = {k: v for k, v in reference.items()}
+    with uproot.open(tmp_path / "a_tagged.root") as fa, uproot.open(tmp_path / "b_tagged.root") as fb:
+        assert fa["Events"].num_entries == 30 and fb["Events"].num_entries == 24
+        assert json.loads(str(fa["e2e_products"]))["inputs"] == [str(inputs[0])]
+        for key in ("event", "Jet_tauShapes_tau"):
+            joined = np.concatenate([ak.to_numpy(ak.flatten(f["Events"][key].array(), axis=None)) for f in (fa, fb)])
+            assert joined.tobytes() == whole[key][1]
+    data["outputs"][0]["file"] = str(tmp_path / "same.root")
+    config.write_text(yaml.safe_dump(data))
+    r = _run(config)
+    assert r.returncode == 2 and "must contain {stem}" in r.stderr

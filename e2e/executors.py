@@ -106,6 +106,10 @@ class UnitRunner:
         self.desc = load_process(dict(config), where="<worker>")
         self.process = Process(self.desc)
         self.modules = [self.desc.modules[label] for label in self.process.schedule.order]
+        from e2e.io.source import HitsFileSource
+
+        if isinstance(self.desc.source, HitsFileSource):
+            self.desc.source.lazy = True  # inspect a file when its first unit arrives
         self.desc.source.begin()
         for m in self.modules:
             m.begin()
@@ -192,13 +196,31 @@ def single_threaded() -> None:
         pass
 
 
-def run_unit(call: UnitCall, item: WorkItem) -> UnitResult:
-    """Run one unit in this process (module-level: executors ship it by reference)."""
+def one_thread_each(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration with every module's ``threads: 0`` (the backend's default, all cores) set to 1 and the
+    source's decompression threads off: the worker processes are the parallelism. Explicit thread counts are
+    kept."""
+    out = dict(config)
+    source = dict(config.get("source") or {})
+    if "read_threads" in source:
+        source["read_threads"] = 0  # decompression in the worker's own thread
+    out["source"] = source
+    out["modules"] = {
+        label: ({**block, "threads": 1} if block.get("threads") == 0 else block)
+        for label, block in dict(config.get("modules") or {}).items()
+    }
+    return out
+
+
+def run_unit(call: UnitCall, item: WorkItem, worker: bool = True) -> UnitResult:
+    """Run one unit in this process (module-level: executors ship it by reference). In a worker process
+    (``worker``) numba, torch and the taggers' backends use one thread each."""
     runner = _RUNNERS.get(call.key)
     if runner is None:
-        single_threaded()
         _RUNNERS.clear()
-        runner = _RUNNERS[call.key] = UnitRunner(call.config)
+        if worker:
+            single_threaded()
+        runner = _RUNNERS[call.key] = UnitRunner(one_thread_each(call.config) if worker else call.config)
     return runner.run(item, call)
 
 
@@ -228,7 +250,7 @@ class SerialExecutor(Executor):
 
     def map(self, call: UnitCall, items: list[WorkItem]) -> Iterator[UnitResult]:
         for item in items:
-            yield run_unit(call, item)
+            yield run_unit(call, item, worker=False)
 
 
 def _worker_init() -> None:
@@ -248,7 +270,7 @@ class FuturesExecutor(Executor):
 
         attempts: dict[int, int] = {}
         pending = list(items)
-        ctx = multiprocessing.get_context("spawn")
+        ctx = multiprocessing.get_context(os.environ.get("E2E_MP_START", "spawn"))
         while pending:
             pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init)
             futures = {pool.submit(run_unit, call, item): item for item in pending}
@@ -296,7 +318,17 @@ class DaskExecutor(Executor):
                 "--executor dask needs dask.distributed: pip install -e .[dask] (or 'dask[distributed]')"
             ) from err
 
+        import dask
+
         cluster = None
+        # dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=64 kB: every freed batch is handed back to the
+        # kernel and faulted in again (measured: the GNN tagger 3x slower); keep glibc's default for e2e's workers
+        environ = {
+            k: v
+            for k, v in dict(dask.config.get("distributed.nanny.pre-spawn-environ", {})).items()
+            if k.replace("-", "_") != "MALLOC_TRIM_THRESHOLD_"
+        }
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ, "distributed.worker.profile.enabled": False})
         if self.scheduler:
             client = Client(self.scheduler, timeout="30s")
         else:

@@ -421,6 +421,10 @@ def run_units(
 
     t_start = time.perf_counter()
     desc = process.desc
+    if desc.options.threads:  # this process's kernels (serial executor); workers use one thread each
+        import numba
+
+        numba.set_num_threads(min(desc.options.threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     source = desc.source
     summary = RunSummary(desc.name, unscheduled=list(process.schedule.unscheduled))
     modules = [desc.modules[label] for label in process.schedule.order]

@@ -53,9 +53,14 @@ def read_events(path: str | Path = SAMPLE, n: int | None = None) -> ak.Array:
 
 
 def write_hits(
-    path: str | Path, events: ak.Array | dict[str, Any], truth: bool = True, dtypes: dict[str, Any] | None = None
+    path: str | Path,
+    events: ak.Array | dict[str, Any],
+    truth: bool = True,
+    dtypes: dict[str, Any] | None = None,
+    basket_events: int | None = None,
 ) -> Path:
-    """Write events with flat branch names (``EcalHit_ieta``, ...) as a hits tree, as e2e-generate does.
+    """Write events with flat branch names (``EcalHit_ieta``, ...) as a hits tree, as e2e-generate does
+    (``basket_events`` per basket; default: all in one).
 
     ``dtypes``: branch -> dtype to write instead of the schema's (to make files with wrong types).
     """
@@ -74,8 +79,11 @@ def write_hits(
     for name, fs in fields.items():
         cols = {f.name: ak.values_astype(get(f"{name}_{f.name}"), dtypes.get(f"{name}_{f.name}", f.dtype)) for f in fs}
         data[name] = ak.zip(cols, depth_limit=2)
+    n = len(next(iter(data.values())))
+    step = basket_events or max(n, 1)
     with AtomicTreeWriter(path, types, "Events", "lz4", 1) as w:
-        w.extend(data)
+        for start in range(0, max(n, 1), step):
+            w.extend({k: v[start : start + step] for k, v in data.items()})
     return Path(path)
 
 

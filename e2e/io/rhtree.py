@@ -192,19 +192,20 @@ class RHTreeSource(HitsFileSource):
             notes.append("value checks are OFF (check_values: false)")
         return "; ".join(notes)
 
+    def inspect(self, path: str) -> _FileInfo:
+        """Open a file and check the tree and every branch the plan needs (metadata only)."""
+        with open_root_file(path) as file:
+            tree = self._tree(file, path)
+            keys = set(tree.keys())
+            for key, branch in self._needed_branches().items():
+                if branch not in keys:
+                    raise SchemaError(self._missing(path, key, branch, keys))
+            entries = int(tree.num_entries)
+        return _FileInfo(path, entries, self.params.truth.label is not None)
+
     def begin(self) -> None:
-        """Open every file and check the tree and every branch the plan needs (metadata only)."""
-        self.files = []
-        for path in self.input_paths():
-            with open_root_file(path) as file:
-                tree = self._tree(file, path)
-                keys = set(tree.keys())
-                for key, branch in self._needed_branches().items():
-                    if branch not in keys:
-                        raise SchemaError(self._missing(path, key, branch, keys))
-                entries = int(tree.num_entries)
-            truth = self.params.truth.label is not None
-            self.files.append(_FileInfo(path, entries, truth))
+        """Check every file (``inspect``) before processing."""
+        super().begin()
         if self.params.read_threads:
             self._executor = ThreadPoolExecutor(self.params.read_threads)
 
@@ -229,9 +230,7 @@ class RHTreeSource(HitsFileSource):
 
     def read(self, item: WorkItem) -> EventBatch:
         """The hits products of entries ``item.entry_start:item.entry_stop`` (each dense branch read in turn)."""
-        info = next((f for f in self.files if f.path == item.file), None)
-        if info is None:
-            raise E2EError(f"{self.label}: {item.file} is not an input of this source (call begin() first)")
+        info: _FileInfo = self.file_info(item.file)
         chunk = _Chunk(self, info, item)
         batch = EventBatch(info.path, self.params.tree, item.entry_start, item.entry_stop, chunk.ids(), item.index)
         for coll in self.columns:

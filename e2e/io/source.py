@@ -187,6 +187,35 @@ class HitsFileSource(Source):
         super().__init__(label, params)
         self.columns: dict[str, tuple[str, ...] | None] = {}
         self.files: list[Any] = []
+        self._by_path: dict[str, Any] = {}
+        #: a worker's source (e2e.executors) inspects a file when its first unit arrives, not every file in begin()
+        self.lazy = False
+
+    def begin(self) -> None:
+        """Inspect every input file (metadata only: layout, entries) before the first plan or read."""
+        self.files, self._by_path = [], {}
+        if not self.lazy:
+            for path in self.input_paths():
+                self._add(path)
+
+    def inspect(self, path: str) -> Any:
+        """Check one file's layout for this source; an object with ``path`` and ``entries``."""
+        raise NotImplementedError
+
+    def _add(self, path: str) -> Any:
+        info = self.inspect(path)
+        self.files.append(info)
+        self._by_path[path] = info
+        return info
+
+    def file_info(self, path: str) -> Any:
+        """What ``inspect`` found for ``path`` (inspected now in a lazy source)."""
+        info = self._by_path.get(path)
+        if info is None:
+            if not self.lazy:
+                raise E2EError(f"{self.label}: {path} is not an input of this source (call begin() first)")
+            info = self._add(path)
+        return info
 
     def produces(self) -> dict[str, type]:
         return {name: JaggedCollection for name in collection_fields(True)}
@@ -237,20 +266,21 @@ class RootSource(HitsFileSource):
         self._executor: ThreadPoolExecutor | None = None
         self._reader: _Reader | None = None
 
+    def inspect(self, path: str) -> _FileInfo:
+        """Check a file's branches against the schema (and the truth the plan needs)."""
+        layout = inspect_file(path, self.params.tree, names=self.file_names)
+        for coll, fields in self.columns.items():
+            for fld in fields or ():
+                if f"{coll}_{fld}" not in layout.names and fld in collection_fields(True)[coll]:
+                    raise SchemaError(
+                        f"{path}:{self.params.tree}: branch '{coll}_{fld}' is needed "
+                        "but missing (it holds simulation truth: use a simulated sample)"
+                    )
+        return _FileInfo(path, layout)
+
     def begin(self) -> None:
         """Expand the file list and check every file's branches against the schema before processing."""
-        paths = self.input_paths()
-        self.files = []
-        for path in paths:
-            layout = inspect_file(path, self.params.tree, names=self.file_names)
-            for coll, fields in self.columns.items():
-                for fld in fields or ():
-                    if f"{coll}_{fld}" not in layout.names and fld in collection_fields(True)[coll]:
-                        raise SchemaError(
-                            f"{path}:{self.params.tree}: branch '{coll}_{fld}' is needed "
-                            "but missing (it holds simulation truth: use a simulated sample)"
-                        )
-            self.files.append(_FileInfo(path, layout))
+        super().begin()
         if self.params.read_threads:
             self._executor = ThreadPoolExecutor(self.params.read_threads)
 
@@ -325,10 +355,8 @@ class RootSource(HitsFileSource):
         )
 
     def _info(self, path: str) -> _FileInfo:
-        for info in self.files:
-            if info.path == path:
-                return info
-        raise E2EError(f"{self.label}: {path} is not an input of this source (call begin() first)")
+        info: _FileInfo = self.file_info(path)
+        return info
 
     def _names(self, info: _FileInfo) -> list[str]:
         """Branches to read from this file (its own names): ids, the counters of the planned collections, their

@@ -37,7 +37,6 @@ Memory is bounded by ``step_size``: each dense branch of a chunk is read, conver
 from __future__ import annotations
 
 import difflib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -177,7 +176,6 @@ class RHTreeSource(HitsFileSource):
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
         self.files: list[_FileInfo] = []
-        self._executor: ThreadPoolExecutor | None = None
         self._open: tuple[str, Any] | None = None
 
     # -- contract (file list, column plan and work items: HitsFileSource) -------------------------------
@@ -203,19 +201,11 @@ class RHTreeSource(HitsFileSource):
             entries = int(tree.num_entries)
         return _FileInfo(path, entries, self.params.truth.label is not None)
 
-    def begin(self) -> None:
-        """Check every file (``inspect``) before processing."""
-        super().begin()
-        if self.params.read_threads:
-            self._executor = ThreadPoolExecutor(self.params.read_threads)
-
     def end(self) -> None:
         if self._open is not None:
             self._open[1].close()
             self._open = None
-        if self._executor is not None:
-            self._executor.shutdown()
-            self._executor = None
+        super().end()
 
     def empty_batch(self) -> EventBatch:
         dtypes = branch_dtypes(True)

@@ -190,13 +190,24 @@ class HitsFileSource(Source):
         self._by_path: dict[str, Any] = {}
         #: a worker's source (e2e.executors) inspects a file when its first unit arrives, not every file in begin()
         self.lazy = False
+        #: decompression threads (``read_threads``), from begin() to end()
+        self._executor: ThreadPoolExecutor | None = None
 
     def begin(self) -> None:
-        """Inspect every input file (metadata only: layout, entries) before the first plan or read."""
+        """Inspect every input file (metadata only: layout, entries) before the first plan or read, and start the
+        decompression threads."""
         self.files, self._by_path = [], {}
         if not self.lazy:
             for path in self.input_paths():
                 self._add(path)
+        if self.params.read_threads:
+            self._executor = ThreadPoolExecutor(self.params.read_threads)
+
+    def end(self) -> None:
+        """Stop the decompression threads (subclasses close their files first); idempotent."""
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
 
     def inspect(self, path: str) -> Any:
         """Check one file's layout for this source; an object with ``path`` and ``entries``."""
@@ -263,7 +274,6 @@ class RootSource(HitsFileSource):
         super().__init__(label, params)
         self.file_names = file_branch_names(params.branches, params.prefixes, params.units, label)
         self.files: list[_FileInfo] = []
-        self._executor: ThreadPoolExecutor | None = None
         self._reader: _Reader | None = None
 
     def inspect(self, path: str) -> _FileInfo:
@@ -278,19 +288,11 @@ class RootSource(HitsFileSource):
                     )
         return _FileInfo(path, layout)
 
-    def begin(self) -> None:
-        """Expand the file list and check every file's branches against the schema before processing."""
-        super().begin()
-        if self.params.read_threads:
-            self._executor = ThreadPoolExecutor(self.params.read_threads)
-
     def end(self) -> None:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
-        if self._executor is not None:
-            self._executor.shutdown()
-            self._executor = None
+        super().end()
 
     def describe(self) -> str:
         notes = []

@@ -2,11 +2,10 @@
 
 A dense map holds ``height x width`` values per event, flat and row-major (``cell = ieta * width + iphi``), as
 MLAnalyzer's ``RecHitAnalyzer`` stores ``ECAL_energy`` (280 x 360) or ``HBHE_energy`` (56 x 72). A chunk of
-``n`` events is one flat array of ``n * height * width`` values. :func:`nonzero_cells` finds, per event, the cells
+``n`` events is one flat array of ``n * height * width`` values. :func:`sparse_cells` finds, per event, the cells
 where a map is non-zero (in cell order) and the values there, in numba, in one pass over the chunk that tests
 blocks of cells at once and skips the empty ones; :func:`gather` reads another map of the same grid at those
-cells. :func:`dense_from_cells` is the
-inverse (used to write RHTree-format files from sparse hits).
+cells. :func:`dense_from_cells` is the inverse (used to write RHTree-format files from sparse hits).
 """
 
 from __future__ import annotations
@@ -85,14 +84,8 @@ def sparse_cells(dense: np.ndarray, n_events: int, size: int) -> tuple[np.ndarra
         capacity = min(most, capacity * 4)
 
 
-def nonzero_cells(dense: np.ndarray, n_events: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(offsets, cells)`` of :func:`sparse_cells` (where a map is non-zero, per event, in cell order)."""
-    offsets, cells, _ = sparse_cells(dense, n_events, size)
-    return offsets, cells
-
-
 def gather(dense: np.ndarray, offsets: np.ndarray, cells: np.ndarray, size: int) -> np.ndarray:
-    """Values of one dense map chunk at the cells of :func:`nonzero_cells` (same order)."""
+    """Values of one dense map chunk at the cells of :func:`sparse_cells` (same order)."""
     event = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
     return np.asarray(dense)[event * size + cells]
 

@@ -61,6 +61,8 @@ __all__ = [
     "validate_file",
     "field_of",
     "check_branch_values",
+    "invalid_mask",
+    "tree_class",
 ]
 
 
@@ -500,8 +502,9 @@ def _format_value(v: Any) -> str:
     return str(v)  # numpy scalars print shortest round-trip ('0.1' for float32, 'nan', '300')
 
 
-def _bad_mask(field: Field, v: np.ndarray) -> np.ndarray | None:
-    """Mask of invalid values of ``v`` (already of dtype ``field.dtype``); None when every value is valid."""
+def invalid_mask(field: Field, v: np.ndarray) -> np.ndarray | None:
+    """Mask of the values of ``v`` (already of dtype ``field.dtype``) the field does not accept (out of range,
+    NaN, not an allowed value); None when every value is valid."""
     if field.allowed is not None:
         return ~np.isin(v, np.asarray(field.allowed))
     if field.is_float:
@@ -533,7 +536,7 @@ def _check_values(
 ) -> None:
     if _within_range(field, values):
         return
-    bad = _bad_mask(field, values)
+    bad = invalid_mask(field, values)
     if bad is None or not bad.any():
         return
     i = int(np.argmax(bad))

@@ -7,7 +7,8 @@ warns by default). ``options.duplicate_ids: error`` makes them fatal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -78,3 +79,12 @@ class EventIdRegister:
         if self.fatal:
             raise SchemaError(f"duplicate event ids: {self.first} (options.duplicate_ids: error)")
         return len(dup)
+
+
+def ids_digest(ids: Mapping[str, np.ndarray]) -> str:
+    """A digest of event ids (``run``, ``luminosityBlock``, ``event`` arrays, in order): a work unit records the ids
+    it read, and its parts are checked against them when they are assembled (e2e.executors)."""
+    h = hashlib.sha256()
+    for name in ("run", "luminosityBlock", "event"):
+        h.update(np.ascontiguousarray(ids[name], dtype=np.uint64).tobytes())
+    return h.hexdigest()[:20]

@@ -68,10 +68,11 @@ class UnitResult:
         return cls(**json.loads(text))
 
     def where(self) -> str:
-        return f"unit {self.index} ({self.file} entries {self.entry_start}-{self.entry_stop - 1})"
+        return describe_item(WorkItem(self.file, "", self.entry_start, self.entry_stop, self.index))
 
 
 def describe_item(item: WorkItem) -> str:
+    """``unit I (FILE entries A-B)``, as messages name a unit."""
     return f"unit {item.index} ({item.file} entries {item.entry_start}-{item.entry_stop - 1})"
 
 
@@ -117,63 +118,51 @@ class UnitRunner:
 
     def run(self, item: WorkItem, call: UnitCall) -> UnitResult:
         from dataformats.schema import SchemaError
+        from e2e.eventids import ids_digest
+        from e2e.process import Process, RunSummary
 
+        source = self.desc.source
         result = UnitResult(item.index, item.file, item.entry_start, item.entry_stop, worker=f"pid {os.getpid()}")
         stem = unit_stem(call.key, item)
         outs = [o.for_part(os.path.join(call.part_dir, f"{stem}-{i}.root")) for i, o in enumerate(self.desc.outputs)]
-        before = {m.label: dict(m.counters) for m in [self.desc.source, *self.modules]}
-        times: dict[str, float] = {"source": 0.0, **{m.label: 0.0 for m in self.modules}}
+        before = {m.label: dict(m.counters) for m in [source, *self.modules]}
+        times = dict.fromkeys(["source", *(m.label for m in [*self.modules, *outs])], 0.0)
+        counted = RunSummary(self.desc.name)
+        t0 = time.perf_counter()
         try:
-            t0 = time.perf_counter()
-            try:
-                batch = self.desc.source.read(item)
-            except (SchemaError, E2EError) as err:
-                if not call.skip_bad_files:
-                    raise
-                result.skipped = str(err)
-                return result
-            times["source"] += time.perf_counter() - t0
-            for m in self.modules:
-                t0 = time.perf_counter()
-                m.produce(batch)
-                times[m.label] += time.perf_counter() - t0
+            batch = source.read(item)
+        except (SchemaError, E2EError) as err:
+            if not call.skip_bad_files:
+                raise
+            result.skipped = str(err)
+            return result
+        times["source"] = time.perf_counter() - t0
+        try:
             for o in outs:
-                t0 = time.perf_counter()
                 o.begin()
-                o.write(batch)
+            Process._process(batch, [*self.modules, *outs], times, counted)  # the same loop as an iterative run
+            for o in outs:
                 o.end()
                 if o.entries != batch.n_events:
                     raise E2EError(f"{o.label}: wrote {o.entries} entries of {describe_item(item)}")
                 o.close()
-                times[o.label] = times.get(o.label, 0.0) + time.perf_counter() - t0
         except BaseException:
             for o in outs:
                 o.abort()
             raise
-        jets = batch.get("source:Jet") if "source:Jet" in batch else None
-        result.events = batch.n_events
-        result.jets = len(jets) if jets is not None else 0
+        result.events, result.jets = counted.events, counted.jets
         result.ids_digest = ids_digest(batch.ids)
         result.parts = [o.output_paths()[0] for o in outs]
         result.times = times
-        for m in [self.desc.source, *self.modules]:
+        for m in [source, *self.modules]:
             if m.counters:
                 result.counters[m.label] = {k: v - before[m.label].get(k, 0) for k, v in m.counters.items()}
-        result.descriptions = {m.label: m.describe() for m in [self.desc.source, *self.modules]}
-        with open(os.path.join(call.part_dir, f"{stem}.json.tmp"), "w") as f:
+        result.descriptions = {m.label: m.describe() for m in [source, *self.modules]}
+        record = os.path.join(call.part_dir, f"{stem}.json")
+        with open(record + ".tmp", "w") as f:
             f.write(result.to_json())
-        os.replace(os.path.join(call.part_dir, f"{stem}.json.tmp"), os.path.join(call.part_dir, f"{stem}.json"))
+        os.replace(record + ".tmp", record)
         return result
-
-
-def ids_digest(ids: Mapping[str, Any]) -> str:
-    """A digest of a batch's event ids (run, luminosityBlock, event in order)."""
-    import numpy as np
-
-    h = hashlib.sha256()
-    for name in ("run", "luminosityBlock", "event"):
-        h.update(np.ascontiguousarray(ids[name], dtype=np.uint64).tobytes())
-    return h.hexdigest()[:20]
 
 
 _RUNNERS: dict[str, UnitRunner] = {}

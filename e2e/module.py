@@ -16,7 +16,7 @@ import importlib
 from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from e2e.errors import ConfigError, E2EError, short
 from e2e.event import EventBatch
@@ -100,6 +100,16 @@ class Producer(Module):
     kind = "producer"
 
 
+class UnitPart(NamedTuple):
+    """One work unit's part of an output (e2e.executors): the input file it came from, the part's path, the digest
+    of the event ids the unit read (``e2e.eventids.ids_digest``) and the unit, for messages."""
+
+    input: str
+    path: str
+    ids_digest: str
+    unit: str
+
+
 class OutputModule(Module):
     """A module that writes products (or event ids) of every batch somewhere: the output contract.
 
@@ -149,9 +159,9 @@ class OutputModule(Module):
         it gets ``begin``, ``write`` of the unit's batch, ``end`` and ``close``."""
         raise E2EError(f"{type(self).__name__} cannot write parts: run it with the iterative executor")
 
-    def assemble(self, parts: list[tuple[str, str]]) -> str:
-        """Write the final output from the parts of every unit, ``(input file, part path)`` in plan order
-        (atomically); return a one-line description as ``close`` does."""
+    def assemble(self, parts: list[UnitPart]) -> str:
+        """Write the final output from the parts of every unit in plan order (atomically), checking that each part
+        holds the event ids its unit read; return a one-line description as ``close`` does."""
         raise E2EError(f"{type(self).__name__} cannot assemble parts: run it with the iterative executor")
 
 

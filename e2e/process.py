@@ -7,6 +7,7 @@ Consumed labels that nothing produces, wrong product types and cycles are config
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import sys
@@ -19,7 +20,7 @@ from e2e.config import SOURCE_LABEL, ProcessDescription
 from e2e.errors import ConfigError, E2EError
 from e2e.event import EventBatch, split_tag
 from e2e.eventids import EventIdRegister
-from e2e.module import Module
+from e2e.module import Module, UnitPart
 from e2e.paths import check_output_file
 
 
@@ -243,21 +244,38 @@ class Process:
                 m.end()
             source.end()
 
-    def run(self, progress: bool | None = None) -> RunSummary:
-        t_start = time.perf_counter()
+    def start_summary(self) -> RunSummary:
+        """Set this process's numba threads (``options.threads``) and return an empty summary with the module
+        types (for ``run`` and ``run_units``)."""
         desc = self.desc
         if desc.options.threads:
             import numba
 
             numba.set_num_threads(min(desc.options.threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
-        modules = [desc.modules[label] for label in self.schedule.order]
-        source = desc.source
         summary = RunSummary(desc.name, unscheduled=list(self.schedule.unscheduled))
         summary.types = {
-            "source": type(source).__name__,
-            **{m.label: type(m).__name__ for m in modules},
+            "source": type(desc.source).__name__,
+            **{label: type(desc.modules[label]).__name__ for label in self.schedule.order},
             **{o.label: type(o).__name__ for o in desc.outputs},
         }
+        return summary
+
+    def progress_bar(self, total: int, progress: bool | None) -> Any:
+        """A tqdm bar over ``total`` events: shown when ``progress`` (else ``options.progress``, else when stderr
+        is a terminal) says so."""
+        from tqdm import tqdm
+
+        show = self.desc.options.progress if progress is None else progress
+        if show is None:
+            show = sys.stderr.isatty()
+        return tqdm(total=total, unit="ev", disable=not show, leave=False, dynamic_ncols=True)
+
+    def run(self, progress: bool | None = None) -> RunSummary:
+        t_start = time.perf_counter()
+        desc = self.desc
+        modules = [desc.modules[label] for label in self.schedule.order]
+        source = desc.source
+        summary = self.start_summary()
         times = dict.fromkeys(summary.types, 0.0)
         inputs = self.check_paths()
         for output in desc.outputs:
@@ -273,14 +291,7 @@ class Process:
             summary.files = len({item.file for item in items})
             self._warm_up(modules)
             summary.setup_s = time.perf_counter() - t_start
-            show = sys.stderr.isatty() if progress is None else progress
-            if desc.options.progress is not None and progress is None:
-                show = desc.options.progress
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=sum(i.n_events for i in items), unit="ev", disable=not show, leave=False, dynamic_ncols=True
-            )
+            bar = self.progress_bar(sum(i.n_events for i in items), progress)
             for batch, waited in self._prefetched(items):
                 ids.add(batch)
                 times["source"] += waited
@@ -421,18 +432,8 @@ def run_units(
 
     t_start = time.perf_counter()
     desc = process.desc
-    if desc.options.threads:  # this process's kernels (serial executor); workers use one thread each
-        import numba
-
-        numba.set_num_threads(min(desc.options.threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     source = desc.source
-    summary = RunSummary(desc.name, unscheduled=list(process.schedule.unscheduled))
-    modules = [desc.modules[label] for label in process.schedule.order]
-    summary.types = {
-        "source": type(source).__name__,
-        **{m.label: type(m).__name__ for m in modules},
-        **{o.label: type(o).__name__ for o in desc.outputs},
-    }
+    summary = process.start_summary()  # numba threads of this process (serial executor); workers use one each
     inputs = process.check_paths()
     config = desc.to_dict()
     config["source"]["files"] = [p if "://" in p else os.path.abspath(p) for p in inputs]
@@ -447,11 +448,7 @@ def run_units(
     call = UnitCall(config, key, part_dir, skip_bad_files)
     source.begin()
     try:
-        items = [
-            type(i)(os.path.abspath(i.file) if "://" not in i.file else i.file, i.tree, i.entry_start, i.entry_stop,
-                    i.index)
-            for i in source.plan()
-        ]  # fmt: skip
+        items = [i if "://" in i.file else dataclasses.replace(i, file=os.path.abspath(i.file)) for i in source.plan()]
     finally:
         source.end()
     results: dict[int, UnitResult] = {}
@@ -468,12 +465,7 @@ def run_units(
     todo = [i for i in items if i.index not in results]
     summary.files = len({i.file for i in items})
     summary.setup_s = time.perf_counter() - t_start
-    show = sys.stderr.isatty() if progress is None else progress
-    if desc.options.progress is not None and progress is None:
-        show = desc.options.progress
-    from tqdm import tqdm
-
-    bar = tqdm(total=sum(i.n_events for i in items), unit="ev", disable=not show, leave=False, dynamic_ncols=True)
+    bar = process.progress_bar(sum(i.n_events for i in items), progress)
     bar.update(sum(r.entry_stop - r.entry_start for r in results.values()))
     for r in executor.map(call, todo):
         if r.index in results:
@@ -492,7 +484,8 @@ def run_units(
     }
     for i, output in enumerate(desc.outputs):
         output.set_provenance(provenance)
-        summary.outputs.append(output.assemble([(r.file, r.parts[i]) for r in written]))
+        parts = [UnitPart(r.file, r.parts[i], r.ids_digest, r.where()) for r in written]
+        summary.outputs.append(output.assemble(parts))
     shutil.rmtree(part_dir, ignore_errors=True)
     times: dict[str, float] = dict.fromkeys(summary.types, 0.0)
     for r in written:

@@ -69,6 +69,24 @@ def _check_channel_keys(label: str, key: str, mapping: dict[str, float], channel
             )
 
 
+def pv_dz_cut(tracks: JaggedCollection, dz_max: float, where: str) -> tuple[float, float]:
+    """(cut to apply to each track's |dz|, the primary-vertex cut the result then has), in cm.
+
+    Tracks that are per-crystal sums of primary-vertex tracks (``meta['pv_dz_max']``, RHTree maps) are not cut
+    again (a sum's dz means nothing): the result has the source's cut, which ``dz_max`` may not tighten. Every
+    producer that selects tracks by |dz| goes through here.
+    """
+    pre = tracks.meta.get("pv_dz_max")
+    if pre is None:
+        return dz_max, dz_max
+    if dz_max < pre:
+        raise ConfigError(
+            f"{where}: {dz_max} cm is tighter than the cut already in the source's track sums "
+            f"(|dz| < {pre} cm, RHTree maps); expected dz_max >= {pre}"
+        )
+    return math.inf, float(pre)
+
+
 class PixelMap:
     """The validated channel configuration as the arrays the kernels take."""
 
@@ -124,24 +142,11 @@ class PixelMap:
         }
 
     def track_dz_cut(self, batch: EventBatch) -> tuple[float, float]:
-        """(cut the kernels apply to each track's |dz|, the cut the pixels then have), in cm.
-
-        Tracks that are per-crystal sums of primary-vertex tracks (``meta['pv_dz_max']``, RHTree maps) are not
-        cut again (a sum's dz means nothing): the pixels have the maps' cut, which ``dz_max`` may not tighten.
-        """
+        """(cut the kernels apply to each track's |dz|, the cut the pixels then have), in cm (:func:`pv_dz_cut`)."""
         p = self.params
         if "Track" not in self.collections:
             return float(p.dz_max), float(p.dz_max)
-        tracks: JaggedCollection = batch.get(p.tracks)
-        pre = tracks.meta.get("pv_dz_max")
-        if pre is None:
-            return float(p.dz_max), float(p.dz_max)
-        if p.dz_max < pre:
-            raise ConfigError(
-                f"modules.{self.label}.dz_max: {p.dz_max} cm is tighter than the cut already in the source's track "
-                f"sums (|dz| < {pre} cm, RHTree maps); expected dz_max >= {pre}"
-            )
-        return math.inf, float(pre)
+        return pv_dz_cut(batch.get(p.tracks), float(p.dz_max), f"modules.{self.label}.dz_max")
 
     def record(self, dz_max: float | None = None) -> dict[str, Any]:
         """The parameters that define the pixels (recorded on the product for taggers to check); ``dz_max``:

@@ -13,7 +13,7 @@ from e2e.event import EventBatch
 from e2e.module import Producer
 from e2e.params import param
 from frameproducers import kernels
-from frameproducers.pixels import HitInputs
+from frameproducers.pixels import HitInputs, pv_dz_cut
 
 _CELL_CENTRES = kernels.CellCentres(
     *(
@@ -73,6 +73,7 @@ class JetShapeProducer(Producer):
         jet_event = jets.event_index()
         jet_index = jets.local_index(jet_event)
         out = np.empty((len(jets), len(kernels.SHAPE_NAMES)), dtype=np.float32)
+        cut, dz_max = pv_dz_cut(trk, float(p.dz_max), f"modules.{self.label}.dz_max")
         kernels.fill_jet_shapes(
             out,
             kernels.JetAxes(jet_event, jets["pt"], jets["eta"], jets["phi"]),
@@ -83,14 +84,14 @@ class JetShapeProducer(Producer):
             float(p.cone),
             float(p.core),
             float(p.track_pt_min),
-            float(p.dz_max),
+            cut,
             float(p.d0sig_min),
         )
         record = {
             "cone": p.cone,
             "core": p.core,
             "track_pt_min": p.track_pt_min,
-            "dz_max": p.dz_max,
+            "dz_max": dz_max,
             "d0sig_min": p.d0sig_min,
         }
         batch.put(self.label, JetShapes(jets.offsets, jet_index, record, values=out, names=kernels.SHAPE_NAMES))

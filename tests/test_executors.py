@@ -189,3 +189,17 @@ def test_per_file_outputs(executor, inputs, reference, tmp_path):
     config.write_text(yaml.safe_dump(data))
     r = _run(config)
     assert r.returncode == 2 and "must contain {stem}" in r.stderr
+
+
+def test_a_part_with_other_event_ids_than_its_unit_fails_the_run(inputs, tmp_path):
+    """Each part is checked at assembly against the digest of the ids its unit read."""
+    marker = tmp_path / "killed"
+    config = _config(tmp_path, inputs, str(marker), at_entry=16)
+    assert _run(config, "--resume").returncode == -signal.SIGKILL
+    record = sorted((tmp_path / ".out.root.parts").glob("*.json"))[0]
+    data = json.loads(record.read_text())
+    data["ids_digest"] = "0" * 20
+    record.write_text(json.dumps(data))
+    r = _run(config, "--resume")
+    assert r.returncode == 2 and "holds other event ids than it read" in r.stderr, r.stderr
+    assert not (tmp_path / "out.root").exists()

@@ -322,3 +322,24 @@ def test_e2e_convert_refuses_to_overwrite_its_input(tmp_path, capsys):
     assert "input" in capsys.readouterr().err
     assert main([str(small), "-o", str(tmp_path / "rh.root")]) == 0
     assert uproot.open(tmp_path / "rh.root")["fevt/RHTree"].num_entries == 3
+
+
+def test_every_track_selection_honours_the_source_pv_cut(sample_rhtree):
+    """Jet shapes (like frames and graphs) do not cut the RHTree's summed dz again, and record the maps' cut."""
+    from e2e.errors import ConfigError
+
+    desc = load_process({"source": {"type": "RHTreeSource", "files": [str(sample_rhtree)], "max_events": 10},
+                         "modules": {"s": {"type": "JetShapeProducer", "dz_max": 0.5}},
+                         "outputs": [{"file": "unused.root"}]})  # fmt: skip
+    Process(desc)
+    desc.source.begin()
+    batch = desc.source.read(desc.source.plan()[0])
+    desc.modules["s"].produce(batch)
+    assert batch.get("s").params["dz_max"] == 0.1
+    tight = load_process({"source": {"type": "RHTreeSource", "files": [str(sample_rhtree)]},
+                          "modules": {"s": {"type": "JetShapeProducer", "dz_max": 0.05}},
+                          "outputs": [{"file": "unused.root"}]})  # fmt: skip
+    Process(tight)
+    with pytest.raises(ConfigError, match="modules.s.dz_max: 0.05 cm is tighter"):
+        tight.modules["s"].produce(batch)
+    desc.source.end()

@@ -37,9 +37,10 @@ from dataformats.products import JaggedCollection, JetProduct
 from dataformats.schema import COUNTER_DTYPE
 from e2e.errors import ConfigError, E2EError
 from e2e.event import EventBatch, split_tag
+from e2e.eventids import ids_digest
 from e2e.io.source import ID_FIELDS, collection_fields
 from e2e.io.treewriter import COMPRESSION, AtomicTreeWriter
-from e2e.module import OutputModule
+from e2e.module import OutputModule, UnitPart
 from e2e.params import param
 from e2e.paths import describe_removed
 
@@ -296,22 +297,26 @@ class RootOutput(OutputModule):
         part.kept, part.skipped = dict(self.kept), list(self.skipped)
         return part
 
-    def assemble(self, parts: list[tuple[str, str]]) -> str:
+    def assemble(self, parts: list[UnitPart]) -> str:
         """Concatenate the parts' trees in plan order into the final file(s) (the same branches and types as an
-        iterative run; with per_file one file per input); the products recorded by the first part join this
-        run's provenance."""
+        iterative run; with per_file one file per input), each part checked to hold the event ids its unit read;
+        the products recorded by the first part join this run's provenance."""
         import uproot
 
         self.entries = 0
         try:
-            for input_file, path in parts:
-                with uproot.open(path) as f:
+            for part in parts:
+                with uproot.open(part.path) as f:
                     data = read_part(f[self.params.tree])
                     if self._types is None:
                         products = json.loads(str(f["e2e_products"])).get("products", {})
                         if products:
                             self._provenance["products"] = products
-                self._append(data, len(data[ID_FIELDS[0]]), input_file)
+                if ids_digest({k: data[k] for k in ID_FIELDS}) != part.ids_digest:
+                    raise E2EError(
+                        f"exactly-once check: {part.unit}: its part {part.path} holds other event ids than it read"
+                    )
+                self._append(data, len(data[ID_FIELDS[0]]), part.input)
             return self.close()
         except BaseException:
             self.abort()

@@ -56,12 +56,12 @@ from dataformats.geometry import (
 )
 from dataformats.products import JaggedCollection
 from dataformats.schema import (
-    FLOAT_RTOL,
     SchemaError,
     branch_dtypes,
     cast_to_schema,
     check_branch_values,
     field_of,
+    invalid_mask,
     open_root_file,
     tree_class,
 )
@@ -86,6 +86,8 @@ TRACK_MAPS: dict[str, str] = {
     "dzsig": "track_dzsig",
 }
 LAYER_MAPS: tuple[str, ...] = tuple(name.lower() for name in TRACKER_LAYER_NAMES)
+#: The Jet truth fields (``truth.<name>``).
+TRUTH_FIELDS: tuple[str, ...] = ("label", "gen_pt", "gen_mass", "decay_mode")
 
 
 def _layer_default(name: str) -> str:
@@ -207,16 +209,9 @@ class RHTreeSource(HitsFileSource):
             self._open = None
         super().end()
 
-    def empty_batch(self) -> EventBatch:
-        dtypes = branch_dtypes(True)
-        ids = {name: np.zeros(0, dtype=dtypes[name]) for name in ID_FIELDS}
-        path = self.files[0].path if self.files else ""
-        batch = EventBatch(path, self.params.tree, 0, 0, ids, 0)
+    def empty_fields(self) -> dict[str, tuple[str, ...]]:
         available = collection_fields(self.params.truth.label is not None)
-        for coll in self.columns:
-            columns = {fld: np.zeros(0, dtype=dtypes[f"{coll}_{fld}"]) for fld in available[coll]}
-            batch.put(self.label, JaggedCollection(coll, np.zeros(1, dtype=np.int64), columns), coll)
-        return batch
+        return {coll: available[coll] for coll in self.columns}
 
     def read(self, item: WorkItem) -> EventBatch:
         """The hits products of entries ``item.entry_start:item.entry_stop`` (each dense branch read in turn)."""
@@ -258,12 +253,16 @@ class RHTreeSource(HitsFileSource):
             names = ()
         return {n: getattr(m, n) for n in names if getattr(m, n) is not None}
 
+    def reads_truth(self) -> bool:
+        """True when the plan needs a Jet truth field and the files have truth (``truth.label`` set)."""
+        wanted = self.columns.get("Jet")
+        return self.params.truth.label is not None and (wanted is None or bool(set(wanted) & set(TRUTH_FIELDS)))
+
     def _jet_branches(self) -> dict[str, str]:
         j, t = self.params.jets, self.params.truth
         out = {f"jets.{f.name}": getattr(j, f.name) for f in fields(j) if getattr(j, f.name) is not None}
-        wanted = self.columns.get("Jet")
-        if t.label is not None and (wanted is None or set(wanted) & {"label", "gen_pt", "gen_mass", "decay_mode"}):
-            for name in ("label", "gen_pt", "gen_mass", "decay_mode"):
+        if self.reads_truth():
+            for name in TRUTH_FIELDS:
                 if getattr(t, name) is not None:
                     out[f"truth.{name}"] = getattr(t, name)
         return out
@@ -365,13 +364,11 @@ class _Chunk:
         width: int,
     ) -> None:
         """Schema range / finiteness of values read from ``file_branch`` (always NaN/inf; ranges when checking)."""
-        fld = field_of(schema_branch)
-        finite = np.isfinite(values)
-        ok = finite
+        ok = np.isfinite(values)
         if self.p.check_values:
-            tol_lo = fld.lo - abs(fld.lo) * FLOAT_RTOL
-            tol_hi = fld.hi + abs(fld.hi) * FLOAT_RTOL
-            ok = finite & (values >= tol_lo) & (values <= tol_hi)
+            invalid = invalid_mask(field_of(schema_branch), values)
+            if invalid is not None:
+                ok &= ~invalid
         if not ok.all():
             i = int(np.argmin(ok))
             at = (
@@ -380,7 +377,8 @@ class _Chunk:
                 else f"{self.where}: branch '{file_branch}' entry "
                 f"{self.start + int(np.searchsorted(offsets, i, side='right') - 1)}"
             )
-            raise SchemaError(f"{at} has value {values[i]:g}, expected {fld.accepted()} (read as {schema_branch})")
+            accepted = field_of(schema_branch).accepted()
+            raise SchemaError(f"{at} has value {values[i]:g}, expected {accepted} (read as {schema_branch})")
 
     # -- products ---------------------------------------------------------------------------------------
     def ids(self) -> dict[str, np.ndarray]:
@@ -556,9 +554,7 @@ class _Chunk:
             self._float("Jet_mass", "jets.mass", j.mass, offsets) if j.mass else np.zeros(n, dtype=np.float32)
         )
         cols["seed_ieta"], cols["seed_iphi"] = ieta, iphi
-        wanted = self.src.columns.get("Jet")
-        truth_fields = ("label", "gen_pt", "gen_mass", "decay_mode")
-        if t.label is not None and (wanted is None or set(wanted) & set(truth_fields)):
+        if self.src.reads_truth() and t.label is not None:
             _, flag = self._jet_vector("truth.label", t.label, offsets)
             if flag.dtype.kind == "f" and not np.isfinite(flag).all():
                 raise SchemaError(f"{self.where}: branch '{t.label}' (truth.label) holds NaN/inf")

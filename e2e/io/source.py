@@ -238,6 +238,21 @@ class HitsFileSource(Source):
         """Which collections (and fields; None = all) to read, from what the scheduled modules consume."""
         self.columns = dict(columns)
 
+    def empty_fields(self) -> dict[str, tuple[str, ...]]:
+        """Collection -> the fields a batch of this source holds (for ``empty_batch``)."""
+        raise NotImplementedError
+
+    def empty_batch(self) -> EventBatch:
+        """A batch of zero events with empty collections (so outputs of an empty input still get their branches)."""
+        dtypes = branch_dtypes(True)
+        ids = {name: np.zeros(0, dtype=dtypes[name]) for name in ID_FIELDS}
+        path = self.files[0].path if self.files else ""
+        batch = EventBatch(path, self.params.tree, 0, 0, ids, 0)
+        for coll, fields in self.empty_fields().items():
+            columns = {fld: np.zeros(0, dtype=dtypes[f"{coll}_{fld}"]) for fld in fields}
+            batch.put(self.label, JaggedCollection(coll, np.zeros(1, dtype=np.int64), columns), coll)
+        return batch
+
     def plan(self) -> list[WorkItem]:
         """Items of at most ``step_size`` entries, in file and entry order, up to ``max_events`` in total."""
         p = self.params
@@ -303,19 +318,8 @@ class RootSource(HitsFileSource):
             )
         return "; ".join(notes)
 
-    def empty_batch(self) -> EventBatch:
-        """A batch of zero events with empty collections (so outputs of an empty input still get their branches)."""
-        from dataformats.schema import branch_dtypes
-
-        dtypes = branch_dtypes(True)
-        ids = {name: np.zeros(0, dtype=dtypes[name]) for name in ID_FIELDS}
-        path = self.files[0].path if self.files else ""
-        batch = EventBatch(path, self.params.tree, 0, 0, ids, 0)
-        truth = any(f.truth for f in self.files)
-        for coll, fields in self._branches(truth).items():
-            columns = {fld: np.zeros(0, dtype=dtypes[branch]) for fld, branch in fields.items()}
-            batch.put(self.label, JaggedCollection(coll, np.zeros(1, dtype=np.int64), columns), coll)
-        return batch
+    def empty_fields(self) -> dict[str, tuple[str, ...]]:
+        return {coll: tuple(fields) for coll, fields in self._branches(any(f.truth for f in self.files)).items()}
 
     def _branches(self, truth: bool) -> dict[str, dict[str, str]]:
         """Collection -> {field: schema branch} to read from files with (or without) Jet truth."""

@@ -62,6 +62,22 @@ PROCESSES: dict[str, Process] = {
             ("WeakSingleBoson:ffbar2gmZ = on", "23:onMode = off", "23:onIfAny = 1 2 3 4 5", "PhaseSpace:mHatMin = 50"),
         ),
         Process(
+            "wjets",
+            "W (-> e nu, mu nu) + jet: quark-enriched recoil jets (qg -> Wq, qqbar -> Wg) in a pTHat range",
+            (
+                "WeakBosonAndParton:qqbar2Wg = on",
+                "WeakBosonAndParton:qg2Wq = on",
+                "24:onMode = off",
+                "24:onIfAny = 11 13",
+            ),
+            uses_pt_hat=True,
+        ),
+        Process(
+            "ttbar",
+            "t tbar (gg, qqbar -> t tbar), all decays: b jets and light-quark jets; contained tops are label 4",
+            ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on"),
+        ),
+        Process(
             "zprime_ttbar",
             "Z'(2 TeV) -> t tbar, boosted tops (E2E top-tagging benchmark)",
             (

@@ -203,17 +203,33 @@ class MinBiasLibrary:
     """
 
     def __init__(self, generator: PythiaGenerator, size: int) -> None:
-        chunks = []
-        offsets = [0]
-        for _ in range(size):
-            generator.next_raw()
-            p = generator.extract(with_truth=False).particles
-            vis = p["kind"] == KIND_VISIBLE
-            chunks.append({k: v[vis] for k, v in p.items()})
-            offsets.append(offsets[-1] + int(vis.sum()))
-        self.offsets = np.array(offsets, dtype=np.int64)
-        self.particles = {k: np.concatenate([c[k] for c in chunks]) for k in PARTICLE_FIELDS}
+        self.generator = generator
+        self.events = [self._next_event() for _ in range(size)]
         self.size = size
+        self.refreshed = 0  # library events replaced by new ones so far
+        self._flatten()
+
+    def _next_event(self) -> dict[str, np.ndarray]:
+        self.generator.next_raw()
+        p = self.generator.extract(with_truth=False).particles
+        vis = p["kind"] == KIND_VISIBLE
+        return {k: v[vis] for k, v in p.items()}
+
+    def _flatten(self) -> None:
+        self.offsets = np.zeros(self.size + 1, dtype=np.int64)
+        np.cumsum([len(e["px"]) for e in self.events], out=self.offsets[1:])
+        self.particles = {k: np.concatenate([e[k] for e in self.events]) for k in PARTICLE_FIELDS}
+
+    def refresh(self, rng: np.random.Generator, n: int) -> None:
+        """Replace ``n`` library events (distinct, chosen at random) by newly generated ones: with a refresh after
+        every chunk, a long job overlays many more distinct minimum-bias events than the library holds."""
+        n = min(n, self.size)
+        if n <= 0:
+            return
+        for slot in rng.choice(self.size, size=n, replace=False):
+            self.events[int(slot)] = self._next_event()
+        self.refreshed += n
+        self._flatten()
 
     def overlay(self, rng: np.random.Generator, mu: float, sigma_z: float) -> tuple[dict[str, np.ndarray], int]:
         """Particles of Poisson(mu) pileup interactions; returns (flat arrays, number of interactions)."""

@@ -89,6 +89,8 @@ def test_jobs_split_events_and_merge_in_order(tmp_path: Path) -> None:
         ({"process": "qcd", "events": 5, "pt_hat": [100, 20]}, "pt_hat"),
         ({"process": "ztautau", "events": 1, "samples": [{"process": "qcd", "events": 1}]}, "not both"),
         ({"samples": [{"process": "qcd"}]}, "samples[0].events: missing required key"),
+        ({"process": "qcd", "events": 5, "pileup": {"mu": 40, "mu_max": 20}}, "mu_max: 20 is below mu = 40"),
+        ({"process": "qcd", "events": 5, "pileup": {"refresh": -1}}, "refresh"),
     ],
 )
 def test_config_errors_are_one_clear_line(data: dict, expected: str) -> None:
@@ -127,7 +129,13 @@ def test_shipped_generate_configs_load(config: Path) -> None:
 
 @pytest.mark.parametrize(
     ("process", "jets", "label"),
-    [("zprime_ttbar", {"radius": 0.8, "pt_min": 200}, 4), ("zprime_tautau", {}, 1), ("zqq", {}, 0)],
+    [
+        ("zprime_ttbar", {"radius": 0.8, "pt_min": 200}, 4),
+        ("zprime_tautau", {}, 1),
+        ("zqq", {}, 0),
+        ("wjets", {}, 0),
+        ("ttbar", {}, 0),
+    ],
 )
 def test_every_process_generates_labelled_jets(tmp_path: Path, process: str, jets: dict, label: int) -> None:
     out = _generate(
@@ -154,3 +162,30 @@ def test_a_failed_run_leaves_no_output_and_no_temporary_file(tmp_path: Path, mon
     with pytest.raises(RuntimeError):
         _generate(tmp_path, "crash.root", pileup={"mu": 0})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mixed_pileup_and_refreshed_library_are_reproducible(tmp_path: Path) -> None:
+    """Each event's mean uniform in [mu, mu_max]; the library refreshed after each chunk; same seed, same file."""
+    pileup = {"mu": 0, "mu_max": 60, "library_size": 10, "refresh": 1.0}
+    stats = {}
+    outs = []
+    for name in ("m1.root", "m2.root"):
+        data = {**SMALL, "pileup": pileup, "output": str(tmp_path / name)}
+        out, stats[name], _ = generate(load_config(data), progress_bar=False)
+        outs.append(_arrays(out))
+    for field in outs[0].fields:
+        assert ak.all(outs[0][field] == outs[1][field]), field
+    per_event = stats["m1.root"].pileup_interactions / 10
+    assert 10 < per_event < 50  # mean 30 over 10 events, not 0 and not 60
+
+
+def test_library_refresh_replaces_events() -> None:
+    from simulation.processes import PROCESSES
+    from simulation.pythia import MinBiasLibrary, PythiaGenerator
+
+    lib = MinBiasLibrary(PythiaGenerator(PROCESSES["minbias"], 3, 13000.0, None, ()), 6)
+    before = [e["px"].copy() for e in lib.events]
+    lib.refresh(np.random.default_rng(1), 3)
+    changed = sum(not np.array_equal(a, e["px"]) for a, e in zip(before, lib.events, strict=True))
+    assert changed == 3 and lib.refreshed == 3
+    assert lib.offsets[-1] == len(lib.particles["px"]) == sum(len(e["px"]) for e in lib.events)

@@ -96,3 +96,50 @@ def test_training_sees_the_graphs_the_producer_serves(space, edges, self_loops, 
     off = ds.arrays["node_offsets"]
     for j in jets:
         assert np.array_equal(trained[off[j] : off[j + 1]] - off[j], served[j]), j
+
+
+def _two_files(tmp_path, sample_events):
+    """The shipped sample split as a physicist's file list: Z->tautau events, then QCD events."""
+    from conftest import write_hits
+
+    tau = write_hits(tmp_path / "tau.root", sample_events[:75])
+    qcd = write_hits(tmp_path / "qcd.root", sample_events[75:])
+    return tau, qcd
+
+
+def _sampled(files, max_jets, seed=3):
+    from training.dataset import sampling_limits
+    from training.train import _truth_batches
+
+    process = {"source": {"files": [str(f) for f in files], "step_size": 20}, "modules": {"jetShapes": SHAPES},
+               "outputs": [{"file": "unused.root", "keep": ["jetShapes"]}]}  # fmt: skip
+    limits, available = sampling_limits(_truth_batches(process), Selection(), max_jets, seed)
+    batches = Process(load_process(process), extra_fields=TRUTH_FIELDS).iter_batches()
+    return collect(batches, "jetShapes", Selection(), (0.6, 0.2, 0.2), seed, limits=limits), available
+
+
+SHAPES = {"type": "JetShapeProducer"}
+
+
+def test_max_jets_samples_every_file_per_class(tmp_path, sample_events):
+    tau, qcd = _two_files(tmp_path, sample_events)
+    ds, available = _sampled([tau, qcd], max_jets=20)
+    assert np.bincount(ds.y, minlength=2).tolist() == [10, 10]
+    assert available[0] > 10 and available[1] > 10
+    # QCD jets of the second file are drawn although the first file alone has enough of them (file order
+    # sampling would never read it); which jets are drawn does not depend on the file order
+    qcd_pts = set(read_pt(qcd))
+    assert any(pt in qcd_pts for pt in ds.pt[ds.y == 0])
+    assert any(pt not in qcd_pts for pt in ds.pt[ds.y == 0])
+    swapped, _ = _sampled([qcd, tau], max_jets=20)
+    assert sorted(swapped.pt.tolist()) == sorted(ds.pt.tolist())
+    other, _ = _sampled([tau, qcd], max_jets=20, seed=4)
+    assert sorted(other.pt.tolist()) != sorted(ds.pt.tolist())
+    everything, _ = _sampled([tau, qcd], max_jets=100000)  # more than there are: every selected jet
+    assert np.bincount(everything.y).tolist() == available.tolist()
+
+
+def read_pt(path):
+    import uproot
+
+    return np.concatenate(uproot.open(path)["Events"]["Jet_pt"].array(library="np"))

@@ -32,19 +32,70 @@ SPLITS = ("train", "validation", "test")
 TRUTH_FIELDS = {"Jet": ("pt", "label", "gen_pt")}
 
 
-def event_split(
-    run: np.ndarray, lumi: np.ndarray, event: np.ndarray, fractions: tuple[float, float, float], seed: int
-) -> np.ndarray:
-    """Part of every event, 0 train / 1 validation / 2 test, from a 64-bit mix of its ids and ``seed``."""
+def _mix(run: np.ndarray, lumi: np.ndarray, event: np.ndarray, seed: int) -> np.ndarray:
+    """A 64-bit mix (uint64) of event ids and ``seed``: a reproducible pseudo-random key per event."""
     with np.errstate(over="ignore"):  # 64-bit wrap-around is the point of the mix
         h = (run.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (lumi.astype(np.uint64) << np.uint64(32))
         h ^= event.astype(np.uint64) + np.uint64(seed) * np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(31)
         h *= np.uint64(0x94D049BB133111EB)
         h ^= h >> np.uint64(29)
+    return h
+
+
+def event_split(
+    run: np.ndarray, lumi: np.ndarray, event: np.ndarray, fractions: tuple[float, float, float], seed: int
+) -> np.ndarray:
+    """Part of every event, 0 train / 1 validation / 2 test, from a 64-bit mix of its ids and ``seed``."""
+    h = _mix(run, lumi, event, seed)
     u = (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     edges = np.cumsum(fractions)[:-1]
     return np.searchsorted(edges, u, side="right").astype(np.int8)
+
+
+def jet_keys(ids: dict[str, np.ndarray], jets: JaggedCollection, seed: int) -> np.ndarray:
+    """A reproducible pseudo-random uint64 key per jet, from its event ids, its index in the event and ``seed``:
+    independent of file order and batching (the sampling order of ``max_jets``)."""
+    ev = jets.event_index()
+    h = _mix(ids["run"][ev], ids["luminosityBlock"][ev], ids["event"][ev], seed + 0x5EED)
+    with np.errstate(over="ignore"):
+        h ^= (jets.local_index(ev).astype(np.uint64) + np.uint64(1)) * np.uint64(0xD6E8FEB86659FD93)
+        h ^= h >> np.uint64(32)
+        h *= np.uint64(0xD6E8FEB86659FD93)
+        h ^= h >> np.uint64(32)
+    return h
+
+
+def quotas(max_jets: int, n_classes: int) -> np.ndarray:
+    """Jets per class for ``max_jets`` in all: equal shares, the remainder to the first classes."""
+    q = np.full(n_classes, max_jets // n_classes, dtype=np.int64)
+    q[: max_jets % n_classes] += 1
+    return q
+
+
+def sampling_limits(batches: Any, sel: Selection, max_jets: int, seed: int) -> tuple[list[int | None], np.ndarray]:
+    """Per class, the largest :func:`jet_keys` key that ``max_jets`` keeps (None: the class keeps no jet), and
+    the number of selected jets per class before sampling.
+
+    ``batches`` need only the source's ``Jet`` collection (truth fields; no producer runs). A class keeps its
+    :func:`quotas` share of ``max_jets``: the jets with the smallest keys, a uniform random sample without
+    replacement over every file, the same whatever the file order or batching; a class with fewer jets keeps
+    them all.
+    """
+    n_cls = len(sel.classes)
+    q = quotas(max_jets, n_cls)
+    smallest = [np.zeros(0, np.uint64) for _ in range(n_cls)]
+    available = np.zeros(n_cls, dtype=np.int64)
+    for batch in batches:
+        jets: JaggedCollection = batch.get("source:Jet")
+        mask, y = _select(jets, sel)
+        k = jet_keys(batch.ids, jets, seed)
+        for c in range(n_cls):
+            kc = k[mask & (y == c)]
+            available[c] += len(kc)
+            smallest[c] = np.sort(np.concatenate([smallest[c], kc]))[: q[c]]
+    limits = [int(sm[-1]) if len(sm) else None for sm in smallest]
+    return limits, available
 
 
 @dataclass
@@ -106,8 +157,14 @@ def collect(
     fractions: tuple[float, float, float],
     seed: int,
     max_jets: int | None = None,
+    limits: list[int | None] | None = None,
 ) -> JetDataset:
-    """Run the producers over ``batches`` (from Process.iter_batches) and keep the selected jets' products."""
+    """Run the producers over ``batches`` (from Process.iter_batches) and keep the selected jets' products.
+
+    ``limits`` (:func:`sampling_limits`): keep only the jets whose :func:`jet_keys` key is at most their class's
+    limit (the ``max_jets`` sample over every file). ``max_jets`` alone stops after that many jets in file
+    order (for tests and quick looks).
+    """
     parts: dict[str, list[np.ndarray]] = {}
     ys, pts, splits = [], [], []
     kind: InputKind | None = None
@@ -121,6 +178,11 @@ def collect(
             known = ", ".join(k.product.__name__ for k in INPUT_KINDS.values())
             raise ConfigError(f"cannot train on '{product_label}' ({type(product).__name__}); models read {known}")
         mask, y = _select(jets, sel)
+        if limits is not None:
+            keys = jet_keys(batch.ids, jets, seed)
+            for c, limit in enumerate(limits):
+                in_class = y == c
+                mask &= ~in_class | (keys <= np.uint64(limit) if limit is not None else False)
         event_part = event_split(batch.ids["run"], batch.ids["luminosityBlock"], batch.ids["event"], fractions, seed)
         idx = np.flatnonzero(mask)
         if max_jets is not None:

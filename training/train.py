@@ -24,7 +24,7 @@ from e2e.params import build, param, to_plain
 from taggers.inputs import INPUT_KINDS, InputKind, kind_of_product
 from taggers.metrics import roc_plot, summary
 from taggers.models.registry import DEFAULT_ARCHITECTURE, architecture_name, resolve_architecture
-from training.dataset import SPLITS, TRUTH_FIELDS, JetDataset, Selection, collect
+from training.dataset import SPLITS, TRUTH_FIELDS, JetDataset, Selection, collect, quotas, sampling_limits
 
 
 @dataclass
@@ -71,7 +71,12 @@ class TrainConfig:
     split: list[float] = param([0.7, 0.15, 0.15], "train / validation / test fractions, by event")
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "architecture"})
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig, metadata={"help": "optimisation"})
-    max_jets: int = param(-1, "use at most this many jets (-1: all)", minimum=-1)
+    max_jets: int = param(
+        -1,
+        "use at most this many jets (-1: all): an equal share per class, drawn at random (seeded, reproducible) "
+        "from every file",
+        minimum=-1,
+    )
     heldout: list[str] = param(
         ["data/sample_tau_qcd.root"],
         "independent files tagged after training, through e2e-run's modules (metrics recorded in model.yaml)",
@@ -130,6 +135,20 @@ def _standardise(net: Any, ds: JetDataset, train: np.ndarray) -> None:
     std = np.where(std > 0, std, 1.0)
     net.shift.copy_(torch.as_tensor(mean, dtype=torch.float32))
     net.scale.copy_(torch.as_tensor(1.0 / std, dtype=torch.float32))
+
+
+def _truth_batches(process: dict[str, Any]) -> Any:
+    """Batches of the source of ``process`` with only the Jet truth fields read (no producer runs)."""
+    from e2e.config import load_process
+
+    source = load_process(process, where="process").source
+    source.set_plan(dict(TRUTH_FIELDS))
+    source.begin()
+    try:
+        for item in source.plan():
+            yield source.read(item)
+    finally:
+        source.end()
 
 
 def _product_type(desc: Any, product: str) -> type:
@@ -214,14 +233,18 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     lo, hi = cfg.selection.pt_range
     sel = Selection(dict(cfg.selection.classes), (lo, hi), cfg.selection.require_gen_match)
     f_train, f_val, f_test = cfg.split
-    ds = collect(
-        made.iter_batches(),
-        cfg.product,
-        sel,
-        (f_train, f_val, f_test),
-        cfg.seed,
-        None if cfg.max_jets < 0 else cfg.max_jets,
-    )
+    limits = None
+    if cfg.max_jets >= 0:  # a first pass over the jets' truth only: which jets the sample keeps
+        limits, available = sampling_limits(_truth_batches(process), sel, cfg.max_jets, cfg.seed)
+        kept = [min(int(a), int(q)) for a, q in zip(available, quotas(cfg.max_jets, len(sel.classes)), strict=True)]
+        print(
+            f"e2e-train: {cfg.name}: max_jets {cfg.max_jets}: sampling "
+            + ", ".join(f"{n} of {int(a)} {c}" for c, n, a in zip(sel.classes, kept, available, strict=True))
+            + " jets over every file",
+            file=sys.stderr,
+            flush=True,
+        )
+    ds = collect(made.iter_batches(), cfg.product, sel, (f_train, f_val, f_test), cfg.seed, limits=limits)
     t_data = time.perf_counter() - t0
     log = tqdm.write if progress else (lambda line: print(line, file=sys.stderr, flush=True))
     log(f"e2e-train: {cfg.name}: dataset {ds.counts()} jets in {t_data:.0f} s")

@@ -87,3 +87,66 @@ def test_eval_bad_file_is_one_line(tmp_path, capsys, content, expected):
     assert eval_main([str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err and str(path) in err
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch, capsys):
+    """A training stopped after an epoch and started again with --resume ends with the weights of an
+    uninterrupted one; a checkpoint of another configuration is refused in one line."""
+    from safetensors.numpy import load_file
+
+    from e2e.cli.train import main as train_main
+    from training import checkpoint
+
+    def config(out):
+        cfg = {
+            "name": "small_gnn",
+            "product": "jetGraphs",
+            "process": {"source": {"files": [str(SAMPLE)], "step_size": 50}, "modules": {"jetGraphs": GRAPHS}},
+            "output": str(out),
+            "split": [0.5, 0.25, 0.25],
+            "heldout": [],
+            "threads": 1,
+            "model": {"name": "GraphNet", "hyperparameters": {"kind": "sage", "hidden": 8, "layers": 2}},
+            "optimizer": {"max_epochs": 3, "patience": 10, "batch_size": 32, "budget_minutes": 10},
+        }
+        path = tmp_path / f"{out.name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return str(path)
+
+    whole = config(tmp_path / "whole")
+    assert train_main([whole, "--no-progress"]) == 0
+    assert not checkpoint.checkpoint_dir(tmp_path / "whole").exists()  # removed with the artefact written
+
+    parts = config(tmp_path / "parts")
+    real_save, calls = checkpoint.save, []
+
+    def save_then_stop(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a killed job: after the checkpoint of epoch 1
+
+    monkeypatch.setattr(checkpoint, "save", save_then_stop)
+    assert train_main([parts, "--no-progress"]) == 130
+    assert not (tmp_path / "parts").exists() and checkpoint.checkpoint_dir(tmp_path / "parts").is_dir()
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    capsys.readouterr()
+    assert train_main([parts, "--no-progress", "--resume"]) == 0
+    assert "resuming at epoch 2" in capsys.readouterr().err
+    a = load_file(tmp_path / "whole" / "weights.safetensors")
+    b = load_file(tmp_path / "parts" / "weights.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+    spec = yaml.safe_load((tmp_path / "parts" / "model.yaml").read_text())
+    assert spec["provenance"]["training"]["epochs"] == 3
+
+    # a checkpoint left by another configuration is not used
+    monkeypatch.setattr(checkpoint, "save", save_then_stop)
+    calls.clear()
+    assert train_main([parts, "--no-progress", "-o", str(tmp_path / "third")]) == 130
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    capsys.readouterr()
+    rc = train_main([parts, "--no-progress", "--resume", "-o", str(tmp_path / "third"), "-s", "seed=2"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "checkpoint is from another training configuration" in err and "\n" not in err

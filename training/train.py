@@ -24,6 +24,8 @@ from e2e.params import build, param, to_plain
 from taggers.inputs import INPUT_KINDS, InputKind, kind_of_product
 from taggers.metrics import roc_plot, summary
 from taggers.models.registry import DEFAULT_ARCHITECTURE, architecture_name, resolve_architecture
+from training import checkpoint
+from training.checkpoint import checkpoint_dir
 from training.dataset import SPLITS, TRUTH_FIELDS, JetDataset, Selection, collect, quotas, sampling_limits
 
 
@@ -188,7 +190,9 @@ def predict(net: Any, ds: JetDataset, jets: np.ndarray, batch_size: int = 1024) 
     return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
 
 
-def train(cfg: TrainConfig, command: str, config_text: str, progress: bool = True) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig, command: str, config_text: str, progress: bool = True, resume: bool = False
+) -> dict[str, Any]:
     """Train, evaluate on the test split, export the artefact; return the metrics written to metrics.json.
 
     The artefact directory is checked before the dataset is built and written atomically (e2e.paths): it
@@ -205,11 +209,16 @@ def train(cfg: TrainConfig, command: str, config_text: str, progress: bool = Tru
         if "://" not in path and not Path(path).is_file():
             raise ConfigError(f"{path}: no such file (an input of process.source.files or heldout)")
     check_output_dir(cfg.output, inputs, "output", marker=MODEL_YAML)
+    if resume and not checkpoint.check(checkpoint_dir(cfg.output), hashlib.sha256(config_text.encode()).hexdigest()):
+        print(f"e2e-train: {cfg.name}: no checkpoint in {checkpoint_dir(cfg.output)}: training from the start",
+              file=sys.stderr)  # fmt: skip
     with atomic_dir(cfg.output) as target:
-        return _train(cfg, command, config_text, progress, target.tmp)
+        metrics = _train(cfg, command, config_text, progress, target.tmp, resume)
+    checkpoint.remove(checkpoint_dir(cfg.output))
+    return metrics
 
 
-def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out: Path) -> dict[str, Any]:
+def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out: Path, resume: bool) -> dict[str, Any]:
     import torch
     from tqdm import tqdm
 
@@ -267,11 +276,16 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
         y = torch.as_tensor(ds.y[parts["validation"]])
         return float(loss_fn(torch.log(torch.as_tensor(p).clamp_min(1e-12)), y))
 
-    best, best_state, best_epoch, history = float("inf"), None, -1, []
-    t_train = time.perf_counter()
+    where = checkpoint_dir(cfg.output)
+    sha = hashlib.sha256(config_text.encode()).hexdigest()
+    st = checkpoint.load(where, net, optim, sched, rng, sha) if resume else None
+    if st is not None:
+        log(f"e2e-train: {cfg.name}: resuming at epoch {st.epoch} from {where} ({st.train_s:.0f} s trained)")
+    st = st or checkpoint.TrainingState()
+    t_train = time.perf_counter() - st.train_s
     budget_s = 60.0 * opt.budget_minutes
     stopped = "max_epochs"
-    for epoch in range(opt.max_epochs):
+    for epoch in range(st.epoch, opt.max_epochs):
         net.train()
         order = rng.permutation(parts["train"])
         total, n = 0.0, 0
@@ -290,20 +304,23 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
             if time.perf_counter() - t_train > budget_s:
                 break
         v = val_loss()
-        history.append({"epoch": epoch, "train_loss": total / max(n, 1), "validation_loss": v})
+        st.history.append({"epoch": epoch, "train_loss": total / max(n, 1), "validation_loss": v})
         log(
             f"e2e-train: {cfg.name}: epoch {epoch}: train loss {total / max(n, 1):.4f}, validation loss "
-            f"{v:.4f}, {n} jets, {time.perf_counter() - t_train:.0f} s"
+            f"{v:.4f}, lr {sched.get_last_lr()[0]:.2e}, {n} jets, {time.perf_counter() - t_train:.0f} s"
         )
-        if v < best:
-            best, best_epoch = v, epoch
-            best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+        if v < st.best:
+            st.best, st.best_epoch = v, epoch
+            st.best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+        st.epoch, st.train_s = epoch + 1, time.perf_counter() - t_train
+        checkpoint.save(where, net, optim, sched, rng, st, sha)
         if time.perf_counter() - t_train > budget_s:
             stopped = "budget"
             break
-        if epoch - best_epoch >= opt.patience:
+        if epoch - st.best_epoch >= opt.patience:
             stopped = "early_stopping"
             break
+    best_state, best_epoch, history = st.best_state, st.best_epoch, st.history
     train_s = time.perf_counter() - t_train
     net.load_state_dict(best_state)
     net.eval()

@@ -15,6 +15,11 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(prog="e2e-train", description=__doc__)
     p.add_argument("config", nargs="?", help="training configuration, e.g. process_configs/train_tau_gnn.yaml")
     p.add_argument("-o", "--output", help="artefact directory (replaces `output`)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted training from its checkpoint (<output>.checkpoint, written after every epoch)",
+    )
     add_common_arguments(p, "-s optimizer.budget_minutes=5 -s max_jets=20000", "training.train:TrainConfig")
     return p
 
@@ -37,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             print(text, end="")
             return 0
         command = "e2e-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-        m = train(cfg, command, text, progress=not args.no_progress and sys.stderr.isatty())
+        m = train(cfg, command, text, progress=not args.no_progress and sys.stderr.isatty(), resume=args.resume)
         print(
             f"e2e-train: {cfg.name}: test AUC {m['auc']:.4f} +- {m['auc_error']:.4f}, "
             f"misID at 60 % tau efficiency {m['misid_at_0.6']:.4f}, rejection at 0.6 {m['rejection_at_0.6']:.1f} "

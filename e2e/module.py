@@ -30,6 +30,7 @@ BUILTIN_MODULES: dict[str, str] = {
     "RootOutput": "e2e.io.output:RootOutput",
     "JetFrameProducer": "frameproducers.images:JetFrameProducer",
     "JetGraphProducer": "frameproducers.graphs:JetGraphProducer",
+    "HitGraphProducer": "frameproducers.hitgraphs:HitGraphProducer",
     "JetShapeProducer": "frameproducers.shapes:JetShapeProducer",
     "GNNTagger": "taggers.modules:GNNTagger",
     "CNNTagger": "taggers.modules:CNNTagger",

@@ -28,10 +28,18 @@ def graph_edges(
     ``params``: the graph rule as JetGraphProducer's parameters or the record of a JetGraphs product (``edges``,
     ``space``, ``k``, ``radius``, ``self_loops``, ``window``). The one function that makes edges, for the
     producer and for training datasets (which rebuild them per minibatch), so both see the same graph.
+    ``space: delta`` (hit graphs, frameproducers.hitgraphs): kNN in (delta_eta, delta_phi), the columns of ``x``
+    named so in ``params['features']``, with knn_features' distance, tie and padding rules.
     """
     k, self_loops, window = int(params["k"]), bool(params["self_loops"]), int(params["window"])
     if params["edges"] == "radius":
         return kernels.radius_pixels(pixel, node_offsets, window, float(params["radius"]), k, self_loops)
+    if params["space"] == "delta":
+        features = list(params.get("features", ()))
+        if "delta_eta" not in features or "delta_phi" not in features:
+            raise ValueError(f"space 'delta' needs node features delta_eta and delta_phi; the graphs have {features}")
+        columns = [features.index("delta_eta"), features.index("delta_phi")]
+        return kernels.knn_features(np.ascontiguousarray(x[:, columns]), node_offsets, k, self_loops), None
     if params["space"] == "features":
         return kernels.knn_features(x, node_offsets, k, self_loops), None
     return kernels.knn_pixels(pixel, node_offsets, window, k, self_loops), None

@@ -113,6 +113,18 @@ class GraphInput(InputKind):
         "space",
         "self_loops",
         "radius",
+        # hit graphs (frameproducers.hitgraphs); a model without ``nodes`` was trained on pixel graphs
+        "nodes",
+        "track_pt_min",
+        "max_tracks",
+        "ecal_threshold",
+        "max_ecal",
+        "hcal_threshold",
+        "max_hcal",
+        "tracker_layers",
+        "max_tracker_hits",
+        "ipsig_clip",
+        "features",
     )
     size_args = ("n_features",)
 

@@ -155,12 +155,16 @@ class TaggerBase(Producer):
         return session.run(None, self.feed.build(inputs, feature_names, self._feed_names))[0]
 
     # ------------------------------------------------------------------------------------ produce
+    def check_product(self, product: JetProduct) -> None:
+        """Refuse a product whose recorded parameters differ from the model's input spec (one line)."""
+        self.artefact.check_inputs(
+            {"product": self.input_kind.name, **self.input_kind.record(product)}, f"modules.{self.label}"
+        )
+
     def produce(self, batch: EventBatch) -> None:
         product: JetProduct = batch.get(getattr(self.params, self.input_kind.tagger_param))
         if not self._checked:
-            self.artefact.check_inputs(
-                {"product": self.input_kind.name, **self.input_kind.record(product)}, f"modules.{self.label}"
-            )
+            self.check_product(product)
             self._checked = True
         self.session()  # at the setup warm-up (an empty batch): imports and session creation count as setup
         names = self.input_kind.feature_names(product)
@@ -203,6 +207,19 @@ class GNNTagger(TaggerBase):
     @dataclass
     class Params(TaggerParams):
         graphs: str = input_tag("jetGraphs", "graphs to tag", product=JetGraphs)
+
+    def check_product(self, product: JetProduct) -> None:
+        """Pixel graphs (JetGraphProducer) and hit graphs (HitGraphProducer) first: the record's ``nodes``, missing
+        (models and products from before hit graphs) meaning pixels."""
+        model = str(self.artefact.input_spec.get("nodes", "pixels"))
+        got = str(product.params.get("nodes", "pixels"))
+        if model != got:
+            producer = {"pixels": "JetGraphProducer", "hits": "HitGraphProducer"}.get(model, "another producer")
+            raise ConfigError(
+                f"modules.{self.label}.graphs: model {self.artefact.path.name} was trained on graphs whose nodes are "
+                f"{model}, the producer makes graphs whose nodes are {got}; make the graphs with {producer}"
+            )
+        super().check_product(product)
 
 
 class CNNTagger(TaggerBase):

@@ -10,6 +10,7 @@ module             what
 ``window``         hits on the pixels of a jet window (shared by images and graph nodes)
 ``images``         :func:`fill_jet_images`: dense [C, W, W] images
 ``nodes``          :func:`build_graph_nodes`: the non-zero window pixels as graph nodes
+``hitnodes``       :func:`build_hit_nodes`: tracks, crystals, towers and tracker hits of the window as nodes
 ``neighbors``      neighbour tables: sort keys, the padding rule, :func:`edge_index_from_neighbors`
 ``knn``            :func:`knn_pixels` (small / dense strategies), :func:`brute_force_knn_pixels`
 ``knn_sparse``     the tile-and-block strategy of :func:`knn_pixels` for sparse graphs
@@ -25,8 +26,10 @@ output channel of each channel code of :mod:`frameproducers.channels` (-1: not r
 order), ``scale`` float32 [C] and ``threshold`` float32 [C] (unscaled units: GeV, cm, counts).
 
 Graph nodes are the window pixels where at least one channel is non-zero (ascending pixel index
-p = r * W + c); edges come from kNN / radius searches on the pixel coordinates or on the node features.
-No fastmath anywhere: the kernels reproduce the slow references of tests/frame_references.py.
+p = r * W + c), or for hit graphs the detector objects themselves (:class:`HitJets`, :class:`NodeTracks`; by type,
+then rank); edges come from kNN / radius searches on the pixel coordinates or on the node features.
+No fastmath anywhere: the kernels reproduce the slow references of tests/frame_references.py and
+tests/hit_graph_references.py.
 
 Numba notes. (1) The per-window and per-graph functions are compiled without reference counting
 (frameproducers.kernels.jit): numba would otherwise pay atomic increfs for the arrays of every inlined helper
@@ -42,13 +45,16 @@ must be on their grids (dataformats.schema validates them on reading); the kerne
 
 # first, before any kernel is defined: numba's cache entries of the kernels are stamped with all their sources
 from frameproducers.kernels import cache  # noqa: F401
+from frameproducers.kernels.hitnodes import HIT_FEATURES, HIT_PARAM_DTYPE, HIT_TYPES, build_hit_nodes, hit_node_params
 from frameproducers.kernels.images import fill_jet_images
 from frameproducers.kernels.inputs import (
     CaloHits,
     CellCentres,
     ChannelMap,
+    HitJets,
     JetAxes,
     JetSeeds,
+    NodeTracks,
     ShapeTracks,
     TrackerHits,
     WindowHits,
@@ -75,6 +81,13 @@ __all__ = [
     "JetAxes",
     "ShapeTracks",
     "CellCentres",
+    "HitJets",
+    "NodeTracks",
+    "HIT_FEATURES",
+    "HIT_TYPES",
+    "HIT_PARAM_DTYPE",
+    "hit_node_params",
+    "build_hit_nodes",
     "fill_jet_images",
     "build_graph_nodes",
     "knn_pixels",

@@ -68,6 +68,32 @@ class JetSeeds(NamedTuple):
     iphi: np.ndarray  # [n_jets], 0..359
 
 
+class HitJets(NamedTuple):
+    """The jets of hit graphs: event index, the ECAL crystal of the window centre and pT (GeV, for e_frac)."""
+
+    event: np.ndarray  # int64 [n_jets]
+    ieta: np.ndarray  # [n_jets], 0..279
+    iphi: np.ndarray  # [n_jets], 0..359
+    pt: np.ndarray  # float32 [n_jets], GeV
+
+
+class NodeTracks(NamedTuple):
+    """Tracks as hit-graph nodes: the ECAL-face crystal (ieta = -1: does not reach the ECAL), pT, direction at
+    the primary vertex, charge and impact parameters (cm) with their significances."""
+
+    offsets: np.ndarray  # int64 [n_events + 1]
+    ieta: np.ndarray  # int16 [n]
+    iphi: np.ndarray  # int16 [n]
+    pt: np.ndarray  # float32 [n], GeV
+    eta: np.ndarray  # float32 [n]
+    phi: np.ndarray  # float32 [n], rad
+    charge: np.ndarray  # int16 [n]
+    d0: np.ndarray  # float32 [n], cm
+    dz: np.ndarray  # float32 [n], cm
+    d0sig: np.ndarray  # float32 [n]
+    dzsig: np.ndarray  # float32 [n]
+
+
 class ChannelMap(NamedTuple):
     """Which channel each channel code fills and how (frameproducers.channels)."""
 
@@ -106,7 +132,7 @@ class CellCentres(NamedTuple):
     hcal_phi: np.ndarray
 
 
-_Collection = TypeVar("_Collection", CaloHits, WindowTracks, TrackerHits, ShapeTracks)
+_Collection = TypeVar("_Collection", CaloHits, WindowTracks, TrackerHits, ShapeTracks, NodeTracks)
 
 
 def as_int64(a: np.ndarray) -> np.ndarray:

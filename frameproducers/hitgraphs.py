@@ -1,0 +1,187 @@
+"""HitGraphProducer: jet graphs whose nodes are the detector objects (tracks, ECAL crystals, HCAL towers, tracker
+hits) in the jet window, not pixels."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dataformats.geometry import ECAL_N_IETA, TRACKER_LAYER_NAMES
+from dataformats.products import JaggedCollection, JetGraphs
+from e2e.errors import ConfigError
+from e2e.event import EventBatch
+from e2e.module import Producer
+from e2e.params import input_tag, param
+from frameproducers import kernels
+from frameproducers.graphs import ECAL_ETA_CENTRES, graph_edges
+from frameproducers.pixels import HitInputs, pv_dz_cut
+
+#: The record's ``nodes``: what a graph's nodes are (JetGraphProducer's graphs, which do not record it: pixels).
+NODES = "hits"
+_TRACK_FIELDS = ("ecal_ieta", "ecal_iphi", "pt", "eta", "phi", "charge", "d0", "dz", "d0sig", "dzsig")
+
+
+class HitGraphProducer(Producer):
+    """Jet graphs whose nodes are the tracks, ECAL crystals, HCAL towers and tracker hits around each jet seed.
+
+    One node per object in the ``window`` x ``window`` crystals around the seed (frameproducers.kernels.hitnodes:
+    selection, ranking, caps, node order), features :data:`~frameproducers.kernels.HIT_FEATURES`, edges the ``k``
+    nearest neighbours in (delta_eta, delta_phi) (frameproducers.graphs.graph_edges, ``space: delta``: training
+    rebuilds the same).
+
+    Product ``<label>``: :class:`~dataformats.products.JetGraphs` (``pos``: crystal offset from the seed, ``pixel``:
+    r * window + c of the node's crystal; several nodes may share a crystal); record ``nodes: hits`` and every
+    selection parameter, so a GNNTagger refuses a model trained on other graphs with one line.
+    """
+
+    @dataclass
+    class Params(HitInputs):
+        tracker_hits: str = input_tag("source:TrackerHit", "pixel/strip hits", product=JaggedCollection)
+        window: int = param(
+            63, "window size in crystals (H = W), centred on the jet seed", minimum=1, maximum=ECAL_N_IETA
+        )
+        track_pt_min: float = param(0.5, "track nodes need pT above this (GeV)", minimum=0.0)
+        dz_max: float = param(0.2, "track nodes need |dz| below this (cm): from the primary vertex", minimum=0.0)
+        max_tracks: int = param(32, "at most this many track nodes per jet, by decreasing pT", minimum=0)
+        ecal_threshold: float = param(0.2, "ECAL crystal nodes need energy above this (GeV)", minimum=0.0)
+        max_ecal: int = param(64, "at most this many ECAL nodes per jet, by decreasing energy", minimum=0)
+        hcal_threshold: float = param(0.0, "HCAL tower nodes need energy above this (GeV)", minimum=0.0)
+        max_hcal: int = param(16, "at most this many HCAL nodes per jet, by decreasing energy", minimum=0)
+        tracker_layers: list[str] = param(
+            list(TRACKER_LAYER_NAMES[:4]), "tracker layers whose hits are nodes: " + ", ".join(TRACKER_LAYER_NAMES)
+        )
+        max_tracker_hits: int = param(32, "at most this many tracker-hit nodes per jet, nearest the seed", minimum=0)
+        ipsig_clip: float = param(50.0, "track d0sig / dzsig features clipped to +-this", minimum=0.0)
+        k: int = param(16, "neighbours per node (kNN in delta_eta, delta_phi)", minimum=1)
+        self_loops: bool = param(False, "count each node as one of its own neighbours")
+
+    def __init__(self, label: str, params: Any) -> None:
+        super().__init__(label, params)
+        self.layers = _layer_indices(label, params.tracker_layers)
+        self.feature_names = kernels.HIT_FEATURES
+
+    def consumes(self) -> dict[str, type | None]:
+        p = self.params
+        tags = [p.jets, p.ecal_hits, p.hcal_hits, p.tracks] + ([p.tracker_hits] if self.layers else [])
+        return {tag: JaggedCollection for tag in tags}
+
+    def fields_needed(self) -> dict[str, tuple[str, ...]]:
+        p = self.params
+        out = {
+            p.jets: ("pt", "seed_ieta", "seed_iphi"),
+            p.ecal_hits: ("ieta", "iphi", "energy"),
+            p.hcal_hits: ("ieta", "iphi", "energy"),
+            p.tracks: _TRACK_FIELDS,
+        }
+        if self.layers:
+            out[p.tracker_hits] = ("layer", "ieta", "iphi")
+        return out
+
+    def produces(self) -> dict[str, type]:
+        return {"": JetGraphs}
+
+    def record(self, dz_max: float) -> dict[str, Any]:
+        """The parameters that define the graphs (recorded on the product; a model records and checks them);
+        ``dz_max``: the track cut the nodes have (:func:`~frameproducers.pixels.pv_dz_cut`)."""
+        p = self.params
+        return {
+            "nodes": NODES,
+            "window": p.window,
+            "track_pt_min": p.track_pt_min,
+            "dz_max": dz_max,
+            "max_tracks": p.max_tracks,
+            "ecal_threshold": p.ecal_threshold,
+            "max_ecal": p.max_ecal,
+            "hcal_threshold": p.hcal_threshold,
+            "max_hcal": p.max_hcal,
+            "tracker_layers": [TRACKER_LAYER_NAMES[i] for i in self.layers],
+            "max_tracker_hits": p.max_tracker_hits,
+            "ipsig_clip": p.ipsig_clip,
+            "coordinates": True,
+            "edges": "knn",
+            "space": "delta",
+            "k": p.k,
+            "self_loops": p.self_loops,
+            "features": list(self.feature_names),
+        }
+
+    def produce(self, batch: EventBatch) -> None:
+        p = self.params
+        jets: JaggedCollection = batch.get(p.jets)
+        trk: JaggedCollection = batch.get(p.tracks)
+        cut, dz_max = pv_dz_cut(trk, float(p.dz_max), f"modules.{self.label}.dz_max")
+        jet_event = jets.event_index()
+        if cut == math.inf:
+            self.count("jets whose track nodes are the source's PV-track sums (dz_max not applied again)", len(jets))
+        par = kernels.hit_node_params(
+            window=p.window,
+            track_pt_min=p.track_pt_min,
+            dz_max=cut,
+            ecal_threshold=p.ecal_threshold,
+            hcal_threshold=p.hcal_threshold,
+            max_tracks=p.max_tracks,
+            max_ecal=p.max_ecal,
+            max_hcal=p.max_hcal,
+            max_tracker_hits=p.max_tracker_hits if self.layers else 0,
+            layer_mask=sum(1 << i for i in self.layers),
+            ipsig_clip=p.ipsig_clip,
+        )
+        node_offsets, x, pos, pixel = kernels.build_hit_nodes(
+            kernels.HitJets(jet_event, jets["seed_ieta"], jets["seed_iphi"], jets["pt"]),
+            _calo(batch.get(p.ecal_hits)),
+            _calo(batch.get(p.hcal_hits)),
+            kernels.NodeTracks(trk.offsets, *(trk[f] for f in _TRACK_FIELDS)),
+            self._tracker_hits(batch),
+            par,
+            ECAL_ETA_CENTRES,
+        )
+        record = self.record(dz_max)
+        neighbors, num_neighbors = graph_edges(pixel, x, node_offsets, record)
+        n_nodes = np.diff(node_offsets)
+        self.count("empty graphs (no hit in the window)", int(np.count_nonzero(n_nodes == 0)))
+        for i, kind in enumerate(kernels.HIT_TYPES):
+            self.count(f"nodes: {kind.replace('_', ' ')}", int(np.count_nonzero(x[:, i])))
+        batch.put(
+            self.label,
+            JetGraphs(
+                jets.offsets,
+                jets.local_index(jet_event),
+                record,
+                x=x,
+                pos=pos,
+                pixel=pixel,
+                node_offsets=node_offsets,
+                neighbors=neighbors,
+                num_neighbors=num_neighbors,
+                feature_names=self.feature_names,
+            ),
+        )
+
+    def _tracker_hits(self, batch: EventBatch) -> kernels.TrackerHits:
+        """The tracker hits (empty arrays when no layer is selected: the collection is not read)."""
+        if self.layers:
+            th: JaggedCollection = batch.get(self.params.tracker_hits)
+            return kernels.TrackerHits(th.offsets, th["layer"], th["ieta"], th["iphi"])
+        empty = np.zeros(0, np.int16)
+        return kernels.TrackerHits(np.zeros(batch.n_events + 1, np.int64), empty, empty, empty)
+
+
+def _calo(c: JaggedCollection) -> kernels.CaloHits:
+    return kernels.CaloHits(c.offsets, c["ieta"], c["iphi"], c["energy"])
+
+
+def _layer_indices(label: str, names: list[str]) -> tuple[int, ...]:
+    """The TrackerHit layers of ``names`` (geometry.TRACKER_LAYER_NAMES), ascending; one-line ConfigError."""
+    where = f"modules.{label}.tracker_layers"
+    for name in names:
+        if name not in TRACKER_LAYER_NAMES:
+            close = difflib.get_close_matches(name.upper(), TRACKER_LAYER_NAMES, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{where}: unknown layer '{name}'{hint}; allowed: {', '.join(TRACKER_LAYER_NAMES)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: a layer is listed twice: {names}")
+    return tuple(sorted(TRACKER_LAYER_NAMES.index(n) for n in names))

@@ -1,0 +1,340 @@
+"""Hit-level graph nodes: the tracks, ECAL crystals, HCAL towers and tracker hits in each jet's window.
+
+Window: W x W ECAL crystals, h = W // 2; crystal (ieta, iphi) is at (r, c) = (ieta - seed_ieta + h,
+(iphi - seed_iphi + h) mod 360) and inside when 0 <= r, c < W (phi wraps, eta does not). Nodes of a jet, in this
+order, each type ranked and capped:
+
+- tracks whose ECAL-face crystal is inside (``ecal_ieta >= 0``), pT > track_pt_min (GeV) and |dz| < dz_max (cm;
+  both compared in float64): the ``max_tracks`` of highest pT;
+- ECAL crystals inside with E > ecal_threshold (GeV): the ``max_ecal`` of highest energy;
+- HCAL towers whose centre crystal (5 ti + 2, 5 tp + 2) is inside with E > hcal_threshold: the ``max_hcal`` of
+  highest energy;
+- tracker hits inside on a layer of ``layer_mask`` (bit L: TrackerHit layer L): the ``max_tracker_hits`` nearest
+  to the seed crystal ((r - h)^2 + (c - h)^2 in crystals).
+
+Ties (equal pT, energy or distance) keep the lower hit index first. Features (:data:`HIT_FEATURES`, float32,
+computed in float64 and rounded once): one-hot type; ``log_e`` = ln(pT or E / GeV) (tracker hits 0); ``e_frac`` =
+pT or E over the jet pT (0 for tracker hits and jets with pT <= 0); track ``d0``, ``dz`` (cm), ``d0sig``,
+``dzsig`` clipped to +-ipsig_clip, ``charge`` (0 for the other types); ``layer`` = (L + 1) / 8 for tracker hits;
+``delta_eta``, ``delta_phi`` (rad) from the seed crystal centre: tracks their own (eta, phi) at the primary vertex,
+delta_phi wrapped into [-pi, pi); the others their crystal's row centre (``eta_centre``) and (c - h) 2 pi / 360,
+exactly as the pixel graph nodes (frameproducers.kernels.nodes).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from dataformats.geometry import CRYSTALS_PER_TOWER, ECAL_N_IETA, ECAL_N_IPHI, TRACKER_LAYER_NAMES
+from frameproducers.kernels.inputs import (
+    CaloHits,
+    HitJets,
+    NodeTracks,
+    TrackerHits,
+    check_jets,
+    check_window,
+    with_int64_offsets,
+)
+from frameproducers.kernels.jit import no_refcount
+from frameproducers.kernels.params import n_chunks
+
+#: Node feature columns of :func:`build_hit_nodes`.
+HIT_FEATURES: tuple[str, ...] = ("is_track", "is_ecal", "is_hcal", "is_tracker_hit", "log_e", "e_frac", "d0",
+                                 "d0sig", "dz", "dzsig", "charge", "layer", "delta_eta", "delta_phi")  # fmt: skip
+#: Node types, in node order (the one-hot columns 0..3).
+HIT_TYPES: tuple[str, ...] = ("tracks", "ecal", "hcal", "tracker_hits")
+
+HIT_PARAM_FIELDS: tuple[tuple[str, type], ...] = (
+    ("window", np.int64),  # W: window size in crystals (W x W centred on the seed, h = W // 2)
+    ("track_pt_min", np.float64),  # GeV: tracks need pT above this
+    ("dz_max", np.float64),  # cm: tracks need |dz| below this (inf: no cut, RHTree track sums)
+    ("ecal_threshold", np.float64),  # GeV: ECAL crystals need E above this
+    ("hcal_threshold", np.float64),  # GeV: HCAL towers need E above this
+    ("max_tracks", np.int64),  # caps per type (0: none of that type)
+    ("max_ecal", np.int64),
+    ("max_hcal", np.int64),
+    ("max_tracker_hits", np.int64),
+    ("layer_mask", np.int64),  # bit L set: tracker hits of layer L are nodes
+    ("ipsig_clip", np.float64),  # d0sig / dzsig clipped to +-ipsig_clip
+)
+#: The settings of :func:`build_hit_nodes` as one numpy record (``par[0].<field>``, as FRAME_PARAM_DTYPE).
+HIT_PARAM_DTYPE = np.dtype(list(HIT_PARAM_FIELDS), align=True)
+_NAMES = tuple(name for name, _ in HIT_PARAM_FIELDS)
+
+_F = len(HIT_FEATURES)
+_LOG_E, _E_FRAC, _D0, _D0SIG, _DZ, _DZSIG, _CHARGE, _LAYER, _DETA, _DPHI_COL = range(4, _F)
+_TRACK, _ECAL, _HCAL, _TRACKER = 0, 1, 2, 3
+_NPHI = ECAL_N_IPHI
+_CPT = CRYSTALS_PER_TOWER
+_DPHI = 2.0 * math.pi / ECAL_N_IPHI  # rad per ECAL column
+_N_LAYERS = len(TRACKER_LAYER_NAMES)
+_COUNT, _FILL = 0, 1
+
+
+def hit_node_params(**values: float) -> np.ndarray:
+    """A one-element :data:`HIT_PARAM_DTYPE` array with the given fields set (the others 0)."""
+    par = np.zeros(1, HIT_PARAM_DTYPE)
+    for name, value in values.items():
+        if name not in _NAMES:
+            raise ValueError(f"'{name}' is not a field of HIT_PARAM_DTYPE: {', '.join(_NAMES)}")
+        par[name] = value
+    return par
+
+
+@njit(inline="always", cache=True)
+def _column(iphi, col0):
+    """Window column of ECAL column ``iphi`` (col0 = seed_iphi - h, in -140..359): wrapped into 0..359."""
+    c = np.int64(iphi) - col0
+    if c < 0:
+        c += _NPHI
+    elif c >= _NPHI:
+        c -= _NPHI
+    return c
+
+
+@njit(inline="always", cache=True)
+def _keep_top(kv, ki, cnt, cap, v, q):
+    """Keep the ``cap`` largest v in kv[:cnt] (descending) with their hit q in ki; q ascends between calls, so
+    ties keep the lower q first. Returns the new count."""
+    if cnt == cap:
+        if not v > kv[cap - 1]:
+            return cnt
+        s = cap - 1
+    else:
+        s = cnt
+        cnt += 1
+    while s > 0 and kv[s - 1] < v:
+        kv[s] = kv[s - 1]
+        ki[s] = ki[s - 1]
+        s -= 1
+    kv[s] = v
+    ki[s] = q
+    return cnt
+
+
+@njit(inline="always", cache=True)
+def _select_tracks(tracks, e, row0, col0, W, pt_min, dz_max, cap, kv, ki):
+    """The ``cap`` highest-pT selected tracks of event e in the window: hit indices in ki; returns the count."""
+    cnt = np.int64(0)
+    if cap == 0:
+        return cnt
+    for q in range(tracks.offsets[e], tracks.offsets[e + 1]):
+        i = np.int64(tracks.ieta[q])
+        r = i - row0
+        if i < 0 or r < 0 or r >= W or _column(tracks.iphi[q], col0) >= W:
+            continue
+        pt = np.float64(tracks.pt[q])
+        if pt > pt_min and abs(np.float64(tracks.dz[q])) < dz_max:
+            cnt = _keep_top(kv, ki, cnt, cap, pt, q)
+    return cnt
+
+
+@njit(inline="always", cache=True)
+def _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki):
+    """The ``cap`` highest-energy cells of event e above ``threshold`` whose crystal (ieta * mult + shift,
+    iphi * mult + shift) is in the window: hit indices in ki; returns the count."""
+    cnt = np.int64(0)
+    if cap == 0:
+        return cnt
+    for q in range(hits.offsets[e], hits.offsets[e + 1]):
+        r = np.int64(hits.ieta[q]) * mult + shift - row0
+        if r < 0 or r >= W or _column(np.int64(hits.iphi[q]) * mult + shift, col0) >= W:
+            continue
+        energy = np.float64(hits.energy[q])
+        if energy > threshold:
+            cnt = _keep_top(kv, ki, cnt, cap, energy, q)
+    return cnt
+
+
+@njit(inline="always", cache=True)
+def _select_tracker(tracker, e, row0, col0, W, layer_mask, cap, kv, ki):
+    """The ``cap`` tracker hits of event e on the layers of ``layer_mask`` nearest to the window centre:
+    hit indices in ki; returns the count."""
+    cnt = np.int64(0)
+    if cap == 0 or layer_mask == 0:
+        return cnt
+    h = W // 2
+    for q in range(tracker.offsets[e], tracker.offsets[e + 1]):
+        if (layer_mask >> np.int64(tracker.layer[q])) & 1 == 0:
+            continue
+        r = np.int64(tracker.ieta[q]) - row0
+        c = _column(tracker.iphi[q], col0)
+        if r < 0 or r >= W or c >= W:
+            continue
+        d2 = (r - h) * (r - h) + (c - h) * (c - h)
+        cnt = _keep_top(kv, ki, cnt, cap, -np.float64(d2), q)
+    return cnt
+
+
+@njit(inline="always", cache=True)
+def _start_row(x, pos, pixel, k, kind, r, c, W, deta, dphi):
+    """Node k of type ``kind`` at window crystal (r, c): one-hot, zero features, (delta_eta, delta_phi), pos, pixel."""
+    h = W // 2
+    for f in range(_F):
+        x[k, f] = 0.0
+    x[k, kind] = 1.0
+    x[k, _DETA] = deta
+    x[k, _DPHI_COL] = dphi
+    pos[k, 0] = r - h
+    pos[k, 1] = c - h
+    pixel[k] = r * W + c
+
+
+@njit(inline="always", cache=True)
+def _energy_features(x, k, value, jet_pt):
+    """log_e and e_frac of node k from its pT or energy ``value`` (GeV, float64)."""
+    x[k, _LOG_E] = math.log(value)
+    x[k, _E_FRAC] = value / jet_pt if jet_pt > 0.0 else 0.0
+
+
+@njit(inline="always", cache=True)
+def _clip(v, lim):
+    return min(max(v, -lim), lim)
+
+
+@njit(inline="always", cache=True)
+def _calo_nodes(fill, k0, x, pos, pixel, kind, hits, e, mult, shift, row0, col0, W, threshold, cap, eta_centre, eta0,
+                jet_pt, kv, ki):  # fmt: skip
+    """Select the ECAL (or HCAL: mult 5, shift 2) nodes of a jet in event e and, with ``fill``, write them from
+    row k0; returns their count."""
+    m = _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki)
+    if fill:
+        h = W // 2
+        for s in range(m):
+            q = ki[s]
+            k = k0 + s
+            r = np.int64(hits.ieta[q]) * mult + shift - row0
+            c = _column(np.int64(hits.iphi[q]) * mult + shift, col0)
+            _start_row(x, pos, pixel, k, kind, r, c, W, eta_centre[row0 + r] - eta0, (c - h) * _DPHI)
+            _energy_features(x, k, np.float64(hits.energy[q]), jet_pt)
+    return m
+
+
+@no_refcount
+def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, kv, ki):
+    """Select the nodes of jet j and, in mode _FILL, write them from row k0; returns the node count."""
+    p = par[0]
+    W = p.window
+    h = W // 2
+    e = jets.event[j]
+    seed_ieta = np.int64(jets.ieta[j])
+    seed_iphi = np.int64(jets.iphi[j])
+    row0 = seed_ieta - h
+    col0 = seed_iphi - h
+    eta0 = eta_centre[seed_ieta]
+    phi0 = -math.pi + (np.float64(seed_iphi) + 0.5) * _DPHI
+    jet_pt = np.float64(jets.pt[j])
+    fill = mode == _FILL
+    unit, zero, tower, centre = np.int64(1), np.int64(0), np.int64(_CPT), np.int64(_CPT // 2)
+    n = np.int64(0)
+
+    m = _select_tracks(tracks, e, row0, col0, W, p.track_pt_min, p.dz_max, p.max_tracks, kv, ki)
+    if fill:
+        for s in range(m):
+            q = ki[s]
+            k = k0 + n + s
+            r = np.int64(tracks.ieta[q]) - row0
+            c = _column(tracks.iphi[q], col0)
+            dphi = np.float64(tracks.phi[q]) - phi0
+            if dphi >= math.pi:
+                dphi -= 2.0 * math.pi
+            elif dphi < -math.pi:
+                dphi += 2.0 * math.pi
+            _start_row(x, pos, pixel, k, _TRACK, r, c, W, np.float64(tracks.eta[q]) - eta0, dphi)
+            _energy_features(x, k, np.float64(tracks.pt[q]), jet_pt)
+            x[k, _D0] = tracks.d0[q]
+            x[k, _D0SIG] = _clip(np.float64(tracks.d0sig[q]), p.ipsig_clip)
+            x[k, _DZ] = tracks.dz[q]
+            x[k, _DZSIG] = _clip(np.float64(tracks.dzsig[q]), p.ipsig_clip)
+            x[k, _CHARGE] = tracks.charge[q]
+    n += m
+
+    n += _calo_nodes(fill, k0 + n, x, pos, pixel, _ECAL, ecal, e, unit, zero, row0, col0, W, p.ecal_threshold,
+                     p.max_ecal, eta_centre, eta0, jet_pt, kv, ki)  # fmt: skip
+    n += _calo_nodes(fill, k0 + n, x, pos, pixel, _HCAL, hcal, e, tower, centre, row0, col0, W, p.hcal_threshold,
+                     p.max_hcal, eta_centre, eta0, jet_pt, kv, ki)  # fmt: skip
+
+    m = _select_tracker(tracker, e, row0, col0, W, p.layer_mask, p.max_tracker_hits, kv, ki)
+    if fill:
+        for s in range(m):
+            q = ki[s]
+            k = k0 + n + s
+            r = np.int64(tracker.ieta[q]) - row0
+            c = _column(tracker.iphi[q], col0)
+            _start_row(x, pos, pixel, k, _TRACKER, r, c, W, eta_centre[row0 + r] - eta0, (c - h) * _DPHI)
+            x[k, _LAYER] = (np.float64(tracker.layer[q]) + 1.0) / _N_LAYERS
+    return n + m
+
+
+@njit(cache=True)
+def _hit_nodes_of_chunk(mode, j0, j1, offs, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre):
+    """Jets j0..j1-1 of :func:`_hit_nodes` with one ranking scratch."""
+    p = par[0]
+    cap = max(1, p.max_tracks, p.max_ecal, p.max_hcal, p.max_tracker_hits)
+    kv = np.empty(cap, np.float64)
+    ki = np.empty(cap, np.int64)
+    for j in range(j0, j1):
+        k0 = offs[j] if mode == _FILL else np.int64(0)
+        n = _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, kv, ki)
+        if mode == _COUNT:
+            offs[j] = n
+
+
+@njit(parallel=True, cache=True)
+def _hit_nodes(mode, offs, x, pos, pixel, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre):
+    """Every jet, parallel over ``nch`` chunks of consecutive jets (named tuples only pass through the prange
+    body, numba#7135). _COUNT: offs[j] = node count of jet j; _FILL: write jet j's nodes from row offs[j]."""
+    n_jets = jets.event.shape[0]
+    for t in prange(nch):
+        _hit_nodes_of_chunk(mode, t * n_jets // nch, (t + 1) * n_jets // nch, offs, x, pos, pixel, jets, ecal, hcal,
+                            tracks, tracker, par, eta_centre)  # fmt: skip
+
+
+def build_hit_nodes(
+    jets: HitJets,
+    ecal: CaloHits,
+    hcal: CaloHits,
+    tracks: NodeTracks,
+    tracker: TrackerHits,
+    par: np.ndarray,
+    eta_centre: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hit-level graph nodes of every jet (module docstring), parallel over chunks of jets: count, then fill.
+
+    ``par``: :func:`hit_node_params` (window 1..280, caps >= 0); ``eta_centre`` float64 [280]: ECAL row centres
+    (geometry.ecal_eta). Returns ``node_offsets`` int64 [n_jets + 1], ``x`` float32 [N, 14] (:data:`HIT_FEATURES`),
+    ``pos`` float32 [N, 2] = (r - h, c - h) (crystals from the seed) and ``pixel`` int32 [N] = r * W + c.
+    """
+    par = np.asarray(par)
+    if par.dtype != HIT_PARAM_DTYPE or par.shape != (1,):
+        raise ValueError("par must be a one-element HIT_PARAM_DTYPE array (hit_node_params)")
+    check_window(int(par[0]["window"]))
+    caps = ("max_tracks", "max_ecal", "max_hcal", "max_tracker_hits")
+    if min(int(par[0][c]) for c in caps) < 0:
+        raise ValueError(f"{', '.join(caps)} must be >= 0")
+    ecal, hcal = with_int64_offsets(ecal), with_int64_offsets(hcal)
+    tracks, tracker = with_int64_offsets(tracks), with_int64_offsets(tracker)
+    event = check_jets(jets.event, jets.ieta, jets.iphi, ecal.offsets, hcal.offsets, tracks.offsets, tracker.offsets)
+    if len(jets.pt) != len(event):
+        raise ValueError(f"jet pt must have one entry per jet ({len(event)})")
+    jets = jets._replace(event=event)
+    eta_centre = np.ascontiguousarray(eta_centre, dtype=np.float64)
+    if eta_centre.shape != (ECAL_N_IETA,):
+        raise ValueError(f"eta_centre must have {ECAL_N_IETA} entries")
+    n_jets = len(event)
+    nch = n_chunks(n_jets)
+    counts = np.zeros(n_jets, np.int64)
+    none = np.zeros((0, _F), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.int32)
+    _hit_nodes(_COUNT, counts, *none, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre)
+    node_offsets = np.zeros(n_jets + 1, np.int64)
+    np.cumsum(counts, out=node_offsets[1:])
+    n = int(node_offsets[-1])
+    x, pos, pixel = np.empty((n, _F), np.float32), np.empty((n, 2), np.float32), np.empty(n, np.int32)
+    _hit_nodes(_FILL, node_offsets, x, pos, pixel, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre)
+    return node_offsets, x, pos, pixel
+
+
+__all__ = ["HIT_FEATURES", "HIT_TYPES", "HIT_PARAM_DTYPE", "hit_node_params", "build_hit_nodes"]

@@ -181,3 +181,53 @@ def dynamic_knn(h: Tensor, batch: Tensor, k: int) -> Tensor:
     dist, idx = torch.topk(d, k, dim=1, largest=False, sorted=True)
     self_idx = ar.unsqueeze(1).expand(n, k)
     return torch.where(torch.isinf(dist), self_idx, idx)
+
+
+def padded_index(ptr: Tensor) -> tuple[Tensor, Tensor]:
+    """The per-graph padded layout of a flat node list, from the graph offsets ``ptr [B+1]``.
+
+    Returns ``index [B, n_max]`` (global node index of slot ``s`` of graph ``b``; 0 at padding) and ``valid
+    [B, n_max]`` (bool, False at padding), ``n_max`` the largest graph (0 when every graph is empty). ``h[index]``
+    is the padded ``[B, n_max, F]`` tensor. Sizes stay dynamic in ONNX (``n_max`` is a ReduceMax, never a
+    constant), and a graph's slots do not depend on the other graphs of the batch.
+    """
+    counts = ptr[1:] - ptr[:-1]
+    n_max = torch.cat([counts, counts.new_zeros(1)]).max()  # 0 graphs: no ReduceMax over an empty axis
+    slot = torch.arange(n_max, device=ptr.device).unsqueeze(0)  # type: ignore[call-overload]  # 0-d: dynamic
+    valid = slot < counts.unsqueeze(1)
+    return torch.where(valid, ptr[:-1].unsqueeze(1) + slot, torch.zeros_like(slot)), valid
+
+
+def knn_per_graph(h: Tensor, batch: Tensor, ptr: Tensor, k: int) -> Tensor:
+    """kNN in the space of ``h [N, C]`` inside each graph, on the padded ``[B, n_max, n_max]`` distances.
+
+    Same result as :func:`dynamic_knn` (global indices ``[N, k]``, self excluded, slots beyond a graph's
+    ``n - 1`` other nodes filled with the node itself; empty graphs have no rows), but memory
+    ``O(B n_max^2)`` instead of ``O(N^2)``, so whole batches of large jets fit.
+
+    Coordinates (``C <= 4``): explicit differences, so the exact ties of a pixel grid survive (in torch and ONNX
+    Runtime alike), and a stable sort gives ties to the lower node index as ONNX TopK does: a graph's neighbours
+    never depend on the rest of the batch, nor on the backend. Features (``C > 4``): ``|a|^2 + |b|^2 - 2 a.b``
+    by a batched product and ``topk`` (~4x faster than the sort); exact ties then only come from equal feature
+    vectors, whose order does not change what a layer aggregates.
+    """
+    index, valid = padded_index(ptr)
+    p = h[index]  # [B, n, C]
+    exact = h.shape[1] <= 4
+    if exact:
+        d = (p.unsqueeze(2) - p.unsqueeze(1)).square().sum(-1)
+    else:
+        sq = p.square().sum(-1)
+        d = sq.unsqueeze(2) + sq.unsqueeze(1) - 2.0 * (p @ p.transpose(1, 2))
+    slot = torch.arange(p.shape[1], device=h.device)
+    d = d.masked_fill(~valid.unsqueeze(1) | (slot.unsqueeze(1) == slot.unsqueeze(0)), float("inf"))
+    d = torch.cat([d, d.new_full((d.shape[0], d.shape[1], k), float("inf"))], dim=2)  # always k columns
+    if exact and not _exporting():  # ONNX TopK orders ties by index; torch.sort(stable=True) does not export
+        dist, nb = torch.sort(d, dim=2, stable=True)
+        dist, nb = dist[:, :, :k], nb[:, :, :k]
+    else:
+        dist, nb = torch.topk(d, k, dim=2, largest=False, sorted=True)
+    nb = nb + ptr[:-1].view(-1, 1, 1)
+    nb = torch.where(torch.isinf(dist), index.unsqueeze(2), nb)
+    pos = torch.arange(h.shape[0], device=h.device) - ptr[batch]  # slot of every node in its graph
+    return nb.reshape(-1, k)[batch * p.shape[1] + pos]

@@ -20,6 +20,8 @@ BUILTIN_ARCHITECTURES: dict[str, str] = {
     "GraphNet": "taggers.models.networks:GraphNet",
     "ResNet": "taggers.models.networks:ResNet",
     "LinearNet": "taggers.models.networks:LinearNet",
+    "ParticleNet": "taggers.models.particlenet:ParticleNet",
+    "GraphTransformer": "taggers.models.transformer:GraphTransformer",
 }
 #: The default architecture of each input kind.
 DEFAULT_ARCHITECTURE = {"graphs": "GraphNet", "frames": "ResNet", "table": "LinearNet"}

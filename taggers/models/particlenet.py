@@ -1,0 +1,114 @@
+"""ParticleNet (Qu & Gouskos 2020) on JetGraphs: EdgeConv blocks with kNN recomputed in feature space.
+
+Block 1 reads the producer's ``neighbors`` (or a kNN on chosen coordinate columns of the raw node features);
+every later block recomputes the kNN in its input feature space, per jet (:func:`knn_per_graph`). Exports to
+ONNX with dynamic node and jet axes; a jet's logits do not depend on the other jets of its batch (eval mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import cast
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from taggers.models.graph_layers import knn_per_graph
+from taggers.models.networks import StandardisedNet, graph_pool
+
+
+def _linear_bn(x: Tensor, weight: Tensor, bn: nn.BatchNorm1d, bias: bool = True) -> Tensor:
+    """``bn(x @ weight.T)`` over the last axis of ``x [..., C]``. In eval mode the batch norm is folded into the
+    weights (one pass over the edges instead of two; ONNX Runtime folds it the same way); ``bias=False``
+    leaves out its shift (added by the caller)."""
+    if bn.training:
+        y = F.linear(x, weight)
+        return bn(y.reshape(-1, y.shape[-1])).reshape(y.shape)
+    assert bn.running_mean is not None and bn.running_var is not None
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return F.linear(x, weight * scale.unsqueeze(1), bn.bias - bn.running_mean * scale if bias else None)
+
+
+class EdgeConvBlock(nn.Module):
+    """ParticleNet EdgeConv: ``relu(mean_j mlp(x_i, x_j - x_i) + shortcut(x_i))`` over the k neighbours.
+
+    ``mlp``: ``layers`` x (Linear, BatchNorm, ReLU) of width ``width``; shortcut: Linear + BatchNorm. The first
+    linear layer acts on ``(x_i, x_j - x_i)`` as ``(W_i - W_j) x_i + W_j x_j``: two per-node products and a
+    gather, instead of a product per edge (same weights as a Linear on the concatenated edge features).
+    """
+
+    def __init__(self, in_channels: int, width: int, layers: int = 3) -> None:
+        super().__init__()
+        self.lins = nn.ModuleList(
+            nn.Linear(2 * in_channels if i == 0 else width, width, bias=False) for i in range(layers)
+        )
+        self.norms = nn.ModuleList(nn.BatchNorm1d(width) for _ in range(layers))
+        self.shortcut = nn.Linear(in_channels, width, bias=False)
+        self.shortcut_norm = nn.BatchNorm1d(width)
+
+    def forward(self, x: Tensor, neighbors: Tensor) -> Tensor:
+        """``x [N, C_in]``, ``neighbors [N, k]`` global node indices -> ``[N, width]``."""
+        lins, norms = cast(list[nn.Linear], list(self.lins)), cast(list[nn.BatchNorm1d], list(self.norms))
+        c, w, bn = x.shape[1], lins[0].weight, norms[0]
+        if bn.training:
+            e = F.linear(x, w[:, :c] - w[:, c:]).unsqueeze(1) + F.linear(x, w[:, c:])[neighbors]  # [N, k, width]
+            e = bn(e.reshape(-1, e.shape[-1])).reshape(e.shape)
+        else:
+            e = _linear_bn(x, w[:, c:], bn, bias=False)[neighbors]
+            e += _linear_bn(x, w[:, :c] - w[:, c:], bn).unsqueeze(1)
+        e = F.relu(e, inplace=True)
+        for lin, norm in zip(lins[1:], norms[1:], strict=True):
+            e = F.relu(_linear_bn(e, lin.weight, norm), inplace=True)
+        return torch.relu(e.mean(dim=1) + _linear_bn(x, self.shortcut.weight, self.shortcut_norm))
+
+
+class ParticleNet(StandardisedNet):
+    """EdgeConv blocks (widths ``widths``, ``layers`` linear layers each), mean+max pooling, an MLP head.
+
+    ``k``: neighbours of the blocks that compute their own kNN (every block after the first, and the first
+    when ``coord_features`` is given). ``coord_features``: indices of node-feature columns (raw, before
+    standardisation; e.g. the producer's delta_eta, delta_phi) for block 1's kNN; empty: the producer's
+    ``neighbors``. ``head``: width of the hidden layer of the head, ``dropout`` before its output layer.
+    Hyperparameters that do not fit raise TypeError (e2e-train and model loading report it in one line).
+    """
+
+    input_kind = "graphs"
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        k: int = 16,
+        widths: Sequence[int] = (64, 128),
+        layers: int = 3,
+        head: int = 128,
+        dropout: float = 0.1,
+        coord_features: Sequence[int] = (),
+    ) -> None:
+        super().__init__()
+        if not widths or any(int(w) < 1 for w in widths) or k < 1 or layers < 1:
+            raise TypeError(f"ParticleNet: need k >= 1, layers >= 1 and positive widths, got {k}, {layers}, {widths}")
+        if any(not 0 <= int(i) < n_features for i in coord_features):
+            raise TypeError(f"ParticleNet: coord_features {list(coord_features)} outside 0..{n_features - 1}")
+        self.k = int(k)
+        self.coord_features = [int(i) for i in coord_features]
+        self.standardisation(n_features)
+        dims = [n_features, *(int(w) for w in widths)]
+        self.blocks = nn.ModuleList(EdgeConvBlock(a, b, layers) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.head = nn.Sequential(
+            nn.Linear(2 * dims[-1], head), nn.ReLU(), nn.Dropout(dropout), nn.Linear(head, n_classes)
+        )
+
+    def forward(self, x: Tensor, neighbors: Tensor, batch: Tensor, ptr: Tensor) -> Tensor:
+        """``x [N, F]``, ``neighbors [N, k]``, ``batch [N]``, ``ptr [B+1]`` -> logits ``[B, n_classes]``."""
+        h = (x - self.shift) * self.scale
+        for i, block in enumerate(self.blocks):
+            if i > 0:
+                nb = knn_per_graph(h, batch, ptr, self.k)
+            elif self.coord_features:
+                nb = knn_per_graph(x[:, self.coord_features], batch, ptr, self.k)
+            else:
+                nb = neighbors
+            h = block(h, nb)
+        return self.head(graph_pool(h, batch, ptr))

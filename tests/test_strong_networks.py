@@ -1,0 +1,224 @@
+"""ParticleNet and GraphTransformer: shapes, empty and one-node jets, batch independence, ONNX parity through the
+artefact export, a few training steps, the registry, and a short e2e-train run of each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import SAMPLE
+
+from frameproducers import kernels as K
+from taggers.inputs import GraphInput
+from taggers.models.graph_layers import dynamic_knn, knn_per_graph
+from taggers.models.particlenet import ParticleNet
+from taggers.models.registry import architecture_name, resolve_architecture
+from taggers.models.transformer import GraphTransformer
+
+PIXEL = 0.0174  # grid pitch of the coordinate columns (radians)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Small tensors: one torch thread (two threads spin-wait on a busy 2-core machine: up to 20x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _inputs(sizes: list[int], seed: int = 0, k: int = 8) -> dict[str, np.ndarray]:
+    """Random jets on a 21 x 21 window: 5 random features, then (delta_eta, delta_phi) on the pixel grid."""
+    rng = np.random.default_rng(seed)
+    pixel = np.concatenate([np.sort(rng.choice(441, size=n, replace=False)) for n in sizes]).astype(np.int32)
+    ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    x = rng.normal(size=(len(pixel), 7)).astype(np.float32)
+    x[:, 5], x[:, 6] = (pixel // 21 - 10) * PIXEL, (pixel % 21 - 10) * PIXEL
+    return {
+        "x": x,
+        "neighbors": K.knn_pixels(pixel, ptr, 21, k, False),
+        "batch": np.repeat(np.arange(len(sizes)), sizes).astype(np.int64),
+        "ptr": ptr,
+    }
+
+
+def _run(net: torch.nn.Module, inputs: dict[str, np.ndarray]) -> torch.Tensor:
+    with torch.no_grad():
+        return net(*(torch.from_numpy(v) for v in inputs.values()))
+
+
+NETS = {
+    "particlenet": lambda: ParticleNet(7, 2, k=4, widths=(16, 32), head=16),
+    "particlenet_coords": lambda: ParticleNet(7, 2, k=6, widths=(16, 32), layers=2, head=16, coord_features=[5, 6]),
+    "transformer": lambda: GraphTransformer(7, 2, hidden=16, heads=2, layers=2),
+    "transformer_pairs": lambda: GraphTransformer(7, 2, hidden=16, heads=2, layers=2, pair_features=[5, 6]),
+}
+
+
+def _net(name: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = NETS[name]()
+    net.shift.normal_()  # non-trivial standardisation
+    net.scale.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("sizes", [[0], [1], [0, 1, 0], [2, 30, 0, 5, 1, 22]])
+def test_shapes_with_empty_and_one_node_jets(name: str, sizes: list[int]) -> None:
+    out = _run(_net(name), _inputs(sizes))
+    assert out.shape == (len(sizes), 2) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_scores_do_not_depend_on_the_batch(name: str) -> None:
+    """Every jet scored alone gives its score in a batch of others (jets of 0 to 60 nodes, ties on the grid)."""
+    net = _net(name)
+    sizes = [30, 0, 5, 1, 22, 60, 9]
+    inp = _inputs(sizes, seed=1)
+    together = _run(net, inp)
+    ptr = inp["ptr"]
+    for g in range(len(sizes)):
+        a, b = ptr[g], ptr[g + 1]
+        alone = {
+            "x": inp["x"][a:b],
+            "neighbors": inp["neighbors"][a:b] - a,
+            "batch": np.zeros(b - a, dtype=np.int64),
+            "ptr": np.array([0, b - a], dtype=np.int64),
+        }
+        torch.testing.assert_close(_run(net, alone)[0], together[g], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_onnx_artefact_parity(tmp_path, name: str) -> None:
+    """The artefact's model.onnx (taggers.artefact.save, as e2e-train exports) equals torch at 1, 7, 64 and 512
+    jets, with graphs larger than the export example's."""
+    ort = pytest.importorskip("onnxruntime")
+    from taggers import artefact
+
+    net = _net(name, seed=3)
+    example = _inputs([12, 30, 0, 3], seed=0)
+    artefact.save(
+        tmp_path,
+        net,
+        {"name": name},
+        tuple(torch.from_numpy(v) for v in example.values()),
+        list(example),
+        GraphInput.dynamic_axes,
+    )
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(tmp_path / artefact.ONNX), options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(5)
+    for n_jets in (1, 7, 64, 512):
+        sizes = [int(n) for n in rng.integers(0, 50, size=n_jets)]
+        sizes[0] = 80 if n_jets > 1 else sizes[0]
+        inp = _inputs(sizes, seed=n_jets)
+        out = session.run(None, {i.name: inp[i.name] for i in session.get_inputs()})[0]
+        ref = _run(net, inp).numpy()
+        assert out.shape == (n_jets, 2)
+        assert np.abs(out - ref).max() <= 1e-4
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_a_few_training_steps_reduce_the_loss(name: str) -> None:
+    """Class 1 jets have feature 0 shifted by +1: 30 Adam steps on 32 jets at least halve the loss."""
+    net = _net(name).train()
+    rng = np.random.default_rng(0)
+    sizes = [int(n) for n in rng.integers(3, 25, size=32)]
+    inp = _inputs(sizes, seed=2)
+    y = torch.from_numpy(rng.integers(0, 2, size=32))
+    inp["x"][:, 0] += np.repeat(y.numpy(), sizes).astype(np.float32)
+    tensors = [torch.from_numpy(v) for v in inp.values()]
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    losses = []
+    for _ in range(30):
+        loss = torch.nn.functional.cross_entropy(net(*tensors), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+
+
+@pytest.mark.parametrize("cls", [ParticleNet, GraphTransformer])
+def test_builtin_names_resolve(cls: type) -> None:
+    assert resolve_architecture(cls.__name__) is cls
+    assert architecture_name(cls) == (cls.__name__, "")  # built in: no class_path in model.yaml
+    assert cls.input_kind == "graphs"
+
+
+def test_bad_hyperparameters_are_type_errors() -> None:
+    """TypeError: what e2e-train and Artefact.build_torch turn into one-line 'does not fit' errors."""
+    with pytest.raises(TypeError, match="coord_features"):
+        ParticleNet(7, 2, coord_features=[7])
+    with pytest.raises(TypeError, match="pair_features"):
+        GraphTransformer(7, 2, pair_features=[5])
+    with pytest.raises(TypeError, match="multiple of heads"):
+        GraphTransformer(7, 2, hidden=10, heads=4)
+
+
+def test_default_sizes() -> None:
+    """Defaults stay CPU-sized (n_features 16, 2 classes)."""
+    for cls in (ParticleNet, GraphTransformer):
+        assert sum(p.numel() for p in cls(16, 2).parameters()) < 200_000
+
+
+def test_knn_per_graph_equals_dynamic_knn_and_breaks_ties_by_index() -> None:
+    """Feature space: the same neighbours as dynamic_knn. Grid coordinates (exact ties): the lower index first,
+    the same for a graph alone as in a batch; graphs of fewer than k + 1 nodes (or none) padded with self."""
+    torch.manual_seed(2)
+    sizes = [12, 2, 0, 1, 30]
+    inp = _inputs(sizes, seed=4)
+    batch, ptr = torch.from_numpy(inp["batch"]), torch.from_numpy(inp["ptr"])
+    h = torch.randn(len(batch), 8)
+    assert torch.equal(knn_per_graph(h, batch, ptr, 4), dynamic_knn(h, batch, 4))
+    coords = torch.from_numpy(inp["x"][:, 5:])
+    nb = knn_per_graph(coords, batch, ptr, 6)
+    for g in range(len(sizes)):
+        a, b = int(ptr[g]), int(ptr[g + 1])
+        alone = knn_per_graph(coords[a:b], batch[a:b] - g, torch.tensor([0, b - a]), 6)
+        assert torch.equal(alone + a, nb[a:b])
+        for i in range(a, b):
+            d = (coords[a:b] - coords[i]).square().sum(1)
+            d[i - a] = float("inf")
+            m = min(6, b - a - 1)
+            want = torch.sort(d, stable=True).indices[:m] + a
+            assert torch.equal(nb[i, :m], want) and torch.all(nb[i, m:] == i)
+
+
+@pytest.mark.parametrize(
+    ("name", "hyper", "heldout"),
+    [
+        ("ParticleNet", {"k": 8, "widths": [16, 32], "head": 16, "coord_features": [5, 6]}, []),
+        ("GraphTransformer", {"hidden": 16, "heads": 2, "layers": 2, "pair_features": [5, 6]}, [str(SAMPLE)]),
+    ],
+)
+def test_e2e_train_two_epochs(tmp_path, name: str, hyper: dict, heldout: list[str]) -> None:
+    """e2e-train on the shipped sample, 2 epochs (~10-20 s each): the artefact records the architecture and passes
+    the torch/onnxruntime parity check; GraphTransformer's ONNX (inputs x and ptr only) tags the held-out file
+    through GNNTagger."""
+    pytest.importorskip("onnxruntime")
+    from e2e.cli.train import main as train_main
+
+    graphs = {"type": "JetGraphProducer", "window": 33, "hcal_upsample": False, "thresholds": {"ecal": 0.2}, "k": 8}
+    cfg = {
+        "name": "small",
+        "product": "jetGraphs",
+        "process": {"source": {"files": [str(SAMPLE)], "step_size": 50}, "modules": {"jetGraphs": graphs}},
+        "output": str(tmp_path / "small"),
+        "split": [0.5, 0.25, 0.25],
+        "heldout": heldout,
+        "model": {"name": name, "hyperparameters": hyper},
+        "optimizer": {"max_epochs": 2, "batch_size": 32, "budget_minutes": 1},
+    }
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(cfg))
+    assert train_main([str(tmp_path / "train.yaml"), "--no-progress"]) == 0
+    spec = yaml.safe_load((tmp_path / "small" / "model.yaml").read_text())
+    assert spec["architecture"]["name"] == name and "class_path" not in spec["architecture"]
+    assert spec["provenance"]["training"]["epochs"] == 2
+    assert spec["parity"]["max_abs_logit_difference"] <= 1e-4
+    assert ("heldout" in spec["metrics"]) == bool(heldout)

@@ -421,7 +421,7 @@ def test_taggers_serve_hit_graphs_and_refuse_the_other_kind(tmp_path, capsys) ->
         rc == 2 and err.count("\n") == 1 and "nodes are hits, the producer makes graphs whose nodes are pixels" in err
     )
 
-    zoo = {**data, "modules": {**data["modules"], "tag": {**tagger, "model": "zoo:tau_gnn"}}}
+    zoo = {**data, "modules": {**data["modules"], "tag": {**tagger, "model": "zoo:tau_gnn_fast"}}}
     rc, err = run("zoo", zoo)
     assert (
         rc == 2 and err.count("\n") == 1 and "nodes are pixels, the producer makes graphs whose nodes are hits" in err

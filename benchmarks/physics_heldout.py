@@ -1,0 +1,154 @@
+"""Physics table: tau taggers on held-out samples per pileup condition and per background, side by side.
+
+Every model tags the same jets of each held-out file (process_configs/generate_heldout_mu{0,40,60}.yaml: Z->tautau
+signal, QCD-dijet and Z->qq backgrounds, new seeds) through the same producers and taggers as e2e-run. Selected
+jets: 20 < pT < 100 GeV with a generator match; signal Jet_label 1, background Jet_label 0 of the QCD-dijet
+(luminosityBlock 2) or Z->qq (luminosityBlock 3) events. Printed per (file, background, model): AUC +- DeLong
+error, misID at 60 % tau efficiency +- binomial error, and per file the paired AUC differences between models
+(same jets, bootstrap error over jets).
+
+    python benchmarks/physics_heldout.py output/heldout/mixed_mu40.root [...] \
+        [--model NAME=KIND:PATH ...] [--max-events N] [--json out.json]
+
+KIND is gnn-hits (HitGraphProducer, the new tau_gnn), gnn-pixels (JetGraphProducer window 63, the earlier
+tau_gnn), cnn (JetFrameProducer, 8 channels) or shapes (JetShapeProducer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
+sys.path.insert(0, str(REPO))
+
+from e2e.config import load_process  # noqa: E402
+from e2e.process import Process  # noqa: E402
+from taggers.metrics import auc, summary  # noqa: E402
+
+PRODUCERS: dict[str, tuple[str, dict[str, Any], str, str]] = {
+    "gnn-hits": ("hitGraphs", {"type": "HitGraphProducer", "window": 63, "k": 16}, "GNNTagger", "graphs"),
+    "gnn-pixels": (
+        "jetGraphs",
+        {
+            "type": "JetGraphProducer",
+            "channels": ["track_pt", "track_d0", "track_dz", "ecal", "hcal"],
+            "window": 63,
+            "hcal_upsample": False,
+            "thresholds": {"ecal": 0.2},
+            "k": 16,
+        },
+        "GNNTagger",
+        "graphs",
+    ),
+    "cnn": (
+        "jetFrames",
+        {
+            "type": "JetFrameProducer",
+            "channels": ["track_pt", "track_d0", "track_dz", "ecal", "hcal", "bpix1", "bpix2", "bpix3"],
+            "window": 125,
+        },
+        "CNNTagger",
+        "frames",
+    ),
+    "shapes": ("jetShapes", {"type": "JetShapeProducer"}, "ShapeTagger", "shapes"),
+}
+BACKGROUNDS = {"QCD dijets": 2, "Z->qq": 3}
+
+
+def scores(path: str, models: dict[str, tuple[str, str]], max_events: int) -> tuple[dict[str, np.ndarray], dict]:
+    """Tau scores of every jet of ``path`` for each model, and the jets' truth."""
+    modules: dict[str, Any] = {}
+    for name, (kind, model) in models.items():
+        label, block, tagger, key = PRODUCERS[kind]
+        modules[label] = block
+        modules[f"tag_{name}"] = {"type": tagger, key: label, "model": model, "device": "cpu"}
+    data = {
+        "source": {"files": [path], "step_size": 500, "max_events": max_events},
+        "modules": modules,
+        "outputs": [{"file": "unused.root", "keep": [f"tag_{n}" for n in models]}],
+    }
+    out: dict[str, list[np.ndarray]] = {n: [] for n in models}
+    truth: dict[str, list[np.ndarray]] = {"label": [], "pt": [], "gen_pt": [], "lumi": []}
+    for batch in Process(load_process(data), extra_fields={"Jet": ("pt", "label", "gen_pt")}).iter_batches():
+        jets = batch.get("source:Jet")
+        for n in models:
+            out[n].append(batch.get(f"tag_{n}").column("tau"))
+        truth["label"].append(jets["label"])
+        truth["pt"].append(jets["pt"])
+        truth["gen_pt"].append(jets["gen_pt"])
+        truth["lumi"].append(batch.ids["luminosityBlock"][jets.event_index()])
+    return {n: np.concatenate(v) for n, v in out.items()}, {k: np.concatenate(v) for k, v in truth.items()}
+
+
+def paired_auc_difference(sa, sb, sig, bkg, n_boot: int = 200, seed: int = 1) -> tuple[float, float]:
+    """AUC(a) - AUC(b) on the same jets, and its bootstrap standard error (jets resampled)."""
+    rng = np.random.default_rng(seed)
+    i_s, i_b = np.flatnonzero(sig), np.flatnonzero(bkg)
+    diff = auc(sa[i_s], sa[i_b])[0] - auc(sb[i_s], sb[i_b])[0]
+    boots = []
+    for _ in range(n_boot):
+        s, b = rng.choice(i_s, len(i_s)), rng.choice(i_b, len(i_b))
+        boots.append(auc(sa[s], sa[b])[0] - auc(sb[s], sb[b])[0])
+    return diff, float(np.std(boots))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="+", help="held-out hits files")
+    p.add_argument("--model", action="append", default=[], help="NAME=KIND:PATH (default: the zoo's three taggers)")
+    p.add_argument("--max-events", type=int, default=-1, help="events per file (-1: all)")
+    p.add_argument("--json", help="write the table as JSON here")
+    p.add_argument("--scores", help="also read/write per-jet scores in this directory (NAME.npz per file), so models "
+                   "tagged in separate runs are compared on the same jets")  # fmt: skip
+    args = p.parse_args()
+    default = ["tau_gnn=gnn-hits:zoo:tau_gnn", "tau_cnn=cnn:zoo:tau_cnn", "tau_shapes=shapes:zoo:tau_shapes"]
+    specs = args.model or default
+    models = {s.split("=", 1)[0]: tuple(s.split("=", 1)[1].split(":", 1)) for s in specs}
+    table: list[dict[str, Any]] = []
+    for path in args.files:
+        sc, t = scores(path, models, args.max_events)  # type: ignore[arg-type]
+        if args.scores:
+            d = Path(args.scores)
+            d.mkdir(parents=True, exist_ok=True)
+            for n, v in sc.items():
+                np.savez(d / f"{Path(path).stem}.{n}.npz", score=v, **t)
+            for f in sorted(d.glob(f"{Path(path).stem}.*.npz")):
+                n = f.name.split(".")[-2]
+                if n not in sc:
+                    z = np.load(f)
+                    if all(np.array_equal(z[k], t[k]) for k in t):  # the same jets, in the same order
+                        sc[n] = z["score"]
+        base = (t["gen_pt"] > 0) & (t["pt"] > 20) & (t["pt"] < 100)
+        sig = base & (t["label"] == 1)
+        for bkg_name, lumi in BACKGROUNDS.items():
+            bkg = base & (t["label"] == 0) & (t["lumi"] == lumi)
+            if not bkg.any():
+                continue
+            print(f"\n{Path(path).name}, background {bkg_name}: {int(sig.sum())} tau / {int(bkg.sum())} jets")
+            for n in sc:
+                m = summary(sc[n][sig], sc[n][bkg])
+                print(
+                    f"  {n:14s} AUC {m['auc']:.4f} +- {m['auc_error']:.4f}   misID@60% "
+                    f"{100 * m['misid_at_0.6']:.2f} +- {100 * m['misid_at_0.6_error']:.2f} %"
+                )
+                table.append({"file": Path(path).name, "background": bkg_name, "model": n, **m})
+            names = list(sc)
+            for a, b in zip(names[:-1], names[1:], strict=True):
+                d, e = paired_auc_difference(sc[a], sc[b], sig, bkg)
+                print(f"  AUC({a}) - AUC({b}) = {d:+.4f} +- {e:.4f} (paired, {d / max(e, 1e-12):.1f} sigma)")
+                table.append({"file": Path(path).name, "background": bkg_name, "paired": [a, b], "diff": d, "error": e})
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -33,9 +33,18 @@ from e2e.config import load_process  # noqa: E402
 from e2e.process import Process  # noqa: E402
 from taggers.metrics import auc, summary  # noqa: E402
 
+
+def _module(config: str, label: str) -> dict[str, Any]:
+    """The producer block ``label`` of a shipped process configuration (the settings its model was trained with)."""
+    import yaml
+
+    return dict(yaml.safe_load((REPO / "process_configs" / config).read_text())["modules"][label])
+
+
+#: kind -> (producer label, producer block, tagger type, the tagger's product parameter)
 PRODUCERS: dict[str, tuple[str, dict[str, Any], str, str]] = {
-    "gnn-hits": ("hitGraphs", {"type": "HitGraphProducer", "window": 63, "k": 16}, "GNNTagger", "graphs"),
-    "gnn-pixels": (
+    "gnn-hits": ("hitGraphs", _module("tau_gnn.yaml", "hitGraphs"), "GNNTagger", "graphs"),
+    "gnn-pixels": (  # the producer of the earlier tau_gnn (before issue 13), which no shipped config runs now
         "jetGraphs",
         {
             "type": "JetGraphProducer",
@@ -48,17 +57,8 @@ PRODUCERS: dict[str, tuple[str, dict[str, Any], str, str]] = {
         "GNNTagger",
         "graphs",
     ),
-    "cnn": (
-        "jetFrames",
-        {
-            "type": "JetFrameProducer",
-            "channels": ["track_pt", "track_d0", "track_dz", "ecal", "hcal", "bpix1", "bpix2", "bpix3"],
-            "window": 125,
-        },
-        "CNNTagger",
-        "frames",
-    ),
-    "shapes": ("jetShapes", {"type": "JetShapeProducer"}, "ShapeTagger", "shapes"),
+    "cnn": ("jetFrames", _module("tau_cnn.yaml", "jetFrames"), "CNNTagger", "frames"),
+    "shapes": ("jetShapes", _module("tau_gnn.yaml", "jetShapes"), "ShapeTagger", "shapes"),
 }
 BACKGROUNDS = {"QCD dijets": 2, "Z->qq": 3}
 

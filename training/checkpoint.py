@@ -111,17 +111,13 @@ def load(
     import torch
     from safetensors.torch import load_file
 
-    if not (where / STATE).is_file() or not (where / TENSORS).is_file():
+    if not check(where, config_sha256) or not (where / TENSORS).is_file():
         return None
     try:
         meta = json.loads((where / STATE).read_text())
         tensors = load_file(str(where / TENSORS))
     except (OSError, ValueError) as err:
         raise ConfigError(f"{where}: unreadable checkpoint ({err}); remove it to train from the start") from err
-    if meta.get("config_sha256") != config_sha256:
-        raise ConfigError(
-            f"{where}: the checkpoint is from another training configuration; remove it (or train without --resume)"
-        )
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
     state: dict[int, dict[str, Any]] = {}

@@ -5,7 +5,9 @@ signal, QCD-dijet and Z->qq backgrounds, new seeds) through the same producers a
 jets: 20 < pT < 100 GeV with a generator match; signal Jet_label 1, background Jet_label 0 of the QCD-dijet
 (luminosityBlock 2) or Z->qq (luminosityBlock 3) events. Printed per (file, background, model): AUC +- DeLong
 error, misID at 60 % tau efficiency +- binomial error, and per file the paired AUC differences between models
-(same jets, bootstrap error over jets).
+(same jets, bootstrap error over jets). Then, at each model's 60 % working point (threshold from all selected
+tau jets of the file): the tau efficiency per CMS decay mode (Jet_decay_mode 0, 1, 2, 10, 11) and, per jet pT
+bin, the tau efficiency, the misID and the AUC in the bin.
 
     python benchmarks/physics_heldout.py output/heldout/mixed_mu40.root [...] \
         [--model NAME=KIND:PATH ...] [--max-events N] [--json out.json]
@@ -61,6 +63,8 @@ PRODUCERS: dict[str, tuple[str, dict[str, Any], str, str]] = {
     "shapes": ("jetShapes", _module("tau_gnn.yaml", "jetShapes"), "ShapeTagger", "shapes"),
 }
 BACKGROUNDS = {"QCD dijets": 2, "Z->qq": 3}
+DECAY_MODES = {0: "1-prong", 1: "1-prong + pi0", 2: "1-prong + 2 pi0", 10: "3-prong", 11: "3-prong + pi0"}
+PT_BINS = ((20, 30), (30, 50), (50, 100))
 
 
 def scores(path: str, models: dict[str, tuple[str, str]], max_events: int) -> tuple[dict[str, np.ndarray], dict]:
@@ -76,14 +80,14 @@ def scores(path: str, models: dict[str, tuple[str, str]], max_events: int) -> tu
         "outputs": [{"file": "unused.root", "keep": [f"tag_{n}" for n in models]}],
     }
     out: dict[str, list[np.ndarray]] = {n: [] for n in models}
-    truth: dict[str, list[np.ndarray]] = {"label": [], "pt": [], "gen_pt": [], "lumi": []}
-    for batch in Process(load_process(data), extra_fields={"Jet": ("pt", "label", "gen_pt")}).iter_batches():
+    fields = ("pt", "label", "gen_pt", "decay_mode")
+    truth: dict[str, list[np.ndarray]] = {k: [] for k in (*fields, "lumi")}
+    for batch in Process(load_process(data), extra_fields={"Jet": fields}).iter_batches():
         jets = batch.get("source:Jet")
         for n in models:
             out[n].append(batch.get(f"tag_{n}").column("tau"))
-        truth["label"].append(jets["label"])
-        truth["pt"].append(jets["pt"])
-        truth["gen_pt"].append(jets["gen_pt"])
+        for k in fields:
+            truth[k].append(jets[k])
         truth["lumi"].append(batch.ids["luminosityBlock"][jets.event_index()])
     return {n: np.concatenate(v) for n, v in out.items()}, {k: np.concatenate(v) for k, v in truth.items()}
 
@@ -98,6 +102,37 @@ def paired_auc_difference(sa, sb, sig, bkg, n_boot: int = 200, seed: int = 1) ->
         s, b = rng.choice(i_s, len(i_s)), rng.choice(i_b, len(i_b))
         boots.append(auc(sa[s], sa[b])[0] - auc(sb[s], sb[b])[0])
     return diff, float(np.std(boots))
+
+
+def working_point_report(
+    name: str, score: np.ndarray, t: dict[str, np.ndarray], sig: np.ndarray, bkg: np.ndarray
+) -> dict[str, Any]:
+    """Tau efficiency per decay mode and (efficiency, misID, AUC) per pT bin at the 60 % working point of
+    ``score`` (the threshold that keeps 60 % of all selected tau jets); printed and returned."""
+    cut = float(np.quantile(score[sig], 0.4))
+    modes = {}
+    for mode, what in DECAY_MODES.items():
+        m = sig & (t["decay_mode"] == mode)
+        if m.any():
+            eff = float(np.mean(score[m] > cut))
+            modes[what] = {"efficiency": eff, "error": float(np.sqrt(eff * (1 - eff) / m.sum())), "jets": int(m.sum())}
+    bins = {}
+    for lo, hi in PT_BINS:
+        in_bin = (t["pt"] >= lo) & (t["pt"] < hi)
+        s, b = sig & in_bin, bkg & in_bin
+        if s.any() and b.any():
+            bins[f"{lo}-{hi}"] = {
+                "efficiency": float(np.mean(score[s] > cut)),
+                "misid": float(np.mean(score[b] > cut)),
+                "auc": auc(score[s], score[b])[0],
+                "tau_jets": int(s.sum()),
+                "background_jets": int(b.sum()),
+            }
+    per_mode = (f"{k} {100 * v['efficiency']:.1f} +- {100 * v['error']:.1f} % ({v['jets']})" for k, v in modes.items())
+    print(f"    {name}: tau efficiency at the 60 % point per decay mode: " + ", ".join(per_mode))
+    per_bin = (f"{k}: {100 * v['efficiency']:.1f} / {100 * v['misid']:.2f} % / {v['auc']:.4f}" for k, v in bins.items())
+    print(f"    {name}: per pT bin (GeV) eff / misID / AUC: " + "; ".join(per_bin))
+    return {"decay_modes": modes, "pt_bins": bins}
 
 
 def main() -> int:
@@ -140,6 +175,9 @@ def main() -> int:
                     f"{100 * m['misid_at_0.6']:.2f} +- {100 * m['misid_at_0.6_error']:.2f} %"
                 )
                 table.append({"file": Path(path).name, "background": bkg_name, "model": n, **m})
+            for n in sc:
+                table.append({"file": Path(path).name, "background": bkg_name, "model": n, "working_point":
+                              working_point_report(n, sc[n], t, sig, bkg)})  # fmt: skip
             names = list(sc)
             for a, b in zip(names[:-1], names[1:], strict=True):
                 d, e = paired_auc_difference(sc[a], sc[b], sig, bkg)

@@ -164,6 +164,8 @@ class JetGraphs(JetProduct):
       (``num_neighbors`` None) ``edge_index`` is exactly the flattened ``neighbors`` (padding included,
       see frameproducers.kernels.knn_pixels), so both forms see the same edges. For radius graphs the
       unused slots of ``neighbors`` hold the node itself and ``edge_index`` holds only real edges.
+    - ``jet_features`` float32 [n_jets, G] named ``jet_feature_names``: per-jet inputs that a model joins after
+      pooling (G = 0 when the producer makes none).
     """
 
     x: np.ndarray = _array()
@@ -173,6 +175,8 @@ class JetGraphs(JetProduct):
     neighbors: np.ndarray = _array()
     num_neighbors: np.ndarray | None = None
     feature_names: tuple[str, ...] = ()
+    jet_features: np.ndarray | None = None
+    jet_feature_names: tuple[str, ...] = ()
 
     @cached_property
     def edge_index(self) -> np.ndarray:
@@ -213,10 +217,14 @@ class JetGraphs(JetProduct):
         for i, feature in enumerate(self.feature_names):
             nodes[feature] = self.x[:, i]
         rows = jet_rows(self.event_offsets, self.jet_index, jet_offsets)
-        out = Columns(
-            {f"{name}_nNodes": per_jet(n_nodes.astype(np.int32), rows, int(jet_offsets[-1]), -1)},
-            {f"{name}Node": (node_offsets, nodes)},
-        )
+        n_all = int(jet_offsets[-1])
+        per_jet_columns = {f"{name}_nNodes": per_jet(n_nodes.astype(np.int32), rows, n_all, -1)}
+        if self.jet_features is not None:
+            for i, feature in enumerate(self.jet_feature_names):
+                per_jet_columns[f"{name}_{feature}"] = per_jet(
+                    np.ascontiguousarray(self.jet_features[:, i]), rows, n_all, np.nan
+                )
+        out = Columns(per_jet_columns, {f"{name}Node": (node_offsets, nodes)})
         if options.get("graph_edges", True):
             src, dst = self.edge_index
             # edges are ordered by target node, so each event's edges are one contiguous range

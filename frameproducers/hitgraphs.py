@@ -19,10 +19,16 @@ from e2e.params import input_tag, param
 from frameproducers import kernels
 from frameproducers.graphs import ECAL_ETA_CENTRES, graph_edges
 from frameproducers.pixels import HitInputs, pv_dz_cut
+from frameproducers.shapes import CELL_CENTRES
 
 #: The record's ``nodes``: what a graph's nodes are (JetGraphProducer's graphs, which do not record it: pixels).
 NODES = "hits"
 _TRACK_FIELDS = ("ecal_ieta", "ecal_iphi", "pt", "eta", "phi", "charge", "d0", "dz", "d0sig", "dzsig")
+#: Per-jet inputs a HitGraphProducer can attach (``jet_features``): log(pT / GeV), eta of the jet, and the jet
+#: shapes of frameproducers.kernels.fill_jet_shapes with JetShapeProducer's default settings (:data:`SHAPE_SETTINGS`).
+JET_FEATURES: tuple[str, ...] = ("log_pt", "eta", *kernels.SHAPE_NAMES)
+#: cone, core (dR), track pT min (GeV), track |dz| max (cm), d0 significance of displaced tracks
+SHAPE_SETTINGS = {"cone": 0.4, "core": 0.1, "track_pt_min": 1.0, "dz_max": 0.1, "d0sig_min": 3.0}
 
 
 class HitGraphProducer(Producer):
@@ -58,11 +64,15 @@ class HitGraphProducer(Producer):
         ipsig_clip: float = param(50.0, "track d0sig / dzsig features clipped to +-this", minimum=0.0)
         k: int = param(16, "neighbours per node (kNN in delta_eta, delta_phi)", minimum=1)
         self_loops: bool = param(False, "count each node as one of its own neighbours")
+        jet_features: list[str] = param(
+            [], "per-jet inputs that a model joins after pooling: " + ", ".join(JET_FEATURES)
+        )
 
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
         self.layers = _layer_indices(label, params.tracker_layers)
         self.feature_names = kernels.HIT_FEATURES
+        self.jet_feature_names = _jet_features(label, params.jet_features)
 
     def consumes(self) -> dict[str, type | None]:
         p = self.params
@@ -79,6 +89,8 @@ class HitGraphProducer(Producer):
         }
         if self.layers:
             out[p.tracker_hits] = ("layer", "ieta", "iphi")
+        if self.jet_feature_names:
+            out[p.jets] = ("pt", "eta", "phi", "seed_ieta", "seed_iphi")
         return out
 
     def produces(self) -> dict[str, type]:
@@ -107,6 +119,7 @@ class HitGraphProducer(Producer):
             "k": p.k,
             "self_loops": p.self_loops,
             "features": list(self.feature_names),
+            "jet_features": list(self.jet_feature_names),
         }
 
     def produce(self, batch: EventBatch) -> None:
@@ -158,8 +171,37 @@ class HitGraphProducer(Producer):
                 neighbors=neighbors,
                 num_neighbors=num_neighbors,
                 feature_names=self.feature_names,
+                jet_features=self._jet_features(batch, jet_event) if self.jet_feature_names else None,
+                jet_feature_names=self.jet_feature_names,
             ),
         )
+
+    def _jet_features(self, batch: EventBatch, jet_event: np.ndarray) -> np.ndarray:
+        """float32 [n_jets, len(jet_features)]: the chosen :data:`JET_FEATURES` of every jet."""
+        p = self.params
+        jets: JaggedCollection = batch.get(p.jets)
+        trk: JaggedCollection = batch.get(p.tracks)
+        values = {"log_pt": np.log(np.maximum(jets["pt"], 1e-3)), "eta": jets["eta"]}
+        if any(name in kernels.SHAPE_NAMES for name in self.jet_feature_names):
+            s = SHAPE_SETTINGS
+            shapes = np.empty((len(jets), len(kernels.SHAPE_NAMES)), dtype=np.float32)
+            cut, _ = pv_dz_cut(trk, s["dz_max"], f"modules.{self.label}.jet_features")
+            ecal, hcal = batch.get(p.ecal_hits), batch.get(p.hcal_hits)
+            kernels.fill_jet_shapes(
+                shapes,
+                kernels.JetAxes(jet_event, jets["pt"], jets["eta"], jets["phi"]),
+                _calo(ecal),
+                _calo(hcal),
+                kernels.ShapeTracks(trk.offsets, trk["pt"], trk["eta"], trk["phi"], trk["dz"], trk["d0sig"]),
+                CELL_CENTRES,
+                s["cone"],
+                s["core"],
+                s["track_pt_min"],
+                cut,
+                s["d0sig_min"],
+            )
+            values.update(zip(kernels.SHAPE_NAMES, shapes.T, strict=True))
+        return np.stack([np.asarray(values[n], dtype=np.float32) for n in self.jet_feature_names], axis=1)
 
     def _tracker_hits(self, batch: EventBatch) -> kernels.TrackerHits:
         """The tracker hits (empty arrays when no layer is selected: the collection is not read)."""
@@ -172,6 +214,19 @@ class HitGraphProducer(Producer):
 
 def _calo(c: JaggedCollection) -> kernels.CaloHits:
     return kernels.CaloHits(c.offsets, c["ieta"], c["iphi"], c["energy"])
+
+
+def _jet_features(label: str, names: list[str]) -> tuple[str, ...]:
+    """The chosen per-jet inputs, checked against :data:`JET_FEATURES` (one-line ConfigError)."""
+    where = f"modules.{label}.jet_features"
+    for name in names:
+        if name not in JET_FEATURES:
+            close = difflib.get_close_matches(name, JET_FEATURES, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{where}: unknown jet feature '{name}'{hint}; allowed: {', '.join(JET_FEATURES)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: a feature is listed twice: {names}")
+    return tuple(names)
 
 
 def _layer_indices(label: str, names: list[str]) -> tuple[int, ...]:

@@ -15,7 +15,8 @@ from e2e.params import param
 from frameproducers import kernels
 from frameproducers.pixels import HitInputs, pv_dz_cut
 
-_CELL_CENTRES = kernels.CellCentres(
+#: eta / phi of the ECAL and HCAL cell centres, for the shape kernel
+CELL_CENTRES = kernels.CellCentres(
     *(
         np.ascontiguousarray(a, dtype=np.float64)
         for a in (
@@ -80,7 +81,7 @@ class JetShapeProducer(Producer):
             kernels.CaloHits(ecal.offsets, ecal["ieta"], ecal["iphi"], ecal["energy"]),
             kernels.CaloHits(hcal.offsets, hcal["ieta"], hcal["iphi"], hcal["energy"]),
             kernels.ShapeTracks(trk.offsets, trk["pt"], trk["eta"], trk["phi"], trk["dz"], trk["d0sig"]),
-            _CELL_CENTRES,
+            CELL_CENTRES,
             float(p.cone),
             float(p.core),
             float(p.track_pt_min),

@@ -310,7 +310,7 @@ def save(
             opset_version=18,
             input_names=input_names,
             output_names=["logits"],
-            dynamic_axes={**dynamic_axes, "logits": {0: "jets"}},
+            dynamic_axes={**{k: v for k, v in dynamic_axes.items() if k in input_names}, "logits": {0: "jets"}},
         )
     proto = onnx.load_from_string(buf.getvalue())
     entry = proto.metadata_props.add()

@@ -40,7 +40,7 @@ from taggers.inputs import InputKind
 OUTPUT_TYPES = ("logits", "probabilities", "sigmoid")
 LAYOUTS = ("native", "points")
 #: Rank of every native input of each kind (for the ONNX input check).
-NATIVE_RANKS = {"x": 2, "neighbors": 2, "batch": 1, "ptr": 1, "frames": 4, "values": 2}
+NATIVE_RANKS = {"x": 2, "neighbors": 2, "batch": 1, "ptr": 1, "jet": 2, "frames": 4, "values": 2}
 
 
 @dataclass

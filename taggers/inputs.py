@@ -97,8 +97,15 @@ class GraphInput(InputKind):
     name = "graphs"
     product = JetGraphs
     tagger, tagger_param = "GNNTagger", "graphs"
-    input_names = ("x", "neighbors", "batch", "ptr")
-    dynamic_axes = {"x": {0: "nodes"}, "neighbors": {0: "nodes"}, "batch": {0: "nodes"}, "ptr": {0: "ptr"}}
+    #: ``jet`` (float32 [n_jets, G], the product's jet_features) is fed only when the product has per-jet inputs
+    input_names = ("x", "neighbors", "batch", "ptr", "jet")
+    dynamic_axes = {
+        "x": {0: "nodes"},
+        "neighbors": {0: "nodes"},
+        "batch": {0: "nodes"},
+        "ptr": {0: "ptr"},
+        "jet": {0: "jets"},
+    }
     spec_keys = (
         "channels",
         "window",
@@ -125,13 +132,18 @@ class GraphInput(InputKind):
         "max_tracker_hits",
         "ipsig_clip",
         "features",
+        "jet_features",
     )
-    size_args = ("n_features",)
+    #: ``n_jet_features`` only for products with per-jet inputs
+    size_args = ("n_features", "n_jet_features")
 
     def store(self, product: JetProduct, jets: np.ndarray) -> Arrays:
         assert isinstance(product, JetGraphs)
         nodes = _ranges(product.node_offsets, jets)
-        return {"x": product.x[nodes], "pixel": product.pixel[nodes], "n_nodes": product.n_nodes[jets]}
+        out = {"x": product.x[nodes], "pixel": product.pixel[nodes], "n_nodes": product.n_nodes[jets]}
+        if product.jet_features is not None and product.jet_features.shape[1]:
+            out["jet"] = product.jet_features[jets]
+        return out
 
     def finish(self, arrays: Arrays) -> Arrays:
         return {**arrays, "node_offsets": _offsets(arrays["n_nodes"])}
@@ -148,10 +160,16 @@ class GraphInput(InputKind):
         pixel = np.ascontiguousarray(arrays["pixel"][nodes])
         x = np.ascontiguousarray(arrays["x"][nodes])
         neighbors, _ = graph_edges(pixel, x, ptr, params)
-        return {"x": x, "neighbors": neighbors, "batch": np.repeat(np.arange(len(jets), dtype=np.int64), n), "ptr": ptr}
+        out = {"x": x, "neighbors": neighbors, "batch": np.repeat(np.arange(len(jets), dtype=np.int64), n), "ptr": ptr}
+        if "jet" in arrays:
+            out["jet"] = np.ascontiguousarray(arrays["jet"][jets])
+        return out
 
     def sizes(self, arrays: Arrays, params: Mapping[str, Any]) -> dict[str, int]:
-        return {"n_features": int(arrays["x"].shape[1])}
+        sizes = {"n_features": int(arrays["x"].shape[1])}
+        if "jet" in arrays:
+            sizes["n_jet_features"] = int(arrays["jet"].shape[1])
+        return sizes
 
     def statistics(self, arrays: Arrays, params: Mapping[str, Any], jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = arrays["x"][_ranges(arrays["node_offsets"], jets)].astype(np.float64)
@@ -164,15 +182,21 @@ class GraphInput(InputKind):
     def micro_batches(self, product: JetProduct, step: int) -> Iterator[Arrays]:
         assert isinstance(product, JetGraphs)
         batch_vector = product.batch_vector()
+        jet_features = product.jet_features
+        if jet_features is not None and not jet_features.shape[1]:
+            jet_features = None
         for a in range(0, product.n_jets, step):
             b = min(a + step, product.n_jets)
             na, nb = int(product.node_offsets[a]), int(product.node_offsets[b])
-            yield {
+            inputs = {
                 "x": product.x[na:nb],
                 "neighbors": product.neighbors[na:nb] - na,
                 "batch": batch_vector[na:nb] - a,
                 "ptr": product.node_offsets[a : b + 1] - na,
             }
+            if jet_features is not None:
+                inputs["jet"] = jet_features[a:b]
+            yield inputs
 
 
 class FrameInput(InputKind):

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import awkward as ak
@@ -113,6 +114,42 @@ def test_resume_after_the_driver_is_killed(inputs, reference, tmp_path):
     assert "2 unit(s) reused" in r.stdout and "5 unit(s) run" in r.stdout
     assert _branches(tmp_path / "out.root") == reference
     assert not parts.exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+def test_futures_workers_die_with_their_driver(inputs, tmp_path):
+    """A SIGKILLed driver leaves no futures worker behind busy with its unit (it would take a core from the
+    --resume run)."""
+    pid_file = tmp_path / "worker.pid"
+    data = yaml.safe_load(_config(tmp_path, inputs).read_text())
+    data["modules"]["killer"] = {"type": "faulty_modules:StallAt", "pid_file": str(pid_file), "at_entry": 8}
+    config = tmp_path / "stall.yaml"
+    config.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HELPERS), str(REPO)])}
+    cmd = [sys.executable, "-m", "e2e.cli.run", str(config), "--no-progress", "--executor", "futures", "--workers", "2"]
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pid_file.exists(), "no worker reached the stalling unit"
+        worker = int(pid_file.read_text())
+    finally:
+        driver.kill()
+        driver.wait()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker), "the worker outlived its killed driver"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_stale_parts_of_another_configuration_are_not_reused(inputs, reference, tmp_path):

@@ -446,3 +446,72 @@ def test_rhtree_track_sums_are_not_cut_again(tmp_path) -> None:
     expected = ref.hit_nodes(jets, ecal, hcal, tracks, tracker, {**DEFAULTS, "dz_max": math.inf})
     assert_same_nodes((g.node_offsets, g.x, g.pos, g.pixel), expected)
     assert np.count_nonzero(g.x[:, 0]) > 0
+
+
+JET_FEATURES = ["log_pt", "eta", *K.SHAPE_NAMES]
+
+
+def test_jet_features_are_the_jets_and_their_shapes() -> None:
+    """jet_features: log(pT), eta of the Jet collection and JetShapeProducer's shapes at its default settings,
+    per jet in the graphs' jet order; the training dataset stores them and feeds them as input ``jet``."""
+    data = yaml.safe_load(HIT_GRAPHS.read_text())
+    data["source"].update(files=[str(SAMPLE)], max_events=40, step_size=20)
+    data["modules"]["hitGraphs"]["jet_features"] = JET_FEATURES
+    data["modules"]["shapes"] = {"type": "JetShapeProducer"}
+    data["outputs"][0]["keep"] = ["hitGraphs", "shapes"]  # a module nothing keeps is not run
+    batches = list(Process(load_process(data)).iter_batches())
+    assert len(batches) == 2
+    for batch in batches:
+        g, shapes, jets = batch.get("hitGraphs"), batch.get("shapes"), batch.get("source:Jet")
+        assert g.jet_feature_names == tuple(JET_FEATURES) and g.params["jet_features"] == JET_FEATURES
+        assert g.jet_features is not None and g.jet_features.shape == (g.n_jets, len(JET_FEATURES))
+        np.testing.assert_allclose(g.jet_features[:, 0], np.log(jets["pt"]), rtol=1e-6)
+        np.testing.assert_array_equal(g.jet_features[:, 1], jets["eta"].astype(np.float32))
+        np.testing.assert_array_equal(g.jet_features[:, 2:], shapes.values)
+    kind = GraphInput()
+    arrays = kind.finish(kind.store(g, np.arange(g.n_jets)))
+    assert kind.sizes(arrays, kind.record(g)) == {"n_features": len(K.HIT_FEATURES), "n_jet_features": 8}
+    jets_ = np.array([4, 1, 7])
+    np.testing.assert_array_equal(kind.inputs(arrays, kind.record(g), jets_)["jet"], g.jet_features[jets_])
+    chunks = list(kind.micro_batches(g, 5))
+    np.testing.assert_array_equal(np.concatenate([c["jet"] for c in chunks]), g.jet_features)
+    # without jet features nothing is stored or fed, and architectures get no n_jet_features
+    plain = _sample_batches(20)[0].get("hitGraphs")
+    assert plain.jet_features is None and plain.params["jet_features"] == []
+    arrays = kind.finish(kind.store(plain, np.arange(plain.n_jets)))
+    assert "jet" not in kind.inputs(arrays, kind.record(plain), np.arange(3))
+    assert "jet" not in next(kind.micro_batches(plain, 4)) and "n_jet_features" not in kind.sizes(arrays, {})
+
+
+def test_jet_features_are_written_per_jet(tmp_path, capsys) -> None:
+    cfg = yaml.safe_load(HIT_GRAPHS.read_text())
+    cfg["modules"]["hitGraphs"]["jet_features"] = ["log_pt", "isolation"]
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out.root"
+    rc, _, err = run_cli([str(path), "-n", "20", "-o", str(out), "--no-progress"], capsys)
+    assert rc == 0, err
+    with uproot.open(out) as f:
+        events = f["Events"]
+        log_pt = events["Jet_hitGraphs_log_pt"].array(library="np")
+        iso = events["Jet_hitGraphs_isolation"].array(library="np")
+        n_jet = events["nJet"].array(library="np")
+    with uproot.open(SAMPLE) as f:
+        pt = f["Events"]["Jet_pt"].array(entry_stop=20)
+    assert len(log_pt) == len(iso) == 20 and [len(a) for a in log_pt] == list(n_jet)
+    np.testing.assert_allclose(np.concatenate(log_pt), np.log(np.concatenate(list(pt))), rtol=1e-6)
+    assert np.all(np.concatenate(iso) >= 0)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(["log_pt", "mass"], "unknown jet feature 'mass'"), (["eta", "eta"], "listed twice"),
+     (["widht"], "did you mean 'width'")],
+)  # fmt: skip
+def test_bad_jet_features_are_one_line(value, message) -> None:
+    data = yaml.safe_load(HIT_GRAPHS.read_text())
+    data["source"]["files"] = [str(SAMPLE)]
+    data["modules"]["hitGraphs"]["jet_features"] = value
+    with pytest.raises(ConfigError, match=message) as err:
+        load_process(data)
+    assert "\n" not in str(err.value) and "modules.hitGraphs.jet_features" in str(err.value)

@@ -30,19 +30,23 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def _inputs(sizes: list[int], seed: int = 0, k: int = 8) -> dict[str, np.ndarray]:
-    """Random jets on a 21 x 21 window: 5 random features, then (delta_eta, delta_phi) on the pixel grid."""
+def _inputs(sizes: list[int], seed: int = 0, k: int = 8, jet: int = 0) -> dict[str, np.ndarray]:
+    """Random jets on a 21 x 21 window: 5 random features, then (delta_eta, delta_phi) on the pixel grid; ``jet``
+    per-jet inputs (input ``jet``) when non-zero."""
     rng = np.random.default_rng(seed)
     pixel = np.concatenate([np.sort(rng.choice(441, size=n, replace=False)) for n in sizes]).astype(np.int32)
     ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     x = rng.normal(size=(len(pixel), 7)).astype(np.float32)
     x[:, 5], x[:, 6] = (pixel // 21 - 10) * PIXEL, (pixel % 21 - 10) * PIXEL
-    return {
+    out = {
         "x": x,
         "neighbors": K.knn_pixels(pixel, ptr, 21, k, False),
         "batch": np.repeat(np.arange(len(sizes)), sizes).astype(np.int64),
         "ptr": ptr,
     }
+    if jet:
+        out["jet"] = rng.normal(loc=3.0, size=(len(sizes), jet)).astype(np.float32)
+    return out
 
 
 def _run(net: torch.nn.Module, inputs: dict[str, np.ndarray]) -> torch.Tensor:
@@ -55,7 +59,15 @@ NETS = {
     "particlenet_coords": lambda: ParticleNet(7, 2, k=6, widths=(16, 32), layers=2, head=16, coord_features=[5, 6]),
     "transformer": lambda: GraphTransformer(7, 2, hidden=16, heads=2, layers=2),
     "transformer_pairs": lambda: GraphTransformer(7, 2, hidden=16, heads=2, layers=2, pair_features=[5, 6]),
+    "particlenet_jet": lambda: ParticleNet(7, 2, k=4, widths=(16, 32), head=16, n_jet_features=N_JET),
+    "transformer_jet": lambda: GraphTransformer(7, 2, hidden=16, heads=2, layers=2, n_jet_features=N_JET),
 }
+#: per-jet inputs of the *_jet networks
+N_JET = 3
+
+
+def _jet(name: str) -> int:
+    return N_JET if name.endswith("_jet") else 0
 
 
 def _net(name: str, seed: int = 0) -> torch.nn.Module:
@@ -63,13 +75,17 @@ def _net(name: str, seed: int = 0) -> torch.nn.Module:
     net = NETS[name]()
     net.shift.normal_()  # non-trivial standardisation
     net.scale.uniform_(0.5, 2.0)
+    jet_norm = getattr(getattr(net, "jet_inputs", None), "norm", None)
+    if jet_norm is not None:  # non-trivial running statistics of the per-jet inputs
+        jet_norm.running_mean.fill_(3.0)
+        jet_norm.running_var.uniform_(0.5, 2.0)
     return net.eval()
 
 
 @pytest.mark.parametrize("name", sorted(NETS))
 @pytest.mark.parametrize("sizes", [[0], [1], [0, 1, 0], [2, 30, 0, 5, 1, 22]])
 def test_shapes_with_empty_and_one_node_jets(name: str, sizes: list[int]) -> None:
-    out = _run(_net(name), _inputs(sizes))
+    out = _run(_net(name), _inputs(sizes, jet=_jet(name)))
     assert out.shape == (len(sizes), 2) and torch.isfinite(out).all()
 
 
@@ -78,7 +94,7 @@ def test_scores_do_not_depend_on_the_batch(name: str) -> None:
     """Every jet scored alone gives its score in a batch of others (jets of 0 to 60 nodes, ties on the grid)."""
     net = _net(name)
     sizes = [30, 0, 5, 1, 22, 60, 9]
-    inp = _inputs(sizes, seed=1)
+    inp = _inputs(sizes, seed=1, jet=_jet(name))
     together = _run(net, inp)
     ptr = inp["ptr"]
     for g in range(len(sizes)):
@@ -89,6 +105,8 @@ def test_scores_do_not_depend_on_the_batch(name: str) -> None:
             "batch": np.zeros(b - a, dtype=np.int64),
             "ptr": np.array([0, b - a], dtype=np.int64),
         }
+        if "jet" in inp:
+            alone["jet"] = inp["jet"][g : g + 1]
         torch.testing.assert_close(_run(net, alone)[0], together[g], rtol=1e-5, atol=1e-5)
 
 
@@ -100,7 +118,7 @@ def test_onnx_artefact_parity(tmp_path, name: str) -> None:
     from taggers import artefact
 
     net = _net(name, seed=3)
-    example = _inputs([12, 30, 0, 3], seed=0)
+    example = _inputs([12, 30, 0, 3], seed=0, jet=_jet(name))
     artefact.save(
         tmp_path,
         net,
@@ -112,11 +130,12 @@ def test_onnx_artefact_parity(tmp_path, name: str) -> None:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(tmp_path / artefact.ONNX), options, providers=["CPUExecutionProvider"])
+    assert ("jet" in {i.name for i in session.get_inputs()}) == bool(_jet(name))
     rng = np.random.default_rng(5)
     for n_jets in (1, 7, 64, 512):
         sizes = [int(n) for n in rng.integers(0, 50, size=n_jets)]
         sizes[0] = 80 if n_jets > 1 else sizes[0]
-        inp = _inputs(sizes, seed=n_jets)
+        inp = _inputs(sizes, seed=n_jets, jet=_jet(name))
         out = session.run(None, {i.name: inp[i.name] for i in session.get_inputs()})[0]
         ref = _run(net, inp).numpy()
         assert out.shape == (n_jets, 2)
@@ -129,7 +148,7 @@ def test_a_few_training_steps_reduce_the_loss(name: str) -> None:
     net = _net(name).train()
     rng = np.random.default_rng(0)
     sizes = [int(n) for n in rng.integers(3, 25, size=32)]
-    inp = _inputs(sizes, seed=2)
+    inp = _inputs(sizes, seed=2, jet=_jet(name))
     y = torch.from_numpy(rng.integers(0, 2, size=32))
     inp["x"][:, 0] += np.repeat(y.numpy(), sizes).astype(np.float32)
     tensors = [torch.from_numpy(v) for v in inp.values()]
@@ -222,3 +241,30 @@ def test_e2e_train_two_epochs(tmp_path, name: str, hyper: dict, heldout: list[st
     assert spec["provenance"]["training"]["epochs"] == 2
     assert spec["parity"]["max_abs_logit_difference"] <= 1e-4
     assert ("heldout" in spec["metrics"]) == bool(heldout)
+
+
+@pytest.mark.parametrize("name", ["particlenet_jet", "transformer_jet"])
+def test_per_jet_inputs_change_the_scores(name: str) -> None:
+    """The per-jet inputs reach the head: changing one jet's changes that jet's logits only; none given is an
+    error that says so."""
+    net = _net(name)
+    inp = _inputs([10, 4, 7], seed=4, jet=N_JET)
+    before = _run(net, inp)
+    inp["jet"][1] += 2.0
+    after = _run(net, inp)
+    assert not torch.allclose(before[1], after[1])
+    torch.testing.assert_close(before[[0, 2]], after[[0, 2]])
+    del inp["jet"]
+    with pytest.raises(ValueError, match="per-jet inputs"):
+        _run(net, inp)
+
+
+def test_onnx_of_a_network_without_per_jet_inputs_has_no_jet_input(tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    from taggers import artefact
+
+    example = _inputs([5, 9], seed=0)
+    artefact.save(tmp_path, _net("particlenet"), {"name": "p"}, tuple(torch.from_numpy(v) for v in example.values()),
+                  list(example), GraphInput.dynamic_axes)  # fmt: skip
+    session = ort.InferenceSession(str(tmp_path / artefact.ONNX), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["x", "neighbors", "batch", "ptr"]

@@ -150,3 +150,62 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch,
     rc = train_main([parts, "--no-progress", "--resume", "-o", str(tmp_path / "third"), "-s", "seed=2"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "checkpoint is from another training configuration" in err and "\n" not in err
+
+
+def test_train_with_per_jet_inputs_then_tag(tmp_path, capsys):
+    """A ParticleNet on hit graphs with jet_features: trained, exported with a ``jet`` input, run by e2e-run
+    (both backends give the same scores), refused with one line by a producer without them; a network that
+    takes no per-jet inputs is refused by e2e-train with one line."""
+    from e2e.cli.train import main as train_main
+
+    hits = {"type": "HitGraphProducer", "window": 33, "k": 8, "jet_features": ["log_pt", "eta", "isolation"]}
+    cfg = {
+        "name": "jet_inputs",
+        "product": "hitGraphs",
+        "process": {"source": {"files": [str(SAMPLE)], "step_size": 50}, "modules": {"hitGraphs": hits}},
+        "output": str(tmp_path / "jet_inputs"),
+        "split": [0.5, 0.25, 0.25],
+        "heldout": [str(SAMPLE)],
+        "model": {"name": "ParticleNet", "hyperparameters": {"k": 4, "widths": [8], "layers": 1, "head": 8}},
+        "optimizer": {"max_epochs": 1, "batch_size": 32, "budget_minutes": 1},
+        "threads": 1,
+    }
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert train_main([str(path), "--no-progress"]) == 0
+    spec = yaml.safe_load((tmp_path / "jet_inputs" / "model.yaml").read_text())
+    assert spec["architecture"]["hyperparameters"]["n_jet_features"] == 3
+    assert spec["input"]["jet_features"] == ["log_pt", "eta", "isolation"]
+    assert spec["parity"]["max_abs_logit_difference"] <= 1e-4
+
+    def tag(name: str, producer: dict, backend: str) -> tuple[int, str]:
+        run_cfg = {
+            "source": {"files": [str(SAMPLE)]},
+            "modules": {
+                "hitGraphs": producer,
+                "tag": {"type": "GNNTagger", "graphs": "hitGraphs", "model": str(tmp_path / "jet_inputs"),
+                        "backend": backend, "device": "cpu"},
+            },
+            "outputs": [{"file": str(tmp_path / f"{name}.root"), "keep": ["tag"]}],
+        }  # fmt: skip
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(run_cfg))
+        rc, _, err = run_cli([str(tmp_path / f"{name}.yaml"), "-n", "40", "--no-progress"], capsys)
+        return rc, err
+
+    scores = {}
+    for backend in ("onnxruntime", "torch"):
+        rc, err = tag(backend, hits, backend)
+        assert rc == 0, err
+        with uproot.open(tmp_path / f"{backend}.root") as f:
+            scores[backend] = np.concatenate(f["Events"]["Jet_tag_tau"].array(library="np"))
+    assert len(scores["torch"]) > 20
+    np.testing.assert_allclose(scores["onnxruntime"], scores["torch"], atol=1e-5)
+    rc, err = tag("without", {k: v for k, v in hits.items() if k != "jet_features"}, "onnxruntime")
+    assert rc == 2 and err.count("\n") == 1 and "jet_features: producer []" in err
+
+    cfg["model"] = {"name": "GraphNet", "hyperparameters": {"kind": "sage", "hidden": 8, "layers": 1}}
+    cfg["output"] = str(tmp_path / "graphnet")
+    path.write_text(yaml.safe_dump(cfg))
+    assert train_main([str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "GraphNet takes no per-jet inputs" in err.strip().splitlines()[-1]

@@ -8,6 +8,7 @@ ONNX with the YAML inside) after a torch-vs-onnxruntime parity check at several 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import platform
 import sys
@@ -120,6 +121,12 @@ def _network(cls: Any, cfg: TrainConfig, ds: JetDataset) -> tuple[Any, dict[str,
         **ds.input_kind.sizes(ds.arrays, ds.params),
         "n_classes": len(cfg.selection.classes),
     }
+    if "n_jet_features" in hyper and "n_jet_features" not in inspect.signature(cls).parameters:
+        raise ConfigError(
+            f"model: {cls.__name__} takes no per-jet inputs (no n_jet_features argument), but '{cfg.product}' has "
+            f"jet_features {ds.params.get('jet_features')}: remove them from the producer or use a network that "
+            "joins them (ParticleNet, GraphTransformer)"
+        )
     try:
         return cls(**hyper), hyper
     except TypeError as err:

@@ -28,6 +28,25 @@ def graph_pool(h: Tensor, batch: Tensor, ptr: Tensor) -> Tensor:
     return torch.cat([total / counts, peak], dim=1)
 
 
+class JetInputs(nn.Module):
+    """Per-jet inputs joined after pooling: ``jet [B, G]`` batch-normalised (a fixed affine map in eval mode)
+    and concatenated to the pooled node features; ``n = 0``: the pooled features unchanged."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        if n < 0:
+            raise TypeError(f"n_jet_features must be >= 0, got {n}")
+        self.n = int(n)
+        self.norm = nn.BatchNorm1d(self.n) if self.n else None
+
+    def forward(self, pooled: Tensor, jet: Tensor | None) -> Tensor:
+        if self.norm is None:
+            return pooled
+        if jet is None:
+            raise ValueError(f"this network joins {self.n} per-jet inputs after pooling and was given none")
+        return torch.cat([pooled, self.norm(jet)], dim=1)
+
+
 class StandardisedNet(nn.Module):
     """Base of the built-in networks: inputs standardised as ``(x - shift) * scale`` by buffers that e2e-train
     sets from the training sample (saved with the weights)."""

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from taggers.models.graph_layers import knn_per_graph
-from taggers.models.networks import StandardisedNet, graph_pool
+from taggers.models.networks import JetInputs, StandardisedNet, graph_pool
 
 
 def _linear_bn(x: Tensor, weight: Tensor, bn: nn.BatchNorm1d, bias: bool = True) -> Tensor:
@@ -70,6 +70,7 @@ class ParticleNet(StandardisedNet):
     when ``coord_features`` is given). ``coord_features``: indices of node-feature columns (raw, before
     standardisation; e.g. the producer's delta_eta, delta_phi) for block 1's kNN; empty: the producer's
     ``neighbors``. ``head``: width of the hidden layer of the head, ``dropout`` before its output layer.
+    ``n_jet_features``: per-jet inputs (the product's ``jet_features``, input ``jet``) joined after pooling.
     Hyperparameters that do not fit raise TypeError (e2e-train and model loading report it in one line).
     """
 
@@ -85,6 +86,7 @@ class ParticleNet(StandardisedNet):
         head: int = 128,
         dropout: float = 0.1,
         coord_features: Sequence[int] = (),
+        n_jet_features: int = 0,
     ) -> None:
         super().__init__()
         if not widths or any(int(w) < 1 for w in widths) or k < 1 or layers < 1:
@@ -96,12 +98,17 @@ class ParticleNet(StandardisedNet):
         self.standardisation(n_features)
         dims = [n_features, *(int(w) for w in widths)]
         self.blocks = nn.ModuleList(EdgeConvBlock(a, b, layers) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.jet_inputs = JetInputs(n_jet_features)
         self.head = nn.Sequential(
-            nn.Linear(2 * dims[-1], head), nn.ReLU(), nn.Dropout(dropout), nn.Linear(head, n_classes)
+            nn.Linear(2 * dims[-1] + self.jet_inputs.n, head),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(head, n_classes),
         )
 
-    def forward(self, x: Tensor, neighbors: Tensor, batch: Tensor, ptr: Tensor) -> Tensor:
-        """``x [N, F]``, ``neighbors [N, k]``, ``batch [N]``, ``ptr [B+1]`` -> logits ``[B, n_classes]``."""
+    def forward(self, x: Tensor, neighbors: Tensor, batch: Tensor, ptr: Tensor, jet: Tensor | None = None) -> Tensor:
+        """``x [N, F]``, ``neighbors [N, k]``, ``batch [N]``, ``ptr [B+1]``, ``jet [B, G]`` (with per-jet inputs)
+        -> logits ``[B, n_classes]``."""
         h = (x - self.shift) * self.scale
         for i, block in enumerate(self.blocks):
             if i > 0:
@@ -111,4 +118,4 @@ class ParticleNet(StandardisedNet):
             else:
                 nb = neighbors
             h = block(h, nb)
-        return self.head(graph_pool(h, batch, ptr))
+        return self.head(self.jet_inputs(graph_pool(h, batch, ptr), jet))

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from taggers.models.graph_layers import padded_index
-from taggers.models.networks import StandardisedNet
+from taggers.models.networks import JetInputs, StandardisedNet
 
 
 class EncoderLayer(nn.Module):
@@ -55,7 +55,8 @@ class GraphTransformer(StandardisedNet):
     the residual branches and the head. ``pair_features``: the indices of two raw node-feature columns
     (delta_eta, delta_phi of the producer, in radians) from which a per-head attention bias is computed:
     ``MLP(ln dR, d_eta, d_phi)`` of every node pair, shared by the layers (``dR`` clamped at 1e-4); empty: no
-    pair bias. The producer's ``neighbors`` are not used. Hyperparameters that do not fit raise TypeError
+    pair bias. ``n_jet_features``: per-jet inputs (input ``jet``) joined to the class token's output. The
+    producer's ``neighbors`` are not used. Hyperparameters that do not fit raise TypeError
     (e2e-train and model loading report it in one line).
     """
 
@@ -72,6 +73,7 @@ class GraphTransformer(StandardisedNet):
         dropout: float = 0.1,
         pair_features: Sequence[int] = (),
         pair_hidden: int = 8,
+        n_jet_features: int = 0,
     ) -> None:
         super().__init__()
         if len(pair_features) not in (0, 2) or any(not 0 <= int(i) < n_features for i in pair_features):
@@ -89,8 +91,9 @@ class GraphTransformer(StandardisedNet):
             nn.ModuleList([nn.Linear(3, pair_hidden), nn.Linear(pair_hidden, heads)]) if self.pair_features else None
         )
         self.norm = nn.LayerNorm(hidden)
+        self.jet_inputs = JetInputs(n_jet_features)
         self.head = nn.Sequential(
-            nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
+            nn.Linear(hidden + self.jet_inputs.n, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
         )
 
     def pair_bias(self, x: Tensor, index: Tensor) -> Tensor:
@@ -107,8 +110,9 @@ class GraphTransformer(StandardisedNet):
         bias = second(h.addcmul_(log_dr, first.weight[:, 0]).relu_()).permute(0, 3, 1, 2)  # [B, heads, n, n]
         return F.pad(bias, (1, 0, 1, 0))
 
-    def forward(self, x: Tensor, neighbors: Tensor, batch: Tensor, ptr: Tensor) -> Tensor:
-        """Node features ``x [N, F]`` (``neighbors``, ``batch`` unused), ``ptr [B+1]`` -> logits ``[B, n_classes]``."""
+    def forward(self, x: Tensor, neighbors: Tensor, batch: Tensor, ptr: Tensor, jet: Tensor | None = None) -> Tensor:
+        """Node features ``x [N, F]`` (``neighbors``, ``batch`` unused), ``ptr [B+1]``, ``jet [B, G]`` (with per-jet
+        inputs) -> logits ``[B, n_classes]``."""
         index, valid = padded_index(ptr)
         h = self.embed((x - self.shift) * self.scale)[index] * valid.unsqueeze(-1).to(x.dtype)  # [B, n, H]
         b = index.shape[0]
@@ -117,4 +121,4 @@ class GraphTransformer(StandardisedNet):
         mask = keep if self.pair is None else self.pair_bias(x, index).masked_fill(~keep, float("-inf"))
         for layer in self.layers:
             h = layer(h, mask)
-        return self.head(self.norm(h[:, 0]))
+        return self.head(self.jet_inputs(self.norm(h[:, 0]), jet))

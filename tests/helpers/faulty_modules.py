@@ -42,3 +42,34 @@ class KillOnce(Producer):
         jets: JaggedCollection = batch.get(p.jets)
         values = jets["pt"].astype(np.float32).reshape(-1, 1)
         batch.put(self.label, JetTable(jets.offsets, jets.local_index(), {}, values=values, names=("pt",)))
+
+
+class StallAt(Producer):
+    """Jet pT as a one-column table; at entry ``at_entry`` writes its process id to ``pid_file`` and sleeps
+    ``seconds`` (a worker busy in a long unit)."""
+
+    @dataclass
+    class Params:
+        jets: str = input_tag("source:Jet", "jet collection", product=JaggedCollection)
+        pid_file: str = param("", "file that receives the pid before the sleep")
+        at_entry: int = param(-1, "sleep when a batch starts at this entry (-1: never)")
+        seconds: float = param(60.0, "how long to sleep (s)")
+
+    def fields_needed(self) -> dict[str, tuple[str, ...]]:
+        return {self.params.jets: ("pt",)}
+
+    def produces(self) -> dict[str, type]:
+        return {"": JetTable}
+
+    def produce(self, batch: EventBatch) -> None:
+        import time
+
+        p = self.params
+        if p.pid_file and batch.entry_start == p.at_entry and batch.n_events:
+            with open(p.pid_file + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.replace(p.pid_file + ".tmp", p.pid_file)
+            time.sleep(p.seconds)
+        jets: JaggedCollection = batch.get(p.jets)
+        values = jets["pt"].astype(np.float32).reshape(-1, 1)
+        batch.put(self.label, JetTable(jets.offsets, jets.local_index(), {}, values=values, names=("pt",)))

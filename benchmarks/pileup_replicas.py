@@ -1,0 +1,95 @@
+"""Do replicas of one generator configuration agree on the number of pileup jets within statistics?
+
+Each replica is the same sample (Z -> tau tau at a fixed mu) generated with another seed. A pileup jet is a
+reconstructed jet with 20 < pT < 100 GeV and no generator-jet match (Jet_gen_pt == 0). Printed per library
+setting: the count of every replica, their mean, their standard deviation against the Poisson expectation
+sqrt(mean) (ratio 1: replicas agree within statistics), chi2 / ndf of the counts and its p-value. The settings
+compared: a fixed minimum-bias library (refresh 0, as before issue 13) and the refreshed library the shipped
+configurations use (refresh 0.5: half of the library replaced after every chunk).
+
+    python benchmarks/pileup_replicas.py [--replicas 6] [--events 600] [--mu 40] [--library 1000] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import uproot
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pileup_jets(path: Path) -> int:
+    with uproot.open(path) as f:
+        t = f["Events"]
+        pt = np.concatenate(list(t["Jet_pt"].array(library="np")))
+        gen = np.concatenate(list(t["Jet_gen_pt"].array(library="np")))
+    return int(np.count_nonzero((gen == 0) & (pt > 20) & (pt < 100)))
+
+
+def replica(d: Path, seed: int, refresh: float, args: argparse.Namespace) -> int:
+    cfg = {
+        "samples": [{"process": "ztautau", "events": args.events}],
+        "seed": seed,
+        "pileup": {"mu": args.mu, "sigma_z_cm": 4.0, "library_size": args.library, "refresh": refresh},
+        "output": str(d / f"replica_{seed}_{refresh}.root"),
+        "jobs": args.jobs,
+        "chunk_size": 100,
+    }
+    path = d / f"replica_{seed}_{refresh}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-m", "e2e.cli.generate", str(path), "--no-progress"], capture_output=True,
+                       text=True, env=env)  # fmt: skip
+    if r.returncode:
+        raise SystemExit(f"e2e-generate {path} failed:\n{r.stderr[-2000:]}")
+    return pileup_jets(Path(cfg["output"]))
+
+
+def chi2_sf(x: float, ndf: int) -> float:
+    """P(chi2 > x) for ``ndf`` degrees of freedom: 1 - the regularised lower incomplete gamma P(ndf/2, x/2)."""
+    a, z = ndf / 2.0, x / 2.0
+    if z <= 0:
+        return 1.0
+    term = total = 1.0 / a
+    n = 1
+    while term > 1e-15 * total and n < 10000:
+        term *= z / (a + n)
+        total += term
+        n += 1
+    return max(0.0, 1.0 - math.exp(a * math.log(z) - z - math.lgamma(a)) * total)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--replicas", type=int, default=6)
+    p.add_argument("--events", type=int, default=600, help="Z -> tau tau events per replica")
+    p.add_argument("--mu", type=float, default=40.0)
+    p.add_argument("--library", type=int, default=1000, help="minimum-bias library size per job")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--refresh", type=float, nargs="+", default=[0.0, 0.5], help="library settings to compare")
+    args = p.parse_args()
+    print(f"{args.replicas} replicas x {args.events} Z -> tau tau events, mu = {args.mu:g}, library {args.library} "
+          f"min-bias events per job, {args.jobs} jobs; pileup jets: 20 < pT < 100 GeV, Jet_gen_pt == 0")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        for refresh in args.refresh:
+            counts = [replica(Path(tmp), 7001 + i, refresh, args) for i in range(args.replicas)]
+            mean, sd = statistics.mean(counts), statistics.stdev(counts)
+            chi2 = sum((c - mean) ** 2 for c in counts) / mean
+            ndf = len(counts) - 1
+            print(f"refresh {refresh:g}: counts {counts}; mean {mean:.0f}, sd {sd:.1f} = {sd / mean**0.5:.2f} x "
+                  f"sqrt(mean); chi2/ndf {chi2:.1f}/{ndf}, p = {chi2_sf(chi2, ndf):.3f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

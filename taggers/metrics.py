@@ -95,36 +95,13 @@ def summary(signal: np.ndarray, background: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def roc_plot(path: str | Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
-    """ROC curves (background rejection vs signal efficiency, log scale), written atomically to ``path``.
+def roc_plot(path: str | Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> Path:
+    """One panel of :func:`taggers.plots.performance_figure` (misID vs signal efficiency with bootstrap bands and
+    the 60 % point), written atomically to ``path`` (format from the suffix)."""
+    from taggers.plots import Panel, PlotText, performance_figure
 
-    The format follows the suffix (png, pdf, svg, ...).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from e2e.paths import atomic_file
-
-    path = Path(path)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    try:
-        for name, (s, b) in curves.items():
-            es, eb = roc_curve(s, b)
-            ok = eb > 0
-            ax.plot(es[ok], 1.0 / eb[ok], label=f"{name} (AUC {auc(s, b)[0]:.3f})")
-        ax.set_yscale("log")
-        ax.set_xlabel("tau efficiency")
-        ax.set_ylabel("QCD rejection 1/eps_B")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        with atomic_file(path) as out:
-            fig.savefig(out.tmp, dpi=120, format=plot_format(path))
-    finally:
-        plt.close(fig)
-    return path
+    performance_figure(path, [Panel(title, curves)], PlotText(selection=["Pythia 8 + e2e fast detector simulation"]))
+    return Path(path)
 
 
 def plot_format(path: str | Path) -> str:

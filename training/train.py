@@ -375,7 +375,9 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
         spec["metrics"]["heldout"] = {"files": list(cfg.heldout), **_round(heldout_metrics(cfg, out, sel, names[sig]))}
         _rewrite(out, net, spec, example, dynamic)
     (out / "metrics.json").write_text(json.dumps({"test": _round(metrics), "history": history}, indent=1))
-    roc_plot(out / "roc.png", {cfg.name: (score[ds.y[test] == sig], score[ds.y[test] != sig])})
+    lo, hi = sel.pt_range
+    roc_plot(out / "roc.png", {cfg.name: (score[ds.y[test] == sig], score[ds.y[test] != sig])},
+             f"test split, {lo:g} < $p_T$ < {hi:g} GeV")  # fmt: skip
     return metrics
 
 

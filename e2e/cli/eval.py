@@ -30,7 +30,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--signal", default="tau", help="score name of the signal class (default tau)")
     p.add_argument("--pt", nargs=2, type=float, default=[20.0, 100.0], metavar=("MIN", "MAX"), help="jet pT window")
     p.add_argument("--pt-bins", nargs="+", type=float, default=[20.0, 30.0, 50.0, 100.0], help="pT bin edges")
-    p.add_argument("--plot", help="ROC plot file (default: <first FILE>_roc.png)")
+    p.add_argument("--plot", help="performance plot file (default: <first FILE>_roc.png), one panel per pT bin")
+    p.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a line written on the plot about the sample, e.g. 'Z->tautau + QCD, <mu> = 40' (repeatable)",
+    )
+    p.add_argument("--bootstrap", type=int, default=200, metavar="N", help="bootstrap replicas of the bands")
+    p.add_argument("--working-point", type=float, default=0.6, metavar="EFF", help="signal efficiency marked")
     p.add_argument("--json", help="also write the numbers as JSON here")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -158,6 +167,7 @@ def evaluate(
 
     results: dict[str, Any] = {}
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    bins: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for path in files:
         ids, scores = _read_tagged(path, signal)
         truth = _read_truth(inputs or input_files(path, read_provenance(path)), ids, path)
@@ -172,7 +182,10 @@ def evaluate(
                 res[f"{lo:g}-{hi:g}"] = summary(s[m & (label == 1)], s[m & (label == 0)])
             results[name] = res
             curves[name] = (s[sel & (label == 1)], s[sel & (label == 0)])
-    return {"results": results, "curves": curves}
+            for lo, hi in zip(pt_bins[:-1], pt_bins[1:], strict=True):
+                m = base & (jpt >= lo) & (jpt < hi)
+                bins.setdefault(f"{lo:g}-{hi:g}", {})[name] = (s[m & (label == 1)], s[m & (label == 0)])
+    return {"results": results, "curves": curves, "bins": bins}
 
 
 def table(results: dict[str, Any], pt: tuple[float, float]) -> list[str]:
@@ -197,10 +210,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from e2e.paths import atomic_file, check_output_file
-        from taggers.metrics import plot_format, roc_plot
+        from taggers.metrics import plot_format
+        from taggers.plots import Panel, PlotText, performance_figure
 
         if not args.pt[0] < args.pt[1]:
             raise E2EError(f"--pt {args.pt[0]:g} {args.pt[1]:g}: expected MIN < MAX (GeV)")
+        if args.bootstrap < 2:
+            raise E2EError(f"--bootstrap {args.bootstrap}: expected at least 2 replicas")
+        if not 0.0 < args.working_point < 1.0:
+            raise E2EError(f"--working-point {args.working_point:g}: expected a signal efficiency in (0, 1)")
         if len(args.pt_bins) < 2 or np.any(np.diff(args.pt_bins) <= 0):
             raise E2EError(
                 f"--pt-bins {' '.join(f'{b:g}' for b in args.pt_bins)}: expected at least two increasing edges (GeV)"
@@ -215,8 +233,24 @@ def main(argv: list[str] | None = None) -> int:
             check_output_file(args.json, [*inputs, plot], "--json")
         out = evaluate(args.files, args.input, args.signal, tuple(args.pt), list(args.pt_bins))
         print("\n".join(table(out["results"], tuple(args.pt))))
-        roc_plot(plot, out["curves"])
-        print(f"ROC curves: {plot}")
+        lo, hi = args.pt
+        panels = [Panel(f"{lo:g} < $p_T$ < {hi:g} GeV", out["curves"])]
+        panels += [Panel(f"{b.replace('-', ' < $p_T$ < ')} GeV", c) for b, c in out["bins"].items()]
+        signal = r"$\tau_h$" if args.signal == "tau" else args.signal
+        text = PlotText(
+            selection=[
+                "Pythia 8 + e2e fast detector simulation",
+                "jets with a generator-jet match, pT as titled",
+                f"signal: Jet_label 1 ({signal}), background: Jet_label 0",
+            ],
+            extra=args.label,
+            signal=signal,
+        )
+        numbers = performance_figure(plot, panels, text, args.working_point, args.bootstrap)
+        for per_tagger, bin_name in zip(numbers.values(), ["all", *out["bins"]], strict=True):
+            for name, m in per_tagger.items():
+                out["results"][name][bin_name][f"misid_at_{args.working_point:g}_band"] = m["band"]
+        print(f"performance plot: {plot} (misID vs {args.signal} efficiency, {len(panels)} panels)")
         if args.json:
             with atomic_file(args.json) as target:
                 target.tmp.write_text(json.dumps(out["results"], indent=1, default=float))

@@ -1,0 +1,175 @@
+"""e2e-display HITS: draw what a tagger sees for one jet (its image channels and its graph) as a PNG.
+
+The jet is chosen by ``--entry``/``--jet`` or by score: ``--tagged`` (an e2e-run output of the same events)
+and ``--score`` (its branch, e.g. Jet_tauGNN_tau), ``--rank`` 0 for the highest-scoring jet, 1 for the next,
+-1 for the lowest, optionally among jets of one truth ``--label``. The producers are the image and graph
+producers of ``--config`` (by default the JetFrameProducer of process_configs/tau_cnn.yaml and the
+HitGraphProducer of process_configs/tau_gnn.yaml, the inputs of the shipped taggers).
+
+    e2e-display data/sample_tau_qcd.root --entry 3 --jet 0 -o jet.png
+    e2e-display data/sample_tau_qcd.root --tagged output/tau_gnn.root --score Jet_tauGNN_tau --label qcd -o fake.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from e2e.cli.common import Parser, nonempty, run_main
+from e2e.errors import E2EError
+
+REPO = Path(__file__).resolve().parents[2]
+DRAWN = ("JetFrameProducer", "HitGraphProducer", "JetGraphProducer")
+LABELS = {"qcd": 0, "tau": 1, "electron": 2, "photon": 3, "top": 4}
+#: CMS tau decay modes (PI0: the neutral pion, written as TeX on the figure)
+DECAY_MODES = {0: "1-prong", 1: "1-prong + PI0", 2: "1-prong + 2 PI0", 10: "3-prong", 11: "3-prong + PI0"}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = Parser(prog="e2e-display", description=__doc__)
+    p.add_argument("hits", metavar="HITS", help="hits file (the input of e2e-run)")
+    p.add_argument("-o", "--output", default="jet_display.png", help="picture to write (png, pdf, svg, ...)")
+    p.add_argument("--entry", type=int, help="event (entry of the hits tree)")
+    p.add_argument("--jet", type=int, default=0, help="jet of that event (default 0)")
+    p.add_argument("--tagged", help="tagged e2e-run output of the same events, to choose the jet by score")
+    p.add_argument("--score", help="score branch of --tagged, e.g. Jet_tauGNN_tau")
+    p.add_argument("--rank", type=int, default=0, help="0: the highest score, 1: the next, -1: the lowest")
+    p.add_argument("--label", choices=sorted(LABELS), help="choose among jets of this truth label (Jet_label)")
+    p.add_argument("--config", help="take the image/graph producers from this process configuration")
+    p.add_argument("--node-colour", help="colour graph nodes by this feature (default: the node type)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _producers(config: str | None) -> dict[str, dict[str, Any]]:
+    """label -> block of every image/graph producer drawn."""
+    from e2e.yamlio import load_yaml_file
+
+    configs = REPO / "process_configs"
+    sources = [config] if config else [str(configs / "tau_cnn.yaml"), str(configs / "tau_gnn.yaml")]
+    blocks: dict[str, dict[str, Any]] = {}
+    for path in sources:
+        data = load_yaml_file(path)
+        modules = data.get("modules") if isinstance(data, dict) else None
+        for label, block in (modules or {}).items():
+            if isinstance(block, dict) and block.get("type") in DRAWN:
+                blocks[label] = block
+    if not blocks:
+        raise E2EError(f"--config {config}: no {', '.join(DRAWN)} module to draw")
+    return blocks
+
+
+def _by_score(args: argparse.Namespace) -> tuple[int, int, str]:
+    """(entry, jet, score text) of the jet of rank ``--rank`` in ``--score`` of ``--tagged``."""
+    import awkward as ak
+
+    from dataformats.schema import open_root_file
+
+    if not args.score:
+        raise E2EError("--tagged needs --score BRANCH (e.g. Jet_tauGNN_tau)")
+    with open_root_file(args.tagged) as f:
+        if "Events" not in f:
+            raise E2EError(f"{args.tagged}: no tree Events (is it an e2e-run output?)")
+        tree = f["Events"]
+        if args.score not in tree:
+            scores = [k for k in tree.keys() if k.startswith("Jet_") and not k.startswith("Jet_gen")]
+            raise E2EError(f"{args.tagged}: no branch {args.score} (score branches: {', '.join(scores) or 'none'})")
+        score = tree[args.score].array(library="ak")
+    counts = ak.to_numpy(ak.num(score, axis=1))
+    flat = ak.to_numpy(ak.flatten(score)).astype(np.float64)
+    entry_of = np.repeat(np.arange(len(counts)), counts)
+    jet_of = np.arange(len(flat)) - np.repeat(np.cumsum(counts) - counts, counts)
+    keep = np.ones(len(flat), dtype=bool)
+    if args.label:
+        with open_root_file(args.hits) as f:
+            labels = ak.to_numpy(ak.flatten(f["Events"]["Jet_label"].array(library="ak", entry_stop=len(counts))))
+        if len(labels) != len(flat):
+            raise E2EError(f"{args.tagged} and {args.hits} do not have the same jets ({len(flat)} vs {len(labels)})")
+        keep = labels == LABELS[args.label]
+    candidates = np.flatnonzero(keep & np.isfinite(flat))
+    if not len(candidates):
+        raise E2EError(f"{args.tagged}: no jet with a score" + (f" and label {args.label}" if args.label else ""))
+    order = candidates[np.argsort(-flat[candidates], kind="stable")]
+    if not -len(order) <= args.rank < len(order):
+        raise E2EError(f"--rank {args.rank}: {len(order)} jets to choose from")
+    i = int(order[args.rank])
+    return int(entry_of[i]), int(jet_of[i]), f"{args.score} = {flat[i]:.4f} (rank {args.rank} of {len(order)})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+
+    def body() -> int:
+        from e2e.config import load_process
+        from e2e.paths import check_output_file
+        from e2e.process import Process
+        from frameproducers.display import JetInfo, draw_jet
+        from taggers.metrics import plot_format
+
+        nonempty(args.output, "-o")
+        check_output_file(args.output, [args.hits, *([args.tagged] if args.tagged else [])], "-o")
+        plot_format(args.output)
+        if args.tagged:
+            entry, jet, score = _by_score(args)
+        elif args.entry is None:
+            raise E2EError("choose a jet: --entry N [--jet J], or --tagged FILE --score BRANCH [--rank R]")
+        else:
+            entry, jet, score = args.entry, args.jet, None
+        blocks = _producers(args.config)
+        data = {
+            "source": {"files": [args.hits], "step_size": 1 << 30, "read_threads": 0},
+            "modules": blocks,
+            "outputs": [{"file": "unused.root", "keep": list(blocks)}],
+        }
+        process = Process(load_process(data), extra_fields={"Jet": ("pt", "eta", "label", "decay_mode")})
+        source = process.desc.source
+        source.begin()
+        try:
+            first = source.plan()[0]
+            if not 0 <= entry < first.entry_stop:
+                raise E2EError(f"--entry {entry}: {args.hits} has entries 0-{first.entry_stop - 1}")
+            batch = source.read(dataclasses.replace(first, entry_start=entry, entry_stop=entry + 1))
+        finally:
+            source.end()
+        modules = [process.desc.modules[label] for label in process.schedule.order]
+        for m in modules:
+            m.begin()
+            m.produce(batch)
+            m.end()
+        jets = batch.get("source:Jet")
+        if not 0 <= jet < len(jets):
+            raise E2EError(f"--jet {jet}: entry {entry} has {len(jets)} jet(s)")
+        ids = batch.ids
+        label = int(jets["label"][jet])
+        mode = int(jets["decay_mode"][jet])
+        info = JetInfo(
+            int(ids["run"][0]),
+            int(ids["luminosityBlock"][0]),
+            int(ids["event"][0]),
+            jet,
+            float(jets["pt"][jet]),
+            float(jets["eta"][jet]),
+            {v: k for k, v in LABELS.items()}.get(label, str(label)),
+            DECAY_MODES.get(mode) if label == 1 else None,
+            score,
+        )
+        from dataformats.products import JetFrames, JetGraphs
+
+        products = [batch.get(label) for label in blocks]
+        frames = next((p for p in products if isinstance(p, JetFrames)), None)
+        graphs = next((p for p in products if isinstance(p, JetGraphs)), None)
+        draw_jet(args.output, info, frames, graphs, jet, args.node_colour)
+        drawn = [x for x, p in (("image channels", frames), ("graph", graphs)) if p is not None]
+        print(f"e2e-display: {info.title(tex=False)}: {' and '.join(drawn)} -> {args.output}")
+        return 0
+
+    return run_main("e2e-display", body, args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

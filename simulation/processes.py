@@ -73,6 +73,17 @@ PROCESSES: dict[str, Process] = {
             uses_pt_hat=True,
         ),
         Process(
+            "zee",
+            "Z/gamma* -> e e (mHat > 50 GeV): prompt electrons, jets of label 2",
+            ("WeakSingleBoson:ffbar2gmZ = on", "23:onMode = off", "23:onIfAny = 11", "PhaseSpace:mHatMin = 50"),
+        ),
+        Process(
+            "gammajet",
+            "prompt photon + jet (qg -> q gamma, qqbar -> g gamma) in a pTHat range: photons, jets of label 3",
+            ("PromptPhoton:qg2qgamma = on", "PromptPhoton:qqbar2ggamma = on"),
+            uses_pt_hat=True,
+        ),
+        Process(
             "ttbar",
             "t tbar (gg, qqbar -> t tbar), all decays: b jets and light-quark jets; contained tops are label 4",
             ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on"),

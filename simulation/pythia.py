@@ -110,8 +110,10 @@ class PythiaGenerator:
                     continue
                 rows.append(_row(q, math.inf, KIND_VISIBLE, i))
                 if with_truth and (aid == 11 or aid == 22) and q.pT() > 15.0:
-                    mother = parts[ev[i].iTopCopyId()].mother1()
-                    if mother > 0 and parts[mother].idAbs() in (22, 23, 24, 25, 32):
+                    top = parts[ev[i].iTopCopyId()]
+                    mother = top.mother1()
+                    # from a boson decay, or an outgoing particle of the hard process (prompt photon: status 23)
+                    if (mother > 0 and parts[mother].idAbs() in (22, 23, 24, 25, 32)) or abs(top.status()) // 10 == 2:
                         prompt.append((q.px(), q.py(), q.pz(), q.e(), 2.0 if aid == 11 else 3.0))
                 continue
             aid = q.idAbs()

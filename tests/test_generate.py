@@ -135,6 +135,8 @@ def test_shipped_generate_configs_load(config: Path) -> None:
         ("zqq", {}, 0),
         ("wjets", {}, 0),
         ("ttbar", {}, 0),
+        ("zee", {}, 2),
+        ("gammajet", {}, 3),
     ],
 )
 def test_every_process_generates_labelled_jets(tmp_path: Path, process: str, jets: dict, label: int) -> None:

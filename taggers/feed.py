@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from e2e.errors import ConfigError, short
+from taggers.heads import Head, apply_heads, outputs_of, parse_heads
 from taggers.inputs import InputKind
 
 #: What a model's first output is: logits get a softmax; probabilities are used as they are; sigmoid per output.
@@ -56,6 +57,8 @@ class Feed:
     where: str = "model"
     #: e2e's own inputs, all of them optional to the model (an input it does not use is pruned from the ONNX)
     default: bool = True
+    #: the output heads (taggers.heads) of a multi-task model; None: one softmax (or ``output``) over all outputs
+    heads: list[Head] | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -103,7 +106,10 @@ class Feed:
             )
 
     def scores(self, values: np.ndarray) -> np.ndarray:
-        """Class scores from the model's output (softmax of logits, sigmoid, or as given)."""
+        """Class scores from the model's output (softmax of logits, sigmoid, or as given; per head for a
+        multi-task model)."""
+        if self.heads is not None:
+            return apply_heads(values, self.heads)
         if self.output == "logits":
             z = values - values.max(axis=1, keepdims=True)
             e = np.exp(z)
@@ -167,9 +173,18 @@ def parse_feed(spec: Mapping[str, Any], kind: InputKind, yml: Path) -> Feed:
     output = spec.get("output", "logits")
     if output not in OUTPUT_TYPES:
         raise ConfigError(f"{yml}: output {short(output)}: expected one of {', '.join(OUTPUT_TYPES)}")
+    heads = None
+    if "heads" in spec:
+        heads = parse_heads(spec["heads"], f"{yml}: heads", recorded=True)
+        if outputs_of(heads) != list(spec.get("outputs", [])):
+            raise ConfigError(
+                f"{yml}: outputs {short(spec.get('outputs'))} are not the heads' outputs {outputs_of(heads)}"
+            )
+        if output != "logits":
+            raise ConfigError(f"{yml}: a model with heads returns raw outputs (output: logits), not {output}")
     block = spec.get("feed")
     if block is None:
-        return Feed(kind, inputs={n: n for n in kind.input_names}, output=output, where=str(yml))
+        return Feed(kind, inputs={n: n for n in kind.input_names}, output=output, where=str(yml), heads=heads)
     if not isinstance(block, dict):
         raise ConfigError(f"{yml}: feed: expected a mapping with layout and inputs")
     unknown = [k for k in block if k not in ("layout", "inputs", "points", "sort_by")]
@@ -181,7 +196,7 @@ def parse_feed(spec: Mapping[str, Any], kind: InputKind, yml: Path) -> Feed:
     inputs = block.get("inputs")
     if not isinstance(inputs, dict) or not inputs or not all(isinstance(k, str) for k in inputs):
         raise ConfigError(f"{yml}: feed.inputs: expected a mapping of ONNX input name -> what feeds it")
-    feed = Feed(kind, layout, dict(inputs), output=output, where=str(yml), default=False)
+    feed = Feed(kind, layout, dict(inputs), output=output, where=str(yml), default=False, heads=heads)
     if layout == "points":
         if kind.name != "graphs":
             raise ConfigError(f"{yml}: feed.layout points reads graphs; this model reads {kind.name}")

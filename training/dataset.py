@@ -117,6 +117,8 @@ class JetDataset:
     split: np.ndarray
     params: dict[str, Any]
     arrays: dict[str, np.ndarray]
+    #: Jet truth fields of the selected jets (``truth_fields`` of :func:`collect`), field -> array
+    truth: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -158,14 +160,17 @@ def collect(
     seed: int,
     max_jets: int | None = None,
     limits: list[int | None] | None = None,
+    truth_fields: tuple[str, ...] = (),
 ) -> JetDataset:
     """Run the producers over ``batches`` (from Process.iter_batches) and keep the selected jets' products.
 
     ``limits`` (:func:`sampling_limits`): keep only the jets whose :func:`jet_keys` key is at most their class's
     limit (the ``max_jets`` sample over every file). ``max_jets`` alone stops after that many jets in file
-    order (for tests and quick looks).
+    order (for tests and quick looks). ``truth_fields``: Jet fields kept per selected jet (``JetDataset.truth``;
+    the batches must read them).
     """
     parts: dict[str, list[np.ndarray]] = {}
+    truth: dict[str, list[np.ndarray]] = {f: [] for f in truth_fields}
     ys, pts, splits = [], [], []
     kind: InputKind | None = None
     params: dict[str, Any] = {}
@@ -192,6 +197,8 @@ def collect(
             parts.setdefault(key, []).append(value)
         ys.append(y[idx])
         pts.append(jets["pt"][idx])
+        for f in truth_fields:
+            truth[f].append(jets[f][idx])
         splits.append(event_part[jets.event_index()[idx]])
         n_kept += len(idx)
         if max_jets is not None and n_kept >= max_jets:
@@ -199,4 +206,5 @@ def collect(
     if kind is None:
         raise ConfigError("no batches: the source read no events")
     arrays = kind.finish({k: np.concatenate(v) for k, v in parts.items()})
-    return JetDataset(kind.name, np.concatenate(ys), np.concatenate(pts), np.concatenate(splits), params, arrays)
+    kept = {f: np.concatenate(v) for f, v in truth.items()}
+    return JetDataset(kind.name, np.concatenate(ys), np.concatenate(pts), np.concatenate(splits), params, arrays, kept)

@@ -22,12 +22,14 @@ import yaml
 
 from e2e.errors import ConfigError
 from e2e.params import build, param, to_plain
+from taggers.heads import Head, apply_heads, outputs_of, parse_heads
 from taggers.inputs import INPUT_KINDS, InputKind, kind_of_product
 from taggers.metrics import roc_plot, summary
 from taggers.models.registry import DEFAULT_ARCHITECTURE, architecture_name, resolve_architecture
 from training import checkpoint
 from training.checkpoint import checkpoint_dir
 from training.dataset import SPLITS, TRUTH_FIELDS, JetDataset, Selection, collect, quotas, sampling_limits
+from training.heads import Objective, classification_metrics, regression_metrics
 
 
 @dataclass
@@ -86,10 +88,17 @@ class TrainConfig:
     )
     seed: int = param(1, "seed of the split, initialisation and shuffling")
     threads: int = param(0, "torch CPU threads (0: default)", minimum=0)
+    heads: list[dict[str, Any]] = param(
+        [],
+        "output heads of a multi-task model (taggers/heads.py: name, type classification | regression, target, "
+        "classes, only, weight); empty: one classification head over selection.classes",
+    )
 
 
 def load_config(data: dict[str, Any], where: str) -> TrainConfig:
     cfg = build(TrainConfig, data, where)
+    if cfg.heads:
+        parse_heads(cfg.heads, f"{where}.heads")
     if len(cfg.split) != 3 or abs(sum(cfg.split) - 1.0) > 1e-6 or min(cfg.split) <= 0:
         raise ConfigError(f"{where}.split: expected three positive fractions summing to 1, got {cfg.split}")
     return cfg
@@ -115,11 +124,11 @@ def architecture(cfg: TrainConfig, kind: InputKind, product: str) -> Any:
     return cls
 
 
-def _network(cls: Any, cfg: TrainConfig, ds: JetDataset) -> tuple[Any, dict[str, Any]]:
+def _network(cls: Any, cfg: TrainConfig, ds: JetDataset, n_outputs: int) -> tuple[Any, dict[str, Any]]:
     hyper = {
         **(cfg.model.init_args or cfg.model.hyperparameters),
         **ds.input_kind.sizes(ds.arrays, ds.params),
-        "n_classes": len(cfg.selection.classes),
+        "n_classes": n_outputs,
     }
     if "n_jet_features" in hyper and "n_jet_features" not in inspect.signature(cls).parameters:
         raise ConfigError(
@@ -184,8 +193,8 @@ def inputs_of(ds: JetDataset, jets: np.ndarray) -> dict[str, np.ndarray]:
     return ds.inputs(jets)
 
 
-def predict(net: Any, ds: JetDataset, jets: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Class probabilities of ``jets`` with the torch network."""
+def predict_raw(net: Any, ds: JetDataset, jets: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Raw outputs (logits, regression values) of ``jets`` with the torch network, [len(jets), n_outputs]."""
     import torch
 
     out = []
@@ -193,8 +202,26 @@ def predict(net: Any, ds: JetDataset, jets: np.ndarray, batch_size: int = 1024) 
     with torch.inference_mode():
         for a in range(0, len(jets), batch_size):
             inp = inputs_of(ds, jets[a : a + batch_size])
-            out.append(torch.softmax(net(*(torch.from_numpy(v) for v in inp.values())), dim=1).numpy())
+            out.append(net(*(torch.from_numpy(v) for v in inp.values())).numpy())
     return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+
+
+def predict(net: Any, ds: JetDataset, jets: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities of ``jets`` with the torch network (one softmax over all outputs)."""
+    raw = predict_raw(net, ds, jets, batch_size).astype(np.float64)
+    e = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _truth_fields(heads: list[Head] | None) -> tuple[str, ...]:
+    """Jet fields a dataset keeps per jet: the selection's, every head's target and ``only`` fields, and the
+    reconstructed mass next to a mass regression (its baseline)."""
+    fields = list(TRUTH_FIELDS["Jet"])
+    for h in heads or []:
+        fields += [h.target, *h.only]
+        if h.type == "regression" and h.target == "gen_mass":
+            fields.append("mass")
+    return tuple(dict.fromkeys(fields))
 
 
 def train(
@@ -239,7 +266,9 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
         torch.set_num_threads(cfg.threads)
     process = {**cfg.process, "outputs": [{"file": "unused.root", "keep": [cfg.product]}]}
     desc = load_process(process, where="process")
-    made = Process(desc, extra_fields=TRUTH_FIELDS)
+    heads = parse_heads(cfg.heads, "heads") if cfg.heads else None
+    truth_fields = _truth_fields(heads)
+    made = Process(desc, extra_fields={"Jet": truth_fields})
     product_type = _product_type(desc, cfg.product)
     kind = kind_of_product(product_type)
     if kind is None:
@@ -260,7 +289,15 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
             file=sys.stderr,
             flush=True,
         )
-    ds = collect(made.iter_batches(), cfg.product, sel, (f_train, f_val, f_test), cfg.seed, limits=limits)
+    ds = collect(
+        made.iter_batches(),
+        cfg.product,
+        sel,
+        (f_train, f_val, f_test),
+        cfg.seed,
+        limits=limits,
+        truth_fields=truth_fields,
+    )
     t_data = time.perf_counter() - t0
     log = tqdm.write if progress else (lambda line: print(line, file=sys.stderr, flush=True))
     log(f"e2e-train: {cfg.name}: dataset {ds.counts()} jets in {t_data:.0f} s")
@@ -268,17 +305,27 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     if min(len(p) for p in parts.values()) == 0:
         raise ConfigError(f"too few jets for a train/validation/test split: {ds.counts()}")
 
-    net, hyper = _network(net_cls, cfg, ds)
+    net, hyper = _network(net_cls, cfg, ds, len(outputs_of(heads)) if heads else len(sel.classes))
     _standardise(net, ds, parts["train"])
     counts = np.bincount(ds.y[parts["train"]], minlength=len(sel.classes)).astype(np.float64)
     weights = torch.as_tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    objective = Objective(heads, ds.truth, parts["train"]) if heads else None
+
+    def batch_loss(logits: Any, jets: np.ndarray) -> Any:
+        if objective is not None:
+            return objective(logits, jets)
+        return loss_fn(logits, torch.as_tensor(ds.y[jets]))
+
     opt = cfg.optimizer
     optim = torch.optim.Adam(net.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
     steps_per_epoch = max(1, int(np.ceil(len(parts["train"]) / opt.batch_size)))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=opt.max_epochs * steps_per_epoch)
 
     def val_loss() -> float:
+        if objective is not None:
+            raw = torch.from_numpy(predict_raw(net, ds, parts["validation"]))
+            return float(objective(raw, parts["validation"]))
         p = predict(net, ds, parts["validation"])
         y = torch.as_tensor(ds.y[parts["validation"]])
         return float(loss_fn(torch.log(torch.as_tensor(p).clamp_min(1e-12)), y))
@@ -301,7 +348,7 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
             jets = order[step * opt.batch_size : (step + 1) * opt.batch_size]
             inp = inputs_of(ds, jets)
             logits = net(*(torch.from_numpy(v) for v in inp.values()))
-            loss = loss_fn(logits, torch.as_tensor(ds.y[jets]))
+            loss = batch_loss(logits, jets)
             optim.zero_grad()
             loss.backward()
             optim.step()
@@ -333,21 +380,38 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     net.eval()
 
     test = parts["test"]
-    probs = predict(net, ds, test)
-    names = list(sel.classes)
+    if heads:
+        scores = apply_heads(predict_raw(net, ds, test), heads)
+        primary = next((h for h in heads if h.type == "classification" and h.target == "label"), heads[0])
+        names = list(primary.classes) or [primary.name]
+        truth_test = {k: v[test] for k, v in ds.truth.items()}
+        y_test = np.where(primary.selected(truth_test), primary.index(truth_test), -1)
+        probs = scores[:, primary.start : primary.stop]
+    else:
+        names = list(sel.classes)
+        y_test, probs = ds.y[test], predict(net, ds, test)
     sig = names.index("tau") if "tau" in names else len(names) - 1
     score = probs[:, sig]
-    metrics = summary(score[ds.y[test] == sig], score[ds.y[test] != sig])
+    sig_jets, bkg_jets = y_test == sig, (y_test != sig) & (y_test >= 0)
+    metrics = summary(score[sig_jets], score[bkg_jets])
     metrics["pt_bins"] = {}
     for lo, hi in ((20, 30), (30, 50), (50, 100)):
         m = (ds.pt[test] >= lo) & (ds.pt[test] < hi)
-        metrics["pt_bins"][f"{lo}-{hi}"] = summary(score[m & (ds.y[test] == sig)], score[m & (ds.y[test] != sig)])
+        metrics["pt_bins"][f"{lo}-{hi}"] = summary(score[m & sig_jets], score[m & bkg_jets])
+    if heads:
+        metrics["heads"] = {
+            h.name: classification_metrics(h, scores, truth_test)
+            if h.type == "classification"
+            else regression_metrics(h, scores, truth_test, truth_test.get("mass") if h.target == "gen_mass" else None)
+            for h in heads
+        }
 
     spec: dict[str, Any] = {
         "name": cfg.name,
         "architecture": _architecture_record(type(net), hyper),
         "input": {"product": ds.kind, **{k: ds.params[k] for k in kind.spec_keys if k in ds.params}},
-        "outputs": names,
+        "outputs": outputs_of(heads) if heads else names,
+        **({"heads": [h.record() for h in heads]} if heads else {}),
         "provenance": {
             "command": command,
             "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
@@ -376,7 +440,7 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
         _rewrite(out, net, spec, example, dynamic)
     (out / "metrics.json").write_text(json.dumps({"test": _round(metrics), "history": history}, indent=1))
     lo, hi = sel.pt_range
-    roc_plot(out / "roc.png", {cfg.name: (score[ds.y[test] == sig], score[ds.y[test] != sig])},
+    roc_plot(out / "roc.png", {cfg.name: (score[sig_jets], score[bkg_jets])},
              f"test split, {lo:g} < $p_T$ < {hi:g} GeV")  # fmt: skip
     return metrics
 

@@ -54,7 +54,8 @@ class Head:
         return list(self.classes) if self.type == "classification" else [self.name]
 
     def record(self) -> dict[str, Any]:
-        """The head as model.yaml records it."""
+        """The head as model.yaml records it (``classes`` may also be given as [[name, value], ...], the form
+        kept in the JSON provenance of a tagged file, whose keys are sorted)."""
         out: dict[str, Any] = {"name": self.name, "type": self.type, "target": self.target}
         if self.type == "classification":
             out["classes"] = dict(self.classes)
@@ -113,6 +114,8 @@ def parse_heads(raw: Any, where: str, recorded: bool = False) -> list[Head]:
         head = Head(name, kind, target)
         if kind == "classification":
             classes = block.get("classes")
+            if isinstance(classes, list) and all(isinstance(c, list) and len(c) == 2 for c in classes):
+                classes = {str(k): v for k, v in classes}  # [[name, value], ...]: the order kept through JSON
             if (
                 not isinstance(classes, dict)
                 or len(classes) < 2

@@ -183,7 +183,11 @@ class TaggerBase(Producer):
             TagScores(
                 product.event_offsets,
                 product.jet_index,
-                {"model": self.params.model, **self.artefact.spec.get("provenance", {})},
+                {
+                    "model": self.params.model,
+                    **self.artefact.spec.get("provenance", {}),
+                    **({"heads": _ordered_heads(self.artefact.spec["heads"])} if "heads" in self.artefact.spec else {}),
+                },
                 values=values,
                 names=self.artefact.outputs,
             ),
@@ -240,3 +244,9 @@ class ShapeTagger(TaggerBase):
     @dataclass
     class Params(TaggerParams):
         shapes: str = input_tag("jetShapes", "jet shapes to tag", product=JetShapes)
+
+
+def _ordered_heads(heads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The heads of model.yaml with ``classes`` as [[name, value], ...]: the provenance is JSON with sorted keys,
+    which would reorder a mapping."""
+    return [{**h, "classes": [[k, v] for k, v in h["classes"].items()]} if "classes" in h else h for h in heads]

@@ -162,3 +162,102 @@ def _panel(ax: Any, panel: Panel, text: PlotText, wp: float, n_boot: int, seed: 
             bbox={"boxstyle": "round", "fc": "white", "ec": "lightgrey", "alpha": 0.9})  # fmt: skip
     ax.legend(loc="lower right", fontsize=8.5, framealpha=0.9)
     return numbers
+
+
+def confusion_figure(
+    path: str | Path, confusion: Sequence[Sequence[int]], names: Sequence[str], text: PlotText, title: str
+) -> Path:
+    """A confusion matrix, each true class's row normalised to 1 (the fraction of its jets in each predicted
+    class, with the counts), written atomically (format from the suffix)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from e2e.paths import atomic_file
+    from taggers.metrics import plot_format
+
+    counts = np.asarray(confusion, dtype=np.float64)
+    frac = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    try:
+        im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                colour = "white" if frac[i, j] > 0.6 else "black"
+                ax.text(j, i, f"{100 * frac[i, j]:.0f} %\n({int(counts[i, j])})", ha="center", va="center",
+                        fontsize=8, color=colour)  # fmt: skip
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("predicted (highest score)")
+        ax.set_ylabel("true")
+        accuracy = np.trace(counts) / max(counts.sum(), 1)
+        ax.set_title(text.label, loc="left", fontsize=12, fontweight="bold")
+        ax.set_title(f"{title}: {100 * accuracy:.1f} % correct", loc="right", fontsize=10)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="fraction of the true class")
+        fig.text(0.01, 0.01, _footer(text), fontsize=7, color="dimgrey", va="bottom")
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        with atomic_file(Path(path)) as out:
+            fig.savefig(out.tmp, dpi=110, format=plot_format(path))
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def response_figure(
+    path: str | Path, metrics: Mapping[str, Any], text: PlotText, title: str, unit: str = "mass"
+) -> Path:
+    """Response (median of predicted / true) and resolution (IQR / 2 of predicted / true) per pT bin, of the
+    regression and of the baseline when the metrics have one (taggers: training.heads.regression_metrics)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from e2e.paths import atomic_file
+    from taggers.metrics import plot_format
+
+    bins = list(metrics["pt_bins"])
+    edges = [tuple(float(x) for x in b.split("-")) for b in bins]
+    centres = [0.5 * (lo + hi) for lo, hi in edges]
+    half = [0.5 * (hi - lo) for lo, hi in edges]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True)
+    try:
+        series = [("model", "regression", "C0")]
+        if "baseline" in metrics:
+            series.append(("baseline", f"reconstructed {unit}", "C1"))
+        for key, label, colour in series:
+            resp = [metrics["pt_bins"][b][key]["response"] for b in bins]
+            res = [metrics["pt_bins"][b][key]["resolution"] for b in bins]
+            total = metrics["all"] if key == "model" else metrics["baseline"]
+            top.errorbar(
+                centres, resp, xerr=half, fmt="o", color=colour, label=f"{label} (all: {total['response']:.3f})"
+            )
+            bottom.errorbar(
+                centres, res, xerr=half, fmt="o", color=colour, label=f"{label} (all: {total['resolution']:.3f})"
+            )
+        top.axhline(1.0, color="grey", lw=1, ls="--")
+        top.axhspan(0.98, 1.02, color="grey", alpha=0.15, label="within 2 %")
+        top.set_ylabel(f"response: median of\npredicted / true {unit}")
+        bottom.set_ylabel(f"resolution: IQR / 2 of\npredicted / true {unit}")
+        bottom.set_xlabel("jet $p_T$ (GeV)")
+        bottom.set_xscale("log")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.25)
+            ax.legend(fontsize=8)
+        top.set_title(text.label, loc="left", fontsize=12, fontweight="bold")
+        top.set_title(title, loc="right", fontsize=10)
+        fig.text(0.01, 0.005, _footer(text), fontsize=7, color="dimgrey", va="bottom")
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        with atomic_file(Path(path)) as out:
+            fig.savefig(out.tmp, dpi=110, format=plot_format(path))
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def _footer(text: PlotText) -> str:
+    """The selection and label lines of a small figure, wrapped to its width."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap("; ".join([*text.selection, *text.extra]), 110))

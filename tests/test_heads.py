@@ -169,3 +169,18 @@ def test_multi_head_training_exports_and_runs(tmp_path, capsys) -> None:
     np.testing.assert_allclose(flav.sum(1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(modes.sum(1), 1.0, rtol=1e-5)
     assert np.all(mass > 0) and np.all(np.isfinite(mass))
+    # e2e-eval: the head metrics printed, drawn and in the JSON
+    from e2e.cli.eval import main as eval_main
+
+    capsys.readouterr()
+    plot, js = tmp_path / "perf.png", tmp_path / "eval.json"
+    assert eval_main([str(tmp_path / "tagged.root"), "--plot", str(plot), "--json", str(js), "--bootstrap", "5"]) == 0
+    said = capsys.readouterr().out
+    assert "tag head decay_mode:" in said and "tag head mass: response / resolution" in said
+    assert "pass rate at the 60 % tau working point" in said
+    import json
+
+    results = json.loads(js.read_text())["tag"]["heads"]
+    assert np.array(results["decay_mode"]["confusion"]).shape == (5, 5) and results["mass"]["all"]["jets"] > 0
+    for head in ("flavour", "decay_mode", "mass"):
+        assert (tmp_path / f"perf_tag_{head}.png").stat().st_size > 0

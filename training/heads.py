@@ -90,6 +90,11 @@ def classification_metrics(head: Head, scores: np.ndarray, truth: Mapping[str, n
     if "tau" in names:
         t = names.index("tau")
         out["tau_vs_rest"] = summary(probs[true == t, t], probs[true != t, t])
+        if (true == t).any():  # every class's pass rate at the tau score that keeps 60 % of the tau jets
+            cut = float(np.quantile(probs[true == t, t], 0.4))
+            out["at_tau_60"] = {
+                c: float(np.mean(probs[true == i, t] >= cut)) for i, c in enumerate(names) if (true == i).any()
+            }
     return out
 
 

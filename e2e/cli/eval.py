@@ -11,6 +11,7 @@ import argparse
 import glob
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +61,24 @@ def read_provenance(path: str) -> dict[str, Any]:
         return _provenance(f, path)
 
 
-def _read_tagged(path: str, signal: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(ids and nJet, scores per tagger label) of one tagged file."""
+@dataclass
+class Tagged:
+    """What e2e-eval reads from a tagged file: event ids and nJet, the signal score of every tagger, and the
+    outputs of the taggers with several heads (taggers.heads)."""
+
+    ids: dict[str, np.ndarray]
+    scores: dict[str, np.ndarray]
+    heads: dict[str, tuple[list[Any], np.ndarray]] = field(default_factory=dict)
+
+
+def _read_tagged(path: str, signal: str) -> Tagged:
+    """The ids, scores and head outputs of one tagged file."""
+    from taggers.heads import outputs_of, parse_heads
+
     with open_root_file(path) as f:
         prov = _provenance(f, path)
-        taggers = [tag for tag, p in prov.get("products", {}).items() if p.get("type") == "TagScores"]
+        products = prov.get("products", {})
+        taggers = [tag for tag, p in products.items() if p.get("type") == "TagScores"]
         tree = f["Events"]
         branches = [f"Jet_{tag.replace(':', '_')}_{signal}" for tag in taggers]
         missing = [b for b in branches if b not in tree.keys()]
@@ -77,8 +91,19 @@ def _read_tagged(path: str, signal: str) -> tuple[dict[str, np.ndarray], dict[st
         if missing_ids:
             raise E2EError(f"{path}: no branch '{missing_ids[0]}' (is it an e2e-run output?)")
         arrays = tree.arrays([*IDS, "nJet", *branches], library="np")
+        heads: dict[str, tuple[list[Any], np.ndarray]] = {}
+        for tag in taggers:
+            if "heads" not in products[tag]:
+                continue
+            parsed = parse_heads(products[tag]["heads"], f"{path}: e2e_products.{tag}.heads", recorded=True)
+            names = [f"Jet_{tag.replace(':', '_')}_{o}" for o in outputs_of(parsed)]
+            missing = [b for b in names if b not in tree.keys()]
+            if missing:
+                raise E2EError(f"{path}: tagger {tag} has heads but no branch {missing[0]}")
+            columns = tree.arrays(names, library="np")
+            heads[tag] = (parsed, np.stack([np.concatenate(columns[b]) for b in names], axis=1))
     scores = {tag: np.concatenate(arrays[b]) for tag, b in zip(taggers, branches, strict=True)}
-    return {k: arrays[k] for k in (*IDS, "nJet")}, scores
+    return Tagged({k: arrays[k] for k in (*IDS, "nJet")}, scores, heads)
 
 
 def input_files(path: str, prov: dict[str, Any]) -> list[str]:
@@ -114,8 +139,11 @@ def input_files(path: str, prov: dict[str, Any]) -> list[str]:
     return expand_files(found, f"{path}: inputs")
 
 
-def _read_truth(files: list[str], ids: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
-    """Jet truth of the input files, after checking they hold the tagged file's events and jets, in order."""
+def _read_truth(
+    files: list[str], ids: dict[str, np.ndarray], where: str, extra: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
+    """Jet truth of the input files, after checking they hold the tagged file's events and jets, in order;
+    ``extra``: further Jet branches read where the files have them (the truth of heads)."""
     import awkward as ak
 
     from e2e.io.source import expand_files
@@ -136,7 +164,8 @@ def _read_truth(files: list[str], ids: dict[str, np.ndarray], where: str) -> dic
                     f"{path}: no truth branch {missing[0]} (the input of e2e-eval must be a simulated "
                     "hits file; give it with --input)"
                 )
-            a = t.arrays([*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt"], entry_stop=remaining, library="ak")
+            more = [b for b in extra if b in t.keys()]
+            a = t.arrays([*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt", *more], entry_stop=remaining, library="ak")
         remaining -= len(a)
         for k in a.fields:
             out.setdefault(k, []).append(a[k])
@@ -156,7 +185,7 @@ def _read_truth(files: list[str], ids: dict[str, np.ndarray], where: str) -> dic
             f"different jets (entry {e}: nJet {ids['nJet'][e]} tagged, {counts[e]} in the input); "
             "give the input it was made from with --input"
         )
-    return {k: ak.to_numpy(ak.flatten(truth[k])) for k in ("Jet_label", "Jet_pt", "Jet_gen_pt")}
+    return {k: ak.to_numpy(ak.flatten(v)) for k, v in truth.items() if k.startswith("Jet_")}
 
 
 def evaluate(
@@ -168,14 +197,19 @@ def evaluate(
     results: dict[str, Any] = {}
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     bins: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    heads: dict[str, tuple[list[Any], dict[str, Any]]] = {}
     for path in files:
-        ids, scores = _read_tagged(path, signal)
-        truth = _read_truth(inputs or input_files(path, read_provenance(path)), ids, path)
+        tagged = _read_tagged(path, signal)
+        ids, scores = tagged.ids, tagged.scores
+        extra = HEAD_TRUTH if tagged.heads else ()
+        truth = _read_truth(inputs or input_files(path, read_provenance(path)), ids, path, extra)
         label, jpt, gen = truth["Jet_label"], truth["Jet_pt"], truth["Jet_gen_pt"]
         base = (label <= 1) & (gen > 0)
         for tag, s in scores.items():
             name = tag if len(files) == 1 else f"{Path(path).stem}:{tag}"
             sel = base & (jpt > pt[0]) & (jpt < pt[1])
+            if tag in tagged.heads:
+                heads[name] = _head_metrics(tagged.heads[tag], truth, (gen > 0) & (jpt > pt[0]) & (jpt < pt[1]))
             res = {"all": summary(s[sel & (label == 1)], s[sel & (label == 0)])}
             for lo, hi in zip(pt_bins[:-1], pt_bins[1:], strict=True):
                 m = base & (jpt >= lo) & (jpt < hi)
@@ -185,7 +219,77 @@ def evaluate(
             for lo, hi in zip(pt_bins[:-1], pt_bins[1:], strict=True):
                 m = base & (jpt >= lo) & (jpt < hi)
                 bins.setdefault(f"{lo:g}-{hi:g}", {})[name] = (s[m & (label == 1)], s[m & (label == 0)])
-    return {"results": results, "curves": curves, "bins": bins}
+    return {"results": results, "curves": curves, "bins": bins, "heads": heads}
+
+
+#: Jet truth the head metrics read (decay mode, generator and reconstructed mass)
+HEAD_TRUTH = ("Jet_decay_mode", "Jet_gen_mass", "Jet_mass")
+
+
+def _head_metrics(
+    tagged: tuple[list[Any], np.ndarray], truth: dict[str, np.ndarray], selected: np.ndarray
+) -> tuple[list[Any], dict[str, Any]]:
+    """(heads, metrics per head) of one tagger over the ``selected`` jets (every label, generator-matched)."""
+    from training.heads import classification_metrics, regression_metrics
+
+    heads, values = tagged
+    t = {k.removeprefix("Jet_"): v[selected] for k, v in truth.items()}
+    out: dict[str, Any] = {}
+    for h in heads:
+        if h.target not in t or any(k not in t for k in h.only):
+            out[h.name] = {"skipped": f"the input has no Jet_{h.target} truth"}
+        elif h.type == "classification":
+            out[h.name] = classification_metrics(h, values[selected], t)
+        else:
+            baseline = t.get("mass") if h.target == "gen_mass" else None
+            out[h.name] = regression_metrics(h, values[selected], t, baseline)
+    return heads, out
+
+
+def head_lines(heads: dict[str, tuple[list[Any], dict[str, Any]]]) -> list[str]:
+    """The head metrics as printed: confusion matrices (fractions of each true class) and the response and
+    resolution per pT bin."""
+    lines = []
+    for name, (specs, metrics) in heads.items():
+        for h in specs:
+            m = metrics[h.name]
+            if "skipped" in m:
+                lines.append(f"{name} head {h.name}: skipped ({m['skipped']})")
+            elif h.type == "classification":
+                lines += _confusion_lines(f"{name} head {h.name}", m)
+            else:
+                lines += _regression_lines(f"{name} head {h.name}", m)
+    return lines
+
+
+def _confusion_lines(title: str, m: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{title}: {100 * m['accuracy']:.1f} % of {m['jets']} jets in the right class; rows: true class, "
+        "columns: predicted (fraction of the true class)",
+        "  " + " " * 10 + "".join(f"{c:>9}" for c in m["classes"]),
+    ]
+    for c, row in zip(m["classes"], m["confusion"], strict=True):
+        n = max(sum(row), 1)
+        lines.append(f"  {c:>10}" + "".join(f"{v / n:9.3f}" for v in row) + f"   ({sum(row)} jets)")
+    if "at_tau_60" in m:
+        rates = ", ".join(f"{c} {100 * v:.2f} %" for c, v in m["at_tau_60"].items())
+        lines.append(f"  pass rate at the 60 % tau working point: {rates}")
+    return lines
+
+
+def _regression_lines(title: str, m: dict[str, Any]) -> list[str]:
+    def rr(d: dict[str, Any]) -> str:
+        return f"{d['response']:.3f} / {d['resolution']:.3f}"
+
+    base = f"; reconstructed {rr(m['baseline'])}" if "baseline" in m else ""
+    lines = [
+        f"{title}: response / resolution (median, IQR/2 of predicted/true) {rr(m['all'])} "
+        f"({m['all']['jets']} jets){base}"
+    ]
+    for b, row in m["pt_bins"].items():
+        extra = f" | reconstructed {rr(row['baseline'])}" if "baseline" in row else ""
+        lines.append(f"  pT {b:>9} GeV: {rr(row['model'])} ({row['model']['jets']} jets){extra}")
+    return lines
 
 
 def table(results: dict[str, Any], pt: tuple[float, float]) -> list[str]:
@@ -211,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from e2e.paths import atomic_file, check_output_file
         from taggers.metrics import plot_format
-        from taggers.plots import Panel, PlotText, performance_figure
+        from taggers.plots import Panel, PlotText, confusion_figure, performance_figure, response_figure
 
         if not args.pt[0] < args.pt[1]:
             raise E2EError(f"--pt {args.pt[0]:g} {args.pt[1]:g}: expected MIN < MAX (GeV)")
@@ -251,6 +355,21 @@ def main(argv: list[str] | None = None) -> int:
             for name, m in per_tagger.items():
                 out["results"][name][bin_name][f"misid_at_{args.working_point:g}_band"] = m["band"]
         print(f"performance plot: {plot} (misID vs {args.signal} efficiency, {len(panels)} panels)")
+        if out["heads"]:
+            print("\n".join(head_lines(out["heads"])))
+        for name, (specs, metrics) in out["heads"].items():
+            for h in specs:
+                m = metrics[h.name]
+                if "skipped" in m:
+                    continue
+                figure = Path(plot).with_name(f"{Path(plot).stem}_{name.replace(':', '_')}_{h.name}{Path(plot).suffix}")
+                check_output_file(str(figure), inputs, f"--plot ({h.name} figure)")
+                if h.type == "classification":
+                    confusion_figure(figure, m["confusion"], m["classes"], text, f"{name} {h.name}")
+                else:
+                    response_figure(figure, m, text, f"{name} {h.name}", h.target.replace("gen_", ""))
+                print(f"{h.name} plot: {figure}")
+                out["results"][name].setdefault("heads", {})[h.name] = m
         if args.json:
             with atomic_file(args.json) as target:
                 target.tmp.write_text(json.dumps(out["results"], indent=1, default=float))

@@ -184,3 +184,29 @@ def test_multi_head_training_exports_and_runs(tmp_path, capsys) -> None:
     assert np.array(results["decay_mode"]["confusion"]).shape == (5, 5) and results["mass"]["all"]["jets"] > 0
     for head in ("flavour", "decay_mode", "mass"):
         assert (tmp_path / f"perf_tag_{head}.png").stat().st_size > 0
+
+
+def test_a_regression_only_model(tmp_path, capsys) -> None:
+    """A mass regression alone: no tau metrics, no ROC; the head's figure and its test metrics instead."""
+    pytest.importorskip("onnxruntime")
+    from e2e.cli.train import main as train_main
+
+    source = {"files": [str(SAMPLE)], "step_size": 50}
+    cfg = {
+        "name": "mass_only",
+        "product": "shapes",
+        "process": {"source": source, "modules": {"shapes": {"type": "JetShapeProducer"}}},
+        "output": str(tmp_path / "mass_only"),
+        "selection": {"classes": {"qcd": 0, "tau": 1}},
+        "heads": [HEADS[2]],
+        "optimizer": {"max_epochs": 2, "batch_size": 32, "budget_minutes": 1},
+    }  # fmt: skip
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert train_main([str(path), "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert "head mass: response" in said and "test AUC" not in said
+    spec = yaml.safe_load((tmp_path / "mass_only" / "model.yaml").read_text())
+    assert spec["outputs"] == ["mass"] and "heldout" not in spec["metrics"] and "auc" not in spec["metrics"]["test"]
+    assert spec["metrics"]["test"]["heads"]["mass"]["all"]["jets"] > 0
+    assert (tmp_path / "mass_only" / "mass.png").is_file() and not (tmp_path / "mass_only" / "roc.png").exists()

@@ -380,24 +380,28 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     net.eval()
 
     test = parts["test"]
+    # a tagger: one softmax over selection.classes, or a head classifying Jet_label; else only head metrics
+    primary = next((h for h in heads or [] if h.type == "classification" and h.target == "label"), None)
+    tagger = not heads or primary is not None
+    names = list(primary.classes) if primary is not None else list(sel.classes)
+    sig = names.index("tau") if "tau" in names else len(names) - 1
+    metrics: dict[str, Any] = {}
     if heads:
         scores = apply_heads(predict_raw(net, ds, test), heads)
-        primary = next((h for h in heads if h.type == "classification" and h.target == "label"), heads[0])
-        names = list(primary.classes) or [primary.name]
         truth_test = {k: v[test] for k, v in ds.truth.items()}
+    if primary is not None:
         y_test = np.where(primary.selected(truth_test), primary.index(truth_test), -1)
         probs = scores[:, primary.start : primary.stop]
-    else:
-        names = list(sel.classes)
+    elif not heads:
         y_test, probs = ds.y[test], predict(net, ds, test)
-    sig = names.index("tau") if "tau" in names else len(names) - 1
-    score = probs[:, sig]
-    sig_jets, bkg_jets = y_test == sig, (y_test != sig) & (y_test >= 0)
-    metrics = summary(score[sig_jets], score[bkg_jets])
-    metrics["pt_bins"] = {}
-    for lo, hi in ((20, 30), (30, 50), (50, 100)):
-        m = (ds.pt[test] >= lo) & (ds.pt[test] < hi)
-        metrics["pt_bins"][f"{lo}-{hi}"] = summary(score[m & sig_jets], score[m & bkg_jets])
+    if tagger:
+        score = probs[:, sig]
+        sig_jets, bkg_jets = y_test == sig, (y_test != sig) & (y_test >= 0)
+        metrics = summary(score[sig_jets], score[bkg_jets])
+        metrics["pt_bins"] = {}
+        for lo, hi in ((20, 30), (30, 50), (50, 100)):
+            m = (ds.pt[test] >= lo) & (ds.pt[test] < hi)
+            metrics["pt_bins"][f"{lo}-{hi}"] = summary(score[m & sig_jets], score[m & bkg_jets])
     if heads:
         metrics["heads"] = {
             h.name: classification_metrics(h, scores, truth_test)
@@ -435,14 +439,27 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     example = inputs_of(ds, test[:64])
     dynamic = kind.dynamic_axes
     spec["parity"] = export_with_parity(out, net, spec, ds, test, example, dynamic)
-    if cfg.heldout:
+    if cfg.heldout and tagger:
         spec["metrics"]["heldout"] = {"files": list(cfg.heldout), **_round(heldout_metrics(cfg, out, sel, names[sig]))}
         _rewrite(out, net, spec, example, dynamic)
     (out / "metrics.json").write_text(json.dumps({"test": _round(metrics), "history": history}, indent=1))
     lo, hi = sel.pt_range
-    roc_plot(out / "roc.png", {cfg.name: (score[sig_jets], score[bkg_jets])},
-             f"test split, {lo:g} < $p_T$ < {hi:g} GeV")  # fmt: skip
+    if tagger:
+        roc_plot(out / "roc.png", {cfg.name: (score[sig_jets], score[bkg_jets])},
+                 f"test split, {lo:g} < $p_T$ < {hi:g} GeV")  # fmt: skip
+    for h in heads or []:  # one figure per head
+        _head_figure(out / f"{h.name}.png", h, metrics["heads"][h.name], f"{cfg.name} {h.name}, test split")
     return metrics
+
+
+def _head_figure(path: Path, head: Head, metrics: dict[str, Any], title: str) -> None:
+    from taggers.plots import PlotText, confusion_figure, response_figure
+
+    text = PlotText(selection=["Pythia 8 + e2e fast detector simulation", "test split"])
+    if head.type == "classification":
+        confusion_figure(path, metrics["confusion"], metrics["classes"], text, title)
+    else:
+        response_figure(path, metrics, text, title, head.target.replace("gen_", ""))
 
 
 def export_with_parity(

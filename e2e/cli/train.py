@@ -43,11 +43,22 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         command = "e2e-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
         m = train(cfg, command, text, progress=not args.no_progress and sys.stderr.isatty(), resume=args.resume)
-        print(
-            f"e2e-train: {cfg.name}: test AUC {m['auc']:.4f} +- {m['auc_error']:.4f}, "
-            f"misID at 60 % tau efficiency {m['misid_at_0.6']:.4f}, rejection at 0.6 {m['rejection_at_0.6']:.1f} "
-            f"({m['n_signal']} tau / {m['n_background']} QCD test jets); artefact {cfg.output}"
-        )
+        if "auc" in m:
+            print(
+                f"e2e-train: {cfg.name}: test AUC {m['auc']:.4f} +- {m['auc_error']:.4f}, "
+                f"misID at 60 % tau efficiency {m['misid_at_0.6']:.4f}, rejection at 0.6 {m['rejection_at_0.6']:.1f} "
+                f"({m['n_signal']} tau / {m['n_background']} QCD test jets); artefact {cfg.output}"
+            )
+        for name, h in m.get("heads", {}).items():
+            if "accuracy" in h:
+                print(
+                    f"e2e-train: {cfg.name}: head {name}: {100 * h['accuracy']:.1f} % of {h['jets']} test jets "
+                    "in the right class"
+                )
+            else:
+                a = h["all"]
+                print(f"e2e-train: {cfg.name}: head {name}: response {a['response']:.3f}, resolution "
+                      f"{a['resolution']:.3f} ({a['jets']} test jets)")  # fmt: skip
         return 0
 
     return run_main("e2e-train", body, args.debug)

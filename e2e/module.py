@@ -27,6 +27,7 @@ ENTRY_POINT_GROUP = "e2e.modules"
 BUILTIN_MODULES: dict[str, str] = {
     "RootSource": "e2e.io.source:RootSource",
     "RHTreeSource": "e2e.io.rhtree:RHTreeSource",
+    "ArraySource": "e2e.io.memory:ArraySource",
     "RootOutput": "e2e.io.output:RootOutput",
     "JetFrameProducer": "frameproducers.images:JetFrameProducer",
     "JetGraphProducer": "frameproducers.graphs:JetGraphProducer",

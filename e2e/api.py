@@ -1,0 +1,90 @@
+"""The in-memory API: tag events that are already in memory (trigger, online, notebooks), no files.
+
+.. code-block:: python
+
+    from e2e.api import EventTagger
+
+    tagger = EventTagger("process_configs/tau_gnn.yaml")      # modules, numba kernels, inference sessions: once
+    out = tagger(events)                                     # an awkward record array of hits-tree branches
+    out["Jet_tauGNN_tau"]                                    # one score per jet, as the friend tree's branch
+
+``events`` holds the hits tree's branches by their schema names (``run``, ``luminosityBlock``, ``event``,
+``Jet_pt``, ``EcalHit_energy``, ...; see :mod:`e2e.io.memory`): uproot's ``tree.arrays(entry_stop=...)`` or a
+mapping of branch name -> array. The configuration's source is replaced by an in-memory source with the same
+value checks; its outputs' ``keep`` lists choose what is returned: every per-jet branch the friend tree would
+get (``Jet_<label>_<name>``, jagged by event, one value per input jet) and the per-event collections
+(``<label>Node_<field>``, ...). The values are the ones e2e-run writes for the same events.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+
+class EventTagger:
+    """The modules of a process configuration, built once, run on events given in memory (see the module doc)."""
+
+    def __init__(self, config: str | os.PathLike[str] | Mapping[str, Any], overrides: Sequence[str] = ()) -> None:
+        from e2e.cli.common import apply_override, load_config_mapping
+        from e2e.config import load_process
+        from e2e.process import Process
+
+        if isinstance(config, Mapping):
+            data = dict(config)
+            for assignment in overrides:
+                apply_override(data, assignment)
+        else:
+            data = load_config_mapping(str(config), list(overrides), "process configuration")
+        block = data.get("source") or {}
+        check = block.get("check_values", True) if isinstance(block, Mapping) else True
+        data["source"] = {"type": "ArraySource", "check_values": check}
+        self.desc = load_process(data, where=str(config) if not isinstance(config, Mapping) else "<config>")
+        self.process = Process(self.desc)
+        self.modules = [self.desc.modules[label] for label in self.process.schedule.order]
+        self.keep = list(dict.fromkeys(tag for out in self.desc.outputs for tag in getattr(out, "kept", {})))
+        self.options = {"graph_edges": True}
+        self.source = self.desc.source
+        self.source.begin()
+        for m in self.modules:
+            m.begin()
+        self.process._warm_up(self.modules)  # numba compile / cache load and inference sessions, now
+
+    def __call__(self, events: Any) -> dict[str, ak.Array]:
+        """Branch name -> awkward array (per-jet branches jagged by event, collections jagged by event)."""
+        from e2e.io.memory import ArraySource
+
+        source = self.source
+        assert isinstance(source, ArraySource)
+        n = source.load(events)
+        batch = source.read(source.plan()[0]) if n else source.empty_batch()
+        for m in self.modules:
+            m.produce(batch)
+        jet_offsets = batch.get("source:Jet").offsets
+        counts = np.diff(jet_offsets)
+        out: dict[str, ak.Array] = {}
+        for tag in self.keep:
+            cols = batch.get(tag).columns(tag.replace(":", "_"), jet_offsets, self.options)
+            for key, values in cols.jet.items():
+                out[f"Jet_{key}"] = ak.unflatten(values, counts)
+            for coll, (offsets, fields) in cols.collections.items():
+                per_event = np.diff(offsets)
+                for name, values in fields.items():
+                    out[f"{coll}_{name}"] = ak.unflatten(values, per_event)
+        return out
+
+    def close(self) -> None:
+        """End the modules and the source (sessions are released with the object)."""
+        for m in self.modules:
+            m.end()
+        self.source.end()
+
+    def __enter__(self) -> EventTagger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -144,6 +144,27 @@ def _check_cycles(desc: ProcessDescription, deps: dict[str, list[str]]) -> None:
         pending = [label for label in pending if label not in done]
 
 
+def peak_rss_mb(children: bool = False) -> float:
+    """Peak resident memory of this process (MB), or of its largest finished child process (``children``: the
+    executors' workers); 0 where ``resource`` is not available."""
+    try:
+        import resource
+        import sys
+    except ImportError:  # pragma: no cover - not POSIX
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF).ru_maxrss
+    return usage / (1024.0 * 1024.0) if sys.platform == "darwin" else usage / 1024.0  # bytes on macOS, else kB
+
+
+def peak_rss_text(parallel: bool) -> str:
+    """The summary's memory line: this process, and the largest worker for parallel runs."""
+    text = f"{peak_rss_mb():,.0f} MB"
+    if parallel:
+        workers = peak_rss_mb(children=True)
+        text += f" (driver); largest finished worker {workers:,.0f} MB" if workers else " (driver)"
+    return text
+
+
 @dataclass
 class RunSummary:
     """What a run did: counts, time per module, throughput, outputs."""
@@ -190,6 +211,7 @@ class RunSummary:
             )
         else:
             out.append(f"  throughput (event loop, {loop:.2f} s): {rate_ev:,.0f} events/s, {rate_jet:,.0f} jets/s")
+        out.append(f"  peak memory (RSS): {peak_rss_text(self.parallel)}")
         for label, desc in self.descriptions.items():
             if desc:
                 out.append(f"  {label}: {desc}")

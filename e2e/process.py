@@ -144,6 +144,23 @@ def _check_cycles(desc: ProcessDescription, deps: dict[str, list[str]]) -> None:
         pending = [label for label in pending if label not in done]
 
 
+def _say_if_compiling() -> None:
+    """Say on stderr that the numba kernels are being compiled, when they have never been cached here."""
+    import sys
+
+    if "frameproducers.kernels" not in sys.modules:
+        return
+    from frameproducers.kernels.cache import cache_is_cold
+
+    if cache_is_cold():
+        print(
+            "e2e: first run in this environment: compiling the numba kernels (~20 s on 2 cores; cached for the "
+            "next runs)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def peak_rss_mb(children: bool = False) -> float:
     """Peak resident memory of this process (MB), or of its largest finished child process (``children``: the
     executors' workers); 0 where ``resource`` is not available."""
@@ -389,6 +406,7 @@ class Process:
         """Run every module on an empty batch once: numba compiles or loads its kernels here (setup time),
         and configuration problems that only show with data appear before any output is written."""
         batch = self.desc.source.empty_batch()
+        _say_if_compiling()
         for m in modules:
             m.produce(batch)
         for o in self.desc.outputs:

@@ -245,3 +245,33 @@ def test_rdataframe_reads_output_as_friend(tmp_path, capsys):
     inp = read_events(SAMPLE)
     assert n_jets == n_width == int(ak.sum(inp.nJet))
     assert same == len(inp)
+
+
+def test_first_run_says_it_compiles_the_kernels(tmp_path) -> None:
+    """With an empty numba cache e2e-run says it compiles the kernels; the next run (cache warm) does not."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "shapes.yaml"
+    config.write_text(
+        f"source: {{files: [{SAMPLE}]}}\nmodules:\n  shapes: {{type: JetShapeProducer}}\n"
+        f"outputs: [{{file: {tmp_path / 'out.root'}, keep: [shapes]}}]\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba_cache"), "PYTHONPATH": str(REPO)}
+    said = []
+    for i in range(2):
+        cmd = [
+            sys.executable,
+            "-m",
+            "e2e.cli.run",
+            str(config),
+            "-n",
+            "3",
+            "--no-progress",
+            "-o",
+            str(tmp_path / f"{i}.root"),
+        ]
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        said.append("first run in this environment: compiling the numba kernels" in r.stderr)
+    assert said == [True, False]

@@ -73,3 +73,23 @@ def install() -> None:
 
 
 install()
+
+
+def cache_is_cold() -> bool:
+    """Whether the kernels have never been cached in this environment (no index file in their cache directory):
+    the first run compiles them (~20 s on 2 cores). A stale cache (kernel sources changed) is not detected here;
+    numba recompiles it silently."""
+    import sys
+
+    from numba.core.dispatcher import Dispatcher
+
+    for name, module in list(sys.modules.items()):
+        if not name.startswith(__package__ or "frameproducers.kernels"):
+            continue
+        for obj in vars(module).values():
+            if isinstance(obj, Dispatcher):
+                index = getattr(getattr(getattr(obj, "_cache", None), "_cache_file", None), "_index_path", None)
+                if index is not None:
+                    folder = Path(index).parent
+                    return not folder.is_dir() or not any(folder.glob("*.nbi"))
+    return False

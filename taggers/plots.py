@@ -145,9 +145,7 @@ def _panel(ax: Any, panel: Panel, text: PlotText, wp: float, n_boot: int, seed: 
                     label="_" if ok.any() else label)  # fmt: skip
         if at > 0:
             ax.plot([wp], [at], marker="o", color=colour, ms=6, mec="black", mew=0.6, zorder=5)
-    ax.axvline(wp, color="grey", ls="--", lw=1)
-    ax.text(wp + 0.006, 0.98, f"{100 * wp:.0f} % working point", transform=ax.get_xaxis_transform(), va="top",
-            ha="left", rotation=90, fontsize=8, color="dimgrey")  # fmt: skip
+    ax.axvline(wp, color="grey", ls="--", lw=1, label=f"{100 * wp:.0f} % {text.signal} efficiency working point")
     ax.set_yscale("log")
     ax.set_xlim(grid[0], 1.0)
     ax.set_ylim(max(lowest * 0.5, 1e-5), 1.5)

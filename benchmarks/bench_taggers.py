@@ -45,6 +45,13 @@ def producer_block(spec: dict) -> tuple[str, dict]:
     if kind == "table":
         keep = {k: inp[k] for k in ("cone", "core", "track_pt_min", "dz_max", "d0sig_min") if k in inp}
         return "jetShapes", {"type": "JetShapeProducer", **keep}
+    if inp.get("nodes") == "hits":  # hit-level graphs: HitGraphProducer with the recorded selection
+        from dataclasses import fields
+
+        from frameproducers.hitgraphs import HitGraphProducer
+
+        names = {f.name for f in fields(HitGraphProducer.Params)}
+        return "hitGraphs", {"type": "HitGraphProducer", **{k: v for k, v in inp.items() if k in names}}
     channels = inp["channels"]
     for key in ("thresholds", "scale"):
         if isinstance(inp.get(key), list):
@@ -206,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--configs",
         type=Path,
-        nargs="+",
+        nargs="*",
         default=[REPO / "process_configs" / "tau_gnn.yaml", REPO / "process_configs" / "tau_gnn_fast.yaml"],
         help="end-to-end GNN jobs (their source and output are replaced)",
     )

@@ -143,6 +143,8 @@ def main() -> int:
     p.add_argument("--json", help="write the table as JSON here")
     p.add_argument("--scores", help="also read/write per-jet scores in this directory (NAME.npz per file), so models "
                    "tagged in separate runs are compared on the same jets")  # fmt: skip
+    p.add_argument("--pairs", nargs="*", default=[], metavar="A:B",
+                   help="paired AUC differences to print (default: consecutive models)")  # fmt: skip
     args = p.parse_args()
     default = ["tau_gnn=gnn-hits:zoo:tau_gnn", "tau_cnn=cnn:zoo:tau_cnn", "tau_shapes=shapes:zoo:tau_shapes"]
     specs = args.model or default
@@ -179,7 +181,10 @@ def main() -> int:
                 table.append({"file": Path(path).name, "background": bkg_name, "model": n, "working_point":
                               working_point_report(n, sc[n], t, sig, bkg)})  # fmt: skip
             names = list(sc)
-            for a, b in zip(names[:-1], names[1:], strict=True):
+            pairs = [tuple(x.split(":", 1)) for x in args.pairs] or list(zip(names[:-1], names[1:], strict=True))
+            for a, b in pairs:
+                if a not in sc or b not in sc:
+                    continue
                 d, e = paired_auc_difference(sc[a], sc[b], sig, bkg)
                 print(f"  AUC({a}) - AUC({b}) = {d:+.4f} +- {e:.4f} (paired, {d / max(e, 1e-12):.1f} sigma)")
                 table.append({"file": Path(path).name, "background": bkg_name, "paired": [a, b], "diff": d, "error": e})

@@ -1,7 +1,7 @@
 """Do replicas of one generator configuration agree on the number of pileup jets within statistics?
 
 Each replica is the same sample (Z -> tau tau at a fixed mu) generated with another seed. A pileup jet is a
-reconstructed jet with 20 < pT < 100 GeV and no generator-jet match (Jet_gen_pt == 0). Printed per library
+reconstructed jet with 20 < pT < 100 GeV and no generator-jet match (Jet_gen_pt = -1). Printed per library
 setting: the count of every replica, their mean, their standard deviation against the Poisson expectation
 sqrt(mean) (ratio 1: replicas agree within statistics), chi2 / ndf of the counts and its p-value. The settings
 compared: a fixed minimum-bias library (refresh 0, as before issue 13) and the refreshed library the shipped
@@ -33,7 +33,7 @@ def pileup_jets(path: Path) -> int:
         t = f["Events"]
         pt = np.concatenate(list(t["Jet_pt"].array(library="np")))
         gen = np.concatenate(list(t["Jet_gen_pt"].array(library="np")))
-    return int(np.count_nonzero((gen == 0) & (pt > 20) & (pt < 100)))
+    return int(np.count_nonzero((gen <= 0) & (pt > 20) & (pt < 100)))
 
 
 def replica(d: Path, seed: int, refresh: float, args: argparse.Namespace) -> int:
@@ -79,7 +79,7 @@ def main() -> int:
     p.add_argument("--refresh", type=float, nargs="+", default=[0.0, 0.5], help="library settings to compare")
     args = p.parse_args()
     print(f"{args.replicas} replicas x {args.events} Z -> tau tau events, mu = {args.mu:g}, library {args.library} "
-          f"min-bias events per job, {args.jobs} jobs; pileup jets: 20 < pT < 100 GeV, Jet_gen_pt == 0")  # fmt: skip
+          f"min-bias events per job, {args.jobs} jobs; pileup jets: 20 < pT < 100 GeV, Jet_gen_pt = -1")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for refresh in args.refresh:
             counts = [replica(Path(tmp), 7001 + i, refresh, args) for i in range(args.replicas)]

@@ -72,7 +72,6 @@ def draw_jet(
     import matplotlib.pyplot as plt
 
     from e2e.paths import atomic_file
-    from taggers.metrics import plot_format
 
     fig = plt.figure(figsize=FIGSIZE, dpi=DPI)
     try:
@@ -89,7 +88,7 @@ def draw_jet(
         fig.suptitle(info.title(), fontsize=13)
         fig.text(0.04, 0.93, "e2e simulation", fontsize=12, fontweight="bold")
         with atomic_file(Path(path)) as out:
-            fig.savefig(out.tmp, dpi=DPI, format=plot_format(path))
+            fig.savefig(out.tmp, dpi=DPI, format=Path(path).suffix.lower().lstrip("."))  # checked by the caller
     finally:
         plt.close(fig)
     return Path(path)

@@ -35,6 +35,7 @@ LAYERS: list[list[tuple[str, tuple[str, ...]]]] = [
     [("e2e process", ("e2e.config", "e2e.process", "e2e.executors"))],
     [("training", ("training",)), ("simulation", ("simulation",))],
     [("e2e.cli", ("e2e.cli",))],
+    [("e2e api", ("e2e.api",))],  # the in-memory API: an entry point like the command lines
 ]
 PACKAGES = ("dataformats", "e2e", "frameproducers", "taggers", "training", "simulation")
 

@@ -25,6 +25,9 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from e2e.io.memory import ArraySource
+from e2e.io.output import RootOutput
+
 
 class EventTagger:
     """The modules of a process configuration, built once, run on events given in memory (see the module doc)."""
@@ -46,8 +49,7 @@ class EventTagger:
         self.desc = load_process(data, where=str(config) if not isinstance(config, Mapping) else "<config>")
         self.process = Process(self.desc)
         self.modules = [self.desc.modules[label] for label in self.process.schedule.order]
-        self.keep = list(dict.fromkeys(tag for out in self.desc.outputs for tag in getattr(out, "kept", {})))
-        self.options = {"graph_edges": True}
+        self.outputs = [out for out in self.desc.outputs if isinstance(out, RootOutput)]
         self.source = self.desc.source
         self.source.begin()
         for m in self.modules:
@@ -56,19 +58,16 @@ class EventTagger:
 
     def __call__(self, events: Any) -> dict[str, ak.Array]:
         """Branch name -> awkward array (per-jet branches jagged by event, collections jagged by event)."""
-        from e2e.io.memory import ArraySource
-
         source = self.source
         assert isinstance(source, ArraySource)
         n = source.load(events)
         batch = source.read(source.plan()[0]) if n else source.empty_batch()
         for m in self.modules:
             m.produce(batch)
-        jet_offsets = batch.get("source:Jet").offsets
-        counts = np.diff(jet_offsets)
+        counts = np.diff(batch.get("source:Jet").offsets)
         out: dict[str, ak.Array] = {}
-        for tag in self.keep:
-            cols = batch.get(tag).columns(tag.replace(":", "_"), jet_offsets, self.options)
+        for output in self.outputs:
+            cols = output.product_columns(batch)
             for key, values in cols.jet.items():
                 out[f"Jet_{key}"] = ak.unflatten(values, counts)
             for coll, (offsets, fields) in cols.collections.items():

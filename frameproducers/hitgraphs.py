@@ -19,7 +19,7 @@ from e2e.params import input_tag, param
 from frameproducers import kernels
 from frameproducers.graphs import ECAL_ETA_CENTRES, graph_edges
 from frameproducers.pixels import HitInputs, pv_dz_cut
-from frameproducers.shapes import CELL_CENTRES
+from frameproducers.shapes import CELL_CENTRES, JetShapeProducer
 
 #: The record's ``nodes``: what a graph's nodes are (JetGraphProducer's graphs, which do not record it: pixels).
 NODES = "hits"
@@ -27,8 +27,10 @@ _TRACK_FIELDS = ("ecal_ieta", "ecal_iphi", "pt", "eta", "phi", "charge", "d0", "
 #: Per-jet inputs a HitGraphProducer can attach (``jet_features``): log(pT / GeV), eta of the jet, and the jet
 #: shapes of frameproducers.kernels.fill_jet_shapes with JetShapeProducer's default settings (:data:`SHAPE_SETTINGS`).
 JET_FEATURES: tuple[str, ...] = ("log_pt", "eta", *kernels.SHAPE_NAMES)
-#: cone, core (dR), track pT min (GeV), track |dz| max (cm), d0 significance of displaced tracks
-SHAPE_SETTINGS = {"cone": 0.4, "core": 0.1, "track_pt_min": 1.0, "dz_max": 0.1, "d0sig_min": 3.0}
+#: JetShapeProducer's default cone, core (dR), track pT min (GeV), track |dz| max (cm) and displaced-track d0sig
+SHAPE_SETTINGS: dict[str, float] = {
+    k: float(getattr(JetShapeProducer.Params(), k)) for k in ("cone", "core", "track_pt_min", "dz_max", "d0sig_min")
+}
 
 
 class HitGraphProducer(Producer):

@@ -9,7 +9,8 @@ bootstrap replicas of both samples (jets resampled with replacement, seeded).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,29 +85,16 @@ def performance_figure(
     """Misidentification probability vs signal efficiency, one panel per :class:`Panel`, written atomically
     (format from the suffix). Returns per panel title and curve name the misID at ``working_point`` and its
     bootstrap 16-84 % interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from e2e.paths import atomic_file
-    from taggers.metrics import plot_format
-
     n = len(panels)
     cols = 1 if n == 1 else 2
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 5.2 * rows), squeeze=False)
     numbers: dict[str, dict[str, Any]] = {}
-    try:
+    with _figure(path, rows, cols, figsize=(6.4 * cols, 5.2 * rows), squeeze=False) as (fig, axes):
         for ax, panel in zip(axes.ravel(), panels, strict=False):
             numbers[panel.title] = _panel(ax, panel, text, working_point, n_boot, seed)
         for ax in axes.ravel()[n:]:
             ax.set_visible(False)
         fig.tight_layout()
-        with atomic_file(Path(path)) as out:
-            fig.savefig(out.tmp, dpi=110, format=plot_format(path))
-    finally:
-        plt.close(fig)
     return numbers
 
 
@@ -167,18 +155,9 @@ def confusion_figure(
 ) -> Path:
     """A confusion matrix, each true class's row normalised to 1 (the fraction of its jets in each predicted
     class, with the counts), written atomically (format from the suffix)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from e2e.paths import atomic_file
-    from taggers.metrics import plot_format
-
     counts = np.asarray(confusion, dtype=np.float64)
     frac = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    try:
+    with _figure(path, figsize=(6.4, 5.6)) as (fig, ax):
         im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
         for i in range(len(names)):
             for j in range(len(names)):
@@ -195,10 +174,6 @@ def confusion_figure(
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="fraction of the true class")
         fig.text(0.01, 0.01, _footer(text), fontsize=7, color="dimgrey", va="bottom")
         fig.tight_layout(rect=(0, 0.06, 1, 1))
-        with atomic_file(Path(path)) as out:
-            fig.savefig(out.tmp, dpi=110, format=plot_format(path))
-    finally:
-        plt.close(fig)
     return Path(path)
 
 
@@ -207,20 +182,11 @@ def response_figure(
 ) -> Path:
     """Response (median of predicted / true) and resolution (IQR / 2 of predicted / true) per pT bin, of the
     regression and of the baseline when the metrics have one (taggers: training.heads.regression_metrics)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from e2e.paths import atomic_file
-    from taggers.metrics import plot_format
-
     bins = list(metrics["pt_bins"])
     edges = [tuple(float(x) for x in b.split("-")) for b in bins]
     centres = [0.5 * (lo + hi) for lo, hi in edges]
     half = [0.5 * (hi - lo) for lo, hi in edges]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True)
-    try:
+    with _figure(path, 2, 1, figsize=(6.4, 6.4), sharex=True) as (fig, (top, bottom)):
         series = [("model", "regression", "C0")]
         if "baseline" in metrics:
             series.append(("baseline", f"reconstructed {unit}", "C1"))
@@ -247,10 +213,6 @@ def response_figure(
         top.set_title(title, loc="right", fontsize=10)
         fig.text(0.01, 0.005, _footer(text), fontsize=7, color="dimgrey", va="bottom")
         fig.tight_layout(rect=(0, 0.05, 1, 1))
-        with atomic_file(Path(path)) as out:
-            fig.savefig(out.tmp, dpi=110, format=plot_format(path))
-    finally:
-        plt.close(fig)
     return Path(path)
 
 
@@ -259,3 +221,24 @@ def _footer(text: PlotText) -> str:
     import textwrap
 
     return "\n".join(textwrap.wrap("; ".join([*text.selection, *text.extra]), 110))
+
+
+@contextmanager
+def _figure(path: str | Path, nrows: int = 1, ncols: int = 1, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
+    """(figure, axes) of ``plt.subplots``, saved atomically to ``path`` (format from the suffix) when the block
+    ends without an error, closed in any case."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from e2e.paths import atomic_file
+    from taggers.metrics import plot_format
+
+    fig, axes = plt.subplots(nrows, ncols, **kwargs)
+    try:
+        yield fig, axes
+        with atomic_file(Path(path)) as out:
+            fig.savefig(out.tmp, dpi=110, format=plot_format(path))
+    finally:
+        plt.close(fig)

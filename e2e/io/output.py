@@ -203,9 +203,7 @@ class RootOutput(OutputModule):
             chunk.jet.update(jets.columns)
         elif self.params.jet_kinematics:
             chunk.jet.update({k: jets[k] for k in JET_KINEMATICS})
-        options = {"graph_edges": self.params.graph_edges}
-        for tag in self.kept:
-            chunk.update(batch.get(tag).columns(_name(tag), jets.offsets, options))
+        chunk.update(self.product_columns(batch))
         data: dict[str, Any] = {k: batch.ids[k] for k in ID_FIELDS}
         for coll in collection_fields(True):
             if coll == "Jet":
@@ -218,6 +216,15 @@ class RootOutput(OutputModule):
                 data[coll] = (c.offsets, dict(c.columns))
         data.update(chunk.collections)
         return data
+
+    def product_columns(self, batch: EventBatch) -> Columns:
+        """The columns of the kept products of ``batch``, as this output writes them (its options applied)."""
+        jets: JaggedCollection = batch.get(f"{SOURCE_LABEL}:Jet")
+        options = {"graph_edges": self.params.graph_edges}
+        chunk = Columns()
+        for tag in self.kept:
+            chunk.update(batch.get(tag).columns(_name(tag), jets.offsets, options))
+        return chunk
 
     def prepare(self, batch: EventBatch) -> None:
         """Build (not write) the columns of a batch once, so the kernels they use are compiled before the loop."""

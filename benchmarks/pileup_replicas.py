@@ -5,11 +5,12 @@ reconstructed jet with 20 < pT < 100 GeV and no generator-jet match (Jet_gen_pt 
 setting: the count of every replica, their mean and standard deviation, and the statistical error of one count
 from its own events (sqrt(n_events x the variance of the per-event count): pileup jets come several per event, so
 the count is not Poisson); sd / expected near 1 and the chi2 / ndf of the counts with that error say whether
-replicas agree within statistics. The settings
-compared: a fixed minimum-bias library (refresh 0, as before issue 13) and the refreshed library the shipped
-configurations use (refresh 0.5: half of the library replaced after every chunk).
+replicas agree within statistics. The library settings compared (``--settings``, pileup keys of the generator
+configuration): a fixed library sampled with replacement (``reuse=0``, as before issue 13), the refreshed one
+(``refresh=0.5``) and a distinct minimum-bias event for every interaction (``reuse=1``, the shipped configurations).
 
     python benchmarks/pileup_replicas.py [--replicas 6] [--events 600] [--mu 40] [--library 1000] [--jobs 2]
+                                         [--settings reuse=0 refresh=0.5 reuse=1]
 """
 
 from __future__ import annotations
@@ -41,16 +42,25 @@ def pileup_jets(path: Path) -> tuple[int, float]:
     return int(per_event.sum()), float(np.sqrt(len(per_event) * per_event.var(ddof=1)))
 
 
-def replica(d: Path, seed: int, refresh: float, args: argparse.Namespace) -> tuple[int, float]:
+def parse_setting(text: str) -> dict[str, float]:
+    """``reuse=1`` -> {"reuse": 1}: a pileup key of the generator configuration and its value."""
+    key, sep, value = text.partition("=")
+    if not sep or key not in ("reuse", "refresh", "library_size"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected reuse=N, refresh=X or library_size=N")
+    return {key: float(value) if key == "refresh" else int(value)}
+
+
+def replica(d: Path, seed: int, setting: dict[str, float], args: argparse.Namespace) -> tuple[int, float]:
+    tag = "_".join(f"{k}{v:g}" for k, v in setting.items())
     cfg = {
         "samples": [{"process": "ztautau", "events": args.events}],
         "seed": seed,
-        "pileup": {"mu": args.mu, "sigma_z_cm": 4.0, "library_size": args.library, "refresh": refresh},
-        "output": str(d / f"replica_{seed}_{refresh}.root"),
+        "pileup": {"mu": args.mu, "sigma_z_cm": 4.0, "library_size": args.library, **setting},
+        "output": str(d / f"replica_{seed}_{tag}.root"),
         "jobs": args.jobs,
         "chunk_size": 100,
     }
-    path = d / f"replica_{seed}_{refresh}.yaml"
+    path = d / f"replica_{seed}_{tag}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     r = subprocess.run([sys.executable, "-m", "e2e.cli.generate", str(path), "--no-progress"], capture_output=True,
@@ -81,19 +91,21 @@ def main() -> int:
     p.add_argument("--mu", type=float, default=40.0)
     p.add_argument("--library", type=int, default=1000, help="minimum-bias library size per job")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--refresh", type=float, nargs="+", default=[0.0, 0.5], help="library settings to compare")
+    p.add_argument("--settings", type=parse_setting, nargs="+", default=[{"reuse": 0}, {"refresh": 0.5}, {"reuse": 1}],
+                   help="library settings to compare (reuse=N, refresh=X, library_size=N)")  # fmt: skip
     args = p.parse_args()
     print(f"{args.replicas} replicas x {args.events} Z -> tau tau events, mu = {args.mu:g}, library {args.library} "
           f"min-bias events per job, {args.jobs} jobs; pileup jets: 20 < pT < 100 GeV, Jet_gen_pt = -1")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        for refresh in args.refresh:
-            results = [replica(Path(tmp), 7001 + i, refresh, args) for i in range(args.replicas)]
+        for setting in args.settings:
+            results = [replica(Path(tmp), 7001 + i, setting, args) for i in range(args.replicas)]
             counts = [c for c, _ in results]
             expected = float(np.sqrt(np.mean([e**2 for _, e in results])))  # per-replica error from its own events
             mean, sd = statistics.mean(counts), statistics.stdev(counts)
             chi2 = sum((c - mean) ** 2 for c in counts) / expected**2
             ndf = len(counts) - 1
-            print(f"refresh {refresh:g}: counts {counts}; mean {mean:.0f}, sd {sd:.1f}; expected from the events' own "
+            label = ", ".join(f"{k} {v:g}" for k, v in setting.items())
+            print(f"{label}: counts {counts}; mean {mean:.0f}, sd {sd:.1f}; expected from the events' own "
                   f"fluctuations {expected:.1f} (Poisson would be {mean**0.5:.1f}); sd / expected {sd / expected:.2f}; "
                   f"chi2/ndf {chi2:.1f}/{ndf}, p = {chi2_sf(chi2, ndf):.3f}")  # fmt: skip
     return 0

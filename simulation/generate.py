@@ -51,11 +51,20 @@ class PileupConfig:
     mu_max: float | None = param(
         None, "mixed conditions: each event's mean is drawn uniformly in [mu, mu_max] (default: every event at mu)"
     )
-    library_size: int = param(1000, "minimum-bias events generated once per job, sampled with replacement", minimum=1)
+    library_size: int = param(
+        1000, "minimum-bias events generated at a time per job (the whole library when reuse = 0)", minimum=1
+    )
+    reuse: int = param(
+        0,
+        "times each minimum-bias event is overlaid before the library is replaced by new events (1: a distinct "
+        "event for every interaction, replicas agree within statistics, ~3 ms per interaction; 0: one fixed "
+        "library sampled with replacement, the cheapest; see README 'pileup library')",
+        minimum=0,
+    )
     refresh: float = param(
         0.0,
-        "library events replaced by newly generated ones per hard event, after each chunk (0: a fixed library; "
-        "0.5 adds ~15% to the generation time and makes a 40k-event job overlay ~20k distinct events)",
+        "with reuse = 0: library events replaced by newly generated ones per hard event, after each chunk "
+        "(0: a fixed library)",
         minimum=0.0,
     )
 
@@ -133,6 +142,11 @@ def load_config(data: dict[str, Any], where: str = "generate") -> GenerateConfig
     pu = cfg.pileup
     if pu.mu_max is not None and not pu.mu_max >= pu.mu:
         raise ConfigError(f"{where}.pileup.mu_max: {pu.mu_max:g} is below mu = {pu.mu:g}; expected mu <= mu_max")
+    if pu.reuse > 0 and pu.refresh > 0:
+        raise ConfigError(
+            f"{where}.pileup: refresh ({pu.refresh:g}) applies to a fixed library (reuse = 0) only; with reuse = "
+            f"{pu.reuse} the library is replaced once every event has been used {pu.reuse} time(s): drop refresh"
+        )
     return cfg
 
 
@@ -163,6 +177,7 @@ class JobStats:
     jets_per_label: dict[int, int] = field(default_factory=dict)
     seed_fallbacks: int = 0
     pileup_interactions: int = 0
+    minbias_events: int = 0  # minimum-bias events generated for the pileup (library and its replacements)
     empty_events: int = 0
 
     def add(self, other: JobStats) -> None:
@@ -173,6 +188,7 @@ class JobStats:
             self.jets_per_label[label] = self.jets_per_label.get(label, 0) + n
         self.seed_fallbacks += other.seed_fallbacks
         self.pileup_interactions += other.pileup_interactions
+        self.minbias_events += other.minbias_events
         self.empty_events += other.empty_events
 
 
@@ -264,6 +280,7 @@ class ChunkGenerator:
         taus, tops, prompt, tau_d0 = [], [], [], []
         pv_z = np.empty(n)
         use_pu = self.library is not None and cfg.pileup.enabled
+        replaced_before = self.library.generation_seconds if self.library is not None else 0.0
         for k in range(n):
             with _Timer(st, "pythia"):
                 self.gen.next_raw()
@@ -286,6 +303,10 @@ class ChunkGenerator:
                 tops.append(ge.tops)
                 prompt.append(ge.prompt)
                 tau_d0.append(ge.tau_daughter_d0)
+        if self.library is not None:  # library replacements (reuse > 0) happened inside the overlay timer
+            replaced = self.library.generation_seconds - replaced_before
+            st.seconds["overlay"] -= replaced
+            st.seconds["pileup_library"] += replaced
         if use_pu and cfg.pileup.refresh > 0:
             assert self.library is not None
             with _Timer(st, "pileup_library"):
@@ -435,7 +456,9 @@ def build_library(cfg: GenerateConfig, job_index: int, stats: JobStats) -> MinBi
     t0 = time.perf_counter()
     pythia_seed = int(_seeds(cfg, 1_000_000, job_index).generate_state(1)[0])
     gen = PythiaGenerator(PROCESSES["minbias"], pythia_seed, cfg.sqrt_s_gev, None, tuple(cfg.pythia_settings))
-    lib = MinBiasLibrary(gen, cfg.pileup.library_size)
+    order_seed = int(_seeds(cfg, 2_000_000, job_index).generate_state(1)[0])
+    lib = MinBiasLibrary(gen, cfg.pileup.library_size, cfg.pileup.reuse, order_seed)
+    lib.generation_seconds = 0.0  # the first library is timed here; replacements are moved out of "overlay"
     stats.seconds["pileup_library"] += time.perf_counter() - t0
     return lib
 
@@ -499,6 +522,8 @@ def run_job(cfg_data: dict[str, Any], job_index: int, progress: Any = None, owne
                     if progress is not None:
                         progress(chunk.n_events)
             first += sample.events
+    if library is not None:
+        stats.minbias_events += library.generated
     return stats
 
 
@@ -622,7 +647,13 @@ def summary_lines(cfg: GenerateConfig, out: Path, stats: JobStats, wall: float) 
     lines = [
         f"wrote {out} ({size:.1f} MB): {stats.events} events, {sum(stats.jets_per_label.values())} jets ({labels})",
         f"time {wall:.1f} s wall, {stats.events / max(wall, 1e-9):.1f} events/s with {cfg.jobs} job(s); "
-        f"pileup {cfg.pileup.describe()} ({stats.pileup_interactions / max(stats.events, 1):.1f} interactions/event)",
+        f"pileup {cfg.pileup.describe()} ({stats.pileup_interactions / max(stats.events, 1):.1f} interactions/event"
+        + (
+            f"; {stats.minbias_events} minimum-bias events generated, each overlaid "
+            f"{stats.pileup_interactions / max(stats.minbias_events, 1):.2f} times on average)"
+            if stats.minbias_events
+            else ")"
+        ),
         "time split (s, summed over jobs): " + ", ".join(f"{k} {sec[k]:.1f}" for k in TIMERS) + f"; total {cpu:.1f}",
         f"detector simulation + clustering = {sim_t:.1f} s = {100 * sim_t / max(hard, 1e-9):.0f}% of Pythia for the "
         f"hard scatter (generation + record extraction = {hard:.1f} s; the pileup library is listed separately)",

@@ -9,6 +9,7 @@ jet labels (visible hadronic taus, hadronic tops, prompt electrons/photons).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,7 +197,13 @@ class PythiaGenerator:
 
 
 class MinBiasLibrary:
-    """Minimum-bias events generated once and sampled with replacement as pileup.
+    """Minimum-bias events overlaid as pileup.
+
+    ``reuse = 0``: generated once and sampled with replacement (a fixed library; events that make a pileup jet are
+    rare, so a small library makes the pileup-jet count of a whole job fluctuate with its few such events).
+    ``reuse = k >= 1``: consumed in random order without replacement, each event overlaid exactly ``k`` times, then
+    the library is replaced by ``size`` newly generated events; ``reuse = 1`` overlays a distinct event for every
+    interaction, as in data.
 
     Each overlaid interaction is a library event placed at its own vertex
     z ~ N(0, sigma_z), rotated by a random azimuth and mirrored in z with
@@ -204,15 +211,40 @@ class MinBiasLibrary:
     same library event look different in the detector.
     """
 
-    def __init__(self, generator: PythiaGenerator, size: int) -> None:
+    def __init__(self, generator: PythiaGenerator, size: int, reuse: int = 0, seed: int = 0) -> None:
         self.generator = generator
+        self.size = size
+        self.reuse = reuse
+        self.refreshed = 0  # library events replaced by new ones so far
+        self.generated = 0  # minimum-bias events generated so far (library and replacements)
+        self.generation_seconds = 0.0  # time spent generating them
+        self._rng = np.random.default_rng(seed)  # the order of use (reuse > 0), independent of the hard events
+        self._fill(size)
+
+    def _fill(self, size: int) -> None:
+        """A library of ``size`` new events (and, with ``reuse``, a new random order of use)."""
+        t0 = time.perf_counter()
         self.events = [self._next_event() for _ in range(size)]
         self.size = size
-        self.refreshed = 0  # library events replaced by new ones so far
         self._flatten()
+        if self.reuse > 0:
+            self._order = self._rng.permutation(np.repeat(np.arange(size), self.reuse))
+            self._cursor = 0
+        self.generation_seconds += time.perf_counter() - t0
+
+    def _take(self, n: int) -> np.ndarray:
+        """The library slots of the next ``n`` interactions in the order of use (``reuse > 0``); a new library when
+        fewer than ``n`` remain (the unused rest, a random subset, is discarded)."""
+        if self._cursor + n > len(self._order):
+            self.refreshed += self.size
+            self._fill(max(self.size, -(-n // self.reuse)))
+        which = self._order[self._cursor : self._cursor + n]
+        self._cursor += n
+        return which
 
     def _next_event(self) -> dict[str, np.ndarray]:
         self.generator.next_raw()
+        self.generated += 1
         p = self.generator.extract(with_truth=False).particles
         vis = p["kind"] == KIND_VISIBLE
         return {k: v[vis] for k, v in p.items()}
@@ -238,7 +270,7 @@ class MinBiasLibrary:
         n_pu = int(rng.poisson(mu)) if mu > 0 else 0
         if n_pu == 0:
             return {k: v[:0] for k, v in self.particles.items()}, 0
-        which = rng.integers(0, self.size, n_pu)
+        which = rng.integers(0, self.size, n_pu) if self.reuse == 0 else self._take(n_pu)
         z0 = rng.normal(0.0, sigma_z, n_pu)
         rot = rng.uniform(-math.pi, math.pi, n_pu)
         flip = np.where(rng.random(n_pu) < 0.5, -1.0, 1.0)

@@ -91,6 +91,8 @@ def test_jobs_split_events_and_merge_in_order(tmp_path: Path) -> None:
         ({"samples": [{"process": "qcd"}]}, "samples[0].events: missing required key"),
         ({"process": "qcd", "events": 5, "pileup": {"mu": 40, "mu_max": 20}}, "mu_max: 20 is below mu = 40"),
         ({"process": "qcd", "events": 5, "pileup": {"refresh": -1}}, "refresh"),
+        ({"process": "qcd", "events": 5, "pileup": {"reuse": 1, "refresh": 0.5}}, "drop refresh"),
+        ({"process": "qcd", "events": 5, "pileup": {"reuse": -1}}, "reuse"),
     ],
 )
 def test_config_errors_are_one_clear_line(data: dict, expected: str) -> None:
@@ -166,9 +168,11 @@ def test_a_failed_run_leaves_no_output_and_no_temporary_file(tmp_path: Path, mon
     assert list(tmp_path.iterdir()) == []
 
 
-def test_mixed_pileup_and_refreshed_library_are_reproducible(tmp_path: Path) -> None:
-    """Each event's mean uniform in [mu, mu_max]; the library refreshed after each chunk; same seed, same file."""
-    pileup = {"mu": 0, "mu_max": 60, "library_size": 10, "refresh": 1.0}
+@pytest.mark.parametrize("library", [{"refresh": 1.0}, {"reuse": 1}], ids=["refresh", "reuse"])
+def test_mixed_pileup_and_refreshed_library_are_reproducible(tmp_path: Path, library: dict) -> None:
+    """Each event's mean uniform in [mu, mu_max]; the library refreshed after each chunk, or consumed without
+    replacement (reuse 1); same seed, same file."""
+    pileup = {"mu": 0, "mu_max": 60, "library_size": 10, **library}
     stats = {}
     outs = []
     for name in ("m1.root", "m2.root"):
@@ -179,6 +183,28 @@ def test_mixed_pileup_and_refreshed_library_are_reproducible(tmp_path: Path) -> 
         assert ak.all(outs[0][field] == outs[1][field]), field
     per_event = stats["m1.root"].pileup_interactions / 10
     assert 10 < per_event < 50  # mean 30 over 10 events, not 0 and not 60
+    if library.get("reuse"):  # a distinct minimum-bias event for every interaction (the rest of a library unused)
+        assert stats["m1.root"].minbias_events >= stats["m1.root"].pileup_interactions
+
+
+def test_reused_library_overlays_each_event_exactly_k_times() -> None:
+    """reuse = k: every library event is used k times in random order, then the library is replaced by new
+    events; an overlay larger than the library gets a library large enough."""
+    from simulation.processes import PROCESSES
+    from simulation.pythia import MinBiasLibrary, PythiaGenerator
+
+    lib = MinBiasLibrary(PythiaGenerator(PROCESSES["minbias"], 3, 13000.0, None, ()), 5, reuse=2, seed=4)
+    first = [e["px"].copy() for e in lib.events]
+    used = np.concatenate([lib._take(3), lib._take(3), lib._take(4)])
+    assert sorted(used.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4] and used.tolist() != sorted(used.tolist())
+    assert lib.generated == 5 and lib.refreshed == 0
+    lib._take(1)  # the first library is used up: five new events
+    assert lib.generated == 10 and lib.refreshed == 5
+    assert not any(np.array_equal(a, e["px"]) for a, e in zip(first, lib.events, strict=True))
+    assert len(lib._take(12)) == 12 and lib.size == 6  # 12 interactions at reuse 2 need 6 events
+    rng = np.random.default_rng(0)
+    pu, n = lib.overlay(rng, 4.0, 4.0)
+    assert n > 0 and len(pu["px"]) > 0
 
 
 def test_library_refresh_replaces_events() -> None:

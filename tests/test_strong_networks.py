@@ -110,6 +110,22 @@ def test_scores_do_not_depend_on_the_batch(name: str) -> None:
         torch.testing.assert_close(_run(net, alone)[0], together[g], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["particlenet", "particlenet_coords", "particlenet_jet"])
+@pytest.mark.parametrize("chunk", [1, 40, 10**6])
+def test_edgeconv_in_chunks_equals_the_whole_batch_bit_for_bit(monkeypatch, name: str, chunk: int) -> None:
+    """CPU inference runs the edge MLP over EDGE_CHUNK edges at a time: the same scores as the whole-batch form
+    (the export and GPU path), exactly, whatever the chunk (one node per chunk, a few, all)."""
+    from taggers.models import particlenet
+
+    net = _net(name)
+    inp = _inputs([30, 0, 5, 1, 22, 60, 9], seed=2, jet=_jet(name))
+    monkeypatch.setattr(particlenet, "_exporting", lambda: True)
+    whole = _run(net, inp)
+    monkeypatch.setattr(particlenet, "_exporting", lambda: False)
+    monkeypatch.setattr(particlenet, "EDGE_CHUNK", chunk)
+    assert torch.equal(_run(net, inp), whole)
+
+
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_onnx_artefact_parity(tmp_path, name: str) -> None:
     """The artefact's model.onnx (taggers.artefact.save, as e2e-train exports) equals torch at 1, 7, 64 and 512

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from dataformats.geometry import ECAL_N_IETA, TRACKER_LAYER_NAMES
-from dataformats.products import JaggedCollection, JetGraphs
+from dataformats.products import JaggedCollection, JetGraphs, JetShapes
 from e2e.errors import ConfigError
 from e2e.event import EventBatch
 from e2e.module import Producer
@@ -69,6 +69,11 @@ class HitGraphProducer(Producer):
         jet_features: list[str] = param(
             [], "per-jet inputs that a model joins after pooling: " + ", ".join(JET_FEATURES)
         )
+        shapes: str = param(
+            "",
+            "a JetShapeProducer run at its default settings whose product gives the jet-shape jet_features (read, "
+            "not computed twice); empty: computed here",
+        )
 
     def __init__(self, label: str, params: Any) -> None:
         super().__init__(label, params)
@@ -79,7 +84,13 @@ class HitGraphProducer(Producer):
     def consumes(self) -> dict[str, type | None]:
         p = self.params
         tags = [p.jets, p.ecal_hits, p.hcal_hits, p.tracks] + ([p.tracker_hits] if self.layers else [])
-        return {tag: JaggedCollection for tag in tags}
+        out: dict[str, type | None] = {tag: JaggedCollection for tag in tags}
+        if p.shapes and self._needs_shapes():
+            out[p.shapes] = JetShapes
+        return out
+
+    def _needs_shapes(self) -> bool:
+        return any(name in kernels.SHAPE_NAMES for name in self.jet_feature_names)
 
     def fields_needed(self) -> dict[str, tuple[str, ...]]:
         p = self.params
@@ -184,7 +195,9 @@ class HitGraphProducer(Producer):
         jets: JaggedCollection = batch.get(p.jets)
         trk: JaggedCollection = batch.get(p.tracks)
         values = {"log_pt": np.log(np.maximum(jets["pt"], 1e-3)), "eta": jets["eta"]}
-        if any(name in kernels.SHAPE_NAMES for name in self.jet_feature_names):
+        if self._needs_shapes() and p.shapes:
+            values.update(self._shapes_product(batch, jets, trk))
+        elif self._needs_shapes():
             s = SHAPE_SETTINGS
             shapes = np.empty((len(jets), len(kernels.SHAPE_NAMES)), dtype=np.float32)
             cut, _ = pv_dz_cut(trk, s["dz_max"], f"modules.{self.label}.jet_features")
@@ -204,6 +217,29 @@ class HitGraphProducer(Producer):
             )
             values.update(zip(kernels.SHAPE_NAMES, shapes.T, strict=True))
         return np.stack([np.asarray(values[n], dtype=np.float32) for n in self.jet_feature_names], axis=1)
+
+    def _shapes_product(
+        self, batch: EventBatch, jets: JaggedCollection, trk: JaggedCollection
+    ) -> dict[str, np.ndarray]:
+        """The jet shapes of the ``shapes`` product, refused in one line unless it was made at the settings the
+        jet inputs are defined with (JetShapeProducer's defaults) for these jets."""
+        where = f"modules.{self.label}.shapes"
+        table: JetShapes = batch.get(self.params.shapes)
+        _, dz_max = pv_dz_cut(trk, SHAPE_SETTINGS["dz_max"], where)
+        wanted = {**SHAPE_SETTINGS, "dz_max": dz_max}
+        differ = {k: table.params.get(k) for k, v in wanted.items() if table.params.get(k) != v}
+        if differ:
+            raise ConfigError(
+                f"{where}: '{self.params.shapes}' was made with {differ}; the jet inputs are the shapes at "
+                f"JetShapeProducer's default settings {wanted}: run it at its defaults or leave shapes empty"
+            )
+        same_jets = table.n_jets == len(jets) and np.array_equal(table.event_offsets, jets.offsets)
+        if not same_jets or tuple(table.names) != kernels.SHAPE_NAMES:
+            raise ConfigError(
+                f"{where}: '{self.params.shapes}' has {table.n_jets} jets with {list(table.names)}; expected the "
+                f"{len(jets)} jets of {self.params.jets} with {list(kernels.SHAPE_NAMES)}"
+            )
+        return {name: table.values[:, i] for i, name in enumerate(table.names)}
 
     def _tracker_hits(self, batch: EventBatch) -> kernels.TrackerHits:
         """The tracker hits (empty arrays when no layer is selected: the collection is not read)."""

@@ -515,3 +515,23 @@ def test_bad_jet_features_are_one_line(value, message) -> None:
     with pytest.raises(ConfigError, match=message) as err:
         load_process(data)
     assert "\n" not in str(err.value) and "modules.hitGraphs.jet_features" in str(err.value)
+
+
+def test_jet_shapes_read_from_a_shape_producer_equal_their_own() -> None:
+    """``shapes: <JetShapeProducer label>`` reads the shape inputs instead of computing them twice: the same
+    values bit for bit; a shape producer at other settings, or run on other jets, is refused in one line."""
+    data = yaml.safe_load(HIT_GRAPHS.read_text())
+    data["source"].update(files=[str(SAMPLE)], max_events=40, step_size=20)
+    data["modules"]["hitGraphs"]["jet_features"] = JET_FEATURES
+    data["modules"]["shapes"] = {"type": "JetShapeProducer"}
+    data["outputs"][0]["keep"] = ["hitGraphs"]
+    own = [b.get("hitGraphs").jet_features for b in Process(load_process(data)).iter_batches()]
+    data["modules"]["hitGraphs"]["shapes"] = "shapes"  # the shape producer now runs first: it is consumed
+    read = [b.get("hitGraphs").jet_features for b in Process(load_process(data)).iter_batches()]
+    assert len(own) == len(read) == 2
+    for a, b in zip(own, read, strict=True):
+        np.testing.assert_array_equal(a, b)
+    data["modules"]["shapes"]["cone"] = 0.3
+    with pytest.raises(ConfigError, match="modules.hitGraphs.shapes: 'shapes' was made with") as err:
+        list(Process(load_process(data)).iter_batches())
+    assert "\n" not in str(err.value) and "'cone': 0.3" in str(err.value)

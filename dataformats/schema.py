@@ -16,6 +16,7 @@ columnar (no Python loop over events).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -934,16 +935,24 @@ def _cast_any(branch: str, value: Any, source: str, offset: int) -> Any:
 
 def field_of(branch: str) -> Field:
     """The schema Field of a branch name (event id, counter ``nX`` or ``X_field``); KeyError if not in the schema."""
+    try:
+        return _fields_by_branch()[branch]
+    except KeyError:
+        raise KeyError(branch) from None
+
+
+@functools.cache
+def _fields_by_branch() -> dict[str, Field]:
+    """Branch name -> schema Field, built once (the schema is fixed; first definition wins)."""
+    table: dict[str, Field] = {}
     for f in EVENT_FIELDS:
-        if f.name == branch:
-            return f
+        table.setdefault(f.name, f)
     for coll in collections(True):
-        if not coll.truth and branch == coll.counter:
-            return coll.counter_field
+        if not coll.truth:
+            table.setdefault(coll.counter, coll.counter_field)
         for f in coll.fields:
-            if coll.branch(f) == branch:
-                return f
-    raise KeyError(branch)
+            table.setdefault(coll.branch(f), f)
+    return table
 
 
 def check_branch_values(branch: str, values: np.ndarray, *, counts: np.ndarray | None = None,

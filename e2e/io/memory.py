@@ -9,7 +9,7 @@ collections the scheduled modules consume are needed; counters (``nJet``) are op
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +62,7 @@ class ArraySource(RootSource):
             if depth != (1 if scalar else 2):
                 want = "one number per event" if scalar else "a list of numbers per event"
                 raise SchemaError(f"{MEMORY}: branch '{name}' is {arr.type}, expected {want}")
-            dtype = np.asarray(arr if scalar else ak.flatten(arr, axis=1)).dtype
+            dtype = _leaf_dtype(arr, scalar)
             field = field_of(name)
             if not compatible(dtype, field):
                 raise SchemaError(f"{MEMORY}: branch '{name}' has dtype {dtype}, expected {field.dtype}")
@@ -105,11 +105,50 @@ class ArraySource(RootSource):
         self._arrays, self._memory = {}, None
 
 
-def _as_arrays(events: Any) -> dict[str, Any]:
+class _RecordFields(Mapping[str, ak.Array]):
+    """The fields of an awkward record array as a mapping, each made when first asked for (an event of the
+    hits tree has ~60 fields; a configuration reads a third of them)."""
+
+    def __init__(self, events: ak.Array) -> None:
+        self._layout = events.layout
+        self._fields = events.fields
+        self._made: dict[str, ak.Array] = {}
+
+    def __getitem__(self, name: str) -> ak.Array:
+        arr = self._made.get(name)
+        if arr is None:
+            if name not in self._fields:
+                raise KeyError(name)
+            arr = self._made[name] = ak.Array(self._layout.content(name))
+        return arr
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+
+def _leaf_dtype(arr: Any, scalar: bool) -> np.dtype:
+    """The number type of a branch (one number or a list of numbers per event), read from the layout when it is
+    the plain form (no flattening); other forms (options, unions) are flattened to find out."""
+    layout = arr.layout
+    if scalar and isinstance(layout, ak.contents.NumpyArray):
+        return layout.data.dtype
+    if isinstance(layout, (ak.contents.ListOffsetArray, ak.contents.ListArray)) and isinstance(
+        layout.content, ak.contents.NumpyArray
+    ):
+        return layout.content.data.dtype
+    return np.asarray(arr if scalar else ak.flatten(arr, axis=1)).dtype
+
+
+def _as_arrays(events: Any) -> Mapping[str, Any]:
     """Branch name -> awkward (or numpy) array, from an awkward record array or a mapping."""
     if isinstance(events, ak.Array):
         if not events.fields:
             raise SchemaError(f"{MEMORY}: the events are {events.type}, expected records with the hits-tree branches")
+        if isinstance(events.layout, ak.contents.RecordArray):
+            return _RecordFields(events)
         return {f: events[f] for f in events.fields}
     if isinstance(events, Mapping):
         return {str(k): v if isinstance(v, ak.Array) else ak.Array(v) for k, v in events.items()}

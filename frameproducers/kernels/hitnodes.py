@@ -39,7 +39,7 @@ from frameproducers.kernels.inputs import (
     with_int64_offsets,
 )
 from frameproducers.kernels.jit import no_refcount
-from frameproducers.kernels.params import n_chunks
+from frameproducers.kernels.params import n_chunks, pool_for
 
 #: Node feature columns of :func:`build_hit_nodes`.
 HIT_FEATURES: tuple[str, ...] = ("is_track", "is_ecal", "is_hcal", "is_tracker_hit", "log_e", "e_frac", "d0",
@@ -328,12 +328,13 @@ def build_hit_nodes(
     nch = n_chunks(n_jets)
     counts = np.zeros(n_jets, np.int64)
     none = np.zeros((0, _F), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.int32)
-    _hit_nodes(_COUNT, counts, *none, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre)
-    node_offsets = np.zeros(n_jets + 1, np.int64)
-    np.cumsum(counts, out=node_offsets[1:])
-    n = int(node_offsets[-1])
-    x, pos, pixel = np.empty((n, _F), np.float32), np.empty((n, 2), np.float32), np.empty(n, np.int32)
-    _hit_nodes(_FILL, node_offsets, x, pos, pixel, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre)
+    with pool_for(n_jets):
+        _hit_nodes(_COUNT, counts, *none, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre)
+        node_offsets = np.zeros(n_jets + 1, np.int64)
+        np.cumsum(counts, out=node_offsets[1:])
+        n = int(node_offsets[-1])
+        x, pos, pixel = np.empty((n, _F), np.float32), np.empty((n, 2), np.float32), np.empty(n, np.int32)
+        _hit_nodes(_FILL, node_offsets, x, pos, pixel, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre)
     return node_offsets, x, pos, pixel
 
 

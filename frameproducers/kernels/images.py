@@ -7,7 +7,7 @@ from numba import njit, prange
 
 from frameproducers.kernels.inputs import ChannelMap, JetSeeds, WindowHits, check_channels, check_seeds, check_window
 from frameproducers.kernels.inputs import window_hits as checked_hits
-from frameproducers.kernels.params import frame_params, n_chunks
+from frameproducers.kernels.params import frame_params, n_chunks, pool_for
 from frameproducers.kernels.window import (
     accumulate_window,
     effective_thresholds,
@@ -69,5 +69,6 @@ def fill_jet_images(
     seeds = check_seeds(seeds, hits)
     channels = check_channels(channels, C)
     par = frame_params(window=W, dz_max=float(dz_max), hcal_upsample=bool(hcal_upsample))
-    _fill_jet_images(out, n_chunks(n_jets), seeds, *hits, channels, par)
+    with pool_for(n_jets):
+        _fill_jet_images(out, n_chunks(n_jets), seeds, *hits, channels, par)
     return out

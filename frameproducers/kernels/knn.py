@@ -13,7 +13,7 @@ from numba import njit, prange
 from frameproducers.kernels.jit import no_refcount
 from frameproducers.kernels.knn_sparse import knn_sparse_graph
 from frameproducers.kernels.neighbors import SHIFT, check_graph, insert_sorted, pixel_key, write_row
-from frameproducers.kernels.params import frame_params, n_chunks
+from frameproducers.kernels.params import frame_params, n_chunks, pool_for
 
 #: kNN strategy per graph: at most _SMALL_GRAPH nodes: all pairs; occupancy (nodes / W^2) >= _DENSE_OCCUPANCY:
 #: distance-ordered offsets on a dense grid; otherwise tiles and blocks (see knn_sparse_graph).
@@ -205,7 +205,8 @@ def _knn_table(
         raise ValueError("k must be >= 1")
     out = np.empty((len(pixel), int(k)), np.int64)
     par = frame_params(window=W, k=int(k), self_loops=bool(self_loops), brute_force=brute_force)
-    _knn_pixels(pixel, node_offsets, par, out, n_chunks(len(node_offsets) - 1), _offset_table(W))
+    with pool_for(len(node_offsets) - 1):
+        _knn_pixels(pixel, node_offsets, par, out, n_chunks(len(node_offsets) - 1), _offset_table(W))
     return out
 
 

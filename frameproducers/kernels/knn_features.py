@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit, prange
 
 from frameproducers.kernels.neighbors import check_offsets, pad_row
-from frameproducers.kernels.params import frame_params, n_chunks
+from frameproducers.kernels.params import frame_params, n_chunks, pool_for
 
 
 @njit(inline="always", cache=True)
@@ -91,5 +91,6 @@ def knn_features(x: np.ndarray, node_offsets: np.ndarray, k: int, self_loops: bo
         raise ValueError("k must be >= 1")
     out = np.empty((x.shape[0], int(k)), np.int64)
     par = frame_params(k=int(k), self_loops=bool(self_loops))
-    _knn_features(x, node_offsets, par, out, n_chunks(len(node_offsets) - 1))
+    with pool_for(len(node_offsets) - 1):
+        _knn_features(x, node_offsets, par, out, n_chunks(len(node_offsets) - 1))
     return out

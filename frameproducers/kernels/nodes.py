@@ -15,7 +15,7 @@ from numba import njit, prange
 from dataformats.geometry import ECAL_N_IETA, ECAL_N_IPHI
 from frameproducers.kernels.inputs import ChannelMap, JetSeeds, WindowHits, check_channels, check_seeds, check_window
 from frameproducers.kernels.inputs import window_hits as checked_hits
-from frameproducers.kernels.params import frame_params, n_chunks
+from frameproducers.kernels.params import frame_params, n_chunks, pool_for
 from frameproducers.kernels.window import accumulate_window, effective_thresholds, scratch_length, window_scratch
 
 _DPHI = 2.0 * math.pi / ECAL_N_IPHI  # rad per ECAL column
@@ -221,7 +221,8 @@ def build_graph_nodes(
         jets: JetSeeds,
         chunks: int,
     ) -> None:
-        _graph_nodes(mode, offs, region, done, nodes, chunks, jets, *hits, channels, par, eta_centre)
+        with pool_for(len(jets.event)):
+            _graph_nodes(mode, offs, region, done, nodes, chunks, jets, *hits, channels, par, eta_centre)
 
     none = _node_arrays(0, F)
     counts = np.empty(n_jets, np.int64)

@@ -10,7 +10,7 @@ from numba import njit, prange
 from dataformats.geometry import ECAL_N_IETA
 from frameproducers.kernels.jit import no_refcount
 from frameproducers.kernels.neighbors import LOCAL_MASK, SHIFT, check_graph, insert_bounded
-from frameproducers.kernels.params import frame_params, n_chunks
+from frameproducers.kernels.params import frame_params, n_chunks, pool_for
 
 
 @njit(cache=True)
@@ -118,5 +118,6 @@ def radius_pixels(
     out = np.empty((len(pixel), int(max_neighbors)), np.int64)
     num = np.empty(len(pixel), np.int32)
     par = frame_params(window=W, radius2=r2, k=int(max_neighbors), self_loops=bool(self_loops))
-    _radius_pixels(pixel, node_offsets, par, out, num, n_chunks(len(node_offsets) - 1))
+    with pool_for(len(node_offsets) - 1):
+        _radius_pixels(pixel, node_offsets, par, out, num, n_chunks(len(node_offsets) - 1))
     return out, num

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from frameproducers.kernels.inputs import CaloHits, CellCentres, JetAxes, ShapeTracks, check_jets, with_int64_offsets
-from frameproducers.kernels.params import frame_params
+from frameproducers.kernels.params import frame_params, pool_for
 
 #: Columns of :func:`fill_jet_shapes`.
 SHAPE_NAMES: tuple[str, ...] = ("width", "core_fraction", "leading_track_fraction", "charged_multiplicity",
@@ -126,13 +126,14 @@ def fill_jet_shapes(
         dz_max=float(dz_max),
         d0sig_min=float(d0sig_min),
     )
-    _fill_jet_shapes(
-        out,
-        jets._replace(event=event),
-        with_int64_offsets(ecal),
-        with_int64_offsets(hcal),
-        with_int64_offsets(tracks),
-        centres,
-        par,
-    )
+    with pool_for(len(event)):
+        _fill_jet_shapes(
+            out,
+            jets._replace(event=event),
+            with_int64_offsets(ecal),
+            with_int64_offsets(hcal),
+            with_int64_offsets(tracks),
+            centres,
+            par,
+        )
     return out

@@ -28,7 +28,12 @@ class Options:
     """Process-wide options (the ``options`` block)."""
 
     progress: bool | None = param(None, "progress bar: true, false or null (only when stderr is a terminal)")
-    threads: int = param(0, "numba threads for the kernels (0: all cores)", minimum=0)
+    threads: int = param(
+        0,
+        "threads of the whole job: numba's kernels and every tagger whose own `threads` is 0 (torch / ONNX "
+        "Runtime); 0: all cores",
+        minimum=0,
+    )
     duplicate_ids: str = param(
         "warn",
         "events with the same (run, luminosityBlock, event) in the run: 'warn' "
@@ -137,4 +142,6 @@ def load_process(data: Any, where: str = "<config>") -> ProcessDescription:
         outputs.append(module)
 
     options = build(Options, data.get("options") or {}, f"{where}: options")
+    for module in modules.values():
+        module.job_threads = options.threads
     return ProcessDescription(name, source, modules, outputs, options, where)

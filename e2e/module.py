@@ -56,6 +56,8 @@ class Module:
         self.counters: dict[str, int] = {}
         #: the type as the configuration gave it (a built-in name or package.module:Class), for to_dict()
         self.type_name = type(self).__name__
+        #: the job's ``options.threads`` (0: all cores): the thread count of a module that has no setting of its own
+        self.job_threads = 0
 
     # ----------------------------------------------------------------------------- declarations
     def consumes(self) -> dict[str, type | None]:

@@ -29,7 +29,7 @@ class TaggerParams:
     backend: str = param("onnxruntime", "inference backend", choices=("onnxruntime", "torch"))
     device: str = param("auto", "cpu, cuda, or auto (CUDA when really available)", choices=("cpu", "cuda", "auto"))
     micro_batch: int = param(128, "jets per inference call (smaller batches stay in cache)", minimum=1)
-    threads: int = param(0, "CPU threads of the backend (0: its default)", minimum=0)
+    threads: int = param(0, "CPU threads of the backend (0: the job's options.threads, else all cores)", minimum=0)
 
 
 class TaggerBase(Producer):
@@ -99,8 +99,9 @@ class TaggerBase(Producer):
                     "onnxruntime"
                 )
 
-            if self.params.threads:
-                torch.set_num_threads(self.params.threads)
+            threads = self.params.threads or self.job_threads
+            if threads:
+                torch.set_num_threads(threads)
             device = "cuda" if cuda else "cpu"
             self._session = self.artefact.build_torch(device)
             self._device = f"torch on {device}" + (f" ({torch.cuda.get_device_name()})" if cuda else "")
@@ -109,8 +110,9 @@ class TaggerBase(Producer):
 
             options = ort.SessionOptions()
             options.log_severity_level = 3
-            if self.params.threads:
-                options.intra_op_num_threads = self.params.threads
+            threads = self.params.threads or self.job_threads
+            if threads:
+                options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
             providers = (["CUDAExecutionProvider"] if cuda else []) + ["CPUExecutionProvider"]
             self._session = self._onnx_session(ort, options, providers)

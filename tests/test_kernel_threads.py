@@ -36,3 +36,29 @@ def test_knn_of_a_few_graphs_equals_the_same_graphs_among_many() -> None:
     a, b = offsets[3], offsets[6]
     few = K.knn_features(x[a:b], offsets[3:7] - a, 5, False)
     np.testing.assert_array_equal(few + a, many[a:b])
+
+
+def test_options_threads_is_the_thread_count_of_taggers_without_their_own() -> None:
+    """One setting: ``options.threads`` sizes numba and every tagger whose own ``threads`` is 0."""
+    import torch
+    import yaml
+    from conftest import REPO, SAMPLE
+
+    from e2e.config import load_process
+    from e2e.process import Process
+
+    data = yaml.safe_load((REPO / "process_configs" / "tau_gnn.yaml").read_text())
+    data["source"].update(files=[str(SAMPLE)], max_events=5)
+    data["options"] = {"threads": 1}
+    data["modules"]["tauGNN"].pop("threads", None)
+    before = torch.get_num_threads(), numba.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        desc = load_process(data)
+        assert desc.modules["tauGNN"].job_threads == 1 and desc.modules["tauGNN"].params.threads == 0
+        list(Process(desc).iter_batches())
+        desc.modules["tauGNN"].session()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])

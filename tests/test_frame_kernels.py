@@ -340,6 +340,22 @@ def test_knn_features_matches_reference(self_loops) -> None:
 
 
 @pytest.mark.parametrize("self_loops", [False, True])
+@pytest.mark.parametrize("grid", [False, True])
+def test_knn_features_in_two_dimensions_equals_reference(self_loops, grid) -> None:
+    """Two columns (hit graphs' delta_eta, delta_phi), graphs of 0 to 300 nodes: the reference's neighbours,
+    with coincident nodes and ties on a grid (``grid``) ordered by index."""
+    rng = np.random.default_rng(7)
+    sizes = [0, 1, 5, 17, 64, 65, 150, 300]
+    node_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    n = int(node_offsets[-1])
+    x = (rng.integers(-6, 7, (n, 2)) * 0.0174 if grid else rng.normal(0, 0.2, (n, 2))).astype(np.float32)
+    x[40:44] = x[39]  # coincident nodes
+    for k in (16, 4, 1):
+        got = K.knn_features(x, node_offsets, k, self_loops)
+        np.testing.assert_array_equal(got, ref.knn_features(x, node_offsets, k, self_loops))
+
+
+@pytest.mark.parametrize("self_loops", [False, True])
 def test_radius_pixels_and_edge_index(self_loops) -> None:
     for W, sizes, cluster in GRAPH_CASES[:3]:
         pixel, node_offsets = random_graphs(W, W, sizes, cluster)

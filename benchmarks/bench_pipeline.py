@@ -15,7 +15,7 @@ in this run, on this machine:
 - weaver-style: the same network fed as weaver feeds it, from a padded per-jet table (features, points, mask) in
   batches of 32 jets, unpadded and the kNN in (delta_eta, delta_phi) built inside the step with e2e's own kNN
   kernel (so that the scores must agree; the table is made beforehand and not timed); the ratio e2e / weaver-style;
-- loaded machine: the event loop again while a busy process takes one core;
+- loaded machine: the event loop again while a busy process takes one core, with ``--threads`` and with one;
 - start: wall time of ``e2e-run process_configs/tau_gnn.yaml -n 1`` in a subprocess (caches warm);
 - latency: one event at a time through :class:`e2e.api.EventTagger` (median and p99 per event);
 - memory: peak RSS of ``e2e-run`` on ``--rss-file`` (default settings), as its summary prints it.
@@ -297,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         hog = busy()
         try:
             loaded = stage_runs(data, args.repeats)
+            loaded_1 = stage_runs(job(path, tmpd / "out1.root", 1), args.repeats) if args.threads > 1 else []
         finally:
             hog.kill()
             hog.wait()
@@ -332,11 +333,13 @@ def main(argv: list[str] | None = None) -> int:
         f"end to end, event loop: {fmt(e2e_rate, 1, ',.0f')} jets/s (min / median); with start-up, as e2e-run "
         f"reports: {fmt([n_jets / r.wall_s for r in runs], 1, ',.0f')} jets/s"
     )
-    loaded_rate = [n_jets / sum(r.times.values()) for r in loaded]
-    print(
-        f"loaded machine (a busy process on one core): {fmt(loaded_rate, 1, ',.0f')} jets/s; GNN "
-        f"{fmt([r.times['tauGNN'] for r in loaded], 1e6 / n_jets)} us/jet"
-    )
+    for threads, runs_ in ((args.threads, loaded), (1, loaded_1)):
+        if runs_:
+            rate_ = [n_jets / sum(r.times.values()) for r in runs_]
+            print(
+                f"loaded machine (a busy process on one core), {threads} thread(s): {fmt(rate_, 1, ',.0f')} jets/s; "
+                f"GNN {fmt([r.times['tauGNN'] for r in runs_], 1e6 / n_jets)} us/jet"
+            )
     diff = float(np.abs(weaver_scores - scores).max()) if len(scores) else float("nan")
     print(
         f"weaver-style (padded table, batches of {args.weaver_batch}, kNN in the step): {per_jet(weaver_s):.1f} us/jet "

@@ -64,16 +64,15 @@ class EventTagger:
         batch = source.read(source.plan()[0]) if n else source.empty_batch()
         for m in self.modules:
             m.produce(batch)
-        counts = np.diff(batch.get("source:Jet").offsets)
+        jet_offsets = batch.get("source:Jet").offsets
         out: dict[str, ak.Array] = {}
         for output in self.outputs:
             cols = output.product_columns(batch)
             for key, values in cols.jet.items():
-                out[f"Jet_{key}"] = ak.unflatten(values, counts)
+                out[f"Jet_{key}"] = _jagged(values, jet_offsets)
             for coll, (offsets, fields) in cols.collections.items():
-                per_event = np.diff(offsets)
                 for name, values in fields.items():
-                    out[f"{coll}_{name}"] = ak.unflatten(values, per_event)
+                    out[f"{coll}_{name}"] = _jagged(values, offsets)
         return out
 
     def close(self) -> None:
@@ -87,3 +86,15 @@ class EventTagger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _jagged(values: np.ndarray, offsets: np.ndarray) -> ak.Array:
+    """``values`` split by ``offsets`` (int64 [n+1] from 0) as an awkward array of lists, built from its layout
+    (no copy; ``ak.unflatten`` costs ~0.5 ms per call, a single-event budget is 1 ms)."""
+    values = np.asarray(values)
+    if values.ndim != 1:  # per-jet vectors (e.g. a head's several outputs): let awkward handle the shape
+        return ak.unflatten(values, np.diff(offsets))
+    layout = ak.contents.ListOffsetArray(
+        ak.index.Index64(np.asarray(offsets, dtype=np.int64)), ak.contents.NumpyArray(values)
+    )
+    return ak.Array(layout)

@@ -163,7 +163,18 @@ def _say_if_compiling() -> None:
 
 def peak_rss_mb(children: bool = False) -> float:
     """Peak resident memory of this process (MB), or of its largest finished child process (``children``: the
-    executors' workers); 0 where ``resource`` is not available."""
+    executors' workers); 0 where ``resource`` is not available.
+
+    This process: Linux's VmHWM (the peak of this program's own memory; ``ru_maxrss`` would start from the RSS
+    of the parent at the fork, e.g. a large notebook or benchmark that started e2e-run), else ``ru_maxrss``."""
+    if not children:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024.0  # kB
+        except (OSError, ValueError, IndexError):
+            pass
     try:
         import resource
         import sys

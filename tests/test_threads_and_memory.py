@@ -1,9 +1,13 @@
-"""numba's thread pool is used only for batches large enough to gain from it (frameproducers.kernels.params)."""
+"""Threads and memory of a job: numba's pool only for batches large enough to gain from it, one thread setting for
+every stage, the peak RSS of the program itself."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numba
 import numpy as np
+import pytest
 
 from frameproducers import kernels as K
 from frameproducers.kernels.params import SERIAL_BELOW, n_chunks, pool_for
@@ -62,3 +66,22 @@ def test_options_threads_is_the_thread_count_of_taggers_without_their_own() -> N
     finally:
         torch.set_num_threads(before[0])
         numba.set_num_threads(before[1])
+
+
+def test_peak_rss_is_this_programs_own() -> None:
+    """The summary's peak RSS counts this program's memory: it grows with an allocation, and a process started
+    from a larger one does not report the parent's size (Linux VmHWM; ru_maxrss would)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from e2e.process import peak_rss_mb; a = peak_rss_mb(); "
+        "x = np.ones(40_000_000); b = peak_rss_mb(); print(a, b)"
+    )
+    ballast = np.ones(60_000_000)  # ~480 MB in this process when the child starts
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    del ballast
+    before, after = float(out[0]), float(out[1])
+    if not Path("/proc/self/status").exists():
+        pytest.skip("no /proc: ru_maxrss is the measure")
+    assert before < 400 and after - before > 250  # 320 MB allocated

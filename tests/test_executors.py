@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,6 +87,10 @@ def test_parallel_output_is_identical_to_iterative(executor, inputs, reference, 
     assert r.returncode == 0, r.stderr
     assert _branches(tmp_path / "out.root") == reference
     assert f"executor: {executor}" in r.stdout and "7 unit(s) run by 2 worker process(es)" in r.stdout
+    # where the time went: the units' work, the workers' busy share, their start, the units per worker (sum 7)
+    busy = re.search(r"units ([0-9.]+) s of work in ([0-9.]+) s with 2 worker\(s\): (\d+) % busy, first result "
+                     r"after ([0-9.]+) s, units per worker (\d+)/(\d+)", r.stdout)  # fmt: skip
+    assert busy and int(busy[5]) + int(busy[6]) == 7 and 0 < float(busy[1]) and 0 < int(busy[3]) <= 100, r.stdout
     assert not list(tmp_path.glob(".out.root.parts"))  # parts removed after assembly
 
 

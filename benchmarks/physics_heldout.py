@@ -74,6 +74,11 @@ def scores(path: str, models: dict[str, tuple[str, str]], max_events: int) -> tu
         label, block, tagger, key = PRODUCERS[kind]
         modules[label] = block
         modules[f"tag_{name}"] = {"type": tagger, key: label, "model": model, "device": "cpu"}
+    producers = {p[0]: p[1] for p in PRODUCERS.values()}
+    for block in list(modules.values()):  # producers a producer reads (hitGraphs takes jetShapes' shapes)
+        for value in block.values():
+            if isinstance(value, str) and value in producers and value not in modules:
+                modules[value] = producers[value]
     data = {
         "source": {"files": [path], "step_size": 500, "max_events": max_events},
         "modules": modules,

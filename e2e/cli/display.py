@@ -47,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _producers(config: str | None) -> dict[str, dict[str, Any]]:
-    """label -> block of every image/graph producer drawn."""
+    """label -> block of every image/graph producer drawn, and of the modules they read (e.g. the JetShapeProducer
+    whose shapes a HitGraphProducer takes as jet inputs)."""
     from e2e.yamlio import load_yaml_file
 
     configs = REPO / "process_configs"
@@ -55,10 +56,13 @@ def _producers(config: str | None) -> dict[str, dict[str, Any]]:
     blocks: dict[str, dict[str, Any]] = {}
     for path in sources:
         data = load_yaml_file(path)
-        modules = data.get("modules") if isinstance(data, dict) else None
-        for label, block in (modules or {}).items():
-            if isinstance(block, dict) and block.get("type") in DRAWN:
-                blocks[label] = block
+        modules = (data.get("modules") if isinstance(data, dict) else None) or {}
+        drawn = {k: b for k, b in modules.items() if isinstance(b, dict) and b.get("type") in DRAWN}
+        blocks.update(drawn)
+        for block in drawn.values():  # the modules a drawn producer consumes by label
+            for value in block.values():
+                if isinstance(value, str) and value in modules and value not in blocks:
+                    blocks[value] = modules[value]
     if not blocks:
         raise E2EError(f"--config {config}: no {', '.join(DRAWN)} module to draw")
     return blocks

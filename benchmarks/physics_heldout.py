@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
 sys.path.insert(0, str(REPO))
 
-from e2e.config import load_process  # noqa: E402
+from e2e.config import load_process, with_inputs  # noqa: E402
 from e2e.process import Process  # noqa: E402
 from taggers.metrics import auc, summary  # noqa: E402
 
@@ -74,11 +74,7 @@ def scores(path: str, models: dict[str, tuple[str, str]], max_events: int) -> tu
         label, block, tagger, key = PRODUCERS[kind]
         modules[label] = block
         modules[f"tag_{name}"] = {"type": tagger, key: label, "model": model, "device": "cpu"}
-    producers = {p[0]: p[1] for p in PRODUCERS.values()}
-    for block in list(modules.values()):  # producers a producer reads (hitGraphs takes jetShapes' shapes)
-        for value in block.values():
-            if isinstance(value, str) and value in producers and value not in modules:
-                modules[value] = producers[value]
+    modules = with_inputs(modules, {p[0]: p[1] for p in PRODUCERS.values()})  # hitGraphs reads jetShapes' shapes
     data = {
         "source": {"files": [path], "step_size": 500, "max_events": max_events},
         "modules": modules,

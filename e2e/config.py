@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from e2e.errors import ConfigError, short
+from e2e.event import split_tag
 from e2e.module import Module, OutputModule, build_module
 from e2e.params import build, param, to_plain, unknown_key_message
 from e2e.source import Source
@@ -81,6 +82,21 @@ class ProcessDescription:
 
 def _type_name(block: Any) -> Any:
     return block.get("type") if isinstance(block, Mapping) else None
+
+
+def with_inputs(chosen: dict[str, Any], modules: dict[str, Any]) -> dict[str, Any]:
+    """``chosen`` (label -> YAML block) plus, transitively, the blocks of ``modules`` whose labels the chosen blocks
+    name in a string parameter (an input tag ``label`` or ``label:instance``): what a partial configuration must
+    also run, e.g. the JetShapeProducer whose shapes a HitGraphProducer reads (``shapes: jetShapes``)."""
+    out = dict(chosen)
+    todo = list(chosen.values())
+    while todo:
+        for value in todo.pop().values():
+            label = split_tag(value)[0] if isinstance(value, str) else None
+            if label in modules and label not in out and isinstance(modules[label], dict):
+                out[label] = modules[label]
+                todo.append(modules[label])
+    return out
 
 
 def load_process(data: Any, where: str = "<config>") -> ProcessDescription:

@@ -12,6 +12,7 @@ import difflib
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -519,12 +520,15 @@ def run_units(
     bar = process.progress_bar(sum(i.n_events for i in items), progress)
     bar.update(sum(r.entry_stop - r.entry_start for r in results.values()))
     t_map = time.perf_counter()
-    first_result = None
+    fresh: list[UnitResult] = []  # the units run now (not reused), in the order they finished
+    first_result = 0.0
     for r in executor.map(call, todo):
         if r.index in results:
             raise E2EError(f"exactly-once check: {r.where()} was written twice")
         results[r.index] = r
-        first_result = first_result if first_result is not None else time.perf_counter() - t_map
+        if not fresh:
+            first_result = time.perf_counter() - t_map
+        fresh.append(r)
         bar.update(r.entry_stop - r.entry_start)
     map_s = time.perf_counter() - t_map
     bar.close()
@@ -558,14 +562,14 @@ def run_units(
     summary.wall_s = time.perf_counter() - t_start
     workers = sorted({r.worker for r in written if r.worker})
     notes = [f"{executor.describe()}; {len(todo)} unit(s) run by {len(workers)} worker process(es)"]
-    fresh = [r for r in written if r.index in {i.index for i in todo}]
-    if fresh and workers and map_s > 0:
+    fresh = [r for r in fresh if not r.skipped]
+    if fresh and map_s > 0:
         # where the time of a parallel run goes: workers starting (first result), units, and idle workers at the end
         busy = sum(sum(r.times.values()) for r in fresh)
-        per_worker = sorted(sum(1 for r in fresh if r.worker == w) for w in workers)
+        per_worker = sorted(Counter(r.worker for r in fresh).values())
         notes.append(
-            f"units {busy:.1f} s of work in {map_s:.1f} s with {len(workers)} worker(s): "
-            f"{100 * busy / (len(workers) * map_s):.0f} % busy, first result after {first_result or 0:.1f} s, "
+            f"units {busy:.1f} s of work in {map_s:.1f} s with {len(per_worker)} worker(s): "
+            f"{100 * busy / (len(per_worker) * map_s):.0f} % busy, first result after {first_result:.1f} s, "
             f"units per worker {'/'.join(map(str, per_worker))}"
         )
     if reused:

@@ -199,3 +199,19 @@ def test_help_config_lists_every_parameter_and_exits(module, key, capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert any(line.startswith(f"{key}:") for line in out.splitlines()), out[:500]
+
+
+def test_with_inputs_adds_the_blocks_a_partial_configuration_reads() -> None:
+    """A partial configuration (the display, a benchmark) gets the modules its chosen blocks name, transitively,
+    by label or ``label:instance``; other strings and the source are left alone."""
+    from e2e.config import with_inputs
+
+    modules = {
+        "graphs": {"type": "HitGraphProducer", "shapes": "shapes", "jets": "source:Jet"},
+        "shapes": {"type": "JetShapeProducer", "jets": "calib:Jet"},
+        "calib": {"type": "X", "note": "graphs?"},
+        "unused": {"type": "Y"},
+    }
+    got = with_inputs({"graphs": modules["graphs"]}, modules)
+    assert list(got) == ["graphs", "shapes", "calib"]
+    assert with_inputs({"unused": modules["unused"]}, modules) == {"unused": modules["unused"]}

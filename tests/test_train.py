@@ -14,21 +14,29 @@ pytest.importorskip("onnxruntime")
 GRAPHS = {"type": "JetGraphProducer", "window": 33, "hcal_upsample": False, "thresholds": {"ecal": 0.2}, "k": 8}
 
 
-def test_train_then_tag(tmp_path, capsys):
-    from e2e.cli.train import main as train_main
-
+def _small_gnn_config(
+    tmp_path, name: str, *, hidden: int, layers: int, max_epochs: int, split=(0.5, 0.25, 0.25), heldout=()
+):
+    """A GraphNet training configuration on the shipped sample, written to tmp_path/train.yaml (its path)."""
     cfg = {
-        "name": "small_gnn",
+        "name": name,
         "product": "jetGraphs",
         "process": {"source": {"files": [str(SAMPLE)], "step_size": 50}, "modules": {"jetGraphs": GRAPHS}},
-        "output": str(tmp_path / "small_gnn"),
-        "split": [0.5, 0.25, 0.25],
-        "heldout": [str(SAMPLE)],
-        "model": {"name": "GraphNet", "hyperparameters": {"kind": "sage", "hidden": 16, "layers": 2}},
-        "optimizer": {"max_epochs": 2, "batch_size": 32, "budget_minutes": 1},
+        "output": str(tmp_path / name),
+        "split": list(split),
+        **({"heldout": list(heldout)} if heldout else {}),
+        "model": {"name": "GraphNet", "hyperparameters": {"kind": "sage", "hidden": hidden, "layers": layers}},
+        "optimizer": {"max_epochs": max_epochs, "batch_size": 32, "budget_minutes": 1},
     }
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_train_then_tag(tmp_path, capsys):
+    from e2e.cli.train import main as train_main
+
+    path = _small_gnn_config(tmp_path, "small_gnn", hidden=16, layers=2, max_epochs=2, heldout=[str(SAMPLE)])
     assert train_main([str(path), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "test AUC" in out
@@ -232,17 +240,7 @@ def test_export_parity_allows_a_rare_neighbour_flip_but_not_a_broken_export(tmp_
             return [first, *out[1:]]
 
     monkeypatch.setattr(ort, "InferenceSession", Perturbed)
-    cfg = {
-        "name": "parity_gnn",
-        "product": "jetGraphs",
-        "process": {"source": {"files": [str(SAMPLE)], "step_size": 50}, "modules": {"jetGraphs": GRAPHS}},
-        "output": str(tmp_path / "parity_gnn"),
-        "split": [0.4, 0.1, 0.5],
-        "model": {"name": "GraphNet", "hyperparameters": {"kind": "sage", "hidden": 8, "layers": 1}},
-        "optimizer": {"max_epochs": 1, "batch_size": 32, "budget_minutes": 1},
-    }
-    path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = _small_gnn_config(tmp_path, "parity_gnn", hidden=8, layers=1, max_epochs=1, split=[0.4, 0.1, 0.5])
     rc = train_main([str(path), "--no-progress"])
     if perturbed == "every_jet":
         assert rc != 0 and "ONNX export differs from torch" in capsys.readouterr().err

@@ -49,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
 def _producers(config: str | None) -> dict[str, dict[str, Any]]:
     """label -> block of every image/graph producer drawn, and of the modules they read (e.g. the JetShapeProducer
     whose shapes a HitGraphProducer takes as jet inputs)."""
+    from e2e.config import with_inputs
     from e2e.yamlio import load_yaml_file
 
     configs = REPO / "process_configs"
@@ -58,11 +59,7 @@ def _producers(config: str | None) -> dict[str, dict[str, Any]]:
         data = load_yaml_file(path)
         modules = (data.get("modules") if isinstance(data, dict) else None) or {}
         drawn = {k: b for k, b in modules.items() if isinstance(b, dict) and b.get("type") in DRAWN}
-        blocks.update(drawn)
-        for block in drawn.values():  # the modules a drawn producer consumes by label
-            for value in block.values():
-                if isinstance(value, str) and value in modules and value not in blocks:
-                    blocks[value] = modules[value]
+        blocks.update(with_inputs(drawn, modules))
     if not blocks:
         raise E2EError(f"--config {config}: no {', '.join(DRAWN)} module to draw")
     return blocks

@@ -8,12 +8,16 @@ cut it into consecutive column ranges, in order:
     heads:
       - {name: class, classes: {qcd: 0, tau: 1, electron: 2, photon: 3}}             # target: Jet_label
       - {name: decay_mode, target: decay_mode, only: {label: [1]},                   # tau jets only
-         classes: {dm0: 0, dm1: 1, dm2: 2, dm10: 10, dm11: 11}, weight: 0.5}
+         classes: {dm0: 0, dm1: 1, dm2: 2, dm10: 10, dm11: 11}, balance: false, weight: 0.5}
       - {name: mass, type: regression, target: gen_mass, only: {label: [1, 4]}, weight: 0.5}
 
 A classification head has one output per class (named by the class; softmax within the head); a regression head
 one output named after the head: the regression of ``log(target)`` standardised by the training sample's
-``shift``/``scale`` (recorded in model.yaml), returned in the target's unit as ``exp(shift + scale * raw)``.
+``shift``/``scale`` (recorded in model.yaml), returned in the target's unit as ``exp(shift + scale * raw)``;
+e2e-train then moves ``shift`` so that the median of predicted / true over the validation jets is 1 (the response
+calibration, recorded in the metrics). A head's loss is weighted by inverse class frequency (classification;
+a regression head: of the jets' Jet_label) with ``balance: true``, the default (equal per-class efficiencies, every
+jet kind learnt as well), or not (``balance: false``: the highest accuracy).
 ``only`` restricts the jets whose loss the head sees (at inference every jet gets every output). Column names
 must be unique over the heads: they become the branches ``Jet_<module label>_<name>``.
 """
@@ -45,7 +49,10 @@ class Head:
     weight: float = 1.0
     start: int = 0
     stop: int = 0
-    #: regression: the standardisation of log(target) (set by e2e-train from the training jets)
+    #: weight the loss by inverse class (classification) or Jet_label (regression) frequency, or not
+    balance: bool = True
+    #: regression: the standardisation of log(target) (set by e2e-train from the training jets, ``shift`` then
+    #: calibrated on the validation jets so that the median of predicted / true is 1)
     shift: float = 0.0
     scale: float = 1.0
 
@@ -61,6 +68,7 @@ class Head:
             out["classes"] = dict(self.classes)
         else:
             out.update(shift=self.shift, scale=self.scale)
+        out["balance"] = self.balance
         if self.only:
             out["only"] = {k: list(v) for k, v in self.only.items()}
         out.update(weight=self.weight, columns=[self.start, self.stop])
@@ -92,7 +100,7 @@ def parse_heads(raw: Any, where: str, recorded: bool = False) -> list[Head]:
     heads: list[Head] = []
     start = 0
     names: set[str] = set()
-    allowed = {"name", "type", "target", "classes", "only", "weight"}
+    allowed = {"name", "type", "target", "classes", "only", "weight", "balance"}
     if recorded:
         allowed |= {"columns", "shift", "scale"}
     for i, block in enumerate(raw):
@@ -129,6 +137,12 @@ def parse_heads(raw: Any, where: str, recorded: bool = False) -> list[Head]:
             head.classes = dict(classes)
         elif "classes" in block:
             raise ConfigError(f"{at}.classes: a regression head has one output (named {name}), no classes")
+        balance = block.get("balance", True)
+        if not isinstance(balance, bool):
+            raise ConfigError(
+                f"{at}.balance: expected true (equal weight per class / jet label) or false, got {short(balance)}"
+            )
+        head.balance = balance
         only = block.get("only", {})
         if not isinstance(only, dict) or not all(
             k in TARGETS and isinstance(v, list) and v and all(isinstance(x, int) for x in v) for k, v in only.items()

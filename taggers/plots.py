@@ -150,27 +150,42 @@ def _panel(ax: Any, panel: Panel, text: PlotText, wp: float, n_boot: int, seed: 
     return numbers
 
 
+#: axis labels of classes: the CMS tau decay modes (class names dm<Jet_decay_mode>), tau
+CLASS_LABELS = {
+    "dm0": "$h^\\pm$ (0)",
+    "dm1": "$h^\\pm\\pi^0$ (1)",
+    "dm2": "$h^\\pm 2\\pi^0$ (2)",
+    "dm10": "$3h^\\pm$ (10)",
+    "dm11": "$3h^\\pm\\pi^0$ (11)",
+    "tau": "$\\tau_h$",
+    "qcd": "QCD",
+}
+
+
 def confusion_figure(
     path: str | Path, confusion: Sequence[Sequence[int]], names: Sequence[str], text: PlotText, title: str
 ) -> Path:
     """A confusion matrix, each true class's row normalised to 1 (the fraction of its jets in each predicted
-    class, with the counts), written atomically (format from the suffix)."""
+    class, with the counts), written atomically (format from the suffix). A true class without jets is left out
+    of the rows."""
     counts = np.asarray(confusion, dtype=np.float64)
+    rows = [i for i in range(len(names)) if counts[i].sum() > 0] or list(range(len(names)))
+    labels = [CLASS_LABELS.get(n, n) for n in names]
     frac = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     with _figure(path, figsize=(6.4, 5.6)) as (fig, ax):
-        im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
-        for i in range(len(names)):
+        im = ax.imshow(frac[rows], cmap="Blues", vmin=0, vmax=1)
+        for r, i in enumerate(rows):
             for j in range(len(names)):
                 colour = "white" if frac[i, j] > 0.6 else "black"
-                ax.text(j, i, f"{100 * frac[i, j]:.0f} %\n({int(counts[i, j])})", ha="center", va="center",
+                ax.text(j, r, f"{100 * frac[i, j]:.0f} %\n({int(counts[i, j])})", ha="center", va="center",
                         fontsize=8, color=colour)  # fmt: skip
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-        ax.set_yticks(range(len(names)), names)
+        ax.set_xticks(range(len(names)), labels, rotation=30, ha="right")
+        ax.set_yticks(range(len(rows)), [labels[i] for i in rows])
         ax.set_xlabel("predicted (highest score)")
         ax.set_ylabel("true")
         accuracy = np.trace(counts) / max(counts.sum(), 1)
         ax.set_title(text.label, loc="left", fontsize=12, fontweight="bold")
-        ax.set_title(f"{title}: {100 * accuracy:.1f} % correct", loc="right", fontsize=10)
+        ax.set_title(f"{title}\n{100 * accuracy:.1f} % correct", loc="right", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="fraction of the true class")
         fig.text(0.01, 0.01, _footer(text), fontsize=7, color="dimgrey", va="bottom")
         fig.tight_layout(rect=(0, 0.06, 1, 1))
@@ -180,8 +195,8 @@ def confusion_figure(
 def response_figure(
     path: str | Path, metrics: Mapping[str, Any], text: PlotText, title: str, unit: str = "mass"
 ) -> Path:
-    """Response (median of predicted / true) and resolution (IQR / 2 of predicted / true) per pT bin, of the
-    regression and of the baseline when the metrics have one (taggers: training.heads.regression_metrics)."""
+    """Response (median of predicted / true, with its standard error) and resolution (IQR / 2 of predicted / true)
+    per pT bin, of the regression and of the baseline when the metrics have one (training.heads.regression_metrics)."""
     bins = list(metrics["pt_bins"])
     edges = [tuple(float(x) for x in b.split("-")) for b in bins]
     centres = [0.5 * (lo + hi) for lo, hi in edges]
@@ -192,10 +207,17 @@ def response_figure(
             series.append(("baseline", f"reconstructed {unit}", "C1"))
         for key, label, colour in series:
             resp = [metrics["pt_bins"][b][key]["response"] for b in bins]
+            err = [metrics["pt_bins"][b][key].get("response_error", 0.0) for b in bins]
             res = [metrics["pt_bins"][b][key]["resolution"] for b in bins]
             total = metrics["all"] if key == "model" else metrics["baseline"]
             top.errorbar(
-                centres, resp, xerr=half, fmt="o", color=colour, label=f"{label} (all: {total['response']:.3f})"
+                centres,
+                resp,
+                xerr=half,
+                yerr=err,
+                fmt="o",
+                color=colour,
+                label=f"{label} (all: {total['response']:.3f})",
             )
             bottom.errorbar(
                 centres, res, xerr=half, fmt="o", color=colour, label=f"{label} (all: {total['resolution']:.3f})"
@@ -206,6 +228,23 @@ def response_figure(
         bottom.set_ylabel(f"resolution: IQR / 2 of\npredicted / true {unit}")
         bottom.set_xlabel("jet $p_T$ (GeV)")
         bottom.set_xscale("log")
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+
+        ticks = sorted({x for e in edges for x in e})
+        bottom.set_xticks(ticks, [f"{x:g}" for x in ticks])
+        bottom.xaxis.set_minor_locator(NullLocator())
+        for ax, key in ((top, "response"), (bottom, "resolution")):  # a baseline far off: log scale, both seen
+            values = [
+                metrics["pt_bins"][b][k][key] for b in bins for k, _, _ in series if metrics["pt_bins"][b][k][key] > 0
+            ]
+            if values and max(values) > 5 * min(values):
+                ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(plain)
+                ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+                ax.yaxis.set_minor_formatter(plain)
+                ax.tick_params(axis="y", which="minor", labelsize=7)
         for ax in (top, bottom):
             ax.grid(alpha=0.25)
             ax.legend(fontsize=8)

@@ -12,7 +12,7 @@ from conftest import SAMPLE, run_cli
 
 from e2e.errors import ConfigError
 from taggers.heads import apply_heads, outputs_of, parse_heads
-from training.heads import Objective, classification_metrics, regression_metrics
+from training.heads import Objective, calibrate, classification_metrics, regression_metrics
 
 HEADS = [
     {"name": "flavour", "classes": {"qcd": 0, "tau": 1}},
@@ -93,6 +93,44 @@ def test_metrics_on_toys_with_known_answers() -> None:
     scores[:, 7] = t["gen_mass"] * np.random.default_rng(1).uniform(0.8, 1.2, 3000)
     reg = regression_metrics(heads[2], scores, t)
     assert abs(reg["all"]["response"] - 1.0) < 0.02 and abs(reg["all"]["resolution"] - 0.1) < 0.01
+    n = reg["all"]["jets"]  # the median's standard error: 1.858 x resolution / sqrt(n)
+    assert reg["all"]["response_error"] == pytest.approx(1.858 * reg["all"]["resolution"] / np.sqrt(n))
+    assert set(reg["by_label"]) == {"tau"} and reg["by_label"]["tau"]["model"]["jets"] == n
+
+
+def test_calibration_sets_the_median_response_to_one() -> None:
+    """A regression 10 % low with a spread: after calibrate, exp(shift + scale * raw) has median predicted /
+    true 1 on the jets it was calibrated on, and the resolution is unchanged."""
+    heads = parse_heads([HEADS[2]], "heads")
+    h = heads[0]
+    h.shift, h.scale = 0.3, 0.7
+    t = _truth(4001, seed=3)
+    noisy = 0.9 * t["gen_mass"] * np.random.default_rng(4).lognormal(0.0, 0.2, len(t["label"]))
+    raw = ((np.log(noisy) - h.shift) / h.scale)[:, None]
+    before = regression_metrics(h, apply_heads(raw, heads), t)["all"]
+    record = calibrate(h, apply_heads(raw, heads), t)
+    after = regression_metrics(h, apply_heads(raw, heads), t)["all"]
+    assert record["response_before"] == pytest.approx(before["response"]) and 0.85 < before["response"] < 0.95
+    assert after["response"] == pytest.approx(1.0, abs=1e-6)
+    assert after["resolution"] == pytest.approx(before["resolution"] / before["response"], rel=1e-6)
+
+
+def test_balance_weights_classes_and_jet_kinds() -> None:
+    """balance (the default): inverse-frequency class weights, and every Jet_label of a regression head the same
+    total weight; balance: false: every jet alike."""
+    t = _truth(1000, seed=5)
+    t["label"] = np.where(np.arange(1000) < 800, 1, 4)  # 800 tau and 200 top jets
+    train = np.arange(1000)
+    reg = {"name": "mass", "type": "regression", "target": "gen_mass", "only": {"label": [1, 4]}}
+    cls = {"name": "kind", "classes": {"tau": 1, "top": 4}}
+    obj = Objective(parse_heads([cls, reg], "heads"), t, train)
+    np.testing.assert_allclose(obj.class_weights[0].numpy(), [1000 / (2 * 800), 1000 / (2 * 200)], rtol=1e-6)
+    w = obj.class_weights[1]
+    assert w[t["label"] == 1].sum() == pytest.approx(w[t["label"] == 4].sum()) == pytest.approx(500.0)
+    plain = Objective(parse_heads([{**cls, "balance": False}, {**reg, "balance": False}], "heads"), t, train)
+    assert np.all(plain.class_weights[0].numpy() == 1.0) and np.all(plain.class_weights[1] == 1.0)
+    record = parse_heads([{**cls, "balance": False}], "heads")[0].record()
+    assert parse_heads([record], "model.yaml", recorded=True)[0].balance is False
 
 
 def test_objective_masks_heads_and_learns() -> None:
@@ -176,7 +214,7 @@ def test_multi_head_training_exports_and_runs(tmp_path, capsys) -> None:
     plot, js = tmp_path / "perf.png", tmp_path / "eval.json"
     assert eval_main([str(tmp_path / "tagged.root"), "--plot", str(plot), "--json", str(js), "--bootstrap", "5"]) == 0
     said = capsys.readouterr().out
-    assert "tag head decay_mode:" in said and "tag head mass: response / resolution" in said
+    assert "tag head decay_mode:" in said and "tag head mass: response +- its error / resolution" in said
     assert "pass rate at the 60 % tau working point" in said
     import json
 
@@ -210,3 +248,22 @@ def test_a_regression_only_model(tmp_path, capsys) -> None:
     assert spec["outputs"] == ["mass"] and "heldout" not in spec["metrics"] and "auc" not in spec["metrics"]["test"]
     assert spec["metrics"]["test"]["heads"]["mass"]["all"]["jets"] > 0
     assert (tmp_path / "mass_only" / "mass.png").is_file() and not (tmp_path / "mass_only" / "roc.png").exists()
+    calibration = spec["metrics"]["test"]["heads"]["mass"]["calibration"]  # on the validation jets
+    assert calibration["jets"] > 0 and np.isfinite(calibration["shift_change"])
+    # e2e-run and e2e-eval: a tagger with a regression head and no tau score gets its head metrics and figure
+    run = {
+        "source": {"files": [str(SAMPLE)]},
+        "modules": {"shapes": {"type": "JetShapeProducer"},
+                    "mass": {"type": "ShapeTagger", "shapes": "shapes", "model": str(tmp_path / "mass_only")}},
+        "outputs": [{"file": str(tmp_path / "tagged.root"), "keep": ["mass"]}],
+    }  # fmt: skip
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(run))
+    rc, _, err = run_cli([str(tmp_path / "run.yaml"), "--no-progress"], capsys)
+    assert rc == 0, err
+    from e2e.cli.eval import main as eval_main
+
+    plot = tmp_path / "perf.png"
+    assert eval_main([str(tmp_path / "tagged.root"), "--plot", str(plot), "--bootstrap", "5"]) == 0
+    said = capsys.readouterr().out
+    assert "mass head mass: response" in said and "tau jets:" in said and "misID@60%" not in said
+    assert not plot.exists() and (tmp_path / "perf_mass_mass.png").stat().st_size > 0

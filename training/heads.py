@@ -1,9 +1,11 @@
 """Training several output heads at once (taggers.heads): the weighted sum of their losses, and their metrics.
 
-Classification heads: cross entropy within the head's columns, class-weighted by the training counts, over the
-jets the head selects (``only`` and a target among its classes). Regression heads: the Huber loss (delta 1) of
-the raw output against ``(log(target) - shift) / scale``, shift and scale the mean and standard deviation of
-``log(target)`` over the head's training jets. A minibatch with no jet for a head adds nothing for it.
+Classification heads: cross entropy within the head's columns, class-weighted by the training counts (unless
+``balance: false``), over the jets the head selects (``only`` and a target among its classes). Regression heads:
+the Huber loss (delta 1) of the raw output against ``(log(target) - shift) / scale``, shift and scale the mean and
+standard deviation of ``log(target)`` over the head's training jets (``shift`` calibrated after training by
+``calibrate``), with ``balance`` every Jet_label given the same total weight. A minibatch with no jet for a head
+adds nothing for it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from dataformats.schema import JET_LABELS
 from taggers.heads import Head
 from taggers.metrics import summary
 
@@ -36,7 +39,7 @@ class Objective:
             if h.type == "classification":
                 index = h.index(truth)
                 counts = np.bincount(index[train][mask[train]], minlength=len(h.classes)).astype(np.float64)
-                w = counts.sum() / (len(counts) * np.maximum(counts, 1))
+                w = counts.sum() / (len(counts) * np.maximum(counts, 1)) if h.balance else np.ones(len(counts))
                 self.class_weights.append(torch.as_tensor(w, dtype=torch.float32))
                 self.targets.append(index)
             else:
@@ -45,7 +48,12 @@ class Objective:
                 if len(chosen):
                     h.shift = float(chosen.mean())
                     h.scale = float(chosen.std()) or 1.0
-                self.class_weights.append(None)
+                jet_w = np.ones(len(logt), dtype=np.float32)
+                if h.balance:  # every Jet_label among the head's training jets with the same total weight
+                    kinds, n_kind = np.unique(truth["label"][train][mask[train]], return_counts=True)
+                    for value, count in zip(kinds, n_kind, strict=True):
+                        jet_w[truth["label"] == value] = len(chosen) / (len(kinds) * count)
+                self.class_weights.append(jet_w)
                 self.targets.append(((logt - h.shift) / h.scale).astype(np.float32))
 
     def __call__(self, raw: Any, jets: np.ndarray) -> Any:
@@ -64,7 +72,8 @@ class Objective:
             if h.type == "classification":
                 loss = F.cross_entropy(out, t, weight=w)
             else:
-                loss = F.huber_loss(out[:, 0], t, delta=1.0)
+                jw = torch.from_numpy(w[jets][m])
+                loss = (F.huber_loss(out[:, 0], t, delta=1.0, reduction="none") * jw).sum() / jw.sum()
             total = total + h.weight * loss
         return total
 
@@ -101,28 +110,55 @@ def classification_metrics(head: Head, scores: np.ndarray, truth: Mapping[str, n
 def regression_metrics(
     head: Head, predicted: np.ndarray, truth: Mapping[str, np.ndarray], baseline: np.ndarray | None = None
 ) -> dict[str, Any]:
-    """Response (median of predicted / true) and resolution (half the interquartile range of predicted / true)
-    over the head's jets and per pT bin; the same for ``baseline`` (e.g. the reconstructed jet mass) when given."""
-
-    def stats(ratio: np.ndarray) -> dict[str, float]:
-        if not len(ratio):
-            return {"response": float("nan"), "resolution": float("nan"), "jets": 0}
-        q25, q50, q75 = np.quantile(ratio, [0.25, 0.5, 0.75])
-        return {"response": float(q50), "resolution": float(0.5 * (q75 - q25)), "jets": int(len(ratio))}
-
+    """Response (median of predicted / true, with its standard error) and resolution (half the interquartile
+    range of predicted / true) over the head's jets, per jet label (``by_label``) and per pT bin; the same for
+    ``baseline`` (e.g. the reconstructed jet mass) when given."""
     mask = head.selected(truth)
     true = truth[head.target]
-    pt = truth["pt"]
+    pt, label = truth["pt"], truth["label"]
     ratio = predicted[:, head.start] / np.where(mask, true, 1.0)
-    out: dict[str, Any] = {"all": stats(ratio[mask]), "pt_bins": {}}
     base = baseline / np.where(mask, true, 1.0) if baseline is not None else None
+
+    def row(m: np.ndarray) -> dict[str, Any]:
+        out = {"model": response_stats(ratio[m])}
+        if base is not None:
+            out["baseline"] = response_stats(base[m])
+        return out
+
+    out: dict[str, Any] = {"all": response_stats(ratio[mask]), "by_label": {}, "pt_bins": {}}
     if base is not None:
-        out["baseline"] = stats(base[mask])
+        out["baseline"] = response_stats(base[mask])
+    for value in np.unique(label[mask]):
+        out["by_label"][JET_LABELS.get(int(value), str(int(value)))] = row(mask & (label == value))
     for lo, hi in PT_BINS:
         m = mask & (pt >= lo) & (pt < hi)
         if m.any():
-            row = {"model": stats(ratio[m])}
-            if base is not None:
-                row["baseline"] = stats(base[m])
-            out["pt_bins"][f"{lo:g}-{hi:g}"] = row
+            out["pt_bins"][f"{lo:g}-{hi:g}"] = row(m)
     return out
+
+
+def response_stats(ratio: np.ndarray) -> dict[str, float]:
+    """Median (response), its standard error (1.858 x resolution / sqrt(n): a Gaussian's, from the IQR) and half
+    the interquartile range (resolution) of the ratios ``ratio``; NaN for none."""
+    if not len(ratio):
+        return {"response": float("nan"), "response_error": float("nan"), "resolution": float("nan"), "jets": 0}
+    q25, q50, q75 = np.quantile(ratio, [0.25, 0.5, 0.75])
+    resolution = 0.5 * (q75 - q25)
+    return {
+        "response": float(q50),
+        "response_error": float(1.858 * resolution / np.sqrt(len(ratio))),
+        "resolution": float(resolution),
+        "jets": int(len(ratio)),
+    }
+
+
+def calibrate(head: Head, predicted: np.ndarray, truth: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Move a regression head's ``shift`` so that the median of predicted / true over the jets given (the
+    validation split) is 1; ``predicted`` are the head's scores before. Returns what was done."""
+    mask = head.selected(truth)
+    if not mask.any():
+        return {"jets": 0, "response_before": float("nan"), "shift_change": 0.0}
+    before = float(np.median(predicted[mask, head.start] / truth[head.target][mask]))
+    change = -float(np.log(before))
+    head.shift += change
+    return {"jets": int(mask.sum()), "response_before": before, "shift_change": change}

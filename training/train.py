@@ -29,7 +29,7 @@ from taggers.models.registry import DEFAULT_ARCHITECTURE, architecture_name, res
 from training import checkpoint
 from training.checkpoint import checkpoint_dir
 from training.dataset import SPLITS, TRUTH_FIELDS, JetDataset, Selection, collect, quotas, sampling_limits
-from training.heads import Objective, classification_metrics, regression_metrics
+from training.heads import Objective, calibrate, classification_metrics, regression_metrics
 
 
 @dataclass
@@ -378,6 +378,12 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     train_s = time.perf_counter() - t_train
     net.load_state_dict(best_state)
     net.eval()
+    calibration: dict[str, Any] = {}
+    if heads and any(h.type == "regression" for h in heads):  # median response 1 on the validation jets
+        val = parts["validation"]
+        val_scores = apply_heads(predict_raw(net, ds, val), heads)
+        val_truth = {k: v[val] for k, v in ds.truth.items()}
+        calibration = {h.name: calibrate(h, val_scores, val_truth) for h in heads if h.type == "regression"}
 
     test = parts["test"]
     # a tagger: one softmax over selection.classes, or a head classifying Jet_label; else only head metrics
@@ -409,6 +415,8 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
             else regression_metrics(h, scores, truth_test, truth_test.get("mass") if h.target == "gen_mass" else None)
             for h in heads
         }
+        for name, record in calibration.items():
+            metrics["heads"][name]["calibration"] = record
 
     spec: dict[str, Any] = {
         "name": cfg.name,

@@ -2,7 +2,9 @@
 
 The truth (``Jet_label``, ``Jet_pt``, ``Jet_gen_pt``) is read from the input files the tagged file records in
 its ``e2e_products`` provenance (or ``--input``), after checking that both have the same event ids in the
-same order. Jets: truth tau (label 1) vs QCD (label 0) with a generator match, in the pT window.
+same order. Jets: truth tau (label 1) vs QCD (label 0) with a generator match, in the pT window. Taggers with
+several heads (multi-class, decay mode, mass regression) also get each head's metrics and figure: confusion
+matrices, response and resolution per pT bin.
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help="tagged outputs of e2e-run (friend trees)")
     p.add_argument("--input", nargs="+", metavar="HITS", help="the input hits files (default: from the provenance)")
     p.add_argument("--signal", default="tau", help="score name of the signal class (default tau)")
-    p.add_argument("--pt", nargs=2, type=float, default=[20.0, 100.0], metavar=("MIN", "MAX"), help="jet pT window")
+    p.add_argument(
+        "--pt",
+        nargs=2,
+        type=float,
+        default=[20.0, 100.0],
+        metavar=("MIN", "MAX"),
+        help="jet pT window of the ROC curves and classification heads; regression heads: every jet above MIN, "
+        "reported per pT bin",
+    )
     p.add_argument("--pt-bins", nargs="+", type=float, default=[20.0, 30.0, 50.0, 100.0], help="pT bin edges")
     p.add_argument("--plot", help="performance plot file (default: <first FILE>_roc.png), one panel per pT bin")
     p.add_argument(
@@ -80,9 +90,13 @@ def _read_tagged(path: str, signal: str) -> Tagged:
         products = prov.get("products", {})
         taggers = [tag for tag, p in products.items() if p.get("type") == "TagScores"]
         tree = f["Events"]
-        branches = [f"Jet_{tag.replace(':', '_')}_{signal}" for tag in taggers]
+        # every tagger with a score named `signal`; a tagger with heads and no such score (a regression) has
+        # only its head metrics
+        with_score = {tag: f"Jet_{tag.replace(':', '_')}_{signal}" for tag in taggers}
+        with_score = {t: b for t, b in with_score.items() if b in tree.keys() or "heads" not in products[t]}
+        branches = list(with_score.values())
         missing = [b for b in branches if b not in tree.keys()]
-        if not taggers or missing:
+        if not taggers or missing or not (branches or any("heads" in products[t] for t in taggers)):
             found = ", ".join(taggers) or "none"
             raise E2EError(f"{path}: no tagger scores '{signal}' found (tagged products: {found})")
         if tree.num_entries == 0:
@@ -102,7 +116,7 @@ def _read_tagged(path: str, signal: str) -> Tagged:
                 raise E2EError(f"{path}: tagger {tag} has heads but no branch {missing[0]}")
             columns = tree.arrays(names, library="np")
             heads[tag] = (parsed, np.stack([np.concatenate(columns[b]) for b in names], axis=1))
-    scores = {tag: np.concatenate(arrays[b]) for tag, b in zip(taggers, branches, strict=True)}
+    scores = {tag: np.concatenate(arrays[b]) for tag, b in with_score.items()}
     return Tagged({k: arrays[k] for k in (*IDS, "nJet")}, scores, heads)
 
 
@@ -205,11 +219,12 @@ def evaluate(
         truth = _read_truth(inputs or input_files(path, read_provenance(path)), ids, path, extra)
         label, jpt, gen = truth["Jet_label"], truth["Jet_pt"], truth["Jet_gen_pt"]
         base = (label <= 1) & (gen > 0)
+        for tag, values in tagged.heads.items():
+            name = tag if len(files) == 1 else f"{Path(path).stem}:{tag}"
+            heads[name] = _head_metrics(values, truth, gen > 0, (jpt > pt[0]) & (jpt < pt[1]), jpt > pt[0])
         for tag, s in scores.items():
             name = tag if len(files) == 1 else f"{Path(path).stem}:{tag}"
             sel = base & (jpt > pt[0]) & (jpt < pt[1])
-            if tag in tagged.heads:
-                heads[name] = _head_metrics(tagged.heads[tag], truth, (gen > 0) & (jpt > pt[0]) & (jpt < pt[1]))
             res = {"all": summary(s[sel & (label == 1)], s[sel & (label == 0)])}
             for lo, hi in zip(pt_bins[:-1], pt_bins[1:], strict=True):
                 m = base & (jpt >= lo) & (jpt < hi)
@@ -227,15 +242,21 @@ HEAD_TRUTH = ("Jet_decay_mode", "Jet_gen_mass", "Jet_mass")
 
 
 def _head_metrics(
-    tagged: tuple[list[Any], np.ndarray], truth: dict[str, np.ndarray], selected: np.ndarray
+    tagged: tuple[list[Any], np.ndarray],
+    truth: dict[str, np.ndarray],
+    matched: np.ndarray,
+    in_window: np.ndarray,
+    above_min: np.ndarray,
 ) -> tuple[list[Any], dict[str, Any]]:
-    """(heads, metrics per head) of one tagger over the ``selected`` jets (every label, generator-matched)."""
+    """(heads, metrics per head) of one tagger over the generator-``matched`` jets of every label: a
+    classification head's in the pT window, a regression head's above its lower edge (reported per pT bin)."""
     from training.heads import classification_metrics, regression_metrics
 
     heads, values = tagged
-    t = {k.removeprefix("Jet_"): v[selected] for k, v in truth.items()}
     out: dict[str, Any] = {}
     for h in heads:
+        selected = matched & (in_window if h.type == "classification" else above_min)
+        t = {k.removeprefix("Jet_"): v[selected] for k, v in truth.items()}
         if h.target not in t or any(k not in t for k in h.only):
             out[h.name] = {"skipped": f"the input has no Jet_{h.target} truth"}
         elif h.type == "classification":
@@ -279,16 +300,19 @@ def _confusion_lines(title: str, m: dict[str, Any]) -> list[str]:
 
 def _regression_lines(title: str, m: dict[str, Any]) -> list[str]:
     def rr(d: dict[str, Any]) -> str:
-        return f"{d['response']:.3f} / {d['resolution']:.3f}"
+        err = f" +- {d['response_error']:.3f}" if "response_error" in d else ""
+        return f"{d['response']:.3f}{err} / {d['resolution']:.3f}"
 
     base = f"; reconstructed {rr(m['baseline'])}" if "baseline" in m else ""
     lines = [
-        f"{title}: response / resolution (median, IQR/2 of predicted/true) {rr(m['all'])} "
+        f"{title}: response +- its error / resolution (median, IQR/2 of predicted/true) {rr(m['all'])} "
         f"({m['all']['jets']} jets){base}"
     ]
-    for b, row in m["pt_bins"].items():
+    rows = [(f"{k} jets", row) for k, row in m.get("by_label", {}).items()]
+    rows += [(f"pT {b} GeV", row) for b, row in m["pt_bins"].items()]
+    for name, row in rows:
         extra = f" | reconstructed {rr(row['baseline'])}" if "baseline" in row else ""
-        lines.append(f"  pT {b:>9} GeV: {rr(row['model'])} ({row['model']['jets']} jets){extra}")
+        lines.append(f"  {name:>18}: {rr(row['model'])} ({row['model']['jets']} jets){extra}")
     return lines
 
 
@@ -336,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json is not None:
             check_output_file(args.json, [*inputs, plot], "--json")
         out = evaluate(args.files, args.input, args.signal, tuple(args.pt), list(args.pt_bins))
-        print("\n".join(table(out["results"], tuple(args.pt))))
+        if out["results"]:
+            print("\n".join(table(out["results"], tuple(args.pt))))
         lo, hi = args.pt
         panels = [Panel(f"{lo:g} < $p_T$ < {hi:g} GeV", out["curves"])]
         panels += [Panel(f"{b.replace('-', ' < $p_T$ < ')} GeV", c) for b, c in out["bins"].items()]
@@ -350,11 +375,12 @@ def main(argv: list[str] | None = None) -> int:
             extra=args.label,
             signal=signal,
         )
-        numbers = performance_figure(plot, panels, text, args.working_point, args.bootstrap)
-        for per_tagger, bin_name in zip(numbers.values(), ["all", *out["bins"]], strict=True):
-            for name, m in per_tagger.items():
-                out["results"][name][bin_name][f"misid_at_{args.working_point:g}_band"] = m["band"]
-        print(f"performance plot: {plot} (misID vs {args.signal} efficiency, {len(panels)} panels)")
+        if out["results"]:
+            numbers = performance_figure(plot, panels, text, args.working_point, args.bootstrap)
+            for per_tagger, bin_name in zip(numbers.values(), ["all", *out["bins"]], strict=True):
+                for name, m in per_tagger.items():
+                    out["results"][name][bin_name][f"misid_at_{args.working_point:g}_band"] = m["band"]
+            print(f"performance plot: {plot} (misID vs {args.signal} efficiency, {len(panels)} panels)")
         if out["heads"]:
             print("\n".join(head_lines(out["heads"])))
         for name, (specs, metrics) in out["heads"].items():
@@ -364,12 +390,23 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 figure = Path(plot).with_name(f"{Path(plot).stem}_{name.replace(':', '_')}_{h.name}{Path(plot).suffix}")
                 check_output_file(str(figure), inputs, f"--plot ({h.name} figure)")
+                only = ", ".join(f"Jet_{k} in {v}" for k, v in h.only.items())
+                head_text = PlotText(
+                    selection=[
+                        "Pythia 8 + e2e fast detector simulation",
+                        "jets with a generator-jet match, "
+                        + (f"{lo:g} < pT < {hi:g} GeV" if h.type == "classification" else f"pT > {lo:g} GeV"),
+                        *([f"the head's jets: {only}"] if only else []),
+                    ],
+                    extra=args.label,
+                    signal=signal,
+                )
                 if h.type == "classification":
-                    confusion_figure(figure, m["confusion"], m["classes"], text, f"{name} {h.name}")
+                    confusion_figure(figure, m["confusion"], m["classes"], head_text, f"{name} {h.name}")
                 else:
-                    response_figure(figure, m, text, f"{name} {h.name}", h.target.replace("gen_", ""))
+                    response_figure(figure, m, head_text, f"{name} {h.name}", h.target.replace("gen_", ""))
                 print(f"{h.name} plot: {figure}")
-                out["results"][name].setdefault("heads", {})[h.name] = m
+                out["results"].setdefault(name, {}).setdefault("heads", {})[h.name] = m
         if args.json:
             with atomic_file(args.json) as target:
                 target.tmp.write_text(json.dumps(out["results"], indent=1, default=float))

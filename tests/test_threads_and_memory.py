@@ -85,3 +85,34 @@ def test_peak_rss_is_this_programs_own() -> None:
     if not Path("/proc/self/status").exists():
         pytest.skip("no /proc: ru_maxrss is the measure")
     assert before < 400 and after - before > 250  # 320 MB allocated
+
+
+@pytest.mark.parametrize(("setting", "skipped"), [(None, True), ("0", True), ("1", False)])
+def test_e2e_commands_skip_other_packages_numba_extensions(setting, skipped) -> None:
+    """e2e's commands do not load vector's and awkward's numba extensions (0.5-1 s of start-up) unless
+    E2E_NUMBA_EXTENSIONS=1; the kernels still compile and run."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "E2E_NUMBA_EXTENSIONS"}
+    if setting is not None:
+        env["E2E_NUMBA_EXTENSIONS"] = setting
+    code = (
+        "import sys, numpy as np\n"
+        "from e2e.cli.common import run_main\n"
+        "from numba import njit\n"
+        "assert run_main('probe', lambda: 0, False) == 0\n"
+        "print(njit(lambda x: x.sum())(np.arange(4.0)))\n"
+        "print('vector' in sys.modules, 'sympy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    total, loaded = out.split("\n", 1)
+    assert total == "6.0"
+    if skipped:
+        assert loaded.split() == ["False", "False"]
+    else:  # numba's own loading ran: whatever is installed was loaded
+        from importlib.metadata import entry_points
+
+        wanted = {e.value.split(":")[0].split(".")[0] for e in entry_points(group="numba_extensions")}
+        assert loaded.split()[0] == str("vector" in wanted)

@@ -196,32 +196,34 @@ def response_figure(
     path: str | Path, metrics: Mapping[str, Any], text: PlotText, title: str, unit: str = "mass"
 ) -> Path:
     """Response (median of predicted / true, with its standard error) and resolution (IQR / 2 of predicted / true)
-    per pT bin, of the regression and of the baseline when the metrics have one (training.heads.regression_metrics)."""
-    bins = list(metrics["pt_bins"])
-    edges = [tuple(float(x) for x in b.split("-")) for b in bins]
-    centres = [0.5 * (lo + hi) for lo, hi in edges]
-    half = [0.5 * (hi - lo) for lo, hi in edges]
-    with _figure(path, 2, 1, figsize=(6.4, 6.4), sharex=True) as (fig, (top, bottom)):
-        series = [("model", "regression", "C0")]
-        if "baseline" in metrics:
-            series.append(("baseline", f"reconstructed {unit}", "C1"))
-        for key, label, colour in series:
-            resp = [metrics["pt_bins"][b][key]["response"] for b in bins]
-            err = [metrics["pt_bins"][b][key].get("response_error", 0.0) for b in bins]
-            res = [metrics["pt_bins"][b][key]["resolution"] for b in bins]
-            total = metrics["all"] if key == "model" else metrics["baseline"]
-            top.errorbar(
-                centres,
-                resp,
-                xerr=half,
-                yerr=err,
-                fmt="o",
-                color=colour,
-                label=f"{label} (all: {total['response']:.3f})",
-            )
-            bottom.errorbar(
-                centres, res, xerr=half, fmt="o", color=colour, label=f"{label} (all: {total['resolution']:.3f})"
-            )
+    per pT bin, of the regression (filled) and of the baseline (open) when the metrics have one, one colour per
+    kind of jet when they have several (``by_label``; training.heads.regression_metrics)."""
+    groups = dict(metrics.get("by_label") or {})
+    if len(groups) < 2:
+        groups = {"": metrics}
+    edges = sorted({tuple(float(x) for x in b.split("-")) for g in groups.values() for b in g["pt_bins"]})
+    with _figure(path, 2, 1, figsize=(6.4, 6.8), sharex=True) as (fig, (top, bottom)):
+        series: list[tuple[str, str, str, str]] = []
+        for i, name in enumerate(groups):
+            prefix = f"{CLASS_LABELS.get(name, name)}: " if name else ""
+            series.append((name, "model", f"{prefix}regression", f"C{i}"))
+            if "baseline" in metrics:
+                series.append((name, "baseline", f"{prefix}reconstructed {unit}", f"C{i}"))
+        for name, key, label, colour in series:
+            group = groups[name]
+            bins = list(group["pt_bins"])
+            lohi = [tuple(float(x) for x in b.split("-")) for b in bins]
+            centres = [0.5 * (lo + hi) for lo, hi in lohi]
+            half = [0.5 * (hi - lo) for lo, hi in lohi]
+            resp = [group["pt_bins"][b][key]["response"] for b in bins]
+            err = [group["pt_bins"][b][key].get("response_error", 0.0) for b in bins]
+            res = [group["pt_bins"][b][key]["resolution"] for b in bins]
+            total = group[key] if name else (metrics["all"] if key == "model" else metrics["baseline"])
+            style: dict[str, Any] = {"fmt": "o" if key == "model" else "s", "color": colour}
+            if key == "baseline":
+                style["mfc"] = "none"
+            top.errorbar(centres, resp, xerr=half, yerr=err, label=f"{label} (all: {total['response']:.3f})", **style)
+            bottom.errorbar(centres, res, xerr=half, label=f"{label} (all: {total['resolution']:.3f})", **style)
         top.axhline(1.0, color="grey", lw=1, ls="--")
         top.axhspan(0.98, 1.02, color="grey", alpha=0.15, label="within 2 %")
         top.set_ylabel(f"response: median of\npredicted / true {unit}")
@@ -237,7 +239,10 @@ def response_figure(
         bottom.xaxis.set_minor_locator(NullLocator())
         for ax, key in ((top, "response"), (bottom, "resolution")):  # a baseline far off: log scale, both seen
             values = [
-                metrics["pt_bins"][b][k][key] for b in bins for k, _, _ in series if metrics["pt_bins"][b][k][key] > 0
+                v
+                for name, k, _, _ in series
+                for row in groups[name]["pt_bins"].values()
+                if (v := row[k][key]) > 0 and np.isfinite(v)
             ]
             if values and max(values) > 5 * min(values):
                 ax.set_yscale("log")

@@ -96,6 +96,7 @@ def test_metrics_on_toys_with_known_answers() -> None:
     n = reg["all"]["jets"]  # the median's standard error: 1.858 x resolution / sqrt(n)
     assert reg["all"]["response_error"] == pytest.approx(1.858 * reg["all"]["resolution"] / np.sqrt(n))
     assert set(reg["by_label"]) == {"tau"} and reg["by_label"]["tau"]["model"]["jets"] == n
+    assert reg["by_label"]["tau"]["pt_bins"] == reg["pt_bins"]  # one kind of jet: its bins are all the bins
 
 
 def test_calibration_sets_the_median_response_to_one() -> None:
@@ -265,5 +266,33 @@ def test_a_regression_only_model(tmp_path, capsys) -> None:
     plot = tmp_path / "perf.png"
     assert eval_main([str(tmp_path / "tagged.root"), "--plot", str(plot), "--bootstrap", "5"]) == 0
     said = capsys.readouterr().out
-    assert "mass head mass: response" in said and "tau jets:" in said and "misID@60%" not in said
+    assert "mass head mass: response" in said and "tau pT 30-50 GeV:" in said and "misID@60%" not in said
     assert not plot.exists() and (tmp_path / "perf_mass_mass.png").stat().st_size > 0
+    js = tmp_path / "qcd_only.json"  # --head-labels: only QCD jets, which this head never learnt: none left
+    assert eval_main([str(tmp_path / "tagged.root"), "--plot", str(plot), "--head-labels", "0", "--json", str(js)]) == 0
+    import json
+
+    assert json.loads(js.read_text())["mass"]["heads"]["mass"]["all"]["jets"] == 0
+
+
+def test_two_kinds_of_jet_get_their_own_pt_bins_and_figure(tmp_path) -> None:
+    """Tau jets at 20-100 GeV and top jets at 500-1000 GeV: each kind has its own response per pT bin, and a
+    mixed bin (a tau-labelled fat jet among the tops) does not hide the tops' response."""
+    from taggers.plots import PlotText, response_figure
+
+    rng = np.random.default_rng(7)
+    n = 2000
+    label = np.where(np.arange(n) < 1000, 1, 4)
+    pt = np.where(label == 1, rng.uniform(20, 100, n), rng.uniform(500, 1000, n))
+    mass = np.where(label == 1, rng.uniform(0.5, 1.5, n), rng.normal(173, 5, n))
+    pt[:20] = rng.uniform(600, 700, 20)  # tau-labelled jets among the tops, predicted far off
+    truth = {"label": label, "pt": pt, "gen_mass": mass, "decay_mode": np.zeros(n), "gen_pt": pt}
+    predicted = (mass * np.where(label == 4, 1.1, 1.0) * np.where(np.arange(n) < 20, 100.0, 1.0))[:, None]
+    head = parse_heads([{"name": "mass", "type": "regression", "target": "gen_mass", "only": {"label": [1, 4]}}], "h")
+    m = regression_metrics(head[0], predicted, truth, baseline=mass * 1.3)
+    assert set(m["by_label"]) == {"tau", "top"}
+    assert set(m["by_label"]["top"]["pt_bins"]) == {"500-700", "700-900", "900-2000"}
+    assert m["by_label"]["top"]["pt_bins"]["500-700"]["model"]["response"] == pytest.approx(1.1)
+    assert m["by_label"]["tau"]["pt_bins"]["500-700"]["model"]["response"] == pytest.approx(100.0)
+    path = response_figure(tmp_path / "mass.png", m, PlotText(selection=["toy"]), "toy mass")
+    assert path.stat().st_size > 10_000

@@ -19,8 +19,17 @@ from dataformats.schema import JET_LABELS
 from taggers.heads import Head
 from taggers.metrics import summary
 
-#: jet pT bins (GeV) of the regression and decay-mode reports
-PT_BINS = ((20.0, 30.0), (30.0, 50.0), (50.0, 100.0), (100.0, 200.0), (200.0, 500.0), (500.0, 2000.0))
+#: jet pT bins (GeV) of the regression reports: tau jets (20-100), boosted tops (mostly 500-1000)
+PT_BINS = (
+    (20.0, 30.0),
+    (30.0, 50.0),
+    (50.0, 100.0),
+    (100.0, 200.0),
+    (200.0, 500.0),
+    (500.0, 700.0),
+    (700.0, 900.0),
+    (900.0, 2000.0),
+)
 
 
 class Objective:
@@ -111,8 +120,9 @@ def regression_metrics(
     head: Head, predicted: np.ndarray, truth: Mapping[str, np.ndarray], baseline: np.ndarray | None = None
 ) -> dict[str, Any]:
     """Response (median of predicted / true, with its standard error) and resolution (half the interquartile
-    range of predicted / true) over the head's jets, per jet label (``by_label``) and per pT bin; the same for
-    ``baseline`` (e.g. the reconstructed jet mass) when given."""
+    range of predicted / true) over the head's jets and per pT bin, also per jet label (``by_label``, each with
+    its own pT bins: a bin may hold two kinds of jet); the same for ``baseline`` (e.g. the reconstructed jet mass)
+    when given."""
     mask = head.selected(truth)
     true = truth[head.target]
     pt, label = truth["pt"], truth["label"]
@@ -125,15 +135,19 @@ def regression_metrics(
             out["baseline"] = response_stats(base[m])
         return out
 
-    out: dict[str, Any] = {"all": response_stats(ratio[mask]), "by_label": {}, "pt_bins": {}}
+    def binned(m: np.ndarray) -> dict[str, Any]:
+        return {
+            f"{lo:g}-{hi:g}": row(m & (pt >= lo) & (pt < hi))
+            for lo, hi in PT_BINS
+            if (m & (pt >= lo) & (pt < hi)).any()
+        }
+
+    out: dict[str, Any] = {"all": response_stats(ratio[mask]), "by_label": {}, "pt_bins": binned(mask)}
     if base is not None:
         out["baseline"] = response_stats(base[mask])
-    for value in np.unique(label[mask]):
-        out["by_label"][JET_LABELS.get(int(value), str(int(value)))] = row(mask & (label == value))
-    for lo, hi in PT_BINS:
-        m = mask & (pt >= lo) & (pt < hi)
-        if m.any():
-            out["pt_bins"][f"{lo:g}-{hi:g}"] = row(m)
+    for value in np.unique(label[mask]):  # each kind of jet on its own, in its pT bins
+        m = mask & (label == value)
+        out["by_label"][JET_LABELS.get(int(value), str(int(value)))] = {**row(m), "pt_bins": binned(m)}
     return out
 
 

@@ -41,6 +41,13 @@ def parser() -> argparse.ArgumentParser:
         "reported per pT bin",
     )
     p.add_argument("--pt-bins", nargs="+", type=float, default=[20.0, 30.0, 50.0, 100.0], help="pT bin edges")
+    p.add_argument(
+        "--head-labels",
+        nargs="+",
+        type=int,
+        metavar="LABEL",
+        help="head metrics (confusion, response) only over jets with these Jet_label values, e.g. 4 for top jets",
+    )
     p.add_argument("--plot", help="performance plot file (default: <first FILE>_roc.png), one panel per pT bin")
     p.add_argument(
         "--label",
@@ -203,9 +210,15 @@ def _read_truth(
 
 
 def evaluate(
-    files: list[str], inputs: list[str] | None, signal: str, pt: tuple[float, float], pt_bins: list[float]
+    files: list[str],
+    inputs: list[str] | None,
+    signal: str,
+    pt: tuple[float, float],
+    pt_bins: list[float],
+    head_labels: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of every tagger in ``files``; truth from ``inputs`` or each file's recorded inputs."""
+    """Metrics of every tagger in ``files``; truth from ``inputs`` or each file's recorded inputs; the head
+    metrics over the jets with a Jet_label among ``head_labels`` when given."""
     from taggers.metrics import summary
 
     results: dict[str, Any] = {}
@@ -221,7 +234,8 @@ def evaluate(
         base = (label <= 1) & (gen > 0)
         for tag, values in tagged.heads.items():
             name = tag if len(files) == 1 else f"{Path(path).stem}:{tag}"
-            heads[name] = _head_metrics(values, truth, gen > 0, (jpt > pt[0]) & (jpt < pt[1]), jpt > pt[0])
+            matched = (gen > 0) & (np.isin(label, head_labels) if head_labels else True)
+            heads[name] = _head_metrics(values, truth, matched, (jpt > pt[0]) & (jpt < pt[1]), jpt > pt[0])
         for tag, s in scores.items():
             name = tag if len(files) == 1 else f"{Path(path).stem}:{tag}"
             sel = base & (jpt > pt[0]) & (jpt < pt[1])
@@ -308,8 +322,14 @@ def _regression_lines(title: str, m: dict[str, Any]) -> list[str]:
         f"{title}: response +- its error / resolution (median, IQR/2 of predicted/true) {rr(m['all'])} "
         f"({m['all']['jets']} jets){base}"
     ]
-    rows = [(f"{k} jets", row) for k, row in m.get("by_label", {}).items()]
-    rows += [(f"pT {b} GeV", row) for b, row in m["pt_bins"].items()]
+    groups = m.get("by_label", {})
+    if len(groups) < 2:  # one kind of jet: its pT bins; several: each kind with its own bins
+        groups = {next(iter(groups), "all"): m} if groups else {}
+    rows = []
+    for kind, group in groups.items():
+        if kind != "all" and len(m.get("by_label", {})) > 1:
+            rows.append((f"{kind} jets", group))
+        rows += [(f"{kind} pT {b} GeV", row) for b, row in group["pt_bins"].items()]
     for name, row in rows:
         extra = f" | reconstructed {rr(row['baseline'])}" if "baseline" in row else ""
         lines.append(f"  {name:>18}: {rr(row['model'])} ({row['model']['jets']} jets){extra}")
@@ -359,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         plot_format(plot)
         if args.json is not None:
             check_output_file(args.json, [*inputs, plot], "--json")
-        out = evaluate(args.files, args.input, args.signal, tuple(args.pt), list(args.pt_bins))
+        out = evaluate(args.files, args.input, args.signal, tuple(args.pt), list(args.pt_bins), args.head_labels)
         if out["results"]:
             print("\n".join(table(out["results"], tuple(args.pt))))
         lo, hi = args.pt
@@ -397,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                         "jets with a generator-jet match, "
                         + (f"{lo:g} < pT < {hi:g} GeV" if h.type == "classification" else f"pT > {lo:g} GeV"),
                         *([f"the head's jets: {only}"] if only else []),
+                        *([f"selected: Jet_label in {args.head_labels}"] if args.head_labels else []),
                     ],
                     extra=args.label,
                     signal=signal,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 from conftest import REPO, run_cli
@@ -14,14 +15,18 @@ MODELS = sorted(p.name for p in ZOO.iterdir() if (p / "model.yaml").is_file())
 
 
 def test_zoo_is_shipped():
-    assert {"tau_gnn", "tau_gnn_fast", "tau_cnn", "tau_shapes"} <= set(MODELS)
+    assert {"tau_gnn", "tau_gnn_fast", "tau_cnn", "tau_shapes", "tau_multiclass", "jet_mass"} <= set(MODELS)
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_artefact_is_complete_and_self_describing(name):
     art = Artefact.load(f"zoo:{name}")
-    for f in ("model.onnx", "weights.safetensors", "model.yaml", "metrics.json", "roc.png"):
+    for f in ("model.onnx", "weights.safetensors", "model.yaml", "metrics.json"):
         assert (art.path / f).is_file(), f
+    if "tau" in art.outputs:  # a tagger: its ROC curve; a model with heads: one figure per head
+        assert (art.path / "roc.png").is_file()
+    for head in art.spec.get("heads", []):
+        assert (art.path / f"{head['name']}.png").is_file(), head["name"]
     prov = art.spec["provenance"]
     assert prov["command"].startswith("e2e-train ") and len(prov["config_sha256"]) == 64
     parity = art.spec["parity"]  # e2e-train's rule: within 1e-4, but for one jet or 0.5 % of them (up to 1e-2)
@@ -56,6 +61,28 @@ def test_main_jobs_reproduce_recorded_heldout_metrics(config, taggers, tmp_path,
         again = results[label]["all"]
         assert again["n_signal"] == recorded["n_signal"] and again["n_background"] == recorded["n_background"]
         assert abs(again["auc"] - recorded["auc"]) <= max(1e-4, 0.1 * recorded["auc_error"])
+
+
+def test_multi_head_main_jobs_run_on_the_sample(tmp_path, capsys, monkeypatch):
+    """tau_multiclass.yaml and jet_mass.yaml on the shipped sample: every head's branches, and what e2e-eval
+    makes of them within what the held-out samples gave (README)."""
+    from e2e.cli.eval import main as eval_main
+
+    monkeypatch.chdir(REPO)
+    for config in ("tau_multiclass", "jet_mass"):
+        out = tmp_path / f"{config}.root"
+        args = [str(REPO / "process_configs" / f"{config}.yaml"), "-o", str(out), "--no-progress"]
+        rc, _, err = run_cli(args, capsys)
+        assert rc == 0, err
+        js = tmp_path / f"{config}.json"
+        assert eval_main([str(out), "--json", str(js), "--plot", str(tmp_path / f"{config}.png")]) == 0
+    multi = json.loads((tmp_path / "tau_multiclass.json").read_text())["tauMulti"]
+    assert multi["all"]["auc"] > 0.9 and multi["heads"]["flavour"]["accuracy"] > 0.75
+    assert np.array(multi["heads"]["decay_mode"]["confusion"]).shape == (5, 5)
+    mass = json.loads((tmp_path / "jet_mass.json").read_text())["jetMass"]["heads"]["mass"]
+    tau = mass["by_label"]["tau"]  # the sample's 65 tau jets: the regression far better than the jet mass
+    assert abs(tau["model"]["response"] - 1.0) < 0.3
+    assert tau["model"]["resolution"] < 0.5 * tau["baseline"]["resolution"]
 
 
 def test_parameter_count_excludes_buffers():

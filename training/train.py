@@ -91,7 +91,7 @@ class TrainConfig:
     heads: list[dict[str, Any]] = param(
         [],
         "output heads of a multi-task model (taggers/heads.py: name, type classification | regression, target, "
-        "classes, only, weight); empty: one classification head over selection.classes",
+        "classes, only, weight, balance); empty: one classification head over selection.classes",
     )
 
 

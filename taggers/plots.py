@@ -192,15 +192,22 @@ def confusion_figure(
     return Path(path)
 
 
+def regression_groups(metrics: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The rows a regression report shows (training.heads.regression_metrics): each kind of jet with its own pT bins
+    when there are several (``by_label``), else one group, named "", of every jet."""
+    by_label = dict(metrics.get("by_label") or {})
+    return by_label if len(by_label) > 1 else {"": metrics}
+
+
 def response_figure(
     path: str | Path, metrics: Mapping[str, Any], text: PlotText, title: str, unit: str = "mass"
 ) -> Path:
     """Response (median of predicted / true, with its standard error) and resolution (IQR / 2 of predicted / true)
     per pT bin, of the regression (filled) and of the baseline (open) when the metrics have one, one colour per
     kind of jet when they have several (``by_label``; training.heads.regression_metrics)."""
-    groups = dict(metrics.get("by_label") or {})
-    if len(groups) < 2:
-        groups = {"": metrics}
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    groups = regression_groups(metrics)
     edges = sorted({tuple(float(x) for x in b.split("-")) for g in groups.values() for b in g["pt_bins"]})
     with _figure(path, 2, 1, figsize=(6.4, 6.8), sharex=True) as (fig, (top, bottom)):
         series: list[tuple[str, str, str, str]] = []
@@ -230,8 +237,6 @@ def response_figure(
         bottom.set_ylabel(f"resolution: IQR / 2 of\npredicted / true {unit}")
         bottom.set_xlabel("jet $p_T$ (GeV)")
         bottom.set_xscale("log")
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
-
         plain = FuncFormatter(lambda v, _: f"{v:g}")
 
         ticks: list[float] = []

@@ -125,11 +125,11 @@ def test_balance_weights_classes_and_jet_kinds() -> None:
     reg = {"name": "mass", "type": "regression", "target": "gen_mass", "only": {"label": [1, 4]}}
     cls = {"name": "kind", "classes": {"tau": 1, "top": 4}}
     obj = Objective(parse_heads([cls, reg], "heads"), t, train)
-    np.testing.assert_allclose(obj.class_weights[0].numpy(), [1000 / (2 * 800), 1000 / (2 * 200)], rtol=1e-6)
-    w = obj.class_weights[1]
+    np.testing.assert_allclose(obj.weights[0].numpy(), [1000 / (2 * 800), 1000 / (2 * 200)], rtol=1e-6)
+    w = obj.weights[1]
     assert w[t["label"] == 1].sum() == pytest.approx(w[t["label"] == 4].sum()) == pytest.approx(500.0)
     plain = Objective(parse_heads([{**cls, "balance": False}, {**reg, "balance": False}], "heads"), t, train)
-    assert np.all(plain.class_weights[0].numpy() == 1.0) and np.all(plain.class_weights[1] == 1.0)
+    assert np.all(plain.weights[0].numpy() == 1.0) and np.all(plain.weights[1] == 1.0)
     record = parse_heads([{**cls, "balance": False}], "heads")[0].record()
     assert parse_heads([record], "model.yaml", recorded=True)[0].balance is False
 
@@ -266,7 +266,7 @@ def test_a_regression_only_model(tmp_path, capsys) -> None:
     plot = tmp_path / "perf.png"
     assert eval_main([str(tmp_path / "tagged.root"), "--plot", str(plot), "--bootstrap", "5"]) == 0
     said = capsys.readouterr().out
-    assert "mass head mass: response" in said and "tau pT 30-50 GeV:" in said and "misID@60%" not in said
+    assert "mass head mass: response" in said and "pT 30-50 GeV:" in said and "misID@60%" not in said
     assert not plot.exists() and (tmp_path / "perf_mass_mass.png").stat().st_size > 0
     js = tmp_path / "qcd_only.json"  # --head-labels: only QCD jets, which this head never learnt: none left
     assert eval_main([str(tmp_path / "tagged.root"), "--plot", str(plot), "--head-labels", "0", "--json", str(js)]) == 0

@@ -41,7 +41,9 @@ class Objective:
         self.heads = list(heads)
         self.masks: list[np.ndarray] = []
         self.targets: list[np.ndarray] = []
-        self.class_weights: list[Any] = []
+        #: per head: class weights (a tensor [n_classes]) of a classification head, jet weights (an array over the
+        #: dataset's jets) of a regression head
+        self.weights: list[Any] = []
         for h in self.heads:
             mask = h.selected(truth)
             self.masks.append(mask)
@@ -49,7 +51,7 @@ class Objective:
                 index = h.index(truth)
                 counts = np.bincount(index[train][mask[train]], minlength=len(h.classes)).astype(np.float64)
                 w = counts.sum() / (len(counts) * np.maximum(counts, 1)) if h.balance else np.ones(len(counts))
-                self.class_weights.append(torch.as_tensor(w, dtype=torch.float32))
+                self.weights.append(torch.as_tensor(w, dtype=torch.float32))
                 self.targets.append(index)
             else:
                 logt = np.log(np.where(mask, truth[h.target], 1.0).astype(np.float64))
@@ -62,7 +64,7 @@ class Objective:
                     kinds, n_kind = np.unique(truth["label"][train][mask[train]], return_counts=True)
                     for value, count in zip(kinds, n_kind, strict=True):
                         jet_w[truth["label"] == value] = len(chosen) / (len(kinds) * count)
-                self.class_weights.append(jet_w)
+                self.weights.append(jet_w)
                 self.targets.append(((logt - h.shift) / h.scale).astype(np.float32))
 
     def __call__(self, raw: Any, jets: np.ndarray) -> Any:
@@ -71,7 +73,7 @@ class Objective:
         from torch.nn import functional as F
 
         total = raw.new_zeros(())
-        for h, mask, target, w in zip(self.heads, self.masks, self.targets, self.class_weights, strict=True):
+        for h, mask, target, w in zip(self.heads, self.masks, self.targets, self.weights, strict=True):
             m = mask[jets]
             if not m.any():
                 continue
@@ -136,11 +138,12 @@ def regression_metrics(
         return out
 
     def binned(m: np.ndarray) -> dict[str, Any]:
-        return {
-            f"{lo:g}-{hi:g}": row(m & (pt >= lo) & (pt < hi))
-            for lo, hi in PT_BINS
-            if (m & (pt >= lo) & (pt < hi)).any()
-        }
+        out = {}
+        for lo, hi in PT_BINS:
+            in_bin = m & (pt >= lo) & (pt < hi)
+            if in_bin.any():
+                out[f"{lo:g}-{hi:g}"] = row(in_bin)
+        return out
 
     out: dict[str, Any] = {"all": response_stats(ratio[mask]), "by_label": {}, "pt_bins": binned(mask)}
     if base is not None:
@@ -172,7 +175,7 @@ def calibrate(head: Head, predicted: np.ndarray, truth: Mapping[str, np.ndarray]
     mask = head.selected(truth)
     if not mask.any():
         return {"jets": 0, "response_before": float("nan"), "shift_change": 0.0}
-    before = float(np.median(predicted[mask, head.start] / truth[head.target][mask]))
+    before = response_stats(predicted[mask, head.start] / truth[head.target][mask])["response"]
     change = -float(np.log(before))
     head.shift += change
     return {"jets": int(mask.sum()), "response_before": before, "shift_change": change}

@@ -99,16 +99,17 @@ def _read_tagged(path: str, signal: str) -> Tagged:
         tree = f["Events"]
         # every tagger with a score named `signal`; a tagger with heads and no such score (a regression) has
         # only its head metrics
-        with_score = {tag: f"Jet_{tag.replace(':', '_')}_{signal}" for tag in taggers}
-        with_score = {t: b for t, b in with_score.items() if b in tree.keys() or "heads" not in products[t]}
+        keys = set(tree.keys())
+        named = {tag: f"Jet_{tag.replace(':', '_')}_{signal}" for tag in taggers}
+        with_score = {t: b for t, b in named.items() if b in keys}
         branches = list(with_score.values())
-        missing = [b for b in branches if b not in tree.keys()]
+        missing = [b for t, b in named.items() if b not in keys and "heads" not in products[t]]
         if not taggers or missing or not (branches or any("heads" in products[t] for t in taggers)):
             found = ", ".join(taggers) or "none"
             raise E2EError(f"{path}: no tagger scores '{signal}' found (tagged products: {found})")
         if tree.num_entries == 0:
             raise E2EError(f"{path}: the tree Events has 0 entries: no jets to evaluate")
-        missing_ids = [b for b in (*IDS, "nJet") if b not in tree.keys()]
+        missing_ids = [b for b in (*IDS, "nJet") if b not in keys]
         if missing_ids:
             raise E2EError(f"{path}: no branch '{missing_ids[0]}' (is it an e2e-run output?)")
         arrays = tree.arrays([*IDS, "nJet", *branches], library="np")
@@ -118,7 +119,7 @@ def _read_tagged(path: str, signal: str) -> Tagged:
                 continue
             parsed = parse_heads(products[tag]["heads"], f"{path}: e2e_products.{tag}.heads", recorded=True)
             names = [f"Jet_{tag.replace(':', '_')}_{o}" for o in outputs_of(parsed)]
-            missing = [b for b in names if b not in tree.keys()]
+            missing = [b for b in names if b not in keys]
             if missing:
                 raise E2EError(f"{path}: tagger {tag} has heads but no branch {missing[0]}")
             columns = tree.arrays(names, library="np")
@@ -322,14 +323,13 @@ def _regression_lines(title: str, m: dict[str, Any]) -> list[str]:
         f"{title}: response +- its error / resolution (median, IQR/2 of predicted/true) {rr(m['all'])} "
         f"({m['all']['jets']} jets){base}"
     ]
-    groups = m.get("by_label", {})
-    if len(groups) < 2:  # one kind of jet: its pT bins; several: each kind with its own bins
-        groups = {next(iter(groups), "all"): m} if groups else {}
+    from taggers.plots import regression_groups
+
     rows = []
-    for kind, group in groups.items():
-        if kind != "all" and len(m.get("by_label", {})) > 1:
+    for kind, group in regression_groups(m).items():  # several kinds of jet: each with its own pT bins
+        if kind:
             rows.append((f"{kind} jets", group))
-        rows += [(f"{kind} pT {b} GeV", row) for b, row in group["pt_bins"].items()]
+        rows += [(f"{kind} pT {b} GeV".strip(), row) for b, row in group["pt_bins"].items()]
     for name, row in rows:
         extra = f" | reconstructed {rr(row['baseline'])}" if "baseline" in row else ""
         lines.append(f"  {name:>18}: {rr(row['model'])} ({row['model']['jets']} jets){extra}")

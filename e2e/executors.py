@@ -169,20 +169,23 @@ _RUNNERS: dict[str, UnitRunner] = {}
 
 
 def single_threaded() -> None:
-    """One thread per worker process for numba and torch (the workers are the parallelism)."""
+    """One thread per worker process for numba and torch (the workers are the parallelism). Only the libraries
+    already imported are told (importing torch for an onnxruntime-only job costs ~2 s of every worker's start);
+    the environment tells those imported later, and the taggers set their backend's threads themselves."""
+    import sys
+
     os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        import numba
-
-        numba.set_num_threads(1)
-    except Exception:  # noqa: S110 - numba not imported yet or fixed thread count
-        pass
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except Exception:  # noqa: S110
-        pass
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    if "numba" in sys.modules:
+        try:
+            sys.modules["numba"].set_num_threads(1)
+        except Exception:  # noqa: S110 - fixed thread count
+            pass
+    if "torch" in sys.modules:
+        try:
+            sys.modules["torch"].set_num_threads(1)
+        except Exception:  # noqa: S110
+            pass
 
 
 def one_thread_each(config: Mapping[str, Any]) -> dict[str, Any]:

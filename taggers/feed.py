@@ -105,11 +105,16 @@ class Feed:
                 f"{n_outputs} outputs, expected [jets, {n_outputs}]"
             )
 
-    def scores(self, values: np.ndarray) -> np.ndarray:
+    @property
+    def needs_pt(self) -> bool:
+        """Whether :meth:`scores` needs the jets' pT (a regression head with a pT calibration)."""
+        return any(h.needs_pt for h in self.heads or [])
+
+    def scores(self, values: np.ndarray, pt: np.ndarray | None = None) -> np.ndarray:
         """Class scores from the model's output (softmax of logits, sigmoid, or as given; per head for a
-        multi-task model)."""
+        multi-task model, ``pt`` the jets' pT in GeV where :attr:`needs_pt`)."""
         if self.heads is not None:
-            return apply_heads(values, self.heads)
+            return apply_heads(values, self.heads, pt)
         if self.output == "logits":
             z = values - values.max(axis=1, keepdims=True)
             e = np.exp(z)

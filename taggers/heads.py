@@ -13,11 +13,14 @@ cut it into consecutive column ranges, in order:
 
 A classification head has one output per class (named by the class; softmax within the head); a regression head
 one output named after the head: the regression of ``log(target)`` standardised by the training sample's
-``shift``/``scale`` (recorded in model.yaml), returned in the target's unit as ``exp(shift + scale * raw)``;
-e2e-train then moves ``shift`` so that the median of predicted / true over the validation jets is 1 (the response
-calibration, recorded in the metrics). A head's loss is weighted by inverse class frequency (classification;
-a regression head: of the jets' Jet_label) with ``balance: true``, the default (equal per-class efficiencies, every
-jet kind learnt as well), or not (``balance: false``: the highest accuracy).
+``shift``/``scale`` (recorded in model.yaml), returned in the target's unit as ``exp(shift + scale * raw) / R(pT)``.
+e2e-train calibrates it on the validation jets: ``shift`` moved so that the median of predicted / true is 1, then
+``R``, the response left as a function of the reconstructed jet pT (a median regression, piecewise linear in log pT;
+``pt_response``: [jet pT in GeV, response] nodes, the end values beyond them), divided out (recorded in the
+metrics); the tagger reads the jets' pT (``jets``, source:Jet) only for such a head. A head's loss is weighted by
+inverse class frequency (classification; a regression head: of the jets' Jet_label) with ``balance: true``, the
+default (equal per-class efficiencies, every jet kind learnt as well), or not (``balance: false``: the highest
+accuracy).
 ``only`` restricts the jets whose loss the head sees (at inference every jet gets every output). Column names
 must be unique over the heads: they become the branches ``Jet_<module label>_<name>``.
 """
@@ -55,6 +58,22 @@ class Head:
     #: calibrated on the validation jets so that the median of predicted / true is 1)
     shift: float = 0.0
     scale: float = 1.0
+    #: regression: the response left after ``shift`` as a function of the reconstructed jet pT, nodes
+    #: ``(pT in GeV, response)`` in increasing pT; the output is divided by it (none: no pT dependence)
+    pt_response: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def needs_pt(self) -> bool:
+        """Whether the head's output depends on the jet pT (a pT-dependent response calibration)."""
+        return bool(self.pt_response)
+
+    def response(self, pt: np.ndarray) -> np.ndarray:
+        """The calibration's response at jet pT ``pt`` (GeV): linear in log pT between the nodes, the end
+        node's beyond them; 1 without nodes."""
+        if not self.pt_response:
+            return np.ones(len(pt))
+        nodes = np.asarray(self.pt_response, dtype=np.float64)
+        return np.interp(np.log(np.maximum(pt, 1e-3)), np.log(nodes[:, 0]), nodes[:, 1])
 
     @property
     def outputs(self) -> list[str]:
@@ -68,6 +87,8 @@ class Head:
             out["classes"] = dict(self.classes)
         else:
             out.update(shift=self.shift, scale=self.scale)
+            if self.pt_response:
+                out["pt_response"] = [[float(p), float(r)] for p, r in self.pt_response]
         out["balance"] = self.balance
         if self.only:
             out["only"] = {k: list(v) for k, v in self.only.items()}
@@ -102,7 +123,7 @@ def parse_heads(raw: Any, where: str, recorded: bool = False) -> list[Head]:
     names: set[str] = set()
     allowed = {"name", "type", "target", "classes", "only", "weight", "balance"}
     if recorded:
-        allowed |= {"columns", "shift", "scale"}
+        allowed |= {"columns", "shift", "scale", "pt_response"}
     for i, block in enumerate(raw):
         at = f"{where}[{i}]"
         if not isinstance(block, dict):
@@ -160,6 +181,7 @@ def parse_heads(raw: Any, where: str, recorded: bool = False) -> list[Head]:
                 raise ConfigError(f"{at}.columns: expected [{head.start}, {head.stop}], got {short(columns)}")
             if kind == "regression":
                 head.shift, head.scale = float(block.get("shift", 0.0)), float(block.get("scale", 1.0))
+                head.pt_response = _pt_response(block.get("pt_response", []), f"{at}.pt_response")
         start = head.stop
         clash = names & set(head.outputs)
         if clash:
@@ -169,14 +191,30 @@ def parse_heads(raw: Any, where: str, recorded: bool = False) -> list[Head]:
     return heads
 
 
+def _pt_response(raw: Any, at: str) -> list[tuple[float, float]]:
+    """Calibration nodes [[pT GeV, response], ...]: positive finite numbers, pT strictly increasing."""
+    ok = isinstance(raw, list) and all(
+        isinstance(n, list)
+        and len(n) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in n)
+        for n in raw
+    )
+    if not ok or any(b[0] <= a[0] for a, b in zip(raw, raw[1:], strict=False)):
+        raise ConfigError(f"{at}: expected [[jet pT in GeV, response], ...], positive, pT increasing; got {short(raw)}")
+    return [(float(p), float(r)) for p, r in raw]
+
+
 def outputs_of(heads: Sequence[Head]) -> list[str]:
     """Every output column's name, in order."""
     return [o for h in heads for o in h.outputs]
 
 
-def apply_heads(values: np.ndarray, heads: Sequence[Head]) -> np.ndarray:
-    """Scores from raw outputs: a softmax within each classification head, ``exp(shift + scale * raw)`` for a
-    regression head (the target's unit)."""
+def apply_heads(values: np.ndarray, heads: Sequence[Head], pt: np.ndarray | None = None) -> np.ndarray:
+    """Scores from raw outputs: a softmax within each classification head, ``exp(shift + scale * raw) / R(pT)``
+    for a regression head (the target's unit); ``pt``: every row's jet pT (GeV), needed by a head with a pT
+    calibration."""
+    if pt is None and any(h.needs_pt for h in heads):
+        raise ValueError("a regression head with a pT calibration needs the jets' pT")
     out = np.empty_like(values, dtype=np.float64)
     for h in heads:
         v = values[:, h.start : h.stop].astype(np.float64)
@@ -185,4 +223,7 @@ def apply_heads(values: np.ndarray, heads: Sequence[Head]) -> np.ndarray:
             out[:, h.start : h.stop] = e / e.sum(axis=1, keepdims=True)
         else:
             out[:, h.start : h.stop] = np.exp(np.clip(h.shift + h.scale * v, -50.0, 50.0))
+            if h.needs_pt:
+                assert pt is not None
+                out[:, h.start : h.stop] /= h.response(np.asarray(pt, dtype=np.float64))[:, None]
     return out

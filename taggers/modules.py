@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dataformats.products import JetFrames, JetGraphs, JetProduct, JetShapes, TagScores
+from dataformats.products import JaggedCollection, JetFrames, JetGraphs, JetProduct, JetShapes, TagScores
 from e2e.errors import ConfigError
 from e2e.event import EventBatch
 from e2e.module import Producer
@@ -30,6 +30,10 @@ class TaggerParams:
     device: str = param("auto", "cpu, cuda, or auto (CUDA when really available)", choices=("cpu", "cuda", "auto"))
     micro_batch: int = param(128, "jets per inference call (smaller batches stay in cache)", minimum=1)
     threads: int = param(0, "CPU threads of the backend (0: the job's options.threads, else all cores)", minimum=0)
+    jets: str = input_tag(
+        "source:Jet", "jets whose pT a regression head's pT calibration reads (read only for such models)",
+        product=JaggedCollection,
+    )  # fmt: skip
 
 
 class TaggerBase(Producer):
@@ -65,6 +69,27 @@ class TaggerBase(Producer):
 
     def produces(self) -> dict[str, type]:
         return {"": TagScores}
+
+    def consumes(self) -> dict[str, type | None]:
+        """The input product, and the jets only for a model whose scores depend on the jet pT."""
+        out = super().consumes()
+        if not self.feed.needs_pt:
+            out.pop(self.params.jets, None)
+        return out
+
+    def fields_needed(self) -> dict[str, tuple[str, ...]]:
+        return {self.params.jets: ("pt",)} if self.feed.needs_pt else {}
+
+    def jet_pt(self, batch: EventBatch, product: JetProduct) -> np.ndarray:
+        """The pT (GeV) of every jet of ``product``, from ``jets`` (the collection its jet_index refers to)."""
+        jets: JaggedCollection = batch.get(self.params.jets)
+        if not np.array_equal(jets.offsets, product.event_offsets):
+            raise ConfigError(
+                f"modules.{self.label}.jets: {self.params.jets} is not the jet collection the "
+                f"{getattr(self.params, self.input_kind.tagger_param)} product was made from (its jets per event "
+                "differ); name the collection the producer reads"
+            )
+        return np.asarray(jets["pt"], dtype=np.float64)[jets.offsets[product.jet_event()] + product.jet_index]
 
     # ------------------------------------------------------------------------------------ sessions
     def _cuda(self) -> bool:
@@ -177,7 +202,8 @@ class TaggerBase(Producer):
         if raw:
             out = np.concatenate(raw)
             self.feed.check_outputs(out, n_out)
-            values = self.feed.scores(out).astype(np.float32)
+            pt = self.jet_pt(batch, product) if self.feed.needs_pt else None
+            values = self.feed.scores(out, pt).astype(np.float32)
         else:
             values = np.zeros((0, n_out), dtype=np.float32)
         batch.put(

@@ -381,7 +381,7 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     calibration: dict[str, Any] = {}
     if heads and any(h.type == "regression" for h in heads):  # median response 1 on the validation jets
         val = parts["validation"]
-        val_scores = apply_heads(predict_raw(net, ds, val), heads)
+        val_scores = apply_heads(predict_raw(net, ds, val), heads, ds.pt[val])
         val_truth = {k: v[val] for k, v in ds.truth.items()}
         calibration = {h.name: calibrate(h, val_scores, val_truth) for h in heads if h.type == "regression"}
 
@@ -393,7 +393,7 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     sig = names.index("tau") if "tau" in names else len(names) - 1
     metrics: dict[str, Any] = {}
     if heads:
-        scores = apply_heads(predict_raw(net, ds, test), heads)
+        scores = apply_heads(predict_raw(net, ds, test), heads, ds.pt[test])
         truth_test = {k: v[test] for k, v in ds.truth.items()}
     if primary is not None:
         y_test = np.where(primary.selected(truth_test), primary.index(truth_test), -1)

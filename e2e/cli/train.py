@@ -56,9 +56,12 @@ def main(argv: list[str] | None = None) -> int:
                     "in the right class"
                 )
             else:
-                a = h["all"]
+                a, c = h["all"], h.get("calibration", {})
+                curve = ", ".join(f"{r:.3f} at {p:g}" for p, r in c.get("pt_response", []))
                 print(f"e2e-train: {cfg.name}: head {name}: response {a['response']:.3f}, resolution "
-                      f"{a['resolution']:.3f} ({a['jets']} test jets)")  # fmt: skip
+                      f"{a['resolution']:.3f} ({a['jets']} test jets); calibrated on {c.get('jets', 0)} validation "
+                      f"jets: x{1 / c.get('response_before', 1.0):.3f}, then the pT response "
+                      f"({curve or 'no pT bin with enough jets'}) divided out")  # fmt: skip
         return 0
 
     return run_main("e2e-train", body, args.debug)

@@ -20,6 +20,8 @@ import numpy as np
 from dataformats.products import JetFrames, JetGraphs, JetProduct, JetTable
 
 Arrays = dict[str, np.ndarray]
+#: jets per chunk of the input statistics (bounded memory with a dataset on disk)
+STAT_CHUNK = 2000
 
 
 def _offsets(counts: np.ndarray) -> np.ndarray:
@@ -50,6 +52,8 @@ class InputKind:
     spec_keys: ClassVar[tuple[str, ...]]
     #: architecture arguments this kind fills in from the data
     size_args: ClassVar[tuple[str, ...]]
+    #: stored arrays with a row per node or pixel (training keeps them on disk); the rest have a row per jet
+    bulky: ClassVar[tuple[str, ...]] = ()
 
     def record(self, product: JetProduct) -> dict[str, Any]:
         """The product's parameters as a model records and checks them."""
@@ -136,6 +140,7 @@ class GraphInput(InputKind):
     )
     #: ``n_jet_features`` only for products with per-jet inputs
     size_args = ("n_features", "n_jet_features")
+    bulky = ("x", "pixel")
 
     def store(self, product: JetProduct, jets: np.ndarray) -> Arrays:
         assert isinstance(product, JetGraphs)
@@ -172,8 +177,20 @@ class GraphInput(InputKind):
         return sizes
 
     def statistics(self, arrays: Arrays, params: Mapping[str, Any], jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = arrays["x"][_ranges(arrays["node_offsets"], jets)].astype(np.float64)
-        return x.mean(0), x.std(0)
+        """Mean and standard deviation of every node feature, in chunks of jets (merged as Chan et al.)."""
+        n, mean, m2 = 0, np.zeros(arrays["x"].shape[1]), np.zeros(arrays["x"].shape[1])
+        for a in range(0, len(jets), STAT_CHUNK):
+            x = np.asarray(arrays["x"][_ranges(arrays["node_offsets"], jets[a : a + STAT_CHUNK])], dtype=np.float64)
+            if not len(x):
+                continue
+            mx = x.mean(0)
+            mx2 = ((x - mx) ** 2).sum(0)
+            total = n + len(x)
+            delta = mx - mean
+            mean = mean + delta * (len(x) / total)
+            m2 = m2 + mx2 + delta**2 * (n * len(x) / total)
+            n = total
+        return mean, np.sqrt(m2 / max(n, 1))
 
     def feature_names(self, product: JetProduct) -> tuple[str, ...]:
         assert isinstance(product, JetGraphs)
@@ -209,6 +226,7 @@ class FrameInput(InputKind):
     dynamic_axes = {"frames": {0: "jets"}}
     spec_keys = ("channels", "window", "hcal_upsample", "thresholds", "scale", "impact", "dz_max")
     size_args = ("n_channels",)
+    bulky = ("channel", "row", "col", "value")
 
     def record(self, product: JetProduct) -> dict[str, Any]:
         assert isinstance(product, JetFrames)
@@ -238,10 +256,12 @@ class FrameInput(InputKind):
         pixels stay 0 after standardisation."""
         c, h, w = params["frame_shape"]
         n_pix = len(jets) * h * w
-        sel = _ranges(arrays["pixel_offsets"], jets)
-        ch, v = arrays["channel"][sel], arrays["value"][sel].astype(np.float64)
-        s1 = np.bincount(ch, weights=v, minlength=c)
-        s2 = np.bincount(ch, weights=v * v, minlength=c)
+        s1, s2 = np.zeros(c), np.zeros(c)
+        for a in range(0, len(jets), STAT_CHUNK):
+            sel = _ranges(arrays["pixel_offsets"], jets[a : a + STAT_CHUNK])
+            ch, v = arrays["channel"][sel], arrays["value"][sel].astype(np.float64)
+            s1 += np.bincount(ch, weights=v, minlength=c)
+            s2 += np.bincount(ch, weights=v * v, minlength=c)
         std = np.sqrt(s2 / n_pix - (s1 / n_pix) ** 2)
         return np.zeros(c).reshape(c, 1, 1), std.reshape(c, 1, 1)
 

@@ -7,6 +7,7 @@ import pytest
 from conftest import SAMPLE
 
 from e2e.config import load_process
+from e2e.errors import ConfigError
 from e2e.process import Process
 from training.dataset import TRUTH_FIELDS, Selection, _select, collect, event_split
 
@@ -143,3 +144,52 @@ def read_pt(path):
     import uproot
 
     return np.concatenate(uproot.open(path)["Events"]["Jet_pt"].array(library="np"))
+
+
+@pytest.mark.parametrize("product", ["graphs", "frames"])
+def test_a_dataset_on_disk_is_the_dataset_in_memory(tmp_path, product):
+    """dataset: disk (the default of e2e-train): the per-node / per-pixel arrays in files, read per minibatch:
+    the same minibatches and input statistics as in memory, bit for bit; the files go with close()."""
+    from training.store import DiskColumn
+
+    label, block = ("jetGraphs", GRAPHS) if product == "graphs" else (
+        "jetFrames", {"type": "JetFrameProducer", "window": 33, "channels": ["track_pt", "ecal", "hcal"]})  # fmt: skip
+    mem = collect(_batches(**{label: block}), label, Selection(), (0.6, 0.2, 0.2), seed=3)
+    disk = collect(_batches(**{label: block}), label, Selection(), (0.6, 0.2, 0.2), seed=3, on_disk=True,
+                   dataset_dir=str(tmp_path))  # fmt: skip
+    bulky = disk.input_kind.bulky
+    assert bulky and all(isinstance(disk.arrays[k], DiskColumn) for k in bulky)
+    assert all(isinstance(mem.arrays[k], np.ndarray) for k in bulky)
+    assert len(list(tmp_path.iterdir())) == 1  # one private directory
+    rng = np.random.default_rng(0)
+    for jets in (np.arange(len(mem)), rng.permutation(len(mem))[:37], np.array([len(mem) - 1, 0, 5])):
+        a, b = mem.inputs(jets), disk.inputs(jets)
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    for k in bulky:
+        assert np.array_equal(np.asarray(disk.arrays[k]), mem.arrays[k])
+    train = np.flatnonzero(mem.split == 0)
+    for x, y in zip(mem.input_kind.statistics(mem.arrays, mem.params, train),
+                    disk.input_kind.statistics(disk.arrays, disk.params, train), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(x, y)
+    disk.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_chunked_statistics_equal_the_one_pass_ones(monkeypatch):
+    """The input statistics in chunks of jets (bounded memory) equal numpy's over all nodes at once."""
+    import taggers.inputs
+
+    ds = collect(_batches(jetGraphs=GRAPHS), "jetGraphs", Selection(), (0.6, 0.2, 0.2), seed=3)
+    jets = np.arange(len(ds))
+    x = ds.arrays["x"].astype(np.float64)
+    monkeypatch.setattr(taggers.inputs, "STAT_CHUNK", 7)
+    mean, std = ds.input_kind.statistics(ds.arrays, ds.params, jets)
+    np.testing.assert_allclose(mean, x.mean(0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(std, x.std(0), rtol=1e-10, atol=1e-12)
+
+
+def test_a_bad_dataset_dir_is_one_line(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        collect(_batches(jetGraphs=GRAPHS), "jetGraphs", Selection(), (0.6, 0.2, 0.2), seed=3, on_disk=True,
+                dataset_dir=str(tmp_path / "missing"))  # fmt: skip
+    assert "dataset_dir" in str(err.value) and "writable directory" in str(err.value)

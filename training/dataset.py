@@ -26,6 +26,7 @@ import numpy as np
 from dataformats.products import JaggedCollection
 from e2e.errors import ConfigError
 from taggers.inputs import INPUT_KINDS, InputKind, kind_of_product
+from training.store import DiskStore
 
 SPLITS = ("train", "validation", "test")
 #: Jet fields a dataset needs besides what the producers read: pass to ``Process(desc, extra_fields=...)``.
@@ -119,6 +120,13 @@ class JetDataset:
     arrays: dict[str, np.ndarray]
     #: Jet truth fields of the selected jets (``truth_fields`` of :func:`collect`), field -> array
     truth: dict[str, np.ndarray] = field(default_factory=dict)
+    #: where the bulky arrays are (training.store), None: in memory
+    store: DiskStore | None = None
+
+    def close(self) -> None:
+        """Remove the dataset's files (a dataset on disk; in memory nothing to do)."""
+        if self.store is not None:
+            self.store.close()
 
     def __len__(self) -> int:
         return len(self.y)
@@ -161,13 +169,16 @@ def collect(
     max_jets: int | None = None,
     limits: list[int | None] | None = None,
     truth_fields: tuple[str, ...] = (),
+    on_disk: bool = False,
+    dataset_dir: str | None = None,
 ) -> JetDataset:
     """Run the producers over ``batches`` (from Process.iter_batches) and keep the selected jets' products.
 
     ``limits`` (:func:`sampling_limits`): keep only the jets whose :func:`jet_keys` key is at most their class's
     limit (the ``max_jets`` sample over every file). ``max_jets`` alone stops after that many jets in file
     order (for tests and quick looks). ``truth_fields``: Jet fields kept per selected jet (``JetDataset.truth``;
-    the batches must read them).
+    the batches must read them). ``on_disk``: the per-node and per-pixel arrays go to files (training.store, in
+    ``dataset_dir`` or TMPDIR) as they are made, so memory holds one batch whatever the sample size.
     """
     parts: dict[str, list[np.ndarray]] = {}
     truth: dict[str, list[np.ndarray]] = {f: [] for f in truth_fields}
@@ -175,6 +186,7 @@ def collect(
     kind: InputKind | None = None
     params: dict[str, Any] = {}
     n_kept = 0
+    store: DiskStore | None = None
     for batch in batches:
         jets: JaggedCollection = batch.get("source:Jet")
         product = batch.get(product_label)
@@ -193,7 +205,18 @@ def collect(
         if max_jets is not None:
             idx = idx[: max(0, max_jets - n_kept)]
         params = kind.record(product)
-        for key, value in kind.store(product, idx).items():
+        stored = kind.store(product, idx)
+        if on_disk and kind.bulky:
+            if store is None:
+                try:
+                    store = DiskStore(dataset_dir)
+                except OSError as err:
+                    raise ConfigError(
+                        f"dataset_dir {dataset_dir or '(TMPDIR)'}: cannot create the dataset's files there "
+                        f"({err.strerror or err}); expected a writable directory"
+                    ) from None
+            store.append({k: stored.pop(k) for k in kind.bulky if k in stored})
+        for key, value in stored.items():
             parts.setdefault(key, []).append(value)
         ys.append(y[idx])
         pts.append(jets["pt"][idx])
@@ -205,6 +228,10 @@ def collect(
             break
     if kind is None:
         raise ConfigError("no batches: the source read no events")
-    arrays = kind.finish({k: np.concatenate(v) for k, v in parts.items()})
+    arrays: dict[str, Any] = {k: np.concatenate(v) for k, v in parts.items()}
+    if store is not None:
+        arrays.update(store.columns())
+    arrays = kind.finish(arrays)
     kept = {f: np.concatenate(v) for f, v in truth.items()}
-    return JetDataset(kind.name, np.concatenate(ys), np.concatenate(pts), np.concatenate(splits), params, arrays, kept)
+    ys_all, pts_all, splits_all = np.concatenate(ys), np.concatenate(pts), np.concatenate(splits)
+    return JetDataset(kind.name, ys_all, pts_all, splits_all, params, arrays, kept, store)

@@ -88,6 +88,13 @@ class TrainConfig:
     )
     seed: int = param(1, "seed of the split, initialisation and shuffling")
     threads: int = param(0, "torch CPU threads (0: default)", minimum=0)
+    dataset: str = param(
+        "disk",
+        "where the dataset's per-node and per-pixel arrays live: disk (files in dataset_dir, read per minibatch: "
+        "memory bounded whatever the sample size) or memory",
+        choices=("disk", "memory"),
+    )
+    dataset_dir: str = param("", "directory for the dataset files (empty: the system temporary directory, TMPDIR)")
     heads: list[dict[str, Any]] = param(
         [],
         "output heads of a multi-task model (taggers/heads.py: name, type classification | regression, target, "
@@ -297,6 +304,8 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
         cfg.seed,
         limits=limits,
         truth_fields=truth_fields,
+        on_disk=cfg.dataset == "disk",
+        dataset_dir=cfg.dataset_dir or None,
     )
     t_data = time.perf_counter() - t0
     log = tqdm.write if progress else (lambda line: print(line, file=sys.stderr, flush=True))

@@ -5,7 +5,7 @@ project trains) for one epoch, with ``dataset: memory`` and ``dataset: disk`` an
 sizes, each in a fresh process; prints the peak resident memory (ru_maxrss of the e2e-train process) and the
 wall time. The models go to a temporary directory; the training samples must exist (see the config's header).
 
-    python benchmarks/bench_train_memory.py [--config process_configs/train_jet_mass.yaml] [--jets 10000 40000]
+    python benchmarks/bench_train_memory.py [--config process_configs/train_jet_mass.yaml] [--jets 10000 40000] [--datasets memory disk]
 """
 
 from __future__ import annotations
@@ -50,12 +50,13 @@ def main() -> None:
     ap.add_argument("--config", default="process_configs/train_jet_mass.yaml")
     ap.add_argument("--jets", type=int, nargs="+", default=[10000, 40000], help="max_jets of each run")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--datasets", nargs="+", default=["memory", "disk"], choices=["memory", "disk"])
     args = ap.parse_args()
     print(f"{args.config}, one epoch, {args.threads} torch thread(s); load average {os.getloadavg()[0]:.2f}")
     print(f"{'max_jets':>9} {'dataset':>8} {'peak RSS (GB)':>14} {'wall (s)':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for jets in args.jets:
-            for where in ("memory", "disk"):
+            for where in args.datasets:
                 peak, wall = one(args.config, where, jets, Path(tmp) / f"{where}-{jets}", args.threads)
                 print(f"{jets:>9} {where:>8} {peak:>14.2f} {wall:>9.0f}", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")

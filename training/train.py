@@ -200,12 +200,20 @@ def inputs_of(ds: JetDataset, jets: np.ndarray) -> dict[str, np.ndarray]:
     return ds.inputs(jets)
 
 
+#: inputs per inference batch of predict_raw, at most (bytes): 128 jet images of 8 x 125 x 125, 1024 graphs
+PREDICT_BYTES = 64 * 2**20
+
+
 def predict_raw(net: Any, ds: JetDataset, jets: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Raw outputs (logits, regression values) of ``jets`` with the torch network, [len(jets), n_outputs]."""
+    """Raw outputs (logits, regression values) of ``jets`` with the torch network, [len(jets), n_outputs]; at most
+    ``batch_size`` jets and PREDICT_BYTES of inputs per batch (the activations of a CNN grow with the batch)."""
     import torch
 
     out = []
     net.eval()
+    if len(jets):
+        per_jet = sum(v.nbytes for v in inputs_of(ds, jets[:1]).values())
+        batch_size = max(1, min(batch_size, PREDICT_BYTES // max(per_jet, 1)))
     with torch.inference_mode():
         for a in range(0, len(jets), batch_size):
             inp = inputs_of(ds, jets[a : a + batch_size])

@@ -5,7 +5,8 @@ project trains) for one epoch, with ``dataset: memory`` and ``dataset: disk`` an
 sizes, each in a fresh process; prints the peak resident memory (ru_maxrss of the e2e-train process) and the
 wall time. The models go to a temporary directory; the training samples must exist (see the config's header).
 
-    python benchmarks/bench_train_memory.py [--config process_configs/train_jet_mass.yaml] [--jets 10000 40000] [--datasets memory disk]
+    python benchmarks/bench_train_memory.py [--config process_configs/train_jet_mass.yaml] [--jets 10000 40000] \\
+        [--datasets memory disk]
 """
 
 from __future__ import annotations

@@ -37,7 +37,9 @@ def test_train_then_tag(tmp_path, capsys):
     from e2e.cli.train import main as train_main
 
     path = _small_gnn_config(tmp_path, "small_gnn", hidden=16, layers=2, max_epochs=2, heldout=[str(SAMPLE)])
-    assert train_main([str(path), "--no-progress"]) == 0
+    (tmp_path / "datasets").mkdir()  # the dataset's files (dataset: disk, the default) go there and then go
+    assert train_main([str(path), "--no-progress", "-s", f"dataset_dir={tmp_path / 'datasets'}"]) == 0
+    assert list((tmp_path / "datasets").iterdir()) == []
     out = capsys.readouterr().out
     assert "test AUC" in out
     spec = yaml.safe_load((tmp_path / "small_gnn" / "model.yaml").read_text())

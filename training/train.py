@@ -464,6 +464,7 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     example = inputs_of(ds, test[:64])
     dynamic = kind.dynamic_axes
     spec["parity"] = export_with_parity(out, net, spec, ds, test, example, dynamic)
+    ds.close()  # the dataset's files (dataset: disk) are not needed after the export
     if cfg.heldout and tagger:
         spec["metrics"]["heldout"] = {"files": list(cfg.heldout), **_round(heldout_metrics(cfg, out, sel, names[sig]))}
         _rewrite(out, net, spec, example, dynamic)

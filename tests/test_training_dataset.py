@@ -193,3 +193,29 @@ def test_a_bad_dataset_dir_is_one_line(tmp_path):
         collect(_batches(jetGraphs=GRAPHS), "jetGraphs", Selection(), (0.6, 0.2, 0.2), seed=3, on_disk=True,
                 dataset_dir=str(tmp_path / "missing"))  # fmt: skip
     assert "dataset_dir" in str(err.value) and "writable directory" in str(err.value)
+
+
+def test_disk_columns_read_what_was_appended(tmp_path):
+    """DiskStore / DiskColumn: rows in any order, slices, empty selections; a bad index or a changed row shape
+    is refused."""
+    from training.store import DiskStore
+
+    store = DiskStore(str(tmp_path))
+    rng = np.random.default_rng(1)
+    parts = [rng.normal(size=(n, 3)).astype(np.float32) for n in (5, 0, 7)]
+    for p in parts:
+        store.append({"x": p, "k": np.arange(len(p), dtype=np.int16)})
+    with pytest.raises(ValueError, match="rows of"):
+        store.append({"x": np.zeros((2, 4), np.float32)})
+    cols = store.columns()
+    x = np.concatenate(parts)
+    assert cols["x"].shape == (12, 3) and len(cols["k"]) == 12 and cols["k"].dtype == np.int16
+    idx = np.array([11, 0, 1, 2, 7, 6])
+    np.testing.assert_array_equal(cols["x"][idx], x[idx])
+    np.testing.assert_array_equal(cols["x"][3:9], x[3:9])
+    assert cols["x"][np.zeros(0, np.int64)].shape == (0, 3) and cols["x"][5:5].shape == (0, 3)
+    np.testing.assert_array_equal(np.asarray(cols["x"]), x)
+    with pytest.raises(IndexError):
+        cols["x"][np.array([12])]
+    store.close()
+    assert list(tmp_path.iterdir()) == []

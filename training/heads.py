@@ -195,7 +195,7 @@ def fit_pt_response(
     """The response (median of predicted / true) as a function of jet pT: a median (L1) regression of
     log(ratio), piecewise linear in log pT between :func:`pt_knots`, over the jets within a factor ``core`` of
     the curve; nodes ``(pT GeV, response)``, constant beyond the end knots (as :meth:`Head.response` reads
-    them). None when no knot has enough jets."""
+    them); no nodes when no knot has enough jets."""
     knots = pt_knots(pt, min_jets)
     if not len(knots):
         return []

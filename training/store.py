@@ -3,8 +3,8 @@ back per minibatch, so that building and training hold one batch and one minibat
 sample size (per-jet arrays, a few bytes per jet, stay in memory).
 
 The files live in a private temporary directory (``TMPDIR``, or ``dataset_dir`` of the training configuration),
-removed when the dataset is closed or the process exits. Reads use ``os.preadv`` into fresh arrays, not memory
-maps: the pages read stay in the operating system's page cache, not in the process's resident memory.
+removed when the dataset is closed or the process exits. Reads go straight into fresh arrays (``readinto``), not
+memory maps: the pages read stay in the operating system's page cache, not in the process's resident memory.
 """
 
 from __future__ import annotations
@@ -26,28 +26,25 @@ class DiskColumn:
     def __init__(self, path: str, dtype: np.dtype, row_shape: tuple[int, ...], rows: int) -> None:
         self.path, self.dtype, self.row_shape, self.rows = path, np.dtype(dtype), row_shape, rows
         self.row_bytes = self.dtype.itemsize * int(np.prod(row_shape, dtype=np.int64))
-        self._fd: int | None = None
+        self._file: Any = None
 
     @property
     def shape(self) -> tuple[int, ...]:
         return (self.rows, *self.row_shape)
 
-    @property
-    def ndim(self) -> int:
-        return 1 + len(self.row_shape)
-
     def __len__(self) -> int:
         return self.rows
 
     def _read(self, start: int, stop: int, out: np.ndarray) -> None:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
+        if self._file is None:
+            self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - kept open, closed by close()
         want = (stop - start) * self.row_bytes
         view = out.reshape(-1).view(np.uint8).data
+        self._file.seek(start * self.row_bytes)
         done = 0
         while done < want:
-            n = os.preadv(self._fd, [view[done:want]], start * self.row_bytes + done)
-            if n <= 0:
+            n = self._file.readinto(view[done:want])
+            if not n:
                 raise OSError(f"{self.path}: short read at row {start} (the dataset file changed or was removed)")
             done += n
 
@@ -78,12 +75,9 @@ class DiskColumn:
         return arr if dtype is None else arr.astype(dtype)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __getstate__(self) -> dict[str, Any]:  # a copy in another process opens its own descriptor
-        return {**self.__dict__, "_fd": None}
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class DiskStore:
@@ -119,10 +113,6 @@ class DiskStore:
             for key in self._files
         }
         return dict(self._columns)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(self._rows[k] * DiskColumn("", *self._meta[k], 0).row_bytes for k in self._files)
 
     def close(self) -> None:
         """Close and remove the files."""

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -216,9 +216,39 @@ def run_unit(call: UnitCall, item: WorkItem, worker: bool = True) -> UnitResult:
     return runner.run(item, call)
 
 
+#: what every worker of an e2e job imports, whatever the configuration
+PRELOAD = ("numba", "awkward", "uproot", "e2e.process", "e2e.io.source", "e2e.io.output", "frameproducers.pixels")
+
+
+def preload_modules(config: Mapping[str, Any]) -> list[str]:
+    """The modules a worker of ``config`` (a raw process configuration) will import: the common ones, the
+    taggers and the inference backends their ``backend`` names (onnxruntime unless torch)."""
+    blocks = [b for b in dict(config.get("modules") or {}).values() if isinstance(b, Mapping)]
+    backends = {str(b.get("backend", "onnxruntime")) for b in blocks if "model" in b}
+    out = list(PRELOAD)
+    if backends:
+        out.append("taggers.modules")
+    out += sorted(b for b in backends if b in ("torch", "onnxruntime"))
+    return out
+
+
+def _preload(modules: list[str]) -> int:
+    """Import ``modules`` in this worker (a missing optional one is left for the run to report); its pid."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: S112 - the unit that needs it fails with its own one-line error
+            continue
+    single_threaded()
+    return os.getpid()
+
+
 # ------------------------------------------------------------------------------------------- driver side
 class Executor:
-    """Runs units and yields their results as they finish (any order)."""
+    """Runs units and yields their results as they finish (any order). ``start`` (optional) starts the workers
+    early, while the driver is still setting up; ``close`` releases them (map releases them at its end)."""
 
     name = ""
 
@@ -228,8 +258,14 @@ class Executor:
         self.scheduler = scheduler
         self.retried = 0
 
+    def start(self, preload: Sequence[str] = ()) -> None:
+        """Start the workers now and have them import ``preload`` (module names)."""
+
     def map(self, call: UnitCall, items: list[WorkItem]) -> Iterator[UnitResult]:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the workers started by :meth:`start` and not yet used by :meth:`map`."""
 
     def describe(self) -> str:
         return f"{self.name}, {self.workers} worker(s)"
@@ -280,17 +316,36 @@ class FuturesExecutor(Executor):
     """A local process pool; a dead worker's units are resubmitted to a new pool (at most ``retries`` times)."""
 
     name = "futures"
+    _pool: Any = None
+
+    def _new_pool(self) -> Any:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context(os.environ.get("E2E_MP_START", "spawn"))
+        return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
+
+    def start(self, preload: Sequence[str] = ()) -> None:
+        self._pool = self._new_pool()
+        for _ in range(self.workers):  # one task per worker: the pool spawns them all now
+            self._pool.submit(_preload, list(preload))
+
+    def close(self) -> None:
+        """An unused pool (the run stopped before its units): its workers are killed, not waited for."""
+        if self._pool is not None:
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.kill()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def map(self, call: UnitCall, items: list[WorkItem]) -> Iterator[UnitResult]:
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
         attempts: dict[int, int] = {}
         pending = list(items)
-        ctx = multiprocessing.get_context(os.environ.get("E2E_MP_START", "spawn"))
         while pending:
-            pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
+            pool, self._pool = self._pool or self._new_pool(), None
             futures = {pool.submit(run_unit, call, item): item for item in pending}
             pending = []
             broken = False
@@ -326,11 +381,35 @@ class DaskExecutor(Executor):
         where = self.scheduler or f"LocalCluster of {self.workers} worker(s)"
         return f"dask, {where}"
 
-    def map(self, call: UnitCall, items: list[WorkItem]) -> Iterator[UnitResult]:
+    _client: Any = None
+    _cluster: Any = None
+    _preloading: list[Any] = []  # noqa: RUF012 - replaced per instance by start
+
+    def start(self, preload: Sequence[str] = ()) -> None:
+        client = self._connect()
+        # one task per worker, not waited for (kept referenced: a released future would be cancelled)
+        self._preloading = [
+            client.submit(_preload, list(preload), workers=[address], allow_other_workers=False, pure=False)
+            for address in client.scheduler_info().get("workers", {})
+        ]
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        self._client = self._cluster = None
+        self._preloading = []
+
+    def _connect(self) -> Any:
+        """The client of this run: connected once, to the scheduler or a new LocalCluster; every worker set up
+        with _worker_init (one thread, numba extensions off)."""
+        if self._client is not None:
+            return self._client
         import logging
 
         try:
-            from distributed import Client, LocalCluster, as_completed
+            from distributed import Client, LocalCluster
         except ImportError as err:
             raise E2EError(
                 "--executor dask needs dask.distributed: pip install -e .[dask] (or 'dask[distributed]')"
@@ -338,7 +417,6 @@ class DaskExecutor(Executor):
 
         import dask
 
-        cluster = None
         # dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=64 kB: every freed batch is handed back to the
         # kernel and faulted in again (measured: the GNN tagger 3x slower); keep glibc's default for e2e's workers
         environ = {
@@ -348,18 +426,24 @@ class DaskExecutor(Executor):
         }
         dask.config.set({"distributed.nanny.pre-spawn-environ": environ, "distributed.worker.profile.enabled": False})
         if self.scheduler:
-            client = Client(self.scheduler, timeout="30s")
+            self._client = Client(self.scheduler, timeout="30s")
         else:
-            cluster = LocalCluster(
+            self._cluster = LocalCluster(
                 n_workers=self.workers,
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
                 silence_logs=logging.ERROR,
             )
-            client = Client(cluster)
+            self._client = Client(self._cluster)
+        self._client.run(_worker_init)
+        return self._client
+
+    def map(self, call: UnitCall, items: list[WorkItem]) -> Iterator[UnitResult]:
+        from distributed import as_completed
+
+        client = self._connect()
         try:
-            client.run(_worker_init)
             futures = {
                 client.submit(
                     run_unit, call, item, retries=self.retries, pure=False, key=f"e2e-{call.key}-{item.index}"
@@ -377,9 +461,7 @@ class DaskExecutor(Executor):
                         ) from None
                     raise
         finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            self.close()
 
 
 def make_executor(name: str, workers: int, retries: int = 2, scheduler: str | None = None) -> Executor:

@@ -245,3 +245,42 @@ def test_a_part_with_other_event_ids_than_its_unit_fails_the_run(inputs, tmp_pat
     r = _run(config, "--resume")
     assert r.returncode == 2 and "holds other event ids than it read" in r.stderr, r.stderr
     assert not (tmp_path / "out.root").exists()
+
+
+def test_workers_start_early_and_import_what_the_modules_need():
+    """futures / dask workers are started before the configuration is loaded, importing the inference backend
+    each tagger names (torch only for a torch tagger); an early pool the run never uses is killed at once."""
+    from e2e.executors import FuturesExecutor, preload_modules
+
+    def load(name):
+        return yaml.safe_load((REPO / "process_configs" / name).read_text())
+
+    gnn, cnn = preload_modules(load("tau_gnn.yaml")), preload_modules(load("tau_cnn.yaml"))
+    assert "torch" in gnn and "taggers.modules" in gnn
+    assert "onnxruntime" in cnn and "torch" not in cnn
+    no_tagger = preload_modules({"modules": {"jetFrames": {"type": "JetFrameProducer"}}})
+    assert "taggers.modules" not in no_tagger and "torch" not in no_tagger and "numba" in no_tagger
+    ex = FuturesExecutor(2)
+    ex.start(["json"])
+    procs = list(ex._pool._processes.values())
+    assert len(procs) == 2
+    t0 = time.perf_counter()
+    ex.close()
+    for p in procs:
+        p.join(10)
+    assert not any(p.is_alive() for p in procs) and ex._pool is None
+    assert time.perf_counter() - t0 < 10
+
+
+def test_a_bad_configuration_with_early_workers_is_one_line(tmp_path):
+    """The workers start before the configuration is checked; a bad configuration still ends in one line."""
+    bad = yaml.safe_load((REPO / "process_configs" / "tau_gnn.yaml").read_text())
+    bad["modules"]["tauGNN"]["colour"] = "red"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    r = subprocess.run(
+        [sys.executable, "-m", "e2e.cli.run", str(path), "--executor", "futures", "--workers", "2", "--no-progress"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert r.returncode != 0 and "unknown key 'colour'" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

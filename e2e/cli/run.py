@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 import yaml
 
@@ -35,6 +36,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad-files", action="store_true", help="skip and report units that cannot be read")
     add_common_arguments(p, "-s modules.jetGraphs.k=8")
     return p
+
+
+def early_executor(data: dict, where: str) -> Any:
+    """For ``options.executor`` futures or dask: the executor, its workers started now and importing what the
+    configuration's modules need while this process loads the configuration and plans the units (about a
+    second of each worker's start-up overlapped); None otherwise, or when the options are invalid (the full
+    load then reports them)."""
+    from e2e.config import Options
+    from e2e.params import build
+
+    try:
+        opts = build(Options, data.get("options") or {}, f"{where}: options")
+    except ConfigError:
+        return None
+    if opts.executor not in ("futures", "dask"):
+        return None
+    from e2e.executors import make_executor, preload_modules
+
+    executor = make_executor(opts.executor, opts.workers or os.cpu_count() or 1, opts.retries, opts.scheduler)
+    executor.start(preload_modules(data))
+    return executor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,24 +105,29 @@ def main(argv: list[str] | None = None) -> int:
                 options[name] = getattr(args, name)
         if args.skip_bad_files:
             options["skip_bad_files"] = True
-        desc = load_process(data, where=str(args.config))
-        if args.dump_config:
-            print(yaml.safe_dump(desc.to_dict(), sort_keys=False), end="")
-            return 0
-        from e2e.process import Process
+        executor = None if args.dump_config else early_executor(data, str(args.config))
+        try:
+            desc = load_process(data, where=str(args.config))
+            if args.dump_config:
+                print(yaml.safe_dump(desc.to_dict(), sort_keys=False), end="")
+                return 0
+            from e2e.process import Process
 
-        process = Process(desc)
-        progress = False if args.no_progress else None
-        opts = desc.options
-        if opts.executor == "iterative" and not args.resume and not opts.skip_bad_files:
-            summary = process.run(progress=progress)
-        else:
-            from e2e.executors import make_executor
-            from e2e.process import run_units
+            process = Process(desc)
+            progress = False if args.no_progress else None
+            opts = desc.options
+            if opts.executor == "iterative" and not args.resume and not opts.skip_bad_files:
+                summary = process.run(progress=progress)
+            else:
+                from e2e.executors import make_executor
+                from e2e.process import run_units
 
-            workers = opts.workers or os.cpu_count() or 1
-            executor = make_executor(opts.executor, workers, opts.retries, opts.scheduler)
-            summary = run_units(process, executor, args.resume, opts.skip_bad_files, progress)
+                workers = opts.workers or os.cpu_count() or 1
+                executor = executor or make_executor(opts.executor, workers, opts.retries, opts.scheduler)
+                summary = run_units(process, executor, args.resume, opts.skip_bad_files, progress)
+        finally:
+            if executor is not None:
+                executor.close()
         print("\n".join(summary.lines()))
         return 0
 

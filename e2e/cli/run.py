@@ -52,11 +52,18 @@ def early_executor(data: dict, where: str) -> Any:
         return None
     if opts.executor not in ("futures", "dask"):
         return None
-    from e2e.executors import make_executor, preload_modules
+    from e2e.executors import preload_modules
 
-    executor = make_executor(opts.executor, opts.workers or os.cpu_count() or 1, opts.retries, opts.scheduler)
+    executor = executor_for(opts)
     executor.start(preload_modules(data))
     return executor
+
+
+def executor_for(opts: Any) -> Any:
+    """The executor that ``options`` (e2e.config.Options) name, with one worker per core unless set."""
+    from e2e.executors import make_executor
+
+    return make_executor(opts.executor, opts.workers or os.cpu_count() or 1, opts.retries, opts.scheduler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,11 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             if opts.executor == "iterative" and not args.resume and not opts.skip_bad_files:
                 summary = process.run(progress=progress)
             else:
-                from e2e.executors import make_executor
                 from e2e.process import run_units
 
-                workers = opts.workers or os.cpu_count() or 1
-                executor = executor or make_executor(opts.executor, workers, opts.retries, opts.scheduler)
+                executor = executor or executor_for(opts)
                 summary = run_units(process, executor, args.resume, opts.skip_bad_files, progress)
         finally:
             if executor is not None:

@@ -176,16 +176,12 @@ def single_threaded() -> None:
 
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["NUMBA_NUM_THREADS"] = "1"
-    if "numba" in sys.modules:
-        try:
-            sys.modules["numba"].set_num_threads(1)
-        except Exception:  # noqa: S110 - fixed thread count
-            pass
-    if "torch" in sys.modules:
-        try:
-            sys.modules["torch"].set_num_threads(1)
-        except Exception:  # noqa: S110
-            pass
+    for name in ("numba", "torch"):
+        if name in sys.modules:
+            try:
+                sys.modules[name].set_num_threads(1)
+            except Exception:  # noqa: S110 - numba's thread count fixed at its first parallel launch
+                pass
 
 
 def one_thread_each(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -383,7 +379,7 @@ class DaskExecutor(Executor):
 
     _client: Any = None
     _cluster: Any = None
-    _preloading: list[Any] = []  # noqa: RUF012 - replaced per instance by start
+    _preloading: Sequence[Any] = ()
 
     def start(self, preload: Sequence[str] = ()) -> None:
         client = self._connect()
@@ -399,7 +395,7 @@ class DaskExecutor(Executor):
         if self._cluster is not None:
             self._cluster.close()
         self._client = self._cluster = None
-        self._preloading = []
+        self._preloading = ()
 
     def _connect(self) -> Any:
         """The client of this run: connected once, to the scheduler or a new LocalCluster; every worker set up

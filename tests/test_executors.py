@@ -264,12 +264,10 @@ def test_workers_start_early_and_import_what_the_modules_need():
     ex.start(["json"])
     procs = list(ex._pool._processes.values())
     assert len(procs) == 2
-    t0 = time.perf_counter()
     ex.close()
     for p in procs:
-        p.join(10)
-    assert not any(p.is_alive() for p in procs) and ex._pool is None
-    assert time.perf_counter() - t0 < 10
+        p.join(60)
+    assert ex._pool is None and [p.exitcode for p in procs] == [-signal.SIGKILL] * 2  # killed, not waited for
 
 
 def test_a_bad_configuration_with_early_workers_is_one_line(tmp_path):

@@ -32,10 +32,9 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
 
 def _ranges(offsets: np.ndarray, jets: np.ndarray) -> np.ndarray:
     """Concatenated index ranges offsets[j]:offsets[j+1] of ``jets``."""
-    jets = np.asarray(jets, dtype=np.int64)
-    counts = offsets[jets + 1] - offsets[jets]
-    starts = _offsets(counts)  # where each jet's range begins in the result
-    return (np.repeat(offsets[jets] - starts[:-1], counts) + np.arange(starts[-1])).astype(np.int64)
+    if not len(jets):
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in jets])
 
 
 class InputKind:
@@ -244,9 +243,9 @@ class FrameInput(InputKind):
     def inputs(self, arrays: Arrays, params: Mapping[str, Any], jets: np.ndarray) -> Arrays:
         out = np.zeros((len(jets), *params["frame_shape"]), dtype=np.float32)
         off = arrays["pixel_offsets"]
-        sel = _ranges(off, jets)  # every pixel of the minibatch: one read per column
-        image = np.repeat(np.arange(len(jets)), off[np.asarray(jets) + 1] - off[jets])
-        out[image, arrays["channel"][sel], arrays["row"][sel], arrays["col"][sel]] = arrays["value"][sel]
+        for i, j in enumerate(jets):  # slices: views in memory, one read each on disk; measured no slower than
+            s = slice(off[j], off[j + 1])  # one scatter of the whole minibatch (filling the zeroed array dominates)
+            out[i, arrays["channel"][s], arrays["row"][s], arrays["col"][s]] = arrays["value"][s]
         return {"frames": out}
 
     def sizes(self, arrays: Arrays, params: Mapping[str, Any]) -> dict[str, int]:

@@ -560,9 +560,9 @@ def run_units(
     summary.jets = sum(r.jets for r in written)
     summary.batches = len(written)
     summary.wall_s = time.perf_counter() - t_start
-    workers = sorted({r.worker for r in written if r.worker})
-    notes = [f"{executor.describe()}; {len(todo)} unit(s) run by {len(workers)} worker process(es)"]
     fresh = [r for r in fresh if not r.skipped]
+    workers = {r.worker for r in fresh if r.worker}  # this run's; a reused part names an earlier run's worker
+    notes = [f"{executor.describe()}; {len(todo)} unit(s) run by {len(workers)} worker process(es)"]
     if fresh and map_s > 0:
         # where the time of a parallel run goes: workers starting (first result), units, and idle workers at the end
         busy = sum(sum(r.times.values()) for r in fresh)

@@ -116,7 +116,7 @@ def test_resume_after_the_driver_is_killed(inputs, reference, tmp_path):
     assert len(list(parts.glob("*.json"))) == 2 and not (tmp_path / "out.root").exists()
     r = _run(config, "--resume")
     assert r.returncode == 0, r.stderr
-    assert "2 unit(s) reused" in r.stdout and "5 unit(s) run" in r.stdout
+    assert "2 unit(s) reused" in r.stdout and "5 unit(s) run by 1 worker process(es)" in r.stdout  # not 2 pids
     assert _branches(tmp_path / "out.root") == reference
     assert not parts.exists()
 

@@ -5,10 +5,10 @@ Each way runs e2e-run in a subprocess, --repeats times, interleaved; wall time i
 interpreter and every worker's setup (imports, numba cache load, inference sessions), as a user sees it.
 Printed: jets/s (min and median over repeats) and the ratio to iterative with one thread; every output is checked
 identical to that run's (all branches, bit for bit); dask with 8 workers on the 2 cores runs once, for correctness.
-Then the resume check: a futures run killed (SIGKILL of the driver) when half of the units are done, resumed with
---resume; its time against a full run's.
+Then the resume check, --repeats times: a futures run killed (SIGKILL of the driver) when half of the units are
+done, resumed with --resume; its time (min and median) against a full run's (median).
 
-    python benchmarks/bench_executors.py [--files 8] [--copies 32] [--repeats 2] [--step 1200]
+    python benchmarks/bench_executors.py [--files 8] [--copies 32] [--repeats 2] [--step 400]
 """
 
 from __future__ import annotations
@@ -65,12 +65,16 @@ def run(config: Path, out: Path, args: list[str]) -> tuple[float, int]:
     return wall, int(first.split(" events, ")[1].split(" jets")[0])
 
 
+def fmt_pair(values: list[float]) -> str:
+    return f"{min(values):.1f} / {statistics.median(values):.1f}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=8, help="input files (default 8)")
     ap.add_argument("--copies", type=int, default=32, help="copies of the 150-event sample per file (default 32)")
     ap.add_argument("--repeats", type=int, default=2, help="runs of each way (default 2)")
-    ap.add_argument("--step", type=int, default=1200, help="events per unit (source.step_size, default 1200)")
+    ap.add_argument("--step", type=int, default=400, help="events per unit (source.step_size, default 400)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -121,7 +125,7 @@ def main() -> int:
         print(f"{'dask LocalCluster, 8 workers (2 cores, once)':42s} {jets / wall8:11.0f}")
         print("every output identical to the first run's (all branches, bit for bit)")
 
-        # resume: kill the driver of a futures run at half of the units, then --resume
+        # resume: kill the driver of a futures run at half of the units, then --resume (--repeats times)
         full = statistics.median(times["futures, 2 workers"])
         out = d / "resume.root"
         cmd = [sys.executable, "-m", "e2e.cli.run", str(config), "-o", str(out), "--no-progress", "--resume",
@@ -129,24 +133,32 @@ def main() -> int:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         parts = d / ".resume.root.parts"
         n_units = args.files * -(-events_per_file // args.step)
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while proc.poll() is None and len(list(parts.glob("*.json"))) < n_units // 2:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        killed_after = time.perf_counter() - t0
-        done = len(list(parts.glob("*.json")))
-        time.sleep(1.0)  # the orphaned workers finish their unit and exit
-        t0 = time.perf_counter()
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        resumed = time.perf_counter() - t0
-        if r.returncode or branches(out) != reference:
-            raise SystemExit(f"resume failed or differs:\n{r.stderr[-2000:]}")
+        resumed: list[float] = []
+        for _ in range(args.repeats):
+            out.unlink(missing_ok=True)
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            while proc.poll() is None and len(list(parts.glob("*.json"))) < n_units // 2:
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed_after = time.perf_counter() - t0
+            done = len(list(parts.glob("*.json")))
+            time.sleep(1.0)  # the workers die with their driver (PR_SET_PDEATHSIG); their exit is not timed
+            t0 = time.perf_counter()
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            resumed.append(time.perf_counter() - t0)
+            if r.returncode or branches(out) != reference:
+                raise SystemExit(f"resume failed or differs:\n{r.stderr[-2000:]}")
+            account = [line.strip() for line in r.stdout.splitlines() if "reused" in line]
+            print(
+                f"resume (futures, 2 workers): killed after {killed_after:.1f} s with {done}/{n_units} units done; "
+                f"--resume took {resumed[-1]:.1f} s; output identical; {account[0] if account else ''}"
+            )
         print(
-            f"resume (futures, 2 workers): killed after {killed_after:.1f} s with {done}/{n_units} units done; "
-            f"--resume finished in {resumed:.1f} s = {100 * resumed / full:.0f} % of a full run ({full:.1f} s); "
-            "output identical"
+            f"resume: {fmt_pair(resumed)} s (min / median) = {100 * min(resumed) / full:.0f} / "
+            f"{100 * statistics.median(resumed) / full:.0f} % of a full futures run ({full:.1f} s, median); "
+            f"load average (1 min) {os.getloadavg()[0]:.2f}"
         )
     return 0
 

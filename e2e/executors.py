@@ -17,9 +17,11 @@ in plan order (:mod:`e2e.parts`). Only the configuration, work items and these s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -380,16 +382,41 @@ class DaskExecutor(Executor):
     _client: Any = None
     _cluster: Any = None
     _preloading: Sequence[Any] = ()
+    _starting: threading.Thread | None = None
+    _start_error: BaseException | None = None
 
     def start(self, preload: Sequence[str] = ()) -> None:
-        client = self._connect()
-        # one task per worker, not waited for (kept referenced: a released future would be cancelled)
-        self._preloading = [
-            client.submit(_preload, list(preload), workers=[address], allow_other_workers=False, pure=False)
-            for address in client.scheduler_info().get("workers", {})
-        ]
+        """Connect (or start the LocalCluster: ~2 s of nannies and worker processes) in a background thread, so
+        that the driver loads the configuration and plans the units meanwhile; :meth:`map` waits for it."""
+        _import_distributed()  # not installed: one line now
+        self._starting = threading.Thread(
+            target=self._start_in_background, args=(list(preload),), name="e2e-dask-start", daemon=True
+        )
+        self._starting.start()
+
+    def _start_in_background(self, preload: list[str]) -> None:
+        try:
+            client = self._connect()
+            # one task per worker, not waited for (kept referenced: a released future would be cancelled)
+            self._preloading = [
+                client.submit(_preload, preload, workers=[address], allow_other_workers=False, pure=False)
+                for address in client.scheduler_info().get("workers", {})
+            ]
+        except BaseException as err:  # raised again by _started, in the driver's thread
+            self._start_error = err
+
+    def _started(self) -> None:
+        """Wait for :meth:`start`'s thread; raise what it raised."""
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+        err, self._start_error = self._start_error, None
+        if err is not None:
+            raise err
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing: what the start raised is reported by map, or moot
+            self._started()
         if self._client is not None:
             self._client.close()
         if self._cluster is not None:
@@ -404,14 +431,9 @@ class DaskExecutor(Executor):
             return self._client
         import logging
 
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError as err:
-            raise E2EError(
-                "--executor dask needs dask.distributed: pip install -e .[dask] (or 'dask[distributed]')"
-            ) from err
-
         import dask
+
+        Client, LocalCluster = _import_distributed()
 
         # dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=64 kB: every freed batch is handed back to the
         # kernel and faulted in again (measured: the GNN tagger 3x slower); keep glibc's default for e2e's workers
@@ -422,7 +444,16 @@ class DaskExecutor(Executor):
         }
         dask.config.set({"distributed.nanny.pre-spawn-environ": environ, "distributed.worker.profile.enabled": False})
         if self.scheduler:
-            self._client = Client(self.scheduler, timeout="30s")
+            # the connect timeout is dask's (distributed.comm.timeouts.connect, 30 s unless configured)
+            timeout = dask.config.get("distributed.comm.timeouts.connect", "30s")
+            try:
+                self._client = Client(self.scheduler, timeout=timeout)
+            except (OSError, ValueError, TypeError) as err:
+                why = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise E2EError(
+                    f"--scheduler {self.scheduler}: cannot connect: {why}; expected the address of a running dask "
+                    "scheduler, e.g. tcp://host:8786"
+                ) from None
         else:
             self._cluster = LocalCluster(
                 n_workers=self.workers,
@@ -438,6 +469,7 @@ class DaskExecutor(Executor):
     def map(self, call: UnitCall, items: list[WorkItem]) -> Iterator[UnitResult]:
         from distributed import as_completed
 
+        self._started()
         client = self._connect()
         try:
             futures = {
@@ -458,6 +490,17 @@ class DaskExecutor(Executor):
                     raise
         finally:
             self.close()
+
+
+def _import_distributed() -> tuple[Any, Any]:
+    """(Client, LocalCluster) of dask.distributed; not installed: one-line E2EError."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as err:
+        raise E2EError(
+            "--executor dask needs dask.distributed: pip install -e .[dask] (or 'dask[distributed]')"
+        ) from err
+    return Client, LocalCluster
 
 
 def make_executor(name: str, workers: int, retries: int = 2, scheduler: str | None = None) -> Executor:

@@ -270,15 +270,34 @@ def test_workers_start_early_and_import_what_the_modules_need():
     assert ex._pool is None and [p.exitcode for p in procs] == [-signal.SIGKILL] * 2  # killed, not waited for
 
 
-def test_a_bad_configuration_with_early_workers_is_one_line(tmp_path):
-    """The workers start before the configuration is checked; a bad configuration still ends in one line."""
+@pytest.mark.parametrize("executor", ["futures", "dask"])
+def test_a_bad_configuration_with_early_workers_is_one_line(executor, tmp_path):
+    """The workers start (dask: its cluster, in a background thread) before the configuration is checked; a bad
+    configuration still ends in one line, and the early workers are gone."""
+    if executor == "dask":
+        need_extra("distributed", "dask")
     bad = yaml.safe_load((REPO / "process_configs" / "tau_gnn.yaml").read_text())
     bad["modules"]["tauGNN"]["colour"] = "red"
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(bad))
     r = subprocess.run(
-        [sys.executable, "-m", "e2e.cli.run", str(path), "--executor", "futures", "--workers", "2", "--no-progress"],
+        [sys.executable, "-m", "e2e.cli.run", str(path), "--executor", executor, "--workers", "2", "--no-progress"],
         capture_output=True, text=True, cwd=REPO, timeout=120,
     )  # fmt: skip
     assert r.returncode != 0 and "unknown key 'colour'" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:1", "nonsense::"])
+def test_a_scheduler_that_cannot_be_reached_is_one_line(address, tmp_path):
+    """--scheduler names no running scheduler (dask's connect timeout, set short here): one line naming it."""
+    need_extra("distributed", "dask")
+    r = subprocess.run(
+        [sys.executable, "-m", "e2e.cli.run", str(REPO / "process_configs" / "tau_cnn.yaml"), "-n", "2",
+         "-o", str(tmp_path / "out.root"), "--executor", "dask", "--scheduler", address, "--no-progress"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+        env={**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"},
+    )  # fmt: skip
+    assert r.returncode != 0 and f"--scheduler {address}: cannot connect" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "out.root").exists()

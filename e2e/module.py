@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import os
 from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import entry_points
@@ -162,6 +163,11 @@ class OutputModule(Module):
         """A copy of this output that writes one work unit's part to ``path`` (parallel executors, e2e.executors);
         it gets ``begin``, ``write`` of the unit's batch, ``end`` and ``close``."""
         raise E2EError(f"{type(self).__name__} cannot write parts: run it with the iterative executor")
+
+    def part_is_complete(self, path: str, entries: int) -> bool:
+        """Whether ``path``, a part this output wrote for a unit of ``entries`` events, can be reused by
+        ``--resume`` (readable, whole); a part that is not is run again."""
+        return os.path.isfile(path)
 
     def assemble(self, parts: list[UnitPart]) -> str:
         """Write the final output from the parts of every unit in plan order (atomically), checking that each part

@@ -21,8 +21,9 @@ from e2e.config import SOURCE_LABEL, ProcessDescription
 from e2e.errors import ConfigError, E2EError
 from e2e.event import EventBatch, split_tag
 from e2e.eventids import EventIdRegister
-from e2e.module import Module, UnitPart
+from e2e.module import Module, OutputModule, UnitPart
 from e2e.paths import check_output_file
+from e2e.source import WorkItem
 
 
 @dataclass
@@ -465,6 +466,19 @@ def check_exactly_once(items: list[Any], results: Mapping[int, Any] | list[Any])
         raise E2EError(f"exactly-once check: {extra.where()} is not in the plan")
 
 
+def _reusable(r: Any, item: WorkItem, outputs: list[OutputModule], skip_bad_files: bool) -> bool:
+    """Whether the recorded result ``r`` of an interrupted run's unit can stand for ``item`` (--resume): the same
+    entries, and every output's part whole (a bad input skipped then is skipped again only with skip_bad_files)."""
+    if r.index != item.index or (r.entry_start, r.entry_stop) != (item.entry_start, item.entry_stop):
+        return False
+    if r.skipped:
+        return skip_bad_files
+    entries = item.entry_stop - item.entry_start
+    return len(r.parts) == len(outputs) and all(
+        o.part_is_complete(p, entries) for o, p in zip(outputs, r.parts, strict=True)
+    )
+
+
 def run_units(
     process: Process,
     executor: Any,
@@ -504,16 +518,18 @@ def run_units(
     finally:
         source.end()
     results: dict[int, UnitResult] = {}
-    reused = 0
+    reused = damaged = 0
     if resume:
         for item in items:
             stem = os.path.join(part_dir, unit_stem(key, item))
             if os.path.exists(stem + ".json"):
                 with open(stem + ".json") as f:
                     r = UnitResult.from_json(f.read())
-                if all(os.path.exists(p) for p in r.parts) and r.index == item.index:
+                if _reusable(r, item, desc.outputs, skip_bad_files):
                     results[item.index] = r
                     reused += 1
+                else:  # damaged or incomplete: the unit runs again
+                    damaged += 1
     todo = [i for i in items if i.index not in results]
     summary.files = len({i.file for i in items})
     summary.setup_s = time.perf_counter() - t_start
@@ -574,6 +590,8 @@ def run_units(
         )
     if reused:
         notes.append(f"{reused} unit(s) reused from an interrupted run (--resume)")
+    if damaged:
+        notes.append(f"{damaged} unfinished or damaged part(s) of an interrupted run not reused: run again")
     if executor.retried:
         notes.append(f"{executor.retried} unit(s) retried after a worker died")
     skipped = [r for r in ordered if r.skipped]

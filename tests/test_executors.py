@@ -121,6 +121,50 @@ def test_resume_after_the_driver_is_killed(inputs, reference, tmp_path):
     assert not parts.exists()
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "missing"])
+def test_resume_runs_again_a_unit_whose_part_is_damaged(damage, inputs, reference, tmp_path):
+    """A finished unit's part that was damaged since (truncated, overwritten, removed) is not reused by
+    --resume: that unit runs again, the summary says so, and the output is identical."""
+    marker = tmp_path / "killed"
+    config = _config(tmp_path, inputs, str(marker), at_entry=16)
+    r = _run(config, "--resume")
+    assert r.returncode == -signal.SIGKILL
+    parts = sorted((tmp_path / ".out.root.parts").glob("*.root"))
+    assert len(parts) == 2
+    if damage == "truncated":
+        parts[0].write_bytes(parts[0].read_bytes()[: parts[0].stat().st_size // 2])
+    elif damage == "garbage":
+        parts[0].write_bytes(b"not a ROOT file" * 100)
+    else:
+        parts[0].unlink()
+    r = _run(config, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "1 unit(s) reused" in r.stdout and "6 unit(s) run" in r.stdout, r.stdout
+    assert "1 unfinished or damaged part(s)" in r.stdout
+    assert _branches(tmp_path / "out.root") == reference
+
+
+def test_a_part_damaged_before_assembly_is_one_line(inputs, tmp_path, monkeypatch):
+    """A part that cannot be read when the driver assembles the output: one line naming the unit and the part,
+    and no final output."""
+    from e2e.config import load_process
+    from e2e.module import UnitPart
+
+    monkeypatch.syspath_prepend(str(HELPERS))
+
+    desc = load_process(yaml.safe_load(_config(tmp_path, inputs).read_text()))
+    bad = tmp_path / "part.root"
+    bad.write_bytes(b"\0" * 4096)
+    output = desc.outputs[0]
+    output.set_provenance({})
+    with pytest.raises(E2EError) as err:
+        output.assemble([UnitPart(str(inputs[0]), str(bad), "", "a.root entries 0-8")])
+    msg = str(err.value)
+    assert msg.startswith("a.root entries 0-8: its part") and str(bad) in msg and "\n" not in msg
+    assert not (tmp_path / "out.root").exists()
+    assert not output.part_is_complete(str(bad), 8) and not output.part_is_complete(str(tmp_path / "none"), 8)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
 def test_futures_workers_die_with_their_driver(inputs, tmp_path):
     """A SIGKILLed driver leaves no futures worker behind busy with its unit (it would take a core from the

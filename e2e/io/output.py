@@ -313,6 +313,24 @@ class RootOutput(OutputModule):
         part.kept, part.skipped = dict(self.kept), list(self.skipped)
         return part
 
+    def part_is_complete(self, path: str, entries: int) -> bool:
+        """The part opens, is as long as its header says (not truncated), and its tree has ``entries`` entries in
+        every branch's baskets."""
+        import uproot
+
+        try:
+            with uproot.open(path) as f:
+                if os.path.getsize(path) < f.file.fEND:
+                    return False
+                tree = f[self.params.tree]
+                return bool(
+                    tree.num_entries == entries
+                    and all(b.entry_offsets[-1] == entries for b in tree.branches)
+                    and "e2e_products" in f
+                )
+        except Exception:  # whatever uproot raises for a damaged file: the unit is run again
+            return False
+
     def assemble(self, parts: list[UnitPart]) -> str:
         """Concatenate the parts' trees in plan order into the final file(s) (the same branches and types as an
         iterative run; with per_file one file per input), each part checked to hold the event ids its unit read;
@@ -322,12 +340,21 @@ class RootOutput(OutputModule):
         self.entries = 0
         try:
             for part in parts:
-                with uproot.open(part.path) as f:
-                    data = read_part(f[self.params.tree])
-                    if self._types is None:
-                        products = json.loads(str(f["e2e_products"])).get("products", {})
-                        if products:
-                            self._provenance["products"] = products
+                try:
+                    with uproot.open(part.path) as f:
+                        data = read_part(f[self.params.tree])
+                        if self._types is None:
+                            products = json.loads(str(f["e2e_products"])).get("products", {})
+                            if products:
+                                self._provenance["products"] = products
+                except (E2EError, KeyboardInterrupt):
+                    raise
+                except Exception as err:  # damaged after it was written: one line naming it
+                    why = " ".join(str(err).split())[:200] or type(err).__name__
+                    raise E2EError(
+                        f"{part.unit}: its part {part.path} cannot be read ({why}); run again with --resume to "
+                        "redo that unit"
+                    ) from None
                 if ids_digest({k: data[k] for k in ID_FIELDS}) != part.ids_digest:
                     raise E2EError(
                         f"exactly-once check: {part.unit}: its part {part.path} holds other event ids than it read"

@@ -210,7 +210,34 @@ def knn_per_graph(h: Tensor, batch: Tensor, ptr: Tensor, k: int) -> Tensor:
     never depend on the rest of the batch, nor on the backend. Features (``C > 4``): ``|a|^2 + |b|^2 - 2 a.b``
     by a batched product and ``topk`` (~4x faster than the sort); exact ties then only come from equal feature
     vectors, whose order does not change what a layer aggregates.
+
+    Inference on CPU (not exporting) groups the graphs by size, :data:`KNN_GROUP` at a time, so that each group
+    is padded to its own largest graph instead of the batch's; every graph gets the same neighbours.
     """
+    if h.is_cpu and not _exporting() and not torch.is_grad_enabled() and ptr.shape[0] > KNN_GROUP + 1:
+        return _knn_by_size(h, ptr, k)
+    return _knn_padded(h, batch, ptr, k)
+
+
+#: graphs per size group of :func:`knn_per_graph` on CPU
+KNN_GROUP = 32
+
+
+def _knn_by_size(h: Tensor, ptr: Tensor, k: int) -> Tensor:
+    """:func:`_knn_padded` on groups of :data:`KNN_GROUP` graphs of similar size (sorted by node count)."""
+    counts = ptr[1:] - ptr[:-1]
+    out = torch.empty((h.shape[0], k), dtype=torch.long, device=h.device)
+    for group in torch.argsort(counts, stable=True).split(KNN_GROUP):
+        sizes = counts[group]
+        sub_ptr = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
+        sub_batch = torch.repeat_interleave(torch.arange(len(group), device=h.device), sizes)
+        nodes = ptr[group][sub_batch] + torch.arange(int(sub_ptr[-1]), device=h.device) - sub_ptr[sub_batch]
+        out[nodes] = nodes[_knn_padded(h[nodes], sub_batch, sub_ptr, k)]
+    return out
+
+
+def _knn_padded(h: Tensor, batch: Tensor, ptr: Tensor, k: int) -> Tensor:
+    """:func:`knn_per_graph` on the whole batch padded to its largest graph (the exported form)."""
     index, valid = padded_index(ptr)
     p = h[index]  # [B, n, C]
     exact = h.shape[1] <= 4

@@ -444,10 +444,8 @@ class DaskExecutor(Executor):
         }
         dask.config.set({"distributed.nanny.pre-spawn-environ": environ, "distributed.worker.profile.enabled": False})
         if self.scheduler:
-            # the connect timeout is dask's (distributed.comm.timeouts.connect, 30 s unless configured)
-            timeout = dask.config.get("distributed.comm.timeouts.connect", "30s")
-            try:
-                self._client = Client(self.scheduler, timeout=timeout)
+            try:  # within dask's connect timeout (distributed.comm.timeouts.connect, 30 s unless configured)
+                self._client = Client(self.scheduler)
             except (OSError, ValueError, TypeError) as err:
                 why = str(err).splitlines()[0] if str(err) else type(err).__name__
                 raise E2EError(

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from e2e.config import SOURCE_LABEL, ProcessDescription
 from e2e.errors import ConfigError, E2EError
@@ -24,6 +24,9 @@ from e2e.eventids import EventIdRegister
 from e2e.module import Module, OutputModule, UnitPart
 from e2e.paths import check_output_file
 from e2e.source import WorkItem
+
+if TYPE_CHECKING:
+    from e2e.executors import UnitResult
 
 
 @dataclass
@@ -466,7 +469,7 @@ def check_exactly_once(items: list[Any], results: Mapping[int, Any] | list[Any])
         raise E2EError(f"exactly-once check: {extra.where()} is not in the plan")
 
 
-def _reusable(r: Any, item: WorkItem, outputs: list[OutputModule], skip_bad_files: bool) -> bool:
+def _reusable(r: UnitResult, item: WorkItem, outputs: list[OutputModule], skip_bad_files: bool) -> bool:
     """Whether the recorded result ``r`` of an interrupted run's unit can stand for ``item`` (--resume): the same
     entries, and every output's part whole (a bad input skipped then is skipped again only with skip_bad_files)."""
     if r.index != item.index or (r.entry_start, r.entry_stop) != (item.entry_start, item.entry_stop):

@@ -136,6 +136,7 @@ def _select(dist, a, i, k, self_loops, limit=None):
         keep[i - a] = False
     if limit is not None:
         keep &= dist <= limit
+    keep &= dist < np.inf  # +inf and NaN: never a neighbour
     cand = idx[keep][np.lexsort((idx[keep], dist[keep]))]
     return cand
 
@@ -171,6 +172,22 @@ def knn_features(x, node_offsets, k, self_loops):
                 dist += u * u
             out[i] = _pad_cyclic(_select(dist, a, i, k, self_loops), k, i)
     return out
+
+
+def smallest_per_row(d, counts, k):
+    """Reference selection on padded distances ``d [B, n, n]``: per node, the others below +inf by (distance,
+    index), the first k; missing slots the node itself. Flat indices, graph after graph."""
+    out = []
+    a = 0
+    for b, c in enumerate(counts):
+        for i in range(c):
+            row = np.asarray(d[b, i, :c], np.float64)
+            idx = np.arange(c)
+            keep = (idx != i) & (row < np.inf)  # NaN and +inf: never a neighbour
+            cand = idx[keep][np.lexsort((idx[keep], row[keep]))][:k]
+            out.append(np.concatenate([a + cand, np.full(k - len(cand), a + i)]))
+        a += c
+    return np.array(out, np.int64).reshape(-1, k)
 
 
 def radius_pixels(pixel, node_offsets, W, radius, max_neighbors, self_loops):

@@ -355,6 +355,36 @@ def test_knn_features_in_two_dimensions_equals_reference(self_loops, grid) -> No
         np.testing.assert_array_equal(got, ref.knn_features(x, node_offsets, k, self_loops))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_smallest_per_row_matches_reference(dtype) -> None:
+    """The selection step of the in-model kNN: the reference's neighbours for graphs of 0 to 140 nodes (over and
+    under k, in and out of the pool's threshold), exact ties ordered by index, +inf and NaN never chosen, the
+    padding never read."""
+    rng = np.random.default_rng(11)
+    for n_graphs in (3, 40):
+        counts = rng.integers(0, 60, n_graphs)
+        counts[:3] = [0, 1, 140] if n_graphs > 3 else [140, 0, 2]
+        n = int(counts.max())
+        d = rng.integers(0, 20, (n_graphs, n, n)).astype(dtype)  # many exact ties
+        d[1::2] = rng.normal(0.0, 1.0, d[1::2].shape)  # negative values too (rounding of |a|^2 + |b|^2 - 2ab)
+        d[0, 3, 5:9] = np.inf
+        d[0, 4, 1:60] = np.nan
+        for b, c in enumerate(counts):
+            d[b, c:] = d[b, :, c:] = -1e30  # padding: would be chosen first if it were read
+        for k in (16, 4, 1):
+            got = K.smallest_per_row(d, counts, k)
+            np.testing.assert_array_equal(got, ref.smallest_per_row(d, counts, k))
+
+
+def test_smallest_per_row_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match=r"\[B, n, n\]"):
+        K.smallest_per_row(np.zeros((2, 3, 4), np.float32), np.array([1, 2]), 2)
+    with pytest.raises(ValueError, match="counts"):
+        K.smallest_per_row(np.zeros((2, 3, 3), np.float32), np.array([1, 4]), 2)
+    with pytest.raises(ValueError, match="k must be"):
+        K.smallest_per_row(np.zeros((2, 3, 3), np.float32), np.array([1, 2]), 0)
+
+
 @pytest.mark.parametrize("self_loops", [False, True])
 def test_radius_pixels_and_edge_index(self_loops) -> None:
     for W, sizes, cluster in GRAPH_CASES[:3]:

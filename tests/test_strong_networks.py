@@ -244,6 +244,9 @@ def test_knn_grouped_by_size_is_the_padded_knn(columns: int) -> None:
         padded = graph_layers._knn_padded(h, batch, ptr, 16)
     assert torch.equal(grouped, padded)
     assert torch.equal(graph_layers._knn_by_size(h, ptr, 16), padded)
+    # the selection kernel of inference on CPU against torch's own (topk / stable sort), the exported form
+    traced = graph_layers._knn_padded(h.clone().requires_grad_(True), batch, ptr, 16)
+    assert torch.equal(traced, padded)
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,7 @@ from frameproducers.kernels.inputs import (
 )
 from frameproducers.kernels.knn import brute_force_knn_pixels, knn_pixels
 from frameproducers.kernels.knn_features import knn_features
+from frameproducers.kernels.knn_select import smallest_per_row
 from frameproducers.kernels.neighbors import edge_index_from_neighbors
 from frameproducers.kernels.nodes import build_graph_nodes
 from frameproducers.kernels.params import FRAME_PARAM_DTYPE, frame_params
@@ -92,6 +93,7 @@ __all__ = [
     "build_graph_nodes",
     "knn_pixels",
     "knn_features",
+    "smallest_per_row",
     "radius_pixels",
     "edge_index_from_neighbors",
     "brute_force_knn_pixels",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from frameproducers.kernels.knn_select import BUCKETS, select_smallest
 from frameproducers.kernels.neighbors import check_offsets, pad_row
 from frameproducers.kernels.params import frame_params, n_chunks, pool_for
 
@@ -19,30 +20,6 @@ def _feature_distances(xt, n, li, d):
         for m in range(n):
             u = xf[m] - xi
             d[m] += u * u
-
-
-@njit(inline="always", cache=True)
-def _nearest(d, n, li, k, self_loops, kd, ki):
-    """The k smallest d[m] (m != li unless self_loops) by insertion, ties by index: kd, ki; returns the count."""
-    cnt = np.int64(0)
-    for m in range(n):
-        if m == li and not self_loops:
-            continue
-        dm = d[m]
-        if cnt == k:
-            if not dm < kd[k - 1]:
-                continue
-            s = k - 1
-        else:
-            s = cnt
-            cnt += 1
-        while s > 0 and kd[s - 1] > dm:  # m ascends: ties keep the lower index first
-            kd[s] = kd[s - 1]
-            ki[s] = ki[s - 1]
-            s -= 1
-        kd[s] = dm
-        ki[s] = m
-    return cnt
 
 
 @njit(parallel=True, cache=True)
@@ -60,6 +37,9 @@ def _knn_features(x, node_offsets, par, out, nch):
         d = np.empty(n_max, np.float64)
         kd = np.empty(k, np.float64)
         ki = np.empty(k, np.int64)
+        hist = np.empty(BUCKETS + 1 + n_max, np.int64)
+        cv = np.empty(n_max, np.float64)
+        ci = np.empty(n_max, np.int64)
         for g in range(t * n_graphs // nch, (t + 1) * n_graphs // nch):
             a = node_offsets[g]
             n = node_offsets[g + 1] - a
@@ -68,7 +48,7 @@ def _knn_features(x, node_offsets, par, out, nch):
                     xt[f, m] = x[a + m, f]
             for li in range(n):
                 _feature_distances(xt, n, li, d)
-                cnt = _nearest(d, n, li, k, self_loops, kd, ki)
+                cnt = select_smallest(d, n, -1 if self_loops else li, k, kd, ki, hist, cv, ci)
                 i = a + li
                 for s in range(min(cnt, k)):
                     out[i, s] = a + ki[s]
@@ -80,8 +60,9 @@ def knn_features(x: np.ndarray, node_offsets: np.ndarray, k: int, self_loops: bo
 
     Distance: squared Euclidean distance over all columns of ``x`` [N, F], accumulated in float64 in column
     order (each squared difference rounded, then added). Same tie rule (distance, then global index) and
-    padding rule as :func:`~frameproducers.kernels.knn.knn_pixels`. Brute force, O(n^2 F) per graph of n nodes
-    (vectorised distances, top-k by insertion); parallel over graphs.
+    padding rule as :func:`~frameproducers.kernels.knn.knn_pixels` (a node at infinite or NaN distance is never a
+    neighbour). Brute force, O(n^2 F) per graph of n nodes (vectorised distances, the k nearest by
+    :func:`~frameproducers.kernels.knn_select.select_smallest`); parallel over graphs.
     """
     x = np.ascontiguousarray(x)
     if x.ndim != 2:

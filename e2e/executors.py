@@ -283,9 +283,10 @@ def _worker_init(driver: int = 0) -> None:
     """A futures worker: one thread, and killed with its driver (``driver``: the driver's pid; Linux
     PR_SET_PDEATHSIG), so that a killed run leaves no orphan that keeps a core busy with its unit."""
     os.environ["NUMBA_NUM_THREADS"] = "1"
-    from e2e.numba_setup import skip_numba_extensions
+    from e2e.numba_setup import defer_blas_probe, skip_numba_extensions
 
     skip_numba_extensions()
+    defer_blas_probe()
     if driver:
         _die_with_parent(driver)
     single_threaded()

@@ -116,3 +116,30 @@ def test_e2e_commands_skip_other_packages_numba_extensions(setting, skipped) -> 
 
         wanted = {e.value.split(":")[0].split(".")[0] for e in entry_points(group="numba_extensions")}
         assert loaded.split()[0] == str("vector" in wanted)
+
+
+@pytest.mark.parametrize(("setting", "deferred"), [(None, True), ("1", False)])
+def test_e2e_commands_do_not_import_blas_at_numba_start(setting, deferred) -> None:
+    """numba's target initialisation imports scipy.linalg's BLAS only to know whether np.dot may use it (0.2-0.4 s
+    of start-up); e2e's commands answer that without the import unless E2E_NUMBA_BLAS_PROBE=1. A kernel that
+    does use np.dot still compiles, with BLAS, and agrees with numpy."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "E2E_NUMBA_BLAS_PROBE"}
+    if setting is not None:
+        env["E2E_NUMBA_BLAS_PROBE"] = setting
+    code = (
+        "import sys, numpy as np\n"
+        "from e2e.cli.common import run_main\n"
+        "from numba import njit\n"
+        "assert run_main('probe', lambda: 0, False) == 0\n"
+        "print(njit(lambda x: x.sum())(np.arange(4.0)), 'scipy.linalg' in sys.modules)\n"
+        "a = np.arange(12.0).reshape(3, 4)\n"
+        "print(np.array_equal(njit(lambda a, b: np.dot(a, b))(a, a.T), a @ a.T), 'scipy.linalg' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    first, second = (line.split() for line in out.strip().splitlines())
+    assert first == ["6.0", str(not deferred)]
+    assert second == ["True", "True"]

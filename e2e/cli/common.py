@@ -126,9 +126,10 @@ def run_main(prog: str, body: Callable[[], int], debug: bool) -> int:
     ``--debug`` prints the traceback of user errors too.
     """
     from dataformats.schema import SchemaError
-    from e2e.numba_setup import skip_numba_extensions
+    from e2e.numba_setup import defer_blas_probe, skip_numba_extensions
 
     skip_numba_extensions()
+    defer_blas_probe()
     previous = None
     try:
         previous = signal.signal(signal.SIGTERM, _terminate)

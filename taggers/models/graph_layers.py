@@ -243,7 +243,8 @@ def _knn_by_size(h: Tensor, ptr: Tensor, k: int) -> Tensor:
 
 
 def _knn_padded(h: Tensor, batch: Tensor, ptr: Tensor, k: int) -> Tensor:
-    """:func:`knn_per_graph` on the whole batch padded to its largest graph (the exported form)."""
+    """:func:`knn_per_graph` on the whole batch padded to its largest graph (the exported form; in inference on CPU
+    the selection from the distances is frameproducers' kernel, with the same neighbours up to exact ties)."""
     index, valid = padded_index(ptr)
     p = _rows(h, index)  # [B, n, C]
     exact = h.shape[1] <= 4

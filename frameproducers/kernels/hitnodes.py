@@ -196,15 +196,28 @@ def _clip(v, lim):
 
 
 @njit(inline="always", cache=True)
+def _chosen(fill, j, t, base, chosen, n_chosen, m, ki):
+    """Count pass: record the ``m`` hits chosen for jet j's node type t (ki) from column ``base``; returns m. Fill
+    pass: the count recorded then (the hits are read back from ``chosen``, not selected a second time)."""
+    if fill:
+        return n_chosen[j, t]
+    for s in range(m):
+        chosen[j, base + s] = ki[s]
+    n_chosen[j, t] = m
+    return m
+
+
+@njit(inline="always", cache=True)
 def _calo_nodes(fill, k0, x, pos, pixel, kind, hits, e, mult, shift, row0, col0, W, threshold, cap, eta_centre, eta0,
-                jet_pt, kv, ki):  # fmt: skip
-    """Select the ECAL (or HCAL: mult 5, shift 2) nodes of a jet in event e and, with ``fill``, write them from
-    row k0; returns their count."""
-    m = _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki)
+                jet_pt, kv, ki, j, base, chosen, n_chosen):  # fmt: skip
+    """Select the ECAL (or HCAL: mult 5, shift 2) nodes of a jet in event e (count pass) or write the ones chosen
+    then from row k0 (fill pass); returns their count."""
+    m = 0 if fill else _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki)
+    m = _chosen(fill, j, kind, base, chosen, n_chosen, m, ki)
     if fill:
         h = W // 2
         for s in range(m):
-            q = ki[s]
+            q = chosen[j, base + s]
             k = k0 + s
             r = np.int64(hits.ieta[q]) * mult + shift - row0
             c = _column(np.int64(hits.iphi[q]) * mult + shift, col0)
@@ -214,8 +227,10 @@ def _calo_nodes(fill, k0, x, pos, pixel, kind, hits, e, mult, shift, row0, col0,
 
 
 @no_refcount
-def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, kv, ki):
-    """Select the nodes of jet j and, in mode _FILL, write them from row k0; returns the node count."""
+def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, kv, ki, chosen,
+               n_chosen):  # fmt: skip
+    """Mode _COUNT: select the nodes of jet j, record them in ``chosen`` / ``n_chosen``; mode _FILL: write the
+    recorded nodes from row k0. Returns the node count."""
     p = par[0]
     W = p.window
     h = W // 2
@@ -231,10 +246,14 @@ def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, pa
     unit, zero, tower, centre = np.int64(1), np.int64(0), np.int64(_CPT), np.int64(_CPT // 2)
     n = np.int64(0)
 
-    m = _select_tracks(tracks, e, row0, col0, W, p.track_pt_min, p.dz_max, p.max_tracks, kv, ki)
+    b_ecal = p.max_tracks
+    b_hcal = b_ecal + p.max_ecal
+    b_tracker = b_hcal + p.max_hcal
+    m = 0 if fill else _select_tracks(tracks, e, row0, col0, W, p.track_pt_min, p.dz_max, p.max_tracks, kv, ki)
+    m = _chosen(fill, j, _TRACK, 0, chosen, n_chosen, m, ki)
     if fill:
         for s in range(m):
-            q = ki[s]
+            q = chosen[j, s]
             k = k0 + n + s
             r = np.int64(tracks.ieta[q]) - row0
             c = _column(tracks.iphi[q], col0)
@@ -253,14 +272,15 @@ def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, pa
     n += m
 
     n += _calo_nodes(fill, k0 + n, x, pos, pixel, _ECAL, ecal, e, unit, zero, row0, col0, W, p.ecal_threshold,
-                     p.max_ecal, eta_centre, eta0, jet_pt, kv, ki)  # fmt: skip
+                     p.max_ecal, eta_centre, eta0, jet_pt, kv, ki, j, b_ecal, chosen, n_chosen)  # fmt: skip
     n += _calo_nodes(fill, k0 + n, x, pos, pixel, _HCAL, hcal, e, tower, centre, row0, col0, W, p.hcal_threshold,
-                     p.max_hcal, eta_centre, eta0, jet_pt, kv, ki)  # fmt: skip
+                     p.max_hcal, eta_centre, eta0, jet_pt, kv, ki, j, b_hcal, chosen, n_chosen)  # fmt: skip
 
-    m = _select_tracker(tracker, e, row0, col0, W, p.layer_mask, p.max_tracker_hits, kv, ki)
+    m = 0 if fill else _select_tracker(tracker, e, row0, col0, W, p.layer_mask, p.max_tracker_hits, kv, ki)
+    m = _chosen(fill, j, _TRACKER, b_tracker, chosen, n_chosen, m, ki)
     if fill:
         for s in range(m):
-            q = ki[s]
+            q = chosen[j, b_tracker + s]
             k = k0 + n + s
             r = np.int64(tracker.ieta[q]) - row0
             c = _column(tracker.iphi[q], col0)
@@ -270,7 +290,8 @@ def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, pa
 
 
 @njit(cache=True)
-def _hit_nodes_of_chunk(mode, j0, j1, offs, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre):
+def _hit_nodes_of_chunk(mode, j0, j1, offs, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen,
+                        n_chosen):  # fmt: skip
     """Jets j0..j1-1 of :func:`_hit_nodes` with one ranking scratch."""
     p = par[0]
     cap = max(1, p.max_tracks, p.max_ecal, p.max_hcal, p.max_tracker_hits)
@@ -278,19 +299,21 @@ def _hit_nodes_of_chunk(mode, j0, j1, offs, x, pos, pixel, jets, ecal, hcal, tra
     ki = np.empty(cap, np.int64)
     for j in range(j0, j1):
         k0 = offs[j] if mode == _FILL else np.int64(0)
-        n = _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, kv, ki)
+        n = _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, kv, ki, chosen,
+                       n_chosen)  # fmt: skip
         if mode == _COUNT:
             offs[j] = n
 
 
 @njit(parallel=True, cache=True)
-def _hit_nodes(mode, offs, x, pos, pixel, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre):
+def _hit_nodes(mode, offs, x, pos, pixel, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen, n_chosen):
     """Every jet, parallel over ``nch`` chunks of consecutive jets (named tuples only pass through the prange
-    body, numba#7135). _COUNT: offs[j] = node count of jet j; _FILL: write jet j's nodes from row offs[j]."""
+    body, numba#7135). _COUNT: select jet j's nodes (hit indices into chosen[j], counts per type into
+    n_chosen[j]) and set offs[j] = their count; _FILL: write them from row offs[j]."""
     n_jets = jets.event.shape[0]
     for t in prange(nch):
         _hit_nodes_of_chunk(mode, t * n_jets // nch, (t + 1) * n_jets // nch, offs, x, pos, pixel, jets, ecal, hcal,
-                            tracks, tracker, par, eta_centre)  # fmt: skip
+                            tracks, tracker, par, eta_centre, chosen, n_chosen)  # fmt: skip
 
 
 def build_hit_nodes(
@@ -302,7 +325,8 @@ def build_hit_nodes(
     par: np.ndarray,
     eta_centre: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hit-level graph nodes of every jet (module docstring), parallel over chunks of jets: count, then fill.
+    """Hit-level graph nodes of every jet (module docstring), parallel over chunks of jets: select and count, then
+    fill (the hits chosen in the first pass are kept, int64 per node slot and jet, not selected again).
 
     ``par``: :func:`hit_node_params` (window 1..280, caps >= 0); ``eta_centre`` float64 [280]: ECAL row centres
     (geometry.ecal_eta). Returns ``node_offsets`` int64 [n_jets + 1], ``x`` float32 [N, 14] (:data:`HIT_FEATURES`),
@@ -328,13 +352,16 @@ def build_hit_nodes(
     nch = n_chunks(n_jets)
     counts = np.zeros(n_jets, np.int64)
     none = np.zeros((0, _F), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.int32)
+    chosen = np.empty((n_jets, max(1, sum(int(par[0][c]) for c in caps))), np.int64)  # the count pass's choice
+    n_chosen = np.zeros((n_jets, len(HIT_TYPES)), np.int64)
     with pool_for(n_jets):
-        _hit_nodes(_COUNT, counts, *none, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre)
+        _hit_nodes(_COUNT, counts, *none, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen, n_chosen)
         node_offsets = np.zeros(n_jets + 1, np.int64)
         np.cumsum(counts, out=node_offsets[1:])
         n = int(node_offsets[-1])
         x, pos, pixel = np.empty((n, _F), np.float32), np.empty((n, 2), np.float32), np.empty(n, np.int32)
-        _hit_nodes(_FILL, node_offsets, x, pos, pixel, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre)
+        _hit_nodes(_FILL, node_offsets, x, pos, pixel, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen,
+                   n_chosen)  # fmt: skip
     return node_offsets, x, pos, pixel
 
 

@@ -8,7 +8,8 @@ in this run, on this machine:
   after a warm-up), next to its floor:
   - read: uproot alone reading the same branches in the same chunks (jagged -> flat numpy);
   - graphs: writing the product once (allocating the node features, neighbour index and jet inputs of the same
-    size and copying them from a finished product: the memory traffic any producer must pay);
+    size and copying them from a finished product: the memory traffic any producer must pay); and, for the kNN
+    step alone, a tuned reference: scipy's cKDTree built and queried per jet on the same points (one thread);
   - GNN: the matrix-product FLOPs the model executes (torch's FlopCounterMode on the same jets) divided by the
     rate of one large dense product (2048^3 float32) with the same threads;
 - end to end: jets/s of the whole event loop, and of the run as e2e-run reports it;
@@ -94,6 +95,42 @@ def graphs_floor(prods: list[Any], repeats: int) -> float:
                     np.copyto(np.empty_like(a), a)
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def knn_reference(prods: list[Any], k: int, repeats: int) -> tuple[float, float] | None:
+    """Seconds for the hit graphs' kNN alone (best of ``repeats``, one thread each): e2e's kernel
+    (``knn_features`` on delta_eta, delta_phi) and scipy's cKDTree (a tuned C++ k-d tree) built and queried per jet
+    on the same points; None without scipy."""
+    try:
+        from scipy.spatial import cKDTree
+    except ImportError:
+        return None
+    import numba
+
+    from frameproducers import kernels
+
+    names = list(prods[0].feature_names)
+    points = [(np.ascontiguousarray(p.x[:, [names.index("delta_eta"), names.index("delta_phi")]]), p.node_offsets)
+              for p in prods]  # fmt: skip
+
+    def tree(x: np.ndarray, offsets: np.ndarray) -> None:
+        for a, b in zip(offsets[:-1], offsets[1:], strict=True):
+            if b - a > 1:
+                cKDTree(x[a:b]).query(x[a:b], k=min(k + 1, b - a))
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        best = [float("inf"), float("inf")]
+        for _ in range(repeats):
+            for i, f in enumerate((lambda x, o: kernels.knn_features(x, o, k, False), tree)):
+                t0 = time.perf_counter()
+                for x, offsets in points:
+                    f(x, offsets)
+                best[i] = min(best[i], time.perf_counter() - t0)
+    finally:
+        numba.set_num_threads(threads)
+    return best[0], best[1]
 
 
 def gnn_model(config: dict[str, Any]) -> Any:
@@ -289,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         prods = products(data, ["hitGraphs"])
         graphs = [p["hitGraphs"] for p in prods]
         floor_graphs = graphs_floor(graphs, args.repeats)
+        knn_ref = knn_reference(graphs, int(data["modules"]["hitGraphs"]["k"]), args.repeats)
         tagger = gnn_model(data)
         flops, model_s, scores = gnn_flops_and_time(tagger, graphs, args.repeats)
         rate = matmul_rate(args.threads, args.repeats)
@@ -327,6 +365,11 @@ def main(argv: list[str] | None = None) -> int:
         ratio = statistics.median(ts) / floor[0]
         print(f"{label:<34} {fmt(ts, 1e6 / n_jets):>22} {per_jet(floor[0]):13.1f} {ratio:6.1f}x   ({floor[1]})")
     print(f"  read floor repeats (us/jet): {fmt(read_s, 1e6 / n_jets)}")
+    if knn_ref:
+        print(
+            f"  hit-graph kNN alone, one thread: e2e's kernel {per_jet(knn_ref[0]):.1f} us/jet; scipy cKDTree per jet "
+            f"(a tuned k-d tree, same points and k) {per_jet(knn_ref[1]):.1f} us/jet: {knn_ref[0] / knn_ref[1]:.2f}x"
+        )
     print(f"{'GNN model alone (same batches)':<34} {per_jet(model_s):22.1f}")
     e2e_rate = [n_jets / t for t in loops]
     print(

@@ -1,14 +1,19 @@
-"""The tau_gnn model alone at two revisions of this repository, interleaved, with their scores compared.
+"""The tau_gnn model alone, or the whole tau_gnn.yaml event loop, at two revisions, interleaved, outputs compared.
 
-For a change to the model's code path (layers, kNN, gathers), the baseline is the code before it: this
-benchmark exports ``--base`` (a git revision) into a temporary directory with ``git archive`` and times the
-GNNTagger of ``process_configs/tau_gnn.yaml`` (model step only, micro-batches of 128 jets, on the hit graphs of
-the sample repeated ``--copies`` times, or of ``--file``) in a fresh process per measurement, alternating the base
-and the working tree ``--repeats`` times. Each process reports its best of ``--runs`` passes. Prints min and
-median microseconds per jet for each, the ratio of the medians, whether the scores are identical bit for bit
-(else how many jets differ and by how much), and the load average.
+For a change to a code path, the baseline is the code before it: this benchmark exports ``--base`` (a git
+revision) into a temporary directory with ``git archive`` and measures it and the working tree in a fresh process
+each, alternating ``--repeats`` times. Each process reports its best of ``--runs`` passes.
 
-    python benchmarks/bench_model_revisions.py --base 985ad34 [--threads 2] [--repeats 3] [--file F.root]
+- default: the GNNTagger of ``process_configs/tau_gnn.yaml`` (its model step only, micro-batches of 128 jets) on
+  the hit graphs of the sample repeated ``--copies`` times, or of ``--file``; prints min and median us/jet, the
+  ratio of the medians, and whether the scores are identical bit for bit (else how many jets differ, by how much);
+- ``--pipeline``: the event loop of ``tau_gnn.yaml`` (in process, after a warm-up) on the sample replicated
+  ``--copies`` times; prints each stage's us/jet and the loop's jets/s, with the ratios, and compares the
+  tagger scores the same way.
+
+Both print the load average.
+
+    python benchmarks/bench_model_revisions.py --base 985ad34 [--pipeline] [--threads 2] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -26,6 +31,35 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def measure_pipeline(code: Path, threads: int, runs: int, copies: int, scores: Path) -> None:
+    """Child: the event loop of tau_gnn.yaml with the tree at ``code``, best of ``runs`` per stage; one JSON line."""
+    sys.path[:0] = [str(code), str(code / "benchmarks")]
+    import copy
+
+    import torch
+    from bench_pipeline import job, stage_runs
+    from bench_run import replicate
+
+    from e2e.config import load_process
+    from e2e.process import Process
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "hits.root"
+        _, jets = replicate(path, copies)
+        data = job(path, Path(tmp) / "out.root", threads)
+        warm = copy.deepcopy(data)
+        warm["source"]["max_events"] = 50
+        Process(load_process(warm)).run(progress=False)
+        results = stage_runs(data, runs)
+        keep = copy.deepcopy(data)
+        keep["outputs"][0]["keep"] = ["tauGNN"]
+        np.save(scores, np.concatenate([b.get("tauGNN").values for b in Process(load_process(keep)).iter_batches()]))
+    stages = {label: 1e6 * min(r.times[label] for r in results) / jets for label in results[0].times}
+    loop = max(jets / sum(r.times.values()) for r in results)
+    print(json.dumps({"stages": stages, "jets_per_s": loop, "jets": jets}))
 
 
 def measure(code: Path, threads: int, runs: int, copies: int, file: str | None, scores: Path) -> None:
@@ -58,11 +92,15 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="processes of each, interleaved (default 3)")
     ap.add_argument("--runs", type=int, default=3, help="timed passes per process, best kept (default 3)")
     ap.add_argument("--copies", type=int, default=4, help="copies of the sample's graphs (default 4)")
-    ap.add_argument("--file", help="a hits file to use instead of the sample")
+    ap.add_argument("--file", help="a hits file to use instead of the sample (model only)")
+    ap.add_argument("--pipeline", action="store_true", help="the whole event loop, stage by stage")
     ap.add_argument("--child", nargs=2, metavar=("CODE", "SCORES"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        measure(Path(args.child[0]), args.threads, args.runs, args.copies, args.file, Path(args.child[1]))
+        if args.pipeline:
+            measure_pipeline(Path(args.child[0]), args.threads, args.runs, args.copies, Path(args.child[1]))
+        else:
+            measure(Path(args.child[0]), args.threads, args.runs, args.copies, args.file, Path(args.child[1]))
         return 0
     if not args.base:
         ap.error("--base REVISION is required")
@@ -73,23 +111,41 @@ def main() -> int:
         subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
         trees = {f"base {args.base}": base, "working tree": REPO}
         times: dict[str, list[float]] = {name: [] for name in trees}
+        results: dict[str, list[dict]] = {name: [] for name in trees}
         jets = 0
         for _ in range(args.repeats):
             for i, (name, code) in enumerate(trees.items()):
                 cmd = [sys.executable, __file__, "--threads", str(args.threads), "--runs", str(args.runs)]
                 cmd += ["--copies", str(args.copies), "--child", str(code), str(Path(tmp) / f"scores{i}.npy")]
                 cmd += ["--file", args.file] if args.file else []
+                cmd += ["--pipeline"] if args.pipeline else []
                 line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
                 result = json.loads(line)
-                times[name].append(result["us_per_jet"])
+                results[name].append(result)
+                times[name].append(result.get("us_per_jet", 0.0))
                 jets = result["jets"]
         a, b = np.load(Path(tmp) / "scores0.npy"), np.load(Path(tmp) / "scores1.npy")
     each = f"{args.repeats} processes each (best of {args.runs})"
-    print(f"tau_gnn model alone, {jets} jets, {args.threads} threads, {each}")
-    for name, ts in times.items():
-        print(f"  {name:24s} {min(ts):8.1f} / {statistics.median(ts):8.1f} us/jet (min / median)")
-    old, new = (statistics.median(ts) for ts in times.values())
-    print(f"  ratio of the medians (base / working tree): {old / new:.2f}")
+    if args.pipeline:
+        print(f"tau_gnn.yaml event loop, {jets} jets, {args.threads} threads, {each}; us/jet min / median")
+        base_r, head_r = results.values()
+        for label in base_r[0]["stages"]:
+            old_t = [r["stages"][label] for r in base_r]
+            new_t = [r["stages"][label] for r in head_r]
+            ratio = statistics.median(old_t) / statistics.median(new_t)
+            print(f"  {label:12s} {min(old_t):8.1f} / {statistics.median(old_t):8.1f} -> "
+                  f"{min(new_t):8.1f} / {statistics.median(new_t):8.1f}  {ratio:5.2f}x")  # fmt: skip
+        old_j = [r["jets_per_s"] for r in base_r]
+        new_j = [r["jets_per_s"] for r in head_r]
+        ratio = statistics.median(new_j) / statistics.median(old_j)
+        print(f"  event loop, jets/s (max / median): {max(old_j):,.0f} / {statistics.median(old_j):,.0f} -> "
+              f"{max(new_j):,.0f} / {statistics.median(new_j):,.0f}  {ratio:.2f}x")  # fmt: skip
+    else:
+        print(f"tau_gnn model alone, {jets} jets, {args.threads} threads, {each}")
+        for name, ts in times.items():
+            print(f"  {name:24s} {min(ts):8.1f} / {statistics.median(ts):8.1f} us/jet (min / median)")
+        old, new = (statistics.median(ts) for ts in times.values())
+        print(f"  ratio of the medians (base / working tree): {old / new:.2f}")
     differ = (a != b).any(axis=1)
     if not differ.any():
         print("  scores identical bit for bit")

@@ -91,22 +91,11 @@ def test_peak_rss_is_this_programs_own() -> None:
 def test_e2e_commands_skip_other_packages_numba_extensions(setting, skipped) -> None:
     """e2e's commands do not load vector's and awkward's numba extensions (0.5-1 s of start-up) unless
     E2E_NUMBA_EXTENSIONS=1; the kernels still compile and run."""
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "E2E_NUMBA_EXTENSIONS"}
-    if setting is not None:
-        env["E2E_NUMBA_EXTENSIONS"] = setting
-    code = (
-        "import sys, numpy as np\n"
-        "from e2e.cli.common import run_main\n"
-        "from numba import njit\n"
-        "assert run_main('probe', lambda: 0, False) == 0\n"
-        "print(njit(lambda x: x.sum())(np.arange(4.0)))\n"
-        "print('vector' in sys.modules, 'sympy' in sys.modules)\n"
+    out = _after_run_main(
+        "E2E_NUMBA_EXTENSIONS",
+        setting,
+        "print(njit(lambda x: x.sum())(np.arange(4.0)))\nprint('vector' in sys.modules, 'sympy' in sys.modules)\n",
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     total, loaded = out.split("\n", 1)
     assert total == "6.0"
     if skipped:
@@ -123,23 +112,31 @@ def test_e2e_commands_do_not_import_blas_at_numba_start(setting, deferred) -> No
     """numba's target initialisation imports scipy.linalg's BLAS only to know whether np.dot may use it (0.2-0.4 s
     of start-up); e2e's commands answer that without the import unless E2E_NUMBA_BLAS_PROBE=1. A kernel that
     does use np.dot still compiles, with BLAS, and agrees with numpy."""
+
+    out = _after_run_main(
+        "E2E_NUMBA_BLAS_PROBE",
+        setting,
+        "print(njit(lambda x: x.sum())(np.arange(4.0)), 'scipy.linalg' in sys.modules)\n"
+        "a = np.arange(12.0).reshape(3, 4)\n"
+        "print(np.array_equal(njit(lambda a, b: np.dot(a, b))(a, a.T), a @ a.T), 'scipy.linalg' in sys.modules)\n",
+    )
+    first, second = (line.split() for line in out.strip().splitlines())
+    assert first == ["6.0", str(not deferred)]
+    assert second == ["True", "True"]
+
+
+def _after_run_main(variable: str, setting: str | None, code: str) -> str:
+    """stdout of ``code`` run in a fresh interpreter after e2e's command-line set-up (``run_main``), with the
+    environment ``variable`` unset (``setting`` None) or set."""
     import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "E2E_NUMBA_BLAS_PROBE"}
+    env = {k: v for k, v in os.environ.items() if k != variable}
     if setting is not None:
-        env["E2E_NUMBA_BLAS_PROBE"] = setting
-    code = (
-        "import sys, numpy as np\n"
-        "from e2e.cli.common import run_main\n"
-        "from numba import njit\n"
-        "assert run_main('probe', lambda: 0, False) == 0\n"
-        "print(njit(lambda x: x.sum())(np.arange(4.0)), 'scipy.linalg' in sys.modules)\n"
-        "a = np.arange(12.0).reshape(3, 4)\n"
-        "print(np.array_equal(njit(lambda a, b: np.dot(a, b))(a, a.T), a @ a.T), 'scipy.linalg' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    first, second = (line.split() for line in out.strip().splitlines())
-    assert first == ["6.0", str(not deferred)]
-    assert second == ["True", "True"]
+        env[variable] = setting
+    head = "import sys, numpy as np\nfrom e2e.cli.common import run_main\nfrom numba import njit\n"
+    head += "assert run_main('probe', lambda: 0, False) == 0\n"
+    return subprocess.run(
+        [sys.executable, "-c", head + code], env=env, capture_output=True, text=True, check=True
+    ).stdout

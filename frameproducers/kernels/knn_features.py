@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from frameproducers.kernels.knn_select import BUCKETS, select_smallest
+from frameproducers.kernels.knn_select import select_smallest, selection_scratch
 from frameproducers.kernels.neighbors import check_offsets, pad_row
 from frameproducers.kernels.params import frame_params, n_chunks, pool_for
 
@@ -35,11 +35,7 @@ def _knn_features(x, node_offsets, par, out, nch):
     for t in prange(nch):
         xt = np.empty((F, n_max), np.float64)  # the graph's features, transposed: the distance loop vectorises
         d = np.empty(n_max, np.float64)
-        kd = np.empty(k, np.float64)
-        ki = np.empty(k, np.int64)
-        hist = np.empty(BUCKETS + 1 + n_max, np.int64)
-        cv = np.empty(n_max, np.float64)
-        ci = np.empty(n_max, np.int64)
+        kd, ki, hist, cv, ci = selection_scratch(k, n_max, d)
         for g in range(t * n_graphs // nch, (t + 1) * n_graphs // nch):
             a = node_offsets[g]
             n = node_offsets[g + 1] - a

@@ -75,17 +75,26 @@ def select_smallest(row, n, skip, k, kd, ki, hist, cv, ci):
     return min(c, k)
 
 
+@njit(inline="always", cache=True)
+def selection_scratch(k, n_max, like):
+    """The scratch of :func:`select_smallest` for rows of up to ``n_max`` values of ``like``'s dtype:
+    ``(kd, ki, hist, cv, ci)``."""
+    return (
+        np.empty(k, like.dtype),
+        np.empty(k, np.int64),
+        np.empty(BUCKETS + 1 + n_max, np.int64),
+        np.empty(n_max, like.dtype),
+        np.empty(n_max, np.int64),
+    )
+
+
 @njit(parallel=True, cache=True)
 def _smallest_per_row(d, counts, starts, k, out, nch):
     """Rows ``0..counts[b]-1`` of ``d[b]``: see :func:`smallest_per_row`; parallel over ``nch`` chunks of graphs."""
     n_graphs = d.shape[0]
     n_max = d.shape[1]
     for t in prange(nch):
-        kd = np.empty(k, d.dtype)
-        ki = np.empty(k, np.int64)
-        hist = np.empty(BUCKETS + 1 + n_max, np.int64)
-        cv = np.empty(n_max, d.dtype)
-        ci = np.empty(n_max, np.int64)
+        kd, ki, hist, cv, ci = selection_scratch(k, n_max, d)
         for b in range(t * n_graphs // nch, (t + 1) * n_graphs // nch):
             c = counts[b]
             a = starts[b]

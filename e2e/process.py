@@ -531,8 +531,8 @@ def run_units(
                 if _reusable(r, item, desc.outputs, skip_bad_files):
                     results[item.index] = r
                     reused += 1
-                else:  # damaged or incomplete: the unit runs again
-                    damaged += 1
+                else:  # damaged, incomplete, or skipped then as a bad file: the unit runs again
+                    damaged += not r.skipped
     todo = [i for i in items if i.index not in results]
     summary.files = len({i.file for i in items})
     summary.setup_s = time.perf_counter() - t_start

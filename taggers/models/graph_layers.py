@@ -237,8 +237,7 @@ def _knn_by_size(h: Tensor, ptr: Tensor, k: int) -> Tensor:
         sub_ptr = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
         sub_batch = torch.repeat_interleave(torch.arange(len(group), device=h.device), sizes)
         nodes = ptr[group][sub_batch] + torch.arange(int(sub_ptr[-1]), device=h.device) - sub_ptr[sub_batch]
-        nb = _knn_padded(torch.index_select(h, 0, nodes), sub_batch, sub_ptr, k)
-        out.index_copy_(0, nodes, torch.index_select(nodes, 0, nb.reshape(-1)).view(-1, k))
+        out.index_copy_(0, nodes, _rows(nodes, _knn_padded(_rows(h, nodes), sub_batch, sub_ptr, k)))
     return out
 
 

@@ -126,6 +126,73 @@ def test_edgeconv_in_chunks_equals_the_whole_batch_bit_for_bit(monkeypatch, name
     assert torch.equal(_run(net, inp), whole)
 
 
+def _trained_like(net: torch.nn.Module) -> torch.nn.Module:
+    """Batch norms with non-trivial statistics and affine terms (folded weights and non-zero shifts)."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            assert m.running_mean is not None and m.running_var is not None
+            m.running_mean.uniform_(-1.0, 1.0)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 2.0)
+            m.bias.data.uniform_(-1.0, 1.0)
+    return net.eval()
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("chunk", [1, 40, 10**6])
+@pytest.mark.parametrize(("k", "threads"), [(16, 1), (16, 2), (12, 1)])
+def test_fused_edge_mlp_equals_the_whole_batch_bit_for_bit(
+    monkeypatch, request, layers: int, chunk: int, k: int, threads: int
+) -> None:
+    """tau_gnn's shape (widths 32 and 64, k = 16, kNN in every block; k = 12: chunks of 12 edges, whose bias
+    ``addmm`` adds) with trained-like batch norms: the chunked form gives the whole batch's scores exactly, its
+    epilogues fused in numba (1 torch thread) or torch's (2). (MKL's products of fewer than 12 rows differ from
+    its larger ones in the last bit, with or without the fused kernels: chunks that small are not tested.)"""
+    from taggers.models import particlenet
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    request.addfinalizer(lambda: torch.set_num_threads(before))
+    torch.manual_seed(4)
+    net = _trained_like(ParticleNet(7, 2, k=k, widths=(32, 64), layers=layers, head=16, coord_features=[5, 6]))
+    inp = _inputs([30, 0, 5, 1, 22, 60, 9, 17, 40], seed=5)
+    monkeypatch.setattr(particlenet, "_exporting", lambda: True)
+    whole = _run(net, inp)
+    monkeypatch.setattr(particlenet, "_exporting", lambda: False)
+    monkeypatch.setattr(particlenet, "EDGE_CHUNK", chunk)
+    assert torch.equal(_run(net, inp), whole)
+
+
+def test_edge_mlp_kernels_equal_their_numpy_reference() -> None:
+    """The fused epilogues: float32 results equal to numpy's, NaN carried through (ReLU is clamp(min=0))."""
+    from frameproducers.kernels.edge_mlp import bias_relu, bias_relu_mean_add, gather_add_relu
+
+    rng = np.random.default_rng(0)
+    n, k, w = 9, 4, 8
+    a, b = rng.normal(size=(2, n, w)).astype(np.float32)
+    a[3, 2] = np.nan
+    index = rng.integers(0, n, size=n * k)
+    index[5] = 3
+    e = np.empty((n * k, w), np.float32)
+    gather_add_relu(a, index, b, k, e)
+    expected = np.repeat(b, k, axis=0) + a[index]
+    np.testing.assert_array_equal(e, np.where(expected < 0, np.float32(0), expected))
+    assert np.isnan(e[5, 2])
+    bias = rng.normal(size=w).astype(np.float32)
+    y = rng.normal(size=(n * k, w)).astype(np.float32)
+    z = y + bias
+    relu = np.where(z < 0, np.float32(0), z)
+    out = rng.normal(size=(n, w)).astype(np.float32)
+    total = np.zeros((n, w), np.float32)
+    for j in range(k):
+        total += relu[j::k]
+    expected_out = out + total / np.float32(k)
+    bias_relu_mean_add(y, bias, k, out)
+    np.testing.assert_array_equal(out, expected_out)
+    bias_relu(y, bias)
+    np.testing.assert_array_equal(y, relu)
+
+
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_onnx_artefact_parity(tmp_path, name: str) -> None:
     """The artefact's model.onnx (taggers.artefact.save, as e2e-train exports) equals torch at 1, 7, 64 and 512

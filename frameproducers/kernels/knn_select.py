@@ -88,7 +88,7 @@ def selection_scratch(k, n_max, like):
     )
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _smallest_per_row(d, counts, starts, k, out, nch):
     """Rows ``0..counts[b]-1`` of ``d[b]``: see :func:`smallest_per_row`; parallel over ``nch`` chunks of graphs."""
     n_graphs = d.shape[0]

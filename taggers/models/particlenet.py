@@ -7,6 +7,7 @@ ONNX with dynamic node and jet axes; a jet's logits do not depend on the other j
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import cast
 
@@ -51,7 +52,13 @@ class EdgeConvBlock(nn.Module):
         """``x [N, C_in]``, ``neighbors [N, k]`` global node indices -> ``[N, width]``."""
         lins, norms = cast(list[nn.Linear], list(self.lins)), cast(list[nn.BatchNorm1d], list(self.norms))
         c, w, bn = x.shape[1], lins[0].weight, norms[0]
-        if not bn.training and x.is_cpu and not _exporting():
+        if (
+            not bn.training
+            and x.is_cpu
+            and x.dtype == torch.float32
+            and not torch.is_grad_enabled()
+            and not _exporting()
+        ):
             return self._forward_in_chunks(x, neighbors, lins, norms)
         if bn.training:
             e = F.linear(x, w[:, :c] - w[:, c:]).unsqueeze(1) + F.linear(x, w[:, c:])[neighbors]  # [N, k, width]
@@ -69,16 +76,21 @@ class EdgeConvBlock(nn.Module):
     ) -> Tensor:
         """Inference on CPU: the edge MLP over :data:`EDGE_CHUNK` edges at a time, so that its ``[edges, width]``
         intermediates stay in cache instead of streaming the whole micro-batch's edges through memory once per
-        layer (2x faster for tau_gnn). Each row is computed by the same operations as :meth:`forward`: the same
-        scores, bit for bit (tests/test_strong_networks.py)."""
+        layer (2x faster for tau_gnn). On one torch thread (e2e's micro-batch threads, ``threads: 1``) its
+        elementwise steps are fused into one pass each between the products (:func:`_edge_mlp_fused`, 1.2x); on
+        more, torch splits each step over its threads. Each row is computed by the same operations as
+        :meth:`forward`: the same scores, bit for bit (tests/test_strong_networks.py)."""
         c, w, bn = x.shape[1], lins[0].weight, norms[0]
         a = _linear_bn(x, w[:, c:], bn, bias=False)  # the neighbour's term, gathered per edge
         b = _linear_bn(x, w[:, :c] - w[:, c:], bn)  # the node's own term
         folded = [_folded(lin.weight, norm) for lin, norm in zip(lins[1:], norms[1:], strict=True)]
         out = _linear_bn(x, self.shortcut.weight, self.shortcut_norm)
         k = neighbors.shape[1]
-        flat = neighbors.reshape(-1)
         rows = max(1, EDGE_CHUNK // max(k, 1))
+        if torch.get_num_threads() == 1:
+            _edge_mlp_fused(a, b, neighbors, folded, out, rows)
+            return out.clamp_(min=0)
+        flat = neighbors.reshape(-1)
         for start in range(0, x.shape[0], rows):
             e = torch.index_select(a, 0, flat[start * k : (start + rows) * k])  # ~3x faster than a[neighbors]
             e.view(-1, k, e.shape[-1]).add_(b[start : start + rows].unsqueeze(1))
@@ -87,6 +99,72 @@ class EdgeConvBlock(nn.Module):
                 e = torch.addmm(bias, e, weight_t).clamp_(min=0)
             out[start : start + rows] += e.view(-1, k, e.shape[-1]).mean(dim=1)
         return out.clamp_(min=0)
+
+
+def _edge_mlp_fused(
+    a: Tensor, b: Tensor, neighbors: Tensor, folded: list[tuple[Tensor, Tensor]], out: Tensor, rows: int
+) -> None:
+    """:meth:`EdgeConvBlock._forward_in_chunks`'s edge MLP, ``rows`` nodes at a time, its mean added to ``out``:
+    the products in torch, each elementwise step one pass of :mod:`frameproducers.kernels.edge_mlp` (the gather,
+    add and ReLU of the first layer; the bias and ReLU of the next, which ``addmm`` would copy in before the
+    product; the last one's and the mean), into two buffers reused chunk after chunk. Where those would round
+    differently from torch, torch's ``addmm`` and ``mean`` remain (:func:`_bias_after_product`,
+    :func:`_mean_in_order`)."""
+    from frameproducers.kernels.edge_mlp import bias_relu, bias_relu_mean_add, gather_add_relu
+
+    k, width = neighbors.shape[1], a.shape[1]
+    flat = neighbors.reshape(-1).contiguous().numpy()
+    buffers = (a.new_empty((min(rows, a.shape[0]) * k, width)), a.new_empty((min(rows, a.shape[0]) * k, width)))
+    after = [_bias_after_product(int(wt.shape[0]), int(wt.shape[1])) for wt, _ in folded]
+    in_order = _mean_in_order(int(width), int(k))
+    an, bn, o = a.numpy(), b.numpy(), out.numpy()
+    for start in range(0, a.shape[0], rows):
+        stop = min(start + rows, a.shape[0])
+        e = buffers[0][: (stop - start) * k]
+        gather_add_relu(an, flat[start * k : stop * k], bn[start:stop], k, e.numpy())
+        for layer, (weight_t, bias) in enumerate(folded):
+            y = buffers[(layer + 1) % 2][: e.shape[0]]
+            plain = not after[layer] or e.shape[0] < FUSED_MIN_ROWS
+            if plain:
+                torch.addmm(bias, e, weight_t, out=y)
+            else:
+                torch.mm(e, weight_t, out=y)
+            shift = (torch.zeros_like(bias) if plain else bias).numpy()
+            if layer < len(folded) - 1 or not in_order:
+                bias_relu(y.numpy(), shift)
+            else:
+                bias_relu_mean_add(y.numpy(), shift, k, o[start:stop])
+            e = y
+        if not folded or not in_order:
+            out[start:stop] += e.view(-1, k, width).mean(dim=1)
+
+
+@functools.cache
+def _bias_after_product(n_in: int, n_out: int) -> bool:
+    """Whether ``mm(e, W) + bias`` rounds as ``addmm(bias, e, W)`` for ``W [n_in, n_out]`` and every ``e`` of at
+    least :data:`FUSED_MIN_ROWS` rows (probed once at several row counts: MKL adds ``bias`` to the finished
+    product, except in its kernels for a few rows)."""
+    g = torch.Generator().manual_seed(0)
+    e = torch.randn(4099, n_in, generator=g)
+    w, bias = torch.randn(n_in, n_out, generator=g), torch.randn(n_out, generator=g)
+    rows = (FUSED_MIN_ROWS, FUSED_MIN_ROWS + 1, 23, 64, 255, 512, 4099)
+    return all(torch.equal(torch.addmm(bias, e[:m], w), torch.mm(e[:m], w) + bias) for m in rows)
+
+
+#: the fewest edges of a chunk whose bias is added after the product (fewer: ``addmm``)
+FUSED_MIN_ROWS = 16
+
+
+@functools.cache
+def _mean_in_order(width: int, k: int) -> bool:
+    """Whether torch's ``mean`` over the k edges of ``[nodes, k, width]`` sums them in order, as
+    :func:`~frameproducers.kernels.edge_mlp.bias_relu_mean_add` does (probed once; torch 2.13 with AVX2 does
+    for k <= 17 and widths that are multiples of 32, and accumulates otherwise in several partial sums)."""
+    y = torch.rand(64, k, width, generator=torch.Generator().manual_seed(0))
+    total = torch.zeros(64, width)
+    for j in range(k):
+        total += y[:, j]
+    return torch.equal(y.mean(dim=1), total / k)
 
 
 #: edges per step of :meth:`EdgeConvBlock._forward_in_chunks` (8192 x 64 channels x 4 B = 2 MB per intermediate)

@@ -376,6 +376,26 @@ def test_smallest_per_row_matches_reference(dtype) -> None:
             np.testing.assert_array_equal(got, ref.smallest_per_row(d, counts, k))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_smallest_per_row_from_a_gram_matrix(dtype) -> None:
+    """Given the squared norms, the kernel forms ``(sq_i + sq_j) - 2 g_ij`` itself: the neighbours of the full
+    distance matrix formed as torch does (numpy, same dtype), ties and padding included."""
+    rng = np.random.default_rng(12)
+    counts = np.array([0, 1, 17, 60, 5, 33])
+    n = int(counts.max())
+    p = rng.normal(0.0, 1.0, (len(counts), n, 9)).astype(dtype)
+    p[3, 10] = p[3, 20]  # an exact tie
+    sq = np.square(p).sum(-1).astype(dtype)
+    gram = (p @ p.transpose(0, 2, 1)).astype(dtype)
+    d = (sq[:, :, None] + sq[:, None, :]) - (gram + gram)
+    for b, c in enumerate(counts):
+        gram[b, c:] = gram[b, :, c:] = 1e30  # padding: would be chosen first if it were read
+    for k in (16, 4):
+        np.testing.assert_array_equal(K.smallest_per_row(gram, counts, k, sq=sq), ref.smallest_per_row(d, counts, k))
+    with pytest.raises(ValueError, match="sq must be"):
+        K.smallest_per_row(gram, counts, 4, sq=sq[:, :-1])
+
+
 def test_smallest_per_row_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match=r"\[B, n, n\]"):
         K.smallest_per_row(np.zeros((2, 3, 4), np.float32), np.array([1, 2]), 2)

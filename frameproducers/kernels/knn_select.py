@@ -89,24 +89,32 @@ def selection_scratch(k, n_max, like):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _smallest_per_row(d, counts, starts, k, out, nch):
-    """Rows ``0..counts[b]-1`` of ``d[b]``: see :func:`smallest_per_row`; parallel over ``nch`` chunks of graphs."""
+def _smallest_per_row(d, sq, gram, counts, starts, k, out, nch):
+    """Rows ``0..counts[b]-1`` of ``d[b]`` (``gram``: of ``sq[b, i] + sq[b, j] - 2 d[b, i, j]``, formed row by row):
+    see :func:`smallest_per_row`; parallel over ``nch`` chunks of graphs."""
     n_graphs = d.shape[0]
     n_max = d.shape[1]
     for t in prange(nch):
         kd, ki, hist, cv, ci = selection_scratch(k, n_max, d)
+        row = np.empty(n_max if gram else 0, d.dtype)
         for b in range(t * n_graphs // nch, (t + 1) * n_graphs // nch):
             c = counts[b]
             a = starts[b]
             for i in range(c):
-                cnt = select_smallest(d[b, i], c, i, k, kd, ki, hist, cv, ci)
+                if gram:  # as torch's (sq_i + sq_j) - 2 g_ij, in the arrays' dtype (2 g exactly: g + g)
+                    si = sq[b, i]
+                    for j in range(c):
+                        row[j] = (si + sq[b, j]) - (d[b, i, j] + d[b, i, j])
+                    cnt = select_smallest(row, c, i, k, kd, ki, hist, cv, ci)
+                else:
+                    cnt = select_smallest(d[b, i], c, i, k, kd, ki, hist, cv, ci)
                 for s in range(cnt):
                     out[a + i, s] = a + ki[s]
                 for s in range(cnt, k):
                     out[a + i, s] = a + i
 
 
-def smallest_per_row(d: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
+def smallest_per_row(d: np.ndarray, counts: np.ndarray, k: int, sq: np.ndarray | None = None) -> np.ndarray:
     """The k nearest neighbours of every node of a batch of graphs, given their padded distances.
 
     ``d [B, n, n]`` (float32 or float64): ``d[b, i, j]`` the distance from node i to node j of graph b, whose
@@ -115,6 +123,10 @@ def smallest_per_row(d: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
     nearest other nodes, nearest first, ties to the lower index (as ONNX TopK and a stable sort); a node
     with fewer than k other nodes at finite distance fills the remaining slots with itself. Parallel over
     graphs (serial below :data:`~frameproducers.kernels.params.SERIAL_BELOW` graphs).
+
+    With ``sq [B, n]`` (the squared norms of the nodes' features ``p``), ``d`` is their Gram matrix ``p p^T``
+    and the distance is ``(sq_i + sq_j) - 2 d_ij``, formed a row at a time in ``d``'s dtype: the same values as
+    torch's ``sq[:, :, None] + sq[:, None] - 2.0 * d`` without its three passes over ``[B, n, n]``.
     """
     if d.ndim != 3 or d.shape[1] != d.shape[2]:
         raise ValueError(f"d must be [B, n, n], got shape {d.shape}")
@@ -123,9 +135,14 @@ def smallest_per_row(d: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
         raise ValueError(f"counts must be [B] = [{d.shape[0]}] values in 0..{d.shape[1]}")
     if k < 1:
         raise ValueError("k must be >= 1")
+    if sq is not None and (sq.shape != d.shape[:2] or sq.dtype != d.dtype):
+        raise ValueError(f"sq must be {d.dtype} [B, n] = {list(d.shape[:2])}, got {sq.dtype} {list(sq.shape)}")
     starts = np.zeros(d.shape[0], np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
     out = np.empty((int(counts.sum()), int(k)), np.int64)
+    norms = np.ascontiguousarray(sq) if sq is not None else np.empty((d.shape[0], 0), d.dtype)
     with pool_for(d.shape[0]):
-        _smallest_per_row(np.ascontiguousarray(d), counts, starts, int(k), out, n_chunks(d.shape[0]))
+        _smallest_per_row(
+            np.ascontiguousarray(d), norms, sq is not None, counts, starts, int(k), out, n_chunks(d.shape[0])
+        )
     return out

@@ -247,14 +247,18 @@ def _knn_padded(h: Tensor, batch: Tensor, ptr: Tensor, k: int) -> Tensor:
     index, valid = padded_index(ptr)
     p = _rows(h, index)  # [B, n, C]
     exact = h.shape[1] <= 4
+    kernel = p.is_cpu and not _exporting() and not p.requires_grad  # mask, sort/topk and indices in one kernel
+    if kernel:
+        from frameproducers.kernels.knn_select import smallest_per_row
     if exact:
         d = (p.unsqueeze(2) - p.unsqueeze(1)).square().sum(-1)
     else:
         sq = p.square().sum(-1)
-        d = sq.unsqueeze(2) + sq.unsqueeze(1) - 2.0 * (p @ p.transpose(1, 2))
-    if d.is_cpu and not _exporting() and not d.requires_grad:  # mask + sort/topk + index arithmetic in one kernel
-        from frameproducers.kernels.knn_select import smallest_per_row
-
+        gram = p @ p.transpose(1, 2)
+        if kernel:  # the kernel forms sq_i + sq_j - 2 gram_ij row by row, as below
+            return torch.from_numpy(smallest_per_row(gram.numpy(), (ptr[1:] - ptr[:-1]).numpy(), k, sq=sq.numpy()))
+        d = sq.unsqueeze(2) + sq.unsqueeze(1) - 2.0 * gram
+    if kernel:
         return torch.from_numpy(smallest_per_row(d.numpy(), (ptr[1:] - ptr[:-1]).numpy(), k))
     slot = torch.arange(p.shape[1], device=h.device)
     d = d.masked_fill(~valid.unsqueeze(1) | (slot.unsqueeze(1) == slot.unsqueeze(0)), float("inf"))

@@ -375,3 +375,19 @@ def test_onnx_of_a_network_without_per_jet_inputs_has_no_jet_input(tmp_path) -> 
                   list(example), GraphInput.dynamic_axes)  # fmt: skip
     session = ort.InferenceSession(str(tmp_path / artefact.ONNX), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["x", "neighbors", "batch", "ptr"]
+
+
+def test_fused_edge_mlp_refuses_neighbours_outside_the_batch() -> None:
+    """The fused kernels do not check their reads: indices outside the micro-batch's nodes raise, as torch's gather
+    does."""
+    net = _trained_like(ParticleNet(7, 2, k=4, widths=(32,), head=16))
+    inp = _inputs([5, 9], seed=6, k=4)
+    inp["neighbors"] = inp["neighbors"].copy()
+    inp["neighbors"][3, 1] = 14
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(IndexError, match="outside 0..13"):
+            _run(net, inp)
+    finally:
+        torch.set_num_threads(before)

@@ -114,6 +114,8 @@ def _edge_mlp_fused(
 
     k, width = neighbors.shape[1], a.shape[1]
     flat = neighbors.reshape(-1).contiguous().numpy()
+    if flat.size and (flat.min() < 0 or flat.max() >= a.shape[0]):  # the kernel does not check its reads
+        raise IndexError(f"EdgeConv: neighbour indices outside 0..{a.shape[0] - 1} (the micro-batch's nodes)")
     buffers = (a.new_empty((min(rows, a.shape[0]) * k, width)), a.new_empty((min(rows, a.shape[0]) * k, width)))
     after = [_bias_after_product(int(wt.shape[0]), int(wt.shape[1])) for wt, _ in folded]
     in_order = _mean_in_order(int(width), int(k))

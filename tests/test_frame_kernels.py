@@ -464,6 +464,51 @@ def test_jet_shapes_match_reference() -> None:
     assert names.split() == list(K.SHAPE_NAMES)
 
 
+def _in_ieta_order(c: dict) -> dict:
+    """The hits of every event sorted by ieta (stable), as e2e's generator writes them."""
+    event = np.repeat(np.arange(len(c["offsets"]) - 1), np.diff(c["offsets"]))
+    order = np.lexsort((np.arange(len(event)), c["ieta"], event))
+    return {k: (v if k == "offsets" else v[order]) for k, v in c.items()}
+
+
+def test_jet_shapes_bisect_the_eta_band_of_hits_in_ieta_order(monkeypatch) -> None:
+    """Hits in ieta order within each event: each jet bisects the band of hits near its eta instead of scanning
+    the event; the same shapes bit for bit as the scan (a NaN axis too), and the order is checked per batch."""
+    from frameproducers.kernels import shapes as kernel_shapes
+
+    jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, _ = BATCH
+    ecal, hcal = _in_ieta_order(ecal), _in_ieta_order(hcal)
+    assert kernel_shapes.in_eta_order(calo_hits(ecal), ETA_CENTRE)
+    assert not kernel_shapes.in_eta_order(calo_hits(BATCH[3]), ETA_CENTRE)  # the batch as made: random order
+    assert not kernel_shapes.in_eta_order(calo_hits(ecal), ETA_CENTRE[::-1])  # centres must rise with ieta
+    jet_eta = geo.ecal_eta(seed_ieta).astype(np.float32)
+    jet_eta[2] += np.float32(0.4)  # the band's edges away from cell centres
+    jet_eta[4] = np.nan
+    jets = K.JetAxes(
+        jet_event, np.full(len(jet_event), 50.0, np.float32), jet_eta, geo.ecal_phi(seed_iphi).astype(np.float32)
+    )
+    tables = K.CellCentres(
+        ETA_CENTRE, geo.ecal_phi(np.arange(360)), geo.hcal_eta(np.arange(56)), geo.hcal_phi(np.arange(72))
+    )
+    shape_tracks = K.ShapeTracks(
+        tracks["offsets"],
+        tracks["pt"],
+        geo.ecal_eta(np.maximum(tracks["ieta"], 0)).astype(np.float32),
+        geo.ecal_phi(np.maximum(tracks["iphi"], 0)).astype(np.float32),
+        tracks["dz"],
+        tracks["d0sig"],
+    )
+
+    def shapes() -> np.ndarray:
+        out = np.full((len(jet_event), len(K.SHAPE_NAMES)), np.nan, np.float32)
+        return K.fill_jet_shapes(out, jets, calo_hits(ecal), calo_hits(hcal), shape_tracks, tables)
+
+    bisected = shapes()
+    monkeypatch.setattr(kernel_shapes, "in_eta_order", lambda hits, centres: False)
+    np.testing.assert_array_equal(bisected, shapes())
+    assert np.all(bisected[4, :2] == 0) and np.any(bisected[:, 0] > 0)
+
+
 @pytest.mark.parametrize("margin", [1.5, 0.2])  # 0.2: most chunks overflow their regions (the spill path)
 def test_graph_nodes_one_pass_build_of_a_large_batch(monkeypatch, margin) -> None:
     monkeypatch.setattr(kernel_nodes, "n_chunks", lambda n: max(1, min(n, 5)))

@@ -173,6 +173,31 @@ def assert_same_nodes(got, expected) -> None:
         np.testing.assert_array_equal(a, b, err_msg=name)
 
 
+def _by_ieta(c: dict) -> dict:
+    """The hits of every event sorted by ieta (stable), as e2e's generator writes them."""
+    event = np.repeat(np.arange(len(c["offsets"]) - 1), np.diff(c["offsets"]))
+    order = np.lexsort((np.arange(len(event)), c["ieta"], event))
+    return {k: (v if k == "offsets" else v[order]) for k, v in c.items()}
+
+
+@pytest.mark.parametrize("s", SETTINGS, ids=["defaults", "caps", "no_tracks", "window1"])
+def test_kernel_bisects_the_window_rows_of_hits_in_ieta_order(monkeypatch, s) -> None:
+    """ECAL and HCAL hits in ieta order within each event: each jet visits only its window's rows (bisection),
+    with the reference's nodes, the same as a full scan's bit for bit."""
+    from frameproducers.kernels import hitnodes
+
+    jets, ecal, hcal, tracks, tracker = EVENTS
+    ecal, hcal = _by_ieta(ecal), _by_ieta(hcal)
+    assert all(K.in_ieta_order(K.CaloHits(c["offsets"], c["ieta"], c["iphi"], c["energy"])) for c in (ecal, hcal))
+    assert not K.in_ieta_order(
+        K.CaloHits(EVENTS[1]["offsets"], EVENTS[1]["ieta"], EVENTS[1]["iphi"], EVENTS[1]["energy"])
+    )
+    got = kernel_nodes(jets, ecal, hcal, tracks, tracker, s)
+    assert_same_nodes(got, ref.hit_nodes(jets, ecal, hcal, tracks, tracker, s))
+    monkeypatch.setattr(hitnodes, "in_ieta_order", lambda hits: False)
+    assert_same_nodes(got, kernel_nodes(jets, ecal, hcal, tracks, tracker, s))
+
+
 @pytest.mark.parametrize("s", SETTINGS, ids=["defaults", "caps", "no_tracks", "window1"])
 def test_kernel_equals_reference_on_synthetic_events(s) -> None:
     got = kernel_nodes(*EVENTS, s)

@@ -59,6 +59,7 @@ from frameproducers.kernels.inputs import (
     TrackerHits,
     WindowHits,
     WindowTracks,
+    in_ieta_order,
 )
 from frameproducers.kernels.knn import brute_force_knn_pixels, knn_pixels
 from frameproducers.kernels.knn_features import knn_features
@@ -71,6 +72,7 @@ from frameproducers.kernels.shapes import SHAPE_NAMES, fill_jet_shapes
 
 __all__ = [
     "SHAPE_NAMES",
+    "in_ieta_order",
     "FRAME_PARAM_DTYPE",
     "frame_params",
     "CaloHits",

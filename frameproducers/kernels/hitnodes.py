@@ -36,6 +36,7 @@ from frameproducers.kernels.inputs import (
     TrackerHits,
     check_jets,
     check_window,
+    in_ieta_order,
     with_int64_offsets,
 )
 from frameproducers.kernels.jit import no_refcount
@@ -133,13 +134,20 @@ def _select_tracks(tracks, e, row0, col0, W, pt_min, dz_max, cap, kv, ki):
 
 
 @njit(inline="always", cache=True)
-def _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki):
+def _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki, by_ieta):
     """The ``cap`` highest-energy cells of event e above ``threshold`` whose crystal (ieta * mult + shift,
-    iphi * mult + shift) is in the window: hit indices in ki; returns the count."""
+    iphi * mult + shift) is in the window: hit indices in ki; returns the count. ``by_ieta`` (the event's hits in
+    ieta order): only the hits of the window's rows are visited, found by bisection (the same hits in the same
+    order as the scan, so the same choice)."""
     cnt = np.int64(0)
     if cap == 0:
         return cnt
-    for q in range(hits.offsets[e], hits.offsets[e + 1]):
+    lo = hits.offsets[e]
+    hi = hits.offsets[e + 1]
+    if by_ieta:
+        lo = _first_row_at_least(hits, lo, hi, mult, shift - row0, 0)
+        hi = _first_row_at_least(hits, lo, hi, mult, shift - row0, W)
+    for q in range(lo, hi):
         r = np.int64(hits.ieta[q]) * mult + shift - row0
         if r < 0 or r >= W or _column(np.int64(hits.iphi[q]) * mult + shift, col0) >= W:
             continue
@@ -147,6 +155,18 @@ def _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki):
         if energy > threshold:
             cnt = _keep_top(kv, ki, cnt, cap, energy, q)
     return cnt
+
+
+@njit(inline="always", cache=True)
+def _first_row_at_least(hits, lo, hi, mult, offset, row):
+    """The first hit q in ``[lo, hi)`` (in ieta order) with ``ieta * mult + offset >= row``, else hi."""
+    while lo < hi:
+        m = (lo + hi) // 2
+        if np.int64(hits.ieta[m]) * mult + offset < row:
+            lo = m + 1
+        else:
+            hi = m
+    return lo
 
 
 @njit(inline="always", cache=True)
@@ -209,10 +229,10 @@ def _chosen(fill, j, t, base, chosen, n_chosen, m, ki):
 
 @njit(inline="always", cache=True)
 def _calo_nodes(fill, k0, x, pos, pixel, kind, hits, e, mult, shift, row0, col0, W, threshold, cap, eta_centre, eta0,
-                jet_pt, kv, ki, j, base, chosen, n_chosen):  # fmt: skip
+                jet_pt, kv, ki, j, base, chosen, n_chosen, by_ieta):  # fmt: skip
     """Select the ECAL (or HCAL: mult 5, shift 2) nodes of a jet in event e (count pass) or write the ones chosen
     then from row k0 (fill pass); returns their count."""
-    m = 0 if fill else _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki)
+    m = 0 if fill else _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki, by_ieta)
     m = _chosen(fill, j, kind, base, chosen, n_chosen, m, ki)
     if fill:
         h = W // 2
@@ -228,7 +248,7 @@ def _calo_nodes(fill, k0, x, pos, pixel, kind, hits, e, mult, shift, row0, col0,
 
 @no_refcount
 def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, kv, ki, chosen,
-               n_chosen):  # fmt: skip
+               n_chosen, by_ieta):  # fmt: skip
     """Mode _COUNT: select the nodes of jet j, record them in ``chosen`` / ``n_chosen``; mode _FILL: write the
     recorded nodes from row k0. Returns the node count."""
     p = par[0]
@@ -272,9 +292,9 @@ def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, pa
     n += m
 
     n += _calo_nodes(fill, k0 + n, x, pos, pixel, _ECAL, ecal, e, unit, zero, row0, col0, W, p.ecal_threshold,
-                     p.max_ecal, eta_centre, eta0, jet_pt, kv, ki, j, b_ecal, chosen, n_chosen)  # fmt: skip
+                     p.max_ecal, eta_centre, eta0, jet_pt, kv, ki, j, b_ecal, chosen, n_chosen, by_ieta[0])  # fmt: skip
     n += _calo_nodes(fill, k0 + n, x, pos, pixel, _HCAL, hcal, e, tower, centre, row0, col0, W, p.hcal_threshold,
-                     p.max_hcal, eta_centre, eta0, jet_pt, kv, ki, j, b_hcal, chosen, n_chosen)  # fmt: skip
+                     p.max_hcal, eta_centre, eta0, jet_pt, kv, ki, j, b_hcal, chosen, n_chosen, by_ieta[1])  # fmt: skip
 
     m = 0 if fill else _select_tracker(tracker, e, row0, col0, W, p.layer_mask, p.max_tracker_hits, kv, ki)
     m = _chosen(fill, j, _TRACKER, b_tracker, chosen, n_chosen, m, ki)
@@ -291,7 +311,7 @@ def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, pa
 
 @njit(cache=True)
 def _hit_nodes_of_chunk(mode, j0, j1, offs, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen,
-                        n_chosen):  # fmt: skip
+                        n_chosen, by_ieta):  # fmt: skip
     """Jets j0..j1-1 of :func:`_hit_nodes` with one ranking scratch."""
     p = par[0]
     cap = max(1, p.max_tracks, p.max_ecal, p.max_hcal, p.max_tracker_hits)
@@ -300,20 +320,21 @@ def _hit_nodes_of_chunk(mode, j0, j1, offs, x, pos, pixel, jets, ecal, hcal, tra
     for j in range(j0, j1):
         k0 = offs[j] if mode == _FILL else np.int64(0)
         n = _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, kv, ki, chosen,
-                       n_chosen)  # fmt: skip
+                       n_chosen, by_ieta)  # fmt: skip
         if mode == _COUNT:
             offs[j] = n
 
 
 @njit(parallel=True, cache=True)
-def _hit_nodes(mode, offs, x, pos, pixel, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen, n_chosen):
+def _hit_nodes(mode, offs, x, pos, pixel, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen, n_chosen,
+               by_ieta):  # fmt: skip
     """Every jet, parallel over ``nch`` chunks of consecutive jets (named tuples only pass through the prange
     body, numba#7135). _COUNT: select jet j's nodes (hit indices into chosen[j], counts per type into
     n_chosen[j]) and set offs[j] = their count; _FILL: write them from row offs[j]."""
     n_jets = jets.event.shape[0]
     for t in prange(nch):
         _hit_nodes_of_chunk(mode, t * n_jets // nch, (t + 1) * n_jets // nch, offs, x, pos, pixel, jets, ecal, hcal,
-                            tracks, tracker, par, eta_centre, chosen, n_chosen)  # fmt: skip
+                            tracks, tracker, par, eta_centre, chosen, n_chosen, by_ieta)  # fmt: skip
 
 
 def build_hit_nodes(
@@ -354,14 +375,17 @@ def build_hit_nodes(
     none = np.zeros((0, _F), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.int32)
     chosen = np.empty((n_jets, max(1, sum(int(par[0][c]) for c in caps))), np.int64)  # the count pass's choice
     n_chosen = np.zeros((n_jets, len(HIT_TYPES)), np.int64)
+    by_ieta = (in_ieta_order(ecal), in_ieta_order(hcal))  # bisect the window's rows instead of scanning
     with pool_for(n_jets):
-        _hit_nodes(_COUNT, counts, *none, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen, n_chosen)
+        _hit_nodes(
+            _COUNT, counts, *none, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen, n_chosen, by_ieta
+        )
         node_offsets = np.zeros(n_jets + 1, np.int64)
         np.cumsum(counts, out=node_offsets[1:])
         n = int(node_offsets[-1])
         x, pos, pixel = np.empty((n, _F), np.float32), np.empty((n, 2), np.float32), np.empty(n, np.int32)
         _hit_nodes(_FILL, node_offsets, x, pos, pixel, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen,
-                   n_chosen)  # fmt: skip
+                   n_chosen, by_ieta)  # fmt: skip
     return node_offsets, x, pos, pixel
 
 

@@ -214,3 +214,16 @@ def check_window(W: int) -> int:
     if not 1 <= W <= ECAL_N_IETA:
         raise ValueError(f"window size W={W} outside 1..{ECAL_N_IETA}")
     return W
+
+
+def in_ieta_order(hits: CaloHits) -> bool:
+    """Whether every event's hits are in non-decreasing ``ieta`` (as e2e's generator and CMSSW's collections write
+    them): then a jet's kernels bisect the rows of hits near it instead of scanning the event (one check per
+    batch, ~1 ns per hit)."""
+    ieta = np.asarray(hits.ieta)
+    if len(ieta) < 2:
+        return True
+    rising = np.diff(ieta) >= 0
+    steps = np.asarray(hits.offsets[1:-1], dtype=np.int64) - 1  # from one event to the next does not count
+    rising[steps[(steps >= 0) & (steps < len(rising))]] = True
+    return bool(rising.all())

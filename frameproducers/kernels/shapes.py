@@ -7,7 +7,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from frameproducers.kernels.inputs import CaloHits, CellCentres, JetAxes, ShapeTracks, check_jets, with_int64_offsets
+from frameproducers.kernels.inputs import (
+    CaloHits,
+    CellCentres,
+    JetAxes,
+    ShapeTracks,
+    check_jets,
+    in_ieta_order,
+    with_int64_offsets,
+)
 from frameproducers.kernels.params import frame_params, pool_for
 
 #: Columns of :func:`fill_jet_shapes`.
@@ -24,13 +32,42 @@ def _delta_r(eta1, phi1, eta2, phi2):
 
 
 @njit(inline="always", cache=True)
-def _add_calo_cone(hits, eta_centre, phi_centre, e, jeta, jphi, cone, core, sums, annulus_is_isolation):
+def _eta_band(hits, eta_centre, e, jeta, far, by_eta):
+    """The hits ``[lo, hi)`` of event e that can have ``|eta - jeta| <= far``: all of them, or, when the event's
+    hits are in ``ieta`` order (``by_eta``; the cell centres rise with ieta), the range between the two bisections
+    of ``eta - jeta`` against ``-far`` and ``far`` (the same comparison as the loop's, so the same hits, in the
+    same order; a NaN axis gives an empty range, as every hit would fail ``dR < cone``)."""
+    lo = hits.offsets[e]
+    hi = hits.offsets[e + 1]
+    if not by_eta:
+        return lo, hi
+    a, b = lo, hi  # first hit with eta - jeta >= -far
+    while a < b:
+        m = (a + b) // 2
+        if eta_centre[hits.ieta[m]] - jeta < -far:
+            a = m + 1
+        else:
+            b = m
+    first = a
+    b = hi  # first hit with not (eta - jeta <= far)
+    while a < b:
+        m = (a + b) // 2
+        if eta_centre[hits.ieta[m]] - jeta <= far:
+            a = m + 1
+        else:
+            b = m
+    return first, a
+
+
+@njit(inline="always", cache=True)
+def _add_calo_cone(hits, eta_centre, phi_centre, e, jeta, jphi, cone, core, sums, annulus_is_isolation, by_eta):
     """Add the ET (GeV) of the cells of event e within dR < cone of the jet axis to ``sums`` = (sum ET,
     sum ET dR, sum ET in the core, isolation), the annulus core <= dR < cone to the isolation when
-    ``annulus_is_isolation``; returns the new sums."""
+    ``annulus_is_isolation``; returns the new sums. ``by_eta``: see :func:`_eta_band`."""
     sum_et, sum_etdr, sum_core, iso = sums
     far = cone + 1e-9  # |delta eta| beyond this: dR >= cone whatever the rounding (skips the phi arithmetic)
-    for q in range(hits.offsets[e], hits.offsets[e + 1]):
+    lo, hi = _eta_band(hits, eta_centre, e, jeta, far, by_eta)
+    for q in range(lo, hi):
         eta = eta_centre[hits.ieta[q]]
         if abs(eta - jeta) > far:
             continue
@@ -47,7 +84,7 @@ def _add_calo_cone(hits, eta_centre, phi_centre, e, jeta, jphi, cone, core, sums
 
 
 @njit(parallel=True, cache=True)
-def _fill_jet_shapes(out, jets, ecal, hcal, tracks, centres, par):
+def _fill_jet_shapes(out, jets, ecal, hcal, tracks, centres, par, ecal_by_eta, hcal_by_eta):
     """Shapes of every jet into ``out`` [n_jets, 6], parallel over jets."""
     cone = par[0].cone
     core = par[0].core
@@ -60,8 +97,12 @@ def _fill_jet_shapes(out, jets, ecal, hcal, tracks, centres, par):
         jeta = np.float64(jets.eta[j])
         jphi = np.float64(jets.phi[j])
         sums = (0.0, 0.0, 0.0, 0.0)
-        sums = _add_calo_cone(ecal, centres.ecal_eta, centres.ecal_phi, e, jeta, jphi, cone, core, sums, True)
-        sums = _add_calo_cone(hcal, centres.hcal_eta, centres.hcal_phi, e, jeta, jphi, cone, core, sums, False)
+        sums = _add_calo_cone(
+            ecal, centres.ecal_eta, centres.ecal_phi, e, jeta, jphi, cone, core, sums, True, ecal_by_eta
+        )
+        sums = _add_calo_cone(
+            hcal, centres.hcal_eta, centres.hcal_phi, e, jeta, jphi, cone, core, sums, False, hcal_by_eta
+        )
         sum_et, sum_etdr, sum_core, iso = sums
         lead = 0.0
         mult = 0
@@ -113,7 +154,8 @@ def fill_jet_shapes(
     leading_track_fraction = max pT of PV tracks in the cone / jet pT (0 without);
     charged_multiplicity = PV tracks in the cone; isolation (GeV) = sum pT of PV tracks + sum ET of ECAL
     hits, both in the annulus core <= dR < cone; n_displaced_tracks = PV tracks in the cone with
-    |d0sig| > d0sig_min. Parallel over jets.
+    |d0sig| > d0sig_min. Parallel over jets. Calorimeter hits in ieta order within each event (:func:`in_eta_order`,
+    checked per call) are not scanned: each jet bisects the band of rows within the cone's eta (the same sums).
     """
     if out.ndim != 2 or out.shape != (len(jets.event), len(SHAPE_NAMES)) or out.dtype != np.float32:
         raise ValueError(f"out must be float32 [n_jets, {len(SHAPE_NAMES)}], got {out.dtype} {out.shape}")
@@ -126,14 +168,26 @@ def fill_jet_shapes(
         dz_max=float(dz_max),
         d0sig_min=float(d0sig_min),
     )
+    ecal, hcal = with_int64_offsets(ecal), with_int64_offsets(hcal)
     with pool_for(len(event)):
         _fill_jet_shapes(
             out,
             jets._replace(event=event),
-            with_int64_offsets(ecal),
-            with_int64_offsets(hcal),
+            ecal,
+            hcal,
             with_int64_offsets(tracks),
             centres,
             par,
+            in_eta_order(ecal, centres.ecal_eta),
+            in_eta_order(hcal, centres.hcal_eta),
         )
     return out
+
+
+def in_eta_order(hits: CaloHits, eta_centre: np.ndarray) -> bool:
+    """:func:`~frameproducers.kernels.inputs.in_ieta_order`, with every ieta a cell whose centre rises with ieta:
+    a jet's shapes then bisect the band of hits near its eta instead of scanning the event's hits."""
+    ieta = np.asarray(hits.ieta)
+    if len(ieta) and (ieta.min() < 0 or ieta.max() >= len(eta_centre) or not np.all(np.diff(eta_centre) > 0)):
+        return False
+    return in_ieta_order(hits)

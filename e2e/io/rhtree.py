@@ -40,7 +40,6 @@ import difflib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import awkward as ak
 import numpy as np
 
 from dataformats.dense import gather, sparse_cells
@@ -67,7 +66,7 @@ from dataformats.schema import (
 )
 from e2e.errors import E2EError
 from e2e.event import EventBatch
-from e2e.io.source import ID_FIELDS, FileSourceParams, HitsFileSource, _flat, collection_fields
+from e2e.io.source import ID_FIELDS, FileSourceParams, HitsFileSource, _flat, _numbers, collection_fields
 from e2e.params import param
 from e2e.source import WorkItem
 
@@ -324,7 +323,7 @@ class _Chunk:
         arr = self._read(branch)
         if arr.layout.purelist_depth != 1:
             raise SchemaError(f"{self.where}: branch '{branch}' is not one number per event ({arr.type})")
-        return ak.to_numpy(arr)
+        return _numbers(arr)
 
     def _vector(self, branch: str) -> tuple[np.ndarray, np.ndarray]:
         arr = self._read(branch)

@@ -396,6 +396,39 @@ def test_smallest_per_row_from_a_gram_matrix(dtype) -> None:
         K.smallest_per_row(gram, counts, 4, sq=sq[:, :-1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_knn_rows_cut_at_a_neighbours_bound_are_checked(dtype) -> None:
+    """Each row is first cut at a bound from its nearest earlier node's neighbours; where that cut keeps fewer than
+    k candidates (here: the row is NaN at most of them) all candidates are selected from, so the result is the
+    reference's. Points on a line (every distance a small integer: ties), k 4 and 16, with and without the Gram
+    form, and the hit graphs' kNN on the same points (two columns)."""
+    rng = np.random.default_rng(13)
+    counts = np.array([40, 7, 90])
+    n = int(counts.max())
+    pts = rng.permutation(n).astype(dtype)[None, :].repeat(len(counts), 0)
+    d = np.square(pts[:, :, None] - pts[:, None, :])
+    for b, c in enumerate(counts):
+        for i in range(1, c, 3):  # NaN towards the nodes near the nearest earlier node: its bound is too small
+            j = int(np.argmin(d[b, i, :i]))
+            near = np.argsort(d[b, j, :c], kind="stable")[1:18]
+            d[b, i, near[near != i]] = np.nan
+        d[b, c:] = d[b, :, c:] = -1.0  # padding: would be chosen first if it were read
+    for k in (16, 4):
+        np.testing.assert_array_equal(K.smallest_per_row(d, counts, k), ref.smallest_per_row(d, counts, k))
+    sq = np.square(pts)
+    gram = pts[:, :, None] * pts[:, None, :]
+    gram[0, 5, :30] = np.nan  # a NaN product: never a neighbour, nor part of a bound
+    dg = (sq[:, :, None] + sq[:, None, :]) - (gram + gram)
+    for k in (16, 4):
+        np.testing.assert_array_equal(K.smallest_per_row(gram, counts, k, sq=sq), ref.smallest_per_row(dg, counts, k))
+    x = np.zeros((int(counts.sum()), 2), np.float32)
+    x[:, 0] = np.concatenate([pts[b, :c] for b, c in enumerate(counts)])
+    x[::5, 1] = np.nan  # nodes at NaN distance from every other: never a neighbour
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    for k in (16, 4):
+        np.testing.assert_array_equal(K.knn_features(x, offsets, k, False), ref.knn_features(x, offsets, k, False))
+
+
 def test_smallest_per_row_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match=r"\[B, n, n\]"):
         K.smallest_per_row(np.zeros((2, 3, 4), np.float32), np.array([1, 2]), 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from frameproducers.kernels.knn_select import select_smallest, selection_scratch
+from frameproducers.kernels.knn_select import neighbour_bound, select_smallest, selection_scratch
 from frameproducers.kernels.neighbors import check_offsets, pad_row
 from frameproducers.kernels.params import frame_params, n_chunks, pool_for
 
@@ -44,7 +44,8 @@ def _knn_features(x, node_offsets, par, out, nch):
                     xt[f, m] = x[a + m, f]
             for li in range(n):
                 _feature_distances(xt, n, li, d)
-                cnt = select_smallest(d, n, -1 if self_loops else li, k, kd, ki, hist, cv, ci)
+                bound = neighbour_bound(d, li, k, out, a)
+                cnt = select_smallest(d, n, -1 if self_loops else li, k, kd, ki, hist, cv, ci, bound)
                 i = a + li
                 for s in range(min(cnt, k)):
                     out[i, s] = a + ki[s]

@@ -17,7 +17,8 @@ in this run, on this machine:
   batches of 32 jets, unpadded and the kNN in (delta_eta, delta_phi) built inside the step with e2e's own kNN
   kernel (so that the scores must agree; the table is made beforehand and not timed); the ratio e2e / weaver-style;
 - loaded machine: the event loop again while a busy process takes one core, with ``--threads`` and with one;
-- start: wall time of ``e2e-run process_configs/tau_gnn.yaml -n 1`` in a subprocess (caches warm);
+- start: wall time of ``e2e-run process_configs/tau_gnn.yaml -n 1`` in a subprocess (caches warm), and of
+  ``tau_cnn.yaml``, a job that runs on ONNX Runtime alone (no torch import);
 - latency: one event at a time through :class:`e2e.api.EventTagger` (median and p99 per event);
 - memory: peak RSS of ``e2e-run`` on ``--rss-file`` (default settings), as its summary prints it.
 
@@ -52,6 +53,7 @@ from e2e.config import load_process  # noqa: E402
 from e2e.process import Process  # noqa: E402
 
 CONFIG = REPO / "process_configs" / "tau_gnn.yaml"
+CNN_CONFIG = REPO / "process_configs" / "tau_cnn.yaml"
 SAMPLE = REPO / "data" / "sample_tau_qcd.root"
 
 
@@ -236,15 +238,15 @@ def busy() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def start_time(repeats: int) -> list[float]:
-    """Wall seconds of ``e2e-run tau_gnn.yaml -n 1`` on the shipped sample, in a fresh interpreter."""
+def start_time(config: Path, repeats: int) -> list[float]:
+    """Wall seconds of ``e2e-run CONFIG -n 1`` on the shipped sample, in a fresh interpreter."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats + 1):
             target = Path(tmp) / f"start{i}.root"
             t0 = time.perf_counter()
             r = subprocess.run(
-                [sys.executable, "-m", "e2e.cli.run", str(CONFIG), "-n", "1", "-o", str(target)],
+                [sys.executable, "-m", "e2e.cli.run", str(config), "-n", "1", "-o", str(target)],
                 capture_output=True,
                 text=True,
                 cwd=REPO,
@@ -339,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             hog.kill()
             hog.wait()
-    starts = start_time(args.repeats)
+    starts = start_time(CONFIG, args.repeats)
+    starts_ort = start_time(CNN_CONFIG, args.repeats)
     lat, lat_jets = latency(args.latency_events, args.threads)
     load1 = os.getloadavg()[0]
 
@@ -391,6 +394,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{statistics.median(e2e_rate) / (n_jets / weaver_s):.2f}x; largest score difference {diff:.1e}"
     )
     print(f"start: e2e-run tau_gnn.yaml -n 1: {fmt(starts, 1, '.2f')} s wall (min / median of {len(starts)})")
+    print(
+        f"start of an ONNX Runtime job (no torch): e2e-run tau_cnn.yaml -n 1: {fmt(starts_ort, 1, '.2f')} s wall "
+        f"(min / median of {len(starts_ort)})"
+    )
     ms = np.array(lat) * 1e3
     print(
         f"latency, one event at a time through EventTagger ({len(lat)} events, {lat_jets / len(lat):.1f} jets/event): "

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from e2e.errors import E2EError
+from e2e.interrupts import deferred, raise_if_requested
 
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname() or "host")
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.(?P<tag>[A-Za-z0-9_]+)\.tmp$")
@@ -193,6 +194,23 @@ def _final_mode(tmp: Path, directory: bool) -> None:
     os.chmod(tmp, (0o777 if directory else 0o666) & ~umask)  # mkstemp/mkdtemp create 0600/0700
 
 
+#: temporaries of this process's atomic outputs that are neither committed nor discarded yet
+_LIVE: set[Path] = set()
+
+
+def remove_live_temporaries() -> list[Path]:
+    """Remove the temporaries of this process's unfinished atomic outputs (after SIGINT / SIGTERM, whose exception
+    may have come before the output's owner could discard it); returns them."""
+    removed = sorted(_LIVE)
+    for tmp in removed:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+    _LIVE.clear()
+    return removed
+
+
 class atomic_file(contextlib.AbstractContextManager["atomic_file"]):
     """``with atomic_file(path) as tmp:`` write ``tmp``; it becomes ``path`` only if the block succeeds.
 
@@ -204,21 +222,26 @@ class atomic_file(contextlib.AbstractContextManager["atomic_file"]):
         with on_path(self.path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.removed = remove_stale_temporaries(self.path)
-            fd, tmp = tempfile.mkstemp(prefix=_prefix(self.path), suffix=".tmp", dir=self.path.parent)
+            with deferred():  # created and registered, or neither
+                fd, tmp = tempfile.mkstemp(prefix=_prefix(self.path), suffix=".tmp", dir=self.path.parent)
+                self.tmp = Path(tmp)
+                _LIVE.add(self.tmp)
         os.close(fd)
-        self.tmp = Path(tmp)
 
     def __enter__(self) -> atomic_file:
         return self
 
     def commit(self) -> Path:
+        raise_if_requested()  # never replace an output after SIGINT / SIGTERM
         with on_path(self.path):
             _final_mode(self.tmp, False)
             os.replace(self.tmp, self.path)
+        _LIVE.discard(self.tmp)
         return self.path
 
     def discard(self) -> None:
         self.tmp.unlink(missing_ok=True)
+        _LIVE.discard(self.tmp)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
@@ -235,12 +258,15 @@ class atomic_dir(contextlib.AbstractContextManager["atomic_dir"]):
         with on_path(self.path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.removed = remove_stale_temporaries(self.path)
-            self.tmp = Path(tempfile.mkdtemp(prefix=_prefix(self.path), suffix=".tmp", dir=self.path.parent))
+            with deferred():  # created and registered, or neither
+                self.tmp = Path(tempfile.mkdtemp(prefix=_prefix(self.path), suffix=".tmp", dir=self.path.parent))
+                _LIVE.add(self.tmp)
 
     def __enter__(self) -> atomic_dir:
         return self
 
     def commit(self) -> Path:
+        raise_if_requested()  # never replace an output after SIGINT / SIGTERM
         with on_path(self.path):
             _final_mode(self.tmp, True)
             old = None
@@ -256,10 +282,12 @@ class atomic_dir(contextlib.AbstractContextManager["atomic_dir"]):
                 raise
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
+        _LIVE.discard(self.tmp)
         return self.path
 
     def discard(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        _LIVE.discard(self.tmp)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:

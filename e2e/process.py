@@ -21,6 +21,7 @@ from e2e.config import SOURCE_LABEL, ProcessDescription
 from e2e.errors import ConfigError, E2EError
 from e2e.event import EventBatch, split_tag
 from e2e.eventids import EventIdRegister
+from e2e.interrupts import raise_if_requested
 from e2e.module import Module, OutputModule, UnitPart
 from e2e.paths import check_output_file
 from e2e.source import WorkItem
@@ -348,6 +349,7 @@ class Process:
             summary.setup_s = time.perf_counter() - t_start
             bar = self.progress_bar(sum(i.n_events for i in items), progress)
             for batch, waited in self._prefetched(items):
+                raise_if_requested()  # a SIGINT / SIGTERM whose exception a __del__ swallowed
                 ids.add(batch)
                 times["source"] += waited
                 self._process(batch, [*modules, *desc.outputs], times, summary)
@@ -542,6 +544,7 @@ def run_units(
     fresh: list[UnitResult] = []  # the units run now (not reused), in the order they finished
     first_result = 0.0
     for r in executor.map(call, todo):
+        raise_if_requested()
         if r.index in results:
             raise E2EError(f"exactly-once check: {r.where()} was written twice")
         results[r.index] = r

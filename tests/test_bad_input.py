@@ -163,6 +163,64 @@ def test_sigterm_stops_cleanly_and_keeps_the_previous_output(work):
     assert (work / "out" / "frames.root").read_bytes() == b"previous output" and not temporaries(work)
 
 
+_INTERRUPTED_BODY = """
+import os, signal, sys, tempfile
+from pathlib import Path
+from e2e.cli.common import run_main
+from e2e.paths import atomic_file
+
+target = Path(sys.argv[1])
+where = sys.argv[2]
+
+
+def sigterm_now():
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(10000):  # the Python-level handler runs at one of these bytecodes
+        pass
+
+
+if where == "creation":  # the signal comes between creating the temporary and returning it
+    make = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        made = make(*args, **kwargs)
+        sigterm_now()
+        return made
+
+    tempfile.mkstemp = mkstemp
+
+
+class Closer:
+    def __del__(self):
+        sigterm_now()  # its exception is swallowed: "Exception ignored in ... __del__"
+
+
+def body():
+    out = atomic_file(target)
+    Closer()  # freed at once
+    out.tmp.write_text("new")
+    out.commit()
+    return 0
+
+
+sys.exit(run_main("probe", body, False))
+"""
+
+
+@pytest.mark.parametrize("where", ["__del__", "creation"])
+def test_sigterm_inside_a_del_or_a_temporary_creation_still_stops_cleanly(tmp_path, where):
+    """SIGTERM whose exception a ``__del__`` swallows still stops the command (exit 143, one line) and no output is
+    replaced after it; one that comes while a temporary output is being created leaves no temporary behind."""
+    target = tmp_path / "out.root"
+    target.write_text("previous")
+    r = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_BODY, str(target), where], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 143, r.stderr
+    assert r.stderr == "probe: terminated (SIGTERM); partial outputs were removed\n"
+    assert target.read_text() == "previous" and not temporaries(tmp_path)
+
+
 def test_sigkill_leaves_a_temporary_that_the_next_run_removes(work):
     from e2e.paths import temporary_path
 

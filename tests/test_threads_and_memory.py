@@ -140,3 +140,35 @@ def _after_run_main(variable: str, setting: str | None, code: str) -> str:
     return subprocess.run(
         [sys.executable, "-c", head + code], env=env, capture_output=True, text=True, check=True
     ).stdout
+
+
+@pytest.mark.parametrize(
+    ("setup", "teardown"),
+    [
+        ("", False),  # only daemon threads: os._exit after the handlers
+        ("import threading, time; threading.Thread(target=time.sleep, args=(0.3,)).start()\n", True),
+        ("os.environ['E2E_EXIT_TEARDOWN'] = '1'\n", True),
+    ],
+)
+def test_console_scripts_exit_promptly_after_their_handlers(setup, teardown) -> None:
+    """A console script skips the interpreter's teardown (0.2-0.5 s after torch) when no other non-daemon thread is
+    alive: its exit code, its buffered output, the atexit handlers and weakref finalizers (temporary directories,
+    logging) are kept; with a non-daemon thread alive, or E2E_EXIT_TEARDOWN=1, a normal exit (the thread finishes
+    first)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit, os, sys, weakref\nfrom e2e.cli.common import exit_promptly\n" + setup
+        + "class Marker:\n    def __del__(self): print('teardown', flush=True)\n"
+        "m = Marker()\nweakref.finalize(m, print, 'finalizer', flush=True)\n"
+        "atexit.register(print, 'atexit handler', flush=True)\n"
+        "sys.stdout.write('buffered')\nsys.stderr.write('to stderr')\n"
+        "import threading; threading.Thread(target=__import__('time').sleep, args=(30,), daemon=True).start()\n"
+        "exit_promptly(3)\n"
+    )  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3
+    assert r.stdout.startswith("buffered") and "atexit handler" in r.stdout and "finalizer" in r.stdout
+    assert r.stderr == "to stderr"
+    assert ("teardown" in r.stdout) == teardown  # a module global's __del__ runs only in the interpreter's teardown

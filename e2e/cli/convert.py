@@ -9,10 +9,10 @@ how each map is filled). The output is written atomically and never replaces an 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+from typing import NoReturn
 
-from e2e.cli.common import Parser, nonempty, run_main
+from e2e.cli.common import Parser, exit_promptly, nonempty, run_main
 
 PROG = "e2e-convert"
 
@@ -68,5 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(PROG, body, args.debug)
 
 
+def cli() -> NoReturn:
+    """The ``e2e-convert`` console script: :func:`main`, then :func:`~e2e.cli.common.exit_promptly`."""
+    exit_promptly(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
-from e2e.cli.common import Parser, nonempty, run_main
+from e2e.cli.common import Parser, exit_promptly, nonempty, run_main
 from e2e.errors import E2EError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,5 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_main("e2e-display", body, args.debug)
 
 
+def cli() -> NoReturn:
+    """The ``e2e-display`` console script: :func:`main`, then :func:`~e2e.cli.common.exit_promptly`."""
+    exit_promptly(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -12,15 +12,14 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from dataformats.schema import open_root_file
-from e2e.cli.common import Parser, nonempty, run_main
+from e2e.cli.common import Parser, exit_promptly, nonempty, run_main
 from e2e.errors import E2EError
 
 IDS = ("run", "luminosityBlock", "event")
@@ -436,5 +435,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_main("e2e-eval", body, args.debug)
 
 
+def cli() -> NoReturn:
+    """The ``e2e-eval`` console script: :func:`main`, then :func:`~e2e.cli.common.exit_promptly`."""
+    exit_promptly(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
-from e2e.cli.common import Parser, add_common_arguments, load_config_mapping, nonempty, run_main
+from e2e.cli.common import Parser, add_common_arguments, exit_promptly, load_config_mapping, nonempty, run_main
 from e2e.errors import ConfigError
 
 
@@ -139,5 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_main("e2e-run", body, args.debug)
 
 
+def cli() -> NoReturn:
+    """The ``e2e-run`` console script: :func:`main`, then :func:`~e2e.cli.common.exit_promptly`."""
+    exit_promptly(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

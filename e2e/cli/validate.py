@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import NoReturn
 
-from e2e.cli.common import Parser, run_main
+from e2e.cli.common import Parser, exit_promptly, run_main
 
 PROG = "e2e-validate"
 
@@ -116,5 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(PROG, body, args.debug)
 
 
+def cli() -> NoReturn:
+    """The ``e2e-validate`` console script: :func:`main`, then :func:`~e2e.cli.common.exit_promptly`."""
+    exit_promptly(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -13,6 +13,7 @@ on CPU the sum aggregations (SAGE, GraphConv) run as a CSR sparse product instea
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
@@ -24,7 +25,8 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta"
 
 
 def _exporting() -> bool:
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    """Tracing or exporting to ONNX (an export imports ``torch.onnx`` first: inference does not pay its ~40 ms)."""
+    return torch.jit.is_tracing() or ("torch.onnx" in sys.modules and torch.onnx.is_in_onnx_export())
 
 
 def neighbor_sum(x: Tensor, neighbors: Tensor, weight: float = 1.0) -> Tensor:

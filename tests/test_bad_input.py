@@ -184,7 +184,8 @@ if where == "creation":  # the signal comes between creating the temporary and r
 
     def mkstemp(*args, **kwargs):
         made = make(*args, **kwargs)
-        sigterm_now()
+        if where == "creation":  # once
+            sigterm_now()
         return made
 
     tempfile.mkstemp = mkstemp
@@ -203,14 +204,20 @@ def body():
     return 0
 
 
-sys.exit(run_main("probe", body, False))
+rc = run_main("probe", body, False)
+where = "done"
+later = atomic_file(Path(str(target) + ".later"))  # the request was handled: later outputs are written again
+later.tmp.write_text("later")
+later.commit()
+sys.exit(rc)
 """
 
 
 @pytest.mark.parametrize("where", ["__del__", "creation"])
 def test_sigterm_inside_a_del_or_a_temporary_creation_still_stops_cleanly(tmp_path, where):
     """SIGTERM whose exception a ``__del__`` swallows still stops the command (exit 143, one line) and no output is
-    replaced after it; one that comes while a temporary output is being created leaves no temporary behind."""
+    replaced after it; one that comes while a temporary output is being created leaves no temporary behind; once
+    the command has handled it, later outputs of the same process are written."""
     target = tmp_path / "out.root"
     target.write_text("previous")
     r = subprocess.run(
@@ -219,6 +226,7 @@ def test_sigterm_inside_a_del_or_a_temporary_creation_still_stops_cleanly(tmp_pa
     assert r.returncode == 143, r.stderr
     assert r.stderr == "probe: terminated (SIGTERM); partial outputs were removed\n"
     assert target.read_text() == "previous" and not temporaries(tmp_path)
+    assert (tmp_path / "out.root.later").read_text() == "later"
 
 
 def test_sigkill_leaves_a_temporary_that_the_next_run_removes(work):

@@ -167,6 +167,7 @@ def run_main(prog: str, body: Callable[[], int], debug: bool) -> int:
     except Exception:
         return _internal_error(prog)
     finally:
+        interrupts.clear()  # handled: a later call in this process (a notebook, a test) starts afresh
         sys.unraisablehook = unraisable
         for signum, handler in previous.items():
             if handler is not None:

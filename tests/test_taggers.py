@@ -109,9 +109,11 @@ def test_missing_model_is_a_config_error(tmp_path, capsys):
 @pytest.mark.parametrize(("config_name", "label"), [("tau_gnn", "tauGNN"), ("tau_cnn", "tauCNN")])
 def test_torch_micro_batches_on_threads_give_the_same_scores(config_name, label):
     """torch on CPU with 2 threads runs 2 micro-batches at once, one thread each: the scores of the shipped
-    models are those of one thread, bit for bit (and of a lone micro-batch, which keeps both threads)."""
+    models are those of one thread, bit for bit, and so are those of a lone micro-batch, which keeps both threads.
+    Micro-batches of another size group the jets differently: on some CPUs (AVX-512 MKL / oneDNN) the products'
+    kernels depend on the row count, so those scores agree to float rounding only (< 1e-6; bit for bit on AVX2)."""
     scores = {}
-    for threads, micro_batch in ((1, 16), (2, 16), (2, 10_000)):
+    for threads, micro_batch in ((1, 16), (2, 16), (1, 10_000), (2, 10_000)):
         data = yaml.safe_load((SAMPLE.parents[1] / "process_configs" / f"{config_name}.yaml").read_text())
         data["source"].update(files=[str(SAMPLE)], max_events=24)
         data["modules"][label].update(backend="torch", device="cpu", threads=threads, micro_batch=micro_batch)
@@ -122,5 +124,6 @@ def test_torch_micro_batches_on_threads_give_the_same_scores(config_name, label)
         scores[threads, micro_batch] = np.concatenate([t.values for t in got])
         if (threads, micro_batch) == (2, 16):
             assert tagger._threads == 2 and len(scores[threads, micro_batch]) > 2 * 16
-    first = scores[1, 16]
-    assert all(np.array_equal(first, s) for s in scores.values())
+    np.testing.assert_array_equal(scores[2, 16], scores[1, 16])
+    np.testing.assert_array_equal(scores[2, 10_000], scores[1, 10_000])
+    np.testing.assert_allclose(scores[1, 10_000], scores[1, 16], rtol=0, atol=1e-6)

@@ -96,9 +96,9 @@ def neighbour_bound(row, i, k, out, a):
     """A guess of the k-th smallest distance of node ``i`` (``row``: its distances to the nodes of its graph, which
     starts at node ``a``), from its nearest earlier node j (``j < i``, whose k neighbours are in ``out[a + j]``, global
     indices): the largest distance from i to j and to j's neighbours other than i, ``inf`` for the first node (or when
-    no earlier node is at a finite distance). For distances that obey the triangle inequality, at least k nodes are
-    within it. Only a hint to :func:`select_smallest`, which checks it; the minimum runs over eight lanes so that it
-    vectorises.
+    no earlier node is at a finite distance). The k or k + 1 nodes it is taken from lie within it (unless NaN or
+    repeated as padding), and for distances that obey the triangle inequality it is close to i's own k-th distance.
+    Only a hint to :func:`select_smallest`, which checks it; the minimum runs over eight lanes so that it vectorises.
     """
     m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = np.inf
     m = 0

@@ -49,11 +49,6 @@ def deferred() -> Iterator[None]:
         raise_if_requested()
 
 
-def requested() -> KeyboardInterrupt | None:
-    """The first interruption requested since :func:`clear` (None: none)."""
-    return _requested[0] if _requested else None
-
-
 def raise_if_requested() -> None:
     """Raise the requested interruption again (a fresh exception of its type), if there was one."""
     if _requested:
@@ -84,5 +79,4 @@ __all__ = [
     "on_sigterm",
     "quiet_unraisable",
     "raise_if_requested",
-    "requested",
 ]

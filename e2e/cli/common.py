@@ -217,3 +217,13 @@ def exit_promptly(rc: int) -> NoReturn:
         except (OSError, ValueError):  # closed or a broken pipe: nothing more can be written
             pass
     os._exit(rc)
+
+
+def console_script(main: Callable[[], int]) -> Callable[[], NoReturn]:
+    """The console-script entry point of a command's ``main``: run it, then :func:`exit_promptly` with its code."""
+
+    def cli() -> NoReturn:
+        exit_promptly(main())
+
+    cli.__doc__ = f"{main.__module__}.main, then a prompt exit (e2e.cli.common.exit_promptly)."
+    return cli

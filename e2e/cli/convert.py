@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import NoReturn
 
-from e2e.cli.common import Parser, exit_promptly, nonempty, run_main
+from e2e.cli.common import Parser, console_script, nonempty, run_main
 
 PROG = "e2e-convert"
 
@@ -68,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(PROG, body, args.debug)
 
 
-def cli() -> NoReturn:
-    """The ``e2e-convert`` console script: :func:`main`, then :func:`~e2e.cli.common.exit_promptly`."""
-    exit_promptly(main())
+cli = console_script(main)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
-from e2e.cli.common import Parser, exit_promptly, nonempty, run_main
+from e2e.cli.common import Parser, console_script, nonempty, run_main
 from e2e.errors import E2EError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_main("e2e-display", body, args.debug)
 
 
-def cli() -> NoReturn:
-    """The ``e2e-display`` console script: :func:`main`, then :func:`~e2e.cli.common.exit_promptly`."""
-    exit_promptly(main())
+cli = console_script(main)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ import glob
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
 from dataformats.schema import open_root_file
-from e2e.cli.common import Parser, exit_promptly, nonempty, run_main
+from e2e.cli.common import Parser, console_script, nonempty, run_main
 from e2e.errors import E2EError
 
 IDS = ("run", "luminosityBlock", "event")
@@ -435,9 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_main("e2e-eval", body, args.debug)
 
 
-def cli() -> NoReturn:
-    """The ``e2e-eval`` console script: :func:`main`, then :func:`~e2e.cli.common.exit_promptly`."""
-    exit_promptly(main())
+cli = console_script(main)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
 
 import yaml
 
-from e2e.cli.common import Parser, add_common_arguments, exit_promptly, load_config_mapping, nonempty, run_main
+from e2e.cli.common import Parser, add_common_arguments, console_script, load_config_mapping, nonempty, run_main
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_main("e2e-generate", body, args.debug)
 
 
-def cli() -> NoReturn:
-    """The ``e2e-generate`` console script: :func:`main`, then :func:`~e2e.cli.common.exit_promptly`."""
-    exit_promptly(main())
+cli = console_script(main)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
 
-from e2e.cli.common import Parser, add_common_arguments, exit_promptly, load_config_mapping, nonempty, run_main
+from e2e.cli.common import Parser, add_common_arguments, console_script, load_config_mapping, nonempty, run_main
 from e2e.errors import ConfigError
 
 
@@ -138,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_main("e2e-run", body, args.debug)
 
 
-def cli() -> NoReturn:
-    """The ``e2e-run`` console script: :func:`main`, then :func:`~e2e.cli.common.exit_promptly`."""
-    exit_promptly(main())
+cli = console_script(main)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import NoReturn
 
-from e2e.cli.common import Parser, exit_promptly, run_main
+from e2e.cli.common import Parser, console_script, run_main
 
 PROG = "e2e-validate"
 
@@ -117,9 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(PROG, body, args.debug)
 
 
-def cli() -> NoReturn:
-    """The ``e2e-validate`` console script: :func:`main`, then :func:`~e2e.cli.common.exit_promptly`."""
-    exit_promptly(main())
+cli = console_script(main)
 
 
 if __name__ == "__main__":

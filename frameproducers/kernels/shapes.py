@@ -41,22 +41,22 @@ def _eta_band(hits, eta_centre, e, jeta, far, by_eta):
     hi = hits.offsets[e + 1]
     if not by_eta:
         return lo, hi
-    a, b = lo, hi  # first hit with eta - jeta >= -far
-    while a < b:
-        m = (a + b) // 2
-        if eta_centre[hits.ieta[m]] - jeta < -far:
-            a = m + 1
+    first = _first_beyond(hits, eta_centre, lo, hi, jeta, -far, False)  # first with not (eta - jeta < -far)
+    return first, _first_beyond(hits, eta_centre, first, hi, jeta, far, True)  # first with not (... <= far)
+
+
+@njit(inline="always", cache=True)
+def _first_beyond(hits, eta_centre, lo, hi, jeta, bound, inclusive):
+    """The first hit m in ``[lo, hi)`` (eta rising) for which ``eta - jeta < bound`` (``<=`` when ``inclusive``)
+    fails, else hi."""
+    while lo < hi:
+        m = (lo + hi) // 2
+        d = eta_centre[hits.ieta[m]] - jeta
+        if d < bound or (inclusive and d == bound):
+            lo = m + 1
         else:
-            b = m
-    first = a
-    b = hi  # first hit with not (eta - jeta <= far)
-    while a < b:
-        m = (a + b) // 2
-        if eta_centre[hits.ieta[m]] - jeta <= far:
-            a = m + 1
-        else:
-            b = m
-    return first, a
+            hi = m
+    return lo
 
 
 @njit(inline="always", cache=True)

@@ -154,7 +154,8 @@ class Artefact:
         return dict(self.spec["input"])
 
     def build_torch(self, device: str = "cpu") -> Any:
-        """The torch module with its weights (safetensors, names and shapes checked first), in eval mode."""
+        """The torch module with its weights (safetensors, names and shapes checked first), in eval mode, frozen for
+        inference (:func:`~taggers.models.particlenet.freeze_for_inference`)."""
         from safetensors.torch import load_file
 
         arch = self.spec["architecture"]
@@ -176,7 +177,9 @@ class Artefact:
                 f"{weights}: cannot be read as safetensors ({type(err).__name__}: {short(str(err))})"
             ) from err
         model.load_state_dict(state)
-        return model.to(device).eval()
+        from taggers.models.particlenet import freeze_for_inference
+
+        return freeze_for_inference(model.to(device).eval())
 
     def n_parameters(self) -> int:
         """Trainable parameters of the network (buffers such as input scaling and batch-norm statistics excluded)."""

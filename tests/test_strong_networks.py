@@ -163,6 +163,33 @@ def test_fused_edge_mlp_equals_the_whole_batch_bit_for_bit(
     assert torch.equal(_run(net, inp), whole)
 
 
+def test_frozen_blocks_give_the_same_scores_until_thawed() -> None:
+    """Inference sessions freeze the EdgeConv blocks (batch norms folded into the weights once): the same scores
+    bit for bit; train() and load_state_dict() thaw them, so new weights are used; a new freeze follows weights
+    changed through ``.data``."""
+    from taggers.models.particlenet import freeze_for_inference
+
+    torch.manual_seed(6)
+    net = _trained_like(ParticleNet(7, 2, k=6, widths=(32, 64), head=16))
+    inp = _inputs([30, 5, 22, 60], seed=7)
+    before = _run(net, inp)
+    assert torch.equal(_run(freeze_for_inference(net), inp), before)
+    assert all(b._frozen is not None for b in net.blocks)
+
+    other = _trained_like(ParticleNet(7, 2, k=6, widths=(32, 64), head=16))
+    net.load_state_dict(other.state_dict())
+    assert torch.equal(_run(net, inp), _run(other, inp)) and not torch.equal(_run(net, inp), before)
+
+    freeze_for_inference(net)
+    net.train()
+    assert all(b._frozen is None for b in net.blocks)
+    net.eval()
+    net.blocks[1].norms[1].running_mean.data.add_(0.25)
+    changed = _run(net, inp)
+    assert not torch.equal(changed, _run(other, inp))
+    assert torch.equal(_run(freeze_for_inference(net), inp), changed)
+
+
 def test_edge_mlp_kernels_equal_their_numpy_reference() -> None:
     """The fused epilogues: float32 results equal to numpy's, NaN carried through (ReLU is clamp(min=0))."""
     from frameproducers.kernels.edge_mlp import bias_relu, bias_relu_mean_add, gather_add_relu

@@ -42,6 +42,9 @@ def reference(tmp_path_factory, events):
 def test_same_values_as_e2e_run(tagger, events, reference) -> None:
     out = tagger(events)
     assert {"Jet_tauGNN_tau", "Jet_tauShapes_tau", "Jet_jetShapes_width"} <= set(out)
+    assert len(dict(out)) == len(out) and "Jet_nope" not in out
+    with pytest.raises(KeyError):
+        out["Jet_nope"]
     for name, values in out.items():
         assert ak.to_list(values) == ak.to_list(reference[name]), name
 

@@ -140,14 +140,15 @@ def _trained_like(net: torch.nn.Module) -> torch.nn.Module:
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("chunk", [1, 40, 10**6])
-@pytest.mark.parametrize(("k", "threads"), [(16, 1), (16, 2), (12, 1)])
+@pytest.mark.parametrize(("k", "threads"), [(16, 1), (16, 2), (12, 1), (12, 2)])
 def test_fused_edge_mlp_equals_the_whole_batch_bit_for_bit(
     monkeypatch, request, layers: int, chunk: int, k: int, threads: int
 ) -> None:
     """tau_gnn's shape (widths 32 and 64, k = 16, kNN in every block; k = 12: chunks of 12 edges, whose bias
     ``addmm`` adds) with trained-like batch norms: the chunked form gives the whole batch's scores exactly, its
-    epilogues fused in numba (1 torch thread) or torch's (2). (MKL's products of fewer than 12 rows differ from
-    its larger ones in the last bit, with or without the fused kernels: chunks that small are not tested.)"""
+    epilogues fused in numba, on 1 torch thread or 2 (the products threaded). (MKL's products of fewer than 12
+    rows differ from its larger ones in the last bit, with or without the fused kernels: chunks that small are not
+    tested.)"""
     from taggers.models import particlenet
 
     before = torch.get_num_threads()

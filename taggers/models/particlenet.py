@@ -76,28 +76,18 @@ class EdgeConvBlock(nn.Module):
     ) -> Tensor:
         """Inference on CPU: the edge MLP over :data:`EDGE_CHUNK` edges at a time, so that its ``[edges, width]``
         intermediates stay in cache instead of streaming the whole micro-batch's edges through memory once per
-        layer (2x faster for tau_gnn). On one torch thread (e2e's micro-batch threads, ``threads: 1``) its
-        elementwise steps are fused into one pass each between the products (:func:`_edge_mlp_fused`, 1.2x); on
-        more, torch splits each step over its threads. Each row is computed by the same operations as
-        :meth:`forward`: the same scores, bit for bit (tests/test_strong_networks.py)."""
+        layer (2x faster for tau_gnn), its elementwise steps fused into one pass each between the products
+        (:func:`_edge_mlp_fused`, 1.2x on one thread; on several, the products use them and the fused passes were
+        still faster than torch's threaded steps: 1.05x for 128-jet batches on 2 threads, a single event 3%).
+        Each row is computed by the same operations as :meth:`forward`: the same scores, bit for bit
+        (tests/test_strong_networks.py, on 1 and 2 threads)."""
         weights = self._folded_weights(x.shape[1], lins, norms)
         a = F.linear(x, *weights.neighbour)  # the neighbour's term, gathered per edge
         b = F.linear(x, *weights.node)  # the node's own term
         folded = weights.layers
         out = F.linear(x, *weights.shortcut)
-        k = neighbors.shape[1]
-        rows = max(1, EDGE_CHUNK // max(k, 1))
-        if torch.get_num_threads() == 1:
-            _edge_mlp_fused(a, b, neighbors, folded, out, rows)
-            return out.clamp_(min=0)
-        flat = neighbors.reshape(-1)
-        for start in range(0, x.shape[0], rows):
-            e = torch.index_select(a, 0, flat[start * k : (start + rows) * k])  # ~3x faster than a[neighbors]
-            e.view(-1, k, e.shape[-1]).add_(b[start : start + rows].unsqueeze(1))
-            e = e.clamp_(min=0)
-            for weight_t, bias in folded:
-                e = torch.addmm(bias, e, weight_t).clamp_(min=0)
-            out[start : start + rows] += e.view(-1, k, e.shape[-1]).mean(dim=1)
+        rows = max(1, EDGE_CHUNK // max(neighbors.shape[1], 1))
+        _edge_mlp_fused(a, b, neighbors, folded, out, rows)
         return out.clamp_(min=0)
 
     def freeze(self) -> None:
@@ -175,8 +165,9 @@ def _edge_mlp_fused(
     if flat.size and (flat.min() < 0 or flat.max() >= a.shape[0]):  # the kernel does not check its reads
         raise IndexError(f"EdgeConv: neighbour indices outside 0..{a.shape[0] - 1} (the micro-batch's nodes)")
     buffers = (a.new_empty((min(rows, a.shape[0]) * k, width)), a.new_empty((min(rows, a.shape[0]) * k, width)))
-    after = [_bias_after_product(int(wt.shape[0]), int(wt.shape[1])) for wt, _ in folded]
-    in_order = _mean_in_order(int(width), int(k))
+    threads = torch.get_num_threads()
+    after = [_bias_after_product(int(wt.shape[0]), int(wt.shape[1]), threads) for wt, _ in folded]
+    in_order = _mean_in_order(int(width), int(k), threads)
     an, bn, o = a.numpy(), b.numpy(), out.numpy()
     for start in range(0, a.shape[0], rows):
         stop = min(start + rows, a.shape[0])
@@ -200,10 +191,10 @@ def _edge_mlp_fused(
 
 
 @functools.cache
-def _bias_after_product(n_in: int, n_out: int) -> bool:
+def _bias_after_product(n_in: int, n_out: int, threads: int) -> bool:
     """Whether ``mm(e, W) + bias`` rounds as ``addmm(bias, e, W)`` for ``W [n_in, n_out]`` and every ``e`` of at
-    least :data:`FUSED_MIN_ROWS` rows (probed once at several row counts: MKL adds ``bias`` to the finished
-    product, except in its kernels for a few rows)."""
+    least :data:`FUSED_MIN_ROWS` rows (probed once per torch thread count, the current one, at several row counts:
+    MKL adds ``bias`` to the finished product, except in its kernels for a few rows)."""
     g = torch.Generator().manual_seed(0)
     e = torch.randn(4099, n_in, generator=g)
     w, bias = torch.randn(n_in, n_out, generator=g), torch.randn(n_out, generator=g)
@@ -216,8 +207,9 @@ FUSED_MIN_ROWS = 16
 
 
 @functools.cache
-def _mean_in_order(width: int, k: int) -> bool:
-    """Whether torch's ``mean`` over the k edges of ``[nodes, k, width]`` sums them in order, as
+def _mean_in_order(width: int, k: int, threads: int) -> bool:
+    """Whether torch's ``mean`` over the k edges of ``[nodes, k, width]`` (on ``threads``, the current torch thread
+    count) sums them in order, as
     :func:`~frameproducers.kernels.edge_mlp.bias_relu_mean_add` does (probed once; torch 2.13 with AVX2 does
     for k <= 17 and widths that are multiples of 32, and accumulates otherwise in several partial sums)."""
     y = torch.rand(64, k, width, generator=torch.Generator().manual_seed(0))

@@ -11,6 +11,7 @@ import functools
 from collections.abc import Sequence
 from typing import NamedTuple, cast
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -164,27 +165,34 @@ def _edge_mlp_fused(
     flat = neighbors.reshape(-1).contiguous().numpy()
     if flat.size and (flat.min() < 0 or flat.max() >= a.shape[0]):  # the kernel does not check its reads
         raise IndexError(f"EdgeConv: neighbour indices outside 0..{a.shape[0] - 1} (the micro-batch's nodes)")
-    buffers = (a.new_empty((min(rows, a.shape[0]) * k, width)), a.new_empty((min(rows, a.shape[0]) * k, width)))
+    full = min(rows, a.shape[0]) * k
+    buffers = [(t, t.numpy()) for t in (a.new_empty((full, width)), a.new_empty((full, width)))]
     threads = torch.get_num_threads()
     after = [_bias_after_product(int(wt.shape[0]), int(wt.shape[1]), threads) for wt, _ in folded]
     in_order = _mean_in_order(int(width), int(k), threads)
+    shifts = [(bias.numpy(), np.zeros_like(bias.numpy())) for _, bias in folded]  # after the product; in addmm
     an, bn, o = a.numpy(), b.numpy(), out.numpy()
+    last = len(folded) - 1
+    # the Python between the kernels runs once per chunk, holding the GIL that the other micro-batch threads'
+    # kernels and products release: its views are made once for the full chunks
     for start in range(0, a.shape[0], rows):
         stop = min(start + rows, a.shape[0])
-        e = buffers[0][: (stop - start) * k]
-        gather_add_relu(an, flat[start * k : stop * k], bn[start:stop], k, e.numpy())
+        m = (stop - start) * k
+        views = buffers if m == full else [(t[:m], t_np[:m]) for t, t_np in buffers]
+        e, e_np = views[0]
+        gather_add_relu(an, flat[start * k : stop * k], bn[start:stop], k, e_np)
         for layer, (weight_t, bias) in enumerate(folded):
-            y = buffers[(layer + 1) % 2][: e.shape[0]]
-            plain = not after[layer] or e.shape[0] < FUSED_MIN_ROWS
+            y, y_np = views[(layer + 1) % 2]
+            plain = not after[layer] or m < FUSED_MIN_ROWS
             if plain:
                 torch.addmm(bias, e, weight_t, out=y)
             else:
                 torch.mm(e, weight_t, out=y)
-            shift = (torch.zeros_like(bias) if plain else bias).numpy()
-            if layer < len(folded) - 1 or not in_order:
-                bias_relu(y.numpy(), shift)
+            shift = shifts[layer][1 if plain else 0]
+            if layer < last or not in_order:
+                bias_relu(y_np, shift)
             else:
-                bias_relu_mean_add(y.numpy(), shift, k, o[start:stop])
+                bias_relu_mean_add(y_np, shift, k, o[start:stop])
             e = y
         if not folded or not in_order:
             out[start:stop] += e.view(-1, k, width).mean(dim=1)

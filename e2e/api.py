@@ -20,13 +20,13 @@ get (``Jet_<label>_<name>``, jagged by event, one value per input jet) and the p
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import awkward as ak
 import numpy as np
 
-from e2e.io.memory import ArraySource
+from e2e.io.memory import ArraySource, LazyMapping
 from e2e.io.output import RootOutput, jagged_column
 
 
@@ -89,31 +89,17 @@ class EventTagger:
         self.close()
 
 
-class TaggedEvents(Mapping[str, ak.Array]):
+class TaggedEvents(LazyMapping[ak.Array]):
     """What :class:`EventTagger` returns: branch name -> awkward array, each array made when first asked for
     (~25 us each; a call returns ~10 branches, a trigger reads one or two). ``dict(out)`` makes them all."""
 
-    __slots__ = ("_columns", "_made")
-
     def __init__(self, columns: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        super().__init__(columns)
         self._columns = columns
-        self._made: dict[str, ak.Array] = {}
 
-    def __getitem__(self, name: str) -> ak.Array:
-        made = self._made.get(name)
-        if made is None:
-            offsets, values = self._columns[name]
-            made = self._made[name] = jagged_column(offsets, values)
-        return made
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._columns
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._columns)
-
-    def __len__(self) -> int:
-        return len(self._columns)
+    def _make(self, name: str) -> ak.Array:
+        offsets, values = self._columns[name]
+        return jagged_column(offsets, values)
 
     def __repr__(self) -> str:
         return f"TaggedEvents({', '.join(self._columns)})"

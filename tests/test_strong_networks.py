@@ -184,6 +184,8 @@ def test_frozen_blocks_give_the_same_scores_until_thawed() -> None:
     freeze_for_inference(net)
     net.train()
     assert all(b._frozen is None for b in net.blocks)
+    freeze_for_inference(net.eval()).to(torch.float32)
+    assert all(b._frozen is None for b in net.blocks)
     net.eval()
     net.blocks[1].norms[1].running_mean.data.add_(0.25)
     changed = _run(net, inp)

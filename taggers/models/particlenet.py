@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -95,7 +95,8 @@ class EdgeConvBlock(nn.Module):
         """Fold the eval-mode batch norms into the weights once, for a block whose weights no longer change (an
         inference session: :meth:`taggers.artefact.Artefact.build_torch`). CPU inference then skips ~50 small
         operations per call (~0.2 ms of a single event's ~2 ms), with the same values. ``train()`` and
-        ``load_state_dict()`` undo it; a change of the weights by other means (``.data``) needs a new freeze."""
+        ``load_state_dict()`` and conversions (``to()``, ``half()``) undo it; a change of the weights by other means
+        (``.data``) needs a new freeze."""
         lins, norms = cast(list[nn.Linear], list(self.lins)), cast(list[nn.BatchNorm1d], list(self.norms))
         with torch.no_grad():
             self._frozen = self._folded_weights(lins[0].weight.shape[1] // 2, lins, norms)
@@ -104,6 +105,11 @@ class EdgeConvBlock(nn.Module):
         if mode:
             self._frozen = None
         return super().train(mode)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> EdgeConvBlock:
+        """``to()``, ``half()``, ``cuda()``, ...: new weights, so the folded ones are dropped."""
+        self._frozen = None
+        return super()._apply(fn, recurse)
 
     @staticmethod
     def _thaw(module: nn.Module, _keys: object) -> None:

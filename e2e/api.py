@@ -13,8 +13,7 @@
 mapping of branch name -> array. The configuration's source is replaced by an in-memory source with the same
 value checks; its outputs' ``keep`` lists choose what is returned: every per-jet branch the friend tree would
 get (``Jet_<label>_<name>``, jagged by event, one value per input jet) and the per-event collections
-(``<label>Node_<field>``, ...). The values are the ones e2e-run writes for the same events. The result is a
-:class:`TaggedEvents` mapping: each awkward array is made when first read.
+(``<label>Node_<field>``, ...). The values are the ones e2e-run writes for the same events.
 """
 
 from __future__ import annotations
@@ -24,9 +23,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import awkward as ak
-import numpy as np
 
-from e2e.io.memory import ArraySource, LazyMapping
+from e2e.io.memory import ArraySource
 from e2e.io.output import RootOutput, jagged_column
 
 
@@ -57,7 +55,7 @@ class EventTagger:
             m.begin()
         self.process._warm_up(self.modules)  # numba compile / cache load and inference sessions, now
 
-    def __call__(self, events: Any) -> TaggedEvents:
+    def __call__(self, events: Any) -> dict[str, ak.Array]:
         """Branch name -> awkward array (per-jet branches jagged by event, collections jagged by event)."""
         source = self.source
         assert isinstance(source, ArraySource)
@@ -66,15 +64,15 @@ class EventTagger:
         for m in self.modules:
             m.produce(batch)
         jet_offsets = batch.get("source:Jet").offsets
-        columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        out: dict[str, ak.Array] = {}
         for output in self.outputs:
             cols = output.product_columns(batch)
             for key, values in cols.jet.items():
-                columns[f"Jet_{key}"] = (jet_offsets, values)
+                out[f"Jet_{key}"] = jagged_column(jet_offsets, values)
             for coll, (offsets, fields) in cols.collections.items():
                 for name, values in fields.items():
-                    columns[f"{coll}_{name}"] = (offsets, values)
-        return TaggedEvents(columns)
+                    out[f"{coll}_{name}"] = jagged_column(offsets, values)
+        return out
 
     def close(self) -> None:
         """End the modules and the source (sessions are released with the object)."""
@@ -87,19 +85,3 @@ class EventTagger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class TaggedEvents(LazyMapping[ak.Array]):
-    """What :class:`EventTagger` returns: branch name -> awkward array, each array made when first asked for
-    (~25 us each; a call returns ~10 branches, a trigger reads one or two). ``dict(out)`` makes them all."""
-
-    def __init__(self, columns: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-        super().__init__(columns)
-        self._columns = columns
-
-    def _make(self, name: str) -> ak.Array:
-        offsets, values = self._columns[name]
-        return jagged_column(offsets, values)
-
-    def __repr__(self) -> str:
-        return f"TaggedEvents({', '.join(self._columns)})"

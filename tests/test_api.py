@@ -42,9 +42,7 @@ def reference(tmp_path_factory, events):
 def test_same_values_as_e2e_run(tagger, events, reference) -> None:
     out = tagger(events)
     assert {"Jet_tauGNN_tau", "Jet_tauShapes_tau", "Jet_jetShapes_width"} <= set(out)
-    assert len(dict(out)) == len(out) and "Jet_nope" not in out
-    with pytest.raises(KeyError):
-        out["Jet_nope"]
+    assert isinstance(out, dict) and ak.Array(out).fields == list(out)  # a plain dict: awkward takes it whole
     for name, values in out.items():
         assert ak.to_list(values) == ak.to_list(reference[name]), name
 

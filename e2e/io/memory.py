@@ -9,9 +9,9 @@ collections the scheduled modules consume are needed; counters (``nJet``) are op
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import awkward as ak
 import numpy as np
@@ -24,8 +24,6 @@ from e2e.source import WorkItem
 
 #: the file name a batch of in-memory events reports
 MEMORY = "<memory>"
-
-V = TypeVar("V")
 
 
 class ArraySource(RootSource):
@@ -127,45 +125,32 @@ class _Field:
         return ak.Array(self.layout).type
 
 
-class LazyMapping(Mapping[str, V]):
-    """A read-only mapping of names given up front to values made when first asked for (:meth:`_make`) and kept."""
+class _RecordFields(Mapping[str, _Field]):
+    """The fields of an awkward record array as a mapping, each made when first asked for (an event of the
+    hits tree has ~60 fields; a configuration reads a third of them)."""
 
-    def __init__(self, names: Iterable[str]) -> None:
-        self._order = list(names)
-        self._names = frozenset(self._order)
-        self._made: dict[str, V] = {}
+    def __init__(self, events: ak.Array) -> None:
+        self._layout = events.layout
+        self._fields = events.fields
+        self._names = frozenset(self._fields)
+        self._made: dict[str, _Field] = {}
 
-    def _make(self, name: str) -> V:
-        raise NotImplementedError
-
-    def __getitem__(self, name: str) -> V:
-        made = self._made.get(name)
-        if made is None:
+    def __getitem__(self, name: str) -> _Field:
+        arr = self._made.get(name)
+        if arr is None:
             if name not in self._names:
                 raise KeyError(name)
-            made = self._made[name] = self._make(name)
-        return made
+            arr = self._made[name] = _Field(self._layout.content(name))
+        return arr
 
     def __contains__(self, name: object) -> bool:
         return name in self._names
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._order)
+        return iter(self._fields)
 
     def __len__(self) -> int:
-        return len(self._order)
-
-
-class _RecordFields(LazyMapping[_Field]):
-    """The fields of an awkward record array as a mapping, each made when first asked for (an event of the
-    hits tree has ~60 fields; a configuration reads a third of them)."""
-
-    def __init__(self, events: ak.Array) -> None:
-        super().__init__(events.fields)
-        self._layout = events.layout
-
-    def _make(self, name: str) -> _Field:
-        return _Field(self._layout.content(name))
+        return len(self._fields)
 
 
 def _leaf_dtype(arr: Any, scalar: bool) -> np.dtype:

@@ -36,20 +36,9 @@ def select_smallest(row, n, skip, k, kd, ki, hist, cv, ci, bound):
     placed at its rank by counting. Bucketing is monotone in the value, so no candidate left out can precede one
     kept. Scratch: ``hist`` int64 ``[BUCKETS + 1 + n]``, ``cv`` (the row's dtype) and ``ci`` (int64) ``[n]``.
     """
-    c = 0
-    if bound < np.inf:  # the candidates up to the bound, in index order
-        for m in range(n):
-            v = row[m]
-            cv[c] = v
-            ci[c] = m
-            c += (m != skip) & (v <= bound)
-    if c < k:  # all candidates, in index order
-        c = 0
-        for m in range(n):
-            v = row[m]
-            cv[c] = v
-            ci[c] = m
-            c += (m != skip) & (v < np.inf)
+    c = _candidates(row, n, skip, cv, ci, bound, False) if bound < np.inf else 0  # up to the bound
+    if c < k:
+        c = _candidates(row, n, skip, cv, ci, np.inf, True)  # all finite
     bucket = hist[BUCKETS + 1 :]
     for _ in range(4):
         if c <= 2 * k:
@@ -89,6 +78,19 @@ def select_smallest(row, n, skip, k, kd, ki, hist, cv, ci, bound):
             kd[rank] = v
             ki[rank] = ci[j]
     return min(c, k)
+
+
+@njit(inline="always", cache=True)
+def _candidates(row, n, skip, cv, ci, bound, strict):
+    """Copy the candidates ``row[m] <= bound`` (``< bound`` when ``strict``; never NaN), ``m < n``, ``m != skip``, in
+    index order into ``cv`` (values) and ``ci`` (indices); returns how many."""
+    c = 0
+    for m in range(n):
+        v = row[m]
+        cv[c] = v
+        ci[c] = m
+        c += (m != skip) & ((v < bound) if strict else (v <= bound))
+    return c
 
 
 @njit(inline="always", cache=True)

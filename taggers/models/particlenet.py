@@ -240,9 +240,9 @@ EDGE_CHUNK = 4096
 
 def _folded(weight: Tensor, bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
     """(``W^T`` with the eval-mode batch norm folded in, contiguous for ``addmm``; the folded shift)."""
-    assert bn.running_mean is not None and bn.running_var is not None
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    return (weight * scale.unsqueeze(1)).t().contiguous(), bn.bias - bn.running_mean * scale
+    folded, shift = _folded_linear(weight, bn)
+    assert shift is not None
+    return folded.t().contiguous(), shift
 
 
 class ParticleNet(StandardisedNet):

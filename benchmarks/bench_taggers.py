@@ -90,7 +90,7 @@ def time_inference(model: str, kind: str, prods: list, backend: str, device: str
     for _ in range(repeats + 1):  # the first pass creates the session and warms up
         t0 = time.perf_counter()
         for p in prods:
-            for mb in tagger.micro_batches(p):
+            for mb in tagger.input_kind.micro_batches(p, micro):
                 tagger.run_model(mb)
         best = min(best, time.perf_counter() - t0)
     return n / best

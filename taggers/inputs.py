@@ -37,6 +37,20 @@ def _ranges(offsets: np.ndarray, jets: np.ndarray) -> np.ndarray:
     return np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in jets])
 
 
+def jet_groups(n_jets: int, step: int, parts: int = 1) -> list[tuple[int, int]]:
+    """``(first, stop)`` jets of consecutive groups of at most ``step`` jets covering ``0..n_jets``: groups of ``step``
+    (the last one shorter), or, with ``parts > 1``, as many groups as the least multiple of ``parts`` that allows
+    (at most one per jet), of sizes that differ by at most one, so that ``parts`` threads finish together."""
+    if step < 1 or parts < 1:
+        raise ValueError(f"step and parts must be >= 1, got {step} and {parts}")
+    if parts == 1 or n_jets == 0:
+        return [(a, min(a + step, n_jets)) for a in range(0, n_jets, step)]
+    count = -(-n_jets // step)
+    count = min(count + -count % parts, n_jets)
+    bounds = [i * n_jets // count for i in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
 class InputKind:
     """How products of one kind become model inputs (see the module docstring)."""
 
@@ -79,12 +93,13 @@ class InputKind:
         """(mean, std) of the inputs over ``jets``, shaped as the network's ``shift``/``scale`` buffers."""
         raise NotImplementedError
 
-    def micro_batches(self, product: JetProduct, step: int) -> Iterator[Arrays]:
-        """Model inputs of consecutive groups of ``step`` jets of a product (inference); by default the one
-        input is the product's per-jet array sliced by jet."""
+    def micro_batches(self, product: JetProduct, step: int, parts: int = 1) -> Iterator[Arrays]:
+        """Model inputs of consecutive groups of at most ``step`` jets of a product (inference; :func:`jet_groups`,
+        ``parts``: balanced over that many threads); by default the one input is the product's per-jet array sliced
+        by jet."""
         name, rows = self.input_names[0], self.per_jet(product)
-        for a in range(0, len(rows), step):
-            yield {name: rows[a : a + step]}
+        for a, b in jet_groups(len(rows), step, parts):
+            yield {name: rows[a:b]}
 
     def per_jet(self, product: JetProduct) -> np.ndarray:
         """The product's array with one row per jet (kinds with a single per-jet input)."""
@@ -196,14 +211,13 @@ class GraphInput(InputKind):
         assert isinstance(product, JetGraphs)
         return product.feature_names
 
-    def micro_batches(self, product: JetProduct, step: int) -> Iterator[Arrays]:
+    def micro_batches(self, product: JetProduct, step: int, parts: int = 1) -> Iterator[Arrays]:
         assert isinstance(product, JetGraphs)
         batch_vector = product.batch_vector()
         jet_features = product.jet_features
         if jet_features is not None and not jet_features.shape[1]:
             jet_features = None
-        for a in range(0, product.n_jets, step):
-            b = min(a + step, product.n_jets)
+        for a, b in jet_groups(product.n_jets, step, parts):
             na, nb = int(product.node_offsets[a]), int(product.node_offsets[b])
             inputs = {
                 "x": product.x[na:nb],

@@ -146,9 +146,8 @@ def test_fused_edge_mlp_equals_the_whole_batch_bit_for_bit(
 ) -> None:
     """tau_gnn's shape (widths 32 and 64, k = 16, kNN in every block; k = 12: chunks of 12 edges, whose bias
     ``addmm`` adds) with trained-like batch norms: the chunked form gives the whole batch's scores exactly, its
-    epilogues fused in numba, on 1 torch thread or 2 (the products threaded). (MKL's products of fewer than 12
-    rows differ from its larger ones in the last bit, with or without the fused kernels: chunks that small are not
-    tested.)"""
+    epilogues fused in numba, on 1 torch thread or 2 (the products threaded); chunks of one node (12 or 16 edges)
+    included, whose products run on MIN_ROWS rows (MKL's products of fewer rows differ in the last bit)."""
     from taggers.models import particlenet
 
     before = torch.get_num_threads()
@@ -162,6 +161,39 @@ def test_fused_edge_mlp_equals_the_whole_batch_bit_for_bit(
     monkeypatch.setattr(particlenet, "_exporting", lambda: False)
     monkeypatch.setattr(particlenet, "EDGE_CHUNK", chunk)
     assert torch.equal(_run(net, inp), whole)
+
+
+def _slice(inp: dict[str, np.ndarray], a: int, b: int) -> dict[str, np.ndarray]:
+    """Jets ``a..b-1`` of a batch of inputs, as GraphInput.micro_batches cuts them."""
+    na, nb = int(inp["ptr"][a]), int(inp["ptr"][b])
+    out = {
+        "x": inp["x"][na:nb],
+        "neighbors": inp["neighbors"][na:nb] - na,
+        "batch": inp["batch"][na:nb] - a,
+        "ptr": inp["ptr"][a : b + 1] - na,
+    }
+    if "jet" in inp:
+        out["jet"] = inp["jet"][a:b]
+    return out
+
+
+@pytest.mark.parametrize(("k", "threads"), [(16, 1), (16, 2), (12, 1), (4, 2)])
+def test_particlenet_scores_do_not_depend_on_the_micro_batch_bit_for_bit(request, k: int, threads: int) -> None:
+    """ParticleNet at inference on CPU (rows_independent): a jet's logits are the same bit for bit whatever the jets
+    around it, from micro-batches of one jet to the whole batch (products of a few rows, which MKL computes with
+    other kernels, are padded to MIN_ROWS), on 1 or 2 torch threads; so the tagger may balance its micro-batches."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    request.addfinalizer(lambda: torch.set_num_threads(before))
+    torch.manual_seed(6)
+    net = _trained_like(ParticleNet(7, 2, k=k, widths=(32, 64), head=16, coord_features=[5, 6], n_jet_features=N_JET))
+    assert net.rows_independent
+    sizes = [int(n) for n in np.random.default_rng(7).integers(0, 70, size=45)] + [1, 0, 2]
+    inp = _inputs(sizes, seed=8, jet=N_JET)
+    whole = _run(net, inp)
+    for step in (1, 2, 3, 17, 32, 33):
+        parts = [_run(net, _slice(inp, a, min(a + step, len(sizes)))) for a in range(0, len(sizes), step)]
+        assert torch.equal(torch.cat(parts), whole), step
 
 
 def test_frozen_blocks_give_the_same_scores_until_thawed() -> None:

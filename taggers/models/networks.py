@@ -6,10 +6,27 @@ model applies the same scaling) and return class logits ``[n_jets, n_classes]``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
-from taggers.models.graph_layers import GATHER_LAYERS, dynamic_knn
+from taggers.models.graph_layers import GATHER_LAYERS, _exporting, dynamic_knn
+
+#: the fewest rows of a product at inference (fewer are padded with zero rows): MKL computes products of very few
+#: rows (fewer than 16 on the hosts tested: AVX-512 and AVX2) with other kernels that round differently, so a jet's
+#: logits would depend on how many jets share its micro-batch (by ~1e-7)
+MIN_ROWS = 32
+
+
+def rowwise(f: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
+    """``f(z)`` for a row-wise ``f`` (each output row depends only on the same input row, e.g. an MLP head in eval
+    mode), computed with at least :data:`MIN_ROWS` rows at inference: every row comes out as in a batch of many
+    jets, bit for bit. Training and export call ``f(z)`` as it is."""
+    n = z.shape[0]
+    if n >= MIN_ROWS or torch.is_grad_enabled() or _exporting():
+        return f(z)
+    return f(torch.cat([z, z.new_zeros((MIN_ROWS - n, *z.shape[1:]))]))[:n]
 
 
 def graph_pool(h: Tensor, batch: Tensor, ptr: Tensor) -> Tensor:
@@ -52,6 +69,9 @@ class StandardisedNet(nn.Module):
     sets from the training sample (saved with the weights)."""
 
     input_kind = ""
+    #: a jet's outputs do not depend on the other jets of its micro-batch, bit for bit, at inference on CPU (tested):
+    #: a tagger may then split its batches into micro-batches of any size (to balance them over threads)
+    rows_independent = False
     shift: Tensor
     scale: Tensor
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from taggers.models.graph_layers import _exporting, knn_per_graph
-from taggers.models.networks import JetInputs, StandardisedNet, graph_pool
+from taggers.models.networks import MIN_ROWS, JetInputs, StandardisedNet, graph_pool, rowwise
 
 
 def _linear_bn(x: Tensor, weight: Tensor, bn: nn.BatchNorm1d, bias: bool = True) -> Tensor:
@@ -83,10 +83,10 @@ class EdgeConvBlock(nn.Module):
         Each row is computed by the same operations as :meth:`forward`: the same scores, bit for bit
         (tests/test_strong_networks.py, on 1 and 2 threads)."""
         weights = self._folded_weights(x.shape[1], lins, norms)
-        a = F.linear(x, *weights.neighbour)  # the neighbour's term, gathered per edge
-        b = F.linear(x, *weights.node)  # the node's own term
+        a = rowwise(lambda v: F.linear(v, *weights.neighbour), x)  # the neighbour's term, gathered per edge
+        b = rowwise(lambda v: F.linear(v, *weights.node), x)  # the node's own term
         folded = weights.layers
-        out = F.linear(x, *weights.shortcut)
+        out = rowwise(lambda v: F.linear(v, *weights.shortcut), x)
         rows = max(1, EDGE_CHUNK // max(neighbors.shape[1], 1))
         _edge_mlp_fused(a, b, neighbors, folded, out, rows)
         return out.clamp_(min=0)
@@ -171,8 +171,8 @@ def _edge_mlp_fused(
     flat = neighbors.reshape(-1).contiguous().numpy()
     if flat.size and (flat.min() < 0 or flat.max() >= a.shape[0]):  # the kernel does not check its reads
         raise IndexError(f"EdgeConv: neighbour indices outside 0..{a.shape[0] - 1} (the micro-batch's nodes)")
-    full = min(rows, a.shape[0]) * k
-    buffers = [(t, t.numpy()) for t in (a.new_empty((full, width)), a.new_empty((full, width)))]
+    full = max(min(rows, a.shape[0]) * k, MIN_ROWS)
+    buffers = [(t, t.numpy()) for t in (a.new_zeros((full, width)), a.new_zeros((full, width)))]
     threads = torch.get_num_threads()
     after = [_bias_after_product(int(wt.shape[0]), int(wt.shape[1]), threads) for wt, _ in folded]
     in_order = _mean_in_order(int(width), int(k), threads)
@@ -184,40 +184,38 @@ def _edge_mlp_fused(
     for start in range(0, a.shape[0], rows):
         stop = min(start + rows, a.shape[0])
         m = (stop - start) * k
-        views = buffers if m == full else [(t[:m], t_np[:m]) for t, t_np in buffers]
+        # the products run on at least MIN_ROWS rows (the rows past m are left over, finite, and never read), so
+        # that each edge's row is computed as in a full chunk whatever the micro-batch (networks.MIN_ROWS)
+        p = max(m, MIN_ROWS)
+        views = buffers if p == full else [(t[:p], t_np[:p]) for t, t_np in buffers]
         e, e_np = views[0]
         gather_add_relu(an, flat[start * k : stop * k], bn[start:stop], k, e_np)
         for layer, (weight_t, bias) in enumerate(folded):
             y, y_np = views[(layer + 1) % 2]
-            plain = not after[layer] or m < FUSED_MIN_ROWS
-            if plain:
-                torch.addmm(bias, e, weight_t, out=y)
-            else:
+            if after[layer]:
                 torch.mm(e, weight_t, out=y)
-            shift = shifts[layer][1 if plain else 0]
+            else:
+                torch.addmm(bias, e, weight_t, out=y)
+            shift = shifts[layer][0 if after[layer] else 1]
             if layer < last or not in_order:
-                bias_relu(y_np, shift)
+                bias_relu(y_np if m == p else y_np[:m], shift)
             else:
                 bias_relu_mean_add(y_np, shift, k, o[start:stop])
             e = y
         if not folded or not in_order:
-            out[start:stop] += e.view(-1, k, width).mean(dim=1)
+            out[start:stop] += e[:m].view(-1, k, width).mean(dim=1)
 
 
 @functools.cache
 def _bias_after_product(n_in: int, n_out: int, threads: int) -> bool:
     """Whether ``mm(e, W) + bias`` rounds as ``addmm(bias, e, W)`` for ``W [n_in, n_out]`` and every ``e`` of at
-    least :data:`FUSED_MIN_ROWS` rows (probed once per torch thread count, the current one, at several row counts:
-    MKL adds ``bias`` to the finished product, except in its kernels for a few rows)."""
+    least :data:`~taggers.models.networks.MIN_ROWS` rows (probed once per torch thread count, the current one, at
+    several row counts: MKL adds ``bias`` to the finished product, except in its kernels for a few rows)."""
     g = torch.Generator().manual_seed(0)
     e = torch.randn(4099, n_in, generator=g)
     w, bias = torch.randn(n_in, n_out, generator=g), torch.randn(n_out, generator=g)
-    rows = (FUSED_MIN_ROWS, FUSED_MIN_ROWS + 1, 23, 64, 255, 512, 4099)
+    rows = (MIN_ROWS, MIN_ROWS + 1, 47, 64, 255, 512, 4099)
     return all(torch.equal(torch.addmm(bias, e[:m], w), torch.mm(e[:m], w) + bias) for m in rows)
-
-
-#: the fewest edges of a chunk whose bias is added after the product (fewer: ``addmm``)
-FUSED_MIN_ROWS = 16
 
 
 @functools.cache
@@ -257,6 +255,7 @@ class ParticleNet(StandardisedNet):
     """
 
     input_kind = "graphs"
+    rows_independent = True  # MIN_ROWS: the products never take the kernels for a few rows
 
     def __init__(
         self,
@@ -300,4 +299,4 @@ class ParticleNet(StandardisedNet):
             else:
                 nb = neighbors
             h = block(h, nb)
-        return self.head(self.jet_inputs(graph_pool(h, batch, ptr), jet))
+        return rowwise(self.head, self.jet_inputs(graph_pool(h, batch, ptr), jet))

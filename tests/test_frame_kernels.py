@@ -429,6 +429,50 @@ def test_knn_rows_cut_at_a_neighbours_bound_are_checked(dtype) -> None:
         np.testing.assert_array_equal(K.knn_features(x, offsets, k, False), ref.knn_features(x, offsets, k, False))
 
 
+@pytest.mark.parametrize("group", [1, 3, 32])
+def test_smallest_in_groups_is_smallest_per_row_graph_by_graph(group: int) -> None:
+    """The in-model kNN's selection over padded groups of graphs sorted by size (flat buffers, group_layout): the
+    neighbours smallest_per_row gives each graph alone, as global indices, from distances and from a Gram matrix
+    (ties, empty and one-node graphs, graphs of up to 140 nodes, in no order), a group at a time or all at once."""
+    from frameproducers.kernels.knn_select import group_layout, smallest_in_groups
+
+    rng = np.random.default_rng(14)
+    counts = rng.integers(0, 60, 40)
+    counts[:4] = [0, 1, 140, 2]
+    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    x = rng.integers(-4, 5, (int(ptr[-1]), 3)).astype(np.float32)  # small integers: many exact ties
+    layout = group_layout(ptr, group)
+    order, sizes, row_start, d_start, rows = layout
+    assert sorted(order.tolist()) == list(range(len(counts))) and len(sizes) == -(-len(counts) // group)
+    p = x[rows]
+    sq = np.square(p).sum(-1)
+    dist, gram = np.empty(int(d_start[-1]), np.float32), np.empty(int(d_start[-1]), np.float32)
+    for g, n in enumerate(sizes):
+        if n == 0:  # a group of empty graphs: no rows, no distances
+            assert row_start[g] == row_start[g + 1] and d_start[g] == d_start[g + 1]
+            continue
+        pg = p[row_start[g] : row_start[g + 1]].reshape(-1, n, 3)
+        dist[d_start[g] : d_start[g + 1]] = np.square(pg[:, :, None] - pg[:, None]).sum(-1).ravel()
+        gram[d_start[g] : d_start[g + 1]] = (pg @ pg.transpose(0, 2, 1)).ravel()
+    for k in (16, 4):
+        want = np.concatenate(
+            [K.smallest_per_row(np.square(x[a:b, None] - x[None, a:b]).sum(-1)[None], np.array([b - a]), k) + a
+             for a, b in zip(ptr[:-1], ptr[1:], strict=True)]
+        )  # fmt: skip
+        np.testing.assert_array_equal(smallest_in_groups(dist, ptr, k, layout, group), want)
+        np.testing.assert_array_equal(smallest_in_groups(gram, ptr, k, layout, group, sq=sq), want)  # integers: exact
+        out = np.full((int(ptr[-1]), k), -1, np.int64)
+        for g in range(len(sizes)):
+            smallest_in_groups(gram, ptr, k, layout, group, sq, (g, g + 1), out)
+        np.testing.assert_array_equal(out, want)
+    with pytest.raises(ValueError, match="flat"):
+        smallest_in_groups(dist[:-1], ptr, 4, layout, group)
+    with pytest.raises(ValueError, match="groups must be"):
+        smallest_in_groups(dist, ptr, 4, layout, group, groups=(0, len(sizes) + 1))
+    with pytest.raises(ValueError, match="out must be"):
+        smallest_in_groups(dist, ptr, 4, layout, group, out=np.empty((3, 4), np.int64))
+
+
 def test_smallest_per_row_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match=r"\[B, n, n\]"):
         K.smallest_per_row(np.zeros((2, 3, 4), np.float32), np.array([1, 2]), 2)

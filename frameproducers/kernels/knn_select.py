@@ -1,8 +1,8 @@
 """The selection step of a kNN on given distances: the k smallest entries of each row, per graph (numba).
 
 Used by the in-model kNN of the graph taggers (:func:`taggers.models.graph_layers.knn_per_graph`) at inference
-on CPU: torch computes the padded per-graph distances ``[B, n, n]`` and this kernel replaces its mask, ``topk``
-and index arithmetic (``topk`` alone was half of that kNN's time: ~1.8 us per row of ~110 candidates), and by the
+on CPU: torch computes the padded per-graph distances ``[B, n, n]`` (or, graphs grouped by size, each group's in
+one flat buffer: :func:`smallest_in_groups`) and this kernel replaces its mask, ``topk`` and index arithmetic (``topk`` alone was half of that kNN's time: ~1.8 us per row of ~110 candidates), and by the
 hit graphs' kNN (:func:`frameproducers.kernels.knn_features`).
 
 A kNN row is first cut at a bound taken from a node already done (:func:`neighbour_bound`: the k neighbours of the
@@ -204,4 +204,98 @@ def smallest_per_row(d: np.ndarray, counts: np.ndarray, k: int, sq: np.ndarray |
         _smallest_per_row(
             np.ascontiguousarray(d), norms, sq is not None, counts, starts, int(k), out, n_chunks(d.shape[0])
         )
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _smallest_in_groups(d, sq, gram, ptr, order, group, sizes, row_start, d_start, k, out, first, stop, nch):
+    """:func:`smallest_in_groups` on the flat buffers for the sorted graphs ``first..stop-1``, parallel over ``nch``
+    chunks of them."""
+    n_max = 0
+    for g in range(first // group, (stop + group - 1) // group):
+        n_max = max(n_max, sizes[g])
+    n_graphs = stop - first
+    for t in prange(nch):
+        kd, ki, hist, cv, ci = selection_scratch(k, n_max, d)
+        row = np.empty(n_max if gram else 0, d.dtype)
+        for at in range(first + t * n_graphs // nch, first + (t + 1) * n_graphs // nch):
+            g = at // group
+            slot = at - g * group
+            n = sizes[g]
+            b = order[at]
+            a = ptr[b]
+            c = ptr[b + 1] - a
+            rs = row_start[g] + slot * n  # the graph's first padded row
+            norms = sq[rs : rs + c] if gram else sq
+            for i in range(c):
+                ds = d_start[g] + (slot * n + i) * n  # its distances (or Gram row) to the graph's nodes
+                di = d[ds : ds + c]
+                if gram:  # as torch's (sq_i + sq_j) - 2 g_ij, in the arrays' dtype (2 g exactly: g + g)
+                    si = sq[rs + i]
+                    for j in range(c):
+                        row[j] = (si + norms[j]) - (di[j] + di[j])
+                    cnt = select_smallest(row, c, i, k, kd, ki, hist, cv, ci, neighbour_bound(row, i, k, out, a))
+                else:
+                    cnt = select_smallest(di, c, i, k, kd, ki, hist, cv, ci, neighbour_bound(di, i, k, out, a))
+                for s in range(cnt):
+                    out[a + i, s] = a + ki[s]
+                for s in range(cnt, k):
+                    out[a + i, s] = a + i
+
+
+def group_layout(ptr: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The padded layout of :func:`smallest_in_groups`: graphs sorted by node count (stable), ``group`` at a time,
+    each group padded to its largest graph. Returns ``(order, sizes, row_start, d_start, rows)``: ``order [B]`` the
+    graphs in that order, ``sizes [n_groups]`` each group's padded size n, ``row_start`` / ``d_start [n_groups + 1]``
+    where each group's ``[G, n]`` padded rows and ``[G, n, n]`` distances start in the flat buffers (the last entry:
+    their totals), ``rows [row_start[-1]]`` the node each padded row copies (padding repeats a node of the graph,
+    or node 0; it is never read)."""
+    ptr = np.asarray(ptr, dtype=np.int64)
+    counts = np.diff(ptr)
+    n_graphs = len(counts)
+    order = np.argsort(counts, kind="stable")
+    per_group = np.minimum(group, n_graphs - np.arange(0, n_graphs, group))
+    sizes = counts[order][np.cumsum(per_group) - 1] if n_graphs else np.zeros(0, np.int64)  # ascending: the last
+    row_start = np.concatenate([[0], np.cumsum(per_group * sizes)])
+    d_start = np.concatenate([[0], np.cumsum(per_group * sizes * sizes)])
+    padded = np.repeat(sizes, per_group)  # each sorted graph's padded size
+    local = np.arange(int(row_start[-1])) - np.repeat(np.cumsum(padded) - padded, padded)
+    last = np.maximum(np.repeat(counts[order], padded) - 1, 0)
+    rows = np.repeat(ptr[order], padded) + np.minimum(local, last)
+    return order, sizes, row_start, d_start, np.minimum(rows, max(int(ptr[-1]) - 1, 0))
+
+
+def smallest_in_groups(
+    d: np.ndarray,
+    ptr: np.ndarray,
+    k: int,
+    layout: tuple[np.ndarray, ...],
+    group: int,
+    sq: np.ndarray | None = None,
+    groups: tuple[int, int] | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`smallest_per_row` for the graphs of a batch laid out in padded groups (:func:`group_layout`): ``d``
+    flat, group g's ``[G, n, n]`` distances (or Gram matrix, with ``sq`` flat, its ``[G, n]`` squared norms at the
+    group's padded rows) from ``d_start[g]``. Returns ``out``, int64 ``[ptr[-1], k]`` (new if None), with the k nearest
+    other nodes of every node of the groups ``groups = (first, stop)`` (default all) as global indices
+    (``ptr[b] + j``), nearest first, ties to the lower index, self-filled as :func:`smallest_per_row`: the same
+    neighbours. Called group by group right after each group's product, the distances are read while in cache."""
+    order, sizes, row_start, d_start, _ = layout
+    first, stop = groups if groups is not None else (0, len(sizes))
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    if not 0 <= first <= stop <= len(sizes):
+        raise ValueError(f"groups must be within 0..{len(sizes)}, got {first}..{stop}")
+    if d.ndim != 1 or d.shape[0] != d_start[-1] or (sq is not None and sq.shape != (row_start[-1],)):
+        raise ValueError(f"d must be flat [{d_start[-1]}] and sq [{row_start[-1]}] (group_layout)")
+    if out is None:
+        out = np.empty((int(ptr[-1]), int(k)), np.int64)
+    elif out.shape != (ptr[-1], k) or out.dtype != np.int64:
+        raise ValueError(f"out must be int64 [{ptr[-1]}, {k}]")
+    norms = np.ascontiguousarray(sq) if sq is not None else np.empty(0, d.dtype)
+    a, b = first * group, min(stop * group, len(order))
+    args = (np.ascontiguousarray(ptr, dtype=np.int64), order, int(group), sizes, row_start, d_start, int(k), out)
+    with pool_for(b - a):
+        _smallest_in_groups(np.ascontiguousarray(d), norms, sq is not None, *args, a, b, n_chunks(b - a))
     return out

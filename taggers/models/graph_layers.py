@@ -17,6 +17,7 @@ import sys
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -215,7 +216,8 @@ def knn_per_graph(h: Tensor, batch: Tensor, ptr: Tensor, k: int) -> Tensor:
     Inference on CPU (not exporting, no gradients) groups the graphs by size, :data:`KNN_GROUP` at a time, so
     that each group is padded to its own largest graph instead of the batch's (every graph gets the same
     neighbours), and selects the k nearest from torch's distances with a numba kernel
-    (:func:`frameproducers.kernels.knn_select.smallest_per_row`: the model 1.2x faster) instead of the mask,
+    (:func:`frameproducers.kernels.knn_select.smallest_per_row`, or ``smallest_in_groups`` for the groups: the
+    model 1.2x and 1.05x faster) instead of the mask,
     ``topk`` and index arithmetic. Its ties go to the lower index, as in ONNX TopK and the stable sort; ``topk``
     leaves the order of exactly equal distances open, and in features those occur from float32 rounding
     (5 of 127,523 nodes of a held-out sample), so the scores of such jets can change slightly (7 of 23,807
@@ -231,16 +233,32 @@ KNN_GROUP = 32
 
 
 def _knn_by_size(h: Tensor, ptr: Tensor, k: int) -> Tensor:
-    """:func:`_knn_padded` on groups of :data:`KNN_GROUP` graphs of similar size (sorted by node count)."""
-    counts = ptr[1:] - ptr[:-1]
-    out = torch.empty((h.shape[0], k), dtype=torch.long, device=h.device)
-    for group in torch.argsort(counts, stable=True).split(KNN_GROUP):
-        sizes = counts[group]
-        sub_ptr = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
-        sub_batch = torch.repeat_interleave(torch.arange(len(group), device=h.device), sizes)
-        nodes = ptr[group][sub_batch] + torch.arange(int(sub_ptr[-1]), device=h.device) - sub_ptr[sub_batch]
-        out.index_copy_(0, nodes, _rows(nodes, _knn_padded(_rows(h, nodes), sub_batch, sub_ptr, k)))
-    return out
+    """:func:`_knn_padded` on groups of :data:`KNN_GROUP` graphs of similar size (sorted by node count), each group
+    padded to its own largest graph: the rows of every group gathered at once, one batched product per group (the
+    Gram matrix, or the coordinate differences) into one flat buffer, and the selection for all groups in one
+    kernel call (:func:`frameproducers.kernels.knn_select.smallest_in_groups`). The same neighbours as group by
+    group, with ~25 fewer operations per group."""
+    from frameproducers.kernels.knn_select import group_layout, smallest_in_groups
+
+    ptr_np = ptr.numpy()
+    layout = group_layout(ptr_np, KNN_GROUP)
+    _, sizes, row_start, d_start, rows = layout
+    p = _rows(h, torch.from_numpy(rows))  # [padded rows, C]
+    exact = h.shape[1] <= 4
+    sq = None if exact else p.square().sum(-1).numpy()  # row by row: the same values as per group
+    d = h.new_empty(int(d_start[-1]))
+    d_np = d.numpy()
+    out = np.empty((int(ptr_np[-1]), k), np.int64)
+    for g, n in enumerate(sizes.tolist()):
+        if n:
+            pg = p[int(row_start[g]) : int(row_start[g + 1])].view(-1, n, p.shape[1])
+            dg = d[int(d_start[g]) : int(d_start[g + 1])].view(-1, n, n)
+            if exact:  # as _knn_padded: explicit differences keep the exact ties of a grid
+                torch.sum((pg.unsqueeze(2) - pg.unsqueeze(1)).square(), dim=-1, out=dg)
+            else:
+                torch.bmm(pg, pg.transpose(1, 2), out=dg)
+        smallest_in_groups(d_np, ptr_np, k, layout, KNN_GROUP, sq, (g, g + 1), out)  # while the group is in cache
+    return torch.from_numpy(out)
 
 
 def _knn_padded(h: Tensor, batch: Tensor, ptr: Tensor, k: int) -> Tensor:

@@ -2,8 +2,9 @@
 
 Used by the in-model kNN of the graph taggers (:func:`taggers.models.graph_layers.knn_per_graph`) at inference
 on CPU: torch computes the padded per-graph distances ``[B, n, n]`` (or, graphs grouped by size, each group's in
-one flat buffer: :func:`smallest_in_groups`) and this kernel replaces its mask, ``topk`` and index arithmetic (``topk`` alone was half of that kNN's time: ~1.8 us per row of ~110 candidates), and by the
-hit graphs' kNN (:func:`frameproducers.kernels.knn_features`).
+one flat buffer: :func:`smallest_in_groups`) and this kernel replaces its mask, ``topk`` and index arithmetic
+(``topk`` alone was half of that kNN's time: ~1.8 us per row of ~110 candidates), and by the hit graphs' kNN
+(:func:`frameproducers.kernels.knn_features`).
 
 A kNN row is first cut at a bound taken from a node already done (:func:`neighbour_bound`: the k neighbours of the
 nearest earlier node, ~24 of ~110 candidates left on the shipped jets), so that the selection proper sees few

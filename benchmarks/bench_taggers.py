@@ -263,9 +263,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{config.name}: skipped: {err}")
                 continue
             e2e_rate, jets = end_to_end(path, config, args.repeats, tmpd)
-            nb_rate = max(notebook_way(model, path, args.notebook_jets) for _ in range(args.repeats))
             chain = ", ".join(yaml.safe_load(config.read_text())["modules"])
             print(f"end to end e2e-run {config.name} (ROOT -> {chain} -> ROOT): {e2e_rate:,.0f} jets/s ({jets} jets)")
+            arch = Artefact.load(model).spec["architecture"]["name"]
+            if arch != "GraphNet":  # the notebook way rebuilds GraphNet's message passing from PyG layers
+                print(f"  notebook way: only for GraphNet models (PyG layers), not {arch}; skipped")
+                continue
+            nb_rate = max(notebook_way(model, path, args.notebook_jets) for _ in range(args.repeats))
             nb_jets = args.notebook_jets if args.notebook_jets >= 0 else jets
             print(
                 f"  notebook way with {model} (uproot, numpy maps per event, PyG Data per jet, brute-force kNN, "

@@ -235,9 +235,9 @@ KNN_GROUP = 32
 def _knn_by_size(h: Tensor, ptr: Tensor, k: int) -> Tensor:
     """:func:`_knn_padded` on groups of :data:`KNN_GROUP` graphs of similar size (sorted by node count), each group
     padded to its own largest graph: the rows of every group gathered at once, one batched product per group (the
-    Gram matrix, or the coordinate differences) into one flat buffer, and the selection for all groups in one
-    kernel call (:func:`frameproducers.kernels.knn_select.smallest_in_groups`). The same neighbours as group by
-    group, with ~25 fewer operations per group."""
+    Gram matrix, or the coordinate differences) into one flat buffer, and each group's selection by one kernel call
+    right after its product, while in cache (:func:`frameproducers.kernels.knn_select.smallest_in_groups`). The same
+    neighbours as :func:`_knn_padded` group by group, with ~25 fewer operations per group."""
     from frameproducers.kernels.knn_select import group_layout, smallest_in_groups
 
     ptr_np = ptr.numpy()

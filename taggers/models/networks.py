@@ -14,8 +14,8 @@ from torch import Tensor, nn
 from taggers.models.graph_layers import GATHER_LAYERS, _exporting, dynamic_knn
 
 #: the fewest rows of a product at inference (fewer are padded with zero rows): MKL computes products of very few
-#: rows (fewer than 16 on the hosts tested: AVX-512 and AVX2) with other kernels that round differently, so a jet's
-#: logits would depend on how many jets share its micro-batch (by ~1e-7)
+#: rows (fewer than 16 on the AVX-512 host probed, fewer than 12 seen on an AVX2 one) with other kernels that round
+#: differently, so a jet's logits would depend on how many jets share its micro-batch (by ~1e-7)
 MIN_ROWS = 32
 
 

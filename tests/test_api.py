@@ -48,11 +48,10 @@ def test_same_values_as_e2e_run(tagger, events, reference) -> None:
 
 
 def test_one_event_at_a_time_and_from_a_mapping(tagger, events, reference) -> None:
-    for i in (0, 7, N - 1):  # a jet's score does not depend on the other jets of its batch (to float rounding)
+    for i in range(N):  # a jet's score does not depend on the other jets of its batch (ParticleNet: bit for bit)
         one = tagger(events[i : i + 1])
-        np.testing.assert_allclose(
-            ak.to_numpy(one["Jet_tauGNN_tau"][0]), ak.to_numpy(reference["Jet_tauGNN_tau"][i]), rtol=0, atol=1e-6
-        )
+        alone, in_batch = one["Jet_tauGNN_tau"][0], reference["Jet_tauGNN_tau"][i]
+        np.testing.assert_array_equal(ak.to_numpy(alone), ak.to_numpy(in_batch))
         assert ak.to_list(one["Jet_tauShapes_tau"][0]) == ak.to_list(reference["Jet_tauShapes_tau"][i])
     mapping = {name: events[name] for name in events.fields}
     np.testing.assert_array_equal(

@@ -172,7 +172,9 @@ def _edge_mlp_fused(
     if flat.size and (flat.min() < 0 or flat.max() >= a.shape[0]):  # the kernel does not check its reads
         raise IndexError(f"EdgeConv: neighbour indices outside 0..{a.shape[0] - 1} (the micro-batch's nodes)")
     full = max(min(rows, a.shape[0]) * k, MIN_ROWS)
-    buffers = [(t, t.numpy()) for t in (a.new_zeros((full, width)), a.new_zeros((full, width)))]
+    buffers = [(t, t.numpy()) for t in (a.new_empty((full, width)), a.new_empty((full, width)))]
+    for t, _ in buffers:  # the only rows a product reads past the chunk's (when it has fewer than MIN_ROWS): finite
+        t[:MIN_ROWS].zero_()
     threads = torch.get_num_threads()
     after = [_bias_after_product(int(wt.shape[0]), int(wt.shape[1]), threads) for wt, _ in folded]
     in_order = _mean_in_order(int(width), int(k), threads)
@@ -184,8 +186,8 @@ def _edge_mlp_fused(
     for start in range(0, a.shape[0], rows):
         stop = min(start + rows, a.shape[0])
         m = (stop - start) * k
-        # the products run on at least MIN_ROWS rows (the rows past m are left over, finite, and never read), so
-        # that each edge's row is computed as in a full chunk whatever the micro-batch (networks.MIN_ROWS)
+        # the products run on at least MIN_ROWS rows (the rows past m: zeros or left over, and not used), so that
+        # each edge's row is computed as in a full chunk whatever the micro-batch (networks.MIN_ROWS)
         p = max(m, MIN_ROWS)
         views = buffers if p == full else [(t[:p], t_np[:p]) for t, t_np in buffers]
         e, e_np = views[0]

@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.threads} thread(s); {args.repeats} repeats (min / median); load average (1 min) {load0:.2f} at the "
         f"start, {load1:.2f} at the end"
     )
-    print(f"{'stage':<34} {'us/jet (min / median)':>22} {'floor us/jet':>13} {'ratio':>7}")
+    print(f"{'stage':<34} {'us/jet (min / median)':>22} {'floor us/jet':>13} {'ratio (min / median)':>21}")
     floors = {
         "source": (statistics.median(read_s), "uproot alone, same branches"),
         "hitGraphs": (floor_graphs, "write the product once"),
@@ -365,8 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         if floor is None:
             print(f"{label:<34} {fmt(ts, 1e6 / n_jets):>22}")
             continue
-        ratio = statistics.median(ts) / floor[0]
-        print(f"{label:<34} {fmt(ts, 1e6 / n_jets):>22} {per_jet(floor[0]):13.1f} {ratio:6.1f}x   ({floor[1]})")
+        ratio = f"{fmt(ts, 1 / floor[0], '.2f')}x"
+        print(f"{label:<34} {fmt(ts, 1e6 / n_jets):>22} {per_jet(floor[0]):13.1f} {ratio:>21}   ({floor[1]})")
     print(f"  read floor repeats (us/jet): {fmt(read_s, 1e6 / n_jets)}")
     if knn_ref:
         print(

@@ -442,8 +442,12 @@ def test_smallest_in_groups_is_smallest_per_row_graph_by_graph(group: int) -> No
     ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     x = rng.integers(-4, 5, (int(ptr[-1]), 3)).astype(np.float32)  # small integers: many exact ties
     layout = group_layout(ptr, group)
-    order, sizes, row_start, d_start, rows = layout
-    assert sorted(order.tolist()) == list(range(len(counts))) and len(sizes) == -(-len(counts) // group)
+    order, sizes, row_start, d_start, rows = layout.order, layout.sizes, layout.row_start, layout.d_start, layout.rows
+    assert (
+        layout.group == group
+        and sorted(order.tolist()) == list(range(len(counts)))
+        and len(sizes) == -(-len(counts) // group)
+    )
     p = x[rows]
     sq = np.square(p).sum(-1)
     dist, gram = np.empty(int(d_start[-1]), np.float32), np.empty(int(d_start[-1]), np.float32)
@@ -459,18 +463,18 @@ def test_smallest_in_groups_is_smallest_per_row_graph_by_graph(group: int) -> No
             [K.smallest_per_row(np.square(x[a:b, None] - x[None, a:b]).sum(-1)[None], np.array([b - a]), k) + a
              for a, b in zip(ptr[:-1], ptr[1:], strict=True)]
         )  # fmt: skip
-        np.testing.assert_array_equal(smallest_in_groups(dist, ptr, k, layout, group), want)
-        np.testing.assert_array_equal(smallest_in_groups(gram, ptr, k, layout, group, sq=sq), want)  # integers: exact
+        np.testing.assert_array_equal(smallest_in_groups(dist, ptr, k, layout), want)
+        np.testing.assert_array_equal(smallest_in_groups(gram, ptr, k, layout, sq=sq), want)  # integers: exact
         out = np.full((int(ptr[-1]), k), -1, np.int64)
         for g in range(len(sizes)):
-            smallest_in_groups(gram, ptr, k, layout, group, sq, (g, g + 1), out)
+            smallest_in_groups(gram, ptr, k, layout, sq, (g, g + 1), out)
         np.testing.assert_array_equal(out, want)
     with pytest.raises(ValueError, match="flat"):
-        smallest_in_groups(dist[:-1], ptr, 4, layout, group)
+        smallest_in_groups(dist[:-1], ptr, 4, layout)
     with pytest.raises(ValueError, match="groups must be"):
-        smallest_in_groups(dist, ptr, 4, layout, group, groups=(0, len(sizes) + 1))
+        smallest_in_groups(dist, ptr, 4, layout, groups=(0, len(sizes) + 1))
     with pytest.raises(ValueError, match="out must be"):
-        smallest_in_groups(dist, ptr, 4, layout, group, out=np.empty((3, 4), np.int64))
+        smallest_in_groups(dist, ptr, 4, layout, out=np.empty((3, 4), np.int64))
 
 
 def test_smallest_per_row_rejects_bad_shapes() -> None:

@@ -54,6 +54,20 @@ def _run(net: torch.nn.Module, inputs: dict[str, np.ndarray]) -> torch.Tensor:
         return net(*(torch.from_numpy(v) for v in inputs.values()))
 
 
+def _slice(inp: dict[str, np.ndarray], a: int, b: int) -> dict[str, np.ndarray]:
+    """Jets ``a..b-1`` of a batch of inputs, as GraphInput.micro_batches cuts them."""
+    na, nb = int(inp["ptr"][a]), int(inp["ptr"][b])
+    out = {
+        "x": inp["x"][na:nb],
+        "neighbors": inp["neighbors"][na:nb] - na,
+        "batch": inp["batch"][na:nb] - a,
+        "ptr": inp["ptr"][a : b + 1] - na,
+    }
+    if "jet" in inp:
+        out["jet"] = inp["jet"][a:b]
+    return out
+
+
 NETS = {
     "particlenet": lambda: ParticleNet(7, 2, k=4, widths=(16, 32), head=16),
     "particlenet_coords": lambda: ParticleNet(7, 2, k=6, widths=(16, 32), layers=2, head=16, coord_features=[5, 6]),
@@ -96,18 +110,8 @@ def test_scores_do_not_depend_on_the_batch(name: str) -> None:
     sizes = [30, 0, 5, 1, 22, 60, 9]
     inp = _inputs(sizes, seed=1, jet=_jet(name))
     together = _run(net, inp)
-    ptr = inp["ptr"]
     for g in range(len(sizes)):
-        a, b = ptr[g], ptr[g + 1]
-        alone = {
-            "x": inp["x"][a:b],
-            "neighbors": inp["neighbors"][a:b] - a,
-            "batch": np.zeros(b - a, dtype=np.int64),
-            "ptr": np.array([0, b - a], dtype=np.int64),
-        }
-        if "jet" in inp:
-            alone["jet"] = inp["jet"][g : g + 1]
-        torch.testing.assert_close(_run(net, alone)[0], together[g], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(_run(net, _slice(inp, g, g + 1))[0], together[g], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["particlenet", "particlenet_coords", "particlenet_jet"])
@@ -161,20 +165,6 @@ def test_fused_edge_mlp_equals_the_whole_batch_bit_for_bit(
     monkeypatch.setattr(particlenet, "_exporting", lambda: False)
     monkeypatch.setattr(particlenet, "EDGE_CHUNK", chunk)
     assert torch.equal(_run(net, inp), whole)
-
-
-def _slice(inp: dict[str, np.ndarray], a: int, b: int) -> dict[str, np.ndarray]:
-    """Jets ``a..b-1`` of a batch of inputs, as GraphInput.micro_batches cuts them."""
-    na, nb = int(inp["ptr"][a]), int(inp["ptr"][b])
-    out = {
-        "x": inp["x"][na:nb],
-        "neighbors": inp["neighbors"][na:nb] - na,
-        "batch": inp["batch"][na:nb] - a,
-        "ptr": inp["ptr"][a : b + 1] - na,
-    }
-    if "jet" in inp:
-        out["jet"] = inp["jet"][a:b]
-    return out
 
 
 @pytest.mark.parametrize(("k", "threads"), [(16, 1), (16, 2), (12, 1), (4, 2)])

@@ -2,9 +2,9 @@
 
 Used by the in-model kNN of the graph taggers (:func:`taggers.models.graph_layers.knn_per_graph`) at inference
 on CPU: torch computes the padded per-graph distances ``[B, n, n]`` (or, graphs grouped by size, each group's in
-one flat buffer: :func:`smallest_in_groups`) and this kernel replaces its mask, ``topk`` and index arithmetic
-(``topk`` alone was half of that kNN's time: ~1.8 us per row of ~110 candidates), and by the hit graphs' kNN
-(:func:`frameproducers.kernels.knn_features`).
+one flat buffer: :func:`smallest_in_groups`, the kernel of both) and this kernel replaces its mask, ``topk`` and
+index arithmetic (``topk`` alone was half of that kNN's time: ~1.8 us per row of ~110 candidates), and by the hit
+graphs' kNN (:func:`frameproducers.kernels.knn_features`).
 
 A kNN row is first cut at a bound taken from a node already done (:func:`neighbour_bound`: the k neighbours of the
 nearest earlier node, ~24 of ~110 candidates left on the shipped jets), so that the selection proper sees few
@@ -12,6 +12,8 @@ candidates; the cut is only kept when it leaves at least k, which makes the resu
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -147,70 +149,42 @@ def selection_scratch(k, n_max, like):
     )
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _smallest_per_row(d, sq, gram, counts, starts, k, out, nch):
-    """Rows ``0..counts[b]-1`` of ``d[b]`` (``gram``: of ``sq[b, i] + sq[b, j] - 2 d[b, i, j]``, formed row by row):
-    see :func:`smallest_per_row`; parallel over ``nch`` chunks of graphs."""
-    n_graphs = d.shape[0]
-    n_max = d.shape[1]
-    for t in prange(nch):
-        kd, ki, hist, cv, ci = selection_scratch(k, n_max, d)
-        row = np.empty(n_max if gram else 0, d.dtype)
-        for b in range(t * n_graphs // nch, (t + 1) * n_graphs // nch):
-            c = counts[b]
-            a = starts[b]
-            for i in range(c):
-                if gram:  # as torch's (sq_i + sq_j) - 2 g_ij, in the arrays' dtype (2 g exactly: g + g)
-                    si = sq[b, i]
-                    for j in range(c):
-                        row[j] = (si + sq[b, j]) - (d[b, i, j] + d[b, i, j])
-                    cnt = select_smallest(row, c, i, k, kd, ki, hist, cv, ci, neighbour_bound(row, i, k, out, a))
-                else:
-                    di = d[b, i]
-                    cnt = select_smallest(di, c, i, k, kd, ki, hist, cv, ci, neighbour_bound(di, i, k, out, a))
-                for s in range(cnt):
-                    out[a + i, s] = a + ki[s]
-                for s in range(cnt, k):
-                    out[a + i, s] = a + i
+class GroupLayout(NamedTuple):
+    """Graphs padded in groups, in flat buffers (:func:`group_layout`): ``order [B]`` the graphs in group order,
+    ``group`` graphs per group, ``sizes [n_groups]`` each group's padded size n, ``row_start`` / ``d_start
+    [n_groups + 1]`` where each group's ``[G, n]`` padded rows and ``[G, n, n]`` distances start (the last entry: their
+    totals), ``rows [row_start[-1]]`` the node each padded row copies (padding repeats a node of its graph, or node
+    0; it is never read)."""
+
+    order: np.ndarray
+    group: int
+    sizes: np.ndarray
+    row_start: np.ndarray
+    d_start: np.ndarray
+    rows: np.ndarray
 
 
-def smallest_per_row(d: np.ndarray, counts: np.ndarray, k: int, sq: np.ndarray | None = None) -> np.ndarray:
-    """The k nearest neighbours of every node of a batch of graphs, given their padded distances.
-
-    ``d [B, n, n]`` (float32 or float64): ``d[b, i, j]`` the distance from node i to node j of graph b, whose
-    ``counts[b] <= n`` nodes fill the first slots (the rest is padding and never read). Returns int64
-    ``[sum(counts), k]``: for each node (graph after graph) the flat indices ``starts[b] + j`` of its k
-    nearest other nodes, nearest first, ties to the lower index (as ONNX TopK and a stable sort); a node
-    with fewer than k other nodes at finite distance fills the remaining slots with itself. Parallel over
-    graphs (serial below :data:`~frameproducers.kernels.params.SERIAL_BELOW` graphs).
-
-    With ``sq [B, n]`` (the squared norms of the nodes' features ``p``), ``d`` is their Gram matrix ``p p^T``
-    and the distance is ``(sq_i + sq_j) - 2 d_ij``, formed a row at a time in ``d``'s dtype: the same values as
-    torch's ``sq[:, :, None] + sq[:, None] - 2.0 * d`` without its three passes over ``[B, n, n]``.
-    """
-    if d.ndim != 3 or d.shape[1] != d.shape[2]:
-        raise ValueError(f"d must be [B, n, n], got shape {d.shape}")
-    counts = np.ascontiguousarray(counts, dtype=np.int64)
-    if counts.shape != (d.shape[0],) or (counts < 0).any() or (counts > d.shape[1]).any():
-        raise ValueError(f"counts must be [B] = [{d.shape[0]}] values in 0..{d.shape[1]}")
-    if k < 1:
-        raise ValueError("k must be >= 1")
-    if sq is not None and (sq.shape != d.shape[:2] or sq.dtype != d.dtype):
-        raise ValueError(f"sq must be {d.dtype} [B, n] = {list(d.shape[:2])}, got {sq.dtype} {list(sq.shape)}")
-    starts = np.zeros(d.shape[0], np.int64)
-    np.cumsum(counts[:-1], out=starts[1:])
-    out = np.empty((int(counts.sum()), int(k)), np.int64)
-    norms = np.ascontiguousarray(sq) if sq is not None else np.empty((d.shape[0], 0), d.dtype)
-    with pool_for(d.shape[0]):
-        _smallest_per_row(
-            np.ascontiguousarray(d), norms, sq is not None, counts, starts, int(k), out, n_chunks(d.shape[0])
-        )
-    return out
+def group_layout(ptr: np.ndarray, group: int) -> GroupLayout:
+    """The layout of the graphs with offsets ``ptr [B+1]`` sorted by node count (stable), ``group`` at a time, each
+    group padded to its largest graph (:func:`smallest_in_groups`)."""
+    ptr = np.asarray(ptr, dtype=np.int64)
+    counts = np.diff(ptr)
+    n_graphs = len(counts)
+    order = np.argsort(counts, kind="stable")
+    per_group = np.minimum(group, n_graphs - np.arange(0, n_graphs, group))
+    sizes = counts[order][np.cumsum(per_group) - 1] if n_graphs else np.zeros(0, np.int64)  # ascending: the last
+    row_start = np.concatenate([[0], np.cumsum(per_group * sizes)])
+    d_start = np.concatenate([[0], np.cumsum(per_group * sizes * sizes)])
+    padded = np.repeat(sizes, per_group)  # each sorted graph's padded size
+    local = np.arange(int(row_start[-1])) - np.repeat(np.cumsum(padded) - padded, padded)
+    last = np.maximum(np.repeat(counts[order], padded) - 1, 0)
+    rows = np.minimum(np.repeat(ptr[order], padded) + np.minimum(local, last), max(int(ptr[-1]) - 1, 0))
+    return GroupLayout(order, int(group), sizes, row_start, d_start, rows)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def _smallest_in_groups(d, sq, gram, ptr, order, group, sizes, row_start, d_start, k, out, first, stop, nch):
-    """:func:`smallest_in_groups` on the flat buffers for the sorted graphs ``first..stop-1``, parallel over ``nch``
+    """:func:`smallest_in_groups` on the flat buffers for the graphs ``order[first:stop]``, parallel over ``nch``
     chunks of them."""
     n_max = 0
     for g in range(first // group, (stop + group - 1) // group):
@@ -244,59 +218,72 @@ def _smallest_in_groups(d, sq, gram, ptr, order, group, sizes, row_start, d_star
                     out[a + i, s] = a + i
 
 
-def group_layout(ptr: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The padded layout of :func:`smallest_in_groups`: graphs sorted by node count (stable), ``group`` at a time,
-    each group padded to its largest graph. Returns ``(order, sizes, row_start, d_start, rows)``: ``order [B]`` the
-    graphs in that order, ``sizes [n_groups]`` each group's padded size n, ``row_start`` / ``d_start [n_groups + 1]``
-    where each group's ``[G, n]`` padded rows and ``[G, n, n]`` distances start in the flat buffers (the last entry:
-    their totals), ``rows [row_start[-1]]`` the node each padded row copies (padding repeats a node of the graph,
-    or node 0; it is never read)."""
-    ptr = np.asarray(ptr, dtype=np.int64)
-    counts = np.diff(ptr)
-    n_graphs = len(counts)
-    order = np.argsort(counts, kind="stable")
-    per_group = np.minimum(group, n_graphs - np.arange(0, n_graphs, group))
-    sizes = counts[order][np.cumsum(per_group) - 1] if n_graphs else np.zeros(0, np.int64)  # ascending: the last
-    row_start = np.concatenate([[0], np.cumsum(per_group * sizes)])
-    d_start = np.concatenate([[0], np.cumsum(per_group * sizes * sizes)])
-    padded = np.repeat(sizes, per_group)  # each sorted graph's padded size
-    local = np.arange(int(row_start[-1])) - np.repeat(np.cumsum(padded) - padded, padded)
-    last = np.maximum(np.repeat(counts[order], padded) - 1, 0)
-    rows = np.repeat(ptr[order], padded) + np.minimum(local, last)
-    return order, sizes, row_start, d_start, np.minimum(rows, max(int(ptr[-1]) - 1, 0))
-
-
 def smallest_in_groups(
     d: np.ndarray,
     ptr: np.ndarray,
     k: int,
-    layout: tuple[np.ndarray, ...],
-    group: int,
+    layout: GroupLayout,
     sq: np.ndarray | None = None,
     groups: tuple[int, int] | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """:func:`smallest_per_row` for the graphs of a batch laid out in padded groups (:func:`group_layout`): ``d``
-    flat, group g's ``[G, n, n]`` distances (or Gram matrix, with ``sq`` flat, its ``[G, n]`` squared norms at the
-    group's padded rows) from ``d_start[g]``. Returns ``out``, int64 ``[ptr[-1], k]`` (new if None), with the k nearest
-    other nodes of every node of the groups ``groups = (first, stop)`` (default all) as global indices
-    (``ptr[b] + j``), nearest first, ties to the lower index, self-filled as :func:`smallest_per_row`: the same
-    neighbours. Called group by group right after each group's product, the distances are read while in cache."""
-    order, sizes, row_start, d_start, _ = layout
-    first, stop = groups if groups is not None else (0, len(sizes))
+    """The k nearest neighbours of the nodes of graphs laid out in padded groups (``layout``): ``d`` flat, group g's
+    ``[G, n, n]`` distances (or Gram matrix, with ``sq`` flat, its ``[G, n]`` squared norms at the group's padded rows)
+    from ``d_start[g]``. Returns ``out``, int64 ``[ptr[-1], k]`` (new if None), filled for the nodes of the groups
+    ``groups = (first, stop)`` (default all) as :func:`smallest_per_row` fills it: global indices ``ptr[b] + j``,
+    nearest first, ties to the lower index, self-filled. Called group by group right after each group's product,
+    the distances are read while in cache."""
+    first, stop = groups if groups is not None else (0, len(layout.sizes))
     if k < 1:
         raise ValueError("k must be >= 1")
-    if not 0 <= first <= stop <= len(sizes):
-        raise ValueError(f"groups must be within 0..{len(sizes)}, got {first}..{stop}")
-    if d.ndim != 1 or d.shape[0] != d_start[-1] or (sq is not None and sq.shape != (row_start[-1],)):
-        raise ValueError(f"d must be flat [{d_start[-1]}] and sq [{row_start[-1]}] (group_layout)")
+    if not 0 <= first <= stop <= len(layout.sizes):
+        raise ValueError(f"groups must be within 0..{len(layout.sizes)}, got {first}..{stop}")
+    n_d, n_rows = int(layout.d_start[-1]), int(layout.row_start[-1])
+    if d.ndim != 1 or d.shape[0] != n_d or (sq is not None and sq.shape != (n_rows,)):
+        raise ValueError(f"d must be flat [{n_d}] and sq [{n_rows}] (the layout's)")
     if out is None:
         out = np.empty((int(ptr[-1]), int(k)), np.int64)
     elif out.shape != (ptr[-1], k) or out.dtype != np.int64:
         raise ValueError(f"out must be int64 [{ptr[-1]}, {k}]")
     norms = np.ascontiguousarray(sq) if sq is not None else np.empty(0, d.dtype)
-    a, b = first * group, min(stop * group, len(order))
-    args = (np.ascontiguousarray(ptr, dtype=np.int64), order, int(group), sizes, row_start, d_start, int(k), out)
+    a, b = first * layout.group, min(stop * layout.group, len(layout.order))
+    ptr = np.ascontiguousarray(ptr, dtype=np.int64)
+    sizes, starts = layout.sizes, (layout.row_start, layout.d_start)
     with pool_for(b - a):
-        _smallest_in_groups(np.ascontiguousarray(d), norms, sq is not None, *args, a, b, n_chunks(b - a))
+        _smallest_in_groups(
+            np.ascontiguousarray(d), norms, sq is not None, ptr, layout.order, layout.group, sizes, *starts, int(k),
+            out, a, b, n_chunks(b - a),
+        )  # fmt: skip
     return out
+
+
+def smallest_per_row(d: np.ndarray, counts: np.ndarray, k: int, sq: np.ndarray | None = None) -> np.ndarray:
+    """The k nearest neighbours of every node of a batch of graphs, given their padded distances.
+
+    ``d [B, n, n]`` (float32 or float64): ``d[b, i, j]`` the distance from node i to node j of graph b, whose
+    ``counts[b] <= n`` nodes fill the first slots (the rest is padding and never read). Returns int64
+    ``[sum(counts), k]``: for each node (graph after graph) the flat indices ``starts[b] + j`` of its k
+    nearest other nodes, nearest first, ties to the lower index (as ONNX TopK and a stable sort); a node
+    with fewer than k other nodes at finite distance fills the remaining slots with itself. Parallel over
+    graphs (serial below :data:`~frameproducers.kernels.params.SERIAL_BELOW` graphs).
+
+    With ``sq [B, n]`` (the squared norms of the nodes' features ``p``), ``d`` is their Gram matrix ``p p^T``
+    and the distance is ``(sq_i + sq_j) - 2 d_ij``, formed a row at a time in ``d``'s dtype: the same values as
+    torch's ``sq[:, :, None] + sq[:, None] - 2.0 * d`` without its three passes over ``[B, n, n]``. (The batch
+    is one group of :func:`smallest_in_groups`, in its own order.)
+    """
+    if d.ndim != 3 or d.shape[1] != d.shape[2]:
+        raise ValueError(f"d must be [B, n, n], got shape {d.shape}")
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    if counts.shape != (d.shape[0],) or (counts < 0).any() or (counts > d.shape[1]).any():
+        raise ValueError(f"counts must be [B] = [{d.shape[0]}] values in 0..{d.shape[1]}")
+    if sq is not None and (sq.shape != d.shape[:2] or sq.dtype != d.dtype):
+        raise ValueError(f"sq must be {d.dtype} [B, n] = {list(d.shape[:2])}, got {sq.dtype} {list(sq.shape)}")
+    n_graphs, n = d.shape[:2]
+    one = GroupLayout(
+        np.arange(n_graphs), max(n_graphs, 1), np.array([n]), np.array([0, n_graphs * n]),
+        np.array([0, n_graphs * n * n]), np.zeros(0, np.int64),
+    )  # fmt: skip
+    ptr = np.concatenate([[0], np.cumsum(counts)])
+    flat_sq = None if sq is None else np.ascontiguousarray(sq).reshape(-1)
+    return smallest_in_groups(np.ascontiguousarray(d).reshape(-1), ptr, k, one, flat_sq)

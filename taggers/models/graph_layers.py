@@ -242,8 +242,8 @@ def _knn_by_size(h: Tensor, ptr: Tensor, k: int) -> Tensor:
 
     ptr_np = ptr.numpy()
     layout = group_layout(ptr_np, KNN_GROUP)
-    _, sizes, row_start, d_start, rows = layout
-    p = _rows(h, torch.from_numpy(rows))  # [padded rows, C]
+    sizes, row_start, d_start = layout.sizes, layout.row_start, layout.d_start
+    p = _rows(h, torch.from_numpy(layout.rows))  # [padded rows, C]
     exact = h.shape[1] <= 4
     sq = None if exact else p.square().sum(-1).numpy()  # row by row: the same values as per group
     d = h.new_empty(int(d_start[-1]))
@@ -257,7 +257,7 @@ def _knn_by_size(h: Tensor, ptr: Tensor, k: int) -> Tensor:
                 torch.sum((pg.unsqueeze(2) - pg.unsqueeze(1)).square(), dim=-1, out=dg)
             else:
                 torch.bmm(pg, pg.transpose(1, 2), out=dg)
-        smallest_in_groups(d_np, ptr_np, k, layout, KNN_GROUP, sq, (g, g + 1), out)  # while the group is in cache
+        smallest_in_groups(d_np, ptr_np, k, layout, sq, (g, g + 1), out)  # while the group is in cache
     return torch.from_numpy(out)
 
 

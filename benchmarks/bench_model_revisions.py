@@ -1,11 +1,13 @@
-"""The tau_gnn model alone, or the whole tau_gnn.yaml event loop, at two revisions, interleaved, outputs compared.
+"""The tau_gnn model (or another job's) alone, or the tau_gnn.yaml event loop, at two revisions, interleaved, outputs
+compared.
 
 For a change to a code path, the baseline is the code before it: this benchmark exports ``--base`` (a git
 revision) into a temporary directory with ``git archive`` and measures it and the working tree in a fresh process
 each, alternating ``--repeats`` times. Each process reports its best of ``--runs`` passes.
 
 - default: the GNNTagger of ``process_configs/tau_gnn.yaml`` (its model step only, micro-batches of 128 jets) on
-  the hit graphs of the sample repeated ``--copies`` times, or of ``--file``; prints min and median us/jet, the
+  the hit graphs of the sample repeated ``--copies`` times, or of ``--file`` (``--config``: the ``tauGNN`` of
+  another job, e.g. ``process_configs/tau_gnn_fast.yaml``, on its own graphs); prints min and median us/jet, the
   ratio of the medians, and whether the scores are identical bit for bit (else how many jets differ, by how much);
 - ``--pipeline``: the event loop of ``tau_gnn.yaml`` (in process, after a warm-up) on the sample replicated
   ``--copies`` times; prints each stage's us/jet and the loop's jets/s, with the ratios, and compares the
@@ -14,6 +16,7 @@ each, alternating ``--repeats`` times. Each process reports its best of ``--runs
 Both print the load average.
 
     python benchmarks/bench_model_revisions.py --base 985ad34 [--pipeline] [--threads 2] [--repeats 3]
+                                               [--config process_configs/tau_gnn_fast.yaml]
 """
 
 from __future__ import annotations
@@ -62,15 +65,22 @@ def measure_pipeline(code: Path, threads: int, runs: int, copies: int, scores: P
     print(json.dumps({"stages": stages, "jets_per_s": loop, "jets": jets}))
 
 
-def measure(code: Path, threads: int, runs: int, copies: int, file: str | None, scores: Path) -> None:
+def measure(code: Path, threads: int, runs: int, copies: int, file: str | None, config: str, scores: Path) -> None:
     """Child: time the model of the tree at ``code``; print one JSON line, write the scores to ``scores``."""
     sys.path[:0] = [str(code), str(code / "benchmarks")]
     import torch
-    from bench_pipeline import SAMPLE, gnn_model, job, products
+    import yaml
+    from bench_pipeline import SAMPLE, gnn_model, products
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = job(Path(file) if file else SAMPLE, Path(tmp) / "out.root", threads)
-        graphs = [p["hitGraphs"] for p in products(data, ["hitGraphs"])] * (1 if file else copies)
+        data = yaml.safe_load((code / config).read_text())  # as bench_pipeline.job, for any job's tauGNN
+        data["source"]["files"] = [str(Path(file) if file else SAMPLE)]
+        data["source"].pop("max_events", None)
+        data["outputs"][0]["file"] = str(Path(tmp) / "out.root")
+        data.setdefault("options", {})["threads"] = threads
+        data["modules"]["tauGNN"]["threads"] = threads
+        label = data["modules"]["tauGNN"]["graphs"]
+        graphs = [p[label] for p in products(data, [label])] * (1 if file else copies)
     tagger = gnn_model(data)
     torch.set_num_threads(threads)
     batches = [mb for g in graphs for mb in tagger.input_kind.micro_batches(g, tagger.params.micro_batch)]
@@ -94,13 +104,20 @@ def main() -> int:
     ap.add_argument("--copies", type=int, default=4, help="copies of the sample's graphs (default 4)")
     ap.add_argument("--file", help="a hits file to use instead of the sample (model only)")
     ap.add_argument("--pipeline", action="store_true", help="the whole event loop, stage by stage")
+    ap.add_argument(
+        "--config",
+        default="process_configs/tau_gnn.yaml",
+        help="job whose tauGNN model is timed "
+        "(model only; default process_configs/tau_gnn.yaml, e.g. process_configs/tau_gnn_fast.yaml)",
+    )
     ap.add_argument("--child", nargs=2, metavar=("CODE", "SCORES"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         if args.pipeline:
             measure_pipeline(Path(args.child[0]), args.threads, args.runs, args.copies, Path(args.child[1]))
         else:
-            measure(Path(args.child[0]), args.threads, args.runs, args.copies, args.file, Path(args.child[1]))
+            measure(Path(args.child[0]), args.threads, args.runs, args.copies, args.file, args.config,
+                    Path(args.child[1]))  # fmt: skip
         return 0
     if not args.base:
         ap.error("--base REVISION is required")
@@ -118,6 +135,7 @@ def main() -> int:
                 cmd = [sys.executable, __file__, "--threads", str(args.threads), "--runs", str(args.runs)]
                 cmd += ["--copies", str(args.copies), "--child", str(code), str(Path(tmp) / f"scores{i}.npy")]
                 cmd += ["--file", args.file] if args.file else []
+                cmd += ["--config", args.config]
                 cmd += ["--pipeline"] if args.pipeline else []
                 line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
                 result = json.loads(line)
@@ -141,7 +159,7 @@ def main() -> int:
         print(f"  event loop, jets/s (max / median): {max(old_j):,.0f} / {statistics.median(old_j):,.0f} -> "
               f"{max(new_j):,.0f} / {statistics.median(new_j):,.0f}  {ratio:.2f}x")  # fmt: skip
     else:
-        print(f"tau_gnn model alone, {jets} jets, {args.threads} threads, {each}")
+        print(f"{Path(args.config).stem} model alone, {jets} jets, {args.threads} threads, {each}")
         for name, ts in times.items():
             print(f"  {name:24s} {min(ts):8.1f} / {statistics.median(ts):8.1f} us/jet (min / median)")
         old, new = (statistics.median(ts) for ts in times.values())

@@ -12,6 +12,8 @@ in this run, on this machine:
     step alone, a tuned reference: scipy's cKDTree built and queried per jet on the same points (one thread);
   - GNN: the matrix-product FLOPs the model executes (torch's FlopCounterMode on the same jets) divided by the
     rate of one large dense product (2048^3 float32) with the same threads;
+- the other shipped graph model, ``tau_gnn_fast.yaml`` (GraphNet on pixel graphs) on the same file: its GNN stage
+  against its dense-product FLOP floor, as above, and its event loop's jets/s;
 - end to end: jets/s of the whole event loop, and of the run as e2e-run reports it;
 - weaver-style: the same network fed as weaver feeds it, from a padded per-jet table (features, points, mask) in
   batches of 32 jets, unpadded and the kNN in (delta_eta, delta_phi) built inside the step with e2e's own kNN
@@ -54,12 +56,14 @@ from e2e.process import Process  # noqa: E402
 
 CONFIG = REPO / "process_configs" / "tau_gnn.yaml"
 CNN_CONFIG = REPO / "process_configs" / "tau_cnn.yaml"
+FAST_CONFIG = REPO / "process_configs" / "tau_gnn_fast.yaml"
 SAMPLE = REPO / "data" / "sample_tau_qcd.root"
 
 
-def job(path: Path, out: Path, threads: int) -> dict[str, Any]:
-    """tau_gnn.yaml on ``path``, written to ``out``, with ``threads`` for every module and the options block."""
-    data = yaml.safe_load(CONFIG.read_text())
+def job(path: Path, out: Path, threads: int, config: Path = CONFIG) -> dict[str, Any]:
+    """tau_gnn.yaml (or ``config``) on ``path``, written to ``out``, with ``threads`` for every module and the options
+    block."""
+    data = yaml.safe_load(config.read_text())
     data["source"]["files"] = [str(path)]
     data["outputs"][0]["file"] = str(out)
     data.setdefault("options", {})["threads"] = threads
@@ -149,14 +153,26 @@ def gnn_model(config: dict[str, Any]) -> Any:
 
 
 def gnn_flops_and_time(tagger: Any, prods: list[Any], repeats: int) -> tuple[float, float, np.ndarray]:
-    """(matmul FLOPs the model executes on these jets, best seconds of the model alone, scores)."""
+    """(matmul FLOPs the model executes on these jets, best seconds of the model alone, scores). Dense products
+    only: a GraphNet's neighbour sums (a CSR product on CPU, which the counter would count as a dense ``[N, N]``
+    one) are counted in their gather form, which has no product."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from taggers.models import graph_layers
+
+    def gathered(x: Any, neighbors: Any, weight: float = 1.0) -> Any:
+        return x[neighbors].sum(dim=1) * weight
+
     batches = [mb for p in prods for mb in tagger.input_kind.micro_batches(p, tagger.params.micro_batch)]
-    with FlopCounterMode(display=False) as counter:
-        for mb in batches:
-            tagger.run_model(mb)
+    exact_sum = graph_layers.neighbor_sum
+    graph_layers.neighbor_sum = gathered
+    try:
+        with FlopCounterMode(display=False) as counter:
+            for mb in batches:
+                tagger.run_model(mb)
+    finally:
+        graph_layers.neighbor_sum = exact_sum
     flops = float(counter.get_total_flops())
     best = float("inf")
     scores = np.zeros(0)
@@ -334,6 +350,14 @@ def main(argv: list[str] | None = None) -> int:
         rate = matmul_rate(args.threads, args.repeats)
         table = padded_table(graphs)
         weaver_s, weaver_scores = weaver_style(tagger, table, args.weaver_batch, args.repeats)
+        fast = job(path, tmpd / "fast.root", args.threads, FAST_CONFIG)
+        warm = copy.deepcopy(fast)
+        warm["source"]["max_events"] = 50
+        Process(load_process(warm)).run(progress=False)
+        fast_runs = stage_runs(fast, args.repeats)
+        fast_label = fast["modules"]["tauGNN"]["graphs"]
+        fast_graphs = [p[fast_label] for p in products(fast, [fast_label])]
+        fast_flops, fast_model_s, _ = gnn_flops_and_time(gnn_model(fast), fast_graphs, args.repeats)
         hog = busy()
         try:
             loaded = stage_runs(data, args.repeats)
@@ -374,6 +398,14 @@ def main(argv: list[str] | None = None) -> int:
             f"(a tuned k-d tree, same points and k) {per_jet(knn_ref[1]):.1f} us/jet: {knn_ref[0] / knn_ref[1]:.2f}x"
         )
     print(f"{'GNN model alone (same batches)':<34} {per_jet(model_s):22.1f}")
+    fast_gnn = [r.times["tauGNN"] for r in fast_runs]
+    fast_floor = fast_flops / rate
+    print(
+        f"{'tau_gnn_fast.yaml: tauGNN':<34} {fmt(fast_gnn, 1e6 / n_jets):>22} {per_jet(fast_floor):13.1f} "
+        f"{fmt(fast_gnn, 1 / fast_floor, '.2f') + 'x':>21}   (GraphNet on 33 x 33 pixel graphs: "
+        f"{fast_flops / n_jets / 1e6:.2f} MFLOP/jet of dense products; model alone {per_jet(fast_model_s):.1f} us/jet; "
+        f"its event loop {fmt([n_jets / sum(r.times.values()) for r in fast_runs], 1, ',.0f')} jets/s)"
+    )
     e2e_rate = [n_jets / t for t in loops]
     print(
         f"end to end, event loop: {fmt(e2e_rate, 1, ',.0f')} jets/s (min / median); with start-up, as e2e-run "

@@ -89,3 +89,49 @@ def test_parameter_count_excludes_buffers():
     art = Artefact.load("zoo:tau_shapes")  # logistic regression: one weight per shape and class, one bias per class
     n_shapes, n_classes = art.spec["architecture"]["hyperparameters"]["n_features"], len(art.outputs)
     assert art.n_parameters() == (n_shapes + 1) * n_classes
+
+
+def test_flush_subnormals_zeroes_only_subnormal_floats():
+    import torch
+
+    from taggers.artefact import flush_subnormals
+
+    tiny = torch.finfo(torch.float32).tiny
+    values = [1.0, -2.5, tiny, -tiny, tiny / 2, -tiny / 4, 1e-45, 0.0, -0.0, float("inf"), float("nan")]
+    doubles = torch.tensor([1e-310, 1e-300], dtype=torch.float64)
+    state = {"w": torch.tensor(values), "n": torch.tensor([3, 0, -1]), "d": doubles}
+    out = flush_subnormals(state)
+    want = [1.0, -2.5, tiny, -tiny, 0.0, 0.0, 0.0, 0.0, -0.0, float("inf"), float("nan")]
+    got = out["w"].tolist()
+    assert [np.copysign(1.0, g) for g in got[:-1]] == [np.copysign(1.0, w) for w in want[:-1]]  # -0.0 kept
+    np.testing.assert_array_equal(np.array(got), np.array(want))
+    assert out["n"].tolist() == [3, 0, -1] and out["d"].tolist() == [0.0, 1e-300]  # float64: its own tiny
+
+
+def test_subnormal_weights_are_flushed_at_load_with_the_same_scores():
+    """tau_gnn_fast's head holds ~1,465 subnormal weights (weight decay on dead units); build_torch sets them to zero
+    (on x86 each multiplication by one takes a microcode assist, ~100x slower) and the logits stay the same, bit for
+    bit, as those of the stored weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    from e2e.config import load_process
+    from e2e.process import Process
+    from taggers.inputs import INPUT_KINDS
+
+    art = Artefact.load("zoo:tau_gnn_fast")
+    tiny = torch.finfo(torch.float32).tiny
+    stored = load_file(str(art.path / "weights.safetensors"))
+    assert sum(int(((t != 0) & (t.abs() < tiny)).sum()) for t in stored.values() if t.is_floating_point()) > 0
+    flushed = art.build_torch()
+    assert not any(((t != 0) & (t.abs() < tiny)).any() for t in flushed.state_dict().values() if t.is_floating_point())
+    raw = art.build_torch()
+    raw.load_state_dict(stored)  # the stored values, subnormals included
+    data = yaml.safe_load((REPO / "process_configs" / "tau_gnn_fast.yaml").read_text())
+    data["source"]["max_events"] = 60
+    data["source"]["files"] = [str(REPO / "data" / "sample_tau_qcd.root")]
+    batch = next(Process(load_process(data)).iter_batches())
+    with torch.inference_mode():
+        for inputs in INPUT_KINDS["graphs"].micro_batches(batch.get("jetGraphs"), 512):
+            args = [torch.from_numpy(v) for v in inputs.values()]
+            assert torch.equal(flushed(*args), raw(*args))

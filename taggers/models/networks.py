@@ -116,7 +116,8 @@ class GraphNet(StandardisedNet):
         h = (x - self.shift) * self.scale
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             nb = neighbors if (self.kind != "dgcnn" or i == 0) else dynamic_knn(h, batch, self.k_dynamic)
-            h = torch.relu(norm(conv(h, nb)))
+            h = norm(conv(h, nb))
+            h = torch.relu(h) if torch.is_grad_enabled() else h.relu_()  # inference: in place (the same values)
         return self.head(graph_pool(h, batch, ptr))
 
 

@@ -5,7 +5,7 @@ in this run, on this machine:
 
 - per stage of ``process_configs/tau_gnn.yaml`` (ROOT -> hit graphs + shapes -> GNN + shape taggers -> ROOT) on
   the shipped sample replicated ``--replicas`` times: us/jet (min and median over ``--repeats`` runs, in-process
-  after a warm-up), next to its floor:
+  after a whole warm-up run), next to its floor:
   - read: uproot alone reading the same branches in the same chunks (jagged -> flat numpy);
   - graphs: writing the product once (allocating the node features, neighbour index and jet inputs of the same
     size and copying them from a finished product: the memory traffic any producer must pay); and, for the kNN
@@ -335,9 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         path = tmpd / "hits.root"
         n_events, n_jets = replicate(path, args.replicas)
         data = job(path, tmpd / "out.root", args.threads)
-        warm = copy.deepcopy(data)
-        warm["source"]["max_events"] = 50
-        Process(load_process(warm)).run(progress=False)  # imports, numba cache, sessions
+        stage_runs(data, 1)  # warm-up: imports, numba cache, sessions, the allocator's arenas (a whole run)
 
         runs = stage_runs(data, args.repeats)
         read_s = [read_floor(data, 1) for _ in range(args.repeats)]
@@ -351,9 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         table = padded_table(graphs)
         weaver_s, weaver_scores = weaver_style(tagger, table, args.weaver_batch, args.repeats)
         fast = job(path, tmpd / "fast.root", args.threads, FAST_CONFIG)
-        warm = copy.deepcopy(fast)
-        warm["source"]["max_events"] = 50
-        Process(load_process(warm)).run(progress=False)
+        stage_runs(fast, 1)  # warm-up: its first two runs were up to 3x slower than the next (allocation)
         fast_runs = stage_runs(fast, args.repeats)
         fast_label = fast["modules"]["tauGNN"]["graphs"]
         fast_graphs = [p[fast_label] for p in products(fast, [fast_label])]

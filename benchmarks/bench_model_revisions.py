@@ -75,7 +75,6 @@ def measure(code: Path, threads: int, runs: int, copies: int, file: str | None, 
     with tempfile.TemporaryDirectory() as tmp:
         data = yaml.safe_load((code / config).read_text())  # as bench_pipeline.job, for any job's tauGNN
         data["source"]["files"] = [str(Path(file) if file else SAMPLE)]
-        data["source"].pop("max_events", None)
         data["outputs"][0]["file"] = str(Path(tmp) / "out.root")
         data.setdefault("options", {})["threads"] = threads
         data["modules"]["tauGNN"]["threads"] = threads

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,12 @@ class TaggerParams:
     backend: str = param("onnxruntime", "inference backend", choices=("onnxruntime", "torch"))
     device: str = param("auto", "cpu, cuda, or auto (CUDA when really available)", choices=("cpu", "cuda", "auto"))
     micro_batch: int = param(128, "jets per inference call (smaller batches stay in cache)", minimum=1)
+    precision: str = param(
+        "float32",
+        "CUDA arithmetic: float32 (scores equal the CPU's to ~1e-6) or tf32 (TF32 products and convolutions: "
+        "faster, scores move by up to ~3e-2); the CPU always runs float32",
+        choices=("float32", "tf32"),
+    )
     threads: int = param(0, "CPU threads of the backend (0: the job's options.threads, else all cores)", minimum=0)
     jets: str = input_tag(
         "source:Jet", "jets whose pT a regression head's pT calibration reads (read only for such models)",
@@ -64,6 +72,7 @@ class TaggerBase(Producer):
         self._session: Any = None
         self._device = ""
         self._checked = False
+        self._tf32 = False  # torch on CUDA: TF32 products and convolutions (precision: tf32)
         self._threads = 0  # torch on CPU: the intra-op threads of a lone micro-batch, the pool size otherwise
         self._pool: ThreadPoolExecutor | None = None
 
@@ -135,7 +144,10 @@ class TaggerBase(Producer):
             self._threads = 0 if cuda else torch.get_num_threads()
             device = "cuda" if cuda else "cpu"
             self._session = self.artefact.build_torch(device)
-            self._device = f"torch on {device}" + (f" ({torch.cuda.get_device_name()})" if cuda else "")
+            self._tf32 = cuda and self.params.precision == "tf32"
+            self._device = f"torch on {device}" + (
+                f" ({torch.cuda.get_device_name()}, {self.params.precision})" if cuda else ""
+            )
         else:
             import onnxruntime as ort
 
@@ -145,12 +157,16 @@ class TaggerBase(Producer):
             if threads:
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
-            providers = (["CUDAExecutionProvider"] if cuda else []) + ["CPUExecutionProvider"]
+            tf32 = "1" if self.params.precision == "tf32" else "0"
+            providers = ([("CUDAExecutionProvider", {"use_tf32": tf32})] if cuda else []) + ["CPUExecutionProvider"]
             self._session = self._onnx_session(ort, options, providers)
-            self._device = f"onnxruntime, {self._session.get_providers()[0]}"
+            first = self._session.get_providers()[0]
+            self._device = f"onnxruntime, {first}" + (
+                f", {self.params.precision}" if first != "CPUExecutionProvider" else ""
+            )
         return self._session
 
-    def _onnx_session(self, ort: Any, options: Any, providers: list[str]) -> Any:
+    def _onnx_session(self, ort: Any, options: Any, providers: list[Any]) -> Any:
         """The ONNX Runtime session of the artefact; a missing or invalid model.onnx, or one whose inputs are
         not what this tagger feeds, is one line naming the file."""
         path = self.artefact.path / ONNX
@@ -182,7 +198,11 @@ class TaggerBase(Producer):
             import torch
 
             device = next(session.parameters()).device
-            with torch.inference_mode():
+            if device.type != "cuda":
+                with torch.inference_mode():
+                    out = session(*(torch.from_numpy(v) for v in inputs.values()))
+                return out.float().numpy()
+            with torch.inference_mode(), _tf32(self._tf32):
                 out = session(*(torch.from_numpy(v).to(device) for v in inputs.values()))
             return out.float().cpu().numpy()
         return session.run(None, self.feed.build(inputs, feature_names, self._feed_names))[0]
@@ -273,6 +293,20 @@ class TaggerBase(Producer):
                 names=self.artefact.outputs,
             ),
         )
+
+
+@contextmanager
+def _tf32(allow: bool) -> Iterator[None]:
+    """torch's TF32 switches (process-wide) set for one CUDA call and restored after it: float32 unless ``allow``
+    (torch's own default lets cuDNN convolutions use TF32, which moved tau_cnn's scores by up to 7e-4)."""
+    import torch
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def _cuda_device_present() -> bool:

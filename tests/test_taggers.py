@@ -155,3 +155,45 @@ def test_torch_micro_batches_on_threads_give_the_same_scores(config_name, label)
         np.testing.assert_array_equal(scores[1, 10_000], scores[1, 16])
     else:
         np.testing.assert_allclose(scores[1, 10_000], scores[1, 16], rtol=0, atol=1e-6)
+
+
+def test_tf32_switch_is_restored_and_cpu_ignores_precision(tmp_path, model_dir, capsys):
+    """``precision: tf32`` acts on CUDA only, inside each call: torch's process-wide TF32 switches are the caller's
+    again afterwards, and on the CPU the scores are float32's bit for bit (and the summary names no precision)."""
+    from taggers.modules import _tf32
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = True, False
+        with _tf32(False):
+            assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, False)
+        with pytest.raises(RuntimeError), _tf32(True):
+            assert torch.backends.cudnn.allow_tf32
+            raise RuntimeError
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, False)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    scores = {}
+    for precision in ("float32", "tf32"):
+        data = config(tmp_path, model_dir, "torch")
+        data["modules"]["tauGNN"]["precision"] = precision
+        data["outputs"][0]["file"] = str(tmp_path / f"{precision}.root")
+        cfg = tmp_path / f"{precision}.yaml"
+        cfg.write_text(yaml.safe_dump(data))
+        rc, out, err = run_cli([str(cfg), "-n", "5", "--no-progress"], capsys)
+        assert rc == 0, err
+        assert "torch on cpu, micro-batch" in out and "tf32" not in out.split("tauGNN: model")[1].splitlines()[0]
+        with uproot.open(tmp_path / f"{precision}.root") as f:
+            scores[precision] = np.concatenate(f["Events"]["Jet_tauGNN_tau"].array(library="np"))
+    assert np.array_equal(scores["float32"], scores["tf32"])
+
+
+def test_unknown_precision_is_one_line(tmp_path, model_dir, capsys):
+    data = config(tmp_path, model_dir, "torch")
+    data["modules"]["tauGNN"]["precision"] = "bf16"
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    rc, _, err = run_cli([str(cfg), "-n", "2", "--no-progress"], capsys)
+    assert rc == 2 and err.count("\n") == 1
+    assert "modules.tauGNN.precision" in err and "float32" in err and "tf32" in err

@@ -1,0 +1,440 @@
+"""CUDA: the main jobs end to end on a GPU, the models alone at large micro-batches, CUDA scores against CPU.
+
+One prepared script, short enough to run twice inside a 15-minute GPU lease (~3-4 min on an H200 host with 16
+cores); every figure is measured here, in this run:
+
+- environment: GPU, driver/CUDA, torch and ONNX Runtime versions and execution providers, CPU cores, load;
+- models alone (``tau_gnn``, ``tau_gnn_fast``, ``tau_cnn``), inputs already on the GPU (torch), at large
+  micro-batches: jets/s (min / median of ``--repeats``), float32 and, at the best micro-batch, TF32 and bfloat16
+  autocast with their score change against float32 on the CPU (max |delta|, and the AUC-relevant fraction of
+  jets whose score moves by more than 1e-3); ONNX Runtime's CUDA execution provider too, when installed;
+- end to end, ROOT -> ROOT in this process: ``tau_gnn.yaml`` and ``tau_cnn.yaml`` on CPU and on CUDA (torch and,
+  when installed, ONNX Runtime CUDA), per stage us/jet and the event loop's jets/s, next to uproot alone reading
+  the same branches (the read floor): the GPU stage's share says whether the GPU or the CPU limits the rate;
+- scores: every CUDA run's output tree against the CPU run's (max |delta| per score branch);
+- scale-out on one GPU: ``e2e-run --executor futures --workers W`` for ``tau_gnn.yaml`` on CUDA (every worker its
+  own CUDA session), wall jets/s after setup.
+
+    python benchmarks/bench_gpu.py [--replicas 40] [--cnn-replicas 10] [--repeats 3] [--workers 4 8]
+                                   [--json OUT.json] [--budget-s 330]
+
+Without CUDA it says so and, with ``--dry-run``, runs every step on the CPU at a small size (to check the script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_pipeline import CNN_CONFIG, CONFIG, FAST_CONFIG, job, products  # noqa: E402
+from bench_run import read_floor, replicate  # noqa: E402
+
+from e2e.config import load_process  # noqa: E402
+from e2e.process import Process  # noqa: E402
+
+T0 = time.perf_counter()
+RESULTS: dict[str, Any] = {}
+
+
+def say(line: str) -> None:
+    print(f"[{time.perf_counter() - T0:6.1f} s] {line}", flush=True)
+
+
+def fmt(values: list[float], spec: str = ",.0f") -> str:
+    return f"{min(values):{spec}} / {statistics.median(values):{spec}}"
+
+
+def environment(device: str) -> dict[str, Any]:
+    import onnxruntime as ort
+    import torch
+
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "onnxruntime": ort.__version__,
+        "ort_providers": ort.get_available_providers(),
+        "cpu": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "load_avg_1min": os.getloadavg()[0],
+        "device": device,
+    }
+    if device == "cuda":
+        p = torch.cuda.get_device_properties(0)
+        env["gpu"] = (
+            f"{p.name}, {p.total_memory / 2**30:.0f} GiB, {p.multi_processor_count} SMs, cc {p.major}.{p.minor}"
+        )
+        try:
+            smi = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=20,
+            )  # fmt: skip
+            env["driver"] = smi.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            env["driver"] = "nvidia-smi not available"
+    return env
+
+
+def cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    m = re.search(r"model name\s*:\s*(.+)", text)
+    return m.group(1).strip() if m else platform.processor()
+
+
+def ort_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+# ------------------------------------------------------------------------------------------------ jobs
+def configured(config: Path, path: Path, out: Path, threads: int, label: str, **block: Any) -> dict[str, Any]:
+    """``config`` on ``path`` written to ``out``, ``threads`` everywhere, the tagger ``label``'s block updated."""
+    data = job(path, out, threads, config)
+    data["modules"][label].update(block)
+    return data
+
+
+def run_job(data: dict[str, Any], repeats: int) -> list[Any]:
+    """RunSummary of a warm-up run and then ``repeats`` runs (the warm-up's is dropped)."""
+    out = []
+    for i in range(repeats + 1):
+        Path(data["outputs"][0]["file"]).unlink(missing_ok=True)
+        s = Process(load_process(copy.deepcopy(data))).run(progress=False)
+        if i:
+            out.append(s)
+    return out
+
+
+def score_arrays(path: Path, prefix: str) -> dict[str, np.ndarray]:
+    import awkward as ak
+    import uproot
+
+    with uproot.open(path) as f:
+        tree = f["Events"]
+        return {k: ak.to_numpy(ak.flatten(tree[k].array(library="ak"))) for k in tree.keys() if k.startswith(prefix)}
+
+
+def max_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    if set(a) != set(b) or any(len(a[k]) != len(b[k]) for k in a):
+        raise SystemExit(f"score branches differ between runs: {sorted(a)} vs {sorted(b)}")
+    return max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) if len(a[k]) else 0.0 for k in a)
+
+
+def end_to_end(
+    name: str, config: Path, path: Path, tmp: Path, threads: int, label: str, variants: list[dict[str, Any]],
+    repeats: int, n_jets: int,
+) -> None:  # fmt: skip
+    """The job on CPU and on each CUDA variant: stages, rates, read floor, scores against the CPU run."""
+    say(f"end to end: {name} ({n_jets} jets, {threads} CPU threads)")
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    rows = []
+    floor_data = None
+    for v in variants:
+        tag = f"{v['backend']}-{v['device']}" + (f"-mb{v['micro_batch']}" if "micro_batch" in v else "")
+        out = tmp / f"{name}-{tag}.root"
+        data = configured(config, path, out, threads, label, **v)
+        floor_data = data
+        runs = run_job(data, repeats)
+        loops = [sum(r.times.values()) for r in runs]
+        stages = {k: [1e6 * r.times[k] / n_jets for r in runs] for k in runs[0].times}
+        rate = [n_jets / t for t in loops]
+        desc = runs[-1].descriptions.get(label, "")
+        scores[tag] = score_arrays(out, f"Jet_{label}_")
+        rows.append((tag, rate, stages, desc))
+        RESULTS.setdefault("end_to_end", {}).setdefault(name, {})[tag] = {
+            "jets_per_s": rate, "us_per_jet": stages, "tagger": desc,
+        }  # fmt: skip
+    assert floor_data is not None
+    read_s = [read_floor(floor_data, 1) for _ in range(repeats)]
+    read_rate = [n_jets / t for t in read_s]
+    RESULTS["end_to_end"][name]["read_floor_jets_per_s"] = read_rate
+    cpu = next((t for t in scores if t.endswith("-cpu")), None)  # the first CPU variant: the reference
+    for tag, rate, stages, desc in rows:
+        diff = max_diff(scores[tag], scores[cpu]) if cpu and tag != cpu else None
+        RESULTS["end_to_end"][name][tag]["max_score_diff_vs_cpu"] = diff
+        parts = ", ".join(f"{k} {fmt(v, '.1f')}" for k, v in stages.items())
+        gpu_share = statistics.median(stages[label]) / sum(statistics.median(v) for v in stages.values())
+        say(
+            f"  {tag:<22} {fmt(rate)} jets/s (min / median); us/jet (min / median): {parts}; {label} share "
+            f"{100 * gpu_share:.0f}%" + ("" if diff is None else f"; max |score - CPU score| {diff:.2e}")
+        )
+        say(f"    {desc}")
+    say(
+        f"  read floor (uproot alone, same branches and chunks): {fmt(read_rate)} jets/s = "
+        f"{fmt([1e6 / r for r in read_rate], '.1f')} us/jet"
+    )
+
+
+# ------------------------------------------------------------------------------------------------ models alone
+def tagger_module(data: dict[str, Any], label: str, **block: Any) -> Any:
+    from e2e.module import resolve_type
+    from e2e.params import build
+
+    params = dict(data["modules"][label])
+    params.update(block)
+    cls = resolve_type(params.pop("type"), "bench")
+    params.pop("graphs", None)
+    params.pop("frames", None)
+    return cls(label, build(cls.Params, params, "bench"))
+
+
+def one_product(data: dict[str, Any], producer: str) -> Any:
+    """The producer's product for the whole file in one batch (so that any micro-batch size can be cut)."""
+    data = copy.deepcopy(data)
+    data["source"]["step_size"] = 10**9
+    (prod,) = products(data, [producer])
+    return prod[producer]
+
+
+def timed_gpu(fn: Callable[[], Any], repeats: int, device: str) -> tuple[list[float], Any]:
+    import torch
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    out = fn()  # warm-up (kernel selection, allocator)
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times, out
+
+
+def model_alone(
+    name: str, config: Path, path: Path, threads: int, label: str, producer: str, sizes: list[int], repeats: int,
+    device: str, budget: Callable[[], bool],
+) -> None:  # fmt: skip
+    """The model on ``device`` at each micro-batch size (inputs already there), float32 / TF32 / bf16, and ORT."""
+    import torch
+
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32  # restored at the end
+    data = job(path, Path(os.devnull), threads, config)
+    product = one_product(data, producer)
+    cpu_tagger = tagger_module(data, label, backend="torch", device="cpu")
+    cpu_tagger.session()
+    names = cpu_tagger.input_kind.feature_names(product)
+    n = product.n_jets
+    ref = np.concatenate(
+        [cpu_tagger.run_model(mb, names) for mb in cpu_tagger.input_kind.micro_batches(product, 512)]
+    ).astype(np.float64)
+    say(f"model alone: {name} on {device}, {n} jets (float32 CPU reference: torch, {threads} threads)")
+    gpu_tagger = tagger_module(data, label, backend="torch", device=device)
+    session = gpu_tagger.session()
+    rows = RESULTS.setdefault("model_alone", {}).setdefault(name, {"jets": n})
+    best = (0.0, sizes[0])
+    for size in sizes:
+        if size > n and size != sizes[0]:
+            break
+        if not budget():
+            say(f"  micro-batch {size}: skipped (time budget)")
+            break
+        batches = [
+            tuple(torch.from_numpy(v).to(device) for v in mb.values())
+            for mb in gpu_tagger.input_kind.micro_batches(product, size)
+        ]
+
+        def call(batches: list[Any] = batches) -> Any:
+            with torch.inference_mode():
+                return torch.cat([session(*b) for b in batches])
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        times, out = timed_gpu(call, repeats, device)
+        rate = [n / t for t in times]
+        diff = float(np.abs(out.float().cpu().numpy() - ref).max())
+        rows[f"fp32_mb{size}"] = {"jets_per_s": rate, "max_diff_vs_cpu": diff}
+        say(f"  float32, micro-batch {size:>6}: {fmt(rate)} jets/s (min / median); max |score - CPU| {diff:.2e}")
+        if statistics.median(rate) > best[0]:
+            best = (statistics.median(rate), size)
+        del batches, out
+    size = best[1]
+    best_batches = [
+        tuple(torch.from_numpy(v).to(device) for v in mb.values())
+        for mb in gpu_tagger.input_kind.micro_batches(product, size)
+    ]
+    variants: list[tuple[str, Any]] = [("tf32", None)]
+    if device == "cuda":
+        variants.append(("bf16 autocast", torch.bfloat16))
+    for tag, dtype in variants:
+        if not budget():
+            say(f"  {tag}: skipped (time budget)")
+            continue
+        torch.backends.cuda.matmul.allow_tf32 = tag == "tf32"
+        torch.backends.cudnn.allow_tf32 = tag == "tf32"
+
+        def call_v(dtype: Any = dtype, batches: list[Any] = best_batches) -> Any:
+            with torch.inference_mode(), torch.autocast(device, dtype=dtype, enabled=dtype is not None):
+                return torch.cat([session(*b) for b in batches])
+
+        times, out = timed_gpu(call_v, repeats, device)
+        rate = [n / t for t in times]
+        delta = np.abs(out.float().cpu().numpy() - ref)
+        rows[f"{tag}_mb{size}"] = {"jets_per_s": rate, "max_diff_vs_cpu": float(delta.max())}
+        say(
+            f"  {tag}, micro-batch {size:>6}: {fmt(rate)} jets/s; max |score - CPU float32| {delta.max():.2e}, "
+            f"jets moved by > 1e-3: {100 * float((delta.max(axis=1) > 1e-3).mean()):.2f}%"
+        )
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    if device == "cuda" and budget():
+        kernel_profile(session, best_batches, n)
+    del best_batches
+    if ort_cuda() and device == "cuda" and budget():
+        ort_tagger = tagger_module(data, label, backend="onnxruntime", device="cuda")
+        ort_tagger.session()
+        mbs = list(ort_tagger.input_kind.micro_batches(product, size))
+        times, out = timed_gpu(lambda: np.concatenate([ort_tagger.run_model(mb, names) for mb in mbs]), repeats, "cpu")
+        rate = [n / t for t in times]
+        diff = float(np.abs(out - ref).max())
+        rows[f"ort_cuda_mb{size}"] = {"jets_per_s": rate, "max_diff_vs_cpu": diff, "session": ort_tagger.describe()}
+        say(
+            f"  ONNX Runtime CUDA EP, micro-batch {size} (numpy in and out, transfers counted): {fmt(rate)} jets/s; "
+            f"max |score - CPU| {diff:.2e} ({ort_tagger.describe()})"
+        )
+    del product
+
+
+def kernel_profile(session: Any, batches: list[Any], n_jets: int, rows: int = 10) -> None:
+    """The model's CUDA kernels by self time on ``batches`` (one pass, torch.profiler): what limits it."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof, torch.inference_mode():
+        for b in batches:
+            session(*b)
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if getattr(e, "self_device_time_total", 0) > 0]
+    total = sum(e.self_device_time_total for e in events)
+    say(f"  CUDA kernels (one pass, {len(events)} kinds, {total / n_jets:.2f} us/jet of GPU time):")
+    for e in sorted(events, key=lambda e: -e.self_device_time_total)[:rows]:
+        say(f"    {100 * e.self_device_time_total / total:5.1f}%  {e.count:6d} calls  {e.key[:110]}")
+
+
+# ------------------------------------------------------------------------------------------------ scale-out
+def workers_run(path: Path, tmp: Path, workers: int, cores: int, device: str) -> float | None:
+    """Wall jets/s after setup of ``e2e-run --executor futures --workers W`` (tau_gnn.yaml, tagger on device)."""
+    block: dict[str, Any] = {"backend": "torch", "device": device}
+    if device == "cuda":
+        block["micro_batch"] = 4096
+    data = configured(CONFIG, path, tmp / f"workers{workers}-{device}.root", max(1, cores // workers), "tauGNN",
+                      **block)  # fmt: skip
+    cfg = tmp / f"workers{workers}-{device}.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    r = subprocess.run(
+        [sys.executable, "-m", "e2e.cli.run", str(cfg), "--executor", "futures", "--workers", str(workers),
+         "--no-progress"],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    text = r.stdout + r.stderr
+    m = re.search(r"throughput \(wall, after setup, ([\d.]+) s\): [\d,]+ events/s, ([\d,]+) jets/s", text)
+    if r.returncode or not m:
+        say(f"  {workers} workers: failed (rc {r.returncode}): {text[-600:]}")
+        return None
+    return float(m.group(2).replace(",", ""))
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--replicas", type=int, default=40, help="copies of the 150-event sample for the GNN jobs")
+    ap.add_argument("--cnn-replicas", type=int, default=10, help="copies for the CNN job (0.5 MB of frames a jet)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per measurement (min and median are printed)")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads of the jobs (0: all cores)")
+    ap.add_argument("--gnn-batches", type=int, nargs="+", default=[1024, 4096, 16384], help="GNN micro-batches")
+    ap.add_argument("--cnn-batches", type=int, nargs="+", default=[256, 1024, 4096], help="CNN micro-batches")
+    ap.add_argument("--workers", type=int, nargs="*", default=[4, 8], help="futures workers for the scale-out runs")
+    ap.add_argument("--workers-replicas", type=int, default=200, help="copies of the sample for the scale-out runs")
+    ap.add_argument("--budget-s", type=float, default=330.0, help="skip the remaining optional steps after this")
+    ap.add_argument("--json", type=Path, help="write every figure here as JSON")
+    ap.add_argument("--dry-run", action="store_true", help="no CUDA: run every step on the CPU (a check)")
+    args = ap.parse_args(argv)
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and not args.dry_run:
+        print("bench_gpu: no CUDA device (torch.cuda.is_available() is False); nothing to measure (--dry-run runs "
+              "the steps on the CPU)")  # fmt: skip
+        return 0
+    cores = args.threads or os.cpu_count() or 1
+    env = environment(device)
+    RESULTS["environment"] = env
+    say("environment: " + "; ".join(f"{k}: {v}" for k, v in env.items()))
+    budget = lambda: time.perf_counter() - T0 < args.budget_s  # noqa: E731
+    with tempfile.TemporaryDirectory() as tmp_:
+        tmp = Path(tmp_)
+        gnn_file, cnn_file = tmp / "hits.root", tmp / "hits_cnn.root"
+        _, n_gnn = replicate(gnn_file, args.replicas)
+        _, n_cnn = replicate(cnn_file, args.cnn_replicas)
+        say(f"inputs: {n_gnn} jets ({args.replicas} x the sample), {n_cnn} jets for the CNN")
+        gnn_variants: list[dict[str, Any]] = [
+            {"backend": "torch", "device": "cpu"},
+            {"backend": "torch", "device": device, "micro_batch": 4096},
+        ]
+        cnn_variants: list[dict[str, Any]] = [
+            {"backend": "onnxruntime", "device": "cpu"},
+            {"backend": "torch", "device": device, "micro_batch": 1024},
+        ]
+        if ort_cuda() and device == "cuda":
+            gnn_variants.append({"backend": "onnxruntime", "device": "cuda", "micro_batch": 4096})
+            cnn_variants.append({"backend": "onnxruntime", "device": "cuda", "micro_batch": 1024})
+        else:
+            say("ONNX Runtime has no CUDA execution provider here: its CUDA rows are left out")
+        end_to_end("tau_gnn.yaml", CONFIG, gnn_file, tmp, cores, "tauGNN", gnn_variants, args.repeats, n_gnn)
+        model_alone("tau_gnn", CONFIG, gnn_file, cores, "tauGNN", "hitGraphs", args.gnn_batches, args.repeats,
+                    device, budget)  # fmt: skip
+        if budget():
+            end_to_end("tau_cnn.yaml", CNN_CONFIG, cnn_file, tmp, cores, "tauCNN", cnn_variants, args.repeats, n_cnn)
+        if budget():
+            model_alone("tau_cnn", CNN_CONFIG, cnn_file, cores, "tauCNN", "jetFrames", args.cnn_batches,
+                        args.repeats, device, budget)  # fmt: skip
+        if budget():
+            model_alone("tau_gnn_fast", FAST_CONFIG, gnn_file, cores, "tauGNN",
+                        yaml.safe_load(FAST_CONFIG.read_text())["modules"]["tauGNN"]["graphs"], args.gnn_batches,
+                        args.repeats, device, budget)  # fmt: skip
+        big = tmp / "hits_big.root"
+        if args.workers and budget():
+            _, n_big = replicate(big, args.workers_replicas)
+            say(f"scale-out: tau_gnn.yaml on {n_big} jets ({args.workers_replicas} x the sample), e2e-run --executor "
+                f"futures, {cores} cores shared by the workers")  # fmt: skip
+        runs = [(w, device) for w in args.workers] + [(max(args.workers, default=1), "cpu")] * (device == "cuda")
+        for w, dev in runs:
+            if not budget():
+                say(f"  {w} workers, tagger on {dev}: skipped (time budget)")
+                continue
+            rate = workers_run(big, tmp, w, cores, dev)
+            RESULTS.setdefault("workers", {})[f"{w}-{dev}"] = rate
+            if rate is not None:
+                say(f"  {w} workers x {max(1, cores // w)} threads, tagger on {dev}: {rate:,.0f} jets/s (wall, after "
+                    "setup: the workers' start, imports and sessions included)")  # fmt: skip
+    RESULTS["environment"]["load_avg_1min_end"] = os.getloadavg()[0]
+    say(f"done; load average (1 min) {env['load_avg_1min']:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
+    if args.json:
+        args.json.write_text(json.dumps(RESULTS, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -74,6 +74,18 @@ def config(tmp, model_dir, backend, **graphs) -> dict:
     }
 
 
+def tag(tmp, data, name, capsys, n_events, branch="Jet_tauGNN_tau") -> tuple[str, np.ndarray]:
+    """Run the configuration ``data`` through e2e-run on ``n_events``, written to TMP/NAME.root: (its stdout, the
+    scores ``branch`` of all jets)."""
+    data["outputs"][0]["file"] = str(tmp / f"{name}.root")
+    cfg = tmp / f"{name}.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    rc, out, err = run_cli([str(cfg), "-n", str(n_events), "--no-progress"], capsys)
+    assert rc == 0, err
+    with uproot.open(tmp / f"{name}.root") as f:
+        return out, np.concatenate(f["Events"][branch].array(library="np"))
+
+
 def test_torch_and_onnxruntime_agree_through_e2e_run(tmp_path, model_dir, capsys):
     scores = {}
     for backend in ("torch", "onnxruntime"):
@@ -178,14 +190,8 @@ def test_tf32_switch_is_restored_and_cpu_ignores_precision(tmp_path, model_dir, 
     for precision in ("float32", "tf32"):
         data = config(tmp_path, model_dir, "torch")
         data["modules"]["tauGNN"]["precision"] = precision
-        data["outputs"][0]["file"] = str(tmp_path / f"{precision}.root")
-        cfg = tmp_path / f"{precision}.yaml"
-        cfg.write_text(yaml.safe_dump(data))
-        rc, out, err = run_cli([str(cfg), "-n", "5", "--no-progress"], capsys)
-        assert rc == 0, err
+        out, scores[precision] = tag(tmp_path, data, precision, capsys, 5)
         assert "torch on cpu, micro-batch" in out and "tf32" not in out.split("tauGNN: model")[1].splitlines()[0]
-        with uproot.open(tmp_path / f"{precision}.root") as f:
-            scores[precision] = np.concatenate(f["Events"]["Jet_tauGNN_tau"].array(library="np"))
     assert np.array_equal(scores["float32"], scores["tf32"])
 
 

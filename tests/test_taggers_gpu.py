@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import uproot
 import yaml
-from conftest import REPO, SAMPLE, run_cli
-from test_taggers import config, model_dir  # noqa: F401  (the fixture)
+from conftest import REPO, SAMPLE
+from test_taggers import config, model_dir, tag  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -23,15 +22,9 @@ def test_cuda_scores_equal_cpu_scores(tmp_path, model_dir, capsys, backend):  # 
     for device in ("cpu", "cuda"):
         data = config(tmp_path, model_dir, backend)
         data["modules"]["tauGNN"]["device"] = device
-        data["outputs"][0]["file"] = str(tmp_path / f"{device}.root")
-        cfg = tmp_path / f"{device}.yaml"
-        cfg.write_text(yaml.safe_dump(data))
-        rc, out, err = run_cli([str(cfg), "-n", "20", "--no-progress"], capsys)
-        assert rc == 0, err
+        out, scores[device] = tag(tmp_path, data, device, capsys, 20)
         if device == "cuda":
             assert ("torch on cuda" in out) if backend == "torch" else ("CUDAExecutionProvider" in out)
-        with uproot.open(tmp_path / f"{device}.root") as f:
-            scores[device] = np.concatenate(f["Events"]["Jet_tauGNN_tau"].array(library="np"))
     assert np.abs(scores["cpu"] - scores["cuda"]).max() <= 1e-4
 
 
@@ -44,16 +37,10 @@ def test_cnn_cuda_float32_by_default_and_tf32_on_request(tmp_path, capsys):
     for device, precision in (("cpu", "float32"), ("cuda", "float32"), ("cuda", "tf32")):
         data = yaml.safe_load((REPO / "process_configs" / "tau_cnn.yaml").read_text())
         data["modules"]["tauCNN"].update(backend="torch", device=device, precision=precision)
-        data["outputs"][0]["file"] = str(tmp_path / f"{device}-{precision}.root")
         data["source"]["files"] = [str(SAMPLE)]
-        cfg = tmp_path / f"{device}-{precision}.yaml"
-        cfg.write_text(yaml.safe_dump(data))
-        rc, out, err = run_cli([str(cfg), "-n", "20", "--no-progress"], capsys)
-        assert rc == 0, err
+        out, scores[device, precision] = tag(tmp_path, data, f"{device}-{precision}", capsys, 20, "Jet_tauCNN_tau")
         if device == "cuda":
             assert f", {precision})" in out
-        with uproot.open(tmp_path / f"{device}-{precision}.root") as f:
-            scores[device, precision] = np.concatenate(f["Events"]["Jet_tauCNN_tau"].array(library="np"))
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == saved
     assert np.abs(scores["cuda", "float32"] - scores["cpu", "float32"]).max() <= 1e-5
     assert np.abs(scores["cuda", "tf32"] - scores["cpu", "float32"]).max() <= 5e-2

@@ -311,6 +311,17 @@ def _die_with_parent(driver: int) -> None:
         os._exit(1)
 
 
+def _shut_down(pool: Any, timeout: float = 10.0) -> None:
+    """Shut down a process pool whose workers are dead or killed without waiting for them, then let its manager
+    thread finish (at most ``timeout`` s; it only reaps the dead workers): on CPython 3.11 the interpreter's exit hook
+    otherwise races with that thread closing its wake-up pipe and prints an ``OSError: [Errno 9] Bad file
+    descriptor`` traceback after e2e's one-line error (seen once in CI, a bad configuration with early workers)."""
+    manager = getattr(pool, "_executor_manager_thread", None)  # CPython's internals; shutdown() forgets it
+    pool.shutdown(wait=False, cancel_futures=True)
+    if isinstance(manager, threading.Thread) and manager is not threading.current_thread():
+        manager.join(timeout)
+
+
 class FuturesExecutor(Executor):
     """A local process pool; a dead worker's units are resubmitted to a new pool (at most ``retries`` times)."""
 
@@ -334,7 +345,7 @@ class FuturesExecutor(Executor):
         if self._pool is not None:
             for proc in list(getattr(self._pool, "_processes", {}).values()):
                 proc.kill()
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            _shut_down(self._pool)
             self._pool = None
 
     def map(self, call: UnitCall, items: list[WorkItem]) -> Iterator[UnitResult]:
@@ -365,7 +376,10 @@ class FuturesExecutor(Executor):
                                 ) from None
                             pending.append(item)
             finally:
-                pool.shutdown(wait=not broken, cancel_futures=True)
+                if broken:
+                    _shut_down(pool)
+                else:
+                    pool.shutdown(wait=True, cancel_futures=True)
             if broken:
                 self.retried += len(pending)
                 pending.sort(key=lambda i: i.index)

@@ -307,8 +307,12 @@ def test_workers_start_early_and_import_what_the_modules_need():
     ex = FuturesExecutor(2)
     ex.start(["json"])
     procs = list(ex._pool._processes.values())
+    manager = ex._pool._executor_manager_thread
     assert len(procs) == 2
     ex.close()
+    # and its management thread is finished when close() returns: its wake-up pipe closed before the interpreter's
+    # exit hook writes to it (CPython 3.11 races otherwise: an "Exception ignored ... Bad file descriptor" traceback)
+    assert not manager.is_alive()
     for p in procs:
         p.join(60)
     # the pool's management thread may reap a killed worker at the same moment as join(): the loser of that

@@ -160,7 +160,7 @@ def _say_if_compiling() -> None:
 
     if cache_is_cold():
         print(
-            "e2e: first run in this environment: compiling the numba kernels (~20 s on 2 cores; cached for the "
+            "e2e: first run in this environment: compiling the numba kernels (20-50 s, one core; cached for the "
             "next runs)",
             file=sys.stderr,
             flush=True,

@@ -165,11 +165,21 @@ class TaggerBase(Producer):
                 "cudnn_conv_algo_search": "HEURISTIC",
             }
             providers = ([("CUDAExecutionProvider", cuda_options)] if cuda else []) + ["CPUExecutionProvider"]
-            self._session = self._onnx_session(ort, options, providers)
-            first = self._session.get_providers()[0]
-            self._device = f"onnxruntime, {first}" + (
-                f", {self.params.precision}" if first != "CPUExecutionProvider" else ""
+            session = self._onnx_session(ort, options, providers)
+            first = session.get_providers()[0]
+            fell_back = cuda and first != "CUDAExecutionProvider"
+            if fell_back and self.params.device == "cuda":
+                raise ConfigError(
+                    f"modules.{self.label}.device: cuda requested but ONNX Runtime could not start its CUDA execution "
+                    f"provider (it ran {first}; CUDA or cuDNN libraries missing or of another version?); use "
+                    "device: cpu or auto, or backend: torch"
+                )
+            self._device = (
+                f"onnxruntime, {first}"
+                + (" (the CUDA provider did not start)" if fell_back else "")
+                + (f", {self.params.precision}" if first != "CPUExecutionProvider" else "")
             )
+            self._session = session
         return self._session
 
     def _onnx_session(self, ort: Any, options: Any, providers: list[Any]) -> Any:

@@ -203,3 +203,29 @@ def test_unknown_precision_is_one_line(tmp_path, model_dir, capsys):
     rc, _, err = run_cli([str(cfg), "-n", "2", "--no-progress"], capsys)
     assert rc == 2 and err.count("\n") == 1
     assert "modules.tauGNN.precision" in err and "float32" in err and "tf32" in err
+
+
+def test_onnxruntime_cuda_provider_that_does_not_start(tmp_path, model_dir, capsys, monkeypatch):
+    """ONNX Runtime lists its CUDA provider but runs the CPU one (its CUDA or cuDNN libraries did not load; here a
+    CPU build that claims it): ``device: cuda`` is one line naming the cause, ``auto`` runs on the CPU and says so."""
+    import onnxruntime as ort
+
+    from taggers import modules
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(modules, "_cuda_device_present", lambda: True)
+    for device in ("cuda", "auto"):
+        data = config(tmp_path, model_dir, "onnxruntime")
+        data["modules"]["tauGNN"]["device"] = device
+        data["outputs"][0]["file"] = str(tmp_path / f"{device}.root")
+        cfg = tmp_path / f"{device}.yaml"
+        cfg.write_text(yaml.safe_dump(data))
+        with pytest.warns(UserWarning, match="CUDAExecutionProvider"):  # onnxruntime's own warning
+            rc, out, err = run_cli([str(cfg), "-n", "3", "--no-progress"], capsys)
+        if device == "cuda":
+            assert rc == 2 and err.count("\n") == 1, err
+            assert "modules.tauGNN.device: cuda requested" in err and "could not start its CUDA" in err
+            assert not (tmp_path / "cuda.root").exists()
+        else:
+            assert rc == 0, err
+            assert "onnxruntime, CPUExecutionProvider (the CUDA provider did not start)" in out

@@ -45,11 +45,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_pipeline import CNN_CONFIG, CONFIG, FAST_CONFIG, job, products  # noqa: E402
+from bench_pipeline import CNN_CONFIG, CONFIG, FAST_CONFIG, gnn_model, job, products, stage_runs  # noqa: E402
 from bench_run import read_floor, replicate  # noqa: E402
 
-from e2e.config import load_process  # noqa: E402
-from e2e.process import Process  # noqa: E402
+from taggers.modules import tf32_switches  # noqa: E402  (torch's TF32 switches, restored after)
 
 T0 = time.perf_counter()
 RESULTS: dict[str, Any] = {}
@@ -123,17 +122,6 @@ def configured(config: Path, path: Path, out: Path, threads: int, label: str, **
     return data
 
 
-def run_job(data: dict[str, Any], repeats: int) -> list[Any]:
-    """RunSummary of a warm-up run and then ``repeats`` runs (the warm-up's is dropped)."""
-    out = []
-    for i in range(repeats + 1):
-        Path(data["outputs"][0]["file"]).unlink(missing_ok=True)
-        s = Process(load_process(copy.deepcopy(data))).run(progress=False)
-        if i:
-            out.append(s)
-    return out
-
-
 def score_arrays(path: Path, prefix: str) -> dict[str, np.ndarray]:
     import awkward as ak
     import uproot
@@ -163,7 +151,8 @@ def end_to_end(
         out = tmp / f"{name}-{tag}.root"
         data = configured(config, path, out, threads, label, **v)
         floor_data = data
-        runs = run_job(data, repeats)
+        stage_runs(data, 1)  # warm-up: numba cache, sessions, cuDNN's algorithms, the allocators
+        runs = stage_runs(data, repeats)
         loops = [sum(r.times.values()) for r in runs]
         stages = {k: [1e6 * r.times[k] / n_jets for r in runs] for k in runs[0].times}
         rate = [n_jets / t for t in loops]
@@ -195,18 +184,6 @@ def end_to_end(
 
 
 # ------------------------------------------------------------------------------------------------ models alone
-def tagger_module(data: dict[str, Any], label: str, **block: Any) -> Any:
-    from e2e.module import resolve_type
-    from e2e.params import build
-
-    params = dict(data["modules"][label])
-    params.update(block)
-    cls = resolve_type(params.pop("type"), "bench")
-    params.pop("graphs", None)
-    params.pop("frames", None)
-    return cls(label, build(cls.Params, params, "bench"))
-
-
 def one_product(data: dict[str, Any], producer: str) -> Any:
     """The producer's product for the whole file in one batch (so that any micro-batch size can be cut)."""
     data = copy.deepcopy(data)
@@ -237,66 +214,32 @@ def model_alone(
     """The model on ``device`` at each micro-batch size (inputs already there), float32 / TF32 / bf16, and ORT."""
     import torch
 
-    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32  # restored at the end
     data = job(path, Path(os.devnull), threads, config)
     product = one_product(data, producer)
-    cpu_tagger = tagger_module(data, label, backend="torch", device="cpu")
-    cpu_tagger.session()
+    cpu_tagger = gnn_model(data, label, backend="torch", device="cpu")
     names = cpu_tagger.input_kind.feature_names(product)
     n = product.n_jets
     ref = np.concatenate(
         [cpu_tagger.run_model(mb, names) for mb in cpu_tagger.input_kind.micro_batches(product, 512)]
     ).astype(np.float64)
     say(f"model alone: {name} on {device}, {n} jets (float32 CPU reference: torch, {threads} threads)")
-    gpu_tagger = tagger_module(data, label, backend="torch", device=device)
-    session = gpu_tagger.session()
+    tagger = gnn_model(data, label, backend="torch", device=device)
+    session = tagger.session()
     rows = RESULTS.setdefault("model_alone", {}).setdefault(name, {"jets": n})
-    best = (0.0, sizes[0])
-    for size in sizes:
-        if size > n and size != sizes[0]:
-            break
-        if not budget():
-            say(f"  micro-batch {size}: skipped (time budget)")
-            break
-        batches = [
-            tuple(torch.from_numpy(v).to(device) for v in mb.values())
-            for mb in gpu_tagger.input_kind.micro_batches(product, size)
-        ]
 
-        def call(batches: list[Any] = batches) -> Any:
-            with torch.inference_mode():
-                return torch.cat([session(*b) for b in batches])
+    def on_device(size: int) -> list[tuple[Any, ...]]:
+        return [tuple(torch.from_numpy(v).to(device) for v in mb.values())
+                for mb in tagger.input_kind.micro_batches(product, size)]  # fmt: skip
 
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+    def measure(tag: str, size: int, batches: list[tuple[Any, ...]], dtype: Any = None) -> float:
+        """Time the model on ``batches`` (TF32 only for the tag tf32, autocast to ``dtype``); its median jets/s."""
+
+        def call() -> Any:
+            with torch.inference_mode(), tf32_switches(tag == "tf32"):
+                with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
+                    return torch.cat([session(*b) for b in batches])
+
         times, out = timed_gpu(call, repeats, device)
-        rate = [n / t for t in times]
-        diff = float(np.abs(out.float().cpu().numpy() - ref).max())
-        rows[f"fp32_mb{size}"] = {"jets_per_s": rate, "max_diff_vs_cpu": diff}
-        say(f"  float32, micro-batch {size:>6}: {fmt_rate(rate)} jets/s (best / median); max |score - CPU| {diff:.2e}")
-        if statistics.median(rate) > best[0]:
-            best = (statistics.median(rate), size)
-        del batches, out
-    size = best[1]
-    best_batches = [
-        tuple(torch.from_numpy(v).to(device) for v in mb.values())
-        for mb in gpu_tagger.input_kind.micro_batches(product, size)
-    ]
-    variants: list[tuple[str, Any]] = [("tf32", None)]
-    if device == "cuda":
-        variants.append(("bf16 autocast", torch.bfloat16))
-    for tag, dtype in variants:
-        if not budget():
-            say(f"  {tag}: skipped (time budget)")
-            continue
-        torch.backends.cuda.matmul.allow_tf32 = tag == "tf32"
-        torch.backends.cudnn.allow_tf32 = tag == "tf32"
-
-        def call_v(dtype: Any = dtype, batches: list[Any] = best_batches) -> Any:
-            with torch.inference_mode(), torch.autocast(device, dtype=dtype, enabled=dtype is not None):
-                return torch.cat([session(*b) for b in batches])
-
-        times, out = timed_gpu(call_v, repeats, device)
         rate = [n / t for t in times]
         delta = np.abs(out.float().cpu().numpy() - ref)
         rows[f"{tag}_mb{size}"] = {"jets_per_s": rate, "max_diff_vs_cpu": float(delta.max())}
@@ -304,13 +247,28 @@ def model_alone(
             f"  {tag}, micro-batch {size:>6}: {fmt_rate(rate)} jets/s (best / median); max |score - CPU float32| "
             f"{delta.max():.2e}, jets moved by > 1e-3: {100 * float((delta.max(axis=1) > 1e-3).mean()):.2f}%"
         )
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+        return statistics.median(rate)
+
+    best = (0.0, sizes[0])
+    for size in sizes:
+        if size > n and size != sizes[0]:
+            break
+        if not budget():
+            say(f"  micro-batch {size}: skipped (time budget)")
+            break
+        best = max(best, (measure("float32", size, on_device(size)), size))
+    size = best[1]
+    batches = on_device(size)
+    for tag, dtype in [("tf32", None)] + [("bf16 autocast", torch.bfloat16)] * (device == "cuda"):
+        if budget():
+            measure(tag, size, batches, dtype)
+        else:
+            say(f"  {tag}: skipped (time budget)")
     if device == "cuda" and budget():
-        kernel_profile(session, best_batches, n)
-    del best_batches
+        kernel_profile(session, batches, n)
+    del batches
     if ort_cuda() and device == "cuda" and budget():
-        ort_tagger = tagger_module(data, label, backend="onnxruntime", device="cuda")
-        ort_tagger.session()
+        ort_tagger = gnn_model(data, label, backend="onnxruntime", device="cuda")
         mbs = list(ort_tagger.input_kind.micro_batches(product, size))
         times, out = timed_gpu(lambda: np.concatenate([ort_tagger.run_model(mb, names) for mb in mbs]), repeats, "cpu")
         rate = [n / t for t in times]
@@ -320,7 +278,6 @@ def model_alone(
             f"  ONNX Runtime CUDA EP, micro-batch {size} (numpy in and out, transfers counted): "
             f"{fmt_rate(rate)} jets/s (best / median); max |score - CPU| {diff:.2e} ({ort_tagger.describe()})"
         )
-    del product
 
 
 def kernel_profile(session: Any, batches: list[Any], n_jets: int, rows: int = 10) -> None:

@@ -139,15 +139,17 @@ def knn_reference(prods: list[Any], k: int, repeats: int) -> tuple[float, float]
     return best[0], best[1]
 
 
-def gnn_model(config: dict[str, Any]) -> Any:
-    """The GNNTagger module of the job (built, session created)."""
+def gnn_model(config: dict[str, Any], label: str = "tauGNN", **overrides: Any) -> Any:
+    """The tagger module ``label`` of the job (built, session created), its parameters updated by ``overrides``
+    (the GNN by default; bench_gpu.py takes the CNN and other backends and devices too)."""
     from e2e.module import resolve_type
     from e2e.params import build
+    from taggers.inputs import INPUT_KINDS
 
-    block = dict(config["modules"]["tauGNN"])
-    cls = resolve_type(block.pop("type"), "bench")
-    block.pop("graphs")
-    tagger: Any = cls("tauGNN", build(cls.Params, block, "bench"))
+    block = {**config["modules"][label], **overrides}
+    cls: Any = resolve_type(block.pop("type"), "bench")
+    block.pop(INPUT_KINDS[cls.kind_name].tagger_param)
+    tagger: Any = cls(label, build(cls.Params, block, "bench"))
     tagger.session()
     return tagger
 

@@ -218,7 +218,7 @@ class TaggerBase(Producer):
                 with torch.inference_mode():
                     out = session(*(torch.from_numpy(v) for v in inputs.values()))
                 return out.float().numpy()
-            with torch.inference_mode(), _tf32(self._tf32):
+            with torch.inference_mode(), tf32_switches(self._tf32):
                 out = session(*(torch.from_numpy(v).to(device) for v in inputs.values()))
             return out.float().cpu().numpy()
         return session.run(None, self.feed.build(inputs, feature_names, self._feed_names))[0]
@@ -312,7 +312,7 @@ class TaggerBase(Producer):
 
 
 @contextmanager
-def _tf32(allow: bool) -> Iterator[None]:
+def tf32_switches(allow: bool) -> Iterator[None]:
     """torch's TF32 switches (process-wide) set for one CUDA call and restored after it: float32 unless ``allow``
     (torch's own default lets cuDNN convolutions use TF32, which moved tau_cnn's scores by up to 7e-4)."""
     import torch

@@ -172,15 +172,15 @@ def test_torch_micro_batches_on_threads_give_the_same_scores(config_name, label)
 def test_tf32_switch_is_restored_and_cpu_ignores_precision(tmp_path, model_dir, capsys):
     """``precision: tf32`` acts on CUDA only, inside each call: torch's process-wide TF32 switches are the caller's
     again afterwards, and on the CPU the scores are float32's bit for bit (and the summary names no precision)."""
-    from taggers.modules import _tf32
+    from taggers.modules import tf32_switches
 
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     try:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = True, False
-        with _tf32(False):
+        with tf32_switches(False):
             assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
         assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, False)
-        with pytest.raises(RuntimeError), _tf32(True):
+        with pytest.raises(RuntimeError), tf32_switches(True):
             assert torch.backends.cudnn.allow_tf32
             raise RuntimeError
         assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, False)

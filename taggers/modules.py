@@ -73,6 +73,7 @@ class TaggerBase(Producer):
         self._device = ""
         self._checked = False
         self._tf32 = False  # torch on CUDA: TF32 products and convolutions (precision: tf32)
+        self._torch_cuda = False  # the torch session is on CUDA (set with the session)
         self._threads = 0  # torch on CPU: the intra-op threads of a lone micro-batch, the pool size otherwise
         self._pool: ThreadPoolExecutor | None = None
 
@@ -144,6 +145,7 @@ class TaggerBase(Producer):
             self._threads = 0 if cuda else torch.get_num_threads()
             device = "cuda" if cuda else "cpu"
             self._session = self.artefact.build_torch(device)
+            self._torch_cuda = cuda
             self._tf32 = cuda and self.params.precision == "tf32"
             self._device = f"torch on {device}" + (
                 f" ({torch.cuda.get_device_name()}, {self.params.precision})" if cuda else ""
@@ -213,13 +215,12 @@ class TaggerBase(Producer):
         if self.params.backend == "torch":
             import torch
 
-            device = next(session.parameters()).device
-            if device.type != "cuda":
+            if not self._torch_cuda:
                 with torch.inference_mode():
-                    out = session(*(torch.from_numpy(v) for v in inputs.values()))
+                    out = session(*[torch.from_numpy(v) for v in inputs.values()])
                 return out.float().numpy()
             with torch.inference_mode(), tf32_switches(self._tf32):
-                out = session(*(torch.from_numpy(v).to(device) for v in inputs.values()))
+                out = session(*[torch.from_numpy(v).to("cuda") for v in inputs.values()])
             return out.float().cpu().numpy()
         return session.run(None, self.feed.build(inputs, feature_names, self._feed_names))[0]
 

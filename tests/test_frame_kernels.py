@@ -607,10 +607,30 @@ def test_graph_nodes_one_pass_build_of_a_large_batch(monkeypatch, margin) -> Non
         True,
         ETA_CENTRE,
     )
-    small = kernel_graphs(33, True, codes, scale, thr)  # 12 jets: count, then fill
+    small = kernel_graphs(33, True, codes, scale, thr)  # 12 jets: one pass into room for whole windows
     np.testing.assert_array_equal(np.diff(big[0]), np.tile(np.diff(small[0]), reps))
     for got, one in zip(big[1:], small[1:], strict=True):
         np.testing.assert_array_equal(got, np.concatenate([one] * reps))
+
+
+def test_graph_nodes_of_a_few_jets_equal_those_counted_then_filled() -> None:
+    """A batch below SERIAL_BELOW jets (one event) is built in one pass; from 16 jets on, a small batch is counted,
+    then filled: the same nodes, jet by jet."""
+    jet_event, seed_ieta, seed_iphi, ecal, hcal, tracks, th = BATCH
+    codes, scale, thr = channel_config(SUBSET, True, True)
+
+    def build(reps: int) -> tuple[np.ndarray, ...]:
+        seeds = K.JetSeeds(np.tile(jet_event, reps), np.tile(seed_ieta, reps), np.tile(seed_iphi, reps))
+        hits = window_hits(ecal, hcal, tracks, th)
+        return K.build_graph_nodes(seeds, hits, K.ChannelMap(codes, scale, thr), 33, DZ_MAX, True, True, ETA_CENTRE)
+
+    assert len(jet_event) < kernel_nodes.SERIAL_BELOW <= 2 * len(jet_event)
+    few, counted = build(1), build(2)
+    assert few[0][-1] > 0
+    np.testing.assert_array_equal(np.diff(counted[0]), np.tile(np.diff(few[0]), 2))
+    for got, one in zip(counted[1:], few[1:], strict=True):
+        assert got.flags.c_contiguous and one.flags.c_contiguous and one.base is None
+        np.testing.assert_array_equal(got, np.concatenate([one] * 2))
 
 
 def test_empty_batches() -> None:

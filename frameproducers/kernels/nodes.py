@@ -15,7 +15,7 @@ from numba import njit, prange
 from dataformats.geometry import ECAL_N_IETA, ECAL_N_IPHI
 from frameproducers.kernels.inputs import ChannelMap, JetSeeds, WindowHits, check_channels, check_seeds, check_window
 from frameproducers.kernels.inputs import window_hits as checked_hits
-from frameproducers.kernels.params import frame_params, n_chunks, pool_for
+from frameproducers.kernels.params import SERIAL_BELOW, frame_params, n_chunks, pool_for
 from frameproducers.kernels.window import accumulate_window, effective_thresholds, scratch_length, window_scratch
 
 _DPHI = 2.0 * math.pi / ECAL_N_IPHI  # rad per ECAL column
@@ -226,6 +226,17 @@ def build_graph_nodes(
 
     none = _node_arrays(0, F)
     counts = np.empty(n_jets, np.int64)
+    if n_jets < SERIAL_BELOW:
+        # a few jets (one event): one pass into room for every pixel of every window (at most W^2 nodes per
+        # jet: nothing spills), then the rows written, copied out; one kernel call instead of two
+        region = np.array([0, n_jets * W * W], np.int64)
+        done = np.zeros(2, np.int64)
+        room = _node_arrays(n_jets * W * W, F)
+        run(_SPECULATE, counts, region, done, room, seeds, 1)
+        if done[0] == n_jets:  # always (the room is the most a window holds)
+            node_offsets = _offsets_of(counts)
+            n = int(node_offsets[-1])
+            return node_offsets, room.x[:n].copy(), room.pos[:n].copy(), room.pixel[:n].copy()
     n_sample = _NODE_SAMPLE_PER_CHUNK * nch
     if n_jets <= 2 * n_sample:
         # small batch: count, then fill

@@ -21,7 +21,8 @@ in this run, on this machine:
 - loaded machine: the event loop again while a busy process takes one core, with ``--threads`` and with one;
 - start: wall time of ``e2e-run process_configs/tau_gnn.yaml -n 1`` in a subprocess (caches warm), and of
   ``tau_cnn.yaml``, a job that runs on ONNX Runtime alone (no torch import);
-- latency: one event at a time through :class:`e2e.api.EventTagger` (median and p99 per event);
+- latency: one event at a time through :class:`e2e.api.EventTagger` (median and p99 per event), for tau_gnn.yaml and
+  for the latency option tau_gnn_fast.yaml on torch and on ONNX Runtime;
 - memory: peak RSS of ``e2e-run`` on ``--rss-file`` (default settings), as its summary prints it.
 
     python benchmarks/bench_pipeline.py [--replicas 10] [--repeats 3] [--threads 2] [--latency-events 150]
@@ -277,13 +278,19 @@ def start_time(config: Path, repeats: int) -> list[float]:
     return out
 
 
-def latency(n_events: int, threads: int) -> tuple[list[float], list[int]]:
-    """Seconds per single event through EventTagger (the shipped sample's first ``n_events``); jets of each."""
+def latency(
+    n_events: int, threads: int, config: Path = CONFIG, overrides: tuple[str, ...] = ()
+) -> tuple[list[float], list[int]]:
+    """Seconds per single event through EventTagger of ``config`` (the shipped sample's first ``n_events``); jets
+    of each. Every tagger of the job gets ``threads``."""
     import uproot
 
     from e2e.api import EventTagger
+    from e2e.cli.common import load_config_mapping
 
-    tagger = EventTagger(CONFIG, [f"modules.tauGNN.threads={threads}", f"modules.tauShapes.threads={threads}"])
+    taggers = [label for label, block in load_config_mapping(str(config), [], "config")["modules"].items()
+               if str(block.get("type", "")).endswith("Tagger")]  # fmt: skip
+    tagger = EventTagger(config, [*(f"modules.{label}.threads={threads}" for label in taggers), *overrides])
     events = uproot.open(SAMPLE)["Events"].arrays(entry_stop=n_events)
     for i in range(min(20, len(events))):  # warm-up
         tagger(events[i : i + 1])
@@ -366,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     starts = start_time(CONFIG, args.repeats)
     starts_ort = start_time(CNN_CONFIG, args.repeats)
     lat, lat_jets = latency(args.latency_events, args.threads)
+    fast_lat = {
+        backend: latency(args.latency_events, args.threads, FAST_CONFIG, (f"modules.tauGNN.backend={backend}",))[0]
+        for backend in ("torch", "onnxruntime")
+    }
     load1 = os.getloadavg()[0]
 
     per_jet = lambda s: 1e6 * s / n_jets  # noqa: E731
@@ -436,6 +447,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{nj.max()}): median {np.median(ms):.2f} ms, p90 {np.percentile(ms, 90):.2f} ms, p99 "
         f"{np.percentile(ms, 99):.2f} ms; the {len(few)} events of 2-4 jets: {of_few}"
     )
+    for backend, times in fast_lat.items():
+        ms_ = np.array(times) * 1e3
+        print(
+            f"latency of the latency option, tau_gnn_fast.yaml, backend {backend}: median {np.median(ms_):.2f} ms, "
+            f"p90 {np.percentile(ms_, 90):.2f} ms, p99 {np.percentile(ms_, 99):.2f} ms (same events)"
+        )
     print(f"peak memory: e2e-run tau_gnn.yaml on {args.rss_file}: {rss}")
     return 0
 

@@ -61,6 +61,19 @@ def test_one_event_at_a_time_and_from_a_mapping(tagger, events, reference) -> No
     assert len(empty["Jet_tauGNN_tau"]) == 0
 
 
+def test_record_arrays_of_other_layouts(tagger, events, reference) -> None:
+    """Events whose record layout is longer underneath (fields past its length) or indexed (a selection) give the
+    values of the same events as a plain record array."""
+    layout = events.layout
+    longer = ak.Array(ak.contents.RecordArray(layout.contents, layout.fields, length=N - 5))
+    assert longer.layout.contents[0].length == N
+    out = tagger(longer)["Jet_tauGNN_tau"]
+    assert ak.to_list(out) == ak.to_list(reference["Jet_tauGNN_tau"][: N - 5])
+    keep = np.arange(N) % 3 != 1
+    selected = tagger(events[keep])["Jet_tauGNN_tau"]
+    assert ak.to_list(selected) == ak.to_list(reference["Jet_tauGNN_tau"][keep])
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -16,7 +16,7 @@ each, alternating ``--repeats`` times. Each process reports its best of ``--runs
 Both print the load average.
 
     python benchmarks/bench_model_revisions.py --base 985ad34 [--pipeline] [--threads 2] [--repeats 3]
-                                               [--config process_configs/tau_gnn_fast.yaml]
+                                               [--config process_configs/tau_gnn_fast.yaml] [--backend onnxruntime]
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def measure_pipeline(code: Path, threads: int, runs: int, copies: int, scores: P
     print(json.dumps({"stages": stages, "jets_per_s": loop, "jets": jets}))
 
 
-def measure(code: Path, threads: int, runs: int, copies: int, file: str | None, config: str, scores: Path) -> None:
+def measure(
+    code: Path, threads: int, runs: int, copies: int, file: str | None, config: str, scores: Path, backend: str = ""
+) -> None:
     """Child: time the model of the tree at ``code``; print one JSON line, write the scores to ``scores``."""
     sys.path[:0] = [str(code), str(code / "benchmarks")]
     import torch
@@ -78,6 +80,8 @@ def measure(code: Path, threads: int, runs: int, copies: int, file: str | None, 
         data["outputs"][0]["file"] = str(Path(tmp) / "out.root")
         data.setdefault("options", {})["threads"] = threads
         data["modules"]["tauGNN"]["threads"] = threads
+        if backend:
+            data["modules"]["tauGNN"]["backend"] = backend
         label = data["modules"]["tauGNN"]["graphs"]
         graphs = [p[label] for p in products(data, [label])] * (1 if file else copies)
     tagger = gnn_model(data)
@@ -109,6 +113,7 @@ def main() -> int:
         help="job whose tauGNN model is timed "
         "(model only; default process_configs/tau_gnn.yaml, e.g. process_configs/tau_gnn_fast.yaml)",
     )
+    ap.add_argument("--backend", choices=("torch", "onnxruntime"), help="the tagger's backend (model only)")
     ap.add_argument("--child", nargs=2, metavar=("CODE", "SCORES"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -116,7 +121,7 @@ def main() -> int:
             measure_pipeline(Path(args.child[0]), args.threads, args.runs, args.copies, Path(args.child[1]))
         else:
             measure(Path(args.child[0]), args.threads, args.runs, args.copies, args.file, args.config,
-                    Path(args.child[1]))  # fmt: skip
+                    Path(args.child[1]), args.backend or "")  # fmt: skip
         return 0
     if not args.base:
         ap.error("--base REVISION is required")
@@ -135,6 +140,7 @@ def main() -> int:
                 cmd += ["--copies", str(args.copies), "--child", str(code), str(Path(tmp) / f"scores{i}.npy")]
                 cmd += ["--file", args.file] if args.file else []
                 cmd += ["--config", args.config]
+                cmd += ["--backend", args.backend] if args.backend else []
                 cmd += ["--pipeline"] if args.pipeline else []
                 line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
                 result = json.loads(line)
@@ -158,7 +164,8 @@ def main() -> int:
         print(f"  event loop, jets/s (max / median): {max(old_j):,.0f} / {statistics.median(old_j):,.0f} -> "
               f"{max(new_j):,.0f} / {statistics.median(new_j):,.0f}  {ratio:.2f}x")  # fmt: skip
     else:
-        print(f"{Path(args.config).stem} model alone, {jets} jets, {args.threads} threads, {each}")
+        on = f", {args.backend}" if args.backend else ""
+        print(f"{Path(args.config).stem} model alone{on}, {jets} jets, {args.threads} threads, {each}")
         for name, ts in times.items():
             print(f"  {name:24s} {min(ts):8.1f} / {statistics.median(ts):8.1f} us/jet (min / median)")
         old, new = (statistics.median(ts) for ts in times.values())

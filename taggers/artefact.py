@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -167,10 +168,11 @@ class Artefact:
     def input_spec(self) -> dict[str, Any]:
         return dict(self.spec["input"])
 
-    def build_torch(self, device: str = "cpu") -> Any:
+    def build_torch(self, device: str = "cpu", inference: bool = True) -> Any:
         """The torch module with its weights (safetensors, names and shapes checked first; subnormal values flushed to
         zero, :func:`flush_subnormals`), in eval mode, frozen for inference
-        (:func:`~taggers.models.particlenet.freeze_for_inference`)."""
+        (:func:`~taggers.models.particlenet.freeze_for_inference`); ``inference=False``: the stored weights as they
+        are, not frozen (as e2e-train exported them)."""
         from safetensors.torch import load_file
 
         arch = self.spec["architecture"]
@@ -191,6 +193,9 @@ class Artefact:
             raise ConfigError(
                 f"{weights}: cannot be read as safetensors ({type(err).__name__}: {short(str(err))})"
             ) from err
+        if not inference:
+            model.load_state_dict(state)
+            return model.to(device).eval()
         model.load_state_dict(flush_subnormals(state))
         from taggers.models.particlenet import freeze_for_inference
 
@@ -305,11 +310,6 @@ def save(
     dynamic_axes: dict[str, dict[int, str]],
 ) -> Path:
     """Write an artefact directory: weights (safetensors), model.yaml and model.onnx with the YAML embedded."""
-    import io
-    import warnings
-
-    import onnx
-    import torch
     from safetensors.torch import save_file
 
     path.mkdir(parents=True, exist_ok=True)
@@ -317,6 +317,26 @@ def save(
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / WEIGHTS))
     text = yaml.safe_dump(spec, sort_keys=False)
     (path / MODEL_YAML).write_text(text)
+    export_onnx(path / ONNX, model, text, example_inputs, input_names, dynamic_axes)
+    return path
+
+
+def export_onnx(
+    target: Path,
+    model: Any,
+    text: str,
+    example_inputs: tuple[Any, ...],
+    input_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> None:
+    """Export ``model`` (eval mode, CPU) to ``target`` as e2e-train does (opset 18, dynamic axes, inputs the model
+    ignores left out), its ``model.yaml`` ``text`` embedded; written atomically."""
+    import io
+    import warnings
+
+    import onnx
+    import torch
+
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -333,5 +353,6 @@ def save(
     proto = onnx.load_from_string(buf.getvalue())
     entry = proto.metadata_props.add()
     entry.key, entry.value = ONNX_METADATA_KEY, text
-    onnx.save(proto, str(path / ONNX))
-    return path
+    partial = target.with_name(target.name + ".partial")
+    onnx.save(proto, str(partial))
+    os.replace(partial, target)

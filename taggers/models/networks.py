@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from taggers.models.graph_layers import GATHER_LAYERS, _exporting, dynamic_knn
+from taggers.models.graph_layers import GATHER_LAYERS, _exporting, dynamic_knn, padded_index
 
 #: the fewest rows of a product at inference (fewer are padded with zero rows): MKL computes products of very few
 #: rows (fewer than 16 on the AVX-512 host probed, fewer than 12 seen on an AVX2 one) with other kernels that round
@@ -32,8 +32,11 @@ def rowwise(f: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
 def graph_pool(h: Tensor, batch: Tensor, ptr: Tensor) -> Tensor:
     """Mean and max of node features per graph: [B, 2H]; graphs without nodes give zeros.
 
-    The number of graphs is ``ptr.shape[0] - 1`` (a dynamic axis in ONNX, never a baked constant).
+    The number of graphs is ``ptr.shape[0] - 1`` (a dynamic axis in ONNX, never a baked constant). Exported, the
+    nodes are gathered per graph and reduced (:func:`_graph_pool_padded`) instead of scattered.
     """
+    if _exporting():
+        return _graph_pool_padded(h, ptr)
     n_graphs = ptr.shape[0] - 1
     index = batch.unsqueeze(1).expand_as(h)
     total = h.new_zeros((n_graphs, h.shape[1])).scatter_add(0, index, h)
@@ -43,6 +46,21 @@ def graph_pool(h: Tensor, batch: Tensor, ptr: Tensor) -> Tensor:
     peak = h.new_full((n_graphs, h.shape[1]), float("-inf")).scatter_reduce(0, index, h, reduce="amax")
     peak = torch.where(n_nodes > 0, peak, torch.zeros_like(peak))
     return torch.cat([total / counts, peak], dim=1)
+
+
+def _graph_pool_padded(h: Tensor, ptr: Tensor) -> Tensor:
+    """:func:`graph_pool` as exported: the nodes gathered into ``[B, n_max, H]`` (:func:`padded_index`) and reduced
+    over the slots (Gather, ReduceSum, ReduceMax). ONNX Runtime runs the scatters of the eager form, and the If and
+    Identity nodes the exporter wraps around a max scatter, ~5x slower: tau_gnn_fast's model 1.2-1.4x faster in it,
+    tau_gnn's 1.2x. The same values up to the order of the sum (logits within ~1e-6)."""
+    index, valid = padded_index(ptr)
+    p = h[index]  # [B, n_max, H]
+    pad = ~valid.unsqueeze(2)
+    n_nodes = (ptr[1:] - ptr[:-1]).unsqueeze(1)
+    total = p.masked_fill(pad, 0.0).sum(dim=1)
+    peak = p.masked_fill(pad, float("-inf")).amax(dim=1)
+    peak = torch.where(n_nodes > 0, peak, torch.zeros_like(peak))
+    return torch.cat([total / n_nodes.clamp(min=1).to(h.dtype), peak], dim=1)
 
 
 class JetInputs(nn.Module):

@@ -1,0 +1,166 @@
+"""Re-export a trained artefact's ``model.onnx`` from its weights with the current exporter, as e2e-train exports.
+
+The weights (``weights.safetensors``) are not touched: the network is rebuilt from them as stored and exported again
+(:func:`taggers.artefact.export_onnx`), for instance after a change of how a layer is exported. The new ONNX model is
+checked against torch on jets of a process configuration's products (its tagger ``--label`` names the product) at
+the batch sizes e2e-train checks, with e2e-train's acceptance; ``model.yaml`` gets an ``onnx_export`` block (the
+command, the parity, the jets) and the ONNX model embeds the new ``model.yaml``. Both files are written atomically,
+and only when the check passes.
+
+    python -m training.reexport zoo:tau_gnn_fast --config process_configs/tau_gnn_fast.yaml --label tauGNN
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from e2e.errors import E2EError
+
+#: jets per call of the parity check, as e2e-train's
+BATCH_SIZES = (1, 7, 64, 512)
+
+
+def product_inputs(config: str, label: str, max_events: int) -> tuple[Any, list[Any]]:
+    """The tagger ``label`` of ``config`` (built, its session not started) and the products it reads, event batch by
+    event batch, of the configuration's input files (up to ``max_events``)."""
+    from e2e.config import load_process
+    from e2e.process import Process
+    from taggers.modules import TaggerBase
+
+    data = _mapping(config)
+    modules = data.get("modules") or {}
+    if label not in modules:
+        raise E2EError(f"{config}: no module '{label}' (modules: {', '.join(modules)})")
+    data["source"]["max_events"] = max_events  # (iter_batches writes no output)
+    desc = load_process(data, where=config)
+    tagger = desc.modules[label]
+    if not isinstance(tagger, TaggerBase):
+        raise E2EError(f"{config}: module '{label}' is a {type(tagger).__name__}, not a tagger")
+    tag = getattr(tagger.params, tagger.input_kind.tagger_param)
+    products = [batch.get(tag) for batch in Process(desc).iter_batches()]
+    return tagger, products
+
+
+def parity(net: Any, session: Any, tagger: Any, products: list[Any]) -> dict[str, Any]:
+    """torch against ONNX Runtime on the first jets of ``products`` at :data:`BATCH_SIZES` jets per call."""
+    import torch
+
+    kind = tagger.input_kind
+    worst, above, compared = 0.0, 0, 0
+    feed_names = [i.name for i in session.get_inputs()]
+    for size in BATCH_SIZES:
+        product = next((p for p in products if p.n_jets >= size), max(products, key=lambda p: p.n_jets))
+        inputs = next(iter(kind.micro_batches(product, size)))
+        with torch.inference_mode():
+            ref = net(*(torch.from_numpy(v) for v in inputs.values())).numpy()
+        got = session.run(None, {name: inputs[name] for name in feed_names})[0]
+        diff = np.abs(got - ref).reshape(len(ref), -1).max(axis=1)
+        worst = max(worst, float(diff.max(initial=0.0)))
+        above += int(np.count_nonzero(diff > 1e-4))
+        compared += len(diff)
+    if worst > 1e-2 or above > max(1.0, 0.005 * compared):
+        raise E2EError(
+            f"the re-exported model differs from torch: {above} of {compared} jets by more than 1e-4, at most "
+            f"{worst:.2e} (accepted: one jet or 0.5 % of them, up to 1e-2); nothing was written"
+        )
+    return {
+        "max_abs_logit_difference": worst,
+        "jets_above_1e-4": above,
+        "jets_compared": compared,
+        "batch_sizes": list(BATCH_SIZES),
+    }
+
+
+def reexport(model: str, config: str, label: str, max_events: int, command: str) -> dict[str, Any]:
+    """Re-export ``model`` (see the module docstring); returns the parity."""
+    import onnxruntime as ort
+    import torch
+
+    from taggers import artefact as A
+
+    art = A.Artefact.load(model)
+    if art.external:
+        raise E2EError(f"{art.path}: an ONNX-only model has no weights to export from")
+    tagger, products = product_inputs(config, label, max_events)
+    if tagger.artefact.path.resolve() != art.path.resolve():
+        raise E2EError(f"{config}: module '{label}' runs {tagger.params.model}, not {model}")
+    products = [p for p in products if p.n_jets]
+    if not products:
+        raise E2EError(f"{config}: the input has no jets to check the export on")
+    for p in products:
+        tagger.check_product(p)
+    net = art.build_torch("cpu", inference=False)
+    example = next(iter(tagger.input_kind.micro_batches(products[0], 64)))
+    spec = dict(art.spec)
+    spec.pop("onnx_export", None)
+    names = list(example)
+    with tempfile.TemporaryDirectory() as tmp:
+        trial = Path(tmp) / A.ONNX
+        ex = tuple(torch.from_numpy(v) for v in example.values())
+        A.export_onnx(trial, net, yaml.safe_dump(spec, sort_keys=False), ex, names, tagger.input_kind.dynamic_axes)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(trial), options, providers=["CPUExecutionProvider"])
+        result = parity(net, session, tagger, products)
+    spec["onnx_export"] = {
+        "command": command,
+        "parity": result,
+        "jets": f"the first jets of {', '.join(tagger_files(config))} through {config}",
+    }
+    text = yaml.safe_dump(spec, sort_keys=False)
+    A.export_onnx(art.path / A.ONNX, net, text, ex, names, tagger.input_kind.dynamic_axes)
+    partial = art.path / (A.MODEL_YAML + ".partial")
+    partial.write_text(text)
+    os.replace(partial, art.path / A.MODEL_YAML)
+    return result
+
+
+def _mapping(config: str) -> dict[str, Any]:
+    """The process configuration's YAML mapping (bounded safe YAML; one-line errors)."""
+    from e2e.errors import ConfigError
+    from e2e.yamlio import load_yaml_file
+
+    data = load_yaml_file(config)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{config}: expected a mapping of parameters at the top level")
+    return data
+
+
+def tagger_files(config: str) -> list[str]:
+    return [str(f) for f in (_mapping(config).get("source") or {}).get("files", [])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="the artefact: zoo:NAME or its directory")
+    ap.add_argument("--config", required=True, help="a process configuration that runs the model on its inputs")
+    ap.add_argument("--label", required=True, help="the configuration's tagger module that runs the model")
+    ap.add_argument("--max-events", type=int, default=150, help="events of the configuration's input (default 150)")
+    ap.add_argument("--debug", action="store_true", help="full tracebacks")
+    args = ap.parse_args(argv)
+    command = shlex.join(["python", "-m", "training.reexport", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        result = reexport(args.model, args.config, args.label, args.max_events, command)
+    except E2EError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"{args.model}: model.onnx re-exported; torch against ONNX Runtime on {result['jets_compared']} jets: at most "
+        f"{result['max_abs_logit_difference']:.2e}, {result['jets_above_1e-4']} above 1e-4"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

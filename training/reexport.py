@@ -20,13 +20,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from e2e.errors import E2EError
-
-#: jets per call of the parity check, as e2e-train's
-BATCH_SIZES = (1, 7, 64, 512)
 
 
 def product_inputs(config: str, label: str, max_events: int) -> tuple[Any, list[Any]]:
@@ -51,33 +47,17 @@ def product_inputs(config: str, label: str, max_events: int) -> tuple[Any, list[
 
 
 def parity(net: Any, session: Any, tagger: Any, products: list[Any]) -> dict[str, Any]:
-    """torch against ONNX Runtime on the first jets of ``products`` at :data:`BATCH_SIZES` jets per call."""
-    import torch
+    """torch against ONNX Runtime on the first jets of ``products`` at e2e-train's batch sizes, with its rule."""
+    from training.train import PARITY_BATCH_SIZES, onnx_parity, parity_failure
 
-    kind = tagger.input_kind
-    worst, above, compared = 0.0, 0, 0
-    feed_names = [i.name for i in session.get_inputs()]
-    for size in BATCH_SIZES:
+    batches = []
+    for size in PARITY_BATCH_SIZES:
         product = next((p for p in products if p.n_jets >= size), max(products, key=lambda p: p.n_jets))
-        inputs = next(iter(kind.micro_batches(product, size)))
-        with torch.inference_mode():
-            ref = net(*(torch.from_numpy(v) for v in inputs.values())).numpy()
-        got = session.run(None, {name: inputs[name] for name in feed_names})[0]
-        diff = np.abs(got - ref).reshape(len(ref), -1).max(axis=1)
-        worst = max(worst, float(diff.max(initial=0.0)))
-        above += int(np.count_nonzero(diff > 1e-4))
-        compared += len(diff)
-    if worst > 1e-2 or above > max(1.0, 0.005 * compared):
-        raise E2EError(
-            f"the re-exported model differs from torch: {above} of {compared} jets by more than 1e-4, at most "
-            f"{worst:.2e} (accepted: one jet or 0.5 % of them, up to 1e-2); nothing was written"
-        )
-    return {
-        "max_abs_logit_difference": worst,
-        "jets_above_1e-4": above,
-        "jets_compared": compared,
-        "batch_sizes": list(BATCH_SIZES),
-    }
+        batches.append(next(iter(tagger.input_kind.micro_batches(product, size))))
+    result = onnx_parity(net, session, batches)
+    if parity_failure(result):
+        raise E2EError(f"the re-exported model differs from torch: {parity_failure(result)}; nothing was written")
+    return result
 
 
 def reexport(model: str, config: str, label: str, max_events: int, command: str) -> dict[str, Any]:

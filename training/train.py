@@ -488,6 +488,43 @@ def _head_figure(path: Path, head: Head, metrics: dict[str, Any], title: str) ->
         response_figure(path, metrics, text, title, head.target.replace("gen_", ""))
 
 
+#: jets per call of the ONNX parity check
+PARITY_BATCH_SIZES = (1, 7, 64, 512)
+
+
+def onnx_parity(net: Any, session: Any, batches: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """torch (``net``) against ONNX Runtime (``session``) on ``batches`` of the kind's inputs (one per batch size,
+    :data:`PARITY_BATCH_SIZES`): the largest logit difference and the jets above 1e-4 (the record of an artefact)."""
+    import torch
+
+    worst, above, compared = 0.0, 0, 0
+    for inp in batches:
+        with torch.inference_mode():
+            ref = net(*(torch.from_numpy(v) for v in inp.values())).numpy()
+        feed = {i.name: inp[i.name] for i in session.get_inputs()}  # inputs a model ignores are not exported
+        diff = np.abs(session.run(None, feed)[0] - ref).reshape(len(ref), -1).max(axis=1)
+        worst = max(worst, float(diff.max(initial=0.0)))
+        above += int(np.count_nonzero(diff > 1e-4))
+        compared += len(diff)
+    return {
+        "max_abs_logit_difference": worst,
+        "jets_above_1e-4": above,
+        "jets_compared": compared,
+        "batch_sizes": list(PARITY_BATCH_SIZES),
+    }
+
+
+def parity_failure(parity: dict[str, Any]) -> str:
+    """Why :func:`onnx_parity`'s result fails e2e-train's rule (see :func:`export_with_parity`); empty if it passes."""
+    worst, above, compared = parity["max_abs_logit_difference"], parity["jets_above_1e-4"], parity["jets_compared"]
+    if worst > 1e-2 or above > max(1.0, 0.005 * compared):
+        return (
+            f"{above} of {compared} jets by more than 1e-4, at most {worst:.2e} (accepted: one jet or 0.5 % of "
+            "them, up to 1e-2)"
+        )
+    return ""
+
+
 def export_with_parity(
     out: Path,
     net: Any,
@@ -513,27 +550,9 @@ def export_with_parity(
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(out / artefact.ONNX), options, providers=["CPUExecutionProvider"])
-    worst, above, compared = 0.0, 0, 0
-    for size in (1, 7, 64, 512):
-        inp = inputs_of(ds, test[:size])
-        with torch.inference_mode():
-            ref = net(*(torch.from_numpy(v) for v in inp.values())).numpy()
-        feed = {i.name: inp[i.name] for i in session.get_inputs()}  # inputs a model ignores are not exported
-        diff = np.abs(session.run(None, feed)[0] - ref).reshape(len(ref), -1).max(axis=1)
-        worst = max(worst, float(diff.max(initial=0.0)))
-        above += int(np.count_nonzero(diff > 1e-4))
-        compared += len(diff)
-    if worst > 1e-2 or above > max(1.0, 0.005 * compared):
-        raise RuntimeError(
-            f"ONNX export differs from torch: {above} of {compared} jets by more than 1e-4, at most {worst:.2e} "
-            "(accepted: one jet or 0.5 % of them, up to 1e-2)"
-        )
-    parity = {
-        "max_abs_logit_difference": worst,
-        "jets_above_1e-4": above,
-        "jets_compared": compared,
-        "batch_sizes": [1, 7, 64, 512],
-    }
+    parity = onnx_parity(net, session, [inputs_of(ds, test[:size]) for size in PARITY_BATCH_SIZES])
+    if parity_failure(parity):
+        raise RuntimeError(f"ONNX export differs from torch: {parity_failure(parity)}")
     spec["parity"] = parity
     (out / artefact.MODEL_YAML).write_text(yaml.safe_dump(spec, sort_keys=False))
     artefact.save(out, net, spec, ex, list(example), dynamic)  # the ONNX metadata gets the parity too

@@ -1,4 +1,4 @@
-"""python -m training.reexport: a trained artefact's model.onnx exported again from its unchanged weights, checked
+"""e2e-reexport: a trained artefact's model.onnx exported again from its unchanged weights, checked
 against torch, model.yaml and the ONNX metadata updated together; bad arguments change nothing."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import onnx
 import pytest
 from conftest import REPO
 
+from e2e.cli.reexport import main
 from taggers import artefact as A
-from training.reexport import main
 
 pytest.importorskip("onnxruntime")
 
@@ -39,7 +39,7 @@ def test_reexport_keeps_the_weights_and_updates_the_metadata(copy, capsys) -> No
     proto = onnx.load(str(model / A.ONNX))
     assert {p.key: p.value for p in proto.metadata_props}[A.ONNX_METADATA_KEY] == text
     block = A.Artefact.load(str(model)).spec["onnx_export"]
-    assert block["command"].startswith("python -m training.reexport") and block["parity"]["jets_above_1e-4"] == 0
+    assert block["command"].startswith("e2e-reexport " + str(model)) and block["parity"]["jets_above_1e-4"] == 0
     assert block["parity"]["max_abs_logit_difference"] < 1e-4
     ops = {n.op_type for n in proto.graph.node}
     assert "ScatterElements" not in ops and "If" not in ops  # the pooling gathers per graph when exported
@@ -60,5 +60,20 @@ def test_bad_arguments_write_nothing(copy, capsys, target, label, message) -> No
     before = [{p.name: p.read_bytes() for p in d.iterdir()} for d in dirs]
     assert main([target or str(model), "--config", str(config), "--label", label, "--max-events", "10"]) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    assert message in err and err.startswith("e2e-reexport: ") and err.count("\n") == 1
     assert [{p.name: p.read_bytes() for p in d.iterdir()} for d in dirs] == before
+
+
+@pytest.mark.parametrize(
+    ("config", "extra", "message"),
+    [("missing.yaml", [], "missing.yaml"), (None, ["--max-events", "0"], "--max-events")],
+)
+def test_a_missing_configuration_or_no_events_is_one_line(copy, tmp_path, capsys, config, extra, message) -> None:
+    model, job = copy
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    assert (
+        main([str(model), "--config", str(tmp_path / config) if config else str(job), "--label", "tauGNN", *extra]) == 2
+    )
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before

@@ -1,4 +1,5 @@
-"""Re-export a trained artefact's ``model.onnx`` from its weights with the current exporter, as e2e-train exports.
+"""Re-export a trained artefact's ``model.onnx`` from its weights with the current exporter, as e2e-train exports
+(the command: ``e2e-reexport``, :mod:`e2e.cli.reexport`).
 
 The weights (``weights.safetensors``) are not touched: the network is rebuilt from them as stored and exported again
 (:func:`taggers.artefact.export_onnx`), for instance after a change of how a layer is exported. The new ONNX model is
@@ -7,15 +8,12 @@ the batch sizes e2e-train checks, with e2e-train's acceptance; ``model.yaml`` ge
 command, the parity, the jets) and the ONNX model embeds the new ``model.yaml``. Both files are written atomically,
 and only when the check passes.
 
-    python -m training.reexport zoo:tau_gnn_fast --config process_configs/tau_gnn_fast.yaml --label tauGNN
+    e2e-reexport zoo:tau_gnn_fast --config process_configs/tau_gnn_fast.yaml --label tauGNN
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import shlex
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,10 @@ def product_inputs(config: str, label: str, max_events: int) -> tuple[Any, list[
     modules = data.get("modules") or {}
     if label not in modules:
         raise E2EError(f"{config}: no module '{label}' (modules: {', '.join(modules)})")
-    data["source"]["max_events"] = max_events  # (iter_batches writes no output)
+    source = data.get("source")
+    if not isinstance(source, dict):
+        raise E2EError(f"{config}: source: expected a mapping (type, files, ...)")
+    source["max_events"] = max_events  # (iter_batches writes no output)
     desc = load_process(data, where=config)
     tagger = desc.modules[label]
     if not isinstance(tagger, TaggerBase):
@@ -117,30 +118,3 @@ def _mapping(config: str) -> dict[str, Any]:
 
 def tagger_files(config: str) -> list[str]:
     return [str(f) for f in (_mapping(config).get("source") or {}).get("files", [])]
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", help="the artefact: zoo:NAME or its directory")
-    ap.add_argument("--config", required=True, help="a process configuration that runs the model on its inputs")
-    ap.add_argument("--label", required=True, help="the configuration's tagger module that runs the model")
-    ap.add_argument("--max-events", type=int, default=150, help="events of the configuration's input (default 150)")
-    ap.add_argument("--debug", action="store_true", help="full tracebacks")
-    args = ap.parse_args(argv)
-    command = shlex.join(["python", "-m", "training.reexport", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        result = reexport(args.model, args.config, args.label, args.max_events, command)
-    except E2EError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(
-        f"{args.model}: model.onnx re-exported; torch against ONNX Runtime on {result['jets_compared']} jets: at most "
-        f"{result['max_abs_logit_difference']:.2e}, {result['jets_above_1e-4']} above 1e-4"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -306,7 +306,14 @@ def collections(truth: bool = True) -> tuple[Collection, ...]:
 
 
 def branch_dtypes(truth: bool = True) -> dict[str, np.dtype]:
-    """Every branch name -> numpy dtype on disk, in on-disk order (ids, then per collection nX and X_field)."""
+    """Every branch name -> numpy dtype on disk, in on-disk order (ids, then per collection nX and X_field); a new
+    dict each call (a copy of the table, made once: building it cost ~10 us, which a single event's call paid
+    several times)."""
+    return dict(_branch_dtype_table(truth))
+
+
+@functools.cache
+def _branch_dtype_table(truth: bool) -> dict[str, np.dtype]:
     out: dict[str, np.dtype] = {f.name: f.dtype for f in EVENT_FIELDS}
     for coll in collections(truth):
         if not coll.truth:
@@ -535,7 +542,7 @@ def _within_range(field: Field, v: np.ndarray) -> bool:
     if field.allowed is not None or v.dtype != field.dtype:
         return False
     lo, hi = field.bounds
-    return bool(v.min() >= lo) and bool(v.max() <= hi)
+    return bool(np.minimum.reduce(v) >= lo) and bool(np.maximum.reduce(v) <= hi)  # (v.min(): ~1 us more each)
 
 
 def _check_values(

@@ -699,3 +699,27 @@ def test_kernel_cache_entries_are_stamped_with_every_kernel_source() -> None:
         assert locator.get_source_stamp()[1] == cache.sources_stamp()
     window = (Path(cache.__file__).parent / "window.py").read_bytes()
     assert len(cache.sources_stamp()) == 64 and window  # sha256 over the package sources, window.py among them
+
+
+@pytest.mark.parametrize(
+    ("pixel", "offsets", "message"),
+    [
+        ([3, 7, 1, 5], [0, 2, 4], None),  # each graph ascends; the second starts lower: fine
+        ([3, 7, 1, 5], [0, 4], "strictly ascending"),
+        ([3, 3], [0, 2], "strictly ascending"),
+        ([3, 7, 1, 5], [0, 3, 2, 4], "non-decreasing"),
+        ([3, 7, 1, 5], [0, 2, 3], "end at the number of nodes"),
+        ([3, 9], [0, 2], "0..W*W-1 = 8"),
+        ([-1, 2], [0, 2], "0..W*W-1 = 8"),
+        ([], [0, 0, 0], None),
+    ],
+)
+def test_graph_checks(pixel, offsets, message) -> None:
+    """knn_pixels' checks of a graph batch: pixels on the W x W window and ascending within each graph, offsets
+    from 0, non-decreasing, to the number of nodes (one ValueError naming the rule)."""
+    pixel, offsets = np.array(pixel, np.int32), np.array(offsets, np.int64)
+    if message is None:
+        assert K.knn_pixels(pixel, offsets, 3, 2, False).shape == (len(pixel), 2)
+        return
+    with pytest.raises(ValueError, match=message.replace("*", r"\*").replace(".", r"\.")):
+        K.knn_pixels(pixel, offsets, 3, 2, False)

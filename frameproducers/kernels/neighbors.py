@@ -79,9 +79,32 @@ def check_offsets(node_offsets: np.ndarray, n_nodes: int) -> np.ndarray:
     node_offsets = as_int64(node_offsets)
     if node_offsets.ndim != 1 or len(node_offsets) < 1 or node_offsets[0] != 0 or node_offsets[-1] != n_nodes:
         raise ValueError("node_offsets must start at 0 and end at the number of nodes")
-    if np.any(np.diff(node_offsets) < 0):
+    if _decreasing(node_offsets):
         raise ValueError("node_offsets must be non-decreasing")
     return node_offsets
+
+
+@njit(cache=True)
+def _decreasing(offsets):
+    """Whether any offset is below the one before it (one pass; numpy's diff and any cost ~10 us per call)."""
+    for i in range(1, offsets.shape[0]):
+        if offsets[i] < offsets[i - 1]:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _pixel_problem(pixel, node_offsets, WW):
+    """0 when every pixel lies in 0..WW-1 and the pixels of each graph strictly ascend; 1: a pixel out of range;
+    2: not ascending (``node_offsets`` checked before)."""
+    for i in range(pixel.shape[0]):
+        if pixel[i] < 0 or pixel[i] >= WW:
+            return 1
+    for g in range(node_offsets.shape[0] - 1):
+        for i in range(node_offsets[g] + 1, node_offsets[g + 1]):
+            if pixel[i] <= pixel[i - 1]:
+                return 2
+    return 0
 
 
 def check_graph(pixel: np.ndarray, node_offsets: np.ndarray, W: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -89,14 +112,11 @@ def check_graph(pixel: np.ndarray, node_offsets: np.ndarray, W: int) -> tuple[np
     pixel = np.ascontiguousarray(pixel, dtype=np.int32)
     W = check_window(W)
     node_offsets = check_offsets(node_offsets, len(pixel))
-    if len(pixel):
-        if pixel.min() < 0 or pixel.max() >= W * W:
-            raise ValueError(f"pixel indices must lie in 0..W*W-1 = {W * W - 1}")
-        ascending = np.diff(pixel) > 0
-        starts = node_offsets[1:-1]
-        ascending[starts[(starts > 0) & (starts < len(pixel))] - 1] = True  # graph boundaries
-        if not ascending.all():
-            raise ValueError("pixel must be strictly ascending within each graph (as build_graph_nodes makes it)")
+    problem = _pixel_problem(pixel, node_offsets, W * W)
+    if problem == 1:
+        raise ValueError(f"pixel indices must lie in 0..W*W-1 = {W * W - 1}")
+    if problem == 2:
+        raise ValueError("pixel must be strictly ascending within each graph (as build_graph_nodes makes it)")
     return pixel, node_offsets, W
 
 

@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_pipeline import CNN_CONFIG, CONFIG, FAST_CONFIG, gnn_model, job, products, stage_runs  # noqa: E402
+from bench_pipeline import CNN_CONFIG, CONFIG, FAST_CONFIG, fmt, gnn_model, job, products, stage_runs  # noqa: E402
 from bench_run import read_floor, replicate  # noqa: E402
 
 from taggers.modules import tf32_switches  # noqa: E402  (torch's TF32 switches, restored after)
@@ -56,11 +56,6 @@ RESULTS: dict[str, Any] = {}
 
 def say(line: str) -> None:
     print(f"[{time.perf_counter() - T0:6.1f} s] {line}", flush=True)
-
-
-def fmt(values: list[float], spec: str = ",.0f") -> str:
-    """Times (us/jet): ``best / median`` is min / median."""
-    return f"{min(values):{spec}} / {statistics.median(values):{spec}}"
 
 
 def fmt_rate(values: list[float]) -> str:
@@ -170,7 +165,7 @@ def end_to_end(
     for tag, rate, stages, desc in rows:
         diff = max_diff(scores[tag], scores[cpu]) if cpu and tag != cpu else None
         RESULTS["end_to_end"][name][tag]["max_score_diff_vs_cpu"] = diff
-        parts = ", ".join(f"{k} {fmt(v, '.1f')}" for k, v in stages.items())
+        parts = ", ".join(f"{k} {fmt(v)}" for k, v in stages.items())  # min / median
         gpu_share = statistics.median(stages[label]) / sum(statistics.median(v) for v in stages.values())
         say(
             f"  {tag:<22} {fmt_rate(rate)} jets/s (best / median); us/jet (best / median): {parts}; {label} share "
@@ -179,7 +174,7 @@ def end_to_end(
         say(f"    {desc}")
     say(
         f"  read floor (uproot alone, same branches and chunks): {fmt_rate(read_rate)} jets/s (best / median) = "
-        f"{fmt([1e6 / r for r in read_rate], '.1f')} us/jet (best / median)"
+        f"{fmt([1e6 / r for r in read_rate])} us/jet (best / median)"
     )
 
 

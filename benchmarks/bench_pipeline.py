@@ -282,15 +282,12 @@ def latency(
     n_events: int, threads: int, config: Path = CONFIG, overrides: tuple[str, ...] = ()
 ) -> tuple[list[float], list[int]]:
     """Seconds per single event through EventTagger of ``config`` (the shipped sample's first ``n_events``); jets
-    of each. Every tagger of the job gets ``threads``."""
+    of each. ``threads``: the job's one thread setting (``options.threads``), which its taggers take."""
     import uproot
 
     from e2e.api import EventTagger
-    from e2e.cli.common import load_config_mapping
 
-    taggers = [label for label, block in load_config_mapping(str(config), [], "config")["modules"].items()
-               if str(block.get("type", "")).endswith("Tagger")]  # fmt: skip
-    tagger = EventTagger(config, [*(f"modules.{label}.threads={threads}" for label in taggers), *overrides])
+    tagger = EventTagger(config, [f"options.threads={threads}", *overrides])
     events = uproot.open(SAMPLE)["Events"].arrays(entry_stop=n_events)
     for i in range(min(20, len(events))):  # warm-up
         tagger(events[i : i + 1])

@@ -317,20 +317,15 @@ def save(
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / WEIGHTS))
     text = yaml.safe_dump(spec, sort_keys=False)
     (path / MODEL_YAML).write_text(text)
-    export_onnx(path / ONNX, model, text, example_inputs, input_names, dynamic_axes)
+    write_onnx(path / ONNX, onnx_model(model, example_inputs, input_names, dynamic_axes), text)
     return path
 
 
-def export_onnx(
-    target: Path,
-    model: Any,
-    text: str,
-    example_inputs: tuple[Any, ...],
-    input_names: list[str],
-    dynamic_axes: dict[str, dict[int, str]],
-) -> None:
-    """Export ``model`` (eval mode, CPU) to ``target`` as e2e-train does (opset 18, dynamic axes, inputs the model
-    ignores left out), its ``model.yaml`` ``text`` embedded; written atomically."""
+def onnx_model(
+    model: Any, example_inputs: tuple[Any, ...], input_names: list[str], dynamic_axes: dict[str, dict[int, str]]
+) -> Any:
+    """``model`` (eval mode, CPU) exported as e2e-train exports it: an ONNX ModelProto (opset 18, dynamic axes,
+    inputs the model ignores left out)."""
     import io
     import warnings
 
@@ -350,7 +345,17 @@ def export_onnx(
             output_names=["logits"],
             dynamic_axes={**{k: v for k, v in dynamic_axes.items() if k in input_names}, "logits": {0: "jets"}},
         )
-    proto = onnx.load_from_string(buf.getvalue())
+    return onnx.load_from_string(buf.getvalue())
+
+
+def write_onnx(target: Path, proto: Any, text: str) -> None:
+    """Write the ONNX ``proto`` to ``target`` atomically with the ``model.yaml`` ``text`` embedded as metadata
+    (replacing any it had)."""
+    import onnx
+
+    kept = [p for p in proto.metadata_props if p.key != ONNX_METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
     entry = proto.metadata_props.add()
     entry.key, entry.value = ONNX_METADATA_KEY, text
     partial = target.with_name(target.name + ".partial")

@@ -72,7 +72,6 @@ class TaggerBase(Producer):
         self._session: Any = None
         self._device = ""
         self._checked = False
-        self._tf32 = False  # torch on CUDA: TF32 products and convolutions (precision: tf32)
         self._torch_cuda = False  # the torch session is on CUDA (set with the session)
         self._threads = 0  # torch on CPU: the intra-op threads of a lone micro-batch, the pool size otherwise
         self._pool: ThreadPoolExecutor | None = None
@@ -146,7 +145,6 @@ class TaggerBase(Producer):
             device = "cuda" if cuda else "cpu"
             self._session = self.artefact.build_torch(device)
             self._torch_cuda = cuda
-            self._tf32 = cuda and self.params.precision == "tf32"
             self._device = f"torch on {device}" + (
                 f" ({torch.cuda.get_device_name()}, {self.params.precision})" if cuda else ""
             )
@@ -219,7 +217,7 @@ class TaggerBase(Producer):
                 with torch.inference_mode():
                     out = session(*[torch.from_numpy(v) for v in inputs.values()])
                 return out.float().numpy()
-            with torch.inference_mode(), tf32_switches(self._tf32):
+            with torch.inference_mode(), tf32_switches(self.params.precision == "tf32"):
                 out = session(*[torch.from_numpy(v).to("cuda") for v in inputs.values()])
             return out.float().cpu().numpy()
         return session.run(None, self.feed.build(inputs, feature_names, self._feed_names))[0]

@@ -2,7 +2,7 @@
 (the command: ``e2e-reexport``, :mod:`e2e.cli.reexport`).
 
 The weights (``weights.safetensors``) are not touched: the network is rebuilt from them as stored and exported again
-(:func:`taggers.artefact.export_onnx`), for instance after a change of how a layer is exported. The new ONNX model is
+(:func:`taggers.artefact.onnx_model`), for instance after a change of how a layer is exported. The new ONNX model is
 checked against torch on jets of a process configuration's products (its tagger ``--label`` names the product) at
 the batch sizes e2e-train checks, with e2e-train's acceptance; ``model.yaml`` gets an ``onnx_export`` block (the
 command, the parity, the jets) and the ONNX model embeds the new ``model.yaml``. Both files are written atomically,
@@ -14,8 +14,6 @@ and only when the check passes.
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -23,14 +21,13 @@ import yaml
 from e2e.errors import E2EError
 
 
-def product_inputs(config: str, label: str, max_events: int) -> tuple[Any, list[Any]]:
-    """The tagger ``label`` of ``config`` (built, its session not started) and the products it reads, event batch by
-    event batch, of the configuration's input files (up to ``max_events``)."""
+def product_inputs(config: str, data: dict[str, Any], label: str, max_events: int) -> tuple[Any, list[Any]]:
+    """The tagger ``label`` of the process configuration ``data`` (read from ``config``; built, its session not
+    started) and the products it reads, event batch by event batch, of the input files (up to ``max_events``)."""
     from e2e.config import load_process
     from e2e.process import Process
     from taggers.modules import TaggerBase
 
-    data = _mapping(config)
     modules = data.get("modules") or {}
     if label not in modules:
         raise E2EError(f"{config}: no module '{label}' (modules: {', '.join(modules)})")
@@ -56,13 +53,17 @@ def parity(net: Any, session: Any, tagger: Any, products: list[Any]) -> dict[str
         product = next((p for p in products if p.n_jets >= size), max(products, key=lambda p: p.n_jets))
         batches.append(next(iter(tagger.input_kind.micro_batches(product, size))))
     result = onnx_parity(net, session, batches)
-    if parity_failure(result):
-        raise E2EError(f"the re-exported model differs from torch: {parity_failure(result)}; nothing was written")
+    why = parity_failure(result)
+    if why:
+        raise E2EError(f"the re-exported model differs from torch: {why}; nothing was written")
     return result
 
 
-def reexport(model: str, config: str, label: str, max_events: int, command: str) -> dict[str, Any]:
-    """Re-export ``model`` (see the module docstring); returns the parity."""
+def reexport(
+    model: str, config: str, data: dict[str, Any], label: str, max_events: int, command: str
+) -> dict[str, Any]:
+    """Re-export ``model`` (see the module docstring) checked on the process configuration ``data`` (read from
+    ``config``); returns the parity."""
     import onnxruntime as ort
     import torch
 
@@ -71,7 +72,8 @@ def reexport(model: str, config: str, label: str, max_events: int, command: str)
     art = A.Artefact.load(model)
     if art.external:
         raise E2EError(f"{art.path}: an ONNX-only model has no weights to export from")
-    tagger, products = product_inputs(config, label, max_events)
+    files = ", ".join(str(f) for f in (data.get("source") or {}).get("files", []))
+    tagger, products = product_inputs(config, data, label, max_events)
     if tagger.artefact.path.resolve() != art.path.resolve():
         raise E2EError(f"{config}: module '{label}' runs {tagger.params.model}, not {model}")
     products = [p for p in products if p.n_jets]
@@ -81,40 +83,17 @@ def reexport(model: str, config: str, label: str, max_events: int, command: str)
         tagger.check_product(p)
     net = art.build_torch("cpu", inference=False)
     example = next(iter(tagger.input_kind.micro_batches(products[0], 64)))
-    spec = dict(art.spec)
-    spec.pop("onnx_export", None)
-    names = list(example)
-    with tempfile.TemporaryDirectory() as tmp:
-        trial = Path(tmp) / A.ONNX
-        ex = tuple(torch.from_numpy(v) for v in example.values())
-        A.export_onnx(trial, net, yaml.safe_dump(spec, sort_keys=False), ex, names, tagger.input_kind.dynamic_axes)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(trial), options, providers=["CPUExecutionProvider"])
-        result = parity(net, session, tagger, products)
-    spec["onnx_export"] = {
-        "command": command,
-        "parity": result,
-        "jets": f"the first jets of {', '.join(tagger_files(config))} through {config}",
-    }
+    ex = tuple(torch.from_numpy(v) for v in example.values())
+    proto = A.onnx_model(net, ex, list(example), tagger.input_kind.dynamic_axes)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    result = parity(net, session, tagger, products)
+    spec = {k: v for k, v in art.spec.items() if k != "onnx_export"}
+    spec["onnx_export"] = {"command": command, "parity": result, "jets": f"the first jets of {files} through {config}"}
     text = yaml.safe_dump(spec, sort_keys=False)
-    A.export_onnx(art.path / A.ONNX, net, text, ex, names, tagger.input_kind.dynamic_axes)
+    A.write_onnx(art.path / A.ONNX, proto, text)
     partial = art.path / (A.MODEL_YAML + ".partial")
     partial.write_text(text)
     os.replace(partial, art.path / A.MODEL_YAML)
     return result
-
-
-def _mapping(config: str) -> dict[str, Any]:
-    """The process configuration's YAML mapping (bounded safe YAML; one-line errors)."""
-    from e2e.errors import ConfigError
-    from e2e.yamlio import load_yaml_file
-
-    data = load_yaml_file(config)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{config}: expected a mapping of parameters at the top level")
-    return data
-
-
-def tagger_files(config: str) -> list[str]:
-    return [str(f) for f in (_mapping(config).get("source") or {}).get("files", [])]

@@ -551,8 +551,9 @@ def export_with_parity(
     options.log_severity_level = 3
     session = ort.InferenceSession(str(out / artefact.ONNX), options, providers=["CPUExecutionProvider"])
     parity = onnx_parity(net, session, [inputs_of(ds, test[:size]) for size in PARITY_BATCH_SIZES])
-    if parity_failure(parity):
-        raise RuntimeError(f"ONNX export differs from torch: {parity_failure(parity)}")
+    why = parity_failure(parity)
+    if why:
+        raise RuntimeError(f"ONNX export differs from torch: {why}")
     spec["parity"] = parity
     (out / artefact.MODEL_YAML).write_text(yaml.safe_dump(spec, sort_keys=False))
     artefact.save(out, net, spec, ex, list(example), dynamic)  # the ONNX metadata gets the parity too

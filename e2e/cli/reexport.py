@@ -13,7 +13,7 @@ import argparse
 import shlex
 import sys
 
-from e2e.cli.common import Parser, console_script, run_main
+from e2e.cli.common import Parser, console_script, load_config_mapping, run_main
 
 PROG = "e2e-reexport"
 
@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.max_events < 1:
             raise ConfigError(f"--max-events must be >= 1, got {args.max_events}")
-        result = reexport(args.model, args.config, args.label, args.max_events, command)
+        data = load_config_mapping(args.config, [], "process configuration")
+        result = reexport(args.model, args.config, data, args.label, args.max_events, command)
         print(
             f"{PROG}: {args.model}: model.onnx re-exported; torch against ONNX Runtime on {result['jets_compared']} "
             f"jets: at most {result['max_abs_logit_difference']:.2e}, {result['jets_above_1e-4']} above 1e-4"

@@ -20,7 +20,7 @@ from dataformats.schema import FileLayout, SchemaError, branch_dtypes, compatibl
 from e2e.event import EventBatch
 from e2e.io.source import ID_FIELDS, RootSource, _FileInfo
 from e2e.params import param
-from e2e.source import ColumnPlan, WorkItem
+from e2e.source import WorkItem
 
 #: the file name a batch of in-memory events reports
 MEMORY = "<memory>"
@@ -39,7 +39,6 @@ class ArraySource(RootSource):
         super().__init__(label, full)
         self._arrays: dict[str, Any] = {}
         self._memory: _FileInfo | None = None
-        self._wanted_made: dict[bool, tuple[str, ...]] = {}
 
     def begin(self) -> None:
         self.files, self._by_path = [], {}
@@ -49,7 +48,8 @@ class ArraySource(RootSource):
         events. One-line SchemaError naming a missing or malformed branch."""
         arrays = _as_arrays(events)
         truth = "Jet_label" in arrays  # simulated events: their Jet truth is read as a file's would be
-        wanted = self._wanted(truth)
+        branches = (b for fields in self._branches(truth).values() for b in fields.values())
+        wanted = tuple(dict.fromkeys([*ID_FIELDS, *branches]))
         dtypes = branch_dtypes(True)
         casts = {}
         n = None
@@ -59,11 +59,13 @@ class ArraySource(RootSource):
                 raise SchemaError(f"{MEMORY}: no branch '{name}' among the events' fields ({given})")
             arr = arrays[name]
             scalar = name in ID_FIELDS
-            depth = _depth(arr)
+            depth, dtype = _depth_and_dtype(arr)
             if depth != (1 if scalar else 2):
                 want = "one number per event" if scalar else "a list of numbers per event"
                 raise SchemaError(f"{MEMORY}: branch '{name}' is {arr.type}, expected {want}")
-            dtype = _leaf_dtype(arr, scalar)
+            if dtype is None:  # another form (options, unions): flattened to find out
+                whole = ak.Array(arr.layout)
+                dtype = np.asarray(whole if scalar else ak.flatten(whole, axis=1)).dtype
             field = field_of(name)
             if not compatible(dtype, field):
                 raise SchemaError(f"{MEMORY}: branch '{name}' has dtype {dtype}, expected {field.dtype}")
@@ -81,18 +83,6 @@ class ArraySource(RootSource):
         self._memory = _FileInfo(MEMORY, layout)
         self.files, self._by_path = [self._memory], {MEMORY: self._memory}
         return n
-
-    def _wanted(self, truth: bool) -> tuple[str, ...]:
-        """The branches a load needs: the ids, then the planned collections' fields (once per plan and truth)."""
-        wanted = self._wanted_made.get(truth)
-        if wanted is None:
-            branches = (b for fields in self._branches(truth).values() for b in fields.values())
-            wanted = self._wanted_made[truth] = tuple(dict.fromkeys([*ID_FIELDS, *branches]))
-        return wanted
-
-    def set_plan(self, columns: ColumnPlan) -> None:
-        super().set_plan(columns)
-        self._wanted_made = {}
 
     def plan(self) -> list[WorkItem]:
         if self._memory is None:
@@ -167,33 +157,20 @@ class _RecordFields(Mapping[str, _Field]):
         return len(self._fields)
 
 
-def _depth(arr: Any) -> int:
-    """List depth of a branch (1: a number per event, 2: a list of numbers per event; 0: not an awkward array), from
-    the layout's classes for the plain forms (awkward's ``purelist_depth`` costs ~1.5 us per branch)."""
+def _depth_and_dtype(arr: Any) -> tuple[int, np.dtype | None]:
+    """(list depth, number type) of a branch: depth 1 for a number per event, 2 for a list of numbers per event, 0
+    for what is not an awkward array. Read from the layout's classes for the plain forms (awkward's
+    ``purelist_depth`` costs ~1.5 us per branch, flattening far more); the type is None for the other forms."""
     if not isinstance(arr, (ak.Array, _Field)):
-        return 0
+        return 0, None
     layout = arr.layout
     if isinstance(layout, ak.contents.NumpyArray) and layout.data.ndim == 1:
-        return 1
-    if isinstance(layout, ak.contents.ListOffsetArray):
+        return 1, layout.data.dtype
+    if isinstance(layout, (ak.contents.ListOffsetArray, ak.contents.ListArray)):
         inner = layout.content
         if isinstance(inner, ak.contents.NumpyArray) and inner.data.ndim == 1:
-            return 2
-    return int(layout.purelist_depth)
-
-
-def _leaf_dtype(arr: Any, scalar: bool) -> np.dtype:
-    """The number type of a branch (one number or a list of numbers per event), read from the layout when it is
-    the plain form (no flattening); other forms (options, unions) are flattened to find out."""
-    layout = arr.layout
-    if scalar and isinstance(layout, ak.contents.NumpyArray):
-        return layout.data.dtype
-    if isinstance(layout, (ak.contents.ListOffsetArray, ak.contents.ListArray)) and isinstance(
-        layout.content, ak.contents.NumpyArray
-    ):
-        return layout.content.data.dtype
-    arr = ak.Array(layout)
-    return np.asarray(arr if scalar else ak.flatten(arr, axis=1)).dtype
+            return 2, inner.data.dtype
+    return int(layout.purelist_depth), None
 
 
 def _as_arrays(events: Any) -> Mapping[str, Any]:

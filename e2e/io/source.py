@@ -440,26 +440,16 @@ class RootSource(HitsFileSource):
                     check_branch_values(branch, values, counts=counts, source=source, entry_offset=start)
                 columns[fld] = values
             if offsets is None:
-                offsets = np.zeros(stop - start + 1, dtype=np.int64)
+                offsets, counts = np.zeros(stop - start + 1, dtype=np.int64), np.zeros(stop - start, dtype=np.int64)
             if coll in info.counters:
-                _check_counter(f"n{coll}", _numbers(arrays[f"n{coll}"]), offsets, first, source, start, counts)
+                _check_counter(f"n{coll}", _numbers(arrays[f"n{coll}"]), counts, first, source, start)
             batch.put(self.label, JaggedCollection(coll, offsets, columns), coll)
         return batch
 
 
-def _check_counter(
-    counter: str,
-    values: np.ndarray,
-    offsets: np.ndarray,
-    branch: str,
-    source: str,
-    start: int,
-    counts: np.ndarray | None = None,
-) -> None:
-    """The counter ``nX`` must equal the list lengths of the collection's branches (as e2e-validate checks);
-    ``counts``: those lengths when already known (``np.diff(offsets)``)."""
-    if counts is None or len(counts) != len(offsets) - 1:
-        counts = np.diff(offsets)
+def _check_counter(counter: str, values: np.ndarray, counts: np.ndarray, branch: str, source: str, start: int) -> None:
+    """The counter ``nX`` must equal ``counts``, the list lengths of the collection's branches (as e2e-validate
+    checks)."""
     if values.dtype.kind not in "iu" or values.shape != counts.shape:
         raise SchemaError(f"{source}: counter '{counter}' is not one integer per event")
     bad = values.astype(COUNTER_DTYPE, copy=False) != counts

@@ -224,19 +224,18 @@ def build_graph_nodes(
         with pool_for(len(jets.event)):
             _graph_nodes(mode, offs, region, done, nodes, chunks, jets, *hits, channels, par, eta_centre)
 
-    none = _node_arrays(0, F)
     counts = np.empty(n_jets, np.int64)
     if n_jets < SERIAL_BELOW:
         # a few jets (one event): one pass into room for every pixel of every window (at most W^2 nodes per
         # jet: nothing spills), then the rows written, copied out; one kernel call instead of two
-        region = np.array([0, n_jets * W * W], np.int64)
-        done = np.zeros(2, np.int64)
         room = _node_arrays(n_jets * W * W, F)
-        run(_SPECULATE, counts, region, done, room, seeds, 1)
-        if done[0] == n_jets:  # always (the room is the most a window holds)
-            node_offsets = _offsets_of(counts)
-            n = int(node_offsets[-1])
-            return node_offsets, room.x[:n].copy(), room.pos[:n].copy(), room.pixel[:n].copy()
+        done = np.zeros(2, np.int64)
+        run(_SPECULATE, counts, np.array([0, n_jets * W * W], np.int64), done, room, seeds, 1)
+        assert done[0] == n_jets  # every jet fitted (its window's pixels at most)
+        node_offsets = _offsets_of(counts)
+        n = int(node_offsets[-1])
+        return node_offsets, room.x[:n].copy(), room.pos[:n].copy(), room.pixel[:n].copy()
+    none = _node_arrays(0, F)
     n_sample = _NODE_SAMPLE_PER_CHUNK * nch
     if n_jets <= 2 * n_sample:
         # small batch: count, then fill

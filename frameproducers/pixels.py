@@ -21,6 +21,7 @@ from e2e.module import Producer
 from e2e.params import input_tag, param
 from frameproducers.channels import CHANNEL_CODE, CHANNEL_COLLECTION, CHANNELS, N_CHANNEL_CODES
 from frameproducers.kernels import CaloHits, ChannelMap, JetSeeds, TrackerHits, WindowHits, WindowTracks
+from frameproducers.kernels.inputs import count_eta_edge, jet_event_index
 
 DEFAULT_CHANNELS = ["track_pt", "track_d0", "track_dz", "ecal", "hcal"]
 
@@ -166,9 +167,8 @@ class PixelMap:
         """The jet collection, the window seeds (event int64 and seed crystal of each jet) and each jet's
         event-local index (int32)."""
         jets: JaggedCollection = batch.get(self.params.jets)
-        jet_event = jets.event_index()
-        seeds = JetSeeds(jet_event, jets["seed_ieta"], jets["seed_iphi"])
-        return jets, seeds, jets.local_index(jet_event)
+        jet_event, jet_index = jet_event_index(jets.offsets)
+        return jets, JetSeeds(jet_event, jets["seed_ieta"], jets["seed_iphi"]), jet_index
 
     def window_hits(self, batch: EventBatch) -> WindowHits:
         """The hit collections as the window kernels read them (empty arrays for collections not read)."""
@@ -192,9 +192,7 @@ class PixelMap:
 
     def eta_edge_jets(self, seed_ieta: np.ndarray) -> int:
         """Jets whose window reaches beyond the ECAL grid in eta (those rows are zero)."""
-        h = self.params.window // 2
-        s = seed_ieta.astype(np.int64)
-        return int(np.count_nonzero((s - h < 0) | (s - h + self.params.window > ECAL_N_IETA)))
+        return int(count_eta_edge(seed_ieta, self.params.window))
 
 
 class PixelProducer(Producer):

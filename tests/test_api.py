@@ -113,3 +113,113 @@ def test_e2e_run_refuses_an_array_source(tmp_path, capsys) -> None:
     source.begin()
     with pytest.raises(ConfigError, match="ArraySource holds events given in memory"):
         source.plan()
+
+
+# ------------------------------------------------------------------------------ the plain path of ArraySource
+
+
+def _array_source(check_values: bool = True):
+    from e2e.config import load_process
+
+    block = {"type": "ArraySource", "check_values": check_values}
+    source = load_process({"source": block, "modules": {}, "outputs": [{"file": "x.root"}]}).source
+    source.set_plan(dict.fromkeys(("Jet", "EcalHit", "HcalHit", "Track", "TrackerHit")))  # every field, truth too
+    source.begin()
+    return source
+
+
+def _read(source, events, plain: bool, monkeypatch):
+    """(events loaded, the batch, whether the plain path made it) of ``events`` through the plain path, or the
+    general one (plain path off)."""
+    with monkeypatch.context() as m:
+        if not plain:
+            m.setattr(type(source), "_plain_batch", lambda self, arrays, truth: None)
+        n = source.load(events)
+        made = source._ready is not None
+        batch = source.read(source.plan()[0]) if n else None
+    return n, batch, made
+
+
+def _same_batch(a, b) -> None:
+    assert a.ids.keys() == b.ids.keys() and a.tags == b.tags
+    for name in a.ids:
+        assert a.ids[name].dtype == b.ids[name].dtype
+        np.testing.assert_array_equal(a.ids[name], b.ids[name])
+    for tag in a.tags:
+        ca, cb = a.get(tag), b.get(tag)
+        np.testing.assert_array_equal(ca.offsets, cb.offsets)
+        assert ca.offsets.dtype == cb.offsets.dtype == np.int64 and ca.columns.keys() == cb.columns.keys()
+        for f in ca.columns:
+            assert ca[f].dtype == cb[f].dtype, f
+            np.testing.assert_array_equal(ca[f], cb[f])
+
+
+@pytest.mark.parametrize("check_values", [True, False])
+def test_plain_path_makes_the_batch_of_the_general_path(events, monkeypatch, check_values) -> None:
+    """Plain awkward events (a record array, one event or many, or a dict of arrays, with truth and counters) are
+    read in one pass; the batch equals the general path's, array for array."""
+    source = _array_source(check_values)
+    mapping = {name: events[name] for name in events.fields}
+    for given in [events, events[3:4], events[7:12], mapping, events[N - 1 :]]:
+        n, plain, made = _read(source, given, True, monkeypatch)
+        assert made and source.files[0].layout.counters == {"Jet", "EcalHit", "HcalHit", "Track", "TrackerHit"}
+        _, general, _ = _read(source, given, False, monkeypatch)
+        assert n == plain.n_events == len(given[next(iter(given))] if isinstance(given, dict) else given)
+        assert {"label", "decay_mode"} <= set(plain.get("source:Jet").columns)
+        _same_batch(plain, general)
+    assert _read(source, events[:0], True, monkeypatch)[::2] == (0, False)  # no events: the general path
+
+
+def _damaged(events, branch: str, change):
+    """A dict of the events' branches with the flat values of ``branch`` changed by ``change``."""
+    out = {k: events[k] for k in events.fields}
+    flat = ak.to_numpy(ak.flatten(out[branch])).copy()
+    out[branch] = ak.unflatten(change(flat), ak.num(out[branch]))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda e: _damaged(e, "EcalHit_energy", lambda v: np.where(np.arange(len(v)) == 40, np.nan, v)), "value nan"),
+        (lambda e: _damaged(e, "Jet_decay_mode", lambda v: np.where(np.arange(len(v)) == 5, 3, v)), "decay_mode"),
+        (lambda e: _damaged(e, "HcalHit_ieta", lambda v: np.where(np.arange(len(v)) == 9, 400, v)), "HcalHit_ieta"),
+        (lambda e: {**{k: e[k] for k in e.fields}, "nJet": e["nJet"] + 1}, "nJet"),
+        (lambda e: {**{k: e[k] for k in e.fields}, "Track_dz": e["Track_pt"][::-1]}, "Track_dz"),
+    ],
+)
+def test_plain_path_leaves_bad_events_to_the_general_path(events, monkeypatch, change, message) -> None:
+    """Events that fail a check raise the general path's one line, word for word."""
+    source = _array_source()
+    bad = change(events)
+    with pytest.raises(SchemaError) as plain:
+        _read(source, bad, True, monkeypatch)
+    with pytest.raises(SchemaError) as general:
+        _read(source, bad, False, monkeypatch)
+    assert str(plain.value) == str(general.value) and message in str(plain.value)
+
+
+def _int32_offsets(array: ak.Array) -> ak.Array:
+    layout = array.layout
+    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index32(layout.offsets.data.astype(np.int32)), layout.content))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"EcalHit_energy": lambda a: ak.values_astype(a, np.float64)},  # another number type: cast
+        {"Jet_pt": _int32_offsets},  # int32 offsets
+        {"event": lambda a: ak.values_astype(a, np.int64)},
+        {"Track_pt": lambda a: ak.Array(ak.contents.ListArray(a.layout.starts, a.layout.stops, a.layout.content))},
+    ],
+)
+def test_plain_path_falls_back_for_other_forms(events, monkeypatch, change) -> None:
+    """Branches of another number type (cast), int32 offsets, list arrays take the general path: the same batch,
+    in the schema's types."""
+    source = _array_source()
+    given = {k: change[k](events[k]) if k in change else events[k] for k in events.fields}
+    _, plain, made = _read(source, given, True, monkeypatch)
+    _, general, _ = _read(source, given, False, monkeypatch)
+    assert not made
+    _same_batch(plain, general)
+    assert plain.get("source:EcalHit")["energy"].dtype == np.float32 and plain.ids["event"].dtype == np.uint64

@@ -248,6 +248,57 @@ def test_graph_coordinates_and_empty_graphs() -> None:
     assert np.any((x[:, 0] != 0) & (x[:, 1] == 0) & (x[:, 2] == 0))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_jet_bookkeeping_kernels_equal_numpy(seed) -> None:
+    """jet_event_index, count_eta_edge and the channel-code check against the numpy they replace."""
+    from frameproducers.kernels.inputs import _codes_map_onto, count_eta_edge, jet_event_index
+
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 4, rng.integers(0, 9))
+    offsets = _offsets(counts)
+    event, local = jet_event_index(offsets)
+    np.testing.assert_array_equal(event, np.repeat(np.arange(len(counts)), counts))
+    np.testing.assert_array_equal(local, np.arange(offsets[-1]) - offsets[event])
+    assert event.dtype == np.int64 and local.dtype == np.int32
+    ieta = rng.integers(0, geo.ECAL_N_IETA, 50).astype(np.int16)
+    ieta[:4] = [0, 16, 263, geo.ECAL_N_IETA - 1]
+    for W in (1, 32, 33, 125):
+        h = W // 2
+        assert count_eta_edge(ieta, W) == np.count_nonzero((ieta - h < 0) | (ieta - h + W > geo.ECAL_N_IETA))
+    for _ in range(20):
+        codes = np.full(len(CHANNEL_CODE) + 3, -1, np.int64)
+        C = int(rng.integers(0, 5))
+        codes[rng.choice(len(codes), C + int(rng.integers(0, 2)), replace=False)] = rng.integers(-1, C + 1, 1)[0]
+        codes[rng.choice(len(codes), C, replace=False)] = rng.permutation(C)
+        used = np.sort(codes[codes >= 0])
+        assert _codes_map_onto(codes, C) == np.array_equal(used, np.arange(C))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"event": [0, 2]}, "jet_event must lie in 0..1"),
+        ({"event": [-1, 0]}, "jet_event must lie in 0..1"),
+        ({"ieta": [0, 280]}, "seed_ieta must lie in 0..279"),
+        ({"iphi": [360, 0]}, "seed_iphi must lie in 0..359"),
+        ({"ieta": [0]}, "seed_ieta must have one entry per jet"),
+        ({"event": [0, 9], "ieta": [0]}, "jet_event must lie"),  # the first rule broken is named
+        ({"ieta": [-1, 0], "iphi": [0]}, "seed_ieta must lie"),
+        ({"ieta": [0, 1], "iphi": [0]}, "seed_iphi must have one entry"),
+    ],
+)
+def test_jet_checks(change, message) -> None:
+    """check_jets names the first broken rule: events inside the hit offsets, then each seed's length and grid."""
+    from frameproducers.kernels.inputs import check_jets
+
+    jets = {"event": [0, 1], "ieta": [10, 20], "iphi": [30, 40], **change}
+    event, ieta, iphi = (np.array(jets[k], np.int16) for k in ("event", "ieta", "iphi"))
+    offsets = np.array([0, 1, 2], np.int64)
+    with pytest.raises(ValueError, match=message):
+        check_jets(event, ieta, iphi, offsets, offsets[:3])
+    assert check_jets(np.array([1, 0]), np.array([0, 279]), None, offsets).dtype == np.int64
+
+
 def test_channel_config_is_validated() -> None:
     codes, scale, thr = channel_config(FIVE, False, False)
     out = np.empty((len(BATCH[0]), 5, 9, 9), np.float32)
@@ -307,6 +358,23 @@ def test_knn_pixels_matches_reference_and_brute_force(W, sizes, cluster, self_lo
         assert got.dtype == np.int64 and got.shape == (len(pixel), k)
         np.testing.assert_array_equal(got, ref.knn_pixels(pixel, node_offsets, W, k, self_loops))
         np.testing.assert_array_equal(got, K.brute_force_knn_pixels(pixel, node_offsets, W, k, self_loops))
+
+
+@pytest.mark.parametrize(("W", "sizes", "cluster"), GRAPH_CASES)
+def test_knn_of_a_few_graphs_in_the_calling_thread_equals_the_parallel_driver(W, sizes, cluster) -> None:
+    """Below SERIAL_BELOW graphs knn_pixels runs _knn_graphs in the calling thread; the parallel driver over
+    chunks of graphs gives the same table."""
+    from frameproducers.kernels import knn as kernel_knn
+    from frameproducers.kernels.params import SERIAL_BELOW, frame_params
+
+    pixel, node_offsets = random_graphs(W + 1, W, sizes, cluster)
+    assert len(sizes) < SERIAL_BELOW
+    par = frame_params(window=W, k=16, self_loops=False, brute_force=False)
+    serial = K.knn_pixels(pixel, node_offsets, W, 16, False)
+    for nch in (1, 3):
+        parallel = np.full_like(serial, -7)
+        kernel_knn._knn_pixels(pixel, node_offsets, par, parallel, nch, kernel_knn._offset_table(W))
+        np.testing.assert_array_equal(parallel, serial)
 
 
 def test_knn_padding_rule() -> None:

@@ -400,7 +400,7 @@ class RootSource(HitsFileSource):
 
     def _batch(
         self,
-        arrays: dict[str, Any],
+        arrays: Mapping[str, Any],
         wanted: dict[str, dict[str, str]],
         info: _FileInfo,
         source: str,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import NamedTuple, TypeVar
 
 import numpy as np
+from numba import njit
 
 from dataformats.geometry import ECAL_N_IETA, ECAL_N_IPHI
 from frameproducers.channels import N_CHANNEL_CODES
@@ -158,23 +159,68 @@ def window_hits(hits: WindowHits) -> WindowHits:
     )
 
 
+@njit(cache=True, nogil=True)
+def jet_event_index(offsets):
+    """(event int64, index within its event int32) of every jet of a collection with ``offsets`` int64
+    [n_events + 1] from 0 (non-decreasing, as the source checks them)."""
+    n = offsets[-1] if offsets.shape[0] else 0
+    event = np.empty(n, np.int64)
+    local = np.empty(n, np.int32)
+    for e in range(offsets.shape[0] - 1):
+        for j in range(offsets[e], offsets[e + 1]):
+            event[j] = e
+            local[j] = j - offsets[e]
+    return event, local
+
+
+@njit(cache=True, nogil=True)
+def count_eta_edge(seed_ieta, W):
+    """Jets whose W x W window reaches beyond the ECAL grid in eta (seed row - W // 2 < 0, or past the last row)."""
+    h = W // 2
+    n = 0
+    for s in seed_ieta:
+        n += (s - h < 0) | (s - h + W > ECAL_N_IETA)
+    return n
+
+
+#: an absent seed array (check_jets with None): the range checks skip empty arrays
+_NO_SEED = np.zeros(0, dtype=np.int64)
+
+
+@njit(cache=True, nogil=True)
+def _jets_problem(jet_event, n_events, seed_ieta, seed_iphi):
+    """0 when every jet's event lies in 0..n_events-1 and its seed on the ECAL grid; else the first problem: 1 an
+    event out of range, 2 a seed_ieta, 3 a seed_iphi (one pass, instead of ~8 numpy reductions of a few values)."""
+    for e in jet_event:
+        if e < 0 or e >= n_events:
+            return 1
+    for v in seed_ieta:
+        if v < 0 or v >= ECAL_N_IETA:
+            return 2
+    for v in seed_iphi:
+        if v < 0 or v >= ECAL_N_IPHI:
+            return 3
+    return 0
+
+
 def check_jets(
     jet_event: np.ndarray, seed_ieta: np.ndarray | None, seed_iphi: np.ndarray | None, *offsets: np.ndarray
 ) -> np.ndarray:
     """jet_event as int64; every jet's event inside every collection and its seed on the ECAL grid."""
     jet_event = as_int64(jet_event)
     n = len(jet_event)
-    if n == 0:
-        return jet_event
     n_events = min(len(o) for o in offsets) - 1
-    if jet_event.min() < 0 or jet_event.max() >= n_events:
+    ieta = _NO_SEED if seed_ieta is None else np.asarray(seed_ieta)
+    iphi = _NO_SEED if seed_iphi is None else np.asarray(seed_iphi)
+    problem = _jets_problem(jet_event, n_events, ieta, iphi)
+    if problem == 1:
         raise ValueError(f"jet_event must lie in 0..{n_events - 1} (the events of the hit offsets)")
-    for name, seed, hi in (("seed_ieta", seed_ieta, ECAL_N_IETA), ("seed_iphi", seed_iphi, ECAL_N_IPHI)):
+    for code, name, seed, hi in ((2, "seed_ieta", seed_ieta, ECAL_N_IETA), (3, "seed_iphi", seed_iphi, ECAL_N_IPHI)):
         if seed is None:
             continue
         if len(seed) != n:
             raise ValueError(f"{name} must have one entry per jet ({n})")
-        if seed.min() < 0 or seed.max() >= hi:
+        if problem == code:
             raise ValueError(f"{name} must lie in 0..{hi - 1}")
     return jet_event
 
@@ -193,6 +239,21 @@ def check_seeds(seeds: JetSeeds, hits: WindowHits) -> JetSeeds:
     return seeds._replace(event=event)
 
 
+@njit(cache=True, nogil=True)
+def _codes_map_onto(codes, C):
+    """Whether the non-negative ``codes`` are 0..C-1, each once (as sorting them would show)."""
+    seen = np.zeros(max(C, 0), np.bool_)
+    used = 0
+    for c in codes:
+        if c < 0:
+            continue
+        if c >= C or seen[c]:
+            return False
+        seen[c] = True
+        used += 1
+    return used == C
+
+
 def check_channels(channels: ChannelMap, C: int) -> ChannelMap:
     """The channel map as the kernels take it (int64 codes, float32 scale and threshold), checked for C channels."""
     codes = as_int64(channels.of_code)
@@ -200,8 +261,7 @@ def check_channels(channels: ChannelMap, C: int) -> ChannelMap:
     threshold = np.ascontiguousarray(channels.threshold, dtype=np.float32)
     if codes.shape != (N_CHANNEL_CODES,):
         raise ValueError(f"channel_of_code must have {N_CHANNEL_CODES} entries, got {codes.shape}")
-    used = np.sort(codes[codes >= 0])
-    if not np.array_equal(used, np.arange(C)):
+    if not _codes_map_onto(codes, C):
         raise ValueError(f"channel_of_code must map the requested codes onto 0..{C - 1} once each, got {codes}")
     if scale.shape != (C,) or threshold.shape != (C,):
         raise ValueError(f"scale and threshold must have C={C} entries")

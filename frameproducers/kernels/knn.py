@@ -13,7 +13,7 @@ from numba import njit, prange
 from frameproducers.kernels.jit import no_refcount
 from frameproducers.kernels.knn_sparse import knn_sparse_graph
 from frameproducers.kernels.neighbors import SHIFT, check_graph, insert_sorted, pixel_key, write_row
-from frameproducers.kernels.params import frame_params, n_chunks, pool_for
+from frameproducers.kernels.params import SERIAL_BELOW, frame_params, n_chunks, pool_for
 
 #: kNN strategy per graph: at most _SMALL_GRAPH nodes: all pairs; occupancy (nodes / W^2) >= _DENSE_OCCUPANCY:
 #: distance-ordered offsets on a dense grid; otherwise tiles and blocks (see knn_sparse_graph).
@@ -140,61 +140,52 @@ def _knn_dense_graph(a, n, W, k, self_loops, out, r_of, c_of, grid, offsets, sel
         grid[r_of[li] * W + c_of[li]] = -1
 
 
-@njit(parallel=True, cache=True)
-def _knn_pixels(pixel, node_offsets, par, out, nch, offsets):
-    """kNN of every graph (see knn_pixels), parallel over ``nch`` chunks of graphs with per-chunk scratch;
-    ``par[0].brute_force``: all pairs and a full sort per node, whatever the graph."""
+@njit(cache=True)
+def _knn_graphs(pixel, node_offsets, par, out, offsets, g0, g1):
+    """kNN of graphs g0..g1-1 (see knn_pixels) with one scratch reused across them; ``par[0].brute_force``: all
+    pairs and a full sort per node, whatever the graph."""
     W = par[0].window
     k = par[0].k
     self_loops = par[0].self_loops
     brute = par[0].brute_force
-    n_graphs = node_offsets.shape[0] - 1
     WW = W * W
+    grid = np.full(WW, -1, np.int32)
+    r_of = np.empty(WW, np.int64)
+    c_of = np.empty(WW, np.int64)
+    row_start = np.empty(W + 1, np.int64)
+    col_start = np.empty(W * (W + 1), np.int64)
+    tile_start = np.empty(W + 2, np.int64)
+    tile_nodes = np.empty(WW, np.int64)
+    br = np.empty(WW, np.int64)
+    bc = np.empty(WW, np.int64)
+    bid = np.empty(WW, np.int64)
+    dist = np.empty(WW, np.int32)
+    sel = np.empty(WW + 1, np.int64)
+    for g in range(g0, g1):
+        a = node_offsets[g]
+        n = node_offsets[g + 1] - a
+        if n == 0:
+            continue
+        _graph_coordinates(pixel, a, n, W, r_of, c_of, row_start)
+        if brute:
+            _knn_brute_graph(a, n, k, self_loops, out, r_of, c_of, sel, br)
+        elif n <= _SMALL_GRAPH:
+            _knn_small_graph(a, n, k, self_loops, out, r_of, c_of, sel)
+        elif n >= _DENSE_OCCUPANCY * WW:
+            _knn_dense_graph(a, n, W, k, self_loops, out, r_of, c_of, grid, offsets, sel)
+        else:
+            knn_sparse_graph(
+                a, n, W, k, self_loops, out, r_of, c_of, row_start, col_start, tile_start, tile_nodes, br, bc, bid,
+                dist, sel,
+            )  # fmt: skip
+
+
+@njit(parallel=True, cache=True)
+def _knn_pixels(pixel, node_offsets, par, out, nch, offsets):
+    """kNN of every graph, parallel over ``nch`` chunks of graphs (:func:`_knn_graphs`, each with its scratch)."""
+    n_graphs = node_offsets.shape[0] - 1
     for t in prange(nch):
-        grid = np.full(WW, -1, np.int32)
-        r_of = np.empty(WW, np.int64)
-        c_of = np.empty(WW, np.int64)
-        row_start = np.empty(W + 1, np.int64)
-        col_start = np.empty(W * (W + 1), np.int64)
-        tile_start = np.empty(W + 2, np.int64)
-        tile_nodes = np.empty(WW, np.int64)
-        br = np.empty(WW, np.int64)
-        bc = np.empty(WW, np.int64)
-        bid = np.empty(WW, np.int64)
-        dist = np.empty(WW, np.int32)
-        sel = np.empty(WW + 1, np.int64)
-        for g in range(t * n_graphs // nch, (t + 1) * n_graphs // nch):
-            a = node_offsets[g]
-            n = node_offsets[g + 1] - a
-            if n == 0:
-                continue
-            _graph_coordinates(pixel, a, n, W, r_of, c_of, row_start)
-            if brute:
-                _knn_brute_graph(a, n, k, self_loops, out, r_of, c_of, sel, br)
-            elif n <= _SMALL_GRAPH:
-                _knn_small_graph(a, n, k, self_loops, out, r_of, c_of, sel)
-            elif n >= _DENSE_OCCUPANCY * WW:
-                _knn_dense_graph(a, n, W, k, self_loops, out, r_of, c_of, grid, offsets, sel)
-            else:
-                knn_sparse_graph(
-                    a,
-                    n,
-                    W,
-                    k,
-                    self_loops,
-                    out,
-                    r_of,
-                    c_of,
-                    row_start,
-                    col_start,
-                    tile_start,
-                    tile_nodes,
-                    br,
-                    bc,
-                    bid,
-                    dist,
-                    sel,
-                )
+        _knn_graphs(pixel, node_offsets, par, out, offsets, t * n_graphs // nch, (t + 1) * n_graphs // nch)
 
 
 def _knn_table(
@@ -205,8 +196,12 @@ def _knn_table(
         raise ValueError("k must be >= 1")
     out = np.empty((len(pixel), int(k)), np.int64)
     par = frame_params(window=W, k=int(k), self_loops=bool(self_loops), brute_force=brute_force)
-    with pool_for(len(node_offsets) - 1):
-        _knn_pixels(pixel, node_offsets, par, out, n_chunks(len(node_offsets) - 1), _offset_table(W))
+    n_graphs = len(node_offsets) - 1
+    if n_graphs < SERIAL_BELOW:  # in the calling thread, without numba's parallel launch
+        _knn_graphs(pixel, node_offsets, par, out, _offset_table(W), 0, n_graphs)
+    if n_graphs >= SERIAL_BELOW or n_graphs == 0:  # (none: the setup warm-up, which compiles or loads both)
+        with pool_for(n_graphs):
+            _knn_pixels(pixel, node_offsets, par, out, n_chunks(n_graphs), _offset_table(W))
     return out
 
 

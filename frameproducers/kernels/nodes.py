@@ -165,6 +165,16 @@ def _graph_nodes(mode, offs, region, done, nodes, nch, seeds, ecal, hcal, tracks
                         channels, par, eta_centre)  # fmt: skip
 
 
+@njit(cache=True)
+def _graph_nodes_serial(mode, offs, region, done, nodes, seeds, ecal, hcal, tracks, tracker, channels, par, eta_centre):
+    """:func:`_graph_nodes` with one chunk, in the calling thread without numba's parallel launch (a few jets:
+    one event of the in-memory API)."""
+    thr = effective_thresholds(channels)
+    n_mask = scratch_length(ecal, hcal, tracks, tracker)
+    _nodes_of_chunk(mode, 0, 0, seeds.event.shape[0], offs, region, done, nodes, thr, n_mask, seeds, ecal, hcal,
+                    tracks, tracker, channels, par, eta_centre)  # fmt: skip
+
+
 def _offsets_of(counts: np.ndarray) -> np.ndarray:
     out = np.zeros(len(counts) + 1, np.int64)
     np.cumsum(counts, out=out[1:])
@@ -230,7 +240,10 @@ def build_graph_nodes(
         # jet: nothing spills), then the rows written, copied out; one kernel call instead of two
         room = _node_arrays(n_jets * W * W, F)
         done = np.zeros(2, np.int64)
-        run(_SPECULATE, counts, np.array([0, n_jets * W * W], np.int64), done, room, seeds, 1)
+        region = np.array([0, n_jets * W * W], np.int64)
+        _graph_nodes_serial(_SPECULATE, counts, region, done, room, seeds, *hits, channels, par, eta_centre)
+        if n_jets == 0:  # (the setup warm-up's empty batch: the parallel kernel is compiled or loaded now too)
+            run(_SPECULATE, counts, region, done, room, seeds, 1)
         assert done[0] == n_jets  # every jet fitted (its window's pixels at most)
         node_offsets = _offsets_of(counts)
         n = int(node_offsets[-1])

@@ -1,5 +1,5 @@
-"""The tau_gnn model (or another job's) alone, or the tau_gnn.yaml event loop, at two revisions, interleaved, outputs
-compared.
+"""The tau_gnn model (or another job's) alone, the tau_gnn.yaml event loop, or one event at a time through the
+in-memory API, at two revisions, interleaved, outputs compared.
 
 For a change to a code path, the baseline is the code before it: this benchmark exports ``--base`` (a git
 revision) into a temporary directory with ``git archive`` and measures it and the working tree in a fresh process
@@ -11,11 +11,15 @@ each, alternating ``--repeats`` times. Each process reports its best of ``--runs
   ratio of the medians, and whether the scores are identical bit for bit (else how many jets differ, by how much);
 - ``--pipeline``: the event loop of ``tau_gnn.yaml`` (in process, after a warm-up) on the sample replicated
   ``--copies`` times; prints each stage's us/jet and the loop's jets/s, with the ratios, and compares the
-  tagger scores the same way.
+  tagger scores the same way;
+- ``--latency``: the sample's first 150 events one at a time through :class:`e2e.api.EventTagger` of ``--config``
+  (with ``--backend``), reading each event's score, after 20 warm-up events; each process reports the pass of
+  ``--runs`` with the lowest median; prints the median and p99 ms per event, the ratio of the medians, and
+  compares the scores the same way.
 
-Both print the load average.
+All print the load average.
 
-    python benchmarks/bench_model_revisions.py --base 985ad34 [--pipeline] [--threads 2] [--repeats 3]
+    python benchmarks/bench_model_revisions.py --base 985ad34 [--pipeline | --latency] [--threads 2] [--repeats 3]
                                                [--config process_configs/tau_gnn_fast.yaml] [--backend onnxruntime]
 """
 
@@ -65,6 +69,40 @@ def measure_pipeline(code: Path, threads: int, runs: int, copies: int, scores: P
     print(json.dumps({"stages": stages, "jets_per_s": loop, "jets": jets}))
 
 
+def measure_latency(code: Path, threads: int, runs: int, config: str, scores: Path, backend: str = "") -> None:
+    """Child: single-event latency through EventTagger of ``config`` with the tree at ``code``; one JSON line."""
+    sys.path[:0] = [str(code)]
+    import awkward as ak
+    import uproot
+
+    from e2e.api import EventTagger
+
+    overrides = [f"options.threads={threads}"] + ([f"modules.tauGNN.backend={backend}"] if backend else [])
+    tagger = EventTagger(str(code / config), overrides)
+    with uproot.open(REPO / "data" / "sample_tau_qcd.root") as f:
+        events = f["Events"].arrays(entry_stop=LATENCY_EVENTS)
+    ones = [events[i : i + 1] for i in range(len(events))]
+    for one in ones[:20]:  # warm-up
+        tagger(one)
+    best: list[float] = []
+    for _ in range(runs):
+        times = []
+        for one in ones:
+            t0 = time.perf_counter()
+            tagger(one)["Jet_tauGNN_tau"]  # the call and reading the score, as a user does
+            times.append(time.perf_counter() - t0)
+        if not best or statistics.median(times) < statistics.median(best):
+            best = times
+    values = [ak.to_numpy(ak.flatten(tagger(one)["Jet_tauGNN_tau"])) for one in ones]
+    np.save(scores, np.concatenate(values)[:, None])
+    ms = 1e3 * np.asarray(best)
+    print(json.dumps({"median_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99)), "jets": len(ms)}))
+
+
+#: events of the sample that --latency feeds one at a time
+LATENCY_EVENTS = 150
+
+
 def measure(
     code: Path, threads: int, runs: int, copies: int, file: str | None, config: str, scores: Path, backend: str = ""
 ) -> None:
@@ -107,17 +145,23 @@ def main() -> int:
     ap.add_argument("--copies", type=int, default=4, help="copies of the sample's graphs (default 4)")
     ap.add_argument("--file", help="a hits file to use instead of the sample (model only)")
     ap.add_argument("--pipeline", action="store_true", help="the whole event loop, stage by stage")
+    ap.add_argument("--latency", action="store_true", help="one event at a time through EventTagger of --config")
     ap.add_argument(
         "--config",
         default="process_configs/tau_gnn.yaml",
-        help="job whose tauGNN model is timed "
-        "(model only; default process_configs/tau_gnn.yaml, e.g. process_configs/tau_gnn_fast.yaml)",
+        help="job whose tauGNN model is timed, or whose EventTagger with --latency "
+        "(default process_configs/tau_gnn.yaml, e.g. process_configs/tau_gnn_fast.yaml)",
     )
-    ap.add_argument("--backend", choices=("torch", "onnxruntime"), help="the tagger's backend (model only)")
+    ap.add_argument("--backend", choices=("torch", "onnxruntime"), help="the tagger's backend (model, latency)")
     ap.add_argument("--child", nargs=2, metavar=("CODE", "SCORES"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.pipeline and args.latency:
+        ap.error("--pipeline and --latency measure different things: give one")
     if args.child:
-        if args.pipeline:
+        if args.latency:
+            measure_latency(Path(args.child[0]), args.threads, args.runs, args.config, Path(args.child[1]),
+                            args.backend or "")  # fmt: skip
+        elif args.pipeline:
             measure_pipeline(Path(args.child[0]), args.threads, args.runs, args.copies, Path(args.child[1]))
         else:
             measure(Path(args.child[0]), args.threads, args.runs, args.copies, args.file, args.config,
@@ -142,6 +186,7 @@ def main() -> int:
                 cmd += ["--config", args.config]
                 cmd += ["--backend", args.backend] if args.backend else []
                 cmd += ["--pipeline"] if args.pipeline else []
+                cmd += ["--latency"] if args.latency else []
                 line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
                 result = json.loads(line)
                 results[name].append(result)
@@ -149,7 +194,17 @@ def main() -> int:
                 jets = result["jets"]
         a, b = np.load(Path(tmp) / "scores0.npy"), np.load(Path(tmp) / "scores1.npy")
     each = f"{args.repeats} processes each (best of {args.runs})"
-    if args.pipeline:
+    if args.latency:
+        on = f", {args.backend}" if args.backend else ""
+        print(f"{Path(args.config).name}{on}: one event at a time through EventTagger, {LATENCY_EVENTS} events, "
+              f"{args.threads} threads, {each}; ms per event, min / median over the processes")  # fmt: skip
+        for name, rs in results.items():
+            med, p99 = [r["median_ms"] for r in rs], [r["p99_ms"] for r in rs]
+            print(f"  {name:24s} median {min(med):.3f} / {statistics.median(med):.3f}, "
+                  f"p99 {min(p99):.2f} / {statistics.median(p99):.2f}")  # fmt: skip
+        old, new = (statistics.median([r["median_ms"] for r in rs]) for rs in results.values())
+        print(f"  ratio of the medians (base / working tree): {old / new:.2f}")
+    elif args.pipeline:
         print(f"tau_gnn.yaml event loop, {jets} jets, {args.threads} threads, {each}; us/jet min / median")
         base_r, head_r = results.values()
         for label in base_r[0]["stages"]:

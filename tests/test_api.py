@@ -170,6 +170,22 @@ def test_plain_path_makes_the_batch_of_the_general_path(events, monkeypatch, che
     assert _read(source, events[:0], True, monkeypatch)[::2] == (0, False)  # no events: the general path
 
 
+def test_plain_path_accepts_what_the_general_path_accepts_at_a_bound(events, monkeypatch) -> None:
+    """A float32 value at a bound that only its rounding to float32 accepts (numpy compares float32 values with
+    the bounds in float32) passes on the plain path too: the same batch, made by the plain path."""
+    from dataformats.schema import field_of
+
+    hi = field_of("Track_phi").bounds[1]
+    edge = np.float32(hi)
+    assert float(edge) > hi  # rounded up: accepted by numpy's comparison, not by a float64 one
+    given = _damaged(events, "Track_phi", lambda v: np.where(np.arange(len(v)) == 3, edge, v))
+    source = _array_source()
+    _, plain, made = _read(source, given, True, monkeypatch)
+    _, general, _ = _read(source, given, False, monkeypatch)
+    assert made and plain.get("source:Track")["phi"][3] == edge
+    _same_batch(plain, general)
+
+
 def _damaged(events, branch: str, change):
     """A dict of the events' branches with the flat values of ``branch`` changed by ``change``."""
     out = {k: events[k] for k in events.fields}

@@ -260,6 +260,11 @@ def test_jet_bookkeeping_kernels_equal_numpy(seed) -> None:
     np.testing.assert_array_equal(event, np.repeat(np.arange(len(counts)), counts))
     np.testing.assert_array_equal(local, np.arange(offsets[-1]) - offsets[event])
     assert event.dtype == np.int64 and local.dtype == np.int32
+    shifted = jet_event_index(offsets + 5)  # offsets from another start: the same events and indices
+    np.testing.assert_array_equal(shifted[0], event)
+    np.testing.assert_array_equal(shifted[1], local)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        jet_event_index(np.array([0, 3, 2, 4]))
     ieta = rng.integers(0, geo.ECAL_N_IETA, 50).astype(np.int16)
     ieta[:4] = [0, 16, 263, geo.ECAL_N_IETA - 1]
     for W in (1, 32, 33, 125):

@@ -160,16 +160,29 @@ def window_hits(hits: WindowHits) -> WindowHits:
 
 
 @njit(cache=True, nogil=True)
-def jet_event_index(offsets):
-    """(event int64, index within its event int32) of every jet of a collection with ``offsets`` int64
-    [n_events + 1] from 0 (non-decreasing, as the source checks them)."""
-    n = offsets[-1] if offsets.shape[0] else 0
+def _event_index(offsets):
+    """(event, index within its event, True) of every entry; (empty, empty, False) for decreasing offsets."""
+    n_events = offsets.shape[0] - 1
+    for e in range(n_events):
+        if offsets[e + 1] < offsets[e]:
+            return np.empty(0, np.int64), np.empty(0, np.int32), False
+    base = offsets[0] if n_events >= 0 else 0
+    n = offsets[n_events] - base if n_events >= 0 else 0
     event = np.empty(n, np.int64)
     local = np.empty(n, np.int32)
-    for e in range(offsets.shape[0] - 1):
+    for e in range(n_events):
         for j in range(offsets[e], offsets[e + 1]):
-            event[j] = e
-            local[j] = j - offsets[e]
+            event[j - base] = e
+            local[j - base] = j - offsets[e]
+    return event, local, True
+
+
+def jet_event_index(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(event int64, index within its event int32) of every jet of a collection with ``offsets`` [n_events + 1]
+    (one loop instead of numpy's repeat, arange and gather); ValueError for decreasing offsets."""
+    event, local, ok = _event_index(as_int64(offsets))
+    if not ok:
+        raise ValueError("the jet offsets must be non-decreasing")
     return event, local
 
 

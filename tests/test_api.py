@@ -239,3 +239,63 @@ def test_plain_path_falls_back_for_other_forms(events, monkeypatch, change) -> N
     assert not made
     _same_batch(plain, general)
     assert plain.get("source:EcalHit")["energy"].dtype == np.float32 and plain.ids["event"].dtype == np.uint64
+
+
+def _damage(events, rng):
+    """The events as a dict of branches (or a record array of them) with one branch damaged at random: a NaN, inf or
+    out-of-range value, another number type, lists moved between events, one event less, or the branch left out."""
+    given = {k: events[k] for k in events.fields}
+    name = events.fields[int(rng.integers(len(events.fields)))]
+    arr, kind = given[name], int(rng.integers(0, 8))
+    if arr.ndim == 2 and len(ak.flatten(arr)):
+        flat, counts = ak.to_numpy(ak.flatten(arr)).copy(), ak.to_numpy(ak.num(arr)).copy()
+        i = int(rng.integers(len(flat)))
+        if kind in (0, 2) and flat.dtype.kind == "f":
+            flat[i] = np.nan if kind == 0 else np.inf
+        elif kind == 1:
+            flat[i] = np.array(rng.choice([-1, 7, 300, 1e6, -1e6])).astype(flat.dtype)
+        elif kind == 3:
+            flat = flat.astype(rng.choice([np.float64, np.int64, np.int32, np.float32]))
+        elif kind == 4 and len(counts) > 1 and counts.sum():
+            j = int(np.argmax(counts > 0))
+            counts[j], counts[-1] = counts[j] - 1, counts[-1] + 1
+        given[name] = ak.unflatten(flat, counts)
+    elif arr.ndim == 1:
+        values = ak.to_numpy(arr).copy()
+        if kind == 3:
+            values = values.astype(np.int64) - (2**40 if rng.random() < 0.5 else 0)  # a cast; negative: it fails
+        given[name] = ak.Array(values)
+    if kind == 5:
+        given[name] = given[name][:-1]
+    if kind == 6:
+        given.pop(name)
+    if kind == 7 and len({len(v) for v in given.values()}) == 1:
+        return ak.zip(given, depth_limit=1)
+    return given
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_plain_and_general_paths_agree_on_damaged_events(events, monkeypatch, seed) -> None:
+    """Randomly damaged events: the plain path gives the general path's batch, or its error word for word."""
+    rng = np.random.default_rng(seed)
+    made = failed = 0
+    for _ in range(100):
+        given = _damage(events[int(rng.integers(0, 10)) : int(rng.integers(10, N + 1))], rng)
+        for check_values in (True, False):
+            source = _array_source(check_values)
+            outcomes = []
+            for plain in (True, False):
+                try:
+                    outcomes.append(_read(source, given, plain, monkeypatch))
+                except SchemaError as err:
+                    outcomes.append(str(err))
+            first, second = outcomes
+            if isinstance(first, str) or isinstance(second, str):
+                assert first == second
+                failed += 1
+            else:
+                assert first[0] == second[0]
+                if first[0]:
+                    _same_batch(first[1], second[1])
+                made += first[2]
+    assert made > 50 and failed > 50  # both kinds of outcome were exercised

@@ -70,7 +70,9 @@ def measure_pipeline(code: Path, threads: int, runs: int, copies: int, scores: P
 
 
 def measure_latency(code: Path, threads: int, runs: int, config: str, scores: Path, backend: str = "") -> None:
-    """Child: single-event latency through EventTagger of ``config`` with the tree at ``code``; one JSON line."""
+    """Child: single-event latency through EventTagger of ``config`` with the tree at ``code``; one JSON line. (Not
+    bench_pipeline's ``latency``: importing bench_pipeline puts its own tree first on the path, and a base
+    revision's may take other arguments.)"""
     sys.path[:0] = [str(code)]
     import awkward as ak
     import uproot

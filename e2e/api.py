@@ -54,8 +54,6 @@ class EventTagger:
         for m in self.modules:
             m.begin()
         self.process._warm_up(self.modules)  # numba compile / cache load and inference sessions, now
-        assert isinstance(self.source, ArraySource)
-        self.source.warm_up()
 
     def __call__(self, events: Any) -> dict[str, ak.Array]:
         """Branch name -> awkward array (per-jet branches jagged by event, collections jagged by event)."""

@@ -53,7 +53,16 @@ class ArraySource(RootSource):
         self._plain_plans: dict[bool, _PlainPlan] = {}
 
     def begin(self) -> None:
+        """No files; the plain path's value checks are compiled (or loaded from numba's cache) for the number types
+        of the plan's branches now, so that the first events given do not wait for them."""
         self.files, self._by_path = [], {}
+        for truth in (False, True):
+            plan = self._plain_plan(truth)
+            checks = [(dtype, check) for _, dtype, check in plan.ids]
+            checks += [(dtype, check) for _, fields in plan.collections for _, _, dtype, check in fields]
+            for dtype, check in checks:
+                if check is not None and dtype.itemsize <= 4:
+                    _all_within(np.zeros(0, dtype), *check)
 
     def set_plan(self, columns: ColumnPlan) -> None:
         super().set_plan(columns)
@@ -103,17 +112,6 @@ class ArraySource(RootSource):
             elif len(arr) != n:
                 raise SchemaError(f"{MEMORY}: branch '{name}' has {len(arr)} events, '{wanted[0]}' has {n}")
         return n or 0, casts
-
-    def warm_up(self) -> None:
-        """Compile (or load from numba's cache) the plain path's value check for the number types of the plan's
-        branches, so that the first events given do not wait for it."""
-        for truth in (False, True):
-            plan = self._plain_plan(truth)
-            checks = [(dtype, check) for _, dtype, check in plan.ids]
-            checks += [(dtype, check) for _, fields in plan.collections for _, _, dtype, check in fields]
-            for dtype, check in checks:
-                if check is not None and dtype.itemsize <= 4:
-                    _all_within(np.zeros(0, dtype), *check)
 
     def _plain_plan(self, truth: bool) -> _PlainPlan:
         """The branches a batch needs and how the plain path checks each (made once per plan and truth)."""
@@ -219,12 +217,11 @@ _Check = tuple[float, float] | None
 
 class _PlainPlan(NamedTuple):
     """The branches of a batch with their schema number type and check: the ids, then per collection
-    (field, branch, ...); ``wanted``: every branch name, ids first; ``counters``: the collections."""
+    (field, branch, ...); ``wanted``: every branch name, ids first."""
 
     ids: tuple[tuple[str, np.dtype, _Check], ...]
     collections: tuple[tuple[str, tuple[tuple[str, str, np.dtype, _Check], ...]], ...]
     wanted: tuple[str, ...]
-    counters: tuple[str, ...]
 
     @classmethod
     def of(cls, branches: Mapping[str, Mapping[str, str]], check_values: bool) -> _PlainPlan:
@@ -242,7 +239,7 @@ class _PlainPlan(NamedTuple):
             for coll, fields in branches.items()
         )
         wanted = tuple(dict.fromkeys([*ID_FIELDS, *(b for fields in branches.values() for b in fields.values())]))
-        return cls(ids, colls, wanted, tuple(branches))
+        return cls(ids, colls, wanted)
 
 
 def _plain_numbers(layout: Any, dtype: np.dtype | None) -> np.ndarray | None:

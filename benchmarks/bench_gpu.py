@@ -7,7 +7,8 @@ cores); every figure is measured here, in this run:
 - models alone (``tau_gnn``, ``tau_gnn_fast``, ``tau_cnn``), inputs already on the GPU (torch), at large
   micro-batches: jets/s (min / median of ``--repeats``), float32 and, at the best micro-batch, TF32 and bfloat16
   autocast with their score change against float32 on the CPU (max |delta|, and the AUC-relevant fraction of
-  jets whose score moves by more than 1e-3); ONNX Runtime's CUDA execution provider too, when installed;
+  jets whose score moves by more than 1e-3); ONNX Runtime's CUDA execution provider too, when installed; for
+  ParticleNet, the fused EdgeConv kernel against the block's torch form and the kernel's block shapes;
 - end to end, ROOT -> ROOT in this process: ``tau_gnn.yaml`` and ``tau_cnn.yaml`` on CPU and on CUDA (torch and,
   when installed, ONNX Runtime CUDA), per stage us/jet and the event loop's jets/s, next to uproot alone reading
   the same branches (the read floor): the GPU stage's share says whether the GPU or the CPU limits the rate;
@@ -48,6 +49,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_pipeline import CNN_CONFIG, CONFIG, FAST_CONFIG, fmt, gnn_model, job, products, stage_runs  # noqa: E402
 from bench_run import read_floor, replicate  # noqa: E402
 
+from taggers.models import edgeconv_cuda  # noqa: E402
 from taggers.modules import tf32_switches  # noqa: E402  (torch's TF32 switches, restored after)
 
 T0 = time.perf_counter()
@@ -73,6 +75,7 @@ def environment(device: str) -> dict[str, Any]:
         "torch_cuda": torch.version.cuda,
         "onnxruntime": ort.__version__,
         "ort_providers": ort.get_available_providers(),
+        "triton": triton_version(),
         "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "load_avg_1min": os.getloadavg()[0],
@@ -92,6 +95,14 @@ def environment(device: str) -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             env["driver"] = "nvidia-smi not available"
     return env
+
+
+def triton_version() -> str:
+    try:
+        import triton
+    except ImportError:
+        return "not installed (EdgeConv runs in its torch form on CUDA)"
+    return str(triton.__version__)
 
 
 def cpu_model() -> str:
@@ -254,6 +265,8 @@ def model_alone(
         best = max(best, (measure("float32", size, on_device(size)), size))
     size = best[1]
     batches = on_device(size)
+    if device == "cuda" and edgeconv_cuda.used_by(session) and budget():
+        fused_against_torch_form(measure, size, batches, rows)
     for tag, dtype in [("tf32", None)] + [("bf16 autocast", torch.bfloat16)] * (device == "cuda"):
         if budget():
             measure(tag, size, batches, dtype)
@@ -273,6 +286,32 @@ def model_alone(
             f"  ONNX Runtime CUDA EP, micro-batch {size} (numpy in and out, transfers counted): "
             f"{fmt_rate(rate)} jets/s (best / median); max |score - CPU| {diff:.2e} ({ort_tagger.describe()})"
         )
+
+
+def fused_against_torch_form(
+    measure: Callable[..., float], size: int, batches: list[tuple[Any, ...]], rows: dict[str, Any]
+) -> None:
+    """ParticleNet on CUDA: the fused EdgeConv kernel (taggers/models/edgeconv_cuda.py) against the block's torch
+    form in this run, then its block shapes (edge rows per program, warps) around the default."""
+    say("  EdgeConv: the fused Triton kernel (default) against the torch form, and the kernel's block shapes")
+    edgeconv_cuda.ENABLED = False
+    try:
+        plain = measure("float32 torch form", size, batches)
+    finally:
+        edgeconv_cuda.ENABLED = True
+    default = (dict(edgeconv_cuda.BLOCK_ROWS), edgeconv_cuda.NUM_WARPS)
+    rates = {}
+    try:
+        for block_rows, warps in [(None, default[1]), (64, 4), (128, 4), (64, 8), (256, 8)]:
+            tag = "default" if block_rows is None else f"{block_rows} rows, {warps} warps"
+            edgeconv_cuda.BLOCK_ROWS.update(default[0] if block_rows is None else dict.fromkeys(default[0], block_rows))
+            edgeconv_cuda.NUM_WARPS = warps
+            rates[tag] = measure(f"float32 fused ({tag})", size, batches)
+    finally:
+        edgeconv_cuda.BLOCK_ROWS.update(default[0])
+        edgeconv_cuda.NUM_WARPS = default[1]
+    rows["fused_over_torch_form"] = rates["default"] / plain
+    say(f"  fused kernel / torch form: {rates['default'] / plain:.2f}x (medians, same run)")
 
 
 def kernel_profile(session: Any, batches: list[Any], n_jets: int, rows: int = 10) -> None:

@@ -203,9 +203,20 @@ class TaggerBase(Producer):
         self._feed_names = self.feed.check_session(session, len(self.artefact.outputs))
         return session
 
+    def _fused_note(self) -> str:
+        """On CUDA with torch: whether ParticleNet's EdgeConv ran as the fused Triton kernel (it is switched off in a
+        process where it failed to compile, with a warning)."""
+        if not self._torch_cuda:
+            return ""
+        from taggers.models import edgeconv_cuda
+
+        return ", EdgeConv fused by Triton" if edgeconv_cuda.used_by(self._session) else ""
+
     def describe(self) -> str:
         name = self.artefact.spec.get("name", self.artefact.path.name)
-        return f"model {name}: {self._device or 'not run'}, micro-batch {self.params.micro_batch} jets"
+        return (
+            f"model {name}: {self._device or 'not run'}{self._fused_note()}, micro-batch {self.params.micro_batch} jets"
+        )
 
     def run_model(self, inputs: dict[str, np.ndarray], feature_names: tuple[str, ...] = ()) -> np.ndarray:
         """The model's output for one micro-batch of the kind's inputs, from either backend."""

@@ -44,3 +44,20 @@ def test_cnn_cuda_float32_by_default_and_tf32_on_request(tmp_path, capsys):
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == saved
     assert np.abs(scores["cuda", "float32"] - scores["cpu", "float32"]).max() <= 1e-5
     assert np.abs(scores["cuda", "tf32"] - scores["cpu", "float32"]).max() <= 5e-2
+
+
+def test_shipped_particlenet_on_cuda_runs_the_fused_kernel(tmp_path, capsys):
+    """tau_gnn.yaml with torch on CUDA: the summary says that EdgeConv ran fused (where Triton imports, as with
+    PyTorch's CUDA wheels), and the scores are within 1e-5 of the CPU's."""
+    from taggers.models import edgeconv_cuda
+
+    scores = {}
+    for device in ("cpu", "cuda"):
+        data = yaml.safe_load((REPO / "process_configs" / "tau_gnn.yaml").read_text())
+        data["modules"]["tauGNN"].update(backend="torch", device=device)
+        data["source"]["files"] = [str(SAMPLE)]
+        out, scores[device] = tag(tmp_path, data, device, capsys, 20, "Jet_tauGNN_tau")
+        if device == "cuda":
+            assert "torch on cuda" in out
+            assert ("EdgeConv fused by Triton" in out) == (edgeconv_cuda._kernel() is not None)
+    assert np.abs(scores["cuda"] - scores["cpu"]).max() <= 1e-5

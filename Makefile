@@ -9,7 +9,8 @@ BIN    := $(VENV)/bin
 ORT    ?= cpu
 EXTRAS := $(ORT),gen,test,plot
 STAMP  := $(VENV)/.installed-$(ORT)
-# make test also installs the compatibility extras (real ROOT and coffea), so those tests run instead of skipping
+# make test also installs the compatibility extras (real ROOT and coffea, dask, Triton), so those tests run instead
+# of skipping
 TEST_STAMP := $(VENV)/.installed-test-$(ORT)
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
 # e2e's own modules byte-compiled once (where PYTHONDONTWRITEBYTECODE is set, each start would compile ~50 modules
@@ -32,7 +33,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS),root,coffea,dask]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS),root,coffea,dask,triton]"
 	touch $@
 
 run: install

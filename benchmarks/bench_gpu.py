@@ -11,13 +11,15 @@ cores); every figure is measured here, in this run:
   ParticleNet, the fused EdgeConv kernel against the block's torch form and the kernel's block shapes;
 - end to end, ROOT -> ROOT in this process: ``tau_gnn.yaml`` and ``tau_cnn.yaml`` on CPU and on CUDA (torch and,
   when installed, ONNX Runtime CUDA), per stage us/jet and the event loop's jets/s, next to uproot alone reading
-  the same branches (the read floor): the GPU stage's share says whether the GPU or the CPU limits the rate;
+  the same branches (the read floor): the GPU stage's share says whether the GPU or the CPU limits the rate; the
+  CNN on torch CUDA also with its frames copied dense (``taggers/transfer.py`` off: the baseline of sending only
+  their non-zero pixels);
 - scores: every CUDA run's output tree against the CPU run's (max |delta| per score branch);
 - scale-out on one GPU: ``e2e-run --executor futures --workers W`` for ``tau_gnn.yaml`` on CUDA (every worker its
   own CUDA session), wall jets/s after setup.
 
     python benchmarks/bench_gpu.py [--replicas 40] [--cnn-replicas 10] [--repeats 3] [--workers 4 8]
-                                   [--json OUT.json] [--budget-s 330]
+                                   [--jobs gnn cnn fast] [--json OUT.json] [--budget-s 330]
 
 Without CUDA it says so and, with ``--dry-run``, runs every step on the CPU at a small size (to check the script).
 """
@@ -49,6 +51,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_pipeline import CNN_CONFIG, CONFIG, FAST_CONFIG, fmt, gnn_model, job, products, stage_runs  # noqa: E402
 from bench_run import read_floor, replicate  # noqa: E402
 
+from taggers import transfer  # noqa: E402
 from taggers.models import edgeconv_cuda  # noqa: E402
 from taggers.modules import tf32_switches  # noqa: E402  (torch's TF32 switches, restored after)
 
@@ -153,12 +156,19 @@ def end_to_end(
     rows = []
     floor_data = None
     for v in variants:
+        v = dict(v)
+        dense = v.pop("dense_upload", False)  # frames copied dense to the GPU: the baseline of taggers/transfer.py
         tag = f"{v['backend']}-{v['device']}" + (f"-mb{v['micro_batch']}" if "micro_batch" in v else "")
+        tag += "-dense-upload" if dense else ""
         out = tmp / f"{name}-{tag}.root"
         data = configured(config, path, out, threads, label, **v)
         floor_data = data
-        stage_runs(data, 1)  # warm-up: numba cache, sessions, cuDNN's algorithms, the allocators
-        runs = stage_runs(data, repeats)
+        transfer.ENABLED = not dense
+        try:
+            stage_runs(data, 1)  # warm-up: numba cache, sessions, cuDNN's algorithms, the allocators
+            runs = stage_runs(data, repeats)
+        finally:
+            transfer.ENABLED = True
         loops = [sum(r.times.values()) for r in runs]
         stages = {k: [1e6 * r.times[k] / n_jets for r in runs] for k in runs[0].times}
         rate = [n_jets / t for t in loops]
@@ -365,6 +375,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, nargs="*", default=[4, 8], help="futures workers for the scale-out runs")
     ap.add_argument("--workers-replicas", type=int, default=200, help="copies of the sample for the scale-out runs")
     ap.add_argument("--budget-s", type=float, default=330.0, help="skip the remaining optional steps after this")
+    ap.add_argument(
+        "--jobs",
+        nargs="+",
+        choices=["gnn", "cnn", "fast"],
+        default=["gnn", "cnn", "fast"],
+        help="which parts: tau_gnn (end to end, model alone), tau_cnn (both), tau_gnn_fast (model alone)",
+    )
     ap.add_argument("--json", type=Path, help="write every figure here as JSON")
     ap.add_argument("--dry-run", action="store_true", help="no CUDA: run every step on the CPU (a check)")
     args = ap.parse_args(argv)
@@ -393,21 +410,23 @@ def main(argv: list[str] | None = None) -> int:
         cnn_variants: list[dict[str, Any]] = [
             {"backend": "onnxruntime", "device": "cpu"},
             {"backend": "torch", "device": device, "micro_batch": 1024},
+            {"backend": "torch", "device": device, "micro_batch": 1024, "dense_upload": True},
         ]
         if ort_cuda() and device == "cuda":
             gnn_variants.append({"backend": "onnxruntime", "device": "cuda", "micro_batch": 4096})
             cnn_variants.append({"backend": "onnxruntime", "device": "cuda", "micro_batch": 1024})
         else:
             say("ONNX Runtime has no CUDA execution provider here: its CUDA rows are left out")
-        end_to_end("tau_gnn.yaml", CONFIG, gnn_file, tmp, cores, "tauGNN", gnn_variants, args.repeats, n_gnn)
-        model_alone("tau_gnn", CONFIG, gnn_file, cores, "tauGNN", "hitGraphs", args.gnn_batches, args.repeats,
-                    device, budget)  # fmt: skip
-        if budget():
+        if "gnn" in args.jobs:
+            end_to_end("tau_gnn.yaml", CONFIG, gnn_file, tmp, cores, "tauGNN", gnn_variants, args.repeats, n_gnn)
+            model_alone("tau_gnn", CONFIG, gnn_file, cores, "tauGNN", "hitGraphs", args.gnn_batches, args.repeats,
+                        device, budget)  # fmt: skip
+        if "cnn" in args.jobs and budget():
             end_to_end("tau_cnn.yaml", CNN_CONFIG, cnn_file, tmp, cores, "tauCNN", cnn_variants, args.repeats, n_cnn)
-        if budget():
+        if "cnn" in args.jobs and budget():
             model_alone("tau_cnn", CNN_CONFIG, cnn_file, cores, "tauCNN", "jetFrames", args.cnn_batches,
                         args.repeats, device, budget)  # fmt: skip
-        if budget():
+        if "fast" in args.jobs and budget():
             model_alone("tau_gnn_fast", FAST_CONFIG, gnn_file, cores, "tauGNN",
                         yaml.safe_load(FAST_CONFIG.read_text())["modules"]["tauGNN"]["graphs"], args.gnn_batches,
                         args.repeats, device, budget)  # fmt: skip

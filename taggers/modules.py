@@ -26,6 +26,7 @@ from e2e.module import Producer
 from e2e.params import input_tag, param
 from taggers.artefact import ONNX, Artefact
 from taggers.inputs import INPUT_KINDS, InputKind
+from taggers.transfer import to_device
 
 
 @dataclass
@@ -229,7 +230,8 @@ class TaggerBase(Producer):
                     out = session(*[torch.from_numpy(v) for v in inputs.values()])
                 return out.float().numpy()
             with torch.inference_mode(), tf32_switches(self.params.precision == "tf32"):
-                out = session(*[torch.from_numpy(v).to("cuda") for v in inputs.values()])
+                sparse = self.input_kind.sparse_inputs
+                out = session(*[to_device(v, "cuda", k in sparse) for k, v in inputs.items()])
             return out.float().cpu().numpy()
         return session.run(None, self.feed.build(inputs, feature_names, self._feed_names))[0]
 

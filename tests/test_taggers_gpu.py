@@ -61,3 +61,14 @@ def test_shipped_particlenet_on_cuda_runs_the_fused_kernel(tmp_path, capsys):
             assert "torch on cuda" in out
             assert ("EdgeConv fused by Triton" in out) == (edgeconv_cuda._kernel() is not None)
     assert np.abs(scores["cuda"] - scores["cpu"]).max() <= 1e-5
+
+
+def test_frames_sent_as_their_nonzero_pixels_arrive_bit_for_bit():
+    from taggers import transfer
+
+    rng = np.random.default_rng(7)
+    frames = np.where(rng.random((16, 8, 125, 125)) < 0.04, rng.normal(size=(16, 8, 125, 125)), 0).astype(np.float32)
+    frames[0, 0, 0, :3] = [-0.0, np.nan, 1e-45]
+    sent = transfer.to_device(frames, "cuda", sparse=True)
+    assert sent.is_cuda
+    np.testing.assert_array_equal(sent.cpu().numpy().view(np.uint32), frames.view(np.uint32))

@@ -19,6 +19,7 @@ CPU's, the torch form's 9.5e-7; tests/test_edgeconv_fused.py). tau_gnn alone on 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from typing import Any
@@ -141,10 +142,12 @@ def edge_mlp(
         nodes = _pow2(-(-16 // kp))
     grid = (-(-n // nodes),)
     try:
-        _kernel()[grid](
-            a.contiguous(), b.contiguous(), neighbors.contiguous(), weights, biases, shortcut.contiguous(), out, n,
-            K=k, KP=kp, W=width, WP=wp, NODES=nodes, LAYERS=len(layers), num_warps=NUM_WARPS,
-        )  # fmt: skip
+        # Triton launches on the current CUDA device: make it the tensors' (the interpreter runs on the CPU)
+        with torch.cuda.device(a.device) if a.is_cuda else contextlib.nullcontext():
+            _kernel()[grid](
+                a.contiguous(), b.contiguous(), neighbors.contiguous(), weights, biases, shortcut.contiguous(), out,
+                n, K=k, KP=kp, W=width, WP=wp, NODES=nodes, LAYERS=len(layers), num_warps=NUM_WARPS,
+            )  # fmt: skip
     except Exception as err:
         if not type(err).__module__.startswith("triton"):
             raise

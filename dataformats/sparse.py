@@ -157,7 +157,7 @@ def flat_nonzero(data: np.ndarray, counts: np.ndarray | None = None) -> FlatNonz
     offsets = np.zeros(counts.size + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     total = int(offsets[-1])
-    index = np.empty(total, dtype=np.int32 if flat.size < 2**31 else np.int64)
+    position = np.empty(total, dtype=np.int32 if flat.size < 2**31 else np.int64)
     value = np.empty(total, dtype=np.float32)
-    _fill_flat_nonzero(flat.view(np.uint32), flat, FLAT_CHUNK, offsets, index, value)
-    return FlatNonzero(index, value)  # positions, values
+    _fill_flat_nonzero(flat.view(np.uint32), flat, FLAT_CHUNK, offsets, position, value)
+    return FlatNonzero(position, value)

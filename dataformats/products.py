@@ -72,14 +72,19 @@ class JaggedCollection:
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
+    def event_and_local_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """(event within the batch int64, index within its event int32) of every entry, in one pass."""
+        from dataformats.indexing import event_and_local_index
+
+        return event_and_local_index(self.offsets)
+
     def event_index(self) -> np.ndarray:
         """Event (within the batch) of every entry, int64."""
-        return np.repeat(np.arange(self.n_events, dtype=np.int64), self.counts)
+        return self.event_and_local_index()[0]
 
-    def local_index(self, event_index: np.ndarray | None = None) -> np.ndarray:
+    def local_index(self) -> np.ndarray:
         """Index of every entry within its event (e.g. the jet's index in ``Jet``), int32."""
-        ev = self.event_index() if event_index is None else event_index
-        return (np.arange(len(self), dtype=np.int64) - self.offsets[ev]).astype(np.int32)
+        return self.event_and_local_index()[1]
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,9 @@ def count_flat_nonzero(data: np.ndarray) -> np.ndarray:
 def flat_nonzero(data: np.ndarray, counts: np.ndarray | None = None) -> FlatNonzero:
     """The non-zero elements of float32 ``data`` (any shape) as flat indices and values, in order: ``out =
     zeros(data.size); out[position] = value`` gives ``data.ravel()`` back bit for bit. Parallel over chunks (two
-    passes; ``counts``: the first, from :func:`count_flat_nonzero`, when the caller has it)."""
+    passes; ``counts``: the first, from :func:`count_flat_nonzero`, when the caller has it). Not
+    :func:`frame_pixels`: that one drops -0.0 and splits each position into (channel, row, col); built on this
+    kernel (numpy splitting the positions) it was 1.4x slower on one thread, 2.2x on two, than its own kernel."""
     data = np.ascontiguousarray(data)
     if data.dtype != np.float32:
         raise TypeError(f"flat_nonzero: float32 arrays only, got {data.dtype}")

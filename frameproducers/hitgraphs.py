@@ -140,7 +140,7 @@ class HitGraphProducer(Producer):
         jets: JaggedCollection = batch.get(p.jets)
         trk: JaggedCollection = batch.get(p.tracks)
         cut, dz_max = pv_dz_cut(trk, float(p.dz_max), f"modules.{self.label}.dz_max")
-        jet_event = jets.event_index()
+        jet_event, jet_index = jets.event_and_local_index()
         if cut == math.inf:
             self.count("jets whose track nodes are the source's PV-track sums (dz_max not applied again)", len(jets))
         par = kernels.hit_node_params(
@@ -175,7 +175,7 @@ class HitGraphProducer(Producer):
             self.label,
             JetGraphs(
                 jets.offsets,
-                jets.local_index(jet_event),
+                jet_index,
                 record,
                 x=x,
                 pos=pos,

@@ -21,7 +21,7 @@ from e2e.module import Producer
 from e2e.params import input_tag, param
 from frameproducers.channels import CHANNEL_CODE, CHANNEL_COLLECTION, CHANNELS, N_CHANNEL_CODES
 from frameproducers.kernels import CaloHits, ChannelMap, JetSeeds, TrackerHits, WindowHits, WindowTracks
-from frameproducers.kernels.inputs import count_eta_edge, jet_event_index
+from frameproducers.kernels.inputs import count_eta_edge
 
 DEFAULT_CHANNELS = ["track_pt", "track_d0", "track_dz", "ecal", "hcal"]
 
@@ -167,7 +167,7 @@ class PixelMap:
         """The jet collection, the window seeds (event int64 and seed crystal of each jet) and each jet's
         event-local index (int32)."""
         jets: JaggedCollection = batch.get(self.params.jets)
-        jet_event, jet_index = jet_event_index(jets.offsets)
+        jet_event, jet_index = jets.event_and_local_index()
         return jets, JetSeeds(jet_event, jets["seed_ieta"], jets["seed_iphi"]), jet_index
 
     def window_hits(self, batch: EventBatch) -> WindowHits:

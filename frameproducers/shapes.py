@@ -71,8 +71,7 @@ class JetShapeProducer(Producer):
         ecal: JaggedCollection = batch.get(p.ecal_hits)
         hcal: JaggedCollection = batch.get(p.hcal_hits)
         trk: JaggedCollection = batch.get(p.tracks)
-        jet_event = jets.event_index()
-        jet_index = jets.local_index(jet_event)
+        jet_event, jet_index = jets.event_and_local_index()
         out = np.empty((len(jets), len(kernels.SHAPE_NAMES)), dtype=np.float32)
         cut, dz_max = pv_dz_cut(trk, float(p.dz_max), f"modules.{self.label}.dz_max")
         kernels.fill_jet_shapes(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import yaml
 
 from e2e.errors import ConfigError, short
+from e2e.paths import atomic_file
 from e2e.yamlio import load_yaml_file
 from taggers.feed import Feed, parse_feed
 from taggers.inputs import INPUT_KINDS, InputKind
@@ -358,6 +358,5 @@ def write_onnx(target: Path, proto: Any, text: str) -> None:
     proto.metadata_props.extend(kept)
     entry = proto.metadata_props.add()
     entry.key, entry.value = ONNX_METADATA_KEY, text
-    partial = target.with_name(target.name + ".partial")
-    onnx.save(proto, str(partial))
-    os.replace(partial, target)
+    with atomic_file(target) as out:
+        onnx.save(proto, str(out.tmp))

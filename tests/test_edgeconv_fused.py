@@ -43,7 +43,7 @@ def _block(cin: int, width: int, layers: int, seed: int) -> EdgeConvBlock:
 def _fused(block: EdgeConvBlock, x: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
     w = block._folded_weights(x.shape[1], list(block.lins), list(block.norms))  # type: ignore[arg-type]
     return edgeconv_cuda.edge_mlp(
-        F.linear(x, *w.neighbour), F.linear(x, *w.node), nb, w.layers, F.linear(x, *w.shortcut)
+        F.linear(x, *w.neighbour), F.linear(x, *w.node), nb, w.stacked, F.linear(x, *w.shortcut)
     )
 
 
@@ -143,7 +143,7 @@ class _FakeKernel:
 def _inputs(width: int = 32, n: int = 20, k: int = 4):
     g = torch.Generator().manual_seed(1)
     a, b, sc = (torch.randn(n, width, generator=g) for _ in range(3))
-    return a, b, torch.randint(0, n, (n, k), generator=g), [(torch.randn(width, width), torch.randn(width))], sc
+    return a, b, torch.randint(0, n, (n, k), generator=g), (torch.randn(1, width, width), torch.randn(1, width)), sc
 
 
 def test_wider_blocks_keep_torch_form(monkeypatch):

@@ -250,8 +250,10 @@ def test_graph_coordinates_and_empty_graphs() -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_jet_bookkeeping_kernels_equal_numpy(seed) -> None:
-    """jet_event_index, count_eta_edge and the channel-code check against the numpy they replace."""
-    from frameproducers.kernels.inputs import _codes_map_onto, count_eta_edge, jet_event_index
+    """The collections' event and local index, count_eta_edge and the channel-code check against the numpy they
+    replace."""
+    from dataformats.indexing import event_and_local_index as jet_event_index
+    from frameproducers.kernels.inputs import _codes_map_onto, count_eta_edge
 
     rng = np.random.default_rng(seed)
     counts = rng.integers(0, 4, rng.integers(0, 9))

@@ -57,10 +57,10 @@ def event_split(
 def jet_keys(ids: dict[str, np.ndarray], jets: JaggedCollection, seed: int) -> np.ndarray:
     """A reproducible pseudo-random uint64 key per jet, from its event ids, its index in the event and ``seed``:
     independent of file order and batching (the sampling order of ``max_jets``)."""
-    ev = jets.event_index()
+    ev, local = jets.event_and_local_index()
     h = _mix(ids["run"][ev], ids["luminosityBlock"][ev], ids["event"][ev], seed + 0x5EED)
     with np.errstate(over="ignore"):
-        h ^= (jets.local_index(ev).astype(np.uint64) + np.uint64(1)) * np.uint64(0xD6E8FEB86659FD93)
+        h ^= (local.astype(np.uint64) + np.uint64(1)) * np.uint64(0xD6E8FEB86659FD93)
         h ^= h >> np.uint64(32)
         h *= np.uint64(0xD6E8FEB86659FD93)
         h ^= h >> np.uint64(32)

@@ -13,12 +13,12 @@ and only when the check passes.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import yaml
 
 from e2e.errors import E2EError
+from e2e.paths import atomic_file
 
 
 def product_inputs(config: str, data: dict[str, Any], label: str, max_events: int) -> tuple[Any, list[Any]]:
@@ -93,7 +93,6 @@ def reexport(
     spec["onnx_export"] = {"command": command, "parity": result, "jets": f"the first jets of {files} through {config}"}
     text = yaml.safe_dump(spec, sort_keys=False)
     A.write_onnx(art.path / A.ONNX, proto, text)
-    partial = art.path / (A.MODEL_YAML + ".partial")
-    partial.write_text(text)
-    os.replace(partial, art.path / A.MODEL_YAML)
+    with atomic_file(art.path / A.MODEL_YAML) as out:
+        out.tmp.write_text(text)
     return result

@@ -160,33 +160,6 @@ def window_hits(hits: WindowHits) -> WindowHits:
 
 
 @njit(cache=True, nogil=True)
-def _event_index(offsets):
-    """(event, index within its event, True) of every entry; (empty, empty, False) for decreasing offsets."""
-    n_events = offsets.shape[0] - 1
-    for e in range(n_events):
-        if offsets[e + 1] < offsets[e]:
-            return np.empty(0, np.int64), np.empty(0, np.int32), False
-    base = offsets[0] if n_events >= 0 else 0
-    n = offsets[n_events] - base if n_events >= 0 else 0
-    event = np.empty(n, np.int64)
-    local = np.empty(n, np.int32)
-    for e in range(n_events):
-        for j in range(offsets[e], offsets[e + 1]):
-            event[j - base] = e
-            local[j - base] = j - offsets[e]
-    return event, local, True
-
-
-def jet_event_index(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(event int64, index within its event int32) of every jet of a collection with ``offsets`` [n_events + 1]
-    (one loop instead of numpy's repeat, arange and gather); ValueError for decreasing offsets."""
-    event, local, ok = _event_index(as_int64(offsets))
-    if not ok:
-        raise ValueError("the jet offsets must be non-decreasing")
-    return event, local
-
-
-@njit(cache=True, nogil=True)
 def count_eta_edge(seed_ieta, W):
     """Jets whose W x W window reaches beyond the ECAL grid in eta (seed row - W // 2 < 0, or past the last row)."""
     h = W // 2

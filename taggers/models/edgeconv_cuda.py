@@ -109,13 +109,14 @@ def _pow2(n: int) -> int:
 
 
 def edge_mlp(
-    a: Tensor, b: Tensor, neighbors: Tensor, layers: list[tuple[Tensor, Tensor]], shortcut: Tensor
+    a: Tensor, b: Tensor, neighbors: Tensor, layers: tuple[Tensor, Tensor] | None, shortcut: Tensor
 ) -> Tensor | None:
     """``relu(mean_j mlp(relu(a[neighbors[i, j]] + b[i])) + shortcut[i])`` per node ``i``, ``[N, width]``.
 
     ``a``, ``b``, ``shortcut``: ``[N, width]`` float32 on CUDA (the first layer's neighbour and node terms, the
     shortcut, batch norms folded in); ``neighbors [N, k]`` indices into ``a``'s rows (checked: one reduction and a
-    synchronisation per call); ``layers``: ``(W^T [width, width], bias [width])`` of the later layers.
+    synchronisation per call); ``layers``: the later layers stacked, ``(W^T [L, width, width], bias [L, width])``
+    (contiguous; None for none).
 
     None (the caller runs the torch form) for widths over :data:`MAX_WIDTH`, or when Triton cannot compile the
     kernel here: then a warning names the cause once and the kernel stays off in this process."""
@@ -130,15 +131,11 @@ def edge_mlp(
     lo, hi = torch.stack(torch.aminmax(neighbors)).tolist()
     if lo < 0 or hi >= a.shape[0]:
         raise IndexError(f"EdgeConv: neighbour indices outside 0..{a.shape[0] - 1} (the micro-batch's nodes)")
-    if layers:
-        weights = torch.stack([w for w, _ in layers]).contiguous()
-        biases = torch.stack([bias for _, bias in layers]).contiguous()
-    else:  # the kernel still needs valid pointers; no layer reads them
-        weights = biases = a.new_zeros(1)
+    # (no later layer: the kernel still needs valid pointers, which no layer reads)
+    weights, biases = layers if layers is not None else (a.new_zeros(1), a.new_zeros(1))
     kp, wp = _pow2(k), max(16, _pow2(width))
     nodes = max(1, BLOCK_ROWS.get(wp, 32) // kp)
-    rows = nodes * kp
-    if rows < 16:  # tl.dot needs at least 16 rows
+    if nodes * kp < 16:  # tl.dot needs at least 16 rows
         nodes = _pow2(-(-16 // kp))
     grid = (-(-n // nodes),)
     try:
@@ -146,7 +143,8 @@ def edge_mlp(
         with torch.cuda.device(a.device) if a.is_cuda else contextlib.nullcontext():
             _kernel()[grid](
                 a.contiguous(), b.contiguous(), neighbors.contiguous(), weights, biases, shortcut.contiguous(), out,
-                n, K=k, KP=kp, W=width, WP=wp, NODES=nodes, LAYERS=len(layers), num_warps=NUM_WARPS,
+                n, K=k, KP=kp, W=width, WP=wp, NODES=nodes, LAYERS=0 if layers is None else len(weights),
+                num_warps=NUM_WARPS,
             )  # fmt: skip
     except Exception as err:
         if not type(err).__module__.startswith("triton"):

@@ -71,7 +71,7 @@ class EdgeConvBlock(nn.Module):
                 F.linear(x, *weights.neighbour),
                 F.linear(x, *weights.node),
                 neighbors,
-                weights.layers,
+                weights.stacked,
                 F.linear(x, *weights.shortcut),
             )
             if fused is not None:
@@ -137,11 +137,13 @@ class EdgeConvBlock(nn.Module):
         if self._frozen is not None:
             return self._frozen
         w, bn = lins[0].weight, norms[0]
+        layers = [_folded(lin.weight, norm) for lin, norm in zip(lins[1:], norms[1:], strict=True)]
         return _FoldedWeights(
             _folded_linear(w[:, c:], bn, bias=False),
             _folded_linear(w[:, :c] - w[:, c:], bn),
-            [_folded(lin.weight, norm) for lin, norm in zip(lins[1:], norms[1:], strict=True)],
+            layers,
             _folded_linear(self.shortcut.weight, self.shortcut_norm),
+            (torch.stack([t for t, _ in layers]), torch.stack([b for _, b in layers])) if layers else None,
         )
 
 
@@ -162,6 +164,8 @@ class _FoldedWeights(NamedTuple):
     node: tuple[Tensor, Tensor | None]
     layers: list[tuple[Tensor, Tensor]]
     shortcut: tuple[Tensor, Tensor | None]
+    #: the later layers stacked, ``(W^T [L, width, width], bias [L, width])``, as the CUDA kernel reads them (None: L 0)
+    stacked: tuple[Tensor, Tensor] | None
 
 
 def _folded_linear(weight: Tensor, bn: nn.BatchNorm1d, bias: bool = True) -> tuple[Tensor, Tensor | None]:

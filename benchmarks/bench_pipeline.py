@@ -11,7 +11,9 @@ in this run, on this machine:
     size and copying them from a finished product: the memory traffic any producer must pay); and, for the kNN
     step alone, a tuned reference: scipy's cKDTree built and queried per jet on the same points (one thread);
   - GNN: the matrix-product FLOPs the model executes (torch's FlopCounterMode on the same jets) divided by the
-    rate of one large dense product (2048^3 float32) with the same threads;
+    rate of one large dense product (2048^3 float32) with the same threads; and the GNN stage again with the
+    opt-in ``precision: bf16`` (bfloat16 edge-MLP products) against the same floor and against the FLOPs at the
+    rate of a 2048^3 bfloat16 product, with its largest and mean score change against float32;
 - the other shipped graph model, ``tau_gnn_fast.yaml`` (GraphNet on pixel graphs) on the same file: its GNN stage
   against its dense-product FLOP floor, as above, and its event loop's jets/s;
 - end to end: jets/s of the whole event loop, and of the run as e2e-run reports it;
@@ -187,12 +189,12 @@ def gnn_flops_and_time(tagger: Any, prods: list[Any], repeats: int) -> tuple[flo
     return flops, best, scores
 
 
-def matmul_rate(threads: int, repeats: int) -> float:
-    """FLOP/s of a 2048^3 float32 product with ``threads`` torch threads (best of ``repeats``)."""
+def matmul_rate(threads: int, repeats: int, dtype: str = "float32") -> float:
+    """FLOP/s of a 2048^3 product (float32, or ``dtype``) with ``threads`` torch threads (best of ``repeats``)."""
     import torch
 
     torch.set_num_threads(threads)
-    a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
+    a, b = (torch.rand(2048, 2048).to(getattr(torch, dtype)) for _ in range(2))
     a @ b
     best = float("inf")
     for _ in range(max(3, repeats)):
@@ -354,6 +356,12 @@ def main(argv: list[str] | None = None) -> int:
         rate = matmul_rate(args.threads, args.repeats)
         table = padded_table(graphs)
         weaver_s, weaver_scores = weaver_style(tagger, table, args.weaver_batch, args.repeats)
+        bf16 = copy.deepcopy(data)
+        bf16["modules"]["tauGNN"]["precision"] = "bf16"
+        stage_runs(bf16, 1)  # warm-up
+        bf16_runs = stage_runs(bf16, args.repeats)
+        _, bf16_model_s, bf16_scores = gnn_flops_and_time(gnn_model(bf16), graphs, args.repeats)
+        bf16_rate = matmul_rate(args.threads, args.repeats, "bfloat16")
         fast = job(path, tmpd / "fast.root", args.threads, FAST_CONFIG)
         stage_runs(fast, 1)  # warm-up: its first two runs were up to 3x slower than the next (allocation)
         fast_runs = stage_runs(fast, args.repeats)
@@ -404,6 +412,17 @@ def main(argv: list[str] | None = None) -> int:
             f"(a tuned k-d tree, same points and k) {per_jet(knn_ref[1]):.1f} us/jet: {knn_ref[0] / knn_ref[1]:.2f}x"
         )
     print(f"{'GNN model alone (same batches)':<34} {per_jet(model_s):22.1f}")
+    bf16_gnn = [r.times["tauGNN"] for r in bf16_runs]
+    change = np.abs(bf16_scores - scores)
+    gnn_floor = floors["tauGNN"][0]
+    print(
+        f"{'tauGNN, precision: bf16 (opt-in)':<34} {fmt(bf16_gnn, 1e6 / n_jets):>22} {per_jet(gnn_floor):13.1f} "
+        f"{fmt(bf16_gnn, 1 / gnn_floor, '.2f') + 'x':>21}   (the float32 floor; "
+        f"{fmt(bf16_gnn, bf16_rate / flops if flops else 0.0, '.1f')}x the bf16 floor, 2048^3 bfloat16 at "
+        f"{bf16_rate / 1e9:,.0f} GFLOP/s; model alone {per_jet(bf16_model_s):.1f} us/jet; event loop "
+        f"{fmt([n_jets / sum(r.times.values()) for r in bf16_runs], 1, ',.0f')} jets/s; scores against float32: "
+        f"largest change {change.max():.1e}, mean {change.mean():.1e})"
+    )
     fast_gnn = [r.times["tauGNN"] for r in fast_runs]
     fast_floor = fast_flops / rate
     print(

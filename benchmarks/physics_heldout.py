@@ -10,7 +10,7 @@ tau jets of the file): the tau efficiency per CMS decay mode (Jet_decay_mode 0, 
 bin, the tau efficiency, the misID and the AUC in the bin.
 
     python benchmarks/physics_heldout.py output/heldout/mixed_mu40.root [...] \
-        [--model NAME=KIND:PATH ...] [--max-events N] [--json out.json]
+        [--model NAME=KIND:PATH ...] [--option NAME:KEY=VALUE ...] [--max-events N] [--json out.json]
 
 KIND is gnn-hits (HitGraphProducer, the new tau_gnn), gnn-pixels (JetGraphProducer window 63, the earlier
 tau_gnn), cnn (JetFrameProducer, 8 channels) or shapes (JetShapeProducer).
@@ -67,13 +67,17 @@ DECAY_MODES = {0: "1-prong", 1: "1-prong + pi0", 2: "1-prong + 2 pi0", 10: "3-pr
 PT_BINS = ((20, 30), (30, 50), (50, 100))
 
 
-def scores(path: str, models: dict[str, tuple[str, str]], max_events: int) -> tuple[dict[str, np.ndarray], dict]:
-    """Tau scores of every jet of ``path`` for each model, and the jets' truth."""
+def scores(
+    path: str, models: dict[str, tuple[str, str]], max_events: int, options: dict[str, dict[str, Any]] | None = None
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Tau scores of every jet of ``path`` for each model (its tagger block updated by ``options[name]``), and the
+    jets' truth."""
     modules: dict[str, Any] = {}
     for name, (kind, model) in models.items():
         label, block, tagger, key = PRODUCERS[kind]
         modules[label] = block
-        modules[f"tag_{name}"] = {"type": tagger, key: label, "model": model, "device": "cpu"}
+        extra = (options or {}).get(name, {})
+        modules[f"tag_{name}"] = {"type": tagger, key: label, "model": model, "device": "cpu", **extra}
     modules = with_inputs(modules, {p[0]: p[1] for p in PRODUCERS.values()})  # hitGraphs reads jetShapes' shapes
     data = {
         "source": {"files": [path], "step_size": 500, "max_events": max_events},
@@ -146,13 +150,24 @@ def main() -> int:
                    "tagged in separate runs are compared on the same jets")  # fmt: skip
     p.add_argument("--pairs", nargs="*", default=[], metavar="A:B",
                    help="paired AUC differences to print (default: consecutive models)")  # fmt: skip
+    p.add_argument("--option", action="append", default=[], metavar="NAME:KEY=VALUE",
+                   help="a tagger parameter of model NAME (e.g. bf16:precision=bf16; VALUE read as YAML)")  # fmt: skip
     args = p.parse_args()
     default = ["tau_gnn=gnn-hits:zoo:tau_gnn", "tau_cnn=cnn:zoo:tau_cnn", "tau_shapes=shapes:zoo:tau_shapes"]
     specs = args.model or default
     models = {s.split("=", 1)[0]: tuple(s.split("=", 1)[1].split(":", 1)) for s in specs}
+    options: dict[str, dict[str, Any]] = {}
+    for opt in args.option:
+        import yaml
+
+        name, _, setting = opt.partition(":")
+        key, eq, value = setting.partition("=")
+        if name not in models or not key or not eq:
+            p.error(f"--option {opt}: expected NAME:KEY=VALUE with NAME one of {', '.join(models)}")
+        options.setdefault(name, {})[key] = yaml.safe_load(value)
     table: list[dict[str, Any]] = []
     for path in args.files:
-        sc, t = scores(path, models, args.max_events)  # type: ignore[arg-type]
+        sc, t = scores(path, models, args.max_events, options)  # type: ignore[arg-type]
         if args.scores:
             d = Path(args.scores)
             d.mkdir(parents=True, exist_ok=True)

@@ -168,11 +168,12 @@ class Artefact:
     def input_spec(self) -> dict[str, Any]:
         return dict(self.spec["input"])
 
-    def build_torch(self, device: str = "cpu", inference: bool = True) -> Any:
+    def build_torch(self, device: str = "cpu", inference: bool = True, bf16: bool = False) -> Any:
         """The torch module with its weights (safetensors, names and shapes checked first; subnormal values flushed to
         zero, :func:`flush_subnormals`), in eval mode, frozen for inference
-        (:func:`~taggers.models.particlenet.freeze_for_inference`); ``inference=False``: the stored weights as they
-        are, not frozen (as e2e-train exported them)."""
+        (:func:`~taggers.models.particlenet.freeze_for_inference`; ``bf16``: its EdgeConv blocks with bfloat16
+        products on CPU); ``inference=False``: the stored weights as they are, not frozen (as e2e-train exported
+        them)."""
         from safetensors.torch import load_file
 
         arch = self.spec["architecture"]
@@ -199,7 +200,7 @@ class Artefact:
         model.load_state_dict(flush_subnormals(state))
         from taggers.models.particlenet import freeze_for_inference
 
-        return freeze_for_inference(model.to(device).eval())
+        return freeze_for_inference(model.to(device).eval(), bf16)
 
     def n_parameters(self) -> int:
         """Trainable parameters of the network (buffers such as input scaling and batch-norm statistics excluded)."""

@@ -197,12 +197,12 @@ def test_tf32_switch_is_restored_and_cpu_ignores_precision(tmp_path, model_dir, 
 
 def test_unknown_precision_is_one_line(tmp_path, model_dir, capsys):
     data = config(tmp_path, model_dir, "torch")
-    data["modules"]["tauGNN"]["precision"] = "bf16"
+    data["modules"]["tauGNN"]["precision"] = "fp16"
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(yaml.safe_dump(data))
     rc, _, err = run_cli([str(cfg), "-n", "2", "--no-progress"], capsys)
     assert rc == 2 and err.count("\n") == 1
-    assert "modules.tauGNN.precision" in err and "float32" in err and "tf32" in err
+    assert "modules.tauGNN.precision" in err and "float32" in err and "tf32" in err and "bf16" in err
 
 
 def test_onnxruntime_cuda_provider_that_does_not_start(tmp_path, model_dir, capsys, monkeypatch):

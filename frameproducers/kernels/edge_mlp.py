@@ -7,12 +7,18 @@ bias that ``addmm`` copies into its output before the product and the clamp afte
 one, with the same float32 operations in the same order, so the scores do not change (tested bit for bit
 against the torch form). ReLU is ``clamp(min=0)``: NaN stays NaN. ``nogil``: torch's micro-batch threads run
 them concurrently. Shapes: ``a``, ``b``, ``out`` ``[nodes, width]``, ``y``, ``e`` ``[nodes * k, width]``.
+
+The ``_bf16`` kernels serve ``precision: bf16`` (the products in bfloat16): their ``e`` and ``y`` hold bfloat16
+values as their bit patterns (uint16; numba has no bfloat16), rounded from float32 to nearest even as torch rounds
+(NaN stays NaN); every sum is float32.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -56,5 +62,72 @@ def bias_relu_mean_add(y, bias, k, out):
             for c in range(width):
                 v = y[r, c] + bias[c]
                 acc[c] += zero if v < zero else v
+        for c in range(width):
+            out[i, c] += acc[c] / kf
+
+
+@intrinsic
+def _float_bits(typingctx, x):
+    """The bit pattern of a float32 as uint32 (a register move)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(types.float32), codegen
+
+
+@intrinsic
+def _bits_float(typingctx, x):
+    """The float32 of a uint32 bit pattern."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.uint32), codegen
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def to_bf16(v):
+    """The bfloat16 (uint16 bits) nearest to the float32 ``v``, ties to even (as torch's conversion); NaN: a NaN."""
+    bits = _float_bits(v)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    return np.uint16(np.uint32(0x7FC0) if v != v else rounded)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def from_bf16(u):
+    """The float32 value of a bfloat16 (uint16 bits): exact."""
+    return _bits_float(np.uint32(u) << np.uint32(16))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gather_add_relu_bf16(a, index, b, k, e):
+    """:func:`gather_add_relu` (float32 ``a``, ``b``) into bfloat16 ``e`` (uint16 bits): the sum and the ReLU in
+    float32, then rounded once."""
+    zero = np.float32(0)
+    width = a.shape[1]
+    for i in range(b.shape[0]):
+        for j in range(k):
+            r = i * k + j
+            src = index[r]
+            for c in range(width):
+                v = a[src, c] + b[i, c]
+                e[r, c] = to_bf16(zero if v < zero else v)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def mean_add_bf16(y, k, out):
+    """``out[i] += mean_j y[i * k + j]`` for bfloat16 ``y`` (uint16 bits; the last layer's output after its fused
+    bias and ReLU): summed in float32 over j in order, then divided by k."""
+    zero = np.float32(0)
+    kf = np.float32(k)
+    width = y.shape[1]
+    acc = np.empty(width, np.float32)
+    for i in range(out.shape[0]):
+        acc[:] = zero
+        for j in range(k):
+            r = i * k + j
+            for c in range(width):
+                acc[c] += from_bf16(y[r, c])
         for c in range(width):
             out[i, c] += acc[c] / kf

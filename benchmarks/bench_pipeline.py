@@ -23,8 +23,8 @@ in this run, on this machine:
 - loaded machine: the event loop again while a busy process takes one core, with ``--threads`` and with one;
 - start: wall time of ``e2e-run process_configs/tau_gnn.yaml -n 1`` in a subprocess (caches warm), and of
   ``tau_cnn.yaml``, a job that runs on ONNX Runtime alone (no torch import);
-- latency: one event at a time through :class:`e2e.api.EventTagger` (median and p99 per event), for tau_gnn.yaml and
-  for the latency option tau_gnn_fast.yaml on torch and on ONNX Runtime;
+- latency: one event at a time through :class:`e2e.api.EventTagger` (median and p99 per event), for tau_gnn.yaml (and
+  with ``precision: bf16``) and for the latency option tau_gnn_fast.yaml on torch and on ONNX Runtime;
 - memory: peak RSS of ``e2e-run`` on ``--rss-file`` (default settings), as its summary prints it.
 
     python benchmarks/bench_pipeline.py [--replicas 10] [--repeats 3] [--threads 2] [--latency-events 150]
@@ -378,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     starts = start_time(CONFIG, args.repeats)
     starts_ort = start_time(CNN_CONFIG, args.repeats)
     lat, lat_jets = latency(args.latency_events, args.threads)
+    lat_bf16 = latency(args.latency_events, args.threads, overrides=("modules.tauGNN.precision=bf16",))[0]
     fast_lat = {
         backend: latency(args.latency_events, args.threads, FAST_CONFIG, (f"modules.tauGNN.backend={backend}",))[0]
         for backend in ("torch", "onnxruntime")
@@ -462,6 +463,11 @@ def main(argv: list[str] | None = None) -> int:
         f"latency, one event at a time through EventTagger ({len(lat)} events, {nj.mean():.1f} jets/event, up to "
         f"{nj.max()}): median {np.median(ms):.2f} ms, p90 {np.percentile(ms, 90):.2f} ms, p99 "
         f"{np.percentile(ms, 99):.2f} ms; the {len(few)} events of 2-4 jets: {of_few}"
+    )
+    ms_ = np.array(lat_bf16) * 1e3
+    print(
+        f"latency, the same with precision: bf16: median {np.median(ms_):.2f} ms, p90 {np.percentile(ms_, 90):.2f} ms, "
+        f"p99 {np.percentile(ms_, 99):.2f} ms"
     )
     for backend, times in fast_lat.items():
         ms_ = np.array(times) * 1e3

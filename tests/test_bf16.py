@@ -120,17 +120,20 @@ def _block_reference(block: EdgeConvBlock, x: torch.Tensor, neighbors: torch.Ten
 @pytest.mark.parametrize("chunk", [1, 40, 10**6])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("fused_op", [True, False])
+@pytest.mark.parametrize("row_step", [1, 512])
 def test_bf16_block_equals_its_torch_form_bit_for_bit(
-    monkeypatch, request, layers: int, chunk: int, threads: int, fused_op: bool
+    monkeypatch, request, layers: int, chunk: int, threads: int, fused_op: bool, row_step: int
 ) -> None:
     """The chunked bf16 path (oneDNN's linear with the ReLU fused, or torch's linear and relu where the op is
-    missing) equals the unchunked torch form, on 1 or 2 threads, chunks of one node included."""
+    missing) equals the unchunked torch form, on 1 or 2 threads, chunks of one node included, its products on the
+    chunk's rows or padded to a multiple of 512 rows."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     request.addfinalizer(lambda: torch.set_num_threads(before))
     if not fused_op:
         monkeypatch.setattr(particlenet, "_LINEAR_POINTWISE", None)
     monkeypatch.setattr(particlenet, "EDGE_CHUNK_BF16", chunk)
+    monkeypatch.setattr(particlenet, "BF16_ROW_STEP", row_step)
     torch.manual_seed(3)
     net = _trained_like(ParticleNet(7, 2, k=16, widths=(32, 64), layers=layers, head=16, coord_features=[5, 6]))
     freeze_for_inference(net, bf16=True)

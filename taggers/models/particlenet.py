@@ -260,22 +260,33 @@ def _edge_mlp_bf16(
     product with its bias and ReLU fused (float32 accumulation, the result rounded to bfloat16; AMX tiles where
     the CPU has them), between the kernels of :mod:`frameproducers.kernels.edge_mlp` that round the first layer's
     output to bfloat16 and sum the last one's in float32 for the mean. The per-node products, the shortcut, the
-    kNN and the head stay float32. A row's values do not depend on the other rows of its chunk (tested)."""
+    kNN and the head stay float32. A row's values do not depend on the other rows of its chunk (tested).
+
+    The products run on a multiple of :data:`BF16_ROW_STEP` rows (the rows past the chunk's: zeros or left over,
+    and not used): oneDNN creates a kernel for each new row count (~0.8 ms) and caches it, so that every micro-batch's
+    last chunk, and every single event, would otherwise pay for one."""
     from frameproducers.kernels.edge_mlp import gather_add_relu_bf16, mean_add_bf16
 
     k, width = neighbors.shape[1], a.shape[1]
     flat = neighbors.reshape(-1).contiguous().numpy()
     if flat.size and (flat.min() < 0 or flat.max() >= a.shape[0]):  # the kernel does not check its reads
         raise IndexError(f"EdgeConv: neighbour indices outside 0..{a.shape[0] - 1} (the micro-batch's nodes)")
-    e_full = a.new_empty((max(min(rows, a.shape[0]) * k, 1), width), dtype=torch.bfloat16)
+    step = BF16_ROW_STEP
+    e_full = a.new_zeros((-(-max(min(rows, a.shape[0]) * k, 1) // step) * step, width), dtype=torch.bfloat16)
     an, bn, o = a.numpy(), b.numpy(), out.numpy()
     for start in range(0, a.shape[0], rows):
         stop = min(start + rows, a.shape[0])
-        e = e_full[: (stop - start) * k]
-        gather_add_relu_bf16(an, flat[start * k : stop * k], bn[start:stop], k, _bits(e))
+        m = (stop - start) * k
+        e = e_full[: -(-m // step) * step]
+        gather_add_relu_bf16(an, flat[start * k : stop * k], bn[start:stop], k, _bits(e[:m]))
         for weight, bias in layers:
             e = _linear_relu_bf16(e, weight, bias)
-        mean_add_bf16(_bits(e), k, o[start:stop])
+        mean_add_bf16(_bits(e[:m]), k, o[start:stop])
+
+
+#: ``precision: bf16``: the products' rows are a multiple of this (at most 16 row counts per width for oneDNN to
+#: create kernels for, once per process)
+BF16_ROW_STEP = 512
 
 
 def _bits(t: Tensor) -> np.ndarray:

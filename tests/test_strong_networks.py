@@ -213,6 +213,9 @@ def test_frozen_blocks_give_the_same_scores_until_thawed() -> None:
     changed = _run(net, inp)
     assert not torch.equal(changed, _run(other, inp))
     assert torch.equal(_run(freeze_for_inference(net), inp), changed)
+    net.blocks[0].lins[1].weight.data.mul_(1.5)  # while frozen: a new freeze folds the new weights
+    assert torch.equal(_run(net, inp), changed)
+    assert not torch.equal(_run(freeze_for_inference(net), inp), changed)
 
 
 def test_edge_mlp_kernels_equal_their_numpy_reference() -> None:

@@ -7,32 +7,30 @@ the scores stay close to float32's; the tagger refuses bf16 where it would not a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
 import yaml
 from conftest import SAMPLE, run_cli
-from test_strong_networks import N_JET, _inputs, _run, _slice, _trained_like
+from test_strong_networks import (  # _one_torch_thread: the autouse fixture, one torch thread by default
+    N_JET,
+    _inputs,
+    _one_torch_thread,  # noqa: F401
+    _run,
+    _slice,
+    _trained_like,
+    gather_case,
+)
 from torch.nn import functional as F
 
 from e2e.config import load_process
 from e2e.process import Process
-from frameproducers.kernels.edge_mlp import from_bf16, gather_add_relu_bf16, mean_add_bf16, to_bf16
+from frameproducers.kernels.edge_mlp import from_bf16, gather_add_relu, mean_add_bf16, to_bf16
 from taggers.models import particlenet
 from taggers.models.networks import rowwise
 from taggers.models.particlenet import EdgeConvBlock, ParticleNet, freeze_for_inference
 
 CONFIGS = SAMPLE.parents[1] / "process_configs"
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _bits(t: torch.Tensor) -> np.ndarray:
@@ -78,14 +76,10 @@ def test_rounding_is_torchs_round_to_nearest_even() -> None:
 def test_bf16_kernels_equal_torch() -> None:
     """The first layer (gather, add, ReLU in float32, rounded once) and the mean over the k edges (float32, in order,
     then / k) equal torch's, NaN carried through."""
-    rng = np.random.default_rng(1)
     n, k, w = 11, 5, 32
-    a, b = rng.normal(size=(2, n, w)).astype(np.float32)
-    a[3, 2] = np.nan
-    index = rng.integers(0, n, size=n * k)
-    index[7] = 3
+    a, b, index = gather_case(1, n, k, w, 7)
     e = np.empty((n * k, w), np.uint16)
-    gather_add_relu_bf16(a, index, b, k, e)
+    gather_add_relu(a, index, b, k, e)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     expected = torch.relu(ta[torch.from_numpy(index)] + tb.repeat_interleave(k, 0)).bfloat16()
     got = torch.from_numpy(e.view(np.int16)).view(torch.bfloat16).float()

@@ -218,16 +218,24 @@ def test_frozen_blocks_give_the_same_scores_until_thawed() -> None:
     assert not torch.equal(_run(freeze_for_inference(net), inp), changed)
 
 
+def gather_case(seed: int, n: int, k: int, w: int, nan_edge: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs of the first-layer kernels: node terms ``a``, ``b`` [n, w] (``a[3, 2]`` NaN) and a neighbour index of
+    n * k edges, edge ``nan_edge`` reading node 3."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(2, n, w)).astype(np.float32)
+    a[3, 2] = np.nan
+    index = rng.integers(0, n, size=n * k)
+    index[nan_edge] = 3
+    return a, b, index
+
+
 def test_edge_mlp_kernels_equal_their_numpy_reference() -> None:
     """The fused epilogues: float32 results equal to numpy's, NaN carried through (ReLU is clamp(min=0))."""
     from frameproducers.kernels.edge_mlp import bias_relu, bias_relu_mean_add, gather_add_relu
 
-    rng = np.random.default_rng(0)
     n, k, w = 9, 4, 8
-    a, b = rng.normal(size=(2, n, w)).astype(np.float32)
-    a[3, 2] = np.nan
-    index = rng.integers(0, n, size=n * k)
-    index[5] = 3
+    a, b, index = gather_case(0, n, k, w, 5)
+    rng = np.random.default_rng(10)
     e = np.empty((n * k, w), np.float32)
     gather_add_relu(a, index, b, k, e)
     expected = np.repeat(b, k, axis=0) + a[index]

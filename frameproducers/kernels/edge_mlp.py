@@ -8,9 +8,9 @@ one, with the same float32 operations in the same order, so the scores do not ch
 against the torch form). ReLU is ``clamp(min=0)``: NaN stays NaN. ``nogil``: torch's micro-batch threads run
 them concurrently. Shapes: ``a``, ``b``, ``out`` ``[nodes, width]``, ``y``, ``e`` ``[nodes * k, width]``.
 
-The ``_bf16`` kernels serve ``precision: bf16`` (the products in bfloat16): their ``e`` and ``y`` hold bfloat16
-values as their bit patterns (uint16; numba has no bfloat16), rounded from float32 to nearest even as torch rounds
-(NaN stays NaN); every sum is float32.
+``precision: bf16`` (the products in bfloat16) passes ``e`` and ``y`` as bfloat16 bit patterns (uint16; numba has
+no bfloat16) to :func:`gather_add_relu` and :func:`mean_add_bf16`: rounded from float32 to nearest even as torch
+rounds (NaN stays NaN); every sum is float32.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def gather_add_relu(a, index, b, k, e):
     """``e[i * k + j] = relu(a[index[i * k + j]] + b[i])``: the first layer of the edge MLP, the neighbour's term
-    gathered and the node's own term added (``b`` carries the bias)."""
+    gathered and the node's own term added (``b`` carries the bias). ``e`` float32, or uint16 for bfloat16: the
+    sum and the ReLU in float32, then rounded once (:func:`to_bf16`)."""
     zero = np.float32(0)
     width = a.shape[1]
     for i in range(b.shape[0]):
@@ -33,7 +34,7 @@ def gather_add_relu(a, index, b, k, e):
             src = index[r]
             for c in range(width):
                 v = a[src, c] + b[i, c]
-                e[r, c] = zero if v < zero else v
+                _store(e, r, c, zero if v < zero else v)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -100,19 +101,24 @@ def from_bf16(u):
     return _bits_float(np.uint32(u) << np.uint32(16))
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def gather_add_relu_bf16(a, index, b, k, e):
-    """:func:`gather_add_relu` (float32 ``a``, ``b``) into bfloat16 ``e`` (uint16 bits): the sum and the ReLU in
-    float32, then rounded once."""
-    zero = np.float32(0)
-    width = a.shape[1]
-    for i in range(b.shape[0]):
-        for j in range(k):
-            r = i * k + j
-            src = index[r]
-            for c in range(width):
-                v = a[src, c] + b[i, c]
-                e[r, c] = to_bf16(zero if v < zero else v)
+def _store(e, r, c, v):
+    """``e[r, c] = v`` for a float32 ``v``: as it is into float32 ``e``, rounded to bfloat16 into uint16 ``e``."""
+    raise NotImplementedError("compiled only")  # pragma: no cover
+
+
+@overload(_store, inline="always")
+def _store_by_dtype(e, r, c, v):
+    if e.dtype == types.uint16:
+
+        def to_bits(e, r, c, v):
+            e[r, c] = to_bf16(v)
+
+        return to_bits
+
+    def as_is(e, r, c, v):
+        e[r, c] = v
+
+    return as_is
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

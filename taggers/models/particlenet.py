@@ -265,7 +265,7 @@ def _edge_mlp_bf16(
     The products run on a multiple of :data:`BF16_ROW_STEP` rows (the rows past the chunk's: zeros or left over,
     and not used): oneDNN creates a kernel for each new row count (~0.8 ms) and caches it, so that every micro-batch's
     last chunk, and every single event, would otherwise pay for one."""
-    from frameproducers.kernels.edge_mlp import gather_add_relu_bf16, mean_add_bf16
+    from frameproducers.kernels.edge_mlp import gather_add_relu, mean_add_bf16
 
     k, width = neighbors.shape[1], a.shape[1]
     flat = neighbors.reshape(-1).contiguous().numpy()
@@ -278,7 +278,7 @@ def _edge_mlp_bf16(
         stop = min(start + rows, a.shape[0])
         m = (stop - start) * k
         e = e_full[: -(-m // step) * step]
-        gather_add_relu_bf16(an, flat[start * k : stop * k], bn[start:stop], k, _bits(e[:m]))
+        gather_add_relu(an, flat[start * k : stop * k], bn[start:stop], k, _bits(e[:m]))
         for weight, bias in layers:
             e = _linear_relu_bf16(e, weight, bias)
         mean_add_bf16(_bits(e[:m]), k, o[start:stop])

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
@@ -38,8 +39,6 @@ from taggers.metrics import auc, summary  # noqa: E402
 
 def _module(config: str, label: str) -> dict[str, Any]:
     """The producer block ``label`` of a shipped process configuration (the settings its model was trained with)."""
-    import yaml
-
     return dict(yaml.safe_load((REPO / "process_configs" / config).read_text())["modules"][label])
 
 
@@ -158,8 +157,6 @@ def main() -> int:
     models = {s.split("=", 1)[0]: tuple(s.split("=", 1)[1].split(":", 1)) for s in specs}
     options: dict[str, dict[str, Any]] = {}
     for opt in args.option:
-        import yaml
-
         name, _, setting = opt.partition(":")
         key, eq, value = setting.partition("=")
         if name not in models or not key or not eq:

@@ -620,6 +620,36 @@ def test_jet_shapes_match_reference() -> None:
     assert names.split() == list(K.SHAPE_NAMES)
 
 
+def test_mod_two_pi_is_the_modulo_bit_for_bit() -> None:
+    """The jet shapes' angle wrap without a division: the same float64 as numba's ``x % (2 pi)`` (Python's modulo)
+    for every value: inside its range (angle differences plus pi, the ends and their neighbours, +-0) and outside
+    it (far angles, +-inf, NaN), so the shapes do not change."""
+    from numba import njit
+
+    from frameproducers.kernels.shapes import _mod_two_pi
+
+    two_pi = 2.0 * np.pi
+    modulo = njit(lambda x: x % two_pi)
+    wrapped = njit(lambda x: _mod_two_pi(x))
+    rng = np.random.default_rng(3)
+    ends = np.array([-two_pi, 0.0, -0.0, two_pi, 2 * two_pi, np.pi, -np.pi, 3 * np.pi])
+    x = np.concatenate(
+        [
+            ends,
+            np.nextafter(ends, np.inf),
+            np.nextafter(ends, -np.inf),
+            rng.uniform(-np.pi, np.pi, 20_000) - rng.uniform(-np.pi, np.pi, 20_000) + np.pi,  # as _delta_r forms it
+            np.float32(rng.uniform(-np.pi, np.pi, 2000)).astype(np.float64) + np.pi,
+            rng.uniform(-1e3, 1e3, 2000),
+            [np.inf, -np.inf, np.nan, 1e300, -1e300, 5e-324, -5e-324],
+        ]
+    )
+    got = np.array([wrapped(v) for v in x])
+    expected = np.array([modulo(v) for v in x])
+    assert np.array_equal(got.view(np.int64), expected.view(np.int64))  # NaN bits included, and the sign of 0
+    assert np.array_equal(expected[np.isfinite(x)], np.array([v % two_pi for v in x[np.isfinite(x)]]))
+
+
 def _in_ieta_order(c: dict) -> dict:
     """The hits of every event sorted by ieta (stable), as e2e's generator writes them."""
     event = np.repeat(np.arange(len(c["offsets"]) - 1), np.diff(c["offsets"]))

@@ -198,6 +198,56 @@ def test_kernel_bisects_the_window_rows_of_hits_in_ieta_order(monkeypatch, s) ->
     assert_same_nodes(got, kernel_nodes(jets, ecal, hcal, tracks, tracker, s))
 
 
+def _by_layer_ieta(th: dict) -> dict:
+    """The tracker hits of every event sorted by (layer, ieta) (stable), as e2e's generator writes them."""
+    event = np.repeat(np.arange(len(th["offsets"]) - 1), np.diff(th["offsets"]))
+    order = np.lexsort((np.arange(len(event)), th["ieta"], th["layer"], event))
+    return {k: (v if k == "offsets" else v[order]) for k, v in th.items()}
+
+
+@pytest.mark.parametrize("s", SETTINGS, ids=["defaults", "caps", "no_tracks", "window1"])
+def test_kernel_bisects_the_window_rows_of_tracker_hits_in_layer_order(s) -> None:
+    """Tracker hits in (layer, ieta) order within each event: each jet visits only its window's rows of the chosen
+    layers (bisection; checked per event in the kernel), with the reference's nodes; one event out of order is
+    scanned (its nodes the reference's too), and the others are still bisected."""
+    from frameproducers.kernels.hitnodes import _in_layer_order
+
+    jets, ecal, hcal, tracks, tracker = EVENTS
+    ordered = _by_layer_ieta(tracker)
+    hits = K.TrackerHits(ordered["offsets"], ordered["layer"], ordered["ieta"], ordered["iphi"])
+    assert all(_in_layer_order(hits, e) for e in range(len(ordered["offsets"]) - 1))
+    assert_same_nodes(
+        kernel_nodes(jets, ecal, hcal, tracks, ordered, s), ref.hit_nodes(jets, ecal, hcal, tracks, ordered, s)
+    )
+    mixed = {k: v.copy() for k, v in ordered.items()}  # event 1 (the one over every cap) back in its own order
+    a, b = tracker["offsets"][1], tracker["offsets"][2]
+    for name in ("layer", "ieta", "iphi"):
+        mixed[name][a:b] = tracker[name][a:b]
+    hits = K.TrackerHits(mixed["offsets"], mixed["layer"], mixed["ieta"], mixed["iphi"])
+    assert [_in_layer_order(hits, e) for e in range(6)] == [True, False, True, True, True, True]
+    assert_same_nodes(
+        kernel_nodes(jets, ecal, hcal, tracks, mixed, s), ref.hit_nodes(jets, ecal, hcal, tracks, mixed, s)
+    )
+
+
+def test_kernel_keeps_hits_of_layers_beyond_the_mask_out() -> None:
+    """Layer numbers outside 0..63 (never on disk: the schema allows 0..7) select no node, in either path."""
+    jets, ecal, hcal, tracks, tracker = EVENTS
+    odd = {k: v.copy() for k, v in tracker.items()}
+    odd["layer"] = odd["layer"].astype(np.int64)
+    odd["layer"][::3] = 64
+    odd["layer"][1::7] = -1
+    s = {**DEFAULTS, "max_tracks": 0, "max_ecal": 0, "max_hcal": 0}
+    for hits in (odd, _by_layer_ieta(odd)):
+        got = kernel_nodes(jets, ecal, hcal, tracks, hits, s)
+        good = (hits["layer"] >= 0) & (hits["layer"] < 8)
+        event = np.repeat(np.arange(len(hits["offsets"]) - 1), np.diff(hits["offsets"]))
+        kept = {k: v[good] for k, v in hits.items() if k != "offsets"}
+        kept["offsets"] = _offsets(np.bincount(event[good], minlength=6))
+        assert_same_nodes(got, kernel_nodes(jets, ecal, hcal, tracks, kept, s))
+        assert np.all(got[1][:, 3] == 1) and len(got[1]) > 0
+
+
 @pytest.mark.parametrize("s", SETTINGS, ids=["defaults", "caps", "no_tracks", "window1"])
 def test_kernel_equals_reference_on_synthetic_events(s) -> None:
     got = kernel_nodes(*EVENTS, s)

@@ -97,6 +97,18 @@ def _column(iphi, col0):
 
 
 @njit(inline="always", cache=True)
+def _inside(r, c, W):
+    """Whether window row r and column c (already wrapped, 0..359) are inside: a value, not a branch."""
+    return (r >= 0) & (r < W) & (c < W)
+
+
+@njit(inline="always", cache=True)
+def _wrapped(c):
+    """``c`` (-359..718) wrapped into 0..359 as :func:`_column` does, without a branch."""
+    return c + _NPHI * np.int64(c < 0) - _NPHI * np.int64(c >= _NPHI)
+
+
+@njit(inline="always", cache=True)
 def _keep_top(kv, ki, cnt, cap, v, q):
     """Keep the ``cap`` largest v in kv[:cnt] (descending) with their hit q in ki; q ascends between calls, so
     ties keep the lower q first. Returns the new count."""
@@ -117,43 +129,48 @@ def _keep_top(kv, ki, cnt, cap, v, q):
 
 
 @njit(inline="always", cache=True)
-def _select_tracks(tracks, e, row0, col0, W, pt_min, dz_max, cap, kv, ki):
-    """The ``cap`` highest-pT selected tracks of event e in the window: hit indices in ki; returns the count."""
-    cnt = np.int64(0)
+def _select_tracks(tracks, e, row0, col0, W, pt_min, dz_max, cap, kv, ki, cand):
+    """The ``cap`` highest-pT selected tracks of event e in the window: hit indices in ki; returns the count.
+    ``cand``: scratch for the indices that pass (at least the event's track count)."""
     if cap == 0:
-        return cnt
-    for q in range(tracks.offsets[e], tracks.offsets[e + 1]):
+        return np.int64(0)
+    n = 0
+    for q in range(tracks.offsets[e], tracks.offsets[e + 1]):  # the cuts without a branch, the passing hits kept
         i = np.int64(tracks.ieta[q])
-        r = i - row0
-        if i < 0 or r < 0 or r >= W or _column(tracks.iphi[q], col0) >= W:
-            continue
-        pt = np.float64(tracks.pt[q])
-        if pt > pt_min and abs(np.float64(tracks.dz[q])) < dz_max:
-            cnt = _keep_top(kv, ki, cnt, cap, pt, q)
+        ok = (i >= 0) & _inside(i - row0, _wrapped(np.int64(tracks.iphi[q]) - col0), W)
+        ok &= (np.float64(tracks.pt[q]) > pt_min) & (abs(np.float64(tracks.dz[q])) < dz_max)
+        cand[n] = q
+        n += ok
+    cnt = np.int64(0)
+    for s in range(n):
+        q = cand[s]
+        cnt = _keep_top(kv, ki, cnt, cap, np.float64(tracks.pt[q]), q)
     return cnt
 
 
 @njit(inline="always", cache=True)
-def _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki, by_ieta):
+def _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki, by_ieta, cand):
     """The ``cap`` highest-energy cells of event e above ``threshold`` whose crystal (ieta * mult + shift,
     iphi * mult + shift) is in the window: hit indices in ki; returns the count. ``by_ieta`` (the event's hits in
     ieta order): only the hits of the window's rows are visited, found by bisection (the same hits in the same
-    order as the scan, so the same choice)."""
-    cnt = np.int64(0)
+    order as the scan, so the same choice). ``cand``: scratch for the indices that pass (the event's hit count)."""
     if cap == 0:
-        return cnt
+        return np.int64(0)
     lo = hits.offsets[e]
     hi = hits.offsets[e + 1]
     if by_ieta:
         lo = _first_row_at_least(hits, lo, hi, mult, shift - row0, 0)
         hi = _first_row_at_least(hits, lo, hi, mult, shift - row0, W)
-    for q in range(lo, hi):
+    n = 0
+    for q in range(lo, hi):  # the cuts without a branch (~20 % of the hits pass, in no order), the passing kept
         r = np.int64(hits.ieta[q]) * mult + shift - row0
-        if r < 0 or r >= W or _column(np.int64(hits.iphi[q]) * mult + shift, col0) >= W:
-            continue
-        energy = np.float64(hits.energy[q])
-        if energy > threshold:
-            cnt = _keep_top(kv, ki, cnt, cap, energy, q)
+        c = _wrapped(np.int64(hits.iphi[q]) * mult + shift - col0)
+        cand[n] = q
+        n += _inside(r, c, W) & (np.float64(hits.energy[q]) > threshold)
+    cnt = np.int64(0)
+    for s in range(n):
+        q = cand[s]
+        cnt = _keep_top(kv, ki, cnt, cap, np.float64(hits.energy[q]), q)
     return cnt
 
 
@@ -170,23 +187,65 @@ def _first_row_at_least(hits, lo, hi, mult, offset, row):
 
 
 @njit(inline="always", cache=True)
-def _select_tracker(tracker, e, row0, col0, W, layer_mask, cap, kv, ki):
+def _select_tracker(tracker, e, row0, col0, W, layer_mask, cap, kv, ki, by_layer, cand):
     """The ``cap`` tracker hits of event e on the layers of ``layer_mask`` nearest to the window centre:
-    hit indices in ki; returns the count."""
-    cnt = np.int64(0)
+    hit indices in ki; returns the count. ``by_layer`` (the event's hits in (layer, ieta) order, as e2e's generator
+    writes them): only the window's rows of each chosen layer are visited, found by bisection (the same hits in the
+    same order as the scan, so the same choice). ``cand``: scratch for the indices that pass (the event's hit count).
+    """
     if cap == 0 or layer_mask == 0:
-        return cnt
+        return np.int64(0)
     h = W // 2
-    for q in range(tracker.offsets[e], tracker.offsets[e + 1]):
-        if (layer_mask >> np.int64(tracker.layer[q])) & 1 == 0:
-            continue
+    lo = tracker.offsets[e]
+    hi = tracker.offsets[e + 1]
+    n = 0
+    if by_layer:
+        for layer in range(64):
+            if (layer_mask >> layer) & 1:
+                a = _first_at_least_in_layer(tracker, lo, hi, layer, row0)
+                b = _first_at_least_in_layer(tracker, a, hi, layer, row0 + W)
+                for q in range(a, b):  # in the window's rows: the column decides (without a branch)
+                    cand[n] = q
+                    n += _wrapped(np.int64(tracker.iphi[q]) - col0) < W
+    else:
+        for q in range(lo, hi):  # the cuts without a branch, the passing kept
+            layer = np.int64(tracker.layer[q])
+            on = (layer >= 0) & (layer < 64) & (((layer_mask >> (layer & 63)) & 1) == 1)
+            cand[n] = q
+            n += on & _inside(np.int64(tracker.ieta[q]) - row0, _wrapped(np.int64(tracker.iphi[q]) - col0), W)
+    cnt = np.int64(0)
+    for s in range(n):
+        q = cand[s]
         r = np.int64(tracker.ieta[q]) - row0
         c = _column(tracker.iphi[q], col0)
-        if r < 0 or r >= W or c >= W:
-            continue
         d2 = (r - h) * (r - h) + (c - h) * (c - h)
         cnt = _keep_top(kv, ki, cnt, cap, -np.float64(d2), q)
     return cnt
+
+
+@njit(inline="always", cache=True)
+def _first_at_least_in_layer(tracker, lo, hi, layer, row):
+    """The first hit q in ``[lo, hi)`` (in (layer, ieta) order) with ``(layer[q], ieta[q]) >= (layer, row)``, else
+    hi."""
+    while lo < hi:
+        m = (lo + hi) // 2
+        lm = np.int64(tracker.layer[m])
+        if lm < layer or (lm == layer and np.int64(tracker.ieta[m]) < row):
+            lo = m + 1
+        else:
+            hi = m
+    return lo
+
+
+@njit(cache=True)
+def _in_layer_order(tracker, e):
+    """Whether the tracker hits of event e are in non-decreasing (``layer``, ``ieta``) (as e2e's generator writes
+    them): one pass without a branch (vectorised), made when a chunk reaches the event's first jet."""
+    downs = 0
+    for q in range(tracker.offsets[e] + 1, tracker.offsets[e + 1]):
+        a, b = np.int64(tracker.layer[q - 1]), np.int64(tracker.layer[q])
+        downs += np.int64((b < a) | ((b == a) & (np.int64(tracker.ieta[q]) < np.int64(tracker.ieta[q - 1]))))
+    return downs == 0
 
 
 @njit(inline="always", cache=True)
@@ -229,10 +288,10 @@ def _chosen(fill, j, t, base, chosen, n_chosen, m, ki):
 
 @njit(inline="always", cache=True)
 def _calo_nodes(fill, k0, x, pos, pixel, kind, hits, e, mult, shift, row0, col0, W, threshold, cap, eta_centre, eta0,
-                jet_pt, kv, ki, j, base, chosen, n_chosen, by_ieta):  # fmt: skip
+                jet_pt, kv, ki, j, base, chosen, n_chosen, by_ieta, cand):  # fmt: skip
     """Select the ECAL (or HCAL: mult 5, shift 2) nodes of a jet in event e (count pass) or write the ones chosen
     then from row k0 (fill pass); returns their count."""
-    m = 0 if fill else _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki, by_ieta)
+    m = 0 if fill else _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki, by_ieta, cand)
     m = _chosen(fill, j, kind, base, chosen, n_chosen, m, ki)
     if fill:
         h = W // 2
@@ -248,9 +307,10 @@ def _calo_nodes(fill, k0, x, pos, pixel, kind, hits, e, mult, shift, row0, col0,
 
 @no_refcount
 def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, kv, ki, chosen,
-               n_chosen, by_ieta):  # fmt: skip
+               n_chosen, by_ieta, by_layer, cand):  # fmt: skip
     """Mode _COUNT: select the nodes of jet j, record them in ``chosen`` / ``n_chosen``; mode _FILL: write the
-    recorded nodes from row k0. Returns the node count."""
+    recorded nodes from row k0. Returns the node count. ``by_layer``: the event's tracker hits are in (layer,
+    ieta) order (:func:`_in_layer_order`); ``cand``: the selections' scratch (count mode)."""
     p = par[0]
     W = p.window
     h = W // 2
@@ -269,7 +329,7 @@ def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, pa
     b_ecal = p.max_tracks
     b_hcal = b_ecal + p.max_ecal
     b_tracker = b_hcal + p.max_hcal
-    m = 0 if fill else _select_tracks(tracks, e, row0, col0, W, p.track_pt_min, p.dz_max, p.max_tracks, kv, ki)
+    m = 0 if fill else _select_tracks(tracks, e, row0, col0, W, p.track_pt_min, p.dz_max, p.max_tracks, kv, ki, cand)
     m = _chosen(fill, j, _TRACK, 0, chosen, n_chosen, m, ki)
     if fill:
         for s in range(m):
@@ -292,11 +352,14 @@ def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, pa
     n += m
 
     n += _calo_nodes(fill, k0 + n, x, pos, pixel, _ECAL, ecal, e, unit, zero, row0, col0, W, p.ecal_threshold,
-                     p.max_ecal, eta_centre, eta0, jet_pt, kv, ki, j, b_ecal, chosen, n_chosen, by_ieta[0])  # fmt: skip
+                     p.max_ecal, eta_centre, eta0, jet_pt, kv, ki, j, b_ecal, chosen, n_chosen, by_ieta[0],
+                     cand)  # fmt: skip
     n += _calo_nodes(fill, k0 + n, x, pos, pixel, _HCAL, hcal, e, tower, centre, row0, col0, W, p.hcal_threshold,
-                     p.max_hcal, eta_centre, eta0, jet_pt, kv, ki, j, b_hcal, chosen, n_chosen, by_ieta[1])  # fmt: skip
+                     p.max_hcal, eta_centre, eta0, jet_pt, kv, ki, j, b_hcal, chosen, n_chosen, by_ieta[1],
+                     cand)  # fmt: skip
 
-    m = 0 if fill else _select_tracker(tracker, e, row0, col0, W, p.layer_mask, p.max_tracker_hits, kv, ki)
+    cap = p.max_tracker_hits
+    m = 0 if fill else _select_tracker(tracker, e, row0, col0, W, p.layer_mask, cap, kv, ki, by_layer, cand)
     m = _chosen(fill, j, _TRACKER, b_tracker, chosen, n_chosen, m, ki)
     if fill:
         for s in range(m):
@@ -311,30 +374,36 @@ def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, pa
 
 @njit(cache=True)
 def _hit_nodes_of_chunk(mode, j0, j1, offs, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen,
-                        n_chosen, by_ieta):  # fmt: skip
-    """Jets j0..j1-1 of :func:`_hit_nodes` with one ranking scratch."""
+                        n_chosen, by_ieta, most_hits):  # fmt: skip
+    """Jets j0..j1-1 of :func:`_hit_nodes` with one ranking scratch (and one of ``most_hits`` candidates)."""
     p = par[0]
     cap = max(1, p.max_tracks, p.max_ecal, p.max_hcal, p.max_tracker_hits)
     kv = np.empty(cap, np.float64)
     ki = np.empty(cap, np.int64)
+    cand = np.empty(most_hits if mode == _COUNT else 0, np.int64)
+    event = np.int64(-1)
+    by_layer = False
     for j in range(j0, j1):
         k0 = offs[j] if mode == _FILL else np.int64(0)
+        if mode == _COUNT and jets.event[j] != event and p.max_tracker_hits > 0:  # checked once per event
+            event = jets.event[j]
+            by_layer = _in_layer_order(tracker, event)
         n = _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, kv, ki, chosen,
-                       n_chosen, by_ieta)  # fmt: skip
+                       n_chosen, by_ieta, by_layer, cand)  # fmt: skip
         if mode == _COUNT:
             offs[j] = n
 
 
 @njit(parallel=True, cache=True)
 def _hit_nodes(mode, offs, x, pos, pixel, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen, n_chosen,
-               by_ieta):  # fmt: skip
+               by_ieta, most_hits):  # fmt: skip
     """Every jet, parallel over ``nch`` chunks of consecutive jets (named tuples only pass through the prange
     body, numba#7135). _COUNT: select jet j's nodes (hit indices into chosen[j], counts per type into
     n_chosen[j]) and set offs[j] = their count; _FILL: write them from row offs[j]."""
     n_jets = jets.event.shape[0]
     for t in prange(nch):
         _hit_nodes_of_chunk(mode, t * n_jets // nch, (t + 1) * n_jets // nch, offs, x, pos, pixel, jets, ecal, hcal,
-                            tracks, tracker, par, eta_centre, chosen, n_chosen, by_ieta)  # fmt: skip
+                            tracks, tracker, par, eta_centre, chosen, n_chosen, by_ieta, most_hits)  # fmt: skip
 
 
 def build_hit_nodes(
@@ -347,7 +416,10 @@ def build_hit_nodes(
     eta_centre: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Hit-level graph nodes of every jet (module docstring), parallel over chunks of jets: select and count, then
-    fill (the hits chosen in the first pass are kept, int64 per node slot and jet, not selected again).
+    fill (the hits chosen in the first pass are kept, int64 per node slot and jet, not selected again). Each
+    selection applies its cuts without branches and ranks the hits that pass; calorimeter hits in ieta order and
+    tracker hits in (layer, ieta) order (e2e's files; checked per batch and per event) are bisected to the window's
+    rows instead of scanned: the same nodes either way.
 
     ``par``: :func:`hit_node_params` (window 1..280, caps >= 0); ``eta_centre`` float64 [280]: ECAL row centres
     (geometry.ecal_eta). Returns ``node_offsets`` int64 [n_jets + 1], ``x`` float32 [N, 14] (:data:`HIT_FEATURES`),
@@ -376,16 +448,31 @@ def build_hit_nodes(
     chosen = np.empty((n_jets, max(1, sum(int(par[0][c]) for c in caps))), np.int64)  # the count pass's choice
     n_chosen = np.zeros((n_jets, len(HIT_TYPES)), np.int64)
     by_ieta = (in_ieta_order(ecal), in_ieta_order(hcal))  # bisect the window's rows instead of scanning
+    most = max([int(np.diff(c.offsets).max(initial=0)) for c in (ecal, hcal, tracks, tracker)])  # hits in one event
     with pool_for(n_jets):
         _hit_nodes(
-            _COUNT, counts, *none, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen, n_chosen, by_ieta
+            _COUNT,
+            counts,
+            *none,
+            nch,
+            jets,
+            ecal,
+            hcal,
+            tracks,
+            tracker,
+            par,
+            eta_centre,
+            chosen,
+            n_chosen,
+            by_ieta,
+            most,
         )
         node_offsets = np.zeros(n_jets + 1, np.int64)
         np.cumsum(counts, out=node_offsets[1:])
         n = int(node_offsets[-1])
         x, pos, pixel = np.empty((n, _F), np.float32), np.empty((n, 2), np.float32), np.empty(n, np.int32)
         _hit_nodes(_FILL, node_offsets, x, pos, pixel, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen,
-                   n_chosen, by_ieta)  # fmt: skip
+                   n_chosen, by_ieta, 0)  # fmt: skip
     return node_offsets, x, pos, pixel
 
 

@@ -26,9 +26,22 @@ SHAPE_NAMES: tuple[str, ...] = ("width", "core_fraction", "leading_track_fractio
 @njit(cache=True)
 def _delta_r(eta1, phi1, eta2, phi2):
     """dR with dphi wrapped into [-pi, pi) (as simulation.validation._dr)."""
-    dphi = (phi1 - phi2 + math.pi) % (2.0 * math.pi) - math.pi
+    dphi = _mod_two_pi(phi1 - phi2 + math.pi) - math.pi
     deta = eta1 - eta2
     return math.sqrt(deta * deta + dphi * dphi)
+
+
+_TWO_PI = 2.0 * math.pi
+
+
+@njit(inline="always", cache=True)
+def _mod_two_pi(x):
+    """``x % (2 pi)`` (Python's modulo, as numba computes it: fmod, then + 2 pi below 0; +0.0 for a zero) without
+    the division for ``-2 pi <= x < 4 pi``, every difference of two angles in [-pi, pi] plus pi: there the modulo is
+    x - 2 pi (exact), x + 2 pi (the same rounding) or x. Other values (NaN, inf, far angles) take the ``%``."""
+    if (x >= -_TWO_PI) & (x < 2.0 * _TWO_PI):
+        return x - _TWO_PI if x >= _TWO_PI else (x + _TWO_PI if x < 0.0 else x + 0.0)
+    return x % _TWO_PI
 
 
 @njit(inline="always", cache=True)

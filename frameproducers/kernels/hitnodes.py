@@ -385,7 +385,7 @@ def _hit_nodes_of_chunk(mode, j0, j1, offs, x, pos, pixel, jets, ecal, hcal, tra
     by_layer = False
     for j in range(j0, j1):
         k0 = offs[j] if mode == _FILL else np.int64(0)
-        if mode == _COUNT and jets.event[j] != event and p.max_tracker_hits > 0:  # checked once per event
+        if mode == _COUNT and jets.event[j] != event and p.max_tracker_hits > 0 and p.layer_mask != 0:  # once per event
             event = jets.event[j]
             by_layer = _in_layer_order(tracker, event)
         n = _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, kv, ki, chosen,

@@ -87,25 +87,16 @@ def hit_node_params(**values: float) -> np.ndarray:
 
 @njit(inline="always", cache=True)
 def _column(iphi, col0):
-    """Window column of ECAL column ``iphi`` (col0 = seed_iphi - h, in -140..359): wrapped into 0..359."""
+    """Window column of ECAL column ``iphi`` (col0 = seed_iphi - h, in -140..359): wrapped into 0..359, without a
+    branch (the selections compute it for every hit they visit)."""
     c = np.int64(iphi) - col0
-    if c < 0:
-        c += _NPHI
-    elif c >= _NPHI:
-        c -= _NPHI
-    return c
+    return c + _NPHI * np.int64(c < 0) - _NPHI * np.int64(c >= _NPHI)
 
 
 @njit(inline="always", cache=True)
 def _inside(r, c, W):
     """Whether window row r and column c (already wrapped, 0..359) are inside: a value, not a branch."""
     return (r >= 0) & (r < W) & (c < W)
-
-
-@njit(inline="always", cache=True)
-def _wrapped(c):
-    """``c`` (-359..718) wrapped into 0..359 as :func:`_column` does, without a branch."""
-    return c + _NPHI * np.int64(c < 0) - _NPHI * np.int64(c >= _NPHI)
 
 
 @njit(inline="always", cache=True)
@@ -137,7 +128,7 @@ def _select_tracks(tracks, e, row0, col0, W, pt_min, dz_max, cap, kv, ki, cand):
     n = 0
     for q in range(tracks.offsets[e], tracks.offsets[e + 1]):  # the cuts without a branch, the passing hits kept
         i = np.int64(tracks.ieta[q])
-        ok = (i >= 0) & _inside(i - row0, _wrapped(np.int64(tracks.iphi[q]) - col0), W)
+        ok = (i >= 0) & _inside(i - row0, _column(tracks.iphi[q], col0), W)
         ok &= (np.float64(tracks.pt[q]) > pt_min) & (abs(np.float64(tracks.dz[q])) < dz_max)
         cand[n] = q
         n += ok
@@ -164,7 +155,7 @@ def _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki, by
     n = 0
     for q in range(lo, hi):  # the cuts without a branch (~20 % of the hits pass, in no order), the passing kept
         r = np.int64(hits.ieta[q]) * mult + shift - row0
-        c = _wrapped(np.int64(hits.iphi[q]) * mult + shift - col0)
+        c = _column(np.int64(hits.iphi[q]) * mult + shift, col0)
         cand[n] = q
         n += _inside(r, c, W) & (np.float64(hits.energy[q]) > threshold)
     cnt = np.int64(0)
@@ -206,13 +197,13 @@ def _select_tracker(tracker, e, row0, col0, W, layer_mask, cap, kv, ki, by_layer
                 b = _first_at_least_in_layer(tracker, a, hi, layer, row0 + W)
                 for q in range(a, b):  # in the window's rows: the column decides (without a branch)
                     cand[n] = q
-                    n += _wrapped(np.int64(tracker.iphi[q]) - col0) < W
+                    n += _column(tracker.iphi[q], col0) < W
     else:
         for q in range(lo, hi):  # the cuts without a branch, the passing kept
             layer = np.int64(tracker.layer[q])
             on = (layer >= 0) & (layer < 64) & (((layer_mask >> (layer & 63)) & 1) == 1)
             cand[n] = q
-            n += on & _inside(np.int64(tracker.ieta[q]) - row0, _wrapped(np.int64(tracker.iphi[q]) - col0), W)
+            n += on & _inside(np.int64(tracker.ieta[q]) - row0, _column(tracker.iphi[q], col0), W)
     cnt = np.int64(0)
     for s in range(n):
         q = cand[s]

@@ -213,9 +213,7 @@ def _edge_mlp_fused(
     from frameproducers.kernels.edge_mlp import bias_relu, bias_relu_mean_add, gather_add_relu
 
     k, width = neighbors.shape[1], a.shape[1]
-    flat = neighbors.reshape(-1).contiguous().numpy()
-    if flat.size and (flat.min() < 0 or flat.max() >= a.shape[0]):  # the kernel does not check its reads
-        raise IndexError(f"EdgeConv: neighbour indices outside 0..{a.shape[0] - 1} (the micro-batch's nodes)")
+    flat = _flat_neighbours(neighbors, a.shape[0])
     full = max(min(rows, a.shape[0]) * k, MIN_ROWS)
     buffers = [(t, t.numpy()) for t in (a.new_empty((full, width)), a.new_empty((full, width)))]
     for t, _ in buffers:  # the only rows a product reads past the chunk's (when it has fewer than MIN_ROWS): finite
@@ -253,6 +251,14 @@ def _edge_mlp_fused(
             out[start:stop] += e[:m].view(-1, k, width).mean(dim=1)
 
 
+def _flat_neighbours(neighbors: Tensor, n_nodes: int) -> np.ndarray:
+    """``neighbors [N, k]`` flat as numpy, checked against the ``n_nodes`` nodes (the kernels do not check reads)."""
+    flat = neighbors.reshape(-1).contiguous().numpy()
+    if flat.size and (flat.min() < 0 or flat.max() >= n_nodes):
+        raise IndexError(f"EdgeConv: neighbour indices outside 0..{n_nodes - 1} (the micro-batch's nodes)")
+    return flat
+
+
 def _edge_mlp_bf16(
     a: Tensor, b: Tensor, neighbors: Tensor, layers: list[tuple[Tensor, Tensor]], out: Tensor, rows: int
 ) -> None:
@@ -268,9 +274,7 @@ def _edge_mlp_bf16(
     from frameproducers.kernels.edge_mlp import gather_add_relu, mean_add_bf16
 
     k, width = neighbors.shape[1], a.shape[1]
-    flat = neighbors.reshape(-1).contiguous().numpy()
-    if flat.size and (flat.min() < 0 or flat.max() >= a.shape[0]):  # the kernel does not check its reads
-        raise IndexError(f"EdgeConv: neighbour indices outside 0..{a.shape[0] - 1} (the micro-batch's nodes)")
+    flat = _flat_neighbours(neighbors, a.shape[0])
     step = BF16_ROW_STEP
     e_full = a.new_zeros((-(-max(min(rows, a.shape[0]) * k, 1) // step) * step, width), dtype=torch.bfloat16)
     an, bn, o = a.numpy(), b.numpy(), out.numpy()

@@ -256,6 +256,62 @@ def test_edge_mlp_kernels_equal_their_numpy_reference() -> None:
     np.testing.assert_array_equal(y, relu)
 
 
+def test_edge_mlp_kernels_add_the_biases_as_addmm_rounds_them() -> None:
+    """With the node term's and the shortcut's biases passed apart (``b_shift``, ``out_shift``): ``b[i] + b_shift``
+    first, then the neighbour's term; ``relu((out + out_shift) + mean)``; NaN carried through."""
+    from frameproducers.kernels.edge_mlp import bias_relu_mean_add, gather_add_relu
+
+    n, k, w = 9, 4, 8
+    a, b, index = gather_case(1, n, k, w, 6)
+    rng = np.random.default_rng(11)
+    b_shift, bias, out_shift = rng.normal(size=(3, w)).astype(np.float32)
+    e = np.empty((n * k, w), np.float32)
+    gather_add_relu(a, index, b, k, e, b_shift)
+    expected = np.repeat(b + b_shift, k, axis=0) + a[index]
+    np.testing.assert_array_equal(e, np.where(expected < 0, np.float32(0), expected))
+    assert np.isnan(e[6, 2])
+    y = rng.normal(size=(n * k, w)).astype(np.float32)
+    y[5, 1] = np.nan
+    z = y + bias
+    relu = np.where(z < 0, np.float32(0), z)
+    out = rng.normal(size=(n, w)).astype(np.float32)
+    total = np.zeros((n, w), np.float32)
+    for j in range(k):
+        total += relu[j::k]
+    finished = (out + out_shift) + total / np.float32(k)
+    bias_relu_mean_add(y, bias, k, out, out_shift)
+    np.testing.assert_array_equal(out, np.where(finished < 0, np.float32(0), finished))
+    assert np.isnan(out[1, 1])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_graph_pool_kernel_equals_the_scatters_bit_for_bit(seed: int) -> None:
+    """Inference on CPU pools each graph's nodes in one pass: the same values as the scatter form (training) bit for
+    bit (NaN as NaN), with empty graphs (zeros), one-node graphs, NaN (kept in the max and the mean), -0.0 and
+    infinities."""
+    from taggers.models.networks import graph_pool
+
+    rng = np.random.default_rng(seed)
+    sizes = [0, 1, 5, 0, 40, 3, 1, 0, 17, 250]
+    ptr = torch.from_numpy(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
+    batch = torch.from_numpy(np.repeat(np.arange(len(sizes)), sizes))
+    h = torch.from_numpy(rng.normal(size=(int(ptr[-1]), 24)).astype(np.float32) * 1e3)
+    h[6, 3], h[8, 5], h[10, 0] = float("nan"), float("-inf"), float("inf")
+    h[0, :], h[1, :] = -0.0, -0.0  # graph 1 has one node
+    h[50, 7] = float("nan")  # the first node of the 17-node graph
+    h[51, 7] = 5e4  # after the NaN: the max stays NaN
+    with torch.enable_grad():
+        scattered = graph_pool(h, batch, ptr)  # the scatter form
+    with torch.inference_mode():
+        pooled = graph_pool(h, batch, ptr)
+    assert pooled.shape == (len(sizes), 48)
+    np.testing.assert_array_equal(pooled.numpy(), scattered.detach().numpy())
+    bits, nan = pooled.view(torch.int32), pooled.isnan()  # signed zeros too (NaN: torch's payload differs)
+    assert torch.equal(bits[~nan], scattered.detach().view(torch.int32)[~nan])
+    assert torch.isnan(pooled[8, 24 + 7]) and torch.isnan(pooled[8, 7]) and torch.isnan(pooled[4, 24 + 3])
+    assert torch.equal(pooled[0], torch.zeros(48)) and torch.equal(pooled[3], torch.zeros(48))
+
+
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_onnx_artefact_parity(tmp_path, name: str) -> None:
     """The artefact's model.onnx (taggers.artefact.save, as e2e-train exports) equals torch at 1, 7, 64 and 512

@@ -22,18 +22,25 @@ from numba.extending import intrinsic, overload
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def gather_add_relu(a, index, b, k, e):
+def gather_add_relu(a, index, b, k, e, b_shift=None):
     """``e[i * k + j] = relu(a[index[i * k + j]] + b[i])``: the first layer of the edge MLP, the neighbour's term
-    gathered and the node's own term added (``b`` carries the bias). ``e`` float32, or uint16 for bfloat16: the
-    sum and the ReLU in float32, then rounded once (:func:`to_bf16`)."""
+    gathered and the node's own term added (``b`` carries the bias, or ``b_shift [width]`` does: then
+    ``b[i] + b_shift`` first, as ``addmm`` rounds it when it adds its bias after the product). ``e`` float32, or
+    uint16 for bfloat16: the sum and the ReLU in float32, then rounded once (:func:`to_bf16`)."""
     zero = np.float32(0)
     width = a.shape[1]
+    node = np.empty(width, np.float32)
     for i in range(b.shape[0]):
+        if b_shift is None:
+            node[:] = b[i]
+        else:
+            for c in range(width):
+                node[c] = b[i, c] + b_shift[c]
         for j in range(k):
             r = i * k + j
             src = index[r]
             for c in range(width):
-                v = a[src, c] + b[i, c]
+                v = a[src, c] + node[c]
                 _store(e, r, c, zero if v < zero else v)
 
 
@@ -49,9 +56,11 @@ def bias_relu(y, bias):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def bias_relu_mean_add(y, bias, k, out):
+def bias_relu_mean_add(y, bias, k, out, out_shift=None):
     """``out[i] += mean_j relu(y[i * k + j] + bias)``: the last layer's epilogue and the mean over the k edges of
-    each node, added to ``out`` (the shortcut); the sum runs over j in order, then divides by k."""
+    each node, added to ``out`` (the shortcut); the sum runs over j in order, then divides by k. With ``out_shift
+    [width]`` (the shortcut's bias, not yet in ``out``): ``out[i] = relu((out[i] + out_shift) + mean)``, the block's
+    output finished (as ``addmm`` rounds its bias added after the product)."""
     zero = np.float32(0)
     kf = np.float32(k)
     width = y.shape[1]
@@ -63,8 +72,13 @@ def bias_relu_mean_add(y, bias, k, out):
             for c in range(width):
                 v = y[r, c] + bias[c]
                 acc[c] += zero if v < zero else v
-        for c in range(width):
-            out[i, c] += acc[c] / kf
+        if out_shift is None:
+            for c in range(width):
+                out[i, c] += acc[c] / kf
+        else:
+            for c in range(width):
+                v = (out[i, c] + out_shift[c]) + acc[c] / kf
+                out[i, c] = zero if v < zero else v
 
 
 @intrinsic

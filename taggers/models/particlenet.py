@@ -99,14 +99,20 @@ class EdgeConvBlock(nn.Module):
         (tests/test_strong_networks.py, on 1 and 2 threads)."""
         weights = self._folded_weights(x.shape[1], lins, norms)
         a = rowwise(lambda v: F.linear(v, *weights.neighbour), x)  # the neighbour's term, gathered per edge
-        b = rowwise(lambda v: F.linear(v, *weights.node), x)  # the node's own term
-        folded = weights.layers
-        out = rowwise(lambda v: F.linear(v, *weights.shortcut), x)
         k = max(neighbors.shape[1], 1)
+        if weights.bf16 is None:
+            shifts = _epilogue_shifts(weights, int(x.shape[1]), int(neighbors.shape[1]))
+            if shifts is not None:  # the biases of the node's term and the shortcut added in the kernels
+                b = rowwise(lambda v: F.linear(v, weights.node[0]), x)
+                out = rowwise(lambda v: F.linear(v, weights.shortcut[0]), x)
+                _edge_mlp_fused(a, b, neighbors, weights.layers, out, max(1, EDGE_CHUNK // k), shifts)
+                return out
+        b = rowwise(lambda v: F.linear(v, *weights.node), x)  # the node's own term
+        out = rowwise(lambda v: F.linear(v, *weights.shortcut), x)
         if weights.bf16 is not None:
             _edge_mlp_bf16(a, b, neighbors, weights.bf16, out, max(1, EDGE_CHUNK_BF16 // k))
         else:
-            _edge_mlp_fused(a, b, neighbors, folded, out, max(1, EDGE_CHUNK // k))
+            _edge_mlp_fused(a, b, neighbors, weights.layers, out, max(1, EDGE_CHUNK // k))
         return out.clamp_(min=0)
 
     def freeze(self, bf16: bool = False) -> None:
@@ -202,14 +208,21 @@ def _folded_linear(weight: Tensor, bn: nn.BatchNorm1d, bias: bool = True) -> tup
 
 
 def _edge_mlp_fused(
-    a: Tensor, b: Tensor, neighbors: Tensor, folded: list[tuple[Tensor, Tensor]], out: Tensor, rows: int
+    a: Tensor,
+    b: Tensor,
+    neighbors: Tensor,
+    folded: list[tuple[Tensor, Tensor]],
+    out: Tensor,
+    rows: int,
+    epilogue: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """:meth:`EdgeConvBlock._forward_in_chunks`'s edge MLP, ``rows`` nodes at a time, its mean added to ``out``:
     the products in torch, each elementwise step one pass of :mod:`frameproducers.kernels.edge_mlp` (the gather,
     add and ReLU of the first layer; the bias and ReLU of the next, which ``addmm`` would copy in before the
     product; the last one's and the mean), into two buffers reused chunk after chunk. Where those would round
     differently from torch, torch's ``addmm`` and ``mean`` remain (:func:`_bias_after_product`,
-    :func:`_mean_in_order`)."""
+    :func:`_mean_in_order`). ``epilogue`` (:func:`_epilogue_shifts`): the biases of ``b`` and ``out``, not yet in
+    them, added by the kernels, which also apply the block's final ReLU to ``out``."""
     from frameproducers.kernels.edge_mlp import bias_relu, bias_relu_mean_add, gather_add_relu
 
     k, width = neighbors.shape[1], a.shape[1]
@@ -224,6 +237,9 @@ def _edge_mlp_fused(
     shifts = [(bias.numpy(), np.zeros_like(bias.numpy())) for _, bias in folded]  # after the product; in addmm
     an, bn, o = a.numpy(), b.numpy(), out.numpy()
     last = len(folded) - 1
+    node_shift, out_shift = epilogue if epilogue is not None else (None, None)
+    if epilogue is not None and not (folded and in_order):
+        raise ValueError("EdgeConv: the kernels add the biases only when they also take the mean (_epilogue_shifts)")
     # the Python between the kernels runs once per chunk, holding the GIL that the other micro-batch threads'
     # kernels and products release: its views are made once for the full chunks
     for start in range(0, a.shape[0], rows):
@@ -234,7 +250,7 @@ def _edge_mlp_fused(
         p = max(m, MIN_ROWS)
         views = buffers if p == full else [(t[:p], t_np[:p]) for t, t_np in buffers]
         e, e_np = views[0]
-        gather_add_relu(an, flat[start * k : stop * k], bn[start:stop], k, e_np)
+        gather_add_relu(an, flat[start * k : stop * k], bn[start:stop], k, e_np, node_shift)
         for layer, (weight_t, bias) in enumerate(folded):
             y, y_np = views[(layer + 1) % 2]
             if after[layer]:
@@ -245,7 +261,7 @@ def _edge_mlp_fused(
             if layer < last or not in_order:
                 bias_relu(y_np if m == p else y_np[:m], shift)
             else:
-                bias_relu_mean_add(y_np, shift, k, o[start:stop])
+                bias_relu_mean_add(y_np, shift, k, o[start:stop], out_shift)
             e = y
         if not folded or not in_order:
             out[start:stop] += e[:m].view(-1, k, width).mean(dim=1)
@@ -329,6 +345,32 @@ def _bias_after_product(n_in: int, n_out: int, threads: int) -> bool:
     w, bias = torch.randn(n_in, n_out, generator=g), torch.randn(n_out, generator=g)
     rows = (MIN_ROWS, MIN_ROWS + 1, 47, 64, 255, 512, 4099)
     return all(torch.equal(torch.addmm(bias, e[:m], w), torch.mm(e[:m], w) + bias) for m in rows)
+
+
+def _epilogue_shifts(weights: _FoldedWeights, n_in: int, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The biases of the node's term and of the shortcut as numpy, for the kernels of :func:`_edge_mlp_fused` to
+    add (and the block's ReLU with them), when that gives the same values: ``F.linear`` with a bias copies it into
+    its output before the product (~9 us per jet of tau_gnn's ~350 on one thread), and rounds as the product plus
+    the bias (:func:`_linear_bias_after`); None where not (then ``F.linear`` adds them)."""
+    (_, node_bias), (_, short_bias) = weights.node, weights.shortcut
+    if node_bias is None or short_bias is None or not weights.layers or k < 1:
+        return None
+    width, threads = int(node_bias.shape[0]), torch.get_num_threads()
+    if not (_mean_in_order(width, k, threads) and _linear_bias_after(n_in, width, threads)):
+        return None
+    return node_bias.contiguous().numpy(), short_bias.contiguous().numpy()
+
+
+@functools.cache
+def _linear_bias_after(n_in: int, n_out: int, threads: int) -> bool:
+    """Whether ``F.linear(x, W, bias)`` rounds as ``F.linear(x, W) + bias`` for ``W [n_out, n_in]`` and every ``x`` of
+    at least :data:`~taggers.models.networks.MIN_ROWS` rows (probed once per torch thread count, as
+    :func:`_bias_after_product`, up to the row counts of a micro-batch's nodes)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(20011, n_in, generator=g)
+    w, bias = torch.randn(n_out, n_in, generator=g), torch.randn(n_out, generator=g)
+    rows = (MIN_ROWS, MIN_ROWS + 1, 47, 64, 255, 512, 4099, 20011)
+    return all(torch.equal(F.linear(x[:m], w, bias), F.linear(x[:m], w) + bias) for m in rows)
 
 
 @functools.cache

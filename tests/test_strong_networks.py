@@ -229,6 +229,16 @@ def gather_case(seed: int, n: int, k: int, w: int, nan_edge: int) -> tuple[np.nd
     return a, b, index
 
 
+def edge_mean_reference(y: np.ndarray, bias: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """numpy's ``relu(y + bias)`` and its mean over each node's k consecutive edges (summed in order, then / k)."""
+    z = y + bias
+    relu = np.where(z < 0, np.float32(0), z)
+    total = np.zeros((len(y) // k, y.shape[1]), np.float32)
+    for j in range(k):
+        total += relu[j::k]
+    return relu, total / np.float32(k)
+
+
 def test_edge_mlp_kernels_equal_their_numpy_reference() -> None:
     """The fused epilogues: float32 results equal to numpy's, NaN carried through (ReLU is clamp(min=0))."""
     from frameproducers.kernels.edge_mlp import bias_relu, bias_relu_mean_add, gather_add_relu
@@ -243,13 +253,9 @@ def test_edge_mlp_kernels_equal_their_numpy_reference() -> None:
     assert np.isnan(e[5, 2])
     bias = rng.normal(size=w).astype(np.float32)
     y = rng.normal(size=(n * k, w)).astype(np.float32)
-    z = y + bias
-    relu = np.where(z < 0, np.float32(0), z)
+    relu, mean = edge_mean_reference(y, bias, k)
     out = rng.normal(size=(n, w)).astype(np.float32)
-    total = np.zeros((n, w), np.float32)
-    for j in range(k):
-        total += relu[j::k]
-    expected_out = out + total / np.float32(k)
+    expected_out = out + mean
     bias_relu_mean_add(y, bias, k, out)
     np.testing.assert_array_equal(out, expected_out)
     bias_relu(y, bias)
@@ -272,13 +278,9 @@ def test_edge_mlp_kernels_add_the_biases_as_addmm_rounds_them() -> None:
     assert np.isnan(e[6, 2])
     y = rng.normal(size=(n * k, w)).astype(np.float32)
     y[5, 1] = np.nan
-    z = y + bias
-    relu = np.where(z < 0, np.float32(0), z)
+    _, mean = edge_mean_reference(y, bias, k)
     out = rng.normal(size=(n, w)).astype(np.float32)
-    total = np.zeros((n, w), np.float32)
-    for j in range(k):
-        total += relu[j::k]
-    finished = (out + out_shift) + total / np.float32(k)
+    finished = (out + out_shift) + mean
     bias_relu_mean_add(y, bias, k, out, out_shift)
     np.testing.assert_array_equal(out, np.where(finished < 0, np.float32(0), finished))
     assert np.isnan(out[1, 1])

@@ -120,6 +120,17 @@ def _keep_top(kv, ki, cnt, cap, v, q):
 
 
 @njit(inline="always", cache=True)
+def _keep_top_of(cand, n, values, cap, kv, ki):
+    """The ``cap`` largest ``values[q]`` over the hits ``q`` in ``cand[:n]`` (in order; :func:`_keep_top`): hit
+    indices in ki; returns the count."""
+    cnt = np.int64(0)
+    for s in range(n):
+        q = cand[s]
+        cnt = _keep_top(kv, ki, cnt, cap, np.float64(values[q]), q)
+    return cnt
+
+
+@njit(inline="always", cache=True)
 def _select_tracks(tracks, e, row0, col0, W, pt_min, dz_max, cap, kv, ki, cand):
     """The ``cap`` highest-pT selected tracks of event e in the window: hit indices in ki; returns the count.
     ``cand``: scratch for the indices that pass (at least the event's track count)."""
@@ -132,11 +143,7 @@ def _select_tracks(tracks, e, row0, col0, W, pt_min, dz_max, cap, kv, ki, cand):
         ok &= (np.float64(tracks.pt[q]) > pt_min) & (abs(np.float64(tracks.dz[q])) < dz_max)
         cand[n] = q
         n += ok
-    cnt = np.int64(0)
-    for s in range(n):
-        q = cand[s]
-        cnt = _keep_top(kv, ki, cnt, cap, np.float64(tracks.pt[q]), q)
-    return cnt
+    return _keep_top_of(cand, n, tracks.pt, cap, kv, ki)
 
 
 @njit(inline="always", cache=True)
@@ -158,11 +165,7 @@ def _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki, by
         c = _column(np.int64(hits.iphi[q]) * mult + shift, col0)
         cand[n] = q
         n += _inside(r, c, W) & (np.float64(hits.energy[q]) > threshold)
-    cnt = np.int64(0)
-    for s in range(n):
-        q = cand[s]
-        cnt = _keep_top(kv, ki, cnt, cap, np.float64(hits.energy[q]), q)
-    return cnt
+    return _keep_top_of(cand, n, hits.energy, cap, kv, ki)
 
 
 @njit(inline="always", cache=True)
@@ -441,23 +444,8 @@ def build_hit_nodes(
     by_ieta = (in_ieta_order(ecal), in_ieta_order(hcal))  # bisect the window's rows instead of scanning
     most = max([int(np.diff(c.offsets).max(initial=0)) for c in (ecal, hcal, tracks, tracker)])  # hits in one event
     with pool_for(n_jets):
-        _hit_nodes(
-            _COUNT,
-            counts,
-            *none,
-            nch,
-            jets,
-            ecal,
-            hcal,
-            tracks,
-            tracker,
-            par,
-            eta_centre,
-            chosen,
-            n_chosen,
-            by_ieta,
-            most,
-        )
+        _hit_nodes(_COUNT, counts, *none, nch, jets, ecal, hcal, tracks, tracker, par, eta_centre, chosen, n_chosen,
+                   by_ieta, most)  # fmt: skip
         node_offsets = np.zeros(n_jets + 1, np.int64)
         np.cumsum(counts, out=node_offsets[1:])
         n = int(node_offsets[-1])

@@ -100,20 +100,18 @@ class EdgeConvBlock(nn.Module):
         weights = self._folded_weights(x.shape[1], lins, norms)
         a = rowwise(lambda v: F.linear(v, *weights.neighbour), x)  # the neighbour's term, gathered per edge
         k = max(neighbors.shape[1], 1)
-        if weights.bf16 is None:
-            shifts = _epilogue_shifts(weights, int(x.shape[1]), int(neighbors.shape[1]))
-            if shifts is not None:  # the biases of the node's term and the shortcut added in the kernels
-                b = rowwise(lambda v: F.linear(v, weights.node[0]), x)
-                out = rowwise(lambda v: F.linear(v, weights.shortcut[0]), x)
-                _edge_mlp_fused(a, b, neighbors, weights.layers, out, max(1, EDGE_CHUNK // k), shifts)
-                return out
-        b = rowwise(lambda v: F.linear(v, *weights.node), x)  # the node's own term
-        out = rowwise(lambda v: F.linear(v, *weights.shortcut), x)
+        # float32: the biases of the node's term and the shortcut added by the kernels where that rounds the same
+        epilogue = None if weights.bf16 is not None else _epilogue_shifts(weights, x.shape[1], neighbors.shape[1])
+        node, shortcut = weights.node, weights.shortcut
+        if epilogue is not None:  # their products without the bias
+            node, shortcut = (node[0], None), (shortcut[0], None)
+        b = rowwise(lambda v: F.linear(v, *node), x)  # the node's own term
+        out = rowwise(lambda v: F.linear(v, *shortcut), x)
         if weights.bf16 is not None:
             _edge_mlp_bf16(a, b, neighbors, weights.bf16, out, max(1, EDGE_CHUNK_BF16 // k))
         else:
-            _edge_mlp_fused(a, b, neighbors, weights.layers, out, max(1, EDGE_CHUNK // k))
-        return out.clamp_(min=0)
+            _edge_mlp_fused(a, b, neighbors, weights.layers, out, max(1, EDGE_CHUNK // k), epilogue)
+        return out.clamp_(min=0) if epilogue is None else out  # (with the epilogue the kernel applied the ReLU)
 
     def freeze(self, bf16: bool = False) -> None:
         """Fold the eval-mode batch norms into the weights once, for a block whose weights no longer change (an
@@ -336,14 +334,17 @@ _LINEAR_POINTWISE = _linear_pointwise()
 
 
 @functools.cache
-def _bias_after_product(n_in: int, n_out: int, threads: int) -> bool:
-    """Whether ``mm(e, W) + bias`` rounds as ``addmm(bias, e, W)`` for ``W [n_in, n_out]`` and every ``e`` of at
-    least :data:`~taggers.models.networks.MIN_ROWS` rows (probed once per torch thread count, the current one, at
-    several row counts: MKL adds ``bias`` to the finished product, except in its kernels for a few rows)."""
+def _bias_after_product(n_in: int, n_out: int, threads: int, linear: bool = False) -> bool:
+    """Whether ``mm(e, W) + bias`` rounds as ``addmm(bias, e, W)`` for ``W [n_in, n_out]`` (``linear``: stored
+    ``[n_out, n_in]`` and transposed, as ``F.linear`` passes its weight) and every ``e`` of at least
+    :data:`~taggers.models.networks.MIN_ROWS` rows (probed once per torch thread count, the current one, at several
+    row counts up to those of a micro-batch's nodes: MKL adds ``bias`` to the finished product, except in its
+    kernels for a few rows)."""
     g = torch.Generator().manual_seed(0)
-    e = torch.randn(4099, n_in, generator=g)
-    w, bias = torch.randn(n_in, n_out, generator=g), torch.randn(n_out, generator=g)
-    rows = (MIN_ROWS, MIN_ROWS + 1, 47, 64, 255, 512, 4099)
+    e = torch.randn(20011, n_in, generator=g)
+    w = torch.randn(n_out, n_in, generator=g).t() if linear else torch.randn(n_in, n_out, generator=g)
+    bias = torch.randn(n_out, generator=g)
+    rows = (MIN_ROWS, MIN_ROWS + 1, 47, 64, 255, 512, 4099, 20011)
     return all(torch.equal(torch.addmm(bias, e[:m], w), torch.mm(e[:m], w) + bias) for m in rows)
 
 
@@ -351,26 +352,14 @@ def _epilogue_shifts(weights: _FoldedWeights, n_in: int, k: int) -> tuple[np.nda
     """The biases of the node's term and of the shortcut as numpy, for the kernels of :func:`_edge_mlp_fused` to
     add (and the block's ReLU with them), when that gives the same values: ``F.linear`` with a bias copies it into
     its output before the product (~9 us per jet of tau_gnn's ~350 on one thread), and rounds as the product plus
-    the bias (:func:`_linear_bias_after`); None where not (then ``F.linear`` adds them)."""
+    the bias (:func:`_bias_after_product`); None where not (then ``F.linear`` adds them)."""
     (_, node_bias), (_, short_bias) = weights.node, weights.shortcut
     if node_bias is None or short_bias is None or not weights.layers or k < 1:
         return None
     width, threads = int(node_bias.shape[0]), torch.get_num_threads()
-    if not (_mean_in_order(width, k, threads) and _linear_bias_after(n_in, width, threads)):
+    if not (_mean_in_order(width, k, threads) and _bias_after_product(n_in, width, threads, linear=True)):
         return None
     return node_bias.contiguous().numpy(), short_bias.contiguous().numpy()
-
-
-@functools.cache
-def _linear_bias_after(n_in: int, n_out: int, threads: int) -> bool:
-    """Whether ``F.linear(x, W, bias)`` rounds as ``F.linear(x, W) + bias`` for ``W [n_out, n_in]`` and every ``x`` of
-    at least :data:`~taggers.models.networks.MIN_ROWS` rows (probed once per torch thread count, as
-    :func:`_bias_after_product`, up to the row counts of a micro-batch's nodes)."""
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(20011, n_in, generator=g)
-    w, bias = torch.randn(n_out, n_in, generator=g), torch.randn(n_out, generator=g)
-    rows = (MIN_ROWS, MIN_ROWS + 1, 47, 64, 255, 512, 4099, 20011)
-    return all(torch.equal(F.linear(x[:m], w, bias), F.linear(x[:m], w) + bias) for m in rows)
 
 
 @functools.cache

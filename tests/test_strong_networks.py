@@ -414,16 +414,17 @@ def test_knn_per_graph_equals_dynamic_knn_and_breaks_ties_by_index() -> None:
 
 
 @pytest.mark.parametrize("columns", [8, 2])
-def test_knn_grouped_by_size_is_the_padded_knn(columns: int) -> None:
-    """Inference on CPU groups the graphs by size (KNN_GROUP at a time, each padded to its own largest): the
-    same neighbours, bit for bit, as the whole batch padded to its largest graph (features and grid coordinates
-    with exact ties; empty, tiny and large graphs, in no order)."""
+@pytest.mark.parametrize("n_graphs", [101, 3, 1, 0])
+def test_knn_grouped_by_size_is_the_padded_knn(columns: int, n_graphs: int) -> None:
+    """Inference on CPU groups the graphs by size (KNN_GROUP at a time, each padded to its own largest; a small
+    batch such as one event is one group): the same neighbours, bit for bit, as the whole batch padded to its
+    largest graph (features and grid coordinates with exact ties; empty, tiny and large graphs, in no order)."""
     from taggers.models import graph_layers
 
-    rng = np.random.default_rng(7)
-    sizes = [int(n) for n in rng.integers(0, 60, size=3 * graph_layers.KNN_GROUP + 5)]
-    sizes[:3] = [0, 1, 140]
-    counts = torch.tensor(sizes)
+    rng = np.random.default_rng(7 + n_graphs)
+    sizes = [int(n) for n in rng.integers(0, 60, size=n_graphs)]
+    sizes[:3] = [0, 1, 140][: len(sizes)] if n_graphs > 3 else sizes[:3]
+    counts = torch.tensor(sizes, dtype=torch.long)
     ptr = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
     batch = torch.repeat_interleave(torch.arange(len(sizes)), counts)
     h = torch.randn(int(ptr[-1]), columns) if columns > 2 else torch.randint(-5, 6, (int(ptr[-1]), 2)).float()

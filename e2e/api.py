@@ -8,12 +8,12 @@
     out = tagger(events)                                     # an awkward record array of hits-tree branches
     out["Jet_tauGNN_tau"]                                    # one score per jet, as the friend tree's branch
 
-``events`` holds the hits tree's branches by their schema names (``run``, ``luminosityBlock``, ``event``,
-``Jet_pt``, ``EcalHit_energy``, ...; see :mod:`e2e.io.memory`): uproot's ``tree.arrays(entry_stop=...)`` or a
-mapping of branch name -> array. The configuration's source is replaced by an in-memory source with the same
-value checks; its outputs' ``keep`` lists choose what is returned: every per-jet branch the friend tree would
-get (``Jet_<label>_<name>``, jagged by event, one value per input jet) and the per-event collections
-(``<label>Node_<field>``, ...). The values are the ones e2e-run writes for the same events.
+``events`` holds the hits tree's branches by their schema names (``run``, ``luminosityBlock``, ``event``, ``Jet_pt``,
+``EcalHit_energy``, ...; see :mod:`e2e.io.memory`): uproot's ``tree.arrays(entry_stop=...)`` (awkward, or
+``library="np"``) or a mapping of branch name -> array (awkward, numpy, or lists). The configuration's source is
+replaced by an in-memory source with the same value checks; its outputs' ``keep`` lists choose what is returned: every
+per-jet branch the friend tree would get (``Jet_<label>_<name>``, jagged by event, one value per input jet) and the
+per-event collections (``<label>Node_<field>``, ...). The values are the ones e2e-run writes for the same events.
 """
 
 from __future__ import annotations

@@ -74,10 +74,27 @@ def test_record_arrays_of_other_layouts(tagger, events, reference) -> None:
     assert ak.to_list(selected) == ak.to_list(reference["Jet_tauGNN_tau"][keep])
 
 
+def test_numpy_arrays_as_uproot_gives_them(tagger, reference) -> None:
+    """uproot's ``library="np"`` (jagged branches as object arrays of numpy arrays; none for zero events) and plain
+    Python lists give the values of the same events as awkward arrays."""
+    with uproot.open(SAMPLE) as f:
+        as_numpy = f["Events"].arrays(entry_stop=N, library="np")
+        none = f["Events"].arrays(entry_stop=0, library="np")
+    assert as_numpy["EcalHit_energy"].dtype == object
+    assert ak.to_list(tagger(as_numpy)["Jet_tauGNN_tau"]) == ak.to_list(reference["Jet_tauGNN_tau"])
+    lists = {name: values.tolist() for name, values in as_numpy.items()}
+    assert ak.to_list(tagger(lists)["Jet_tauGNN_tau"]) == ak.to_list(reference["Jet_tauGNN_tau"])
+    assert len(tagger(none)["Jet_tauGNN_tau"]) == 0
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda e: {k: e[k] for k in e.fields if k != "EcalHit_energy"}, "no branch 'EcalHit_energy'"),
+        (
+            lambda e: {**{k: e[k] for k in e.fields}, "Jet_pt": np.array([object()] * len(e), dtype=object)},
+            "branch 'Jet_pt' (ndarray) is not numbers or lists of numbers",
+        ),
         (lambda e: {**{k: e[k] for k in e.fields}, "Jet_pt": ak.flatten(e["Jet_pt"])[: len(e)]}, "'Jet_pt' is"),
         (lambda e: {**{k: e[k] for k in e.fields}, "event": e["event"][:-1]}, "has 29 events"),
         (lambda e: [1, 2, 3], "expected an awkward Array of records or a mapping"),

@@ -368,6 +368,28 @@ def _dict_layout_of(arrays: dict[str, Any]) -> Any:
     return layout_of
 
 
+def _branch_array(name: str, values: Any) -> ak.Array:
+    """One branch of a mapping as an awkward array: numbers, lists of numbers, or a numpy object array of numpy
+    arrays (uproot's ``library="np"`` for a jagged branch; empty: lists of the branch's schema type), joined
+    without a Python loop over their values. One-line SchemaError for what awkward cannot read."""
+    try:
+        if isinstance(values, np.ndarray) and values.dtype == object:
+            parts = list(values)
+            if not parts:
+                dtype = branch_dtypes(True).get(name, np.dtype(np.float64))
+                return ak.unflatten(np.zeros(0, dtype), np.zeros(0, np.int64))
+            if parts and all(isinstance(p, np.ndarray) and p.ndim == 1 and p.dtype != object for p in parts):
+                counts = np.fromiter((len(p) for p in parts), np.int64, len(parts))
+                return ak.unflatten(np.concatenate(parts), counts)
+            return ak.from_iter(parts)
+        return ak.Array(values)
+    except (TypeError, ValueError) as err:
+        raise SchemaError(
+            f"{MEMORY}: branch '{name}' ({type(values).__name__}) is not numbers or lists of numbers that awkward "
+            f"can read: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from None
+
+
 def _as_arrays(events: Any) -> Mapping[str, Any]:
     """Branch name -> awkward (or numpy) array, from an awkward record array or a mapping."""
     if isinstance(events, ak.Array):
@@ -377,7 +399,7 @@ def _as_arrays(events: Any) -> Mapping[str, Any]:
             return _RecordFields(events)
         return {f: events[f] for f in events.fields}
     if isinstance(events, Mapping):
-        return {str(k): v if isinstance(v, ak.Array) else ak.Array(v) for k, v in events.items()}
+        return {str(k): v if isinstance(v, ak.Array) else _branch_array(str(k), v) for k, v in events.items()}
     raise SchemaError(
         f"{MEMORY}: events of type {type(events).__name__}; expected an awkward Array of records or a mapping of "
         "branch name -> array"

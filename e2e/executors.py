@@ -11,8 +11,10 @@ in plan order (:mod:`e2e.parts`). Only the configuration, work items and these s
   worker that dies (killed, out of memory) breaks the pool: it is rebuilt and the unfinished units resubmitted,
   each at most ``retries`` times.
 - ``dask``: ``dask.distributed`` on a ``LocalCluster`` of N single-threaded worker processes, or on an existing
-  scheduler (``tcp://host:8786``; dask-jobqueue's HTCondorCluster/SLURMCluster give one on a batch system);
-  dask re-runs the units of a lost worker (``retries``).
+  scheduler (``tcp://host:8786``; dask-jobqueue's HTCondorCluster/SLURMCluster give one on a batch system); dask re-runs
+  the units of a lost worker (``retries``: the LocalCluster's ``allowed-failures``). A unit's user error (a bad file,
+  branch or value) comes back as a :class:`UnitFailure`, not raised in the worker: dask would log its traceback and
+  re-run it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from e2e.errors import E2EError
+from e2e.errors import ConfigError, E2EError
 from e2e.source import WorkItem
 
 #: Executors by name (``--executor``, ``options.executor``).
@@ -200,6 +202,74 @@ def one_thread_each(config: Mapping[str, Any]) -> dict[str, Any]:
         for label, block in dict(config.get("modules") or {}).items()
     }
     return out
+
+
+@dataclass(frozen=True)
+class UnitFailure:
+    """A user error of a unit (one line: a bad file, branch, value or model, a full disk) as a dask worker returns
+    it (:func:`run_unit_or_failure`): raised in a dask task, it would be logged with its traceback by the worker
+    ("Compute Failed") and re-run ``retries`` times, to the same end. The driver raises it again
+    (:meth:`exception`), with the worker's traceback as its cause for ``--debug``."""
+
+    kind: str  # "schema", "config", "e2e" or "os"
+    message: str
+    traceback: str = ""
+    errno: int = 0
+    filename: str | None = None
+
+    @classmethod
+    def of(cls, err: BaseException) -> UnitFailure | None:
+        """The failure of a user error; None for anything else (raised as it is: a bug, a lost worker)."""
+        import errno
+        import traceback
+
+        from dataformats.schema import SchemaError
+
+        text = "".join(traceback.format_exception(err))
+        if isinstance(err, SchemaError):
+            return cls("schema", str(err), text)
+        if isinstance(err, E2EError):
+            return cls("config" if isinstance(err, ConfigError) else "e2e", str(err), text)
+        if isinstance(err, OSError) and (
+            err.filename is not None or err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+        ):  # as the command line reports an OSError in one line
+            filename = None if err.filename is None else os.fsdecode(err.filename)
+            return cls("os", err.strerror or str(err), text, err.errno or 0, filename)
+        return None
+
+    def exception(self) -> BaseException:
+        """The error to raise in the driver."""
+        from dataformats.schema import SchemaError
+
+        err: BaseException
+        if self.kind == "os":
+            err = OSError(self.errno, self.message, self.filename)
+        else:
+            err = {"schema": SchemaError, "config": ConfigError}.get(self.kind, E2EError)(self.message)
+        err.__cause__ = _WorkerTraceback(self.traceback)
+        return err
+
+
+class _WorkerTraceback(Exception):
+    """The traceback of a worker's error, as the cause of the driver's (shown with ``--debug``)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n(in the worker)\n{self.text}"
+
+
+def run_unit_or_failure(call: UnitCall, item: WorkItem) -> UnitResult | UnitFailure:
+    """:func:`run_unit` in a dask worker, its user errors returned as :class:`UnitFailure`."""
+    try:
+        return run_unit(call, item)
+    except Exception as err:
+        failure = UnitFailure.of(err)
+        if failure is None:
+            raise
+        return failure
 
 
 def run_unit(call: UnitCall, item: WorkItem, worker: bool = True) -> UnitResult:
@@ -457,7 +527,15 @@ class DaskExecutor(Executor):
             for k, v in dict(dask.config.get("distributed.nanny.pre-spawn-environ", {})).items()
             if k.replace("-", "_") != "MALLOC_TRIM_THRESHOLD_"
         }
-        dask.config.set({"distributed.nanny.pre-spawn-environ": environ, "distributed.worker.profile.enabled": False})
+        dask.config.set(
+            {
+                "distributed.nanny.pre-spawn-environ": environ,
+                "distributed.worker.profile.enabled": False,
+                # a unit whose worker died is run again at most `retries` times (the LocalCluster's scheduler; an
+                # external scheduler applies its own setting)
+                "distributed.scheduler.allowed-failures": self.retries,
+            }
+        )
         if self.scheduler:
             try:  # within dask's connect timeout (distributed.comm.timeouts.connect, 30 s unless configured)
                 self._client = Client(self.scheduler)
@@ -486,15 +564,16 @@ class DaskExecutor(Executor):
         client = self._connect()
         try:
             futures = {
-                client.submit(
-                    run_unit, call, item, retries=self.retries, pure=False, key=f"e2e-{call.key}-{item.index}"
-                ): item
+                client.submit(run_unit_or_failure, call, item, pure=False, key=f"e2e-{call.key}-{item.index}"): item
                 for item in items
-            }
+            }  # a lost worker's units: rescheduled by dask (allowed-failures); an error: not run again
             for fut in as_completed(list(futures)):
                 item = futures[fut]
                 try:
-                    yield fut.result()
+                    result = fut.result()
+                    if isinstance(result, UnitFailure):
+                        raise result.exception()
+                    yield result
                 except Exception as err:
                     if type(err).__name__ == "KilledWorker":
                         raise E2EError(

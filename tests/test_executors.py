@@ -214,7 +214,12 @@ def test_stale_parts_of_another_configuration_are_not_reused(inputs, reference, 
     assert _branches(tmp_path / "out.root") == reference
 
 
-def test_a_bad_file_fails_with_one_line_or_is_skipped(inputs, tmp_path):
+@pytest.mark.parametrize("executor", ["futures", "dask"])
+def test_a_bad_file_fails_with_one_line_or_is_skipped(executor, inputs, tmp_path):
+    """A bad value in one file: one line (no worker log or traceback: dask gets the error back as a value, run
+    once), no output; or the unit skipped with --skip-bad-files."""
+    if executor == "dask":
+        need_extra("distributed", "dask")
     bad = tmp_path / "bad.root"
     ev = read_events(SAMPLE, 10)
     energy = ak.to_numpy(ak.flatten(ev.EcalHit_energy)).copy()
@@ -223,13 +228,16 @@ def test_a_bad_file_fails_with_one_line_or_is_skipped(inputs, tmp_path):
         bad, {**{k: ev[k] for k in ev.fields}, "EcalHit_energy": ak.unflatten(energy, ak.num(ev.EcalHit_energy))}
     )
     files = [inputs[0], bad, inputs[1]]
-    for args in ((), ("--executor", "futures", "--workers", "2")):
+    for args in ((), ("--executor", executor, "--workers", "2")):
         r = _run(_config(tmp_path, files), *args)
         assert r.returncode == 2, r.stderr
         err = r.stderr.strip().splitlines()
         assert len(err) == 1 and "bad.root:Events: branch 'EcalHit_energy'" in err[0] and "nan" in err[0], r.stderr
         assert not (tmp_path / "out.root").exists()
-    r = _run(_config(tmp_path, files), "--executor", "futures", "--workers", "2", "--skip-bad-files")
+    r = _run(_config(tmp_path, files), "--executor", executor, "--workers", "2", "--debug")
+    assert r.returncode == 2 and r.stderr.count("Traceback (most recent call last)") == 2, r.stderr  # worker, driver
+    assert "Compute Failed" not in r.stderr  # dask did not log it, nor run it again
+    r = _run(_config(tmp_path, files), "--executor", executor, "--workers", "2", "--skip-bad-files")
     assert r.returncode == 0, r.stderr
     assert "1 unit(s) skipped (--skip-bad-files)" in r.stdout and "bad.root" in r.stdout
     with uproot.open(tmp_path / "out.root") as f:

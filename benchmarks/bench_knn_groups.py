@@ -1,11 +1,11 @@
 """ParticleNet's in-model kNN on CPU: jets grouped by size (each group padded to its own largest jet) against the
 whole micro-batch padded to its largest jet, in one run, interleaved.
 
-The tau_gnn model (``zoo:tau_gnn``, the GNNTagger of ``process_configs/tau_gnn.yaml``) on the hit graphs of the
-shipped sample repeated ``--copies`` times, micro-batches of 128 jets, ``--threads`` torch threads; the
-baseline sets ``taggers.models.graph_layers.KNN_GROUP`` above the micro-batch size (the padded form, which the
-ONNX export keeps). Prints min and median microseconds per jet over ``--repeats`` interleaved runs of each, the
-ratio of the medians, whether the scores are identical bit for bit, and the load average.
+The tau_gnn model (``zoo:tau_gnn``, the GNNTagger of ``process_configs/tau_gnn.yaml``) on the hit graphs of the shipped
+sample repeated ``--copies`` times, micro-batches of 128 jets, ``--threads`` torch threads; the baseline sets
+``taggers.models.graph_layers.KNN_GROUP`` above the micro-batch size (one group: the micro-batch padded to its largest
+jet, as the ONNX export pads it). Prints min and median microseconds per jet over ``--repeats`` interleaved runs of
+each, the ratio of the medians, whether the scores are identical bit for bit, and the load average.
 
     python benchmarks/bench_knn_groups.py [--copies 4] [--threads 2] [--repeats 7]
 """

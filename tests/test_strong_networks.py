@@ -423,7 +423,7 @@ def test_knn_grouped_by_size_is_the_padded_knn(columns: int, n_graphs: int) -> N
 
     rng = np.random.default_rng(7 + n_graphs)
     sizes = [int(n) for n in rng.integers(0, 60, size=n_graphs)]
-    sizes[:3] = [0, 1, 140][: len(sizes)] if n_graphs > 3 else sizes[:3]
+    sizes[:3] = [140, 0, 1][: len(sizes)]  # a large graph first; an empty and a lone node where there are more
     counts = torch.tensor(sizes, dtype=torch.long)
     ptr = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
     batch = torch.repeat_interleave(torch.arange(len(sizes)), counts)

@@ -378,7 +378,7 @@ def _branch_array(name: str, values: Any) -> ak.Array:
             if not parts:
                 dtype = branch_dtypes(True).get(name, np.dtype(np.float64))
                 return ak.unflatten(np.zeros(0, dtype), np.zeros(0, np.int64))
-            if parts and all(isinstance(p, np.ndarray) and p.ndim == 1 and p.dtype != object for p in parts):
+            if all(isinstance(p, np.ndarray) and p.ndim == 1 and p.dtype != object for p in parts):
                 counts = np.fromiter((len(p) for p in parts), np.int64, len(parts))
                 return ak.unflatten(np.concatenate(parts), counts)
             return ak.from_iter(parts)

@@ -3,11 +3,13 @@ or many, from an awkward record array or a mapping; bad events fail with one lin
 
 from __future__ import annotations
 
+import warnings
+
 import awkward as ak
 import numpy as np
 import pytest
 import uproot
-from conftest import REPO, SAMPLE
+from conftest import REPO, SAMPLE, need_extra
 
 from dataformats.schema import SchemaError
 from e2e.api import EventTagger
@@ -87,10 +89,58 @@ def test_numpy_arrays_as_uproot_gives_them(tagger, reference) -> None:
     assert len(tagger(none)["Jet_tauGNN_tau"]) == 0
 
 
+def _zipped(events: ak.Array) -> ak.Array:
+    """The events with each collection's branches zipped into a list of records per event, as coffea's NanoAODSchema
+    gives them (``events.Jet.pt`` instead of ``Jet_pt``; counters kept)."""
+    collections: dict[str, dict[str, ak.Array]] = {}
+    flat = {}
+    for name in events.fields:
+        if events[name].ndim == 2:
+            collection, field = name.split("_", 1)
+            collections.setdefault(collection, {})[field] = events[name]
+        else:
+            flat[name] = events[name]
+    return ak.zip({**flat, **{c: ak.zip(fields) for c, fields in collections.items()}}, depth_limit=1)
+
+
+def test_collections_zipped_as_coffea_gives_them(tagger, events, reference) -> None:
+    """Collections zipped into records (``events.Jet.pt``) are read under their branch names (``Jet_pt``): from a
+    record array, a selection of it (an indexed layout), and a mapping of collections."""
+    zipped = _zipped(events)
+    assert "Jet_pt" not in zipped.fields and "pt" in zipped.Jet.fields
+    out = tagger(zipped)
+    assert "Jet_tauGNN_tau" in out
+    for name, values in out.items():
+        assert ak.to_list(values) == ak.to_list(reference[name]), name
+    keep = np.arange(N) % 3 != 1
+    selected = tagger(zipped[keep])["Jet_tauGNN_tau"]
+    assert ak.to_list(selected) == ak.to_list(reference["Jet_tauGNN_tau"][keep])
+    mapping = {name: zipped[name] for name in zipped.fields}
+    assert ak.to_list(tagger(mapping)["Jet_tauGNN_tau"]) == ak.to_list(reference["Jet_tauGNN_tau"])
+
+
+def test_coffea_nanoevents(tagger, reference) -> None:
+    """Events of coffea's NanoEventsFactory, NanoAODSchema (collections) or BaseSchema (branches), as a coffea
+    processor holds them: the values e2e-run writes."""
+    need_extra("coffea", "coffea")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from coffea.nanoevents import BaseSchema, NanoAODSchema, NanoEventsFactory
+
+        for schema in (NanoAODSchema, BaseSchema):
+            events = NanoEventsFactory.from_root(
+                {str(SAMPLE): "Events"}, schemaclass=schema, mode="eager", entry_stop=N
+            ).events()
+            out = tagger(events)
+            assert ak.to_list(out["Jet_tauGNN_tau"]) == ak.to_list(reference["Jet_tauGNN_tau"]), schema.__name__
+            assert ak.to_list(out["Jet_tauShapes_tau"]) == ak.to_list(reference["Jet_tauShapes_tau"])
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda e: {k: e[k] for k in e.fields if k != "EcalHit_energy"}, "no branch 'EcalHit_energy'"),
+        (lambda e: _zipped(e)[[f for f in _zipped(e).fields if f != "EcalHit"]], "no branch 'EcalHit_"),
         (
             lambda e: {**{k: e[k] for k in e.fields}, "Jet_pt": np.array([object()] * len(e), dtype=object)},
             "branch 'Jet_pt' (ndarray) is not numbers or lists of numbers",

@@ -306,18 +306,36 @@ class _Field:
 
 class _RecordFields(Mapping[str, _Field]):
     """The fields of an awkward record array as a mapping, each made when first asked for (an event of the
-    hits tree has ~60 fields; a configuration reads a third of them)."""
+    hits tree has ~60 fields; a configuration reads a third of them). A field that holds a list of records per
+    event (a collection, as coffea's NanoAODSchema zips ``Jet_pt``, ``Jet_eta``, ... into ``events.Jet``) also
+    gives its fields under their branch names, ``Jet_pt`` and so on (a flat field of that name comes first)."""
 
     def __init__(self, events: ak.Array) -> None:
         self._layout = events.layout
-        self._fields = events.fields
+        self._fields = list(events.fields)
         self._index = {name: i for i, name in enumerate(self._fields)}  # (RecordArray.content: ~3 us per name)
+        self._collections: dict[str, tuple[int, str]] | None = None  # looked for at the first name not in _index
         self._made: dict[str, _Field] = {}
+
+    @property
+    def _nested(self) -> dict[str, tuple[int, str]]:
+        """Branch name -> (index, field) of the fields of the record's collections."""
+        if self._collections is None:
+            self._collections = {}
+            for i, content in enumerate(self._layout.contents):
+                if content.fields and content.purelist_depth == 2:  # (fields: [] at once for numbers and their lists)
+                    for sub in content.fields:
+                        flat = f"{self._fields[i]}_{sub}"
+                        if flat not in self._index:
+                            self._collections[flat] = (i, sub)
+        return self._collections
 
     def __getitem__(self, name: str) -> _Field:
         arr = self._made.get(name)
         if arr is None:
-            content = self._layout.contents[self._index[name]]
+            content = self.raw_layout_of(name)
+            if content is None:
+                raise KeyError(name)
             if content.length != self._layout.length:  # a record array's fields may be longer than it
                 content = content[: self._layout.length]
             arr = self._made[name] = _Field(content)
@@ -330,18 +348,26 @@ class _RecordFields(Mapping[str, _Field]):
 
     def raw_layout_of(self, name: str) -> ak.contents.Content | None:
         """The layout of field ``name`` as the record holds it (None when there is none): it may be longer than
-        the record."""
+        the record. A collection's field: its lists of that field's values (the collection's offsets)."""
         i = self._index.get(name)
-        return None if i is None else self._layout.contents[i]
+        if i is not None:
+            return self._layout.contents[i]
+        nested = self._nested.get(name)
+        if nested is None:
+            return None
+        lists = self._layout.contents[nested[0]]
+        if isinstance(lists, _LISTS) and isinstance(lists.content, ak.contents.RecordArray):
+            return lists.copy(content=lists.content.content(nested[1]), parameters=None)
+        return ak.Array(lists)[nested[1]].layout  # another form (a selection's indexed lists)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._index
+        return name in self._index or name in self._nested
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._fields)
+        return iter([*self._fields, *self._nested])
 
     def __len__(self) -> int:
-        return len(self._fields)
+        return len(self._fields) + len(self._nested)
 
 
 def _depth_and_dtype(arr: Any) -> tuple[int, np.dtype | None]:
@@ -390,16 +416,33 @@ def _branch_array(name: str, values: Any) -> ak.Array:
         ) from None
 
 
+#: the list layouts of a collection (a list of records per event)
+_LISTS = (ak.contents.ListOffsetArray, ak.contents.ListArray)
+
+
+def _with_collection_fields(arrays: dict[str, Any]) -> dict[str, Any]:
+    """``arrays`` with the fields of every collection (a list of records per event, e.g. coffea's ``events.Jet``)
+    added under their branch names (``Jet_pt``, ...), unless a branch of that name is there."""
+    out = dict(arrays)
+    for name, values in arrays.items():
+        if isinstance(values, ak.Array) and values.fields and values.ndim == 2:
+            for sub in values.fields:
+                out.setdefault(f"{name}_{sub}", values[sub])
+    return out
+
+
 def _as_arrays(events: Any) -> Mapping[str, Any]:
-    """Branch name -> awkward (or numpy) array, from an awkward record array or a mapping."""
+    """Branch name -> awkward (or numpy) array, from an awkward record array or a mapping; the fields of a
+    collection (``events.Jet.pt``, as coffea's NanoAODSchema gives them) also under their branch names (``Jet_pt``)."""
     if isinstance(events, ak.Array):
         if not events.fields:
             raise SchemaError(f"{MEMORY}: the events are {events.type}, expected records with the hits-tree branches")
         if isinstance(events.layout, ak.contents.RecordArray):
             return _RecordFields(events)
-        return {f: events[f] for f in events.fields}
+        return _with_collection_fields({f: events[f] for f in events.fields})
     if isinstance(events, Mapping):
-        return {str(k): v if isinstance(v, ak.Array) else _branch_array(str(k), v) for k, v in events.items()}
+        arrays = {str(k): v if isinstance(v, ak.Array) else _branch_array(str(k), v) for k, v in events.items()}
+        return _with_collection_fields(arrays)
     raise SchemaError(
         f"{MEMORY}: events of type {type(events).__name__}; expected an awkward Array of records or a mapping of "
         "branch name -> array"

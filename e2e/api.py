@@ -20,6 +20,7 @@ per-event collections (``<label>Node_<field>``, ...). The values are the ones e2
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,7 +31,10 @@ from e2e.io.output import RootOutput, jagged_column
 
 
 class EventTagger:
-    """The modules of a process configuration, built once, run on events given in memory (see the module doc)."""
+    """The modules of a process configuration, built once, run on events given in memory (see the module doc).
+
+    Calls from several threads are run one at a time (the modules and the in-memory source hold the call's events
+    between its steps); for parallel tagging use one EventTagger per thread or process."""
 
     def __init__(self, config: str | os.PathLike[str] | Mapping[str, Any], overrides: Sequence[str] = ()) -> None:
         from e2e.cli.common import apply_override, load_config_mapping
@@ -55,15 +59,17 @@ class EventTagger:
         for m in self.modules:
             m.begin()
         self.process._warm_up(self.modules)  # numba compile / cache load and inference sessions, now
+        self._lock = threading.Lock()
 
     def __call__(self, events: Any) -> dict[str, ak.Array]:
         """Branch name -> awkward array (per-jet branches jagged by event, collections jagged by event)."""
         source = self.source
         assert isinstance(source, ArraySource)
-        n = source.load(events)
-        batch = source.read(source.plan()[0]) if n else source.empty_batch()
-        for m in self.modules:
-            m.produce(batch)
+        with self._lock:  # load() keeps the events in the source until read(): one call at a time
+            n = source.load(events)
+            batch = source.read(source.plan()[0]) if n else source.empty_batch()
+            for m in self.modules:
+                m.produce(batch)
         jet_offsets = batch.get("source:Jet").offsets
         out: dict[str, ak.Array] = {}
         for output in self.outputs:
@@ -77,9 +83,10 @@ class EventTagger:
 
     def close(self) -> None:
         """End the modules and the source (sessions are released with the object)."""
-        for m in self.modules:
-            m.end()
-        self.source.end()
+        with self._lock:
+            for m in self.modules:
+                m.end()
+            self.source.end()
 
     def __enter__(self) -> EventTagger:
         return self

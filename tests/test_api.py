@@ -89,6 +89,36 @@ def test_numpy_arrays_as_uproot_gives_them(tagger, reference) -> None:
     assert len(tagger(none)["Jet_tauGNN_tau"]) == 0
 
 
+def test_calls_from_threads_get_their_own_events(events, reference, monkeypatch) -> None:
+    """Two threads calling one tagger at once each get the values of their own events: the source keeps a call's
+    events between load() and read(), here held open 50 ms, while the other thread calls."""
+    import threading
+    import time
+
+    with EventTagger(CONFIG) as tagger:
+        read = tagger.source.read
+
+        def slow_read(item):
+            time.sleep(0.05)
+            return read(item)
+
+        monkeypatch.setattr(tagger.source, "read", slow_read)
+        parts = {"first": slice(0, 10), "second": slice(10, 25)}
+        got: dict[str, list] = {}
+
+        def call(name: str) -> None:
+            got[name] = ak.to_list(tagger(events[parts[name]])["Jet_tauGNN_tau"])
+
+        threads = [threading.Thread(target=call, args=(name,)) for name in parts]
+        for t in threads:
+            t.start()
+            time.sleep(0.01)  # the second call starts while the first one waits in read()
+        for t in threads:
+            t.join()
+    for name, where in parts.items():
+        assert got[name] == ak.to_list(reference["Jet_tauGNN_tau"][where]), name
+
+
 def _zipped(events: ak.Array) -> ak.Array:
     """The events with each collection's branches zipped into a list of records per event, as coffea's NanoAODSchema
     gives them (``events.Jet.pt`` instead of ``Jet_pt``; counters kept)."""

@@ -314,6 +314,14 @@ def _preload(modules: list[str]) -> int:
 
 
 # ------------------------------------------------------------------------------------------- driver side
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a batch slot's; else all of the machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 class Executor:
     """Runs units and yields their results as they finish (any order). ``start`` (optional) starts the workers
     early, while the driver is still setting up; ``close`` releases them (map releases them at its end)."""
@@ -336,7 +344,12 @@ class Executor:
         """Release the workers started by :meth:`start` and not yet used by :meth:`map`."""
 
     def describe(self) -> str:
-        return f"{self.name}, {self.workers} worker(s)"
+        return f"{self.name}, {self.workers} worker(s){self._oversubscribed()}"
+
+    def _oversubscribed(self) -> str:
+        """A note when local workers outnumber the cores (each runs one thread: they share the cores)."""
+        cores = usable_cores()
+        return f" on {cores} core(s): oversubscribed" if self.workers > cores else ""
 
 
 class SerialExecutor(Executor):
@@ -406,8 +419,11 @@ class FuturesExecutor(Executor):
         return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
 
     def start(self, preload: Sequence[str] = ()) -> None:
+        """Start the pool with at most one worker per usable core now (one task each: the pool spawns them); the
+        pool spawns the others, up to ``workers``, only when units are waiting (a run of fewer units than
+        workers does not start them all: 64 workers asked for one unit on 2 cores took 79 s of imports)."""
         self._pool = self._new_pool()
-        for _ in range(self.workers):  # one task per worker: the pool spawns them all now
+        for _ in range(min(self.workers, usable_cores())):
             self._pool.submit(_preload, list(preload))
 
     def close(self) -> None:
@@ -461,7 +477,7 @@ class DaskExecutor(Executor):
     name = "dask"
 
     def describe(self) -> str:
-        where = self.scheduler or f"LocalCluster of {self.workers} worker(s)"
+        where = self.scheduler or f"LocalCluster of {self.workers} worker(s){self._oversubscribed()}"
         return f"dask, {where}"
 
     _client: Any = None

@@ -299,10 +299,20 @@ def test_a_part_with_other_event_ids_than_its_unit_fails_the_run(inputs, tmp_pat
     assert not (tmp_path / "out.root").exists()
 
 
-def test_workers_start_early_and_import_what_the_modules_need():
+def test_workers_start_early_and_import_what_the_modules_need(monkeypatch):
     """futures / dask workers are started before the configuration is loaded, importing the inference backend
-    each tagger names (torch only for a torch tagger); an early pool the run never uses is killed at once."""
+    each tagger names (torch only for a torch tagger), at most one per usable core (more workers start only when
+    units wait for them, and are reported as oversubscribed); an early pool the run never uses is killed at once."""
+    from e2e import executors
     from e2e.executors import FuturesExecutor, preload_modules
+
+    monkeypatch.setattr(executors, "usable_cores", lambda: 2)
+    many = FuturesExecutor(5)
+    assert many.describe() == "futures, 5 worker(s) on 2 core(s): oversubscribed"
+    assert FuturesExecutor(2).describe() == "futures, 2 worker(s)"
+    many.start(["json"])
+    assert len(many._pool._processes) == 2
+    many.close()
 
     def load(name):
         return yaml.safe_load((REPO / "process_configs" / name).read_text())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 import yaml
@@ -60,9 +59,9 @@ def early_executor(data: dict, where: str) -> Any:
 
 def executor_for(opts: Any) -> Any:
     """The executor that ``options`` (e2e.config.Options) name, with one worker per core unless set."""
-    from e2e.executors import make_executor
+    from e2e.executors import make_executor, usable_cores
 
-    return make_executor(opts.executor, opts.workers or os.cpu_count() or 1, opts.retries, opts.scheduler)
+    return make_executor(opts.executor, opts.workers or usable_cores(), opts.retries, opts.scheduler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -587,15 +587,15 @@ class DaskExecutor(Executor):
                 item = futures[fut]
                 try:
                     result = fut.result()
-                    if isinstance(result, UnitFailure):
-                        raise result.exception()
-                    yield result
                 except Exception as err:
                     if type(err).__name__ == "KilledWorker":
                         raise E2EError(
                             f"{describe_item(item)} failed {self.retries + 1} times: its worker died ({err})"
                         ) from None
                     raise
+                if isinstance(result, UnitFailure):
+                    raise result.exception()
+                yield result
         finally:
             self.close()
 

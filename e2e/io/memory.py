@@ -323,11 +323,10 @@ class _RecordFields(Mapping[str, _Field]):
         if self._collections is None:
             self._collections = {}
             for i, content in enumerate(self._layout.contents):
-                if content.fields and content.purelist_depth == 2:  # (fields: [] at once for numbers and their lists)
-                    for sub in content.fields:
-                        flat = f"{self._fields[i]}_{sub}"
-                        if flat not in self._index:
-                            self._collections[flat] = (i, sub)
+                for sub in _collection_fields(content):
+                    flat = f"{self._fields[i]}_{sub}"
+                    if flat not in self._index:
+                        self._collections[flat] = (i, sub)
         return self._collections
 
     def __getitem__(self, name: str) -> _Field:
@@ -420,14 +419,19 @@ def _branch_array(name: str, values: Any) -> ak.Array:
 _LISTS = (ak.contents.ListOffsetArray, ak.contents.ListArray)
 
 
+def _collection_fields(layout: ak.contents.Content) -> list[str]:
+    """The fields of a collection (a list of records per event, e.g. coffea's ``events.Jet``), whose branch names
+    are ``Jet_<field>``; [] for anything else (at once for numbers and their lists, whose fields are [])."""
+    return list(layout.fields) if layout.fields and layout.purelist_depth == 2 else []
+
+
 def _with_collection_fields(arrays: dict[str, Any]) -> dict[str, Any]:
-    """``arrays`` with the fields of every collection (a list of records per event, e.g. coffea's ``events.Jet``)
-    added under their branch names (``Jet_pt``, ...), unless a branch of that name is there."""
+    """``arrays`` with the fields of every collection added under their branch names (``Jet_pt``, ...), unless a
+    branch of that name is there."""
     out = dict(arrays)
     for name, values in arrays.items():
-        if isinstance(values, ak.Array) and values.fields and values.ndim == 2:
-            for sub in values.fields:
-                out.setdefault(f"{name}_{sub}", values[sub])
+        for sub in _collection_fields(values.layout) if isinstance(values, ak.Array) else ():
+            out.setdefault(f"{name}_{sub}", values[sub])
     return out
 
 

@@ -10,7 +10,8 @@
 
 ``events`` holds the hits tree's branches by their schema names (``run``, ``luminosityBlock``, ``event``, ``Jet_pt``,
 ``EcalHit_energy``, ...; see :mod:`e2e.io.memory`): uproot's ``tree.arrays(entry_stop=...)`` (awkward, or
-``library="np"``) or a mapping of branch name -> array (awkward, numpy, or lists); collections zipped into records, as
+``library="np"``), one event as an awkward Record (``events[0]``), a list of events as mappings (JSON), or a mapping
+of branch name -> array (awkward, numpy, or lists); collections zipped into records, as
 coffea's NanoAODSchema gives them (``events.Jet.pt``), are read under their branch names. The configuration's source is
 replaced by an in-memory source with the same value checks; its outputs' ``keep`` lists choose what is returned: every
 per-jet branch the friend tree would get (``Jet_<label>_<name>``, jagged by event, one value per input jet) and the

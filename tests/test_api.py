@@ -76,6 +76,24 @@ def test_record_arrays_of_other_layouts(tagger, events, reference) -> None:
     assert ak.to_list(selected) == ak.to_list(reference["Jet_tauGNN_tau"][keep])
 
 
+def test_one_record_and_a_list_of_events(tagger, events, reference) -> None:
+    """One event as an awkward Record (``events[i]``, the trigger's case) is that one event; a list of events as
+    mappings (``events.tolist()``, JSON) or Records gives the values of the same events, in the list's order."""
+    for i in (0, 7, N - 1):
+        one = tagger(events[i])["Jet_tauGNN_tau"]
+        assert len(one) == 1 and ak.to_list(one[0]) == ak.to_list(reference["Jet_tauGNN_tau"][i])
+    assert ak.to_list(tagger(events[3:][2])["Jet_tauGNN_tau"]) == ak.to_list(reference["Jet_tauGNN_tau"][5:6])
+    order = [4, 0, 2]
+    want = [ak.to_list(reference["Jet_tauGNN_tau"][i]) for i in order]
+    assert ak.to_list(tagger([events[i].to_list() for i in order])["Jet_tauGNN_tau"]) == want
+    assert ak.to_list(tagger(tuple(events[i] for i in order))["Jet_tauGNN_tau"]) == want
+    padded = {
+        **{k: events[k] for k in events.fields},
+        "Jet_pt": ak.mask(events["Jet_pt"], events["Jet_pt"] >= 0),
+    }  # ?float32, no None
+    assert ak.to_list(tagger(padded)["Jet_tauGNN_tau"]) == ak.to_list(reference["Jet_tauGNN_tau"])
+
+
 def test_numpy_arrays_as_uproot_gives_them(tagger, reference) -> None:
     """uproot's ``library="np"`` (jagged branches as object arrays of numpy arrays; none for zero events) and plain
     Python lists give the values of the same events as awkward arrays."""
@@ -177,7 +195,24 @@ def test_coffea_nanoevents(tagger, reference) -> None:
         ),
         (lambda e: {**{k: e[k] for k in e.fields}, "Jet_pt": ak.flatten(e["Jet_pt"])[: len(e)]}, "'Jet_pt' is"),
         (lambda e: {**{k: e[k] for k in e.fields}, "event": e["event"][:-1]}, "has 29 events"),
-        (lambda e: [1, 2, 3], "expected an awkward Array of records or a mapping"),
+        (lambda e: [1, 2, 3], "expected an awkward Array of records (or one Record), a mapping"),
+        (lambda e: [{"Jet_pt": [1.0]}, {"Jet_pt": object()}], "cannot read as records"),
+        (lambda e: [e[0], {"run": 1}], "branch 'luminosityBlock' has missing values (None) in entry 1"),
+        (lambda e: ak.Array([e[0], None]), "branch 'run' has missing values (None) in entry 1"),
+        (
+            lambda e: {**{k: e[k] for k in e.fields}, "Jet_pt": ak.pad_none(e["Jet_pt"], 6)},
+            "branch 'Jet_pt' has missing values (None) in entry 0",
+        ),
+        (
+            lambda e: ak.zip(
+                {
+                    **{k: e[k] for k in e.fields},
+                    "EcalHit_energy": ak.mask(e["EcalHit_energy"], ak.local_index(e["EcalHit_energy"]) != 2),
+                },
+                depth_limit=1,
+            ),
+            "branch 'EcalHit_energy' has missing values (None) in entry 0",
+        ),
     ],
 )
 def test_bad_events_are_one_line(tagger, events, change, message) -> None:

@@ -101,6 +101,7 @@ class ArraySource(RootSource):
                 raise SchemaError(f"{MEMORY}: branch '{name}' is {arr.type}, expected {want}")
             if dtype is None:  # another form (options, unions): flattened to find out
                 whole = ak.Array(arr.layout)
+                _no_missing_values(name, whole, scalar)
                 dtype = np.asarray(whole if scalar else ak.flatten(whole, axis=1)).dtype
             field = field_of(name)
             if not compatible(dtype, field):
@@ -385,6 +386,21 @@ def _depth_and_dtype(arr: Any) -> tuple[int, np.dtype | None]:
     return int(layout.purelist_depth), None
 
 
+def _no_missing_values(name: str, arr: ak.Array, scalar: bool) -> None:
+    """One-line SchemaError when a branch of an option type (``?float32``: from JSON nulls, ``ak.mask``,
+    ``ak.pad_none``) holds None for an event or a value; option types without a None are read as their values."""
+    if "?" not in str(arr.type):
+        return
+    missing = ak.to_numpy(ak.is_none(arr, axis=0))
+    if not scalar:
+        missing = missing | ak.to_numpy(ak.fill_none(ak.any(ak.is_none(arr, axis=1), axis=1), False))
+    if missing.any():
+        raise SchemaError(
+            f"{MEMORY}: branch '{name}' has missing values (None) in entry {int(np.flatnonzero(missing)[0])}; "
+            "expected numbers (drop or fill them first: ak.drop_none, ak.fill_none)"
+        )
+
+
 def _dict_layout_of(arrays: dict[str, Any]) -> Any:
     def layout_of(name: str) -> ak.contents.Content | None:
         arr = arrays.get(name)
@@ -437,7 +453,20 @@ def _with_collection_fields(arrays: dict[str, Any]) -> dict[str, Any]:
 
 def _as_arrays(events: Any) -> Mapping[str, Any]:
     """Branch name -> awkward (or numpy) array, from an awkward record array or a mapping; the fields of a
-    collection (``events.Jet.pt``, as coffea's NanoAODSchema gives them) also under their branch names (``Jet_pt``)."""
+    collection (``events.Jet.pt``, as coffea's NanoAODSchema gives them) also under their branch names (``Jet_pt``).
+    One event as an awkward Record (``events[i]``) is an array of that one event; a list of events as mappings
+    (``events.tolist()``, JSON) is read by awkward."""
+    if isinstance(events, ak.Record):
+        record = events.layout
+        events = ak.Array(record.array[record.at : record.at + 1])
+    elif isinstance(events, (list, tuple)) and events and all(isinstance(e, (Mapping, ak.Record)) for e in events):
+        try:
+            events = ak.Array([e.to_list() if isinstance(e, ak.Record) else e for e in events])
+        except (TypeError, ValueError) as err:
+            raise SchemaError(
+                f"{MEMORY}: a list of {len(events)} events that awkward cannot read as records: "
+                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            ) from None
     if isinstance(events, ak.Array):
         if not events.fields:
             raise SchemaError(f"{MEMORY}: the events are {events.type}, expected records with the hits-tree branches")
@@ -448,6 +477,6 @@ def _as_arrays(events: Any) -> Mapping[str, Any]:
         arrays = {str(k): v if isinstance(v, ak.Array) else _branch_array(str(k), v) for k, v in events.items()}
         return _with_collection_fields(arrays)
     raise SchemaError(
-        f"{MEMORY}: events of type {type(events).__name__}; expected an awkward Array of records or a mapping of "
-        "branch name -> array"
+        f"{MEMORY}: events of type {type(events).__name__}; expected an awkward Array of records (or one Record), a "
+        "mapping of branch name -> array, or a list of events as mappings"
     )

@@ -47,7 +47,7 @@ class EventTagger:
             for assignment in overrides:
                 apply_override(data, assignment)
         else:
-            data = load_config_mapping(str(config), list(overrides), "process configuration")
+            data = load_config_mapping(str(config), list(overrides), "process configuration", "process")
         block = data.get("source") or {}
         check = block.get("check_values", True) if isinstance(block, Mapping) else True
         data["source"] = {"type": "ArraySource", "check_values": check}

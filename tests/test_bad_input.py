@@ -672,3 +672,38 @@ def test_top_level_handler_classes(capsys):
     assert run_main("e2e-x", raising(KeyError("internal")), False) == 70
     err = capsys.readouterr().err
     assert "Traceback" in err and "internal error" in err and "please report it" in err
+
+
+@pytest.mark.parametrize(
+    ("command", "config", "expected"),
+    [
+        ("run", "train_tau_gnn.yaml", "a training configuration (top-level keys model, optimizer, product, split)"),
+        ("run", "generate_qcd.yaml", "a generation configuration"),
+        ("train", "tau_gnn.yaml", "a process configuration (top-level keys modules, outputs, source)"),
+        ("train", "generate_sample.yaml", "a generation configuration"),
+        ("generate", "tau_cnn.yaml", "a process configuration"),
+        ("generate", "train_jet_mass.yaml", "a training configuration"),
+    ],
+)
+def test_a_configuration_of_another_kind_names_its_command(capsys, command, config, expected):
+    """Every shipped configuration given to the wrong command is refused in one line naming the right one."""
+    import importlib
+
+    main = importlib.import_module(f"e2e.cli.{command}").main
+    assert main([str(REPO / "process_configs" / config)]) == 2
+    err = capsys.readouterr().err.strip()
+    right = {"training": "e2e-train", "generation": "e2e-generate", "process": "e2e-run"}
+    kind = expected.split()[1]
+    assert expected in err and err.endswith(f"run it with {right[kind]}") and "\n" not in err, err
+
+
+def test_every_shipped_configuration_is_of_one_kind():
+    """Each shipped YAML has the own keys of exactly one kind (so the check above never refuses a right one)."""
+    from e2e.cli.common import CONFIG_KINDS
+
+    paths = sorted((REPO / "process_configs").glob("*.yaml")) + sorted((REPO / "examples").glob("*/*.yaml"))
+    assert len(paths) > 30
+    for path in paths:
+        keys = set(yaml.safe_load(path.read_text()))
+        kinds = [kind for kind, (own, _) in CONFIG_KINDS.items() if keys & own]
+        assert len(kinds) == 1, (path.name, kinds)

@@ -46,13 +46,38 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
             raise ConfigError(f"override '{assignment}': '{parts[i - 1]}' is not a mapping or list")
 
 
-def load_config_mapping(path: str | None, overrides: list[str], what: str) -> dict[str, Any]:
-    """The YAML mapping of a configuration file with ``-s KEY=VALUE`` overrides applied (one-line errors)."""
+#: the kinds of configuration: the top-level keys only that kind has, and the command that runs it
+CONFIG_KINDS: dict[str, tuple[frozenset[str], str]] = {
+    "process": (frozenset({"source", "modules", "outputs"}), "e2e-run"),
+    "training": (frozenset({"model", "optimizer", "product", "split", "heads", "dataset", "dataset_dir"}), "e2e-train"),
+    "generation": (frozenset({"samples", "pileup", "pt_hat", "events", "detector", "pythia_settings"}), "e2e-generate"),
+}
+
+
+def check_config_kind(data: dict[str, Any], path: str, kind: str) -> None:
+    """One-line ConfigError when ``data`` is another kind of configuration (:data:`CONFIG_KINDS`) than ``kind``:
+    none of this kind's own top-level keys and some of another's, naming the command that runs it."""
+    keys = set(data)
+    if keys & CONFIG_KINDS[kind][0]:
+        return
+    for other, (own, command) in CONFIG_KINDS.items():
+        if other != kind and keys & own:
+            raise ConfigError(
+                f"{path}: a {other} configuration (top-level keys {', '.join(sorted(keys & own))}), not a {kind} "
+                f"configuration: run it with {command}"
+            )
+
+
+def load_config_mapping(path: str | None, overrides: list[str], what: str, kind: str | None = None) -> dict[str, Any]:
+    """The YAML mapping of a configuration file with ``-s KEY=VALUE`` overrides applied (one-line errors); ``kind``
+    (a key of :data:`CONFIG_KINDS`): refused in one line when the file is another kind of configuration."""
     if not path:
         raise ConfigError(f"missing CONFIG ({what})")
     data = load_yaml_file(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of parameters at the top level")
+    if kind is not None:
+        check_config_kind(data, path, kind)
     for kv in overrides:
         apply_override(data, kv)
     return data

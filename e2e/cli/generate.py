@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from simulation.generate import config_to_dict, generate, load_config, summary_lines
 
-        data = load_config_mapping(args.config, args.set, "a YAML file such as process_configs/generate_sample.yaml")
+        data = load_config_mapping(
+            args.config, args.set, "a YAML file such as process_configs/generate_sample.yaml", "generation"
+        )
         if nonempty(args.output, "-o") is not None:
             data["output"] = args.output
         if args.events is not None:

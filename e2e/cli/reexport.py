@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.max_events < 1:
             raise ConfigError(f"--max-events must be >= 1, got {args.max_events}")
-        data = load_config_mapping(args.config, [], "process configuration")
+        data = load_config_mapping(args.config, [], "process configuration", "process")
         result = reexport(args.model, args.config, data, args.label, args.max_events, command)
         print(
             f"{PROG}: {args.model}: model.onnx re-exported; torch against ONNX Runtime on {result['jets_compared']} "

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join("  " + line for line in describe(cls.Params)))
             return 0
         data = load_config_mapping(
-            args.config, args.set, "a process configuration such as process_configs/jet_frames.yaml"
+            args.config, args.set, "a process configuration such as process_configs/jet_frames.yaml", "process"
         )
         for f in args.input or ():
             nonempty(f, "-i")

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         from training.train import load_config, train
 
         data = load_config_mapping(
-            args.config, args.set, "a training configuration such as process_configs/train_tau_gnn.yaml"
+            args.config, args.set, "a training configuration such as process_configs/train_tau_gnn.yaml", "training"
         )
         if nonempty(args.output, "-o") is not None:
             data["output"] = args.output

@@ -61,12 +61,15 @@ class EventTagger:
             m.begin()
         self.process._warm_up(self.modules)  # numba compile / cache load and inference sessions, now
         self._lock = threading.Lock()
+        self._closed = False
 
     def __call__(self, events: Any) -> dict[str, ak.Array]:
         """Branch name -> awkward array (per-jet branches jagged by event, collections jagged by event)."""
         source = self.source
         assert isinstance(source, ArraySource)
         with self._lock:  # load() keeps the events in the source until read(): one call at a time
+            if self._closed:
+                raise ValueError("EventTagger is closed (its modules were ended): make a new one")
             n = source.load(events)
             batch = source.read(source.plan()[0]) if n else source.empty_batch()
             for m in self.modules:
@@ -83,8 +86,12 @@ class EventTagger:
         return out
 
     def close(self) -> None:
-        """End the modules and the source (sessions are released with the object)."""
+        """End the modules and the source (sessions are released with the object); calls after it are refused, a
+        second close does nothing."""
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             for m in self.modules:
                 m.end()
             self.source.end()

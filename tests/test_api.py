@@ -431,3 +431,12 @@ def test_plain_and_general_paths_agree_on_damaged_events(events, monkeypatch, se
                     _same_batch(first[1], second[1])
                 made += first[2]
     assert made > 50 and failed > 50  # both kinds of outcome were exercised
+
+
+def test_a_closed_tagger_refuses_calls(events) -> None:
+    tagger = EventTagger(CONFIG, ["modules.tauGNN.backend=onnxruntime"])
+    assert len(tagger(events[:2])["Jet_tauGNN_tau"]) == 2
+    tagger.close()
+    tagger.close()  # a second close does nothing
+    with pytest.raises(ValueError, match="EventTagger is closed"):
+        tagger(events[:2])

@@ -757,6 +757,8 @@ def open_root_file(path: str | os.PathLike) -> Any:
     local = "://" not in p
     if local and not os.path.exists(p):
         raise SchemaError(f"{p}: no such file")
+    if local and os.path.isdir(p):
+        raise SchemaError(f"{p}: a directory, not a ROOT file; give its files (e.g. '{os.path.join(p, '*.root')}')")
     if local and not os.path.isfile(p):
         raise SchemaError(f"{p}: not a regular file")
     if local:

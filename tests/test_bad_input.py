@@ -577,6 +577,14 @@ def test_files_that_are_not_root_say_what_they_are(work, content, expected):
     assert digests(work / "bad.root") == before and not temporaries(work)
 
 
+def test_an_input_directory_suggests_its_files(work):
+    (work / "hits").mkdir()
+    one_line_error(
+        run_job(work, "-i", "hits"), "hits: a directory, not a ROOT file; give its files (e.g. 'hits/*.root')"
+    )
+    one_line_error(cli("e2e-validate", "hits", cwd=work), "a directory, not a ROOT file")
+
+
 # ---------------------------------------------------------------------------------------------- e2e-eval
 @pytest.fixture
 def tagged(work: Path) -> Path:

@@ -196,6 +196,10 @@ def test_coffea_nanoevents(tagger, reference) -> None:
         (lambda e: {**{k: e[k] for k in e.fields}, "Jet_pt": ak.flatten(e["Jet_pt"])[: len(e)]}, "'Jet_pt' is"),
         (lambda e: {**{k: e[k] for k in e.fields}, "event": e["event"][:-1]}, "has 29 events"),
         (lambda e: [1, 2, 3], "expected an awkward Array of records (or one Record), a mapping"),
+        (
+            lambda e: {**{k: e[k] for k in e.fields}, "Jet_pt": ak.Array([[1.0, "x"]] * len(e))},
+            "branch 'Jet_pt' is 30 * var * union[float64, string], expected a list of numbers per event",
+        ),
         (lambda e: [{"Jet_pt": [1.0]}, {"Jet_pt": object()}], "cannot read as records"),
         (lambda e: [e[0], {"run": 1}], "branch 'luminosityBlock' has missing values (None) in entry 1"),
         (lambda e: ak.Array([e[0], None]), "branch 'run' has missing values (None) in entry 1"),

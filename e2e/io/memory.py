@@ -102,7 +102,11 @@ class ArraySource(RootSource):
             if dtype is None:  # another form (options, unions): flattened to find out
                 whole = ak.Array(arr.layout)
                 _no_missing_values(name, whole, scalar)
-                dtype = np.asarray(whole if scalar else ak.flatten(whole, axis=1)).dtype
+                try:
+                    dtype = np.asarray(whole if scalar else ak.flatten(whole, axis=1)).dtype
+                except (TypeError, ValueError):  # unions of numbers and strings, ...
+                    want = "one number per event" if scalar else "a list of numbers per event"
+                    raise SchemaError(f"{MEMORY}: branch '{name}' is {arr.type}, expected {want}") from None
             field = field_of(name)
             if not compatible(dtype, field):
                 raise SchemaError(f"{MEMORY}: branch '{name}' has dtype {dtype}, expected {field.dtype}")

@@ -694,7 +694,7 @@ def test_top_level_handler_classes(capsys):
     ],
 )
 def test_a_configuration_of_another_kind_names_its_command(capsys, command, config, expected):
-    """Every shipped configuration given to the wrong command is refused in one line naming the right one."""
+    """A shipped configuration given to the wrong command is refused in one line naming the right one."""
     import importlib
 
     main = importlib.import_module(f"e2e.cli.{command}").main

@@ -19,7 +19,8 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -685,6 +686,18 @@ def validate_arrays(
 def _exc_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+@contextmanager
+def reading(source: str, what: str = "the tree") -> Iterator[None]:
+    """Around uproot calls on a file: what a damaged file makes uproot raise (deserialisation, decompression, byte
+    ranges) as one-line SchemaError ``SOURCE: cannot read WHAT (Error: its first line)``; SchemaError passes."""
+    try:
+        yield
+    except SchemaError:
+        raise
+    except Exception as exc:
+        raise SchemaError(f"{source}: cannot read {what} ({_exc_line(exc)})") from exc
 
 
 #: A ROOT file starts with these 4 bytes, then a header whose first record begins at byte 100 (fBEGIN).

@@ -624,6 +624,38 @@ def test_eval_refuses_an_input_with_other_jets(tagged):
     )
 
 
+def _damaged_copy(path: Path, out: Path, start: int, length: int) -> Path:
+    data = bytearray(path.read_bytes())
+    for i in range(start, min(start + length, len(data))):
+        data[i] ^= 0x55
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("where", ["tree", "basket", "input basket"])
+def test_eval_of_a_damaged_file_is_one_line(tagged, capsys, where):
+    """Bytes flipped in the tagged file's TTree record, in the basket of the score it reads, or in a basket of its
+    input's truth: one line naming the file and what could not be read (was uproot's traceback)."""
+    from e2e.cli.eval import main
+
+    tagged_file, hits = tagged / "a" / "tagged.root", tagged / "a" / "in.root"
+    with uproot.open(tagged_file) as f:
+        tree_at = f.key("Events").data_cursor.index
+        score_at = int(f["Events"]["Jet_tauShapes_tau"].member("fBasketSeek")[0])
+    with uproot.open(hits) as f:
+        truth_at = int(f["Events"]["Jet_label"].member("fBasketSeek")[0])
+    if where == "input basket":
+        args = [str(tagged_file), "--input", str(_damaged_copy(hits, tagged / "bad_in.root", truth_at + 80, 200))]
+    else:
+        start = tree_at + 100 if where == "tree" else score_at + 80
+        args = [str(_damaged_copy(tagged_file, tagged / "bad.root", start, 300)), "--input", str(hits)]
+    assert main([*args, "--plot", str(tagged / "roc.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "internal error" not in err, err
+    assert "bad_in.root:Events: cannot read the tree data" in err if where == "input basket" else "bad.root" in err
+    assert "cannot read the tree" in err, err
+
+
 def test_eval_of_a_file_without_entries(work):
     write_hits(work / "empty.root", read_events(SAMPLE, 0))
     assert run_job(work, "-i", "empty.root", "-o", "tagged.root").returncode == 0

@@ -68,10 +68,20 @@ def test_display_by_score(tmp_path, tagged, capsys) -> None:
         (["--tagged", "TAGGED"], "--tagged needs --score"),
         (["--tagged", "TAGGED", "--score", "Jet_tauGNN_tau", "--rank", "5000"], "--rank 5000: "),
         (["--entry", "0", "-o", "x.unknown"], "unknown plot format"),
+        (["--tagged", "TAGGED", "--score", "nJet"], "branch nJet is 40 * int32, expected one number per jet"),
+        (["--tagged", "DAMAGED", "--score", "Jet_tauGNN_tau"], "damaged.root:Events: cannot read the tree data ("),
     ],
 )
 def test_bad_choices_are_one_line(tmp_path, tagged, capsys, extra, message) -> None:
-    extra = [str(tagged) if a == "TAGGED" else a for a in extra]
+    if "DAMAGED" in extra:  # the score's basket with flipped bytes (was uproot's traceback)
+        import uproot
+
+        with uproot.open(tagged) as f:
+            at = int(f["Events"]["Jet_tauGNN_tau"].member("fBasketSeek")[0]) + 80
+        data = bytearray(tagged.read_bytes())
+        data[at : at + 300] = bytes(b ^ 0x55 for b in data[at : at + 300])
+        (tmp_path / "damaged.root").write_bytes(bytes(data))
+    extra = [str(tagged) if a == "TAGGED" else str(tmp_path / "damaged.root") if a == "DAMAGED" else a for a in extra]
     out = [] if "-o" in extra else ["-o", str(tmp_path / "x.png")]
     rc = display_main([str(SAMPLE), *extra, *out])
     err = capsys.readouterr().err

@@ -68,25 +68,34 @@ def _by_score(args: argparse.Namespace) -> tuple[int, int, str]:
     """(entry, jet, score text) of the jet of rank ``--rank`` in ``--score`` of ``--tagged``."""
     import awkward as ak
 
-    from dataformats.schema import open_root_file
+    from dataformats.schema import SchemaError, open_root_file, reading
 
     if not args.score:
         raise E2EError("--tagged needs --score BRANCH (e.g. Jet_tauGNN_tau)")
     with open_root_file(args.tagged) as f:
-        if "Events" not in f:
+        with reading(args.tagged, "the file's directory"):
+            has_events = "Events" in f
+        if not has_events:
             raise E2EError(f"{args.tagged}: no tree Events (is it an e2e-run output?)")
-        tree = f["Events"]
-        if args.score not in tree:
-            scores = [k for k in tree.keys() if k.startswith("Jet_") and not k.startswith("Jet_gen")]
+        with reading(f"{args.tagged}:Events"):
+            tree = f["Events"]
+            keys = list(tree.keys())
+        if args.score not in keys:
+            scores = [k for k in keys if k.startswith("Jet_") and not k.startswith("Jet_gen")]
             raise E2EError(f"{args.tagged}: no branch {args.score} (score branches: {', '.join(scores) or 'none'})")
-        score = tree[args.score].array(library="ak")
+        with reading(f"{args.tagged}:Events", "the tree data"):
+            score = tree[args.score].array(library="ak")
+    if score.ndim != 2 or score.layout.purelist_depth != 2 or ak.to_numpy(ak.flatten(score)).dtype.kind not in "iuf":
+        raise E2EError(f"{args.tagged}: branch {args.score} is {score.type}, expected one number per jet (a score)")
     counts = ak.to_numpy(ak.num(score, axis=1))
     flat = ak.to_numpy(ak.flatten(score)).astype(np.float64)
     entry_of = np.repeat(np.arange(len(counts)), counts)
     jet_of = np.arange(len(flat)) - np.repeat(np.cumsum(counts) - counts, counts)
     keep = np.ones(len(flat), dtype=bool)
     if args.label:
-        with open_root_file(args.hits) as f:
+        with open_root_file(args.hits) as f, reading(f"{args.hits}:Events", "the truth Jet_label"):
+            if "Events" not in f or "Jet_label" not in f["Events"].keys():
+                raise SchemaError(f"{args.hits}: no branch Jet_label (--label needs a simulated hits file)")
             labels = ak.to_numpy(ak.flatten(f["Events"]["Jet_label"].array(library="ak", entry_stop=len(counts))))
         if len(labels) != len(flat):
             raise E2EError(f"{args.tagged} and {args.hits} do not have the same jets ({len(flat)} vs {len(labels)})")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dataformats.schema import open_root_file
+from dataformats.schema import open_root_file, reading
 from e2e.cli.common import Parser, console_script, nonempty, run_main
 from e2e.errors import E2EError
 
@@ -63,10 +63,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _provenance(f: Any, path: str) -> dict[str, Any]:
-    if "Events" not in f:
+    with reading(path, "the file's directory"):
+        has_events = "Events" in f
+    if not has_events:
         raise E2EError(f"{path}: no tree Events (is it an e2e-run output?)")
+    with reading(path, "its e2e_products provenance"):
+        text = str(f["e2e_products"]) if "e2e_products" in f else None
     try:
-        return json.loads(str(f["e2e_products"])) if "e2e_products" in f else {}
+        return json.loads(text) if text is not None else {}
     except ValueError:
         raise E2EError(f"{path}: its e2e_products provenance is not JSON (is it an e2e-run output?)") from None
 
@@ -95,10 +99,12 @@ def _read_tagged(path: str, signal: str) -> Tagged:
         prov = _provenance(f, path)
         products = prov.get("products", {})
         taggers = [tag for tag, p in products.items() if p.get("type") == "TagScores"]
-        tree = f["Events"]
+        with reading(f"{path}:Events"):
+            tree = f["Events"]
+            keys = set(tree.keys())
+            entries = int(tree.num_entries)
         # every tagger with a score named `signal`; a tagger with heads and no such score (a regression) has
         # only its head metrics
-        keys = set(tree.keys())
         named = {tag: f"Jet_{tag.replace(':', '_')}_{signal}" for tag in taggers}
         with_score = {t: b for t, b in named.items() if b in keys}
         branches = list(with_score.values())
@@ -106,12 +112,13 @@ def _read_tagged(path: str, signal: str) -> Tagged:
         if not taggers or missing or not (branches or any("heads" in products[t] for t in taggers)):
             found = ", ".join(taggers) or "none"
             raise E2EError(f"{path}: no tagger scores '{signal}' found (tagged products: {found})")
-        if tree.num_entries == 0:
+        if entries == 0:
             raise E2EError(f"{path}: the tree Events has 0 entries: no jets to evaluate")
         missing_ids = [b for b in (*IDS, "nJet") if b not in keys]
         if missing_ids:
             raise E2EError(f"{path}: no branch '{missing_ids[0]}' (is it an e2e-run output?)")
-        arrays = tree.arrays([*IDS, "nJet", *branches], library="np")
+        with reading(f"{path}:Events", "the tree data"):
+            arrays = tree.arrays([*IDS, "nJet", *branches], library="np")
         heads: dict[str, tuple[list[Any], np.ndarray]] = {}
         for tag in taggers:
             if "heads" not in products[tag]:
@@ -121,7 +128,8 @@ def _read_tagged(path: str, signal: str) -> Tagged:
             missing = [b for b in names if b not in keys]
             if missing:
                 raise E2EError(f"{path}: tagger {tag} has heads but no branch {missing[0]}")
-            columns = tree.arrays(names, library="np")
+            with reading(f"{path}:Events", "the tree data"):
+                columns = tree.arrays(names, library="np")
             heads[tag] = (parsed, np.stack([np.concatenate(columns[b]) for b in names], axis=1))
     scores = {tag: np.concatenate(arrays[b]) for tag, b in with_score.items()}
     return Tagged({k: arrays[k] for k in (*IDS, "nJet")}, scores, heads)
@@ -176,17 +184,22 @@ def _read_truth(
         if remaining <= 0:
             break
         with open_root_file(path) as f:
-            if "Events" not in f:
+            with reading(path, "the file's directory"):
+                has_events = "Events" in f
+            if not has_events:
                 raise E2EError(f"{path}: no tree Events (the input of e2e-eval must be a simulated hits file)")
-            t = f["Events"]
-            missing = [b for b in (*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt") if b not in t.keys()]
+            with reading(f"{path}:Events"):
+                t = f["Events"]
+                keys = set(t.keys())
+            missing = [b for b in (*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt") if b not in keys]
             if missing:
                 raise E2EError(
                     f"{path}: no truth branch {missing[0]} (the input of e2e-eval must be a simulated "
                     "hits file; give it with --input)"
                 )
-            more = [b for b in extra if b in t.keys()]
-            a = t.arrays([*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt", *more], entry_stop=remaining, library="ak")
+            more = [b for b in extra if b in keys]
+            with reading(f"{path}:Events", "the tree data"):
+                a = t.arrays([*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt", *more], entry_stop=remaining, library="ak")
         remaining -= len(a)
         for k in a.fields:
             out.setdefault(k, []).append(a[k])

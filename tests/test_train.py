@@ -251,3 +251,27 @@ def test_export_parity_allows_a_rare_neighbour_flip_but_not_a_broken_export(tmp_
     assert rc == 0
     parity = yaml.safe_load((tmp_path / "parity_gnn" / "model.yaml").read_text())["parity"]
     assert parity["jets_above_1e-4"] == 1 and 1e-4 < parity["max_abs_logit_difference"] <= 2e-3
+
+
+def test_the_default_heldout_is_found_from_any_directory(tmp_path, monkeypatch, capsys) -> None:
+    """Without ``heldout`` in the configuration: the shipped sample from the repository root as before (the zoo's
+    recorded configurations are unchanged), this repository's copy from any other directory, and none, said on
+    screen, when there is no copy; a given ``heldout`` is kept as given."""
+    from e2e.cli.train import main
+    from training import train as train_module
+    from training.train import DEFAULT_HELDOUT, load_config
+
+    base = yaml.safe_load((REPO / "process_configs" / "train_tau_shapes.yaml").read_text())
+    assert "heldout" not in base
+    monkeypatch.chdir(REPO)
+    assert load_config(dict(base), "cfg").heldout == [DEFAULT_HELDOUT]
+    monkeypatch.chdir(tmp_path)
+    assert load_config(dict(base), "cfg").heldout == [str(REPO / DEFAULT_HELDOUT)]
+    assert load_config({**base, "heldout": ["mine.root"]}, "cfg").heldout == ["mine.root"]
+    assert load_config({**base, "heldout": []}, "cfg").heldout == []
+    monkeypatch.setattr(train_module, "DEFAULT_HELDOUT", "data/no_such_sample.root")
+    assert load_config(dict(base), "cfg").heldout == []
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(base))
+    assert main([str(tmp_path / "cfg.yaml"), "--dump-config"]) == 0
+    captured = capsys.readouterr()
+    assert "heldout: []" in captured.out and "note: no held-out file" in captured.err

@@ -31,6 +31,11 @@ from training.checkpoint import checkpoint_dir
 from training.dataset import SPLITS, TRUTH_FIELDS, JetDataset, Selection, collect, quotas, sampling_limits
 from training.heads import Objective, calibrate, classification_metrics, regression_metrics
 
+#: the repository (the shipped sample's directory is data/)
+REPO = Path(__file__).resolve().parents[1]
+#: ``heldout`` unless a configuration gives it (relative to the working directory, else to :data:`REPO`)
+DEFAULT_HELDOUT = "data/sample_tau_qcd.root"
+
 
 @dataclass
 class SelectionConfig:
@@ -83,8 +88,9 @@ class TrainConfig:
         minimum=-1,
     )
     heldout: list[str] = param(
-        ["data/sample_tau_qcd.root"],
-        "independent files tagged after training, through e2e-run's modules (metrics recorded in model.yaml)",
+        [DEFAULT_HELDOUT],
+        "independent files tagged after training, through e2e-run's modules (metrics recorded in model.yaml); "
+        "when not given and not found from the working directory, the repository's sample (or none)",
     )
     seed: int = param(1, "seed of the split, initialisation and shuffling")
     threads: int = param(0, "torch CPU threads (0: default)", minimum=0)
@@ -104,11 +110,22 @@ class TrainConfig:
 
 def load_config(data: dict[str, Any], where: str) -> TrainConfig:
     cfg = build(TrainConfig, data, where)
+    if "heldout" not in data:  # the default is the shipped sample, wherever e2e-train runs from
+        cfg.heldout = default_heldout()
     if cfg.heads:
         parse_heads(cfg.heads, f"{where}.heads")
     if len(cfg.split) != 3 or abs(sum(cfg.split) - 1.0) > 1e-6 or min(cfg.split) <= 0:
         raise ConfigError(f"{where}.split: expected three positive fractions summing to 1, got {cfg.split}")
     return cfg
+
+
+def default_heldout() -> list[str]:
+    """``heldout`` when a configuration does not give it: the shipped sample as :data:`DEFAULT_HELDOUT` from the
+    working directory (the repository), else this repository's copy, else none (e2e-train says so)."""
+    if Path(DEFAULT_HELDOUT).is_file():
+        return [DEFAULT_HELDOUT]
+    shipped = REPO / DEFAULT_HELDOUT
+    return [str(shipped)] if shipped.is_file() else []
 
 
 def architecture(cfg: TrainConfig, kind: InputKind, product: str) -> Any:

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from e2e.params import to_plain
-        from training.train import load_config, train
+        from training.train import DEFAULT_HELDOUT, load_config, train
 
         data = load_config_mapping(
             args.config, args.set, "a training configuration such as process_configs/train_tau_gnn.yaml", "training"
@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         if nonempty(args.output, "-o") is not None:
             data["output"] = args.output
         cfg = load_config(data, str(args.config))
+        if "heldout" not in data and not cfg.heldout:
+            print(
+                f"e2e-train: note: no held-out file (the default {DEFAULT_HELDOUT} is not found here or in the "
+                "repository): give heldout: [files] for held-out metrics",
+                file=sys.stderr,
+            )
         text = yaml.safe_dump(to_plain(cfg), sort_keys=False)
         if args.dump_config:
             print(text, end="")

@@ -323,6 +323,32 @@ def test_ranking_ties_and_caps_on_a_handmade_event() -> None:
     np.testing.assert_array_equal(pos[0], [1, 0])
 
 
+@pytest.mark.parametrize("cap", [1, 2, 5])
+def test_many_equal_candidates_beyond_the_cap_keep_the_earliest(cap) -> None:
+    """More than twice the cap of hits with one equal pT, energy or distance (the ranking's value range is 0): the
+    first ``cap`` hits in index order, in that order, as the reference and a full scan choose them."""
+    f32, i16 = np.float32, np.int16
+    jets = {"event": np.zeros(1, np.int64), "ieta": np.array([100], i16), "iphi": np.array([100], i16),
+            "pt": np.array([40.0], f32)}  # fmt: skip
+    track_dtypes = [("ieta", i16), ("iphi", i16), ("pt", f32), ("eta", f32), ("phi", f32), ("charge", i16),
+                    ("d0", f32), ("dz", f32), ("d0sig", f32), ("dzsig", f32)]  # fmt: skip
+    ring = [(100 + dr, 100 + dc) for dr, dc in ((0, 3), (3, 0), (0, -3), (-3, 0))]  # equal distances (9 crystals²)
+    cells = [(100 + r, 90 + c) for r in range(4) for c in range(4)]
+    tracks = _event([(i, p, 5.0, 0, 0, 1, 0, 0, 0, 0) for i, p in cells], track_dtypes)
+    calo = [("ieta", i16), ("iphi", i16), ("energy", f32)]
+    ecal = _event([(i, p, 2.0) for i, p in cells], calo)
+    hcal = _event([(20, 18 + t, 3.0) for t in range(5)], calo)
+    tracker = _event([(0, i, p) for i, p in ring] + [(1, i, p) for i, p in ring],
+                     [("layer", i16), ("ieta", i16), ("iphi", i16)])  # fmt: skip
+    s = {**DEFAULTS, "max_tracks": cap, "max_ecal": cap, "max_hcal": cap, "max_tracker_hits": cap}
+    got = kernel_nodes(jets, ecal, hcal, tracks, tracker, s)
+    assert_same_nodes(got, ref.hit_nodes(jets, ecal, hcal, tracks, tracker, s))
+    node_offsets, x, pos, pixel = got
+    assert node_offsets.tolist() == [0, 4 * cap]
+    first = [(r - 100 + 31) * 63 + (c - 100 + 31) for r, c in cells[:cap]]
+    assert pixel[:cap].tolist() == first and pixel[cap : 2 * cap].tolist() == first  # tracks, then ECAL
+
+
 @pytest.mark.parametrize("self_loops", [False, True])
 def test_knn_in_delta_space_equals_brute_force(self_loops) -> None:
     node_offsets, x, pos, pixel = kernel_nodes(*EVENTS, DEFAULTS)

@@ -40,6 +40,7 @@ from frameproducers.kernels.inputs import (
     with_int64_offsets,
 )
 from frameproducers.kernels.jit import no_refcount
+from frameproducers.kernels.knn_select import BUCKETS, select_smallest
 from frameproducers.kernels.params import n_chunks, pool_for
 
 #: Node feature columns of :func:`build_hit_nodes`.
@@ -99,39 +100,31 @@ def _inside(r, c, W):
     return (r >= 0) & (r < W) & (c < W)
 
 
-@njit(inline="always", cache=True)
-def _keep_top(kv, ki, cnt, cap, v, q):
-    """Keep the ``cap`` largest v in kv[:cnt] (descending) with their hit q in ki; q ascends between calls, so
-    ties keep the lower q first. Returns the new count."""
-    if cnt == cap:
-        if not v > kv[cap - 1]:
-            return cnt
-        s = cap - 1
-    else:
-        s = cnt
-        cnt += 1
-    while s > 0 and kv[s - 1] < v:
-        kv[s] = kv[s - 1]
-        ki[s] = ki[s - 1]
-        s -= 1
-    kv[s] = v
-    ki[s] = q
+@njit(cache=True, error_model="numpy")  # (select_smallest divides by a value range that may be 0: inf, checked)
+def _smallest_of(cand, n, cap, kv, ki, scratch):
+    """The hits ``cand[s]`` of the ``cap`` smallest ``row[s]``, ``s < n`` (``row``: the first of ``scratch``), in
+    ascending order, ties to the lower s (the lower hit index: ``cand`` ascends), into ki; returns the count. By
+    :func:`~frameproducers.kernels.knn_select.select_smallest`'s value buckets and ranks: the same choice and order
+    as inserting each hit into a sorted top list, without its ~n mispredicted insertions (node selection 1.07x)."""
+    row, hist, cv, ci, pos = scratch
+    cnt = select_smallest(row, n, -1, cap, kv, pos, hist, cv, ci, np.inf)
+    for s in range(cnt):
+        ki[s] = cand[pos[s]]
     return cnt
 
 
 @njit(inline="always", cache=True)
-def _keep_top_of(cand, n, values, cap, kv, ki):
-    """The ``cap`` largest ``values[q]`` over the hits ``q`` in ``cand[:n]`` (in order; :func:`_keep_top`): hit
-    indices in ki; returns the count."""
-    cnt = np.int64(0)
+def _keep_top_of(cand, n, values, cap, kv, ki, scratch):
+    """The ``cap`` largest ``values[q]`` over the hits ``q`` in ``cand[:n]`` (ascending), largest first, ties to the
+    lower q: hit indices in ki; returns the count."""
+    row = scratch[0]
     for s in range(n):
-        q = cand[s]
-        cnt = _keep_top(kv, ki, cnt, cap, np.float64(values[q]), q)
-    return cnt
+        row[s] = -np.float64(values[cand[s]])
+    return _smallest_of(cand, n, cap, kv, ki, scratch)
 
 
 @njit(inline="always", cache=True)
-def _select_tracks(tracks, e, row0, col0, W, pt_min, dz_max, cap, kv, ki, cand):
+def _select_tracks(tracks, e, row0, col0, W, pt_min, dz_max, cap, kv, ki, cand, scratch):
     """The ``cap`` highest-pT selected tracks of event e in the window: hit indices in ki; returns the count.
     ``cand``: scratch for the indices that pass (at least the event's track count)."""
     if cap == 0:
@@ -143,11 +136,11 @@ def _select_tracks(tracks, e, row0, col0, W, pt_min, dz_max, cap, kv, ki, cand):
         ok &= (np.float64(tracks.pt[q]) > pt_min) & (abs(np.float64(tracks.dz[q])) < dz_max)
         cand[n] = q
         n += ok
-    return _keep_top_of(cand, n, tracks.pt, cap, kv, ki)
+    return _keep_top_of(cand, n, tracks.pt, cap, kv, ki, scratch)
 
 
 @njit(inline="always", cache=True)
-def _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki, by_ieta, cand):
+def _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki, by_ieta, cand, scratch):
     """The ``cap`` highest-energy cells of event e above ``threshold`` whose crystal (ieta * mult + shift,
     iphi * mult + shift) is in the window: hit indices in ki; returns the count. ``by_ieta`` (the event's hits in
     ieta order): only the hits of the window's rows are visited, found by bisection (the same hits in the same
@@ -165,7 +158,7 @@ def _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki, by
         c = _column(np.int64(hits.iphi[q]) * mult + shift, col0)
         cand[n] = q
         n += _inside(r, c, W) & (np.float64(hits.energy[q]) > threshold)
-    return _keep_top_of(cand, n, hits.energy, cap, kv, ki)
+    return _keep_top_of(cand, n, hits.energy, cap, kv, ki, scratch)
 
 
 @njit(inline="always", cache=True)
@@ -181,7 +174,7 @@ def _first_row_at_least(hits, lo, hi, mult, offset, row):
 
 
 @njit(inline="always", cache=True)
-def _select_tracker(tracker, e, row0, col0, W, layer_mask, cap, kv, ki, by_layer, cand):
+def _select_tracker(tracker, e, row0, col0, W, layer_mask, cap, kv, ki, by_layer, cand, scratch):
     """The ``cap`` tracker hits of event e on the layers of ``layer_mask`` nearest to the window centre:
     hit indices in ki; returns the count. ``by_layer`` (the event's hits in (layer, ieta) order, as e2e's generator
     writes them): only the window's rows of each chosen layer are visited, found by bisection (the same hits in the
@@ -207,14 +200,13 @@ def _select_tracker(tracker, e, row0, col0, W, layer_mask, cap, kv, ki, by_layer
             on = (layer >= 0) & (layer < 64) & (((layer_mask >> (layer & 63)) & 1) == 1)
             cand[n] = q
             n += on & _inside(np.int64(tracker.ieta[q]) - row0, _column(tracker.iphi[q], col0), W)
-    cnt = np.int64(0)
+    row = scratch[0]
     for s in range(n):
         q = cand[s]
         r = np.int64(tracker.ieta[q]) - row0
         c = _column(tracker.iphi[q], col0)
-        d2 = (r - h) * (r - h) + (c - h) * (c - h)
-        cnt = _keep_top(kv, ki, cnt, cap, -np.float64(d2), q)
-    return cnt
+        row[s] = np.float64((r - h) * (r - h) + (c - h) * (c - h))
+    return _smallest_of(cand, n, cap, kv, ki, scratch)
 
 
 @njit(inline="always", cache=True)
@@ -282,10 +274,11 @@ def _chosen(fill, j, t, base, chosen, n_chosen, m, ki):
 
 @njit(inline="always", cache=True)
 def _calo_nodes(fill, k0, x, pos, pixel, kind, hits, e, mult, shift, row0, col0, W, threshold, cap, eta_centre, eta0,
-                jet_pt, kv, ki, j, base, chosen, n_chosen, by_ieta, cand):  # fmt: skip
+                jet_pt, kv, ki, j, base, chosen, n_chosen, by_ieta, cand, scratch):  # fmt: skip
     """Select the ECAL (or HCAL: mult 5, shift 2) nodes of a jet in event e (count pass) or write the ones chosen
     then from row k0 (fill pass); returns their count."""
-    m = 0 if fill else _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki, by_ieta, cand)
+    m = 0 if fill else _select_calo(hits, e, mult, shift, row0, col0, W, threshold, cap, kv, ki, by_ieta, cand,
+                                    scratch)  # fmt: skip
     m = _chosen(fill, j, kind, base, chosen, n_chosen, m, ki)
     if fill:
         h = W // 2
@@ -301,10 +294,10 @@ def _calo_nodes(fill, k0, x, pos, pixel, kind, hits, e, mult, shift, row0, col0,
 
 @no_refcount
 def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, kv, ki, chosen,
-               n_chosen, by_ieta, by_layer, cand):  # fmt: skip
+               n_chosen, by_ieta, by_layer, cand, scratch):  # fmt: skip
     """Mode _COUNT: select the nodes of jet j, record them in ``chosen`` / ``n_chosen``; mode _FILL: write the
     recorded nodes from row k0. Returns the node count. ``by_layer``: the event's tracker hits are in (layer,
-    ieta) order (:func:`_in_layer_order`); ``cand``: the selections' scratch (count mode)."""
+    ieta) order (:func:`_in_layer_order`); ``cand``, ``scratch``: the selections' scratch (count mode)."""
     p = par[0]
     W = p.window
     h = W // 2
@@ -323,7 +316,8 @@ def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, pa
     b_ecal = p.max_tracks
     b_hcal = b_ecal + p.max_ecal
     b_tracker = b_hcal + p.max_hcal
-    m = 0 if fill else _select_tracks(tracks, e, row0, col0, W, p.track_pt_min, p.dz_max, p.max_tracks, kv, ki, cand)
+    m = 0 if fill else _select_tracks(tracks, e, row0, col0, W, p.track_pt_min, p.dz_max, p.max_tracks, kv, ki, cand,
+                                      scratch)  # fmt: skip
     m = _chosen(fill, j, _TRACK, 0, chosen, n_chosen, m, ki)
     if fill:
         for s in range(m):
@@ -347,13 +341,14 @@ def _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, pa
 
     n += _calo_nodes(fill, k0 + n, x, pos, pixel, _ECAL, ecal, e, unit, zero, row0, col0, W, p.ecal_threshold,
                      p.max_ecal, eta_centre, eta0, jet_pt, kv, ki, j, b_ecal, chosen, n_chosen, by_ieta[0],
-                     cand)  # fmt: skip
+                     cand, scratch)  # fmt: skip
     n += _calo_nodes(fill, k0 + n, x, pos, pixel, _HCAL, hcal, e, tower, centre, row0, col0, W, p.hcal_threshold,
                      p.max_hcal, eta_centre, eta0, jet_pt, kv, ki, j, b_hcal, chosen, n_chosen, by_ieta[1],
-                     cand)  # fmt: skip
+                     cand, scratch)  # fmt: skip
 
     cap = p.max_tracker_hits
-    m = 0 if fill else _select_tracker(tracker, e, row0, col0, W, p.layer_mask, cap, kv, ki, by_layer, cand)
+    m = 0 if fill else _select_tracker(tracker, e, row0, col0, W, p.layer_mask, cap, kv, ki, by_layer, cand,
+                                       scratch)  # fmt: skip
     m = _chosen(fill, j, _TRACKER, b_tracker, chosen, n_chosen, m, ki)
     if fill:
         for s in range(m):
@@ -374,7 +369,10 @@ def _hit_nodes_of_chunk(mode, j0, j1, offs, x, pos, pixel, jets, ecal, hcal, tra
     cap = max(1, p.max_tracks, p.max_ecal, p.max_hcal, p.max_tracker_hits)
     kv = np.empty(cap, np.float64)
     ki = np.empty(cap, np.int64)
-    cand = np.empty(most_hits if mode == _COUNT else 0, np.int64)
+    n_cand = most_hits if mode == _COUNT else 0
+    cand = np.empty(n_cand, np.int64)
+    scratch = (np.empty(n_cand, np.float64), np.empty(BUCKETS + 1 + n_cand, np.int64), np.empty(n_cand, np.float64),
+               np.empty(n_cand, np.int64), np.empty(cap, np.int64))  # fmt: skip
     event = np.int64(-1)
     by_layer = False
     for j in range(j0, j1):
@@ -383,7 +381,7 @@ def _hit_nodes_of_chunk(mode, j0, j1, offs, x, pos, pixel, jets, ecal, hcal, tra
             event = jets.event[j]
             by_layer = _in_layer_order(tracker, event)
         n = _jet_nodes(mode, j, k0, x, pos, pixel, jets, ecal, hcal, tracks, tracker, par, eta_centre, kv, ki, chosen,
-                       n_chosen, by_ieta, by_layer, cand)  # fmt: skip
+                       n_chosen, by_ieta, by_layer, cand, scratch)  # fmt: skip
         if mode == _COUNT:
             offs[j] = n
 

@@ -500,6 +500,7 @@ def run_units(
     import shutil
 
     from e2e.executors import UnitCall, UnitResult, config_key, unit_stem
+    from e2e.io.source import HitsFileSource
 
     t_start = time.perf_counter()
     desc = process.desc
@@ -517,9 +518,13 @@ def run_units(
         shutil.rmtree(part_dir)
     os.makedirs(part_dir, exist_ok=True)
     call = UnitCall(config, key, part_dir, skip_bad_files)
+    if isinstance(source, HitsFileSource):  # with --skip-bad-files, a file that cannot be opened is skipped too
+        source.skip_unreadable = skip_bad_files
     source.begin()
     try:
         items = [i if "://" in i.file else dataclasses.replace(i, file=os.path.abspath(i.file)) for i in source.plan()]
+        found = source.unreadable if isinstance(source, HitsFileSource) else []
+        unreadable = [(p if "://" in p else os.path.abspath(p), err) for p, err in found]
     finally:
         source.end()
     results: dict[int, UnitResult] = {}
@@ -557,11 +562,24 @@ def run_units(
     check_exactly_once(items, results)
     ordered = [results[i.index] for i in items]
     written = [r for r in ordered if not r.skipped]
+    files = list(config["source"]["files"])
+    skipped_entries = [  # what the output lacks, per input (e2e-eval leaves the same entries out of the truth)
+        {"input": files.index(path) if path in files else -1, "file": path, "entry_start": 0, "entry_stop": -1,
+         "error": err}
+        for path, err in unreadable
+    ] + [
+        {"input": files.index(r.file) if r.file in files else -1, "file": r.file, "entry_start": r.entry_start,
+         "entry_stop": r.entry_stop, "error": r.skipped}
+        for r in ordered
+        if r.skipped
+    ]  # fmt: skip
     provenance = {
         "process": config,
-        "inputs": config["source"]["files"],
+        "inputs": files,
         "executor": executor.describe(),
-        "skipped_units": [f"{r.where()}: {r.skipped}" for r in ordered if r.skipped],
+        "skipped_units": [f"{p}: whole file: {err}" for p, err in unreadable]
+        + [f"{r.where()}: {r.skipped}" for r in ordered if r.skipped],
+        "skipped_entries": skipped_entries,
     }
     for i, output in enumerate(desc.outputs):
         output.set_provenance(provenance)
@@ -601,8 +619,15 @@ def run_units(
     if executor.retried:
         notes.append(f"{executor.retried} unit(s) retried after a worker died")
     skipped = [r for r in ordered if r.skipped]
+    if unreadable:
+        notes.append(f"{len(unreadable)} file(s) skipped (--skip-bad-files): " + "; ".join(e for _, e in unreadable))
     if skipped:
         notes.append(f"{len(skipped)} unit(s) skipped (--skip-bad-files): " + "; ".join(r.skipped for r in skipped))
+    if skipped or unreadable:
+        notes.append(
+            "the outputs lack the skipped entries, so they are not friends of the input chain entry by entry; their "
+            "provenance lists them (skipped_entries) and e2e-eval leaves them out of the truth"
+        )
     summary.descriptions["executor"] = "; ".join(notes)
     summary.parallel = True
     return summary

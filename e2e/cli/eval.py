@@ -168,11 +168,34 @@ def input_files(path: str, prov: dict[str, Any]) -> list[str]:
     return expand_files(found, f"{path}: inputs")
 
 
+def skipped_ranges(prov: dict[str, Any], files: list[str], where: str) -> dict[int, list[tuple[int, int]]]:
+    """Input index -> the entry ranges ``[start, stop)`` (stop -1: the whole file) that e2e-run skipped with
+    --skip-bad-files (provenance ``skipped_entries``), for ``files`` given in the order of the recorded inputs."""
+    entries = prov.get("skipped_entries") or []
+    if not entries:
+        return {}
+    recorded = list(prov.get("inputs", []))
+    if len(files) != len(recorded):
+        raise E2EError(
+            f"{where}: e2e-run skipped entries of its inputs (--skip-bad-files: {prov.get('skipped_units')}); give "
+            f"its {len(recorded)} input file(s) in their order ({', '.join(recorded)}), not {len(files)}"
+        )
+    out: dict[int, list[tuple[int, int]]] = {}
+    for e in entries:
+        out.setdefault(int(e["input"]), []).append((int(e["entry_start"]), int(e["entry_stop"])))
+    return out
+
+
 def _read_truth(
-    files: list[str], ids: dict[str, np.ndarray], where: str, extra: tuple[str, ...] = ()
+    files: list[str],
+    ids: dict[str, np.ndarray],
+    where: str,
+    extra: tuple[str, ...] = (),
+    skipped: dict[int, list[tuple[int, int]]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Jet truth of the input files, after checking they hold the tagged file's events and jets, in order;
-    ``extra``: further Jet branches read where the files have them (the truth of heads)."""
+    ``extra``: further Jet branches read where the files have them (the truth of heads); ``skipped``: the entries
+    of each input that the tagged file lacks (:func:`skipped_ranges`), left out."""
     import awkward as ak
 
     from e2e.io.source import expand_files
@@ -180,9 +203,12 @@ def _read_truth(
     n_events = len(ids["event"])
     out: dict[str, list[Any]] = {}
     remaining = n_events
-    for path in expand_files(files, where):
+    for index, path in enumerate(expand_files(files, where)):
+        ranges = (skipped or {}).get(index, [])
         if remaining <= 0:
             break
+        if any(stop < 0 for _, stop in ranges):  # the whole file was skipped (it could not be opened)
+            continue
         with open_root_file(path) as f:
             with reading(path, "the file's directory"):
                 has_events = "Events" in f
@@ -198,8 +224,14 @@ def _read_truth(
                     "hits file; give it with --input)"
                 )
             more = [b for b in extra if b in keys]
+            stop = remaining + sum(hi - lo for lo, hi in ranges)
             with reading(f"{path}:Events", "the tree data"):
-                a = t.arrays([*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt", *more], entry_stop=remaining, library="ak")
+                a = t.arrays([*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt", *more], entry_stop=stop, library="ak")
+            if ranges:
+                keep = np.ones(len(a), dtype=bool)
+                for start, end in ranges:
+                    keep[start:end] = False
+                a = a[keep][:remaining]
         remaining -= len(a)
         for k in a.fields:
             out.setdefault(k, []).append(a[k])
@@ -232,6 +264,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics of every tagger in ``files``; truth from ``inputs`` or each file's recorded inputs; the head
     metrics over the jets with a Jet_label among ``head_labels`` when given."""
+    from e2e.io.source import expand_files
     from taggers.metrics import summary
 
     results: dict[str, Any] = {}
@@ -242,7 +275,9 @@ def evaluate(
         tagged = _read_tagged(path, signal)
         ids, scores = tagged.ids, tagged.scores
         extra = HEAD_TRUTH if tagged.heads else ()
-        truth = _read_truth(inputs or input_files(path, read_provenance(path)), ids, path, extra)
+        prov = read_provenance(path)
+        sources = expand_files(inputs, "--input") if inputs else input_files(path, prov)
+        truth = _read_truth(sources, ids, path, extra, skipped_ranges(prov, sources, path))
         label, jpt, gen = truth["Jet_label"], truth["Jet_pt"], truth["Jet_gen_pt"]
         base = (label <= 1) & (gen > 0)
         for tag, values in tagged.heads.items():

@@ -201,16 +201,31 @@ class HitsFileSource(Source):
         self._by_path: dict[str, Any] = {}
         #: a worker's source (e2e.executors) inspects a file when its first unit arrives, not every file in begin()
         self.lazy = False
+        #: --skip-bad-files (set by the driver): a file that fails its inspection in begin() is left out and
+        #: recorded in ``unreadable`` (path, one-line error) instead of failing the run
+        self.skip_unreadable = False
+        self.unreadable: list[tuple[str, str]] = []
         #: decompression threads (``read_threads``), from begin() to end()
         self._executor: ThreadPoolExecutor | None = None
 
     def begin(self) -> None:
         """Inspect every input file (metadata only: layout, entries) before the first plan or read, and start the
         decompression threads."""
-        self.files, self._by_path = [], {}
+        self.files, self._by_path, self.unreadable = [], {}, []
         if not self.lazy:
             for path in self.input_paths():
-                self._add(path)
+                if not self.skip_unreadable:
+                    self._add(path)
+                    continue
+                try:
+                    self._add(path)
+                except SchemaError as err:
+                    self.unreadable.append((path, str(err)))
+            if self.unreadable and not self.files:
+                raise SchemaError(
+                    f"{self.label}: none of the {len(self.unreadable)} input file(s) can be read (--skip-bad-files); "
+                    f"the first: {self.unreadable[0][1]}"
+                )
         if self.params.read_threads:
             self._executor = ThreadPoolExecutor(self.params.read_threads)
 

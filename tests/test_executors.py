@@ -262,6 +262,26 @@ def test_a_bad_file_fails_with_one_line_or_is_skipped(executor, inputs, tmp_path
     assert r.returncode == 2 and "truncated.root: truncated ROOT file" in r.stderr  # without the option: fails
 
 
+def test_per_file_outputs_record_their_own_skipped_entries(inputs, tmp_path):
+    """With per_file, each output's provenance holds its own input's skipped entries, indexed in its own input list
+    (a file skipped before it does not make e2e-eval skip its entries); a skipped file gets no output."""
+    from e2e.cli.eval import main as eval_main
+
+    truncated = tmp_path / "truncated.root"
+    truncated.write_bytes(Path(inputs[0]).read_bytes()[:5000])
+    config = _config(tmp_path, [truncated, inputs[1]])
+    data = yaml.safe_load(config.read_text())
+    data["outputs"][0].update(file=str(tmp_path / "pf" / "{stem}_out.root"), per_file=True)
+    config.write_text(yaml.safe_dump(data))
+    r = _run(config, "--skip-bad-files")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "pf").iterdir()) == ["b_out.root"]
+    with uproot.open(tmp_path / "pf" / "b_out.root") as f:
+        prov = json.loads(str(f["e2e_products"]))
+    assert prov["inputs"] == [str(inputs[1])] and prov["skipped_entries"] == [] and prov["skipped_units"] == []
+    assert eval_main([str(tmp_path / "pf" / "b_out.root"), "--plot", str(tmp_path / "roc.png")]) == 0
+
+
 def test_eval_takes_the_skipped_entries_by_input_position():
     from e2e.cli.eval import skipped_ranges
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import matplotlib.image
 import pytest
-from conftest import REPO, SAMPLE
+from conftest import REPO, SAMPLE, read_events, write_hits
 
 from e2e.cli.display import main as display_main
 from frameproducers.display import DPI, FIGSIZE
@@ -86,3 +86,15 @@ def test_bad_choices_are_one_line(tmp_path, tagged, capsys, extra, message) -> N
     rc = display_main([str(SAMPLE), *extra, *out])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_a_tagged_file_of_other_events_is_refused(tmp_path, tagged, capsys) -> None:
+    """--tagged of other events than the hits file: one line naming both event ids (or the missing entry)."""
+    other = write_hits(tmp_path / "other.root", read_events(SAMPLE, 80)[40:])  # 40 events, other ids
+    short = write_hits(tmp_path / "short.root", read_events(SAMPLE, 3))
+    for hits, message in ((other, "(run:lumi:event; give the hits file it was made from)"), (short, "beyond")):
+        rc = display_main(
+            [str(hits), "--tagged", str(tagged), "--score", "Jet_tauGNN_tau", "-o", str(tmp_path / "x.png")]
+        )
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and "is not a tagged file of" in err and message in err, err

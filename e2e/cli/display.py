@@ -64,8 +64,9 @@ def _producers(config: str | None) -> dict[str, dict[str, Any]]:
     return blocks
 
 
-def _by_score(args: argparse.Namespace) -> tuple[int, int, str]:
-    """(entry, jet, score text) of the jet of rank ``--rank`` in ``--score`` of ``--tagged``."""
+def _by_score(args: argparse.Namespace) -> tuple[int, int, str, tuple[int, ...]]:
+    """(entry, jet, score text, the entry's (run, luminosityBlock, event)) of the jet of rank ``--rank`` in
+    ``--score`` of ``--tagged``."""
     import awkward as ak
 
     from dataformats.schema import SchemaError, open_root_file, reading
@@ -107,7 +108,14 @@ def _by_score(args: argparse.Namespace) -> tuple[int, int, str]:
     if not -len(order) <= args.rank < len(order):
         raise E2EError(f"--rank {args.rank}: {len(order)} jets to choose from")
     i = int(order[args.rank])
-    return int(entry_of[i]), int(jet_of[i]), f"{args.score} = {flat[i]:.4f} (rank {args.rank} of {len(order)})"
+    entry = int(entry_of[i])
+    with open_root_file(args.tagged) as f, reading(f"{args.tagged}:Events", "the tree data"):
+        id_arrays = f["Events"].arrays(list(_IDS), entry_start=entry, entry_stop=entry + 1, library="np")
+    ids = tuple(int(id_arrays[k][0]) for k in _IDS)
+    return entry, int(jet_of[i]), f"{args.score} = {flat[i]:.4f} (rank {args.rank} of {len(order)})", ids
+
+
+_IDS = ("run", "luminosityBlock", "event")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         nonempty(args.output, "-o")
         check_output_file(args.output, [args.hits, *([args.tagged] if args.tagged else [])], "-o")
         plot_format(args.output)
+        tagged_ids: tuple[int, ...] | None = None
         if args.tagged:
-            entry, jet, score = _by_score(args)
+            entry, jet, score, tagged_ids = _by_score(args)
         elif args.entry is None:
             raise E2EError("choose a jet: --entry N [--jet J], or --tagged FILE --score BRANCH [--rank R]")
         else:
@@ -141,10 +150,22 @@ def main(argv: list[str] | None = None) -> int:
         try:
             first = source.plan()[0]
             if not 0 <= entry < first.entry_stop:
+                if tagged_ids is not None:
+                    raise E2EError(
+                        f"{args.tagged} is not a tagged file of {args.hits}: its entry {entry} is beyond the hits "
+                        f"file's {first.entry_stop} entries (give the hits file it was made from)"
+                    )
                 raise E2EError(f"--entry {entry}: {args.hits} has entries 0-{first.entry_stop - 1}")
             batch = source.read(dataclasses.replace(first, entry_start=entry, entry_stop=entry + 1))
         finally:
             source.end()
+        hits_ids = tuple(int(batch.ids[k][0]) for k in _IDS)
+        if tagged_ids is not None and tagged_ids != hits_ids:
+            raise E2EError(
+                f"{args.tagged} is not a tagged file of {args.hits}: entry {entry} is event "
+                f"{':'.join(map(str, tagged_ids))} there and {':'.join(map(str, hits_ids))} here (run:lumi:event; "
+                "give the hits file it was made from)"
+            )
         modules = [process.desc.modules[label] for label in process.schedule.order]
         for m in modules:
             m.begin()

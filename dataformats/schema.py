@@ -683,7 +683,8 @@ def validate_arrays(
     )
 
 
-def _exc_line(exc: BaseException) -> str:
+def exc_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` of an exception from a library, for one-line messages."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
@@ -697,7 +698,7 @@ def reading(source: str, what: str = "the tree") -> Iterator[None]:
     except SchemaError:
         raise
     except Exception as exc:
-        raise SchemaError(f"{source}: cannot read {what} ({_exc_line(exc)})") from exc
+        raise SchemaError(f"{source}: cannot read {what} ({exc_line(exc)})") from exc
 
 
 #: A ROOT file starts with these 4 bytes, then a header whose first record begins at byte 100 (fBEGIN).
@@ -781,7 +782,7 @@ def open_root_file(path: str | os.PathLike) -> Any:
     try:
         file = uproot.open(p)
     except Exception as exc:
-        raise SchemaError(f"{p}: cannot open as a ROOT file ({_exc_line(exc)})") from exc
+        raise SchemaError(f"{p}: cannot open as a ROOT file ({exc_line(exc)})") from exc
     if local:
         size, end = os.path.getsize(p), int(file.file.fEND)
         if size < end:
@@ -797,10 +798,8 @@ TREE_CLASSES = ("TTree", "ROOT::RNTuple", "ROOT::Experimental::RNTuple")
 def tree_class(file: Any, path: str, tree: str, hint: str = "") -> str:
     """The class of ``tree`` (a path such as ``fevt/RHTree``) in an open file; one-line SchemaError listing the
     file's trees when it has none of that name (``hint`` is appended, e.g. which parameter sets the name)."""
-    try:
+    with reading(path, "the file directory"):
         found = {k.rsplit(";", 1)[0]: c for k, c in file.classnames().items()}
-    except Exception as exc:
-        raise SchemaError(f"{path}: cannot read the file directory ({_exc_line(exc)})") from exc
     trees = [k for k, c in found.items() if c in TREE_CLASSES]
     if tree not in trees:
         listed = ", ".join(repr(t) for t in trees) or "none"
@@ -849,7 +848,7 @@ def inspect_file(
     rename = dict(names or {})
     with open_root_file(p) as file:
         rntuple = tree_class(file, p, tree) != "TTree"
-        try:
+        with reading(source):
             ttree = file[tree]
             on_disk = set(ttree.keys())
             present = [b for b in branch_dtypes(True) if rename.get(b, b) in on_disk]
@@ -861,8 +860,6 @@ def inspect_file(
             else:
                 descs = {b: _describe_interpretation(ttree[rename.get(b, b)]) for b in wanted}
             entries = int(ttree.num_entries)
-        except Exception as exc:
-            raise SchemaError(f"{source}: cannot read the tree ({_exc_line(exc)})") from exc
     optional: set[str] = set()
     for cname, branches in _groups(want_truth).items():
         jagged = [descs[b] for b in branches if b in descs]
@@ -920,7 +917,7 @@ def validate_file(
     optional = {c.name for c in COLLECTIONS if c.name not in layout.counters}
     n = 0
     with open_root_file(p) as file:
-        try:
+        with reading(source, "the tree data"):
             for chunk, report in file[tree].iterate(
                 list(layout.names.values()), step_size=step_size, library="ak", report=True, how=dict
             ):
@@ -938,10 +935,6 @@ def validate_file(
                     offset=offset,
                     n_events=len(flat[ID_NAMES[0]]),
                 )
-        except SchemaError:
-            raise
-        except Exception as exc:
-            raise SchemaError(f"{source}: cannot read the tree data ({_exc_line(exc)})") from exc
     if n != layout.entries:
         raise SchemaError(f"{source}: read {n} entries, the tree has {layout.entries}")
     return layout.entries

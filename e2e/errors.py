@@ -14,6 +14,14 @@ class ConfigError(E2EError):
     """A configuration file or override is invalid."""
 
 
+def is_user_oserror(err: OSError) -> bool:
+    """Whether an OSError is the user's (a path they gave: missing, unreadable, read-only; or a full disk or quota),
+    reported in one line like the errors above, rather than a bug."""
+    import errno
+
+    return err.filename is not None or err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 #: At most this many characters of a user value are formatted into a message.
 MESSAGE_VALUE_CHARS = 80
 

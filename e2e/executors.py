@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from e2e.errors import ConfigError, E2EError
+from e2e.errors import ConfigError, E2EError, is_user_oserror
 from e2e.source import WorkItem
 
 #: Executors by name (``--executor``, ``options.executor``).
@@ -220,7 +220,6 @@ class UnitFailure:
     @classmethod
     def of(cls, err: BaseException) -> UnitFailure | None:
         """The failure of a user error; None for anything else (raised as it is: a bug, a lost worker)."""
-        import errno
         import traceback
 
         from dataformats.schema import SchemaError
@@ -230,9 +229,7 @@ class UnitFailure:
             return cls("schema", str(err), text)
         if isinstance(err, E2EError):
             return cls("config" if isinstance(err, ConfigError) else "e2e", str(err), text)
-        if isinstance(err, OSError) and (
-            err.filename is not None or err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
-        ):  # as the command line reports an OSError in one line
+        if isinstance(err, OSError) and is_user_oserror(err):  # as the command line reports it, in one line
             filename = None if err.filename is None else os.fsdecode(err.filename)
             return cls("os", err.strerror or str(err), text, err.errno or 0, filename)
         return None

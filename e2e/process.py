@@ -518,12 +518,13 @@ def run_units(
         shutil.rmtree(part_dir)
     os.makedirs(part_dir, exist_ok=True)
     call = UnitCall(config, key, part_dir, skip_bad_files)
-    if isinstance(source, HitsFileSource):  # with --skip-bad-files, a file that cannot be opened is skipped too
-        source.skip_unreadable = skip_bad_files
+    files_source = source if isinstance(source, HitsFileSource) else None
+    if files_source is not None:  # with --skip-bad-files, a file that cannot be opened is skipped too
+        files_source.skip_unreadable = skip_bad_files
     source.begin()
     try:
         items = [i if "://" in i.file else dataclasses.replace(i, file=os.path.abspath(i.file)) for i in source.plan()]
-        found = source.unreadable if isinstance(source, HitsFileSource) else []
+        found = files_source.unreadable if files_source is not None else []
         unreadable = [(p if "://" in p else os.path.abspath(p), err) for p, err in found]
     finally:
         source.end()
@@ -563,16 +564,10 @@ def run_units(
     ordered = [results[i.index] for i in items]
     written = [r for r in ordered if not r.skipped]
     files = list(config["source"]["files"])
-    skipped_entries = [  # what the output lacks, per input (e2e-eval leaves the same entries out of the truth)
-        {"input": files.index(path) if path in files else -1, "file": path, "entry_start": 0, "entry_stop": -1,
-         "error": err}
-        for path, err in unreadable
-    ] + [
-        {"input": files.index(r.file) if r.file in files else -1, "file": r.file, "entry_start": r.entry_start,
-         "entry_stop": r.entry_stop, "error": r.skipped}
-        for r in ordered
-        if r.skipped
-    ]  # fmt: skip
+    # what the outputs lack (entry_stop -1: the whole file); e2e-eval leaves the same entries out of the truth
+    lacking = [(path, 0, -1, err) for path, err in unreadable]
+    lacking += [(r.file, r.entry_start, r.entry_stop, r.skipped) for r in ordered if r.skipped]
+    skipped_entries = [dict(zip(("file", "entry_start", "entry_stop", "error"), e, strict=True)) for e in lacking]
     provenance = {
         "process": config,
         "inputs": files,

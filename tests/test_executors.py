@@ -256,7 +256,8 @@ def test_a_bad_file_fails_with_one_line_or_is_skipped(executor, inputs, tmp_path
     with uproot.open(tmp_path / "out.root") as f:
         assert f["Events"].num_entries == 30 + 2 + 24
         prov = json.loads(str(f["e2e_products"]))
-    assert [(e["input"], e["entry_start"], e["entry_stop"]) for e in prov["skipped_entries"]] == [(0, 0, -1), (2, 0, 8)]
+    lacking = [(Path(e["file"]).name, e["entry_start"], e["entry_stop"]) for e in prov["skipped_entries"]]
+    assert lacking == [("truncated.root", 0, -1), ("bad.root", 0, 8)]
     assert eval_main([str(tmp_path / "out.root"), "--plot", str(tmp_path / "roc.png")]) == 0
     r = _run(_config(tmp_path, [truncated, *files]), "--executor", executor, "--workers", "2")
     assert r.returncode == 2 and "truncated.root: truncated ROOT file" in r.stderr  # without the option: fails
@@ -288,7 +289,7 @@ def test_eval_takes_the_skipped_entries_by_input_position():
     prov = {
         "inputs": ["/d/a.root", "/d/b.root"],
         "skipped_units": ["/d/b.root:Events entries 0-7: bad"],
-        "skipped_entries": [{"input": 1, "file": "/d/b.root", "entry_start": 0, "entry_stop": 8, "error": "bad"}],
+        "skipped_entries": [{"file": "/d/b.root", "entry_start": 0, "entry_stop": 8, "error": "bad"}],
     }
     assert skipped_ranges(prov, ["moved/a.root", "moved/b.root"], "t.root") == {1: [(0, 8)]}
     with pytest.raises(E2EError, match=r"t.root: e2e-run skipped entries .* give its 2 input file\(s\) in their order"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import errno
 import os
 import signal
 import sys
@@ -14,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from e2e import interrupts
-from e2e.errors import ConfigError, E2EError
+from e2e.errors import ConfigError, E2EError, is_user_oserror
 from e2e.interrupts import Terminated
 from e2e.paths import remove_live_temporaries
 from e2e.yamlio import load_yaml_file, load_yaml_text
@@ -174,7 +173,7 @@ def run_main(prog: str, body: Callable[[], int], debug: bool) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as err:
-        if err.filename is None and err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        if not is_user_oserror(err):
             return _internal_error(prog)
         where = f"{err.filename}: " if err.filename is not None else ""
         also = f" and {err.filename2}" if getattr(err, "filename2", None) else ""

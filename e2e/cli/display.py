@@ -74,7 +74,7 @@ def _by_score(args: argparse.Namespace) -> tuple[int, int, str, tuple[int, ...]]
     if not args.score:
         raise E2EError("--tagged needs --score BRANCH (e.g. Jet_tauGNN_tau)")
     with open_root_file(args.tagged) as f:
-        with reading(args.tagged, "the file's directory"):
+        with reading(args.tagged, "the file directory"):
             has_events = "Events" in f
         if not has_events:
             raise E2EError(f"{args.tagged}: no tree Events (is it an e2e-run output?)")
@@ -84,8 +84,12 @@ def _by_score(args: argparse.Namespace) -> tuple[int, int, str, tuple[int, ...]]
         if args.score not in keys:
             scores = [k for k in keys if k.startswith("Jet_") and not k.startswith("Jet_gen")]
             raise E2EError(f"{args.tagged}: no branch {args.score} (score branches: {', '.join(scores) or 'none'})")
+        missing = [k for k in _IDS if k not in keys]
+        if missing:
+            raise E2EError(f"{args.tagged}: no branch {missing[0]} (is it an e2e-run output?)")
         with reading(f"{args.tagged}:Events", "the tree data"):
-            score = tree[args.score].array(library="ak")
+            arrays = tree.arrays([args.score, *_IDS], library="ak")
+    score = arrays[args.score]
     if score.ndim != 2 or score.layout.purelist_depth != 2 or ak.to_numpy(ak.flatten(score)).dtype.kind not in "iuf":
         raise E2EError(f"{args.tagged}: branch {args.score} is {score.type}, expected one number per jet (a score)")
     counts = ak.to_numpy(ak.num(score, axis=1))
@@ -109,9 +113,7 @@ def _by_score(args: argparse.Namespace) -> tuple[int, int, str, tuple[int, ...]]
         raise E2EError(f"--rank {args.rank}: {len(order)} jets to choose from")
     i = int(order[args.rank])
     entry = int(entry_of[i])
-    with open_root_file(args.tagged) as f, reading(f"{args.tagged}:Events", "the tree data"):
-        id_arrays = f["Events"].arrays(list(_IDS), entry_start=entry, entry_stop=entry + 1, library="np")
-    ids = tuple(int(id_arrays[k][0]) for k in _IDS)
+    ids = tuple(int(arrays[k][entry]) for k in _IDS)
     return entry, int(jet_of[i]), f"{args.score} = {flat[i]:.4f} (rank {args.rank} of {len(order)})", ids
 
 

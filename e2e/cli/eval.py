@@ -63,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _provenance(f: Any, path: str) -> dict[str, Any]:
-    with reading(path, "the file's directory"):
+    with reading(path, "the file directory"):
         has_events = "Events" in f
     if not has_events:
         raise E2EError(f"{path}: no tree Events (is it an e2e-run output?)")
@@ -84,11 +84,12 @@ def read_provenance(path: str) -> dict[str, Any]:
 @dataclass
 class Tagged:
     """What e2e-eval reads from a tagged file: event ids and nJet, the signal score of every tagger, and the
-    outputs of the taggers with several heads (taggers.heads)."""
+    outputs of the taggers with several heads (taggers.heads), and its provenance (``e2e_products``)."""
 
     ids: dict[str, np.ndarray]
     scores: dict[str, np.ndarray]
     heads: dict[str, tuple[list[Any], np.ndarray]] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def _read_tagged(path: str, signal: str) -> Tagged:
@@ -132,7 +133,7 @@ def _read_tagged(path: str, signal: str) -> Tagged:
                 columns = tree.arrays(names, library="np")
             heads[tag] = (parsed, np.stack([np.concatenate(columns[b]) for b in names], axis=1))
     scores = {tag: np.concatenate(arrays[b]) for tag, b in with_score.items()}
-    return Tagged({k: arrays[k] for k in (*IDS, "nJet")}, scores, heads)
+    return Tagged({k: arrays[k] for k in (*IDS, "nJet")}, scores, heads, prov)
 
 
 def input_files(path: str, prov: dict[str, Any]) -> list[str]:
@@ -182,7 +183,8 @@ def skipped_ranges(prov: dict[str, Any], files: list[str], where: str) -> dict[i
         )
     out: dict[int, list[tuple[int, int]]] = {}
     for e in entries:
-        out.setdefault(int(e["input"]), []).append((int(e["entry_start"]), int(e["entry_stop"])))
+        if e["file"] in recorded:  # (the given files are taken to be the recorded ones, in their order)
+            out.setdefault(recorded.index(e["file"]), []).append((int(e["entry_start"]), int(e["entry_stop"])))
     return out
 
 
@@ -210,7 +212,7 @@ def _read_truth(
         if any(stop < 0 for _, stop in ranges):  # the whole file was skipped (it could not be opened)
             continue
         with open_root_file(path) as f:
-            with reading(path, "the file's directory"):
+            with reading(path, "the file directory"):
                 has_events = "Events" in f
             if not has_events:
                 raise E2EError(f"{path}: no tree Events (the input of e2e-eval must be a simulated hits file)")
@@ -275,7 +277,7 @@ def evaluate(
         tagged = _read_tagged(path, signal)
         ids, scores = tagged.ids, tagged.scores
         extra = HEAD_TRUTH if tagged.heads else ()
-        prov = read_provenance(path)
+        prov = tagged.provenance
         sources = expand_files(inputs, "--input") if inputs else input_files(path, prov)
         truth = _read_truth(sources, ids, path, extra, skipped_ranges(prov, sources, path))
         label, jpt, gen = truth["Jet_label"], truth["Jet_pt"], truth["Jet_gen_pt"]

@@ -24,6 +24,7 @@ from dataformats.schema import (
     branch_dtypes,
     check_branch_values,
     compatible,
+    exc_line,
     field_of,
 )
 from e2e.event import EventBatch
@@ -96,8 +97,8 @@ class ArraySource(RootSource):
             arr = arrays[name]
             scalar = name in ID_FIELDS
             depth, dtype = _depth_and_dtype(arr)
+            want = "one number per event" if scalar else "a list of numbers per event"
             if depth != (1 if scalar else 2):
-                want = "one number per event" if scalar else "a list of numbers per event"
                 raise SchemaError(f"{MEMORY}: branch '{name}' is {arr.type}, expected {want}")
             if dtype is None:  # another form (options, unions): flattened to find out
                 whole = ak.Array(arr.layout)
@@ -105,7 +106,6 @@ class ArraySource(RootSource):
                 try:
                     dtype = np.asarray(whole if scalar else ak.flatten(whole, axis=1)).dtype
                 except (TypeError, ValueError):  # unions of numbers and strings, ...
-                    want = "one number per event" if scalar else "a list of numbers per event"
                     raise SchemaError(f"{MEMORY}: branch '{name}' is {arr.type}, expected {want}") from None
             field = field_of(name)
             if not compatible(dtype, field):
@@ -431,7 +431,7 @@ def _branch_array(name: str, values: Any) -> ak.Array:
     except (TypeError, ValueError) as err:
         raise SchemaError(
             f"{MEMORY}: branch '{name}' ({type(values).__name__}) is not numbers or lists of numbers that awkward "
-            f"can read: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            f"can read ({exc_line(err)})"
         ) from None
 
 
@@ -468,8 +468,7 @@ def _as_arrays(events: Any) -> Mapping[str, Any]:
             events = ak.Array([e.to_list() if isinstance(e, ak.Record) else e for e in events])
         except (TypeError, ValueError) as err:
             raise SchemaError(
-                f"{MEMORY}: a list of {len(events)} events that awkward cannot read as records: "
-                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                f"{MEMORY}: a list of {len(events)} events that awkward cannot read as records ({exc_line(err)})"
             ) from None
     if isinstance(events, ak.Array):
         if not events.fields:

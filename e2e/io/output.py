@@ -200,10 +200,8 @@ class RootOutput(OutputModule):
         if self.params.per_file:
             mine = os.path.abspath(input_file)
             info["inputs"] = [p for p in info.get("inputs", []) if os.path.abspath(p) == mine]
-            if "skipped_entries" in info:  # this input's only, indexed in its own input list
-                info["skipped_entries"] = [
-                    {**e, "input": 0} for e in info["skipped_entries"] if os.path.abspath(e["file"]) == mine
-                ]
+            if "skipped_entries" in info:  # this input's only
+                info["skipped_entries"] = [e for e in info["skipped_entries"] if os.path.abspath(e["file"]) == mine]
                 info["skipped_units"] = [u for u in info.get("skipped_units", []) if u.startswith(f"{mine}:")]
         out_dir = os.path.dirname(os.path.abspath(out_path))
         info["inputs_relative_to_output"] = [

@@ -214,12 +214,11 @@ class HitsFileSource(Source):
         self.files, self._by_path, self.unreadable = [], {}, []
         if not self.lazy:
             for path in self.input_paths():
-                if not self.skip_unreadable:
-                    self._add(path)
-                    continue
                 try:
                     self._add(path)
                 except SchemaError as err:
+                    if not self.skip_unreadable:
+                        raise
                     self.unreadable.append((path, str(err)))
             if self.unreadable and not self.files:
                 raise SchemaError(

@@ -371,6 +371,10 @@ def _describe_array(arr: Any) -> _Desc:
     return _Desc("other", None, str(t))
 
 
+#: ROOT leaf classes of types uproot may fail to read, by their C++ names (for messages)
+_LEAF_TYPES = {"TLeafF16": "Float16_t", "TLeafD32": "Double32_t"}
+
+
 def _describe_interpretation(branch: Any) -> _Desc:
     """Map an uproot branch interpretation to a :class:`_Desc` (no data read)."""
     from uproot.containers import AsVector
@@ -378,7 +382,12 @@ def _describe_interpretation(branch: Any) -> _Desc:
     from uproot.interpretation.numerical import AsDtype
     from uproot.interpretation.objects import AsObjects
 
-    interp = branch.interpretation
+    try:
+        interp = branch.interpretation
+    except Exception as exc:  # a type uproot cannot read (e.g. Float16_t without a range in its title)
+        leaves = [str(getattr(leaf, "classname", "?")) for leaf in branch.member("fLeaves", none_if_missing=True) or ()]
+        leaf_type = ", ".join(_LEAF_TYPES.get(c, c) for c in leaves) or "unknown type"
+        return _Desc("other", None, f"{leaf_type}, which uproot cannot read: {exc_line(exc)}")
     typestr = str(getattr(branch, "typename", interp))
     if isinstance(interp, AsDtype) and not interp.inner_shape:
         return _Desc("scalar", _native(interp.to_dtype), typestr)
@@ -728,7 +737,7 @@ def _check_root_header(p: str) -> None:
     if size == 0:
         raise SchemaError(f"{p}: empty file (0 bytes), not a ROOT file")
     with open(p, "rb") as f:
-        head = f.read(16)
+        head = f.read(20)
     if not head.startswith(ROOT_MAGIC):
         what = next((name for magic, name in _MAGIC_NAMES if head.startswith(magic)), None)
         shown = " ".join(f"{b:02x}" for b in head[:8])
@@ -741,6 +750,17 @@ def _check_root_header(p: str) -> None:
         raise SchemaError(
             f"{p}: too short to be a ROOT file ({size} bytes; the ROOT header alone takes {ROOT_MIN_BYTES}): truncated?"
         )
+    end = _header_end(head)
+    if size < end:
+        raise SchemaError(f"{p}: truncated ROOT file ({size} bytes on disk, the header says {end})")
+
+
+def _header_end(head: bytes) -> int:
+    """``fEND`` of a ROOT file header (big-endian: magic, fVersion int32, fBEGIN int32, then fEND, int64 when
+    fVersion >= 1000000, else int32): the file's size when it was closed (0 when the bytes are too few)."""
+    version = int.from_bytes(head[4:8], "big", signed=True)
+    field = head[12:20] if version >= 1_000_000 else head[12:16]
+    return int.from_bytes(field, "big", signed=True) if len(field) in (4, 8) else 0
 
 
 #: What reading a remote file needs: URL scheme -> (Python module, e2e extra, pip package).
@@ -783,11 +803,6 @@ def open_root_file(path: str | os.PathLike) -> Any:
         file = uproot.open(p)
     except Exception as exc:
         raise SchemaError(f"{p}: cannot open as a ROOT file ({exc_line(exc)})") from exc
-    if local:
-        size, end = os.path.getsize(p), int(file.file.fEND)
-        if size < end:
-            file.close()
-            raise SchemaError(f"{p}: truncated ROOT file ({size} bytes on disk, the header says {end})")
     return file
 
 
@@ -803,6 +818,10 @@ def tree_class(file: Any, path: str, tree: str, hint: str = "") -> str:
     trees = [k for k, c in found.items() if c in TREE_CLASSES]
     if tree not in trees:
         listed = ", ".join(repr(t) for t in trees) or "none"
+        if tree in found:
+            raise SchemaError(
+                f"{path}: '{tree}' is a {found[tree]}, not a TTree or RNTuple (trees in the file: {listed}){hint}"
+            )
         raise SchemaError(f"{path}: no TTree or RNTuple '{tree}' (trees in the file: {listed}){hint}")
     return str(found[tree])
 
@@ -860,6 +879,8 @@ def inspect_file(
             else:
                 descs = {b: _describe_interpretation(ttree[rename.get(b, b)]) for b in wanted}
             entries = int(ttree.num_entries)
+            if not rntuple:
+                check_branch_entries(ttree, [rename.get(b, b) for b in wanted], entries, source)
     optional: set[str] = set()
     for cname, branches in _groups(want_truth).items():
         jagged = [descs[b] for b in branches if b in descs]
@@ -878,6 +899,18 @@ def inspect_file(
         raise SchemaError(named(str(err))) from None
     counters = frozenset(c.name for c in COLLECTIONS if f"n{c.name}" in descs)
     return FileLayout(entries, want_truth, counters, casts, {b: rename.get(b, b) for b in wanted}, rntuple)
+
+
+def check_branch_entries(ttree: Any, branches: Iterable[str], entries: int, source: str) -> None:
+    """One-line SchemaError when a TTree branch has another number of entries than its tree (ROOT allows it, for
+    a branch filled on its own with ``TBranch::Fill``): every branch read must hold one entry per event."""
+    for name in branches:
+        n = int(ttree[name].num_entries)
+        if n != entries:
+            raise SchemaError(
+                f"{source}: branch '{name}' has {n} entries but the tree has {entries} (every branch read must have "
+                "one entry per event)"
+            )
 
 
 def read_chunk(arrays: Mapping[str, Any], layout: FileLayout, units: Mapping[str, float] | None = None) -> dict:
@@ -918,6 +951,10 @@ def validate_file(
     n = 0
     with open_root_file(p) as file:
         with reading(source, "the tree data"):
+            if layout.rntuple:  # page checksums, which uproot does not verify, before it decompresses the pages
+                from dataformats.rntuple_pages import PageChecksums
+
+                PageChecksums(file[tree], layout.names.values(), source).check(0, layout.entries)
             for chunk, report in file[tree].iterate(
                 list(layout.names.values()), step_size=step_size, library="ak", report=True, how=dict
             ):

@@ -577,6 +577,25 @@ def test_files_that_are_not_root_say_what_they_are(work, content, expected):
     assert digests(work / "bad.root") == before and not temporaries(work)
 
 
+@pytest.mark.parametrize("kept", [100, 300, 5000, 0.5])
+def test_a_file_cut_anywhere_is_named_truncated(work, kept):
+    """A ROOT file cut short, even inside its first records (where uproot fails before its size can be compared
+    with the header's end of file), is called truncated, with both sizes."""
+    data = SAMPLE.read_bytes()
+    n = int(len(data) * kept) if isinstance(kept, float) else kept
+    (work / "cut.root").write_bytes(data[:n])
+    expected = f"cut.root: truncated ROOT file ({n} bytes on disk, the header says {len(data)})"
+    one_line_error(run_job(work, "-i", "cut.root"), expected)
+    one_line_error(cli("e2e-validate", "cut.root", cwd=work), expected)
+    assert not (work / "out.root").exists() and not temporaries(work)
+
+
+def test_an_events_object_that_is_not_a_tree_says_what_it_is(work):
+    with uproot.recreate(work / "histogram.root") as f:
+        f["Events"] = np.histogram(np.arange(10.0), bins=5)
+    one_line_error(run_job(work, "-i", "histogram.root"), "histogram.root: 'Events' is a TH1D, not a TTree or RNTuple")
+
+
 def test_an_input_directory_suggests_its_files(work):
     (work / "hits").mkdir()
     one_line_error(

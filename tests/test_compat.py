@@ -203,3 +203,113 @@ def test_rhtree_written_by_root_with_std_vectors(ROOT, tmp_path, capsys):  # noq
         x = np.concatenate(a["Events"]["Jet_tauCNN_tau"].array(library="np"))
         y = np.concatenate(b["Events"]["Jet_tauCNN_tau"].array(library="np"))
     assert len(x) == len(y) > 0 and np.array_equal(x, y)
+
+
+def _refused(tmp, capsys, path, tree: str = "Events") -> str:
+    """e2e-run's and e2e-validate's one-line errors (rc 2) on ``path``; no output left."""
+    from e2e.cli import validate
+
+    data = yaml.safe_load(CONFIG.read_text())
+    data["source"] = {"files": [str(path)], "tree": tree}
+    data["outputs"][0]["file"] = str(tmp / "refused.root")
+    (tmp / "refused.yaml").write_text(yaml.safe_dump(data))
+    rc, _, err = run_cli([str(tmp / "refused.yaml"), "--no-progress"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp / "refused.root").exists()
+    assert validate.main([str(path), "--tree", tree]) == 2
+    v_err = capsys.readouterr().err
+    assert len(v_err.strip().splitlines()) == 1, v_err
+    return err + v_err
+
+
+def test_a_branch_with_fewer_entries_than_its_tree_is_refused(ROOT, tmp_path, capsys):  # noqa: N803
+    """ROOT lets a branch be filled on its own (TBranch::Fill): a Jet_pt with fewer entries than the tree is
+    refused at the file's inspection, naming the branch and both counts (it crashed reading, and a short
+    'event' only failed in the output writer)."""
+    ev = uproot.open(SAMPLE)["Events"].arrays(entry_stop=N, library="np")
+    path = tmp_path / "short_branch.root"
+    f = ROOT.TFile(str(path), "RECREATE")
+    tree = ROOT.TTree("Events", "a branch filled on its own")
+    ids = {k: np.zeros(1, ev[k].dtype) for k in ("run", "luminosityBlock", "event")}
+    for k, code in zip(ids, ("i", "i", "l"), strict=True):
+        tree.Branch(k, ids[k], f"{k}/{code}")
+    vectors = {k: ROOT.std.vector("float" if ev[k][0].dtype.kind == "f" else "int")() for k in ev if k not in ids}
+    for k, vec in vectors.items():
+        if k != "Jet_pt":
+            tree.Branch(k, vec)
+    for i in range(N):
+        for k in ids:
+            ids[k][0] = ev[k][i]
+        for k, vec in vectors.items():
+            vec.clear()
+            for x in np.atleast_1d(ev[k][i]).tolist():
+                vec.push_back(x)
+        tree.Fill()
+    branch = tree.Branch("Jet_pt", vectors["Jet_pt"])
+    for i in range(N - 4):
+        vectors["Jet_pt"].clear()
+        for x in ev["Jet_pt"][i].tolist():
+            vectors["Jet_pt"].push_back(x)
+        branch.Fill()
+    tree.Write()
+    f.Close()
+    err = _refused(tmp_path, capsys, path)
+    assert f"branch 'Jet_pt' has {N - 4} entries but the tree has {N}" in err
+
+
+def test_float16_branches_are_named_with_their_type(ROOT, tmp_path, capsys):  # noqa: N803
+    """Float16_t without a range in its title, which uproot 5 cannot interpret: one line naming the branch and
+    its ROOT type, not uproot's internal error alone."""
+    ev = uproot.open(SAMPLE)["Events"].arrays(entry_stop=N, library="np")
+    path = tmp_path / "float16.root"
+    f = ROOT.TFile(str(path), "RECREATE")
+    tree = ROOT.TTree("Events", "Float16_t energies")
+    buffers = {}
+    for k in ("run", "luminosityBlock", "event", "nEcalHit"):
+        buffers[k] = np.zeros(1, np.int64)
+        tree.Branch(k, buffers[k], f"{k}/L")
+    cells = {k: np.zeros(20000, np.int32) for k in ("EcalHit_ieta", "EcalHit_iphi")}
+    for k, values in cells.items():
+        tree.Branch(k, values, f"{k}[nEcalHit]/I")
+    energy = np.zeros(20000, np.float32)
+    tree.Branch("EcalHit_energy", energy, "EcalHit_energy[nEcalHit]/f")  # (the layout checks stop here)
+    for i in range(3):
+        for k in ("run", "luminosityBlock", "event"):
+            buffers[k][0] = ev[k][i]
+        n = buffers["nEcalHit"][0] = len(ev["EcalHit_energy"][i])
+        for k, values in cells.items():
+            values[:n] = ev[k][i]
+        energy[:n] = ev["EcalHit_energy"][i]
+        tree.Fill()
+    tree.Write()
+    f.Close()
+    err = _refused(tmp_path, capsys, path)
+    assert "branch 'EcalHit_energy' is not a jagged list of numbers (Float16_t, which uproot cannot read" in err
+
+
+def test_a_damaged_rntuple_page_is_refused_by_its_checksum(ROOT, tmp_path, capsys):  # noqa: N803
+    """ROOT's RNTuple pages carry xxhash3 checksums, which uproot does not verify: a byte flipped inside a page of
+    a branch the job reads is refused before it is decompressed, with one line naming the field, by e2e-run and
+    e2e-validate; the intact file runs and gives the scores of the sample."""
+    path = tmp_path / "rntuple.root"
+    options = ROOT.RDF.RSnapshotOptions()
+    options.fOutputFormat = ROOT.RDF.ESnapshotOutputFormat.kRNTuple
+    ROOT.RDataFrame("Events", str(SAMPLE)).Range(N).Snapshot("Events", str(path), "", options)
+    ours = _tag(tmp_path, capsys, {"files": [str(SAMPLE)]}, "ours")
+    theirs = _tag(tmp_path, capsys, {"files": [str(path)]}, "rntuple")
+    for key in ours:
+        np.testing.assert_array_equal(theirs[key], ours[key])
+    with uproot.open(path) as f:
+        ntuple = f["Events"]
+        records = ntuple.field_records
+        columns = [i for i, c in enumerate(ntuple.column_records) if records[c.field_id].parent_field_id != c.field_id
+                   and records[records[c.field_id].parent_field_id].field_name == "EcalHit_iphi"]  # fmt: skip
+        page = ntuple.page_link_list[0][columns[-1]].pages[0]
+        assert page.has_checksum
+        offset = int(page.locator.offset) + int(page.locator.num_bytes) // 2
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x5A
+    damaged = tmp_path / "damaged_rntuple.root"
+    damaged.write_bytes(bytes(data))
+    err = _refused(tmp_path, capsys, damaged)
+    assert err.count("damaged RNTuple page of field 'EcalHit_iphi' (its checksum does not match") == 2, err

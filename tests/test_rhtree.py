@@ -297,6 +297,46 @@ def test_rhtree_bad_inputs_get_one_line(tmp_path, capsys, sample_rhtree):
     _bad(tmp_path, capsys, {}, path, "is non-zero where 'ECAL_tracksPt_atECALfixIP' is zero")
 
 
+def test_rhtree_ids_and_decay_modes_are_checked_before_any_cast(tmp_path, capsys):
+    """Float event ids are taken whole up to the uint64 range (1e19 fits), refused beyond it naming the file's
+    branch; a decay mode that a 16-bit cast would wrap to a valid one (65546 -> 10) is refused as read."""
+    rng = np.random.default_rng(9)
+    path = tmp_path / "ids.root"
+    _synthetic(path, [[(20, 3)], [(30, 40)]], rng)
+    data = _read_back(path)
+    data["eventId"] = np.array([1e19, 2.0])
+    _write(path, data)
+    data = yaml.safe_load((REPO / "process_configs" / "tau_cnn_rhtree.yaml").read_text())
+    data["source"] = {**data["source"], "files": [str(path)]}
+    data["outputs"][0]["file"] = str(tmp_path / "ids_tagged.root")
+    (tmp_path / "ids.yaml").write_text(yaml.safe_dump(data))
+    rc, _, err = run_cli([str(tmp_path / "ids.yaml"), "--no-progress"], capsys)
+    assert rc == 0, err
+    assert "RuntimeWarning" not in err
+    assert uproot.open(tmp_path / "ids_tagged.root")["Events"]["event"].array(library="np").tolist() == [10**19, 2]
+    data = _read_back(path)
+    data["eventId"] = np.array([1e30, 2.0])
+    _write(path, data)
+    _bad(tmp_path, capsys, {}, path, "branch 'eventId' (event) entry 0 has value 1e+30, which does not fit uint64")
+    data = _read_back(path)
+    data["eventId"] = np.array([1, 2], np.uint64)
+    data["runId"] = np.array([1, -5], np.int64)
+    _write(path, data)
+    _bad(tmp_path, capsys, {}, path, "branch 'runId' (run) entry 1 has value -5")
+    data = _read_back(path)
+    data["runId"] = np.ones(2, np.uint32)
+    data["jet_DM"] = ak.Array([[0], [65546]])
+    _write(path, data)
+    data = yaml.safe_load((REPO / "process_configs" / "tau_cnn_rhtree.yaml").read_text())
+    data["source"] = {**data["source"], "files": [str(path)]}
+    data["source"]["truth"]["decay_mode"] = "jet_DM"
+    data["outputs"][0].update(file=str(tmp_path / "dm_tagged.root"), copy_input=True)  # the truth is read
+    (tmp_path / "dm.yaml").write_text(yaml.safe_dump(data))
+    rc, _, err = run_cli([str(tmp_path / "dm.yaml"), "--no-progress"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "branch 'jet_DM' (truth.decay_mode) entry 1 has value 65546, expected one of -1, 0, 1, 2, 10, 11" in err
+
+
 def test_sparse_cells_equal_numpy():
     """The numba dense -> sparse kernel against numpy, with -0.0 (zero), NaN (kept) and a buffer regrowth."""
     from dataformats.dense import sparse_cells
@@ -322,6 +362,11 @@ def test_e2e_convert_refuses_to_overwrite_its_input(tmp_path, capsys):
     assert "input" in capsys.readouterr().err
     assert main([str(small), "-o", str(tmp_path / "rh.root")]) == 0
     assert uproot.open(tmp_path / "rh.root")["fevt/RHTree"].num_entries == 3
+    capsys.readouterr()
+    assert main([str(small), "-o", str(tmp_path / "rh9.root"), "--level", "99"]) == 2  # named, before any writing
+    assert capsys.readouterr().err.strip() == "e2e-convert: error: --level 99: expected 0..9 for --compression zlib"
+    assert not (tmp_path / "rh9.root").exists()
+    assert main([str(small), "-o", str(tmp_path / "rh12.root"), "--level", "12", "--compression", "lz4"]) == 0
 
 
 def test_every_track_selection_honours_the_source_pv_cut(sample_rhtree):

@@ -30,12 +30,16 @@ def parser() -> argparse.ArgumentParser:
         default="zlib",
         help="output compression (default zlib level 1, as ROOT writes)",
     )
-    p.add_argument("--level", type=int, default=1, help="compression level (default 1)")
+    p.add_argument("--level", type=int, default=1, help="compression level (default 1; 0..9, lz4 0..12, zstd 0..22)")
     p.add_argument(
         "--basket-events", type=int, default=1, help="entries per basket (default 1, as ROOT writes such large entries)"
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
+
+
+#: the compression levels uproot writes, per algorithm (as ROOT: 0 none, higher smaller and slower)
+LEVELS = {"zlib": 9, "lzma": 9, "lz4": 12, "zstd": 22}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--step-size {args.step_size}: expected a number of events >= 1")
         if args.basket_events < 1:
             raise ConfigError(f"--basket-events {args.basket_events}: expected a number of entries >= 1")
+        top = LEVELS[args.compression]
+        if not 0 <= args.level <= top:
+            raise ConfigError(f"--level {args.level}: expected 0..{top} for --compression {args.compression}")
         if args.max_events < -1:
             raise ConfigError(f"-n {args.max_events}: expected a number of events >= 0 (or -1: all)")
         inputs = expand_files(list(args.inputs), "inputs")

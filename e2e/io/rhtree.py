@@ -58,6 +58,7 @@ from dataformats.schema import (
     SchemaError,
     branch_dtypes,
     cast_to_schema,
+    check_branch_entries,
     check_branch_values,
     field_of,
     invalid_mask,
@@ -196,10 +197,12 @@ class RHTreeSource(HitsFileSource):
         with open_root_file(path) as file:
             tree = self._tree(file, path)
             keys = set(tree.keys())
-            for key, branch in self._needed_branches().items():
+            needed = self._needed_branches()
+            for key, branch in needed.items():
                 if branch not in keys:
                     raise SchemaError(self._missing(path, key, branch, keys))
             entries = int(tree.num_entries)
+            check_branch_entries(tree, needed.values(), entries, f"{path}:{self.params.tree}")
         return _FileInfo(path, entries, self.params.truth.label is not None)
 
     def end(self) -> None:
@@ -385,12 +388,24 @@ class _Chunk:
         for name in ID_FIELDS:
             branch = getattr(self.p.ids, name)
             values = self._scalar(branch)
-            if values.dtype.kind == "f":
+            if values.dtype.kind == "f":  # ids stored as floats: whole numbers within the schema's integer type
                 if not (np.isfinite(values).all() and (values == np.round(values)).all()):
                     raise SchemaError(f"{self.where}: branch '{branch}' ({name}) holds non-integer values")
-                values = values.astype(np.int64)
-            out[name] = cast_to_schema(name, values, source=self.where, entry_offset=self.start)
-            check_branch_values(name, out[name], source=self.where, entry_offset=self.start)
+                dtype = field_of(name).dtype
+                info = np.iinfo(dtype)
+                fits = (values >= info.min) & (values < float(info.max) + 1.0)  # 2^32, 2^64: exact in float64
+                if not fits.all():
+                    i = int(np.argmin(fits))
+                    raise SchemaError(
+                        f"{self.where}: branch '{branch}' ({name}) entry {self.start + i} has value {values[i]:g}, "
+                        f"which does not fit {dtype} (0..{info.max})"
+                    )
+                values = values.astype(dtype)
+            try:
+                out[name] = cast_to_schema(name, values, source=self.where, entry_offset=self.start)
+                check_branch_values(name, out[name], source=self.where, entry_offset=self.start)
+            except SchemaError as err:  # name the file's branch
+                raise SchemaError(str(err).replace(f"branch '{name}'", f"branch '{branch}' ({name})", 1)) from None
         return out
 
     def collection(self, coll: str) -> JaggedCollection:
@@ -570,14 +585,16 @@ class _Chunk:
                 dm64 = dm.astype(np.float64)
                 if not (np.isfinite(dm64).all() and (dm64 == np.round(dm64)).all()):
                     raise SchemaError(f"{self.where}: branch '{t.decay_mode}' (truth.decay_mode) holds non-integers")
+                field = field_of("Jet_decay_mode")
+                bad = ~np.isin(dm64, np.asarray(field.allowed, dtype=np.float64))  # before the cast: no wrap-around
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    e = int(np.searchsorted(offsets, i, side="right") - 1)
+                    raise SchemaError(
+                        f"{self.where}: branch '{t.decay_mode}' (truth.decay_mode) entry {self.start + e} has value "
+                        f"{dm64[i]:g}, expected {field.accepted()} (read as Jet_decay_mode)"
+                    )
                 cols["decay_mode"] = dm64.astype(np.int16)
-                check_branch_values(
-                    "Jet_decay_mode",
-                    cols["decay_mode"],
-                    counts=np.diff(offsets),
-                    source=self.where,
-                    entry_offset=self.start,
-                )
             else:
                 cols["decay_mode"] = np.full(n, -1, dtype=np.int16)
         return JaggedCollection("Jet", offsets, cols)

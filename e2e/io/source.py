@@ -23,6 +23,7 @@ import awkward as ak
 import numpy as np
 
 from dataformats.products import JaggedCollection
+from dataformats.rntuple_pages import PageChecksums
 from dataformats.schema import (
     COUNTER_DTYPE,
     EVENT_FIELDS,
@@ -383,6 +384,10 @@ class RootSource(HitsFileSource):
             self._reader = reader = _Reader(info, item, self.params.tree, self._names(info), self._executor)
         try:
             arrays = reader.next()
+        except SchemaError:
+            self._reader = None
+            reader.close()
+            raise
         except Exception as err:
             self._reader = None
             reader.close()
@@ -486,6 +491,8 @@ class _Reader:
         self.position = item.entry_start
         self.step = item.n_events
         self._file = uproot.open(info.path)
+        # RNTuple pages carry checksums that uproot does not verify: checked here, cluster by cluster
+        self._pages = PageChecksums(self._file[tree], names, f"{info.path}:{tree}") if info.layout.rntuple else None
         self._chunks = self._file[tree].iterate(
             names,
             entry_start=item.entry_start,
@@ -502,9 +509,10 @@ class _Reader:
         return item.file == self.file_path and item.entry_start == self.position and item.n_events == self.step
 
     def next(self) -> dict[str, Any]:
+        if self._pages is not None:  # before uproot decompresses them
+            self._pages.check(self.position, self.position + self.step)
         arrays = next(self._chunks)
-        n = len(next(iter(arrays.values())))
-        self.position += n
+        self.position += len(next(iter(arrays.values())))
         return arrays
 
     def close(self) -> None:

@@ -64,6 +64,8 @@ class ProcessDescription:
     outputs: list[OutputModule]
     options: Options = field(default_factory=Options)
     where: str = "<config>"
+    #: the configuration's own file, when it was read from one (an input of the run: never an output)
+    config_file: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The fully expanded configuration as plain data (for --dump-config and provenance)."""
@@ -99,8 +101,9 @@ def with_inputs(chosen: dict[str, Any], modules: dict[str, Any]) -> dict[str, An
     return out
 
 
-def load_process(data: Any, where: str = "<config>") -> ProcessDescription:
-    """Validate a parsed YAML process configuration and build its modules (not yet scheduled)."""
+def load_process(data: Any, where: str = "<config>", config_file: str | None = None) -> ProcessDescription:
+    """Validate a parsed YAML process configuration and build its modules (not yet scheduled); ``config_file``:
+    the file it was read from."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping with keys {', '.join(TOP_LEVEL_KEYS)}")
     for key in data:
@@ -160,4 +163,4 @@ def load_process(data: Any, where: str = "<config>") -> ProcessDescription:
     options = build(Options, data.get("options") or {}, f"{where}: options")
     for module in modules.values():
         module.job_threads = options.threads
-    return ProcessDescription(name, source, modules, outputs, options, where)
+    return ProcessDescription(name, source, modules, outputs, options, where, config_file)

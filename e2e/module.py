@@ -61,6 +61,11 @@ class Module:
         self.job_threads = 0
 
     # ----------------------------------------------------------------------------- declarations
+    def files_read(self) -> list[str]:
+        """Local files this module reads besides the source's inputs (e.g. a tagger's model artefact): inputs of
+        the run, which no output may overwrite."""
+        return []
+
     def consumes(self) -> dict[str, type | None]:
         """Product tag -> expected product type (None: any), from the ``input_tag`` parameters."""
         out: dict[str, type | None] = {}

@@ -409,11 +409,13 @@ class Process:
     def check_paths(self) -> list[str]:
         """Check every output path against the inputs before anything is read (e2e.paths); return the inputs."""
         inputs = self.desc.source.input_paths()
+        protected = [*inputs, *([self.desc.config_file] if self.desc.config_file else [])]
+        protected += [f for m in self.desc.modules.values() for f in m.files_read()]
         seen: dict[str, str] = {}
         for output in self.desc.outputs:
             output.set_inputs(inputs)
             for path in output.output_paths():
-                check_output_file(path, inputs, "output")
+                check_output_file(path, protected, "output")
                 key = os.path.realpath(path)
                 if key in seen:
                     raise ConfigError(f"{self.desc.where}: outputs {seen[key]} and {output.label} both write {path}")

@@ -66,6 +66,36 @@ def expanded_size(root: yaml.Node, where: str, max_nodes: int = MAX_NODES, max_d
     return size[id(root)]
 
 
+def _no_duplicate_keys(root: yaml.Node, where: str) -> None:
+    """Refuse a mapping with the same key twice (PyYAML keeps the last silently: a second block of the same label,
+    or a model.yaml line appended with other class names, would replace the first without a word). Merge keys
+    (``<<``) may still be overridden, as YAML intends."""
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                stack.extend((key, value))
+                if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                    continue
+                line = key.start_mark.line + 1
+                name = (key.tag, key.value)
+                if name in first:
+                    shown = key.value if len(key.value) <= 80 else key.value[:77] + "..."
+                    raise ConfigError(
+                        f"{where}: line {line}: key '{shown}' appears twice in one mapping (first at line "
+                        f"{first[name]}); YAML would silently keep only the last: remove or rename one"
+                    )
+                first[name] = line
+
+
 def _yaml_error(err: yaml.YAMLError, where: str) -> ConfigError:
     mark = getattr(err, "problem_mark", None)
     line = f" line {mark.line + 1}:" if mark is not None else ""
@@ -84,6 +114,7 @@ def load_yaml_text(text: str, where: str) -> Any:
         if node is None:
             return None
         expanded_size(node, where)
+        _no_duplicate_keys(node, where)
         return loader.construct_document(node)
     except yaml.YAMLError as err:
         raise _yaml_error(err, where) from err

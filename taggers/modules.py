@@ -91,6 +91,10 @@ class TaggerBase(Producer):
     def produces(self) -> dict[str, type]:
         return {"": TagScores}
 
+    def files_read(self) -> list[str]:
+        """The model artefact's files (model.yaml, weights, model.onnx, ...)."""
+        return [str(p) for p in self.artefact.path.iterdir() if p.is_file()]
+
     def consumes(self) -> dict[str, type | None]:
         """The input product, and the jets only for a model whose scores depend on the jet pT."""
         out = super().consumes()

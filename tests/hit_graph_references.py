@@ -100,7 +100,9 @@ def jet_hit_nodes(j, jets, ecal, hcal, tracks, tracker, s):
     r, c, inside = _place(tracker["ieta"][q], tracker["iphi"][q], si, sp, W)
     sel = np.flatnonzero(inside & np.isin(layer, list(s["layers"])))
     d2 = (r[sel] - h) ** 2 + (c[sel] - h) ** 2
-    sel = sel[_ranked(d2, s["max_tracker_hits"], descending=False)]
+    ieta, iphi = (tracker[f][q][sel].astype(np.int64) for f in ("ieta", "iphi"))
+    # nearest first, ties by (layer, ieta, iphi) (then by index: identical hits), not by the order in the file
+    sel = sel[np.lexsort((np.arange(len(sel)), iphi, ieta, layer[sel], d2))[: s["max_tracker_hits"]]]
     deta = ETA_CENTRE[tracker["ieta"][q][sel].astype(np.int64)] - eta0
     x, pos, pix = _rows(len(sel), 3, r[sel], c[sel], W, deta, (c[sel] - h) * (2.0 * math.pi / geo.ECAL_N_IPHI))
     x[:, 11] = (layer[sel] + 1.0) / len(geo.TRACKER_LAYER_NAMES)

@@ -97,6 +97,37 @@ def test_output_that_is_an_input_is_refused_before_reading(work):
     assert (work / "link.root").is_symlink() and os.stat(work / "hard.root").st_nlink == 2
 
 
+def test_output_that_is_the_configuration_or_a_model_file_is_refused(work):
+    """The configuration file and the model artefact's files are inputs of the run too: -o on them is refused
+    (it replaced them with a ROOT file)."""
+    model = work / "model"
+    shutil.copytree(ZOO / "tau_shapes", model)
+    before = digests(work / "shapes.yaml", *sorted(model.iterdir()))
+    one_line_error(run_job(work, "-o", "shapes.yaml"), "output shapes.yaml is an input of this run")
+    for name in ("model.yaml", "weights.safetensors"):
+        one_line_error(
+            run_job(work, "-s", f"modules.tauShapes.model={model}", "-o", f"model/{name}"),
+            f"output model/{name} is an input of this run",
+        )
+    assert digests(work / "shapes.yaml", *sorted(model.iterdir())) == before and not temporaries(work)
+
+
+def test_duplicate_yaml_keys_are_refused_naming_the_line(work):
+    """PyYAML keeps the last of two equal keys silently: a second block of one label dropped the first, and a
+    line appended to model.yaml swapped its class names. Both are one line naming the file, line and key."""
+    text = (work / "shapes.yaml").read_text()
+    (work / "twice.yaml").write_text(text.replace("modules:\n", "modules:\n  jetShapes: {type: JetShapeProducer}\n"))
+    one_line_error(cli("e2e-run", "twice.yaml", cwd=work), "twice.yaml: line ", "key 'jetShapes' appears twice")
+    model = work / "model"
+    shutil.copytree(ZOO / "tau_shapes", model)
+    yml = (model / "model.yaml").read_text()
+    (model / "model.yaml").write_text(yml + "outputs: [x, y]\n")
+    one_line_error(
+        run_job(work, "-s", f"modules.tauShapes.model={model}"), "model.yaml: line ", "key 'outputs' appears twice"
+    )
+    assert not (work / "out.root").exists()
+
+
 def test_non_regular_or_empty_output_paths_are_refused(work):
     os.mkfifo(work / "fifo")
     (work / "adir").mkdir()

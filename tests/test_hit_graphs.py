@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import awkward as ak
 import hit_graph_references as ref
 import numpy as np
 import pytest
@@ -636,3 +637,29 @@ def test_jet_shapes_read_from_a_shape_producer_equal_their_own() -> None:
     with pytest.raises(ConfigError, match="modules.hitGraphs.shapes: 'shapes' was made with") as err:
         list(Process(load_process(data)).iter_batches())
     assert "\n" not in str(err.value) and "'cone': 0.3" in str(err.value)
+
+
+@pytest.mark.parametrize("config", ["tau_gnn.yaml", "tau_multiclass.yaml"])
+def test_scores_do_not_depend_on_the_order_of_the_hits_in_the_file(config) -> None:
+    """Every collection's hits shuffled within each event (the README: hits in any order, the same results): the
+    same nodes in the same order, so the same scores bit for bit. Tracker hits lie on an integer grid, so distance
+    ties are common: they go by (layer, ieta, iphi), not by the position in the file (which changed up to 0.004)."""
+    from conftest import read_events
+
+    from e2e.api import EventTagger
+
+    events = read_events(n=25)
+    rng = np.random.default_rng(11)
+    shuffled = {name: events[name] for name in events.fields}
+    for coll in ("EcalHit", "HcalHit", "Track", "TrackerHit"):
+        counts = ak.to_numpy(events[f"n{coll}"])
+        perm = ak.argsort(ak.unflatten(rng.random(int(counts.sum())), counts), axis=1)
+        for name in events.fields:
+            if name.startswith(f"{coll}_"):
+                shuffled[name] = events[name][perm]
+    assert not ak.all(shuffled["TrackerHit_iphi"] == events["TrackerHit_iphi"])
+    with EventTagger(REPO / "process_configs" / config) as tagger:
+        ours, theirs = tagger(events), tagger(shuffled)
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        assert ak.all(ours[name] == theirs[name]), name

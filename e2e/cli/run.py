@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             options["skip_bad_files"] = True
         executor = None if args.dump_config else early_executor(data, str(args.config))
         try:
-            desc = load_process(data, where=str(args.config))
+            desc = load_process(data, where=str(args.config), config_file=str(args.config))
             if args.dump_config:
                 print(yaml.safe_dump(desc.to_dict(), sort_keys=False), end="")
                 return 0

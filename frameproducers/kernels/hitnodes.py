@@ -175,10 +175,11 @@ def _first_row_at_least(hits, lo, hi, mult, offset, row):
 
 @njit(inline="always", cache=True)
 def _select_tracker(tracker, e, row0, col0, W, layer_mask, cap, kv, ki, by_layer, cand, scratch):
-    """The ``cap`` tracker hits of event e on the layers of ``layer_mask`` nearest to the window centre:
-    hit indices in ki; returns the count. ``by_layer`` (the event's hits in (layer, ieta) order, as e2e's generator
-    writes them): only the window's rows of each chosen layer are visited, found by bisection (the same hits in the
-    same order as the scan, so the same choice). ``cand``: scratch for the indices that pass (the event's hit count).
+    """The ``cap`` tracker hits of event e on the layers of ``layer_mask`` nearest to the window centre, ties by
+    (layer, ieta, iphi) whatever the hits' order in the file: hit indices in ki, nearest first; returns the count.
+    ``by_layer`` (the event's hits in (layer, ieta) order, as e2e's generator writes them): only the window's rows of
+    each chosen layer are visited, found by bisection (the same hits as the scan, so the same choice). ``cand``:
+    scratch for the indices that pass (the event's hit count).
     """
     if cap == 0 or layer_mask == 0:
         return np.int64(0)
@@ -205,8 +206,15 @@ def _select_tracker(tracker, e, row0, col0, W, layer_mask, cap, kv, ki, by_layer
         q = cand[s]
         r = np.int64(tracker.ieta[q]) - row0
         c = _column(tracker.iphi[q], col0)
-        row[s] = np.float64((r - h) * (r - h) + (c - h) * (c - h))
+        # the squared distance in crystals, ties (common on the integer grid) by (layer, ieta, iphi), not by the
+        # hits' order in the file: an integer below 2^37, exact in float64 (layer < 64, ieta and iphi < 512)
+        place = (np.int64(tracker.layer[q]) * 512 + np.int64(tracker.ieta[q])) * 512 + np.int64(tracker.iphi[q])
+        row[s] = np.float64(((r - h) * (r - h) + (c - h) * (c - h)) * _PLACES + place)
     return _smallest_of(cand, n, cap, kv, ki, scratch)
+
+
+#: distinct (layer, ieta, iphi) places of tracker hits: the tie-breaking part of their ranking key
+_PLACES = np.int64(64 * 512 * 512)
 
 
 @njit(inline="always", cache=True)

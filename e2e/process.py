@@ -12,11 +12,12 @@ import difflib
 import os
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dataformats.schema import SchemaError
 from e2e.config import SOURCE_LABEL, ProcessDescription
 from e2e.errors import ConfigError, E2EError
 from e2e.event import EventBatch, split_tag
@@ -486,6 +487,29 @@ def _reusable(r: UnitResult, item: WorkItem, outputs: list[OutputModule], skip_b
     )
 
 
+def _empty_outputs(process: Process) -> list[str]:
+    """The outputs of a run without events written as an iterative run writes them: the scheduled modules and the
+    outputs run once on the source's empty batch, so every branch is there with 0 entries (and an earlier file of
+    the same name is replaced, not left in place)."""
+    desc = process.desc
+    modules = [desc.modules[label] for label in process.schedule.order]
+    times: dict[str, float] = defaultdict(float)
+    desc.source.begin()
+    try:
+        for m in [*modules, *desc.outputs]:
+            m.begin()
+        Process._process(desc.source.empty_batch(), [*modules, *desc.outputs], times, RunSummary(desc.name))
+        for m in [*modules, *desc.outputs]:
+            m.end()
+        return [output.close() for output in desc.outputs]
+    except BaseException:
+        for output in desc.outputs:
+            output.abort()
+        raise
+    finally:
+        desc.source.end()
+
+
 def run_units(
     process: Process,
     executor: Any,
@@ -499,6 +523,51 @@ def run_units(
     finished by an earlier run of the same configuration on the same inputs are reused, otherwise every stale
     part is removed first. The parts are removed once every output is assembled.
     """
+    try:
+        return _run_units(process, executor, resume, skip_bad_files, progress)
+    except (E2EError, SchemaError) as err:  # one line: the note joins the message
+        note = _keep_or_remove_parts(process)
+        if note:
+            err.args = (f"{err} ({note})", *err.args[1:])  # the same exception (its traceback and cause kept)
+        raise
+    except BaseException:  # interrupted: the note is a line of its own
+        note = _keep_or_remove_parts(process)
+        if note:
+            print(f"e2e-run: {note}", file=sys.stderr)
+        raise
+
+
+def _part_dir(process: Process) -> str:
+    """Where the parts of the units go: ``.NAME.parts`` next to the first output."""
+    first = os.path.abspath(process.desc.outputs[0].output_paths()[0])
+    return os.path.join(os.path.dirname(first), f".{os.path.basename(first)}.parts")
+
+
+def _keep_or_remove_parts(process: Process) -> str:
+    """After a failed or interrupted unit run: the finished units' parts stay for --resume (the returned note says
+    where), a part directory without any goes (note "")."""
+    import shutil
+
+    try:
+        part_dir = _part_dir(process)
+        finished = [f for f in os.listdir(part_dir) if f.endswith(".json")] if os.path.isdir(part_dir) else None
+    except Exception:  # the run failed before its outputs were known
+        return ""
+    if finished == []:
+        shutil.rmtree(part_dir, ignore_errors=True)
+    if not finished:
+        return ""
+    return f"the {len(finished)} finished unit(s) are kept in {part_dir} for --resume; no output was written"
+
+
+def _run_units(
+    process: Process,
+    executor: Any,
+    resume: bool,
+    skip_bad_files: bool,
+    progress: bool | None,
+) -> RunSummary:
+    """:func:`run_units`."""
     import shutil
 
     from e2e.executors import UnitCall, UnitResult, config_key, unit_stem
@@ -514,8 +583,7 @@ def run_units(
     for out in config["outputs"]:
         out["file"] = os.path.abspath(out["file"])
     key = config_key(config)
-    first = os.path.abspath(desc.outputs[0].output_paths()[0])
-    part_dir = os.path.join(os.path.dirname(first), f".{os.path.basename(first)}.parts")
+    part_dir = _part_dir(process)
     if not resume and os.path.isdir(part_dir):
         shutil.rmtree(part_dir)
     os.makedirs(part_dir, exist_ok=True)
@@ -580,8 +648,11 @@ def run_units(
     }
     for i, output in enumerate(desc.outputs):
         output.set_provenance(provenance)
-        parts = [UnitPart(r.file, r.parts[i], r.ids_digest, r.where()) for r in written]
-        summary.outputs.append(output.assemble(parts))
+        if written:
+            parts = [UnitPart(r.file, r.parts[i], r.ids_digest, r.where()) for r in written]
+            summary.outputs.append(output.assemble(parts))
+    if not written:  # no event (an empty input, -n 0, every unit skipped): 0-entry outputs, as an iterative run's
+        summary.outputs += _empty_outputs(process)
     shutil.rmtree(part_dir, ignore_errors=True)
     times: dict[str, float] = dict.fromkeys(summary.types, 0.0)
     for r in written:

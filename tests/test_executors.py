@@ -424,3 +424,39 @@ def test_a_scheduler_that_cannot_be_reached_is_one_line(address, tmp_path):
     assert r.returncode != 0 and f"--scheduler {address}: cannot connect" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "out.root").exists()
+
+
+@pytest.mark.parametrize("executor", ["futures", "dask"])
+def test_a_run_without_events_writes_what_an_iterative_run_writes(executor, inputs, tmp_path):
+    """-n 0, an empty input, or every unit skipped: a 0-entry output with every branch, as the iterative executor
+    writes it (no output was written, and an earlier output of the same name stayed in place); a run that fails
+    before any unit finished leaves no part directory."""
+    if executor == "dask":
+        need_extra("distributed", "dask")
+    config = _config(tmp_path, inputs)
+    r = _run(config)
+    assert r.returncode == 0, r.stderr
+    iterative_empty = tmp_path / "iterative_empty.root"
+    r = _run(config, "-n", "0", "-o", str(iterative_empty))
+    assert r.returncode == 0, r.stderr
+    expected = _branches(iterative_empty)
+    assert uproot.open(tmp_path / "out.root")["Events"].num_entries == 54  # the earlier output, replaced below
+    r = _run(config, "-n", "0", "--executor", executor, "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    assert "out.root: tree Events, 0 entries" in r.stdout
+    assert _branches(tmp_path / "out.root") == expected
+    bad = tmp_path / "all_bad.root"
+    ev = read_events(SAMPLE, 5)
+    energy = ak.to_numpy(ak.flatten(ev.EcalHit_energy)).copy()
+    energy[0] = np.nan
+    write_hits(
+        bad, {**{k: ev[k] for k in ev.fields}, "EcalHit_energy": ak.unflatten(energy, ak.num(ev.EcalHit_energy))}
+    )
+    r = _run(_config(tmp_path, [bad]), "--executor", executor, "--workers", "2", "--skip-bad-files")
+    assert r.returncode == 0 and "1 unit(s) skipped" in r.stdout, r.stderr
+    assert _branches(tmp_path / "out.root") == expected
+    truncated = tmp_path / "truncated.root"
+    truncated.write_bytes(Path(inputs[0]).read_bytes()[:5000])
+    r = _run(_config(tmp_path, [truncated]), "--executor", executor, "--workers", "2")
+    assert r.returncode == 2 and "truncated ROOT file" in r.stderr
+    assert not list(tmp_path.glob(".*.parts"))

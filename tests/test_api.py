@@ -94,6 +94,32 @@ def test_one_record_and_a_list_of_events(tagger, events, reference) -> None:
     assert ak.to_list(tagger(padded)["Jet_tauGNN_tau"]) == ak.to_list(reference["Jet_tauGNN_tau"])
 
 
+def test_empty_lists_in_json_and_plain_lists(tagger, events, reference) -> None:
+    """An event with no jet, or with no hit of a kind, given as JSON or as a mapping of plain lists: awkward reads
+    its empty lists as float64 (or unknown) lists, which every number type takes (they were refused as 'dtype
+    float64, expected int16'); an empty list of events is one line."""
+    import json
+
+    no_jets = json.loads(json.dumps(events[0].to_list()))
+    for name in [k for k in no_jets if k.startswith("Jet_")]:
+        no_jets[name] = []
+    no_jets["nJet"] = 0
+    assert ak.to_list(tagger([no_jets])["Jet_tauGNN_tau"]) == [[]]
+    assert ak.to_list(tagger({k: [v] for k, v in no_jets.items()})["Jet_tauGNN_tau"]) == [[]]
+    no_ecal = json.loads(json.dumps(events[1].to_list()))
+    for name in [k for k in no_ecal if k.startswith("EcalHit_")]:
+        no_ecal[name] = []
+    no_ecal["nEcalHit"] = 0
+    as_awkward = {k: events[1:2][k] for k in events.fields}
+    as_awkward.update(
+        {k: ak.Array([np.zeros(0, np.asarray(events[k][1]).dtype)]) for k in no_ecal if k[:7] == "EcalHit"}
+    )
+    as_awkward["nEcalHit"] = ak.Array(np.zeros(1, np.asarray(events["nEcalHit"]).dtype))
+    assert ak.to_list(tagger([no_ecal])["Jet_tauGNN_tau"]) == ak.to_list(tagger(as_awkward)["Jet_tauGNN_tau"])
+    with pytest.raises(SchemaError, match="an empty list of events: nothing to tag"):
+        tagger([])
+
+
 def test_numpy_arrays_as_uproot_gives_them(tagger, reference) -> None:
     """uproot's ``library="np"`` (jagged branches as object arrays of numpy arrays; none for zero events) and plain
     Python lists give the values of the same events as awkward arrays."""

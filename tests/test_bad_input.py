@@ -539,8 +539,16 @@ def test_duplicate_event_ids_are_counted_or_refused(work):
             "entry 3",
             "entry 12",
         )
+    v = cli("e2e-validate", "dup.root", cwd=work)  # valid, with e2e-run's warning
+    assert v.returncode == 0 and "WARNING: 1 event(s) repeat the (run, luminosityBlock, event)" in v.stdout, v.stderr
     # across files: a second file repeating events of the first
     write_hits(work / "again.root", read_events(SAMPLE, 5))
+    v = cli("e2e-validate", "*.root", cwd=work)  # a glob, as e2e-run takes it
+    assert v.returncode == 0 and [line.split(":")[0] for line in v.stdout.splitlines()] == [
+        "OK again.root",
+        "OK dup.root",
+        "OK in.root",
+    ], v.stdout
     ok = run_job(work, "-i", "in.root", "again.root")
     assert ok.returncode == 0 and "as an earlier event): 5" in ok.stdout, ok.stderr
     os.unlink(work / "out.root")

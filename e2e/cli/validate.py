@@ -90,6 +90,22 @@ def _physics(args: argparse.Namespace) -> int:
     return 1 if n_fail else 0
 
 
+def _repeated_ids(path: str, tree: str) -> str:
+    """A note when events of the file share (run, luminosityBlock, event), as e2e-run warns (its option
+    ``duplicate_ids: error`` refuses them), else ""."""
+    import numpy as np
+
+    from dataformats.schema import open_root_file
+
+    with open_root_file(path) as file:
+        ids = file[tree].arrays(["run", "luminosityBlock", "event"], library="np")
+    keys = np.stack([ids[k].astype(np.uint64) for k in ("run", "luminosityBlock", "event")], axis=1)
+    repeated = len(keys) - len(np.unique(keys, axis=0)) if len(keys) else 0
+    if not repeated:
+        return ""
+    return f"; WARNING: {repeated} event(s) repeat the (run, luminosityBlock, event) of an earlier one"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
@@ -100,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.files and not args.physics:
             raise ConfigError("nothing to do: give FILE(s) to validate or --physics")
         from dataformats.schema import inspect_file
+        from e2e.io.source import expand_files
 
-        for f in args.files:
+        for f in expand_files(list(args.files), "FILE") if args.files else []:  # globs and repeats as e2e-run
             n = validate_file(f, tree=args.tree)
             casts = inspect_file(f, args.tree).casts
             read = (
@@ -110,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 if casts
                 else ""
             )
-            print(f"OK {f}: {n} events (schema DESIGN §4.1){read}")
+            print(f"OK {f}: {n} events (schema DESIGN §4.1){read}{_repeated_ids(f, args.tree)}")
         return _physics(args) if args.physics else 0
 
     return run_main(PROG, body, args.debug)

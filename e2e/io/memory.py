@@ -108,7 +108,7 @@ class ArraySource(RootSource):
                 except (TypeError, ValueError):  # unions of numbers and strings, ...
                     raise SchemaError(f"{MEMORY}: branch '{name}' is {arr.type}, expected {want}") from None
             field = field_of(name)
-            if not compatible(dtype, field):
+            if not compatible(dtype, field) and not _no_values(arr, scalar):  # (empty lists: float64, for awkward)
                 raise SchemaError(f"{MEMORY}: branch '{name}' has dtype {dtype}, expected {field.dtype}")
             if dtype != dtypes[name]:
                 casts[name] = (dtype, dtypes[name])
@@ -455,11 +455,21 @@ def _with_collection_fields(arrays: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _no_values(arr: Any, scalar: bool) -> bool:
+    """Whether a branch holds no value at all (0 events, or only empty lists: awkward reads ``[]`` of JSON as
+    float64 or of unknown type, which any number type takes)."""
+    if len(arr) == 0:
+        return True
+    return not scalar and int(ak.sum(ak.num(ak.Array(arr.layout), axis=1))) == 0
+
+
 def _as_arrays(events: Any) -> Mapping[str, Any]:
     """Branch name -> awkward (or numpy) array, from an awkward record array or a mapping; the fields of a
     collection (``events.Jet.pt``, as coffea's NanoAODSchema gives them) also under their branch names (``Jet_pt``).
     One event as an awkward Record (``events[i]``) is an array of that one event; a list of events as mappings
     (``events.tolist()``, JSON) is read by awkward."""
+    if isinstance(events, (list, tuple)) and not events:
+        raise SchemaError(f"{MEMORY}: an empty list of events: nothing to tag (give at least one event)")
     if isinstance(events, ak.Record):
         record = events.layout
         events = ak.Array(record.array[record.at : record.at + 1])

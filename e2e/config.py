@@ -16,7 +16,7 @@ from typing import Any
 from e2e.errors import ConfigError, short
 from e2e.event import split_tag
 from e2e.module import Module, OutputModule, build_module
-from e2e.params import build, param, to_plain, unknown_key_message
+from e2e.params import MAX_THREADS, build, param, to_plain, unknown_key_message
 from e2e.source import Source
 
 TOP_LEVEL_KEYS = ("process", "source", "modules", "outputs", "options")
@@ -34,6 +34,7 @@ class Options:
         "threads of the whole job: numba's kernels and every tagger whose own `threads` is 0 (torch / ONNX "
         "Runtime); 0: all cores",
         minimum=0,
+        maximum=MAX_THREADS,
     )
     duplicate_ids: str = param(
         "warn",
@@ -47,7 +48,9 @@ class Options:
         "how units run: 'iterative' (this process), 'futures' (local process pool) or 'dask' (dask.distributed)",
         choices=("iterative", "futures", "dask"),
     )
-    workers: int = param(0, "worker processes of futures / a dask LocalCluster (0: one per core)", minimum=0)
+    workers: int = param(
+        0, "worker processes of futures / a dask LocalCluster (0: one per core)", minimum=0, maximum=MAX_THREADS
+    )
     scheduler: str | None = param(None, "dask: address of a running scheduler (tcp://host:8786); null: LocalCluster")
     retries: int = param(2, "times a unit is re-run after its worker died", minimum=0)
     prefetch: bool = param(True, "iterative: read the next batch in a background thread while one is processed")

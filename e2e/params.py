@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import difflib
 import functools
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -19,6 +20,12 @@ from typing import Any
 from e2e.errors import ConfigError, short
 
 _MISSING = dataclasses.MISSING
+
+
+#: the most threads (or worker processes) a setting may ask for
+MAX_THREADS = 1024
+#: the most neighbours per node a graph setting may ask for
+MAX_NEIGHBOURS = 1024
 
 
 def param(
@@ -109,10 +116,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: got {short(value)}, expected true or false")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -(2**63) <= value < 2**63:  # every integer parameter reaches numpy or C as a 64-bit integer
+                raise ConfigError(f"{where}: got {short(value)}, expected an integer of at most 64 bits")
             return value
         raise ConfigError(f"{where}: got {short(value)}, expected an integer")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(float(value)):  # NaN passes every range check; inf is no setting either
+                raise ConfigError(f"{where}: got {short(value)}, expected a finite number")
             return float(value)
         raise ConfigError(f"{where}: got {short(value)}, expected a number")
     if tp is str:

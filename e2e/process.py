@@ -45,6 +45,29 @@ def _closest(name: str, options: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _source_collections_as_declared(owner: str, module: Module, where: str, collections: Mapping[str, type]) -> None:
+    """An input that reads a source collection by default (``jets: source:Jet``) takes that collection from the
+    source, or a module's product in its place, never another source collection: the ECAL hits as jets have the
+    same product type, so only the name tells (they failed deep in a kernel)."""
+    for f in dataclasses.fields(module.params):
+        default = f.default if isinstance(f.default, str) else ""
+        value = getattr(module.params, f.name)
+        if not (f.metadata.get("input_tag") and default.startswith(f"{SOURCE_LABEL}:") and isinstance(value, str)):
+            continue
+        label, instance = split_tag(value)
+        if label == SOURCE_LABEL and instance not in collections and value not in module.consumes():
+            names = [f"{SOURCE_LABEL}:{c}" for c in collections]  # (a tag it consumes is named by build_schedule)
+            raise ConfigError(
+                f"{where}: {owner}.{f.name}: got '{value}', but 'source' produces {', '.join(names)}"
+                f"{_closest(value, names)}"
+            )
+        if label == SOURCE_LABEL and instance in collections and value != default:
+            raise ConfigError(
+                f"{where}: {owner}.{f.name}: got '{value}'; this input takes the source's collection {default} (or a "
+                "module's product of that kind)"
+            )
+
+
 def build_schedule(desc: ProcessDescription) -> Schedule:
     """Check every consumed tag and derive the module order and what the source must read."""
     where = desc.where
@@ -58,6 +81,7 @@ def build_schedule(desc: ProcessDescription) -> Schedule:
 
     def check(owner: str, module: Module) -> list[str]:
         """Labels this module depends on, after checking each consumed tag exists with the right type."""
+        _source_collections_as_declared(owner, module, where, desc.source.produces())
         deps = []
         for tag, expected in module.consumes().items():
             label, instance = split_tag(tag)

@@ -12,7 +12,7 @@ import numpy as np
 from dataformats.geometry import ECAL_N_IETA, ecal_eta
 from dataformats.products import JetGraphs
 from e2e.event import EventBatch
-from e2e.params import param
+from e2e.params import MAX_NEIGHBOURS, param
 from frameproducers import kernels
 from frameproducers.pixels import PixelParams, PixelProducer
 
@@ -70,7 +70,9 @@ class JetGraphProducer(PixelProducer):
             "kNN distance: 'coordinates' (pixel row/column) or 'features'",
             choices=("coordinates", "features"),
         )
-        k: int = param(16, "neighbours per node (kNN) or the most kept per node (radius)", minimum=1)
+        k: int = param(
+            16, "neighbours per node (kNN) or the most kept per node (radius)", minimum=1, maximum=MAX_NEIGHBOURS
+        )
         radius: float = param(5.0, "radius in pixels (edges: radius)", minimum=0.0)
         self_loops: bool = param(False, "count each node as one of its own neighbours")
 

@@ -15,7 +15,7 @@ from dataformats.products import JaggedCollection, JetGraphs, JetShapes
 from e2e.errors import ConfigError
 from e2e.event import EventBatch
 from e2e.module import Producer
-from e2e.params import input_tag, param
+from e2e.params import MAX_NEIGHBOURS, input_tag, param
 from frameproducers import kernels
 from frameproducers.graphs import ECAL_ETA_CENTRES, graph_edges
 from frameproducers.pixels import HitInputs, pv_dz_cut
@@ -31,6 +31,10 @@ JET_FEATURES: tuple[str, ...] = ("log_pt", "eta", *kernels.SHAPE_NAMES)
 SHAPE_SETTINGS: dict[str, float] = {
     k: float(getattr(JetShapeProducer.Params(), k)) for k in ("cone", "core", "track_pt_min", "dz_max", "d0sig_min")
 }
+
+
+#: the most nodes of one kind (tracks, ECAL, HCAL, tracker hits) a jet may keep (its 125 x 125 window has 15,625 cells)
+MAX_NODES_PER_KIND = 100_000
 
 
 class HitGraphProducer(Producer):
@@ -54,17 +58,25 @@ class HitGraphProducer(Producer):
         )
         track_pt_min: float = param(0.5, "track nodes need pT above this (GeV)", minimum=0.0)
         dz_max: float = param(0.2, "track nodes need |dz| below this (cm): from the primary vertex", minimum=0.0)
-        max_tracks: int = param(32, "at most this many track nodes per jet, by decreasing pT", minimum=0)
+        max_tracks: int = param(
+            32, "at most this many track nodes per jet, by decreasing pT", minimum=0, maximum=MAX_NODES_PER_KIND
+        )
         ecal_threshold: float = param(0.2, "ECAL crystal nodes need energy above this (GeV)", minimum=0.0)
-        max_ecal: int = param(64, "at most this many ECAL nodes per jet, by decreasing energy", minimum=0)
+        max_ecal: int = param(
+            64, "at most this many ECAL nodes per jet, by decreasing energy", minimum=0, maximum=MAX_NODES_PER_KIND
+        )
         hcal_threshold: float = param(0.0, "HCAL tower nodes need energy above this (GeV)", minimum=0.0)
-        max_hcal: int = param(16, "at most this many HCAL nodes per jet, by decreasing energy", minimum=0)
+        max_hcal: int = param(
+            16, "at most this many HCAL nodes per jet, by decreasing energy", minimum=0, maximum=MAX_NODES_PER_KIND
+        )
         tracker_layers: list[str] = param(
             list(TRACKER_LAYER_NAMES[:4]), "tracker layers whose hits are nodes: " + ", ".join(TRACKER_LAYER_NAMES)
         )
-        max_tracker_hits: int = param(32, "at most this many tracker-hit nodes per jet, nearest the seed", minimum=0)
+        max_tracker_hits: int = param(
+            32, "at most this many tracker-hit nodes per jet, nearest the seed", minimum=0, maximum=MAX_NODES_PER_KIND
+        )
         ipsig_clip: float = param(50.0, "track d0sig / dzsig features clipped to +-this", minimum=0.0)
-        k: int = param(16, "neighbours per node (kNN in delta_eta, delta_phi)", minimum=1)
+        k: int = param(16, "neighbours per node (kNN in delta_eta, delta_phi)", minimum=1, maximum=MAX_NEIGHBOURS)
         self_loops: bool = param(False, "count each node as one of its own neighbours")
         jet_features: list[str] = param(
             [], "per-jet inputs that a model joins after pooling: " + ", ".join(JET_FEATURES)

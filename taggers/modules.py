@@ -23,7 +23,7 @@ from dataformats.products import JaggedCollection, JetFrames, JetGraphs, JetProd
 from e2e.errors import ConfigError
 from e2e.event import EventBatch
 from e2e.module import Producer
-from e2e.params import input_tag, param
+from e2e.params import MAX_THREADS, input_tag, param
 from taggers.artefact import ONNX, Artefact
 from taggers.inputs import INPUT_KINDS, InputKind
 from taggers.transfer import to_device
@@ -42,7 +42,9 @@ class TaggerParams:
         "bfloat16 products with float32 sums, ~1.3x faster on AMX, scores move by ~2e-4 on average, up to ~5e-2)",
         choices=("float32", "tf32", "bf16"),
     )
-    threads: int = param(0, "CPU threads of the backend (0: the job's options.threads, else all cores)", minimum=0)
+    threads: int = param(
+        0, "CPU threads of the backend (0: the job's options.threads, else all cores)", minimum=0, maximum=MAX_THREADS
+    )
     jets: str = input_tag(
         "source:Jet", "jets whose pT a regression head's pT calibration reads (read only for such models)",
         product=JaggedCollection,
@@ -98,8 +100,8 @@ class TaggerBase(Producer):
     def consumes(self) -> dict[str, type | None]:
         """The input product, and the jets only for a model whose scores depend on the jet pT."""
         out = super().consumes()
-        if not self.feed.needs_pt:
-            out.pop(self.params.jets, None)
+        if not self.feed.needs_pt and self.params.jets != getattr(self.params, self.input_kind.tagger_param):
+            out.pop(self.params.jets, None)  # (not the input product, when both name one tag: its type is checked)
         return out
 
     def fields_needed(self) -> dict[str, tuple[str, ...]]:

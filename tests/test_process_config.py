@@ -215,3 +215,32 @@ def test_with_inputs_adds_the_blocks_a_partial_configuration_reads() -> None:
     got = with_inputs({"graphs": modules["graphs"]}, modules)
     assert list(got) == ["graphs", "shapes", "calib"]
     assert with_inputs({"unused": modules["unused"]}, modules) == {"unused": modules["unused"]}
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"type": "JetShapeProducer", "cone": float("nan")}, "modules.s.cone: got nan, expected a finite number"),
+        ({"type": "JetShapeProducer", "cone": float("inf")}, "modules.s.cone: got inf, expected a finite number"),
+        ({"type": "HitGraphProducer", "k": 10**20}, "modules.s.k: got 100000000000000000000, expected an integer of"),
+        ({"type": "HitGraphProducer", "k": 5000}, "modules.s.k: got 5000, expected a value <= 1024"),
+        ({"type": "HitGraphProducer", "max_ecal": 10**7}, "modules.s.max_ecal: got 10000000, expected a value <="),
+        ({"type": "JetShapeProducer", "jets": "source:EcalHit"}, "this input takes the source's collection source:Jet"),
+        (
+            {"type": "GNNTagger", "graphs": "source:Jet", "model": "zoo:tau_gnn_fast"},
+            "modules.s consumes 'source:Jet', a JaggedCollection, but needs a JetGraphs",
+        ),
+        ({"type": "GNNTagger", "jets": "source:Bogus", "model": "zoo:tau_gnn_fast"}, "did you mean 'source:Jet'?"),
+    ],
+)
+def test_values_no_range_check_would_catch(block, message):
+    """NaN passes every comparison, integers beyond 64 bits overflow in numpy or C, a huge k or node cap allocates
+    without bound, and the ECAL hits are a JaggedCollection as the jets are: each was an internal error."""
+    assert message in error(config(s=block))
+
+
+def test_options_threads_and_workers_are_bounded():
+    for key, value in (("threads", 10**20), ("threads", 5000), ("workers", 10**6)):
+        data = config()
+        data["options"] = {key: value}
+        assert f"options.{key}: got {value}" in error(data)

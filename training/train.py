@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from e2e.errors import ConfigError
-from e2e.params import build, param, to_plain
+from e2e.params import MAX_THREADS, build, param, to_plain
 from taggers.heads import Head, apply_heads, outputs_of, parse_heads
 from taggers.inputs import INPUT_KINDS, InputKind, kind_of_product
 from taggers.metrics import roc_plot, summary
@@ -93,7 +93,7 @@ class TrainConfig:
         "when not given and not found from the working directory, the repository's sample (or none)",
     )
     seed: int = param(1, "seed of the split, initialisation and shuffling")
-    threads: int = param(0, "torch CPU threads (0: default)", minimum=0)
+    threads: int = param(0, "torch CPU threads (0: default)", minimum=0, maximum=MAX_THREADS)
     dataset: str = param(
         "disk",
         "where the dataset's per-node and per-pixel arrays live: disk (files in dataset_dir, read per minibatch: "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,29 @@ def resolve(model: str, where: str = "model") -> Path:
         found = ", ".join(sorted(p.name for p in path.iterdir())[:6]) or "nothing"
         raise ConfigError(f"{where}: '{model}' has no {MODEL_YAML} (it holds {found}; {expected})")
     return path
+
+
+#: an output name, the end of its branch name ``Jet_<tagger>_<name>``
+OUTPUT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+#: the most weights (parameters and buffers) a model artefact may make (the shipped ones: < 1 million)
+MAX_PARAMETERS = 1_000_000_000
+
+
+def _non_finite(value: Any, path: str = "") -> str:
+    """The dotted path of the first NaN or infinite number in nested hyperparameters, else ""."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path.lstrip(".") or "value"
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _non_finite(v, f"{path}.{k}")
+            if found:
+                return found
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _non_finite(v, f"{path}[{i}]")
+            if found:
+                return found
+    return ""
 
 
 def _require(cond: bool, where: Path, message: str) -> None:
@@ -140,6 +164,15 @@ class Artefact:
             yml,
             f"outputs: expected a non-empty list of output names, got {short(outputs)}",
         )
+        bad = [o for o in outputs if not OUTPUT_NAME.fullmatch(o)]
+        _require(
+            not bad,
+            yml,
+            f"outputs: {short(bad[0]) if bad else ''} is not a name for a branch (letters, digits and _, "
+            "starting with a letter: Jet_<tagger>_<name>)",
+        )
+        twice = sorted({o for o in outputs if outputs.count(o) > 1})
+        _require(not twice, yml, f"outputs: {', '.join(twice)} named twice (each output is one branch)")
         artefact = cls(path, spec)
         artefact.feed  # noqa: B018 - checks the feed block at load
         return artefact
@@ -179,12 +212,7 @@ class Artefact:
         arch = self.spec["architecture"]
         hyper = arch.get("hyperparameters", {})
         cls = resolve_architecture(arch["name"], arch.get("class_path", ""), str(self.path / MODEL_YAML))
-        try:
-            model = cls(**hyper)
-        except (TypeError, ValueError, KeyError) as err:
-            raise ConfigError(
-                f"{self.path / MODEL_YAML}: architecture.hyperparameters do not fit {arch['name']} ({err})"
-            ) from err
+        model = self._construct(cls, hyper, arch["name"])
         weights = self.path / WEIGHTS
         stored = read_safetensors_header(weights)
         _check_tensors(weights, stored, {k: tuple(v.shape) for k, v in model.state_dict().items()}, arch["name"])
@@ -201,6 +229,40 @@ class Artefact:
         from taggers.models.particlenet import freeze_for_inference
 
         return freeze_for_inference(model.to(device).eval(), bf16)
+
+    def _construct(self, cls: Any, hyper: dict[str, Any], name: str) -> Any:
+        """``cls(**hyper)``, first on torch's meta device (no memory): hyperparameters that do not fit the class, are
+        not finite, or make more than :data:`MAX_PARAMETERS` weights are one line naming model.yaml."""
+        import warnings
+
+        import torch
+
+        where = f"{self.path / MODEL_YAML}: architecture.hyperparameters"
+        bad = _non_finite(hyper)
+        if bad:
+            raise ConfigError(f"{where}.{bad}: not a finite number")
+
+        def size(model: Any) -> None:
+            n = sum(int(t.numel()) for t in model.state_dict().values())
+            if n > MAX_PARAMETERS:
+                raise ConfigError(f"{where} make {n:,} weights (at most {MAX_PARAMETERS:,}): refusing to build it")
+
+        with warnings.catch_warnings():  # (torch warns about zero-sized layers, before their error)
+            warnings.simplefilter("ignore")
+            try:
+                with torch.device("meta"):  # shapes only: no memory
+                    shapes = cls(**hyper)
+            except Exception:  # the real construction below says what does not fit
+                shapes = None
+            if shapes is not None:
+                size(shapes)
+            try:
+                model = cls(**hyper)
+            except (TypeError, ValueError, KeyError, RuntimeError, OverflowError, MemoryError) as err:
+                raise ConfigError(f"{where} do not fit {name} ({short(str(err)) or type(err).__name__})") from err
+        if shapes is None:
+            size(model)
+        return model
 
     def n_parameters(self) -> int:
         """Trainable parameters of the network (buffers such as input scaling and batch-norm statistics excluded)."""

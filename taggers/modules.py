@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,6 +81,7 @@ class TaggerBase(Producer):
         self._session: Any = None
         self._device = ""
         self._checked = False
+        self._feed_checked = False  # the first ONNX Runtime feed checked against the graph's inputs
         self._torch_cuda = False  # the torch session is on CUDA (set with the session)
         self._threads = 0  # torch on CPU: the intra-op threads of a lone micro-batch, the pool size otherwise
         self._pool: ThreadPoolExecutor | None = None
@@ -262,7 +263,11 @@ class TaggerBase(Producer):
                 sparse = self.input_kind.sparse_inputs
                 out = session(*[to_device(v, "cuda", k in sparse) for k, v in inputs.items()])
             return out.float().cpu().numpy()
-        return session.run(None, self.feed.build(inputs, feature_names, self._feed_names))[0]
+        feed = self.feed.build(inputs, feature_names, self._feed_names)
+        if not self._feed_checked:  # once: what the ONNX graph declares against what is fed
+            check_onnx_feed(session, feed, str(self.artefact.path / ONNX))
+            self._feed_checked = True
+        return session.run(None, feed)[0]
 
     def _run_micro_batches(self, product: JetProduct, names: tuple[str, ...]) -> list[np.ndarray]:
         """The model's outputs for every micro-batch of ``product``, in order.
@@ -334,6 +339,9 @@ class TaggerBase(Producer):
             self.feed.check_outputs(out, n_out)
             pt = self.jet_pt(batch, product) if self.feed.needs_pt else None
             values = self.feed.scores(out, pt).astype(np.float32)
+            finite = np.isfinite(values).all(axis=1)
+            if not finite.all():  # the model's own output (e.g. NaN weights): written as it is, and said
+                self.count("jets with a NaN or infinite score (the model's output)", int(np.count_nonzero(~finite)))
         else:
             values = np.zeros((0, n_out), dtype=np.float32)
         batch.put(
@@ -422,6 +430,35 @@ def _ordered_heads(heads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The heads of model.yaml with ``classes`` as [[name, value], ...]: the provenance is JSON with sorted keys,
     which would reorder a mapping."""
     return [{**h, "classes": [[k, v] for k, v in h["classes"].items()]} if "classes" in h else h for h in heads]
+
+
+#: ONNX tensor element types -> numpy dtypes (those a tagger feeds)
+_ONNX_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+
+
+def check_onnx_feed(session: Any, feed: Mapping[str, np.ndarray], where: str) -> None:
+    """One-line ConfigError when an input of the ONNX graph ``session`` does not take what the tagger feeds: its
+    rank, a fixed dimension (e.g. 7 features per node where the producer makes 14) or its element type."""
+    for spec in session.get_inputs():
+        array = feed.get(spec.name)
+        if array is None:
+            continue  # (the feed names the graph's inputs: a missing one is ONNX Runtime's own error)
+        shape = list(spec.shape)
+        want = _ONNX_TYPES.get(spec.type)
+        fixed = all(not isinstance(d, int) or d == n for d, n in zip(shape, array.shape, strict=False))
+        if len(shape) != array.ndim or not fixed or (want is not None and array.dtype != want):
+            shown = "[" + ", ".join(str(d) if isinstance(d, int) else "n" for d in shape) + "]"
+            raise ConfigError(
+                f"{where}: input '{spec.name}' takes {shown} {spec.type}, the tagger feeds {list(array.shape)} "
+                f"{array.dtype}: the model was exported for other inputs (another producer's features?)"
+            )
 
 
 def _one_kernel_thread() -> None:

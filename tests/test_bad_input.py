@@ -411,6 +411,68 @@ def test_broken_model_files_are_one_line_naming_the_file(work, case, backend, ex
     assert not (work / "out.root").exists() and not temporaries(work) and not (work / "pwned").exists()
 
 
+def _model_copy(work: Path, name: str, edit_yaml=None) -> Path:
+    model = work / f"model_{name}"
+    shutil.copytree(ZOO / name, model)
+    if edit_yaml is not None:
+        spec = yaml.safe_load((model / "model.yaml").read_text())
+        edit_yaml(spec)
+        (model / "model.yaml").write_text(yaml.safe_dump(spec))
+    return model
+
+
+def _gnn_job(work: Path, model: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    config = REPO / "process_configs" / "tau_gnn.yaml"
+    return cli("e2e-run", config, "-i", "in.root", "-n", "5", "-o", "gnn.root", "--no-progress",
+               "-s", f"modules.tauGNN.model={model}", *args, cwd=work)  # fmt: skip
+
+
+def test_model_yaml_values_that_cannot_make_a_model(work):
+    """Hyperparameters that torch refuses (a negative size), that would allocate without bound (a head of 10^12),
+    or that are not finite, and output names that cannot be branches or repeat: one line naming model.yaml (they
+    were internal errors, or wrote one branch for two outputs)."""
+
+    def hyper(key, value):
+        return lambda spec: spec["architecture"]["hyperparameters"].__setitem__(key, value)
+
+    cases = [
+        (hyper("n_features", -1), "architecture.hyperparameters do not fit ParticleNet"),
+        (hyper("head", 10**12), "weights (at most 1,000,000,000): refusing to build it"),
+        (hyper("dropout", float("nan")), "architecture.hyperparameters.dropout: not a finite number"),
+        (lambda spec: spec.__setitem__("outputs", ["tau", "tau"]), "outputs: tau named twice"),
+        (lambda spec: spec.__setitem__("outputs", ["q cd", "tau"]), "outputs: 'q cd' is not a name for a branch"),
+    ]
+    for edit, message in cases:
+        model = _model_copy(work, "tau_gnn", edit)
+        one_line_error(_gnn_job(work, model), "model.yaml", message)
+        shutil.rmtree(model)
+    assert not (work / "gnn.root").exists()
+
+
+def test_an_onnx_graph_for_other_inputs_and_nan_scores(work):
+    """A model.onnx exported for another producer's features is one line at its first batch (ONNX Runtime's
+    INVALID_ARGUMENT was an internal error); NaN weights give NaN scores, which the run counts and e2e-eval
+    refuses to turn into an AUC."""
+    model = _model_copy(work, "tau_gnn")
+    shutil.copy(ZOO / "tau_gnn_fast" / "model.onnx", model / "model.onnx")
+    one_line_error(
+        _gnn_job(work, model, "-s", "modules.tauGNN.backend=onnxruntime"),
+        "model.onnx: input 'x' takes [n, 7] tensor(float), the tagger feeds [",
+    )
+    from safetensors.numpy import load_file, save_file
+
+    model = _model_copy(work, "tau_gnn_fast")
+    weights = load_file(model / "weights.safetensors")
+    name = next(k for k in weights if k.endswith("weight"))
+    weights[name][:] = np.nan
+    save_file(weights, model / "weights.safetensors")
+    config = REPO / "process_configs" / "tau_gnn_fast.yaml"
+    r = cli("e2e-run", config, "-i", "in.root", "-n", "5", "-o", "nan.root", "--no-progress",
+            "-s", f"modules.tauGNN.model={model}", "-s", "modules.tauGNN.backend=torch", cwd=work)  # fmt: skip
+    assert r.returncode == 0 and "jets with a NaN or infinite score (the model's output): " in r.stdout, r.stderr
+    one_line_error(cli("e2e-eval", "nan.root", cwd=work), "tagger tauGNN has NaN or infinite scores for ")
+
+
 def test_model_paths_that_are_not_artefacts(work):
     (work / "empty").mkdir()
     cases = {

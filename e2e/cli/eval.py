@@ -133,6 +133,14 @@ def _read_tagged(path: str, signal: str) -> Tagged:
                 columns = tree.arrays(names, library="np")
             heads[tag] = (parsed, np.stack([np.concatenate(columns[b]) for b in names], axis=1))
     scores = {tag: np.concatenate(arrays[b]) for tag, b in with_score.items()}
+    for tag, values in [*scores.items(), *((t, h[1]) for t, h in heads.items())]:
+        bad = ~np.isfinite(values)
+        if bad.any():  # an AUC of NaN scores is no measure: say so instead of printing one
+            n = int(np.count_nonzero(bad.reshape(len(values), -1).any(axis=1)))
+            raise E2EError(
+                f"{path}: tagger {tag} has NaN or infinite scores for {n} of {len(values)} jets (the model's output; "
+                "its run counted them): nothing to evaluate"
+            )
     return Tagged({k: arrays[k] for k in (*IDS, "nJet")}, scores, heads, prov)
 
 

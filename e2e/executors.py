@@ -424,7 +424,8 @@ class FuturesExecutor(Executor):
             self._pool.submit(_preload, list(preload))
 
     def close(self) -> None:
-        """An unused pool (the run stopped before its units): its workers are killed, not waited for."""
+        """A pool whose run stopped (before its units, or interrupted while they ran): its workers are killed, not
+        waited for."""
         if self._pool is not None:
             for proc in list(getattr(self._pool, "_processes", {}).values()):
                 proc.kill()
@@ -438,7 +439,10 @@ class FuturesExecutor(Executor):
         attempts: dict[int, int] = {}
         pending = list(items)
         while pending:
-            pool, self._pool = self._pool or self._new_pool(), None
+            # the pool stays in self._pool while it works: an interrupt in the caller's loop leaves this generator
+            # suspended (its finally runs only when it is collected), and close() then kills the workers, which
+            # otherwise waited for work at exit while the interpreter waited for them (a SIGINT to the driver alone)
+            pool = self._pool = self._pool or self._new_pool()
             futures = {pool.submit(run_unit, call, item): item for item in pending}
             pending = []
             broken = False
@@ -459,10 +463,14 @@ class FuturesExecutor(Executor):
                                 ) from None
                             pending.append(item)
             finally:
-                if broken:
+                if self._pool is not pool:  # close() has killed it
+                    pass
+                elif broken:
                     _shut_down(pool)
                 else:
                     pool.shutdown(wait=True, cancel_futures=True)
+                if self._pool is pool:
+                    self._pool = None
             if broken:
                 self.retried += len(pending)
                 pending.sort(key=lambda i: i.index)

@@ -460,3 +460,32 @@ def test_a_run_without_events_writes_what_an_iterative_run_writes(executor, inpu
     r = _run(_config(tmp_path, [truncated]), "--executor", executor, "--workers", "2")
     assert r.returncode == 2 and "truncated ROOT file" in r.stderr
     assert not list(tmp_path.glob(".*.parts"))
+
+
+def test_sigint_to_the_driver_alone_stops_a_futures_run(inputs, tmp_path):
+    """A SIGINT to the driver only (not its process group, as `kill -INT` or a batch system sends it) while units
+    run: the driver stops with 130 within seconds and says where the finished units are kept (its workers never got
+    the signal: close() kills them; a fuzzing session once saw the driver wait for them at exit forever)."""
+    import signal
+    import time
+
+    config = _config(tmp_path, inputs)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HELPERS), str(REPO)])}
+    cmd = [sys.executable, "-m", "e2e.cli.run", str(config), "--no-progress", "--executor", "futures", "--workers", "2",
+           "-s", "source.step_size=1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    parts = tmp_path / ".out.root.parts"
+    deadline = time.monotonic() + 120
+    while not list(parts.glob("*.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    os.kill(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the driver did not exit within 60 s of its SIGINT") from None
+    assert proc.returncode == 130, err
+    assert "finished unit(s) are kept in" in err and "interrupted" in err and "Traceback" not in err, err
+    assert not (tmp_path / "out.root").exists()

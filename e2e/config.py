@@ -164,6 +164,11 @@ def load_process(data: Any, where: str = "<config>", config_file: str | None = N
         outputs.append(module)
 
     options = build(Options, data.get("options") or {}, f"{where}: options")
+    if options.scheduler is not None and options.executor != "dask":
+        raise ConfigError(
+            f"{where}: options.scheduler (--scheduler) is the address of a dask scheduler, but the executor is "
+            f"'{options.executor}': use executor dask (--executor dask), or no scheduler"
+        )
     for module in modules.values():
         module.job_threads = options.threads
     return ProcessDescription(name, source, modules, outputs, options, where, config_file)

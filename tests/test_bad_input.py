@@ -808,6 +808,21 @@ def test_every_console_script_has_the_one_line_handler(work):
     one_line_error(cli("e2e-eval", "missing.root", cwd=work), "missing.root: no such file")
 
 
+def test_a_failure_in_a_module_of_ones_own_is_not_called_a_bug_in_e2e(work):
+    """A module given by package.module:Class that raises: its file and line are named as the user's code (with the
+    traceback), not 'a bug in e2e'; e2e's own failures still say internal error."""
+    config = yaml.safe_load((work / "shapes.yaml").read_text())
+    config["modules"]["mine"] = {"type": "faulty_modules:RaiseAt", "at_entry": 0}
+    config["outputs"][0]["keep"] = ["tauShapes", "mine"]
+    (work / "mine.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests" / "helpers")}
+    r = subprocess.run([sys.executable, "-m", "e2e.cli.run", "mine.yaml", "--no-progress"], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 70 and "RuntimeError: a bug in the user's module" in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "error in code of your own (" in last and "faulty_modules.py:" in last and "bug in e2e" not in last
+
+
 def test_top_level_handler_classes(capsys):
     import errno
 
@@ -829,9 +844,16 @@ def test_top_level_handler_classes(capsys):
     assert run_main("e2e-x", raising(ConfigError("x: " + "y" * 100_000)), False) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and len(err) < 1100 and err.rstrip().endswith("(message shortened)")
-    assert run_main("e2e-x", raising(KeyError("internal")), False) == 70
+    import functools
+
+    from e2e.params import build
+
+    assert run_main("e2e-x", functools.partial(build, int, None, "x"), False) == 70  # a TypeError inside e2e
     err = capsys.readouterr().err
     assert "Traceback" in err and "internal error" in err and "please report it" in err
+    assert run_main("e2e-x", raising(KeyError("internal")), False) == 70  # raised here: code of one's own
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "error in code of your own (" in err and "test_bad_input.py:" in err
 
 
 @pytest.mark.parametrize(

@@ -244,3 +244,17 @@ def test_options_threads_and_workers_are_bounded():
         data = config()
         data["options"] = {key: value}
         assert f"options.{key}: got {value}" in error(data)
+
+
+def test_output_and_executor_settings_that_would_be_ignored():
+    """A {stem} output name without per_file (a file literally named so), an empty tree name, and a dask scheduler
+    for another executor are refused instead of being taken as they are or ignored."""
+    data = config()
+    data["outputs"][0]["file"] = "{stem}_tagged.root"
+    assert "which only per_file: true fills" in error(data)
+    data = config()
+    data["outputs"][0]["tree"] = ""
+    assert "tree: an empty name" in error(data)
+    data = config()
+    data["options"] = {"executor": "futures", "scheduler": "tcp://localhost:8786"}
+    assert "options.scheduler (--scheduler) is the address of a dask scheduler" in error(data)

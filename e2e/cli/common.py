@@ -214,12 +214,38 @@ def _user_error(prog: str, message: str, debug: bool) -> int:
 
 def _internal_error(prog: str) -> int:
     traceback.print_exc()
-    print(
-        f"{prog}: internal error (a bug in e2e, not in your input): please report it with the command line "
-        "and the traceback above",
-        file=sys.stderr,
-    )
+    culprit = _user_code(sys.exc_info()[2])
+    if culprit:
+        print(f"{prog}: error in code of your own ({culprit}), not in e2e: see the traceback above", file=sys.stderr)
+    else:
+        print(
+            f"{prog}: internal error (a bug in e2e, not in your input): please report it with the command line "
+            "and the traceback above",
+            file=sys.stderr,
+        )
     return 70
+
+
+#: e2e's own packages (a failure whose innermost own-code frame lies elsewhere is in the user's code)
+_E2E_PACKAGES = ("e2e", "dataformats", "frameproducers", "taggers", "training", "simulation")
+
+
+def _user_code(tb: Any) -> str:
+    """``file:line`` of the innermost frame of ``tb`` outside Python's and the installed libraries' directories,
+    when it is not in e2e's packages (a module, network or tagger class of the user's, named by class_path), else
+    ""."""
+    import sysconfig
+
+    libraries = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # the directory holding the e2e package
+    ours = tuple(os.path.join(os.path.dirname(root), p) + os.sep for p in _E2E_PACKAGES)
+    last = ""
+    for frame, line in traceback.walk_tb(tb):
+        path = os.path.realpath(frame.f_code.co_filename)
+        if frame.f_code.co_filename.startswith("<") or any(path.startswith(lib + os.sep) for lib in libraries):
+            continue
+        last = "" if path.startswith(ours) else f"{frame.f_code.co_filename}:{line}"
+    return last
 
 
 def exit_promptly(rc: int) -> NoReturn:

@@ -117,6 +117,12 @@ class RootOutput(OutputModule):
         self._inputs: list[str] = []
         self._current: tuple[str, str] | None = None  # (output path, input file) of the open writer
         self._done: list[tuple[str, int, str]] = []  # (path, entries, removed temporaries) of finished files
+        if not params.per_file and "{stem}" in params.file:
+            raise ConfigError(
+                f"{label}.file: '{params.file}' names {{stem}} (the input file's name), which only per_file: true fills"
+            )
+        if not params.tree.strip("/ "):
+            raise ConfigError(f"{label}.tree: an empty name; give the output tree's name (default Events)")
         if params.per_file and "{stem}" not in params.file:
             raise ConfigError(
                 f"{label}.file: with per_file: true the name must contain {{stem}} (the input file's name), "

@@ -74,3 +74,15 @@ class StallAt(_PtTable):
             f.write(str(os.getpid()))
         os.replace(self.params.pid_file + ".tmp", self.params.pid_file)
         time.sleep(self.params.seconds)
+
+
+class RaiseAt(_PtTable):
+    """Raises a plain RuntimeError at entry ``at_entry`` (a bug in a module of the user's own)."""
+
+    @dataclass
+    class Params:
+        jets: str = input_tag("source:Jet", "jet collection", product=JaggedCollection)
+        at_entry: int = param(0, "raise when a batch starts at this entry")
+
+    def act(self, batch: EventBatch) -> None:
+        raise RuntimeError("a bug in the user's module")

@@ -104,6 +104,10 @@ def with_inputs(chosen: dict[str, Any], modules: dict[str, Any]) -> dict[str, An
     return out
 
 
+#: the longest module label (it names branches, and every message about the module)
+MAX_LABEL_CHARS = 64
+
+
 def load_process(data: Any, where: str = "<config>", config_file: str | None = None) -> ProcessDescription:
     """Validate a parsed YAML process configuration and build its modules (not yet scheduled); ``config_file``:
     the file it was read from."""
@@ -130,10 +134,10 @@ def load_process(data: Any, where: str = "<config>", config_file: str | None = N
         raise ConfigError(f"{where}: modules: expected a mapping of label -> module block")
     modules: dict[str, Module] = {}
     for label, block in raw_modules.items():
-        if not isinstance(label, str) or not LABEL_RE.match(label):
+        if not isinstance(label, str) or not LABEL_RE.match(label) or len(label) > MAX_LABEL_CHARS:
             raise ConfigError(
                 f"{where}: modules: label {short(label)} must start with a letter and contain only "
-                "letters, digits and '_' (it names the product and output branches)"
+                f"letters, digits and '_', at most {MAX_LABEL_CHARS} (it names the product and output branches)"
             )
         if label == SOURCE_LABEL:
             raise ConfigError(f"{where}: modules: the label 'source' is reserved for the source")

@@ -258,3 +258,16 @@ def test_output_and_executor_settings_that_would_be_ignored():
     data = config()
     data["options"] = {"executor": "futures", "scheduler": "tcp://localhost:8786"}
     assert "options.scheduler (--scheduler) is the address of a dask scheduler" in error(data)
+
+
+def test_long_overrides_and_labels_are_quoted_short(capsys):
+    """A 900-character override or module label is quoted with at most 80 characters (it was quoted whole)."""
+    from e2e.cli.common import apply_override
+
+    long = "x" * 900
+    with pytest.raises(ConfigError) as info:
+        apply_override({}, long)
+    assert len(str(info.value)) < 200 and "..." in str(info.value)
+    data = config()
+    data["modules"][long] = {"type": "JetShapeProducer"}
+    assert "at most 64" in error(data) and len(error(data)) < 300

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from e2e import interrupts
-from e2e.errors import ConfigError, E2EError, is_user_oserror
+from e2e.errors import ConfigError, E2EError, is_user_oserror, short
 from e2e.interrupts import Terminated
 from e2e.paths import remove_live_temporaries
 from e2e.yamlio import load_yaml_file, load_yaml_text
@@ -21,17 +21,18 @@ from e2e.yamlio import load_yaml_file, load_yaml_text
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Apply ``a.b.c=VALUE`` (VALUE parsed as YAML) to nested mapping ``data``."""
+    shown = short(assignment)  # quoted, at most MESSAGE_VALUE_CHARS
     if "=" not in assignment:
-        raise ConfigError(f"override '{assignment}': expected KEY=VALUE, e.g. pileup.mu=0")
+        raise ConfigError(f"override {shown}: expected KEY=VALUE, e.g. pileup.mu=0")
     key, _, raw = assignment.partition("=")
-    value = load_yaml_text(raw, f"override '{assignment}'") if raw != "" else ""
+    value = load_yaml_text(raw, f"override {shown}") if raw != "" else ""
     node: Any = data
     parts = key.strip().split(".")
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"override '{assignment}': '{part}' is not an index of a list of {len(node)}")
+                raise ConfigError(f"override {shown}: {short(part)} is not an index of a list of {len(node)}")
             if last:
                 node[int(part)] = value
             else:
@@ -42,7 +43,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
             else:
                 node = node.setdefault(part, {})
         else:
-            raise ConfigError(f"override '{assignment}': '{parts[i - 1]}' is not a mapping or list")
+            raise ConfigError(f"override {shown}: {short(parts[i - 1])} is not a mapping or list")
 
 
 #: the kinds of configuration: the top-level keys only that kind has, and the command that runs it

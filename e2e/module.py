@@ -140,6 +140,9 @@ class OutputModule(Module):
     def set_inputs(self, inputs: list[str]) -> None:
         """The input files of the run (before ``output_paths``), for outputs named after their inputs."""
 
+    def set_empty_inputs(self, inputs: list[str]) -> None:
+        """The input files without events (before ``close``): an output per input writes theirs empty."""
+
     def output_paths(self) -> list[str]:
         """The files this output writes (checked before anything is read: not an input, writable, ...)."""
         return []

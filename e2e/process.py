@@ -380,6 +380,8 @@ class Process:
                 self._process(batch, [*modules, *desc.outputs], times, summary)
                 bar.update(batch.n_events)
             bar.close()
+            for output in desc.outputs:
+                output.set_empty_inputs(source.empty_inputs())
             summary.duplicate_ids = ids.finish()
             summary.first_duplicate = ids.first
             if summary.batches == 0:  # an empty input still gets outputs with every branch (0 entries)
@@ -620,6 +622,8 @@ def _run_units(
         items = [i if "://" in i.file else dataclasses.replace(i, file=os.path.abspath(i.file)) for i in source.plan()]
         found = files_source.unreadable if files_source is not None else []
         unreadable = [(p if "://" in p else os.path.abspath(p), err) for p, err in found]
+        for output in desc.outputs:
+            output.set_empty_inputs(source.empty_inputs())
     finally:
         source.end()
     results: dict[int, UnitResult] = {}

@@ -61,6 +61,10 @@ class Source(Module):
         """Collection name -> product type this source can put (``source:<name>``)."""
         raise NotImplementedError
 
+    def empty_inputs(self) -> list[str]:
+        """The input files without any event (after begin()): per-file outputs still get one for each."""
+        return []
+
     def input_paths(self) -> list[str]:
         """The input files of the run, globs expanded (outputs are checked against them before any read)."""
         raise NotImplementedError

@@ -489,3 +489,22 @@ def test_sigint_to_the_driver_alone_stops_a_futures_run(inputs, tmp_path):
     assert proc.returncode == 130, err
     assert "finished unit(s) are kept in" in err and "interrupted" in err and "Traceback" not in err, err
     assert not (tmp_path / "out.root").exists()
+
+
+@pytest.mark.parametrize("executor", ["iterative", "futures"])
+def test_per_file_outputs_include_the_inputs_without_events(executor, inputs, tmp_path):
+    """per_file: an input file of 0 events gets its 0-entry output (with every branch) like the others, so each
+    input has its friend file; with every executor."""
+    empty = write_hits(tmp_path / "empty.root", read_events(SAMPLE, 1)[:0])
+    config = _config(tmp_path, [inputs[0], empty, inputs[1]])
+    args = ["-s", "outputs.0.per_file=true", "-s", f"outputs.0.file={tmp_path}/out_{{stem}}.root"]
+    if executor != "iterative":
+        args += ["--executor", executor, "--workers", "2"]
+    r = _run(config, *args)
+    assert r.returncode == 0, r.stderr
+    entries = {}
+    for name in ("a", "empty", "b"):
+        with uproot.open(tmp_path / f"out_{name}.root") as f:
+            entries[name] = (f["Events"].num_entries, sorted(f["Events"].keys()))
+    assert [n for n, _ in entries.values()] == [30, 0, 24]
+    assert entries["empty"][1] == entries["a"][1]

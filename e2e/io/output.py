@@ -115,6 +115,7 @@ class RootOutput(OutputModule):
         self._provenance: dict[str, Any] = {}
         self.entries = 0
         self._inputs: list[str] = []
+        self._empty_inputs: list[str] = []  # inputs without events: per_file writes their outputs empty
         self._current: tuple[str, str] | None = None  # (output path, input file) of the open writer
         self._done: list[tuple[str, int, str]] = []  # (path, entries, removed temporaries) of finished files
         if not params.per_file and "{stem}" in params.file:
@@ -173,6 +174,9 @@ class RootOutput(OutputModule):
 
     def set_inputs(self, inputs: list[str]) -> None:
         self._inputs = list(inputs)
+
+    def set_empty_inputs(self, inputs: list[str]) -> None:
+        self._empty_inputs = list(inputs)
 
     def target(self, input_file: str) -> str:
         """The output file that the events of ``input_file`` go to."""
@@ -288,6 +292,23 @@ class RootOutput(OutputModule):
         self._writer, self._current = None, None
         self._done.append((str(path), self._file_entries, removed))
 
+    def _write_empty_files(self) -> None:
+        """per_file: the output of each input without events (0 entries, every branch), as a single output of an
+        empty input is written; the branch types are those of the files written (or of the empty batch)."""
+        if not self.params.per_file or self._types is None:
+            return
+        done = {os.path.abspath(path) for path, _, _ in self._done}
+        for input_file in self._empty_inputs:
+            out = self.target(input_file)
+            if os.path.abspath(out) in done:
+                continue
+            self._writer = AtomicTreeWriter(
+                out, self._types, self.params.tree, self.params.compression, self.params.compression_level
+            )
+            self._current, self._file_entries = (out, input_file), 0
+            self._finish()
+            done.add(os.path.abspath(out))
+
     def record_products(self, batch: EventBatch) -> None:
         """Remember the producer parameters of the kept products (written as ``e2e_products``)."""
         for tag in self.kept:
@@ -300,6 +321,7 @@ class RootOutput(OutputModule):
     def close(self) -> str:
         if self._writer is not None:
             self._finish()
+        self._write_empty_files()
         if not self._done:
             return f"{self.params.file}: nothing written"
         kind = "with a copy of the input" if self.params.copy_input else "friend of the input"

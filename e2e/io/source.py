@@ -257,6 +257,9 @@ class HitsFileSource(Source):
     def produces(self) -> dict[str, type]:
         return {name: JaggedCollection for name in collection_fields(True)}
 
+    def empty_inputs(self) -> list[str]:
+        return [f.path for f in self.files if f.entries == 0]
+
     def input_paths(self) -> list[str]:
         return expand_files(list(self.params.files), f"{self.label}.files")
 

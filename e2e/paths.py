@@ -91,6 +91,9 @@ def check_output_file(
 ) -> Path:
     """Check an output file path before anything is read (module docstring); returns it as a Path."""
     p = _nonempty(path, what)
+    given = os.fspath(path) if path is not None else ""
+    if given.endswith(("/", os.sep)):  # (Path() drops the slash that names a directory)
+        raise E2EError(f"{what} {given} names a directory (it ends with '/'); give a file name")
     if p.exists():
         mode = os.stat(p).st_mode
         if stat.S_ISDIR(mode):

@@ -14,7 +14,7 @@ import math
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,16 +40,24 @@ from simulation.pythia import PARTICLE_FIELDS, MinBiasLibrary, PythiaGenerator
 TIMERS = ("pythia", "pileup_library", "extraction", "overlay", "detector", "clustering", "assembly", "writing")
 
 
+#: the highest mean pileup a setting may ask for (HL-LHC: ~200; each interaction is a few hundred particles)
+MAX_PILEUP = 1000.0
+
+
 @dataclass
 class PileupConfig:
     """Pileup: Poisson(mu) minimum-bias interactions from a reusable library, spread along z."""
 
-    mu: float = param(40.0, "mean number of pileup interactions per event (0 disables pileup)", minimum=0)
+    mu: float = param(
+        40.0, "mean number of pileup interactions per event (0 disables pileup)", minimum=0, maximum=MAX_PILEUP
+    )
     sigma_z_cm: float = param(
         4.0, "luminous region: vertex z ~ N(0, sigma_z) for the hard and pileup vertices (cm)", minimum=0
     )
     mu_max: float | None = param(
-        None, "mixed conditions: each event's mean is drawn uniformly in [mu, mu_max] (default: every event at mu)"
+        None,
+        "mixed conditions: each event's mean is drawn uniformly in [mu, mu_max] (default: every event at mu)",
+        maximum=MAX_PILEUP,
     )
     library_size: int = param(
         1000, "minimum-bias events generated at a time per job (the whole library when reuse = 0)", minimum=1
@@ -110,7 +118,12 @@ class GenerateConfig:
     compression_level: int = param(1, "compression level", minimum=1, maximum=9)
     tree: str = param("Events", "output TTree name")
     jobs: int = param(1, "parallel worker processes (each with its own seed)", minimum=1)
-    chunk_size: int = param(100, "events simulated and written per chunk (bounds memory)", minimum=1)
+    chunk_size: int = param(
+        100,
+        "events simulated and written per chunk (bounds memory; the detector's random stream is drawn per chunk, so "
+        "the same seed, jobs and chunk_size give the same events)",
+        minimum=1,
+    )
     pileup: PileupConfig = field(default_factory=PileupConfig, metadata={"help": "pileup"})
     jets: JetConfig = field(default_factory=JetConfig, metadata={"help": "jets"})
     detector: DetectorResponse = field(default_factory=DetectorResponse, metadata={"help": "detector response"})
@@ -531,8 +544,13 @@ _QUEUE: Any = None
 
 
 def _init_worker(queue: Any) -> None:
+    """A job process: its progress queue, and Ctrl-C left to the driver, which stops the jobs (a terminal sends
+    SIGINT to the whole process group: each job printed its own KeyboardInterrupt traceback)."""
+    import signal
+
     global _QUEUE
     _QUEUE = queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_job_in_worker(cfg_data: dict[str, Any], job_index: int, owner_pid: int) -> JobStats:
@@ -568,17 +586,20 @@ def merge_parts(cfg: GenerateConfig, stats: JobStats) -> None:
     stats.seconds["writing"] += time.perf_counter() - t0
 
 
-def generate(cfg: GenerateConfig, progress_bar: bool | None = None) -> tuple[Path, JobStats, float]:
+def generate(
+    cfg: GenerateConfig, progress_bar: bool | None = None, inputs: Sequence[str] = ()
+) -> tuple[Path, JobStats, float]:
     """Run the whole plan; returns (output path, summed job statistics, wall time in s).
 
-    The output path is checked before anything runs (e2e.paths); on any error or interrupt the job
+    The output path is checked before anything runs (e2e.paths; never one of ``inputs``, such as the configuration
+    file); on any error or interrupt the job
     processes are stopped and no output, part or temporary file is left.
     """
     from tqdm import tqdm
 
     from e2e.paths import check_output_file
 
-    check_output_file(cfg.output, what="output")
+    check_output_file(cfg.output, inputs, what="output")  # ``inputs``: the configuration file
     total = sum(s.events for s in cfg.plan())
     t0 = time.perf_counter()
     stats = JobStats()

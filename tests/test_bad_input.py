@@ -323,6 +323,41 @@ def test_train_and_generate_outputs_are_checked_and_atomic(work):
     assert not stale.exists() and not temporaries(work) and digests(work / "in.root") == before
 
 
+def test_generate_display_and_train_mistakes_are_one_line(work):
+    """e2e-generate and e2e-display never write over their configuration; an output ending in '/' names a
+    directory; a huge pileup is a range error; e2e-train refuses one class, a class without jets and a diverging
+    loss (an internal error, leaving a checkpoint); e2e-display refuses options of both ways to choose a jet."""
+    gen = work / "gen.yaml"
+    shutil.copy(REPO / "process_configs" / "generate_qcd.yaml", gen)
+    before = digests(gen)
+    one_line_error(cli("e2e-generate", "gen.yaml", "-o", "gen.yaml", "-n", "2", cwd=work), "is an input of this run")
+    one_line_error(cli("e2e-generate", "gen.yaml", "-o", "new/", "-n", "2", cwd=work), "names a directory")
+    one_line_error(cli("e2e-generate", "gen.yaml", "-s", "pileup.mu=1.0e+12", cwd=work), "pileup.mu: got ", "<= 1000")
+    shutil.copy(REPO / "process_configs" / "tau_cnn.yaml", work / "cnn.svg")
+    before.update(digests(work / "cnn.svg"))
+    one_line_error(
+        cli("e2e-display", "in.root", "--entry", "3", "--config", "cnn.svg", "-o", "cnn.svg", cwd=work),
+        "is an input of this run",
+    )
+    one_line_error(cli("e2e-display", "in.root", "--entry", "3", "--rank", "2", cwd=work), "--rank: a jet by its score")
+    one_line_error(
+        cli("e2e-display", "in.root", "--jet", "1", "--tagged", "in.root", "--score", "x", cwd=work),
+        "--jet: a jet by its position, but --tagged chooses by score",
+    )
+    assert digests(gen, work / "cnn.svg") == before and not (work / "new").exists()
+    cfg = _train_config(work, "model")
+    one_line_error(cli("e2e-train", cfg, "-s", "selection.classes={tau: 1}", cwd=work), "needs at least two classes")
+    for override, message in (
+        ("selection.classes={qcd: 0, tau: 1, electron: 2}", "class 'electron' (Jet_label 2) has no training jets"),
+        ("optimizer.lr=1.0e+30", "training diverged: the "),
+    ):  # (after the dataset's progress line)
+        r = cli("e2e-train", cfg, "-s", override, "--no-progress", cwd=work)
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 2 and "Traceback" not in r.stderr and last.startswith("e2e-train: error: "), r.stderr
+        assert message in last, r.stderr
+    assert not (work / "model").exists() and not list(work.glob("*.checkpoint")) and not temporaries(work)
+
+
 # ------------------------------------------------------------------------------------ hostile configuration
 def test_alias_bombs_are_refused_at_load_for_every_yaml(work):
     bomb = work / "bomb.yaml"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import platform
 import sys
 import time
@@ -114,6 +115,10 @@ def load_config(data: dict[str, Any], where: str) -> TrainConfig:
         cfg.heldout = default_heldout()
     if cfg.heads:
         parse_heads(cfg.heads, f"{where}.heads")
+    elif len(cfg.selection.classes) < 2:  # one softmax over the classes
+        raise ConfigError(
+            f"{where}.selection.classes: {dict(cfg.selection.classes)}: a classifier needs at least two classes"
+        )
     if len(cfg.split) != 3 or abs(sum(cfg.split) - 1.0) > 1e-6 or min(cfg.split) <= 0:
         raise ConfigError(f"{where}.split: expected three positive fractions summing to 1, got {cfg.split}")
     return cfg
@@ -342,6 +347,13 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     net, hyper = _network(net_cls, cfg, ds, len(outputs_of(heads)) if heads else len(sel.classes))
     _standardise(net, ds, parts["train"])
     counts = np.bincount(ds.y[parts["train"]], minlength=len(sel.classes)).astype(np.float64)
+    if not heads:  # one softmax over selection.classes (two or more: load_config): each needs training jets
+        empty = [name for name, n in zip(sel.classes, counts, strict=True) if n == 0]
+        if empty:
+            raise ConfigError(
+                f"selection.classes: class '{empty[0]}' (Jet_label {sel.classes[empty[0]]}) has no training jets "
+                f"(dataset {ds.counts()}): give data with such jets, or leave the class out"
+            )
     weights = torch.as_tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
     objective = Objective(heads, ds.truth, parts["train"]) if heads else None
@@ -383,6 +395,12 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
             inp = inputs_of(ds, jets)
             logits = net(*(torch.from_numpy(v) for v in inp.values()))
             loss = batch_loss(logits, jets)
+            if not torch.isfinite(loss):
+                checkpoint.remove(where)  # (a resume would diverge again)
+                raise ConfigError(
+                    f"training diverged: the loss is {float(loss.detach())} at epoch {epoch}, step {step} (lower "
+                    f"optimizer.lr, now {opt.lr:g}, or look for NaN/inf in the inputs: source.check_values)"
+                )
             optim.zero_grad()
             loss.backward()
             optim.step()
@@ -392,6 +410,12 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
             if time.perf_counter() - t_train > budget_s:
                 break
         v = val_loss()
+        if not math.isfinite(v):
+            checkpoint.remove(where)
+            raise ConfigError(
+                f"training diverged: the validation loss is {v} after epoch {epoch} (lower optimizer.lr, now "
+                f"{opt.lr:g}, or look for NaN/inf in the inputs: source.check_values)"
+            )
         st.history.append({"epoch": epoch, "train_loss": total / max(n, 1), "validation_loss": v})
         log(
             f"e2e-train: {cfg.name}: epoch {epoch}: train loss {total / max(n, 1):.4f}, validation loss "

@@ -180,7 +180,8 @@ def run_main(prog: str, body: Callable[[], int], debug: bool) -> int:
         also = f" and {err.filename2}" if getattr(err, "filename2", None) else ""
         return _user_error(prog, f"{where}{err.strerror or err}{also}", debug)
     except MemoryError:
-        return _user_error(prog, "out of memory (try a smaller source.step_size or fewer events per batch)", debug)
+        hint = " (try a smaller source.step_size: fewer events per batch)" if prog == "e2e-run" else ""
+        return _user_error(prog, f"out of memory{hint}", debug)
     except Terminated:
         remove_live_temporaries()
         print(f"{prog}: terminated (SIGTERM); partial outputs were removed", file=sys.stderr)

@@ -34,10 +34,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("hits", metavar="HITS", help="hits file (the input of e2e-run)")
     p.add_argument("-o", "--output", default="jet_display.png", help="picture to write (png, pdf, svg, ...)")
     p.add_argument("--entry", type=int, help="event (entry of the hits tree)")
-    p.add_argument("--jet", type=int, default=0, help="jet of that event (default 0)")
+    p.add_argument("--jet", type=int, help="jet of that event (default 0)")
     p.add_argument("--tagged", help="tagged e2e-run output of the same events, to choose the jet by score")
     p.add_argument("--score", help="score branch of --tagged, e.g. Jet_tauGNN_tau")
-    p.add_argument("--rank", type=int, default=0, help="0: the highest score, 1: the next, -1: the lowest")
+    p.add_argument("--rank", type=int, help="0: the highest score (default), 1: the next, -1: the lowest")
     p.add_argument("--label", choices=sorted(LABELS), help="choose among jets of this truth label (Jet_label)")
     p.add_argument("--config", help="take the image/graph producers from this process configuration")
     p.add_argument("--node-colour", help="colour graph nodes by this feature (default: the node type)")
@@ -131,15 +131,26 @@ def main(argv: list[str] | None = None) -> int:
         from taggers.metrics import plot_format
 
         nonempty(args.output, "-o")
-        check_output_file(args.output, [args.hits, *([args.tagged] if args.tagged else [])], "-o")
+        read = [args.hits, *([args.tagged] if args.tagged else []), *([args.config] if args.config else [])]
+        check_output_file(args.output, read, "-o")
         plot_format(args.output)
         tagged_ids: tuple[int, ...] | None = None
+        by_position = [o for o, v in (("--entry", args.entry), ("--jet", args.jet)) if v is not None]
+        by_score = [o for o, v in (("--score", args.score), ("--rank", args.rank), ("--label", args.label)) if v]
+        by_score += ["--rank"] if args.rank == 0 else []
+        if args.tagged and by_position:
+            raise E2EError(
+                f"{' and '.join(by_position)}: a jet by its position, but --tagged chooses by score: give one"
+            )
+        if not args.tagged and by_score:
+            raise E2EError(f"{' and '.join(by_score)}: a jet by its score, which needs --tagged FILE --score BRANCH")
+        args.rank = args.rank or 0
         if args.tagged:
             entry, jet, score, tagged_ids = _by_score(args)
         elif args.entry is None:
             raise E2EError("choose a jet: --entry N [--jet J], or --tagged FILE --score BRANCH [--rank R]")
         else:
-            entry, jet, score = args.entry, args.jet, None
+            entry, jet, score = args.entry, args.jet or 0, None
         blocks = _producers(args.config)
         data = {
             "source": {"files": [args.hits], "step_size": 1 << 30, "read_threads": 0},

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dump_config:
             print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
             return 0
-        out, stats, wall = generate(cfg, progress_bar=False if args.no_progress else None)
+        out, stats, wall = generate(cfg, progress_bar=False if args.no_progress else None, inputs=[str(args.config)])
         print("\n".join(summary_lines(cfg, out, stats, wall)))
         return 0
 

@@ -214,19 +214,23 @@ def test_stale_parts_of_another_configuration_are_not_reused(inputs, reference, 
     assert _branches(tmp_path / "out.root") == reference
 
 
+def _with_nan_energy(path: Path, n_events: int, hit: int) -> Path:
+    """The sample's first ``n_events`` with ECAL hit number ``hit`` (counted over the events) at NaN energy."""
+    ev = read_events(SAMPLE, n_events)
+    energy = ak.to_numpy(ak.flatten(ev.EcalHit_energy)).copy()
+    energy[hit] = np.nan
+    return write_hits(
+        path, {**{k: ev[k] for k in ev.fields}, "EcalHit_energy": ak.unflatten(energy, ak.num(ev.EcalHit_energy))}
+    )
+
+
 @pytest.mark.parametrize("executor", ["futures", "dask"])
 def test_a_bad_file_fails_with_one_line_or_is_skipped(executor, inputs, tmp_path):
     """A bad value in one file: one line (no worker log or traceback: dask gets the error back as a value, run
     once), no output; or the unit skipped with --skip-bad-files."""
     if executor == "dask":
         need_extra("distributed", "dask")
-    bad = tmp_path / "bad.root"
-    ev = read_events(SAMPLE, 10)
-    energy = ak.to_numpy(ak.flatten(ev.EcalHit_energy)).copy()
-    energy[3] = np.nan
-    write_hits(
-        bad, {**{k: ev[k] for k in ev.fields}, "EcalHit_energy": ak.unflatten(energy, ak.num(ev.EcalHit_energy))}
-    )
+    bad = _with_nan_energy(tmp_path / "bad.root", 10, 3)
     files = [inputs[0], bad, inputs[1]]
     for args in ((), ("--executor", executor, "--workers", "2")):
         r = _run(_config(tmp_path, files), *args)
@@ -445,13 +449,7 @@ def test_a_run_without_events_writes_what_an_iterative_run_writes(executor, inpu
     assert r.returncode == 0, r.stderr
     assert "out.root: tree Events, 0 entries" in r.stdout
     assert _branches(tmp_path / "out.root") == expected
-    bad = tmp_path / "all_bad.root"
-    ev = read_events(SAMPLE, 5)
-    energy = ak.to_numpy(ak.flatten(ev.EcalHit_energy)).copy()
-    energy[0] = np.nan
-    write_hits(
-        bad, {**{k: ev[k] for k in ev.fields}, "EcalHit_energy": ak.unflatten(energy, ak.num(ev.EcalHit_energy))}
-    )
+    bad = _with_nan_energy(tmp_path / "all_bad.root", 5, 0)
     r = _run(_config(tmp_path, [bad]), "--executor", executor, "--workers", "2", "--skip-bad-files")
     assert r.returncode == 0 and "1 unit(s) skipped" in r.stdout, r.stderr
     assert _branches(tmp_path / "out.root") == expected

@@ -59,9 +59,9 @@ class PageChecksums:
         for col, name in self._columns.items():
             if col >= len(links):
                 continue
-            for page in getattr(links[col], "pages", ()):
+            for page in links[col].pages:
                 loc = page.locator
-                if not getattr(page, "has_checksum", False) or getattr(loc, "type", 0) not in (0, None):
+                if not page.has_checksum or getattr(loc, "type", 0) not in (0, None):  # (type: non-standard only)
                     continue
                 start = int(loc.offset)
                 size = int(loc.num_bytes)

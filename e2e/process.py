@@ -49,13 +49,14 @@ def _source_collections_as_declared(owner: str, module: Module, where: str, coll
     """An input that reads a source collection by default (``jets: source:Jet``) takes that collection from the
     source, or a module's product in its place, never another source collection: the ECAL hits as jets have the
     same product type, so only the name tells (they failed deep in a kernel)."""
+    consumed = module.consumes()
     for f in dataclasses.fields(module.params):
         default = f.default if isinstance(f.default, str) else ""
         value = getattr(module.params, f.name)
         if not (f.metadata.get("input_tag") and default.startswith(f"{SOURCE_LABEL}:") and isinstance(value, str)):
             continue
         label, instance = split_tag(value)
-        if label == SOURCE_LABEL and instance not in collections and value not in module.consumes():
+        if label == SOURCE_LABEL and instance not in collections and value not in consumed:
             names = [f"{SOURCE_LABEL}:{c}" for c in collections]  # (a tag it consumes is named by build_schedule)
             raise ConfigError(
                 f"{where}: {owner}.{f.name}: got '{value}', but 'source' produces {', '.join(names)}"

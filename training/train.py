@@ -124,6 +124,14 @@ def load_config(data: dict[str, Any], where: str) -> TrainConfig:
     return cfg
 
 
+def _diverged(what: str, lr: float) -> ConfigError:
+    """The one-line error of a training whose loss is no longer finite."""
+    return ConfigError(
+        f"training diverged: {what} (lower optimizer.lr, now {lr:g}, or look for NaN/inf in the inputs: "
+        "source.check_values)"
+    )
+
+
 def default_heldout() -> list[str]:
     """``heldout`` when a configuration does not give it: the shipped sample as :data:`DEFAULT_HELDOUT` from the
     working directory (the repository), else this repository's copy, else none (e2e-train says so)."""
@@ -395,27 +403,22 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
             inp = inputs_of(ds, jets)
             logits = net(*(torch.from_numpy(v) for v in inp.values()))
             loss = batch_loss(logits, jets)
-            if not torch.isfinite(loss):
-                checkpoint.remove(where)  # (a resume would diverge again)
-                raise ConfigError(
-                    f"training diverged: the loss is {float(loss.detach())} at epoch {epoch}, step {step} (lower "
-                    f"optimizer.lr, now {opt.lr:g}, or look for NaN/inf in the inputs: source.check_values)"
-                )
             optim.zero_grad()
             loss.backward()
             optim.step()
             sched.step()
-            total += float(loss.detach()) * len(jets)
+            value = float(loss.detach())  # (read once per step, as before: no extra device sync)
+            if not math.isfinite(value):
+                checkpoint.remove(where)  # (a resume would diverge again)
+                raise _diverged(f"the loss is {value} at epoch {epoch}, step {step}", opt.lr)
+            total += value * len(jets)
             n += len(jets)
             if time.perf_counter() - t_train > budget_s:
                 break
         v = val_loss()
         if not math.isfinite(v):
             checkpoint.remove(where)
-            raise ConfigError(
-                f"training diverged: the validation loss is {v} after epoch {epoch} (lower optimizer.lr, now "
-                f"{opt.lr:g}, or look for NaN/inf in the inputs: source.check_values)"
-            )
+            raise _diverged(f"the validation loss is {v} after epoch {epoch}", opt.lr)
         st.history.append({"epoch": epoch, "train_loss": total / max(n, 1), "validation_loss": v})
         log(
             f"e2e-train: {cfg.name}: epoch {epoch}: train loss {total / max(n, 1):.4f}, validation loss "

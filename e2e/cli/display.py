@@ -136,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         plot_format(args.output)
         tagged_ids: tuple[int, ...] | None = None
         by_position = [o for o, v in (("--entry", args.entry), ("--jet", args.jet)) if v is not None]
-        by_score = [o for o, v in (("--score", args.score), ("--rank", args.rank), ("--label", args.label)) if v]
-        by_score += ["--rank"] if args.rank == 0 else []
+        by_score = [
+            o for o, v in (("--score", args.score), ("--rank", args.rank), ("--label", args.label)) if v is not None
+        ]
         if args.tagged and by_position:
             raise E2EError(
                 f"{' and '.join(by_position)}: a jet by its position, but --tagged chooses by score: give one"

@@ -270,16 +270,20 @@ class RootOutput(OutputModule):
         out = self.target(input_file)
         if self._writer is not None and self._current is not None and self._current[0] != out:
             self._finish()
-        if self._writer is None:
-            self._writer = AtomicTreeWriter(
-                out, types, self.params.tree, self.params.compression, self.params.compression_level
-            )
-            self._current = (out, input_file)
-            self._file_entries = 0
+        writer = self._writer if self._writer is not None else self._open(out, input_file)
         if n:
-            self._writer.extend({k: (_jagged(*v) if isinstance(v, tuple) else v) for k, v in data.items()})
+            writer.extend({k: (_jagged(*v) if isinstance(v, tuple) else v) for k, v in data.items()})
             self.entries += n
             self._file_entries += n
+
+    def _open(self, out: str, input_file: str) -> AtomicTreeWriter:
+        """Start the output file ``out`` of ``input_file`` (atomic, with the branch types of the first batch)."""
+        assert self._types is not None
+        self._writer = AtomicTreeWriter(
+            out, self._types, self.params.tree, self.params.compression, self.params.compression_level
+        )
+        self._current, self._file_entries = (out, input_file), 0
+        return self._writer
 
     def _finish(self) -> None:
         """Close the open file (provenance, rename into place)."""
@@ -302,10 +306,7 @@ class RootOutput(OutputModule):
             out = self.target(input_file)
             if os.path.abspath(out) in done:
                 continue
-            self._writer = AtomicTreeWriter(
-                out, self._types, self.params.tree, self.params.compression, self.params.compression_level
-            )
-            self._current, self._file_entries = (out, input_file), 0
+            self._open(out, input_file)
             self._finish()
             done.add(os.path.abspath(out))
 

@@ -387,13 +387,11 @@ class RootSource(HitsFileSource):
             self._reader = reader = _Reader(info, item, self.params.tree, self._names(info), self._executor)
         try:
             arrays = reader.next()
-        except SchemaError:
-            self._reader = None
-            reader.close()
-            raise
         except Exception as err:
             self._reader = None
             reader.close()
+            if isinstance(err, SchemaError):  # (a damaged RNTuple page: already one line)
+                raise
             raise SchemaError(
                 f"{source}: cannot read entries {item.entry_start}-{item.entry_stop - 1} ({type(err).__name__}: {err})"
             ) from err

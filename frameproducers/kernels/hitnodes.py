@@ -173,6 +173,10 @@ def _first_row_at_least(hits, lo, hi, mult, offset, row):
     return lo
 
 
+#: distinct (layer, ieta, iphi) places of tracker hits: the tie-breaking part of their ranking key
+_PLACES = np.int64(64 * 512 * 512)
+
+
 @njit(inline="always", cache=True)
 def _select_tracker(tracker, e, row0, col0, W, layer_mask, cap, kv, ki, by_layer, cand, scratch):
     """The ``cap`` tracker hits of event e on the layers of ``layer_mask`` nearest to the window centre, ties by
@@ -211,10 +215,6 @@ def _select_tracker(tracker, e, row0, col0, W, layer_mask, cap, kv, ki, by_layer
         place = (np.int64(tracker.layer[q]) * 512 + np.int64(tracker.ieta[q])) * 512 + np.int64(tracker.iphi[q])
         row[s] = np.float64(((r - h) * (r - h) + (c - h) * (c - h)) * _PLACES + place)
     return _smallest_of(cand, n, cap, kv, ki, scratch)
-
-
-#: distinct (layer, ieta, iphi) places of tracker hits: the tie-breaking part of their ranking key
-_PLACES = np.int64(64 * 512 * 512)
 
 
 @njit(inline="always", cache=True)

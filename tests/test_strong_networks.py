@@ -145,15 +145,19 @@ def _trained_like(net: torch.nn.Module) -> torch.nn.Module:
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("chunk", [1, 40, 10**6])
 @pytest.mark.parametrize(("k", "threads"), [(16, 1), (16, 2), (12, 1), (12, 2)])
+@pytest.mark.parametrize("blas", [True, False], ids=["one-call", "torch-products"])
 def test_fused_edge_mlp_equals_the_whole_batch_bit_for_bit(
-    monkeypatch, request, layers: int, chunk: int, k: int, threads: int
+    monkeypatch, request, layers: int, chunk: int, k: int, threads: int, blas: bool
 ) -> None:
     """tau_gnn's shape (widths 32 and 64, k = 16, kNN in every block; k = 12: chunks of 12 edges, whose bias
     ``addmm`` adds) with trained-like batch norms: the chunked form gives the whole batch's scores exactly, its
     epilogues fused in numba, on 1 torch thread or 2 (the products threaded); chunks of one node (12 or 16 edges)
-    included, whose products run on MIN_ROWS rows (MKL's products of fewer rows differ in the last bit)."""
+    included, whose products run on MIN_ROWS rows (MKL's products of fewer rows differ in the last bit). Both forms
+    of the chunk loop: one numba call with torch's sgemm_ (edge_mlp_chunks), and Python with torch's products."""
     from taggers.models import particlenet
 
+    if not blas:
+        monkeypatch.setattr(particlenet, "_torch_sgemm", lambda width, threads: 0)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     request.addfinalizer(lambda: torch.set_num_threads(before))
@@ -168,10 +172,17 @@ def test_fused_edge_mlp_equals_the_whole_batch_bit_for_bit(
 
 
 @pytest.mark.parametrize(("k", "threads"), [(16, 1), (16, 2), (12, 1), (4, 2)])
-def test_particlenet_scores_do_not_depend_on_the_micro_batch_bit_for_bit(request, k: int, threads: int) -> None:
+@pytest.mark.parametrize("blas", [True, False], ids=["one-call", "torch-products"])
+def test_particlenet_scores_do_not_depend_on_the_micro_batch_bit_for_bit(
+    monkeypatch, request, k: int, threads: int, blas: bool
+) -> None:
     """ParticleNet at inference on CPU (rows_independent): a jet's logits are the same bit for bit whatever the jets
     around it, from micro-batches of one jet to the whole batch (products of a few rows, which MKL computes with
     other kernels, are padded to MIN_ROWS), on 1 or 2 torch threads; so the tagger may balance its micro-batches."""
+    from taggers.models import particlenet
+
+    if not blas:
+        monkeypatch.setattr(particlenet, "_torch_sgemm", lambda width, threads: 0)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     request.addfinalizer(lambda: torch.set_num_threads(before))
@@ -513,3 +524,42 @@ def test_fused_edge_mlp_refuses_neighbours_outside_the_batch() -> None:
             _run(net, inp)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="torch built without MKL (its sgemm_ is probed)")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_edge_mlp_products_call_torchs_own_sgemm(request, threads: int) -> None:
+    """With torch's MKL, the one-call edge MLP finds the sgemm_ that torch's products call, and its calls give
+    ``mm``'s and ``addmm``'s values bit for bit (products of 33 to 5000 rows of widths 16 to 64, not the probe's)."""
+    from frameproducers.kernels.edge_mlp_blas import sgemm_rows
+    from taggers.models.particlenet import _torch_sgemm
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    request.addfinalizer(lambda: torch.set_num_threads(before))
+    g = torch.Generator().manual_seed(9)
+    scratch = (np.empty(6, np.int32), np.empty(2, np.float32), np.frombuffer(b"n", np.uint8).copy())
+    for width in (16, 32, 64):
+        address = _torch_sgemm(width, threads)
+        assert address
+        for m in (33, 100, 1000, 5000):
+            e, w = torch.randn(m, width, generator=g), torch.randn(width, width, generator=g)
+            bias = torch.randn(width, generator=g)
+            y = np.full((m, width), np.nan, np.float32)
+            sgemm_rows(address, e.numpy(), w.numpy(), y, False, *scratch)
+            assert np.array_equal(y, torch.mm(e, w).numpy())
+            y[:] = bias.numpy()
+            sgemm_rows(address, e.numpy(), w.numpy(), y, True, *scratch)
+            assert np.array_equal(y, torch.addmm(bias, e, w).numpy())
+
+
+def test_edge_mlp_products_refuse_shapes_and_layouts_blas_would_misread() -> None:
+    """The BLAS call reads by pointer: mismatched shapes and strided views are errors, not reads past an array."""
+    from frameproducers.kernels.edge_mlp_blas import sgemm_rows
+
+    scratch = (np.empty(6, np.int32), np.empty(2, np.float32), np.frombuffer(b"n", np.uint8).copy())
+    w, y = np.ones((32, 32), np.float32), np.empty((40, 32), np.float32)
+    with pytest.raises(ValueError, match="contiguous"):
+        sgemm_rows(0, np.ones((40, 64), np.float32)[:, :32], w, y, False, *scratch)
+    with pytest.raises(ValueError, match="shapes"):
+        sgemm_rows(0, np.ones((40, 16), np.float32), w, y, False, *scratch)

@@ -505,6 +505,24 @@ def test_knn_rows_cut_at_a_neighbours_bound_are_checked(dtype) -> None:
 
 
 @pytest.mark.parametrize("group", [1, 3, 32])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_group_layout_rows_equal_their_numpy_reference(group: int, seed: int) -> None:
+    """The padded rows of group_layout (a kernel) are the numpy formula's: each sorted graph's nodes, then its last
+    node repeated to its group's size (node 0 for empty graphs), for batches with empty graphs, all empty, or none."""
+    from frameproducers.kernels.knn_select import group_layout
+
+    rng = np.random.default_rng(seed)
+    for counts in (rng.integers(0, 50, 37), np.zeros(5, np.int64), np.zeros(0, np.int64), np.array([3])):
+        ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        layout = group_layout(ptr, group)
+        padded = np.repeat(layout.sizes, np.minimum(group, len(counts) - np.arange(0, len(counts), group)))
+        local = np.arange(int(layout.row_start[-1])) - np.repeat(np.cumsum(padded) - padded, padded)
+        last = np.maximum(np.repeat(counts[layout.order], padded) - 1, 0)
+        want = np.minimum(np.repeat(ptr[layout.order], padded) + np.minimum(local, last), max(int(ptr[-1]) - 1, 0))
+        np.testing.assert_array_equal(layout.rows, want)
+
+
+@pytest.mark.parametrize("group", [1, 3, 32])
 def test_smallest_in_groups_is_smallest_per_row_graph_by_graph(group: int) -> None:
     """The in-model kNN's selection over padded groups of graphs sorted by size (flat buffers, group_layout): the
     neighbours smallest_per_row gives each graph alone, as global indices, from distances and from a Gram matrix

@@ -510,13 +510,14 @@ def test_onnx_of_a_network_without_per_jet_inputs_has_no_jet_input(tmp_path) -> 
     assert [i.name for i in session.get_inputs()] == ["x", "neighbors", "batch", "ptr"]
 
 
-def test_fused_edge_mlp_refuses_neighbours_outside_the_batch() -> None:
+@pytest.mark.parametrize("bad", [14, -1, 2**40])
+def test_fused_edge_mlp_refuses_neighbours_outside_the_batch(bad: int) -> None:
     """The fused kernels do not check their reads: indices outside the micro-batch's nodes raise, as torch's gather
     does."""
     net = _trained_like(ParticleNet(7, 2, k=4, widths=(32,), head=16))
     inp = _inputs([5, 9], seed=6, k=4)
     inp["neighbors"] = inp["neighbors"].copy()
-    inp["neighbors"][3, 1] = 14
+    inp["neighbors"][3, 1] = bad
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -44,6 +44,18 @@ def gather_add_relu(a, index, b, k, e, b_shift=None):
                 _store(e, r, c, zero if v < zero else v)
 
 
+@njit(cache=True, nogil=True)
+def indices_within(index, n):
+    """Whether every entry of the integer array ``index`` lies in ``0..n-1`` (one pass; the kernels that gather by
+    it do not check their reads)."""
+    low = 0
+    high = n - 1
+    for v in index:
+        low = min(low, v)
+        high = max(high, v)
+    return low >= 0 and high < n
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def bias_relu(y, bias):
     """``y = relu(y + bias)`` in place: a hidden layer's epilogue after its product ``y = e @ W``."""

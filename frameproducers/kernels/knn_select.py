@@ -175,11 +175,25 @@ def group_layout(ptr: np.ndarray, group: int) -> GroupLayout:
     sizes = counts[order][np.cumsum(per_group) - 1] if n_graphs else np.zeros(0, np.int64)  # ascending: the last
     row_start = np.concatenate([[0], np.cumsum(per_group * sizes)])
     d_start = np.concatenate([[0], np.cumsum(per_group * sizes * sizes)])
-    padded = np.repeat(sizes, per_group)  # each sorted graph's padded size
-    local = np.arange(int(row_start[-1])) - np.repeat(np.cumsum(padded) - padded, padded)
-    last = np.maximum(np.repeat(counts[order], padded) - 1, 0)
-    rows = np.minimum(np.repeat(ptr[order], padded) + np.minimum(local, last), max(int(ptr[-1]) - 1, 0))
+    rows = np.empty(int(row_start[-1]), np.int64)
+    _padded_rows(ptr, order, int(group), sizes, row_start, rows)
     return GroupLayout(order, int(group), sizes, row_start, d_start, rows)
+
+
+@njit(cache=True, nogil=True)
+def _padded_rows(ptr, order, group, sizes, row_start, rows):
+    """:class:`GroupLayout`'s ``rows``: graph ``order[at]`` fills the slots ``at % group`` of its group ``at // group``
+    (``sizes[g]`` rows each, from ``row_start[g]``) with its nodes, then repeats its last node (node 0 if it has
+    none, at most the last node of the batch)."""
+    top = max(ptr[-1] - 1, 0)
+    for at in range(order.shape[0]):
+        g = at // group
+        n = sizes[g]
+        b = order[at]
+        first = row_start[g] + (at - g * group) * n
+        last = max(ptr[b + 1] - ptr[b] - 1, 0)
+        for s in range(n):
+            rows[first + s] = min(ptr[b] + min(s, last), top)
 
 
 @njit(parallel=True, cache=True, nogil=True)

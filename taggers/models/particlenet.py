@@ -286,8 +286,10 @@ def _edge_mlp_fused(
 
 def _flat_neighbours(neighbors: Tensor, n_nodes: int) -> np.ndarray:
     """``neighbors [N, k]`` flat as numpy, checked against the ``n_nodes`` nodes (the kernels do not check reads)."""
+    from frameproducers.kernels.edge_mlp import indices_within
+
     flat = neighbors.reshape(-1).contiguous().numpy()
-    if flat.size and (flat.min() < 0 or flat.max() >= n_nodes):
+    if not indices_within(flat, n_nodes):
         raise IndexError(f"EdgeConv: neighbour indices outside 0..{n_nodes - 1} (the micro-batch's nodes)")
     return flat
 

@@ -112,7 +112,7 @@ class EdgeConvBlock(nn.Module):
         if weights.bf16 is not None:
             _edge_mlp_bf16(a, b, neighbors, weights.bf16, out, max(1, EDGE_CHUNK_BF16 // k))
         else:
-            _edge_mlp_fused(a, b, neighbors, weights.layers, out, max(1, EDGE_CHUNK // k), epilogue)
+            _edge_mlp_fused(a, b, neighbors, weights.layers, out, max(1, EDGE_CHUNK // k), epilogue, weights.stacked)
         return out.clamp_(min=0) if epilogue is None else out  # (with the epilogue the kernel applied the ReLU)
 
     def freeze(self, bf16: bool = False) -> None:
@@ -215,6 +215,7 @@ def _edge_mlp_fused(
     out: Tensor,
     rows: int,
     epilogue: tuple[np.ndarray, np.ndarray] | None = None,
+    stacked: tuple[Tensor, Tensor] | None = None,
 ) -> None:
     """:meth:`EdgeConvBlock._forward_in_chunks`'s edge MLP, ``rows`` nodes at a time, its mean added to ``out``:
     the products in torch, each elementwise step one pass of :mod:`frameproducers.kernels.edge_mlp` (the gather,
@@ -222,7 +223,8 @@ def _edge_mlp_fused(
     product; the last one's and the mean), into two buffers reused chunk after chunk. Where those would round
     differently from torch, torch's ``addmm`` and ``mean`` remain (:func:`_bias_after_product`,
     :func:`_mean_in_order`). ``epilogue`` (:func:`_epilogue_shifts`): the biases of ``b`` and ``out``, not yet in
-    them, added by the kernels, which also apply the block's final ReLU to ``out``.
+    them, added by the kernels, which also apply the block's final ReLU to ``out``. ``stacked``: ``folded`` stacked
+    (:attr:`_FoldedWeights.stacked`), else stacked here.
 
     Where torch's ``sgemm_`` is found and probed equal (:func:`_torch_sgemm`), the whole loop runs as one numba call
     without the GIL (:func:`frameproducers.kernels.edge_mlp_blas.edge_mlp_chunks`, the same calls in the same
@@ -249,8 +251,9 @@ def _edge_mlp_fused(
     if sgemm:  # the loop below as one call without the GIL, the same products (torch's sgemm_) and kernels
         from frameproducers.kernels.edge_mlp_blas import edge_mlp_chunks
 
-        weights_t = torch.stack([wt for wt, _ in folded]).numpy()
-        biases = torch.stack([bias for _, bias in folded]).numpy()
+        if stacked is None:
+            stacked = (torch.stack([wt for wt, _ in folded]), torch.stack([bias for _, bias in folded]))
+        weights_t, biases = stacked[0].numpy(), stacked[1].numpy()
         scratch = (np.empty(6, np.int32), np.empty(2, np.float32), np.frombuffer(b"n", np.uint8).copy())
         edge_mlp_chunks(
             sgemm, an, flat, bn, k, weights_t, biases, np.asarray(after), rows, MIN_ROWS, buffers[0][1], buffers[1][1],

@@ -817,7 +817,9 @@ def tree_class(file: Any, path: str, tree: str, hint: str = "") -> str:
         found = {k.rsplit(";", 1)[0]: c for k, c in file.classnames().items()}
     trees = [k for k, c in found.items() if c in TREE_CLASSES]
     if tree not in trees:
-        listed = ", ".join(repr(t) for t in trees) or "none"
+        listed = ", ".join(repr(t) for t in trees) or (
+            "none; its directory lists no object at all: a damaged file, or one written empty" if not found else "none"
+        )
         if tree in found:
             raise SchemaError(
                 f"{path}: '{tree}' is a {found[tree]}, not a TTree or RNTuple (trees in the file: {listed}){hint}"

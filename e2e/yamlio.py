@@ -108,7 +108,14 @@ def _yaml_error(err: yaml.YAMLError, where: str) -> ConfigError:
 
 def load_yaml_text(text: str, where: str) -> Any:
     """Parse ``text`` as one YAML document with the safe loader, bounded in size; one-line ConfigError."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # (checks the characters first)
+    except yaml.reader.ReaderError as err:
+        line = text.count("\n", 0, err.position) + 1
+        raise ConfigError(
+            f"{where}: line {line}: invalid YAML: character U+{err.character:04X} is not allowed (YAML text has no "
+            "control characters other than tab, newline and carriage return)"
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:

@@ -215,7 +215,9 @@ class Artefact:
         model = self._construct(cls, hyper, arch["name"])
         weights = self.path / WEIGHTS
         stored = read_safetensors_header(weights)
-        _check_tensors(weights, stored, {k: tuple(v.shape) for k, v in model.state_dict().items()}, arch["name"])
+        expected = model.state_dict()
+        _check_tensors(weights, stored, {k: tuple(v.shape) for k, v in expected.items()}, arch["name"])
+        _check_dtypes(weights, stored, {k: v.dtype for k, v in expected.items()})
         try:
             state = load_file(str(weights), device="cpu")
         except Exception as err:
@@ -352,6 +354,22 @@ def _check_tensors(
             f"{path}: tensor '{extra[0]}' is not part of {arch} with the hyperparameters of model.yaml"
             f" ({len(extra)} unexpected tensor(s))"
         )
+
+
+def _check_dtypes(path: Path, stored: dict[str, tuple[str, tuple[int, ...]]], expected: dict[str, Any]) -> None:
+    """Each stored tensor is of the kind of the architecture's (floating point for a weight, integer for a counter
+    such as ``num_batches_tracked``, boolean for a mask): loading casts within a kind (float64 or float16 weights
+    become float32), but integers as weights would be read as other numbers."""
+    for name, dtype in expected.items():
+        stored_dtype = stored[name][0]
+        kind = "float" if dtype.is_floating_point else "bool" if str(dtype) == "torch.bool" else "int"
+        have = "float" if stored_dtype.startswith(("F", "BF")) else "bool" if stored_dtype == "BOOL" else "int"
+        if have != kind:
+            wanted = str(dtype).removeprefix("torch.")
+            raise ConfigError(
+                f"{path}: tensor '{name}' is stored as {stored_dtype}; the architecture's is {wanted} "
+                f"(accepted: any {kind} dtype)"
+            )
 
 
 def _normal(v: Any) -> Any:

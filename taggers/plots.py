@@ -81,17 +81,17 @@ def performance_figure(
     working_point: float = 0.6,
     n_boot: int = 200,
     seed: int = 1,
-) -> dict[str, dict[str, Any]]:
+) -> list[dict[str, Any]]:
     """Misidentification probability vs signal efficiency, one panel per :class:`Panel`, written atomically
-    (format from the suffix). Returns per panel title and curve name the misID at ``working_point`` and its
-    bootstrap 16-84 % interval."""
+    (format from the suffix). Returns per panel (in order; titles may repeat) and curve name the misID at
+    ``working_point`` and its bootstrap 16-84 % interval."""
     n = len(panels)
     cols = 1 if n == 1 else 2
     rows = -(-n // cols)
-    numbers: dict[str, dict[str, Any]] = {}
+    numbers: list[dict[str, Any]] = []
     with _figure(path, rows, cols, figsize=(6.4 * cols, 5.2 * rows), squeeze=False) as (fig, axes):
         for ax, panel in zip(axes.ravel(), panels, strict=False):
-            numbers[panel.title] = _panel(ax, panel, text, working_point, n_boot, seed)
+            numbers.append(_panel(ax, panel, text, working_point, n_boot, seed))
         for ax in axes.ravel()[n:]:
             ax.set_visible(False)
         fig.tight_layout()

@@ -811,6 +811,82 @@ def test_eval_of_a_damaged_file_is_one_line(tagged, capsys, where):
     assert "cannot read the tree" in err, err
 
 
+def _tagged_copy(src: Path, dst: Path, change=None, provenance: str | None = None) -> Path:
+    """A copy of a tagged file with its Events branches changed by ``change(dict)`` and/or its provenance text."""
+    with uproot.open(src) as f:
+        arrays = f["Events"].arrays(library="ak")
+        text = provenance if provenance is not None else str(f["e2e_products"])
+    cols = {k: arrays[k] for k in arrays.fields if not k.startswith("nJet_") or k == "nJet"}
+    if change is not None:
+        change(cols)
+    with uproot.recreate(dst) as f:
+        f["Events"] = {k: v for k, v in cols.items() if k != "nJet"} | {"nJet": cols["nJet"]}
+        f["e2e_products"] = text
+    return dst
+
+
+def test_eval_refuses_scores_not_one_per_jet(tagged):
+    """Score branches whose values per entry differ from nJet (the same total: every later score on another jet;
+    or not) and a score that is one number per entry are one line each, not an AUC or a traceback."""
+    src = tagged / "a" / "tagged.root"
+    nj = uproot.open(src)["Events"]["nJet"].array(library="np")
+    a, b = (int(e) for e in np.flatnonzero(nj > 0)[:2])
+
+    def moved(cols):  # entry a loses its first score to entry b
+        s = ak.to_list(cols["Jet_tauShapes_tau"])
+        s[b] = [s[a][0], *s[b]]
+        s[a] = s[a][1:]
+        cols["Jet_tauShapes_tau"] = ak.Array(s)
+
+    def flat(cols):
+        cols["Jet_tauShapes_tau"] = ak.to_numpy(ak.fill_none(ak.firsts(cols["Jet_tauShapes_tau"]), 0.0))
+
+    for change, expected in (
+        (moved, f"branch Jet_tauShapes_tau has {nj[a] - 1} values in entry {a}, where nJet is {nj[a]}"),
+        (flat, "branch Jet_tauShapes_tau is not one value per jet"),
+    ):
+        _tagged_copy(src, tagged / "a" / "bad.root", change)
+        one_line_error(cli("e2e-eval", "a/bad.root", "--input", "a/in.root", "--plot", "x.png", cwd=tagged), expected)
+    assert not (tagged / "x.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("provenance", "expected"),
+    [
+        ("[1, 2]", "provenance has a list at the top that is not an object"),
+        ('{"products": "x"}', "'products' that is not an object of objects"),
+        ('{"products": {}, "inputs": "in.root"}', "'inputs' that is not a list of file names"),
+        ('{"products": {}, "process": {"source": []}}', "'process.source' that is not an object"),
+    ],
+)
+def test_eval_refuses_provenance_of_other_types(tagged, provenance, expected):
+    _tagged_copy(tagged / "a" / "tagged.root", tagged / "a" / "bad.root", provenance=provenance)
+    one_line_error(cli("e2e-eval", "a/bad.root", "--plot", "x.png", cwd=tagged), expected)
+
+
+def test_eval_of_a_window_without_a_class_and_of_bins_like_the_window(tagged):
+    """A pT window without signal or background jets is one line (no AUC of NaN, exit 0); pT bins whose only bin is
+    the window, and bins without jets of a class, are evaluated (the JSON standard: null, never NaN)."""
+    one_line_error(
+        cli("e2e-eval", "a/tagged.root", "--pt", "5000", "6000", "--plot", "x.png", cwd=tagged),
+        "0 signal (Jet_label 1) and 0 background (Jet_label 0) jets",
+        "5000 < pT < 6000 GeV",
+    )
+    proc = cli(
+        "e2e-eval", "a/tagged.root", "--pt-bins", "20", "100", "--plot", "one.png", "--json", "one.json", cwd=tagged
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads((tagged / "one.json").read_text())["tauShapes"]) == {"all", "20-100"}
+    proc = cli(
+        "e2e-eval", "a/tagged.root", "--pt-bins", "20", "100", "5000", "--plot", "two.png", "--json", "two.json",
+        cwd=tagged,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "(no signal jets)" in proc.stdout, proc.stdout + proc.stderr
+    text = (tagged / "two.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["tauShapes"]["100-5000"]["auc"] is None
+
+
 def test_eval_of_a_file_without_entries(work):
     write_hits(work / "empty.root", read_events(SAMPLE, 0))
     assert run_job(work, "-i", "empty.root", "-o", "tagged.root").returncode == 0
@@ -835,9 +911,11 @@ def test_eval_output_paths(tagged):
 # --------------------------------------------------------------------------------------------- handler
 def test_every_console_script_has_the_one_line_handler(work):
     (work / "binary.yaml").write_bytes(b"root\x00\xff\xfe\x00")
+    (work / "control.yaml").write_bytes(b"process: T\nmodules: \x00\n")  # UTF-8, but not YAML text
     for prog in ("e2e-run", "e2e-generate", "e2e-train"):
         one_line_error(cli(prog, "missing.yaml", cwd=work), "missing.yaml: configuration file not found")
         one_line_error(cli(prog, "binary.yaml", cwd=work), "binary.yaml: configuration file is not UTF-8 text")
+        one_line_error(cli(prog, "control.yaml", cwd=work), "control.yaml: line 2: invalid YAML: character U+0000")
         one_line_error(cli(prog, "shapes.yaml", "--no-such-option", cwd=work), "unrecognized arguments")
     one_line_error(cli("e2e-validate", "missing.root", cwd=work), "missing.root: no such file")
     one_line_error(cli("e2e-eval", "missing.root", cwd=work), "missing.root: no such file")

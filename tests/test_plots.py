@@ -62,16 +62,16 @@ def test_figure_size_and_numbers(tmp_path) -> None:
     import matplotlib.image
 
     assert matplotlib.image.imread(str(tmp_path / "perf.png")).shape[:2] == (572, 1408)  # 2 panels: 12.8 x 5.2 in
-    good = numbers["all"]["good"]
+    good = numbers[0]["good"]
     assert abs(good["misid"] - _truth(0.6)) < 4 * _sigma(0.6) and good["band"][0] < good["misid"] < good["band"][1]
-    assert numbers["all"]["random"]["auc"] < 0.5 and set(numbers) == {"all", "bin"}
+    assert numbers[0]["random"]["auc"] < 0.5 and len(numbers) == 2 and set(numbers[1]) == {"good"}
 
 
 def test_no_background_passes_is_a_limit(tmp_path) -> None:
     """Perfect separation: the misID is 0 everywhere; the plot shows the 68 % CL limit 1.14 / n_B, no error."""
     s, b = np.linspace(0.6, 1.0, 50), np.linspace(0.0, 0.5, 40)
     numbers = performance_figure(tmp_path / "perf.pdf", [Panel("x", {"cut": (s, b)})], PlotText(), n_boot=20)
-    assert numbers["x"]["cut"]["misid"] == 0.0 and (tmp_path / "perf.pdf").stat().st_size > 0
+    assert numbers[0]["cut"]["misid"] == 0.0 and (tmp_path / "perf.pdf").stat().st_size > 0
 
 
 def test_eval_writes_bands_and_one_panel_per_pt_bin(tmp_path, capsys) -> None:

@@ -77,3 +77,55 @@ def test_a_missing_configuration_or_no_events_is_one_line(copy, tmp_path, capsys
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+
+
+def test_a_model_with_non_finite_outputs_is_not_exported(copy, capsys) -> None:
+    """NaN weights make NaN logits on both sides, which compare as no difference at all: the parity counts jets with
+    a non-finite logit apart and refuses them, and nothing is written (was: re-exported with 'at most 0.00e+00')."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    model, config = copy
+    state = load_file(str(model / A.WEIGHTS))
+    name = next(k for k, v in state.items() if v.dtype == np.float32 and v.ndim == 2)
+    state[name] = np.full_like(state[name], np.nan)
+    save_file(state, str(model / A.WEIGHTS))
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    assert main([str(model), "--config", str(config), "--label", "tauGNN", "--max-events", "20"]) == 2
+    err = capsys.readouterr().err
+    assert "NaN or infinite logits for" in err and "nothing was written" in err and err.count("\n") == 1, err
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+
+
+def test_parity_counts_non_finite_logits_and_the_batch_sizes_compared() -> None:
+    import numpy as np
+    import torch
+
+    from training.train import onnx_parity, parity_failure
+
+    class NaNSession:
+        def get_inputs(self):
+            return [type("Input", (), {"name": "x"})]
+
+        def run(self, _names, feed):
+            return [np.full((len(feed["x"]), 2), np.nan, np.float32)]
+
+    batches = [{"x": np.ones((n, 3), np.float32)} for n in (1, 7, 7)]
+    result = onnx_parity(torch.nn.Linear(3, 2), NaNSession(), batches)
+    assert result["jets_not_finite"] == 15 and result["batch_sizes"] == [1, 7, 7] and result["jets_compared"] == 15
+    assert "NaN or infinite logits for 15 of 15 jets" in parity_failure(result)
+
+
+def test_weights_of_another_kind_of_dtype_are_refused(copy, capsys) -> None:
+    """Integer tensors where the architecture has float weights: one line naming the tensor (float64 is cast)."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    model, config = copy
+    state = load_file(str(model / A.WEIGHTS))
+    name = next(k for k, v in state.items() if v.dtype == np.float32 and v.ndim == 2)
+    save_file({**state, name: state[name].astype(np.float64)}, str(model / A.WEIGHTS))
+    A.Artefact.load(str(model)).build_torch()  # float64: cast to float32
+    save_file({**state, name: state[name].astype(np.int32)}, str(model / A.WEIGHTS))
+    with pytest.raises(Exception, match=f"tensor '{name}' is stored as I32; the architecture's is float32"):
+        A.Artefact.load(str(model)).build_torch()

@@ -278,6 +278,12 @@ def test_rhtree_bad_inputs_get_one_line(tmp_path, capsys, sample_rhtree):
         "seed": ("jetSeed_iphi", lambda a: a + 0.5, "expected a whole HCAL-tower index 0..71"),
         "count": (MAPS.bpix2, lambda a: a * 0.5, "expected a whole hit count"),
         "nan": (MAPS.ecal, lambda a: a * np.nan, "has value nan, expected finite 0..14000 GeV"),
+        "big map": (  # float64 beyond float32: named as read, not as the inf of a cast (nor its RuntimeWarning)
+            MAPS.ecal,
+            lambda a: ak.where(ak.local_index(a) == 5, 1e300, ak.values_astype(a, np.float64)),
+            f"branch '{MAPS.ecal}' has a value beyond float32 (1e+300",
+        ),
+        "big pt": ("jet_Pt", lambda a: ak.values_astype(a, np.float64) * 1e300, "'jet_Pt' has a value beyond float32"),
     }
     for name, (branch, damage, pattern) in cases.items():
         path = tmp_path / f"{name}.root"

@@ -564,3 +564,24 @@ def test_edge_mlp_products_refuse_shapes_and_layouts_blas_would_misread() -> Non
         sgemm_rows(0, np.ones((40, 64), np.float32)[:, :32], w, y, False, *scratch)
     with pytest.raises(ValueError, match="shapes"):
         sgemm_rows(0, np.ones((40, 16), np.float32), w, y, False, *scratch)
+
+
+def test_one_call_edge_mlp_refuses_inconsistent_shapes() -> None:
+    """edge_mlp_chunks writes through its buffers unchecked: buffers shorter than a chunk, or widths that differ, are
+    errors before anything is written."""
+    from frameproducers.kernels.edge_mlp_blas import edge_mlp_chunks
+
+    n, k, w = 10, 4, 32
+    scratch = (np.empty(6, np.int32), np.empty(2, np.float32), np.frombuffer(b"n", np.uint8).copy())
+    a, b, out = (np.zeros((n, w), np.float32) for _ in range(3))
+    index = np.zeros(n * k, np.int64)
+    weights_t, biases = np.zeros((2, w, w), np.float32), np.zeros((2, w), np.float32)
+    after = np.ones(2, np.bool_)
+    good = np.zeros((n * k, w), np.float32)
+    for e0, e1, idx in (
+        (np.zeros((8, w), np.float32), good, index),  # shorter than a chunk's edges
+        (good, np.zeros((n * k, w + 1), np.float32), index),  # another width
+        (good, good, index[:-1]),  # an index of another length
+    ):
+        with pytest.raises(ValueError, match="inconsistent shapes"):
+            edge_mlp_chunks(0, a, idx, b, k, weights_t, biases, after, n, 32, e0, e1, out, None, None, scratch)

@@ -57,7 +57,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bootstrap", type=int, default=200, metavar="N", help="bootstrap replicas of the bands")
     p.add_argument("--working-point", type=float, default=0.6, metavar="EFF", help="signal efficiency marked")
-    p.add_argument("--json", help="also write the numbers as JSON here")
+    p.add_argument(
+        "--json",
+        help="also write the numbers as JSON here (null: a figure undefined, as in a pT bin without jets of a class, "
+        "or unbounded, as a rejection where no background jet passes)",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -70,9 +74,41 @@ def _provenance(f: Any, path: str) -> dict[str, Any]:
     with reading(path, "its e2e_products provenance"):
         text = str(f["e2e_products"]) if "e2e_products" in f else None
     try:
-        return json.loads(text) if text is not None else {}
+        prov = json.loads(text) if text is not None else {}
     except ValueError:
         raise E2EError(f"{path}: its e2e_products provenance is not JSON (is it an e2e-run output?)") from None
+    _check_provenance(prov, path)
+    return prov
+
+
+def _check_provenance(prov: Any, path: str) -> None:
+    """The parts of the provenance that e2e-eval reads have the types e2e-run writes (else one line)."""
+
+    def bad(what: str, expected: str) -> E2EError:
+        return E2EError(
+            f"{path}: its e2e_products provenance has {what} that is not {expected} (is it an e2e-run output?)"
+        )
+
+    if not isinstance(prov, dict):
+        raise bad(f"a {type(prov).__name__} at the top", "an object")
+    products = prov.get("products", {})
+    if not isinstance(products, dict) or not all(isinstance(v, dict) for v in products.values()):
+        raise bad("'products'", "an object of objects (one per product)")
+    for key in ("inputs", "inputs_relative_to_output"):
+        value = prov.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad(f"'{key}'", "a list of file names")
+    process = prov.get("process", {})
+    source = process.get("source", {}) if isinstance(process, dict) else None
+    if not isinstance(source, dict):
+        raise bad("'process.source'", "an object (the job's source configuration)")
+    files = source.get("files", [])
+    if not isinstance(files, (list, str)) or not all(isinstance(f, str) for f in files):
+        raise bad("'process.source.files'", "a file name or a list of them")
+    skipped = prov.get("skipped_entries") or []
+    keys = {"file", "entry_start", "entry_stop"}
+    if not isinstance(skipped, list) or not all(isinstance(e, dict) and keys <= set(e) for e in skipped):
+        raise bad("'skipped_entries'", "a list of {file, entry_start, entry_stop}")
 
 
 def read_provenance(path: str) -> dict[str, Any]:
@@ -131,8 +167,10 @@ def _read_tagged(path: str, signal: str) -> Tagged:
                 raise E2EError(f"{path}: tagger {tag} has heads but no branch {missing[0]}")
             with reading(f"{path}:Events", "the tree data"):
                 columns = tree.arrays(names, library="np")
-            heads[tag] = (parsed, np.stack([np.concatenate(columns[b]) for b in names], axis=1))
-    scores = {tag: np.concatenate(arrays[b]) for tag, b in with_score.items()}
+            n_jet = np.asarray(arrays["nJet"])
+            heads[tag] = (parsed, np.stack([_per_jet(columns[b], n_jet, b, path) for b in names], axis=1))
+    n_jet = np.asarray(arrays["nJet"])
+    scores = {tag: _per_jet(arrays[b], n_jet, b, path) for tag, b in with_score.items()}
     for tag, values in [*scores.items(), *((t, h[1]) for t, h in heads.items())]:
         bad = ~np.isfinite(values)
         if bad.any():  # an AUC of NaN scores is no measure: say so instead of printing one
@@ -142,6 +180,28 @@ def _read_tagged(path: str, signal: str) -> Tagged:
                 "its run counted them): nothing to evaluate"
             )
     return Tagged({k: arrays[k] for k in (*IDS, "nJet")}, scores, heads, prov)
+
+
+def _per_jet(column: np.ndarray, n_jet: np.ndarray, branch: str, path: str) -> np.ndarray:
+    """A score branch as one flat value per jet, checked against ``nJet`` entry by entry (a branch whose values
+    are spread over the entries otherwise than the jets would pair every later score with another jet)."""
+    if column.dtype != object or not all(np.ndim(v) == 1 for v in column[:1]):
+        raise E2EError(
+            f"{path}: branch {branch} is not one value per jet ({column.dtype} per entry; e2e-run writes a "
+            "variable-length float per jet, nJet of them per entry)"
+        )
+    counts = np.fromiter((len(v) for v in column), np.int64, len(column))
+    wrong = np.flatnonzero(counts != n_jet)
+    if wrong.size:
+        e = int(wrong[0])
+        raise E2EError(
+            f"{path}: branch {branch} has {counts[e]} values in entry {e}, where nJet is {int(n_jet[e])} "
+            f"({wrong.size} entries differ): its scores are not one per jet"
+        )
+    values = np.concatenate(column) if len(column) else np.zeros(0, np.float32)
+    if values.ndim != 1:
+        raise E2EError(f"{path}: branch {branch} is not one value per jet (arrays of {values.shape[1:]} per jet)")
+    return values
 
 
 def input_files(path: str, prov: dict[str, Any]) -> list[str]:
@@ -154,7 +214,8 @@ def input_files(path: str, prov: dict[str, Any]) -> list[str]:
     absolute = list(prov.get("inputs", []))
     relative = list(prov.get("inputs_relative_to_output", []))
     if not absolute:  # written before inputs were recorded: only the configured source.files
-        given = list(prov.get("process", {}).get("source", {}).get("files", []))
+        given = prov.get("process", {}).get("source", {}).get("files", [])  # (types checked by _check_provenance)
+        given = [given] if isinstance(given, str) else list(given)
         absolute, relative = given, given
     if not absolute:
         raise E2EError(f"{path}: its provenance records no input file; give the hits file(s) with --input")
@@ -294,9 +355,16 @@ def evaluate(
             name = tag if len(files) == 1 else f"{Path(path).stem}:{tag}"
             matched = (gen > 0) & (np.isin(label, head_labels) if head_labels else True)
             heads[name] = _head_metrics(values, truth, matched, (jpt > pt[0]) & (jpt < pt[1]), jpt > pt[0])
+        sel = base & (jpt > pt[0]) & (jpt < pt[1])
+        n_signal, n_background = int(np.count_nonzero(sel & (label == 1))), int(np.count_nonzero(sel & (label == 0)))
+        if scores and not (n_signal and n_background):  # no AUC, no misID: nothing the table could say
+            raise E2EError(
+                f"{path}: {n_signal} signal (Jet_label 1) and {n_background} background (Jet_label 0) jets with a "
+                f"generator match and {pt[0]:g} < pT < {pt[1]:g} GeV: the performance needs both; widen --pt or "
+                "evaluate more events"
+            )
         for tag, s in scores.items():
             name = tag if len(files) == 1 else f"{Path(path).stem}:{tag}"
-            sel = base & (jpt > pt[0]) & (jpt < pt[1])
             res = {"all": summary(s[sel & (label == 1)], s[sel & (label == 0)])}
             for lo, hi in zip(pt_bins[:-1], pt_bins[1:], strict=True):
                 m = base & (jpt >= lo) & (jpt < hi)
@@ -401,6 +469,13 @@ def table(results: dict[str, Any], pt: tuple[float, float]) -> list[str]:
     for name, res in results.items():
         for bin_name, m in res.items():
             label = f"{pt[0]:g}-{pt[1]:g}" if bin_name == "all" else bin_name
+            if not (m["n_signal"] and m["n_background"]):  # a pT bin without jets of a class: no figure to show
+                missing = "signal" if not m["n_signal"] else "background"
+                lines.append(
+                    f"{name:<22} {label:<10} {'(no ' + missing + ' jets)':>34} {'':>9} {'':>8} {'':>8} {'':>8} "
+                    f"{m['n_signal']:>5}/{m['n_background']:<6}"
+                )
+                continue
             lines.append(
                 f"{name:<22} {label:<10} {m['auc']:8.4f}+-{m['auc_error']:.4f} "
                 f"{m.get('misid_at_0.6', float('nan')):8.4f}+-{m.get('misid_at_0.6_error', float('nan')):.4f} "
@@ -408,6 +483,18 @@ def table(results: dict[str, Any], pt: tuple[float, float]) -> list[str]:
                 f"{m['rejection_at_0.7']:8.1f} {m['n_signal']:>5}/{m['n_background']:<6}"
             )
     return lines
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float as None (JSON null: a figure undefined in a bin without jets of a
+    class, or unbounded: the rejection where no background jet passes), as standard JSON has no NaN or Infinity."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -454,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if out["results"]:
             numbers = performance_figure(plot, panels, text, args.working_point, args.bootstrap)
-            for per_tagger, bin_name in zip(numbers.values(), ["all", *out["bins"]], strict=True):
+            for per_tagger, bin_name in zip(numbers, ["all", *out["bins"]], strict=True):
                 for name, m in per_tagger.items():
                     out["results"][name][bin_name][f"misid_at_{args.working_point:g}_band"] = m["band"]
             print(f"performance plot: {plot} (misID vs {args.signal} efficiency, {len(panels)} panels)")
@@ -487,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
                 out["results"].setdefault(name, {}).setdefault("heads", {})[h.name] = m
         if args.json:
             with atomic_file(args.json) as target:
-                target.tmp.write_text(json.dumps(out["results"], indent=1, default=float))
+                target.tmp.write_text(json.dumps(_finite(out["results"]), indent=1, default=float, allow_nan=False))
         return 0
 
     return run_main("e2e-eval", body, args.debug)

@@ -349,7 +349,19 @@ class _Chunk:
                 f"{self.where}: branch '{branch}' ({self.src.label}.maps.{key}) has {counts[e]} values in entry "
                 f"{self.start + e}, expected {shape[0]} x {shape[1]} = {size} (row-major, ieta * {shape[1]} + iphi)"
             )
-        return values.astype(np.float32, copy=False)
+        return self._float32(values, branch)
+
+    def _float32(self, values: np.ndarray, branch: str, copy: bool = False) -> np.ndarray:
+        """``values`` as float32 (``copy``: always a new array); a finite value beyond float32's range (from float64)
+        is one line, not an inf."""
+        if values.dtype.kind == "f" and values.dtype.itemsize > 4:
+            big = np.isfinite(values) & (np.abs(values) > np.finfo(np.float32).max)
+            if big.any():
+                raise SchemaError(
+                    f"{self.where}: branch '{branch}' has a value beyond float32 ({values[big][0]:g}, flat index "
+                    f"{int(np.argmax(big))} of the chunk from entry {self.start})"
+                )
+        return values.astype(np.float32, copy=copy)
 
     def _where_cell(self, branch: str, offsets: np.ndarray, i: int, cells: np.ndarray, width: int) -> str:
         e = int(np.searchsorted(offsets, i, side="right") - 1)
@@ -548,11 +560,7 @@ class _Chunk:
 
     def _float(self, schema_branch: str, key: str, branch: str, offsets: np.ndarray) -> np.ndarray:
         _, values = self._jet_vector(key, branch, offsets)
-        out = values.astype(np.float32)
-        if values.dtype.kind == "f" and values.dtype.itemsize > 4:
-            big = np.isfinite(values) & (np.abs(values) > np.finfo(np.float32).max)
-            if big.any():
-                raise SchemaError(f"{self.where}: branch '{branch}' has a value beyond float32 ({values[big][0]:g})")
+        out = self._float32(values, branch, copy=True)
         self._check(schema_branch, branch, out, offsets, None, 0)
         return out
 

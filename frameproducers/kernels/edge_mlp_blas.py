@@ -79,9 +79,28 @@ def edge_mlp_chunks(
     ints, floats, trans = scratch
     n_layers = weights_t.shape[0]
     width = a.shape[1]
+    n = b.shape[0]
+    need = max(min(rows, n) * k, min_rows)
+    if not (
+        n_layers >= 1
+        and rows >= 1
+        and b.shape[1] == width
+        and out.shape[0] == n
+        and out.shape[1] == width
+        and weights_t.shape[1] == width
+        and weights_t.shape[2] == width
+        and biases.shape[0] == n_layers
+        and biases.shape[1] == width
+        and index.shape[0] == n * k
+        and e0.shape[0] >= need
+        and e1.shape[0] >= need
+        and e0.shape[1] == width
+        and e1.shape[1] == width
+    ):  # the kernels write through these shapes unchecked
+        raise ValueError("edge_mlp_chunks: inconsistent shapes")
     zeros = np.zeros(width, np.float32)
-    for start in range(0, b.shape[0], rows):
-        stop = min(start + rows, b.shape[0])
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
         m = (stop - start) * k
         p = max(m, min_rows)
         e = e0[:p]

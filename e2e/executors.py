@@ -58,6 +58,9 @@ class UnitResult:
     jets: int = 0
     ids_digest: str = ""
     parts: list[str] = field(default_factory=list)
+    #: sha256 of each part file as written: --resume reuses a part only if it still reads the same (a part damaged
+    #: inside a basket opens, and has the right entry count, but would fail or, uncompressed, corrupt the output)
+    part_digests: list[str] = field(default_factory=list)
     times: dict[str, float] = field(default_factory=dict)
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
@@ -80,13 +83,25 @@ def describe_item(item: WorkItem) -> str:
     return f"unit {item.index} ({item.file} entries {item.entry_start}-{item.entry_stop - 1})"
 
 
-def config_key(config: Mapping[str, Any]) -> str:
+def config_key(config: Mapping[str, Any], files_read: Sequence[str] = ()) -> str:
     """Hash of everything that defines a unit's output: source, modules and outputs (progress and executor
-    options excluded), so parts of another configuration are never reused."""
+    options excluded), and the contents of the files the modules read (``files_read``: e.g. a tagger's weights,
+    which may change under the same path), so parts of another configuration or model are never reused."""
     relevant = {k: v for k, v in config.items() if k not in ("options",)}
     relevant["options"] = {k: v for k, v in dict(config.get("options") or {}).items() if k == "duplicate_ids"}
-    text = json.dumps(relevant, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    h = hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode())
+    for path in sorted({os.path.abspath(p) for p in files_read}):
+        h.update(f"|{path}|{file_digest(path)}".encode())
+    return h.hexdigest()[:16]
+
+
+def file_digest(path: str) -> str:
+    """sha256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def unit_stem(call_key: str, item: WorkItem) -> str:
@@ -150,6 +165,7 @@ class UnitRunner:
                 if o.entries != batch.n_events:
                     raise E2EError(f"{o.label}: wrote {o.entries} entries of {describe_item(item)}")
                 o.close()
+                o.commit()
         except BaseException:
             for o in outs:
                 o.abort()
@@ -157,6 +173,7 @@ class UnitRunner:
         result.events, result.jets = counted.events, counted.jets
         result.ids_digest = ids_digest(batch.ids)
         result.parts = [o.output_paths()[0] for o in outs]
+        result.part_digests = [file_digest(p) for p in result.parts]
         result.times = times
         for m in [source, *self.modules]:
             if m.counters:
@@ -372,6 +389,15 @@ def _worker_init(driver: int = 0) -> None:
     single_threaded()
 
 
+def _ignore_sigint() -> None:
+    """A LocalCluster worker ignores SIGINT: a Ctrl-C in the terminal reaches the whole process group, and each
+    worker process printed its KeyboardInterrupt traceback; the driver stops the run and closes the cluster."""
+    import signal
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _die_with_parent(driver: int) -> None:
     """SIGKILL this process when its parent dies (Linux prctl; elsewhere nothing); exit now if ``driver`` has
     already gone (it died before the call)."""
@@ -572,10 +598,14 @@ class DaskExecutor(Executor):
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
-                silence_logs=logging.ERROR,
+                # a Ctrl-C reaches the workers and nannies too (the terminal's process group): their ERROR logs of
+                # the closing connections were ~60 lines of tracebacks; a unit's failure reaches the driver anyway
+                silence_logs=logging.CRITICAL,
             )
             self._client = Client(self._cluster)
         self._client.run(_worker_init)
+        if self._cluster is not None:  # its worker processes are ours: a Ctrl-C is the driver's to handle
+            self._client.run(_ignore_sigint)
         return self._client
 
     def map(self, call: UnitCall, items: list[WorkItem]) -> Iterator[UnitResult]:

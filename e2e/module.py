@@ -125,8 +125,9 @@ class OutputModule(Module):
 
     :class:`e2e.process.Process` calls, in this order: ``select`` (at schedule time), ``output_paths``
     (checked before any input is read), ``set_provenance``, ``begin``, ``prepare`` (on the warm-up batch),
-    ``write`` for every batch in input order, ``end``, then ``close`` after checking ``entries``, or
-    ``abort`` on any error or interrupt.
+    ``write`` for every batch in input order, ``end``, then ``close`` after checking ``entries`` and, once every
+    output of the run has closed, ``commit``; or ``abort`` on any error or interrupt (also after ``close``, before
+    ``commit``). So a run that fails replaces none of its outputs, whatever their number and files.
     """
 
     kind = "output"
@@ -161,15 +162,18 @@ class OutputModule(Module):
         self.write(batch)
 
     def close(self) -> str:
-        """Finish the output (rename into place); return a one-line description."""
+        """Finish the output, under temporary names where it replaces files; return a one-line description."""
         return ""
 
+    def commit(self) -> None:
+        """Move what ``close`` finished into place (atomic renames; called once every output of the run closed)."""
+
     def abort(self) -> None:
-        """Discard a partial output after an error."""
+        """Discard a partial output, or one closed but not committed, after an error."""
 
     def for_part(self, path: str) -> OutputModule:
         """A copy of this output that writes one work unit's part to ``path`` (parallel executors, e2e.executors);
-        it gets ``begin``, ``write`` of the unit's batch, ``end`` and ``close``."""
+        it gets ``begin``, ``write`` of the unit's batch, ``end``, ``close`` and ``commit``."""
         raise E2EError(f"{type(self).__name__} cannot write parts: run it with the iterative executor")
 
     def part_is_complete(self, path: str, entries: int) -> bool:
@@ -178,8 +182,9 @@ class OutputModule(Module):
         return os.path.isfile(path)
 
     def assemble(self, parts: list[UnitPart]) -> str:
-        """Write the final output from the parts of every unit in plan order (atomically), checking that each part
-        holds the event ids its unit read; return a one-line description as ``close`` does."""
+        """Write the final output from the parts of every unit in plan order, checking that each part holds the event
+        ids its unit read, and ``close`` it (``commit`` follows once every output is assembled); return a one-line
+        description as ``close`` does."""
         raise E2EError(f"{type(self).__name__} cannot assemble parts: run it with the iterative executor")
 
 

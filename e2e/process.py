@@ -394,6 +394,8 @@ class Process:
                 if output.entries != summary.events:
                     raise E2EError(f"{output.label}: wrote {output.entries} entries but read {summary.events} events")
                 summary.outputs.append(output.close())
+            for output in desc.outputs:  # every output finished: only now does any replace a file
+                output.commit()
         except BaseException:
             for output in desc.outputs:
                 output.abort()
@@ -503,15 +505,21 @@ def check_exactly_once(items: list[Any], results: Mapping[int, Any] | list[Any])
 
 def _reusable(r: UnitResult, item: WorkItem, outputs: list[OutputModule], skip_bad_files: bool) -> bool:
     """Whether the recorded result ``r`` of an interrupted run's unit can stand for ``item`` (--resume): the same
-    entries, and every output's part whole (a bad input skipped then is skipped again only with skip_bad_files)."""
+    entries, and every output's part whole and byte for byte as written (its recorded sha256; a bad input skipped
+    then is skipped again only with skip_bad_files)."""
     if r.index != item.index or (r.entry_start, r.entry_stop) != (item.entry_start, item.entry_stop):
         return False
     if r.skipped:
         return skip_bad_files
+    from e2e.executors import file_digest
+
     entries = item.entry_stop - item.entry_start
-    return len(r.parts) == len(outputs) and all(
-        o.part_is_complete(p, entries) for o, p in zip(outputs, r.parts, strict=True)
-    )
+    if len(r.parts) != len(outputs) or len(r.part_digests) != len(r.parts):
+        return False
+    for o, p, digest in zip(outputs, r.parts, r.part_digests, strict=True):
+        if not (o.part_is_complete(p, entries) and file_digest(p) == digest):  # the bytes it wrote, unchanged
+            return False
+    return True
 
 
 def _empty_outputs(process: Process) -> list[str]:
@@ -528,7 +536,10 @@ def _empty_outputs(process: Process) -> list[str]:
         Process._process(desc.source.empty_batch(), [*modules, *desc.outputs], times, RunSummary(desc.name))
         for m in [*modules, *desc.outputs]:
             m.end()
-        return [output.close() for output in desc.outputs]
+        closed = [output.close() for output in desc.outputs]
+        for output in desc.outputs:
+            output.commit()
+        return closed
     except BaseException:
         for output in desc.outputs:
             output.abort()
@@ -570,18 +581,51 @@ def _part_dir(process: Process) -> str:
     return os.path.join(os.path.dirname(first), f".{os.path.basename(first)}.parts")
 
 
+#: the file that marks a directory as e2e-run's parts directory (only such a directory is ever removed)
+PARTS_MARKER = ".e2e-run-parts"
+
+
+def _claim_part_dir(part_dir: str, inputs: list[str], resume: bool) -> None:
+    """Make ``part_dir`` this run's parts directory: one that e2e-run made (its marker) is emptied (kept with
+    ``resume``); anything else of that name, or an input inside it, is refused: it is removed when the run ends."""
+    import shutil
+
+    if os.path.lexists(part_dir):
+        if os.path.islink(part_dir) or not os.path.isfile(os.path.join(part_dir, PARTS_MARKER)):
+            raise E2EError(
+                f"{part_dir}: exists and is not a parts directory of e2e-run (a run with --executor futures or dask, "
+                "or --resume, keeps its units' parts there, named after the first output, and removes it at the "
+                "end): move it, or name another output"
+            )
+        if not resume:
+            shutil.rmtree(part_dir)
+    inside = [p for p in inputs if "://" not in p and os.path.abspath(p).startswith(part_dir + os.sep)]
+    if inside:
+        raise E2EError(f"{inside[0]}: an input inside {part_dir}, the parts directory this run removes: move it")
+    os.makedirs(part_dir, exist_ok=True)
+    with open(os.path.join(part_dir, PARTS_MARKER), "w") as f:
+        f.write("the parts of an e2e-run's units (parallel executors, --resume); removed when the run ends\n")
+
+
+def _remove_part_dir(part_dir: str) -> None:
+    """Remove a parts directory that e2e-run made (its marker), nothing else."""
+    import shutil
+
+    if not os.path.islink(part_dir) and os.path.isfile(os.path.join(part_dir, PARTS_MARKER)):
+        shutil.rmtree(part_dir, ignore_errors=True)
+
+
 def _keep_or_remove_parts(process: Process) -> str:
     """After a failed or interrupted unit run: the finished units' parts stay for --resume (the returned note says
     where), a part directory without any goes (note "")."""
-    import shutil
-
     try:
         part_dir = _part_dir(process)
-        finished = [f for f in os.listdir(part_dir) if f.endswith(".json")] if os.path.isdir(part_dir) else None
+        ours = not os.path.islink(part_dir) and os.path.isfile(os.path.join(part_dir, PARTS_MARKER))
+        finished = [f for f in os.listdir(part_dir) if f.endswith(".json")] if ours else None
     except Exception:  # the run failed before its outputs were known
         return ""
     if finished == []:
-        shutil.rmtree(part_dir, ignore_errors=True)
+        _remove_part_dir(part_dir)
     if not finished:
         return ""
     return f"the {len(finished)} finished unit(s) are kept in {part_dir} for --resume; no output was written"
@@ -595,7 +639,6 @@ def _run_units(
     progress: bool | None,
 ) -> RunSummary:
     """:func:`run_units`."""
-    import shutil
 
     from e2e.executors import UnitCall, UnitResult, config_key, unit_stem
     from e2e.io.source import HitsFileSource
@@ -609,11 +652,9 @@ def _run_units(
     config["source"]["files"] = [p if "://" in p else os.path.abspath(p) for p in inputs]
     for out in config["outputs"]:
         out["file"] = os.path.abspath(out["file"])
-    key = config_key(config)
+    key = config_key(config, [f for m in desc.modules.values() for f in m.files_read()])
     part_dir = _part_dir(process)
-    if not resume and os.path.isdir(part_dir):
-        shutil.rmtree(part_dir)
-    os.makedirs(part_dir, exist_ok=True)
+    _claim_part_dir(part_dir, config["source"]["files"], resume)
     call = UnitCall(config, key, part_dir, skip_bad_files)
     files_source = source if isinstance(source, HitsFileSource) else None
     if files_source is not None:  # with --skip-bad-files, a file that cannot be opened is skipped too
@@ -675,14 +716,21 @@ def _run_units(
         + [f"{r.where()}: {r.skipped}" for r in ordered if r.skipped],
         "skipped_entries": skipped_entries,
     }
-    for i, output in enumerate(desc.outputs):
-        output.set_provenance(provenance)
-        if written:
-            parts = [UnitPart(r.file, r.parts[i], r.ids_digest, r.where()) for r in written]
-            summary.outputs.append(output.assemble(parts))
+    try:
+        for i, output in enumerate(desc.outputs):
+            output.set_provenance(provenance)
+            if written:
+                parts = [UnitPart(r.file, r.parts[i], r.ids_digest, r.where()) for r in written]
+                summary.outputs.append(output.assemble(parts))
+        for output in desc.outputs if written else []:  # every output assembled: only now does any replace a file
+            output.commit()
+    except BaseException:
+        for output in desc.outputs:
+            output.abort()
+        raise
     if not written:  # no event (an empty input, -n 0, every unit skipped): 0-entry outputs, as an iterative run's
         summary.outputs += _empty_outputs(process)
-    shutil.rmtree(part_dir, ignore_errors=True)
+    _remove_part_dir(part_dir)
     times: dict[str, float] = dict.fromkeys(summary.types, 0.0)
     for r in written:
         for label, t in r.times.items():

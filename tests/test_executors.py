@@ -38,13 +38,13 @@ def inputs(tmp_path_factory):
     return [a, b]
 
 
-def _config(tmp: Path, inputs, marker: str = "", at_entry: int = -1, **options) -> Path:
+def _config(tmp: Path, inputs, marker: str = "", at_entry: int = -1, model: str = "zoo:tau_shapes", **options) -> Path:
     data = {
         "process": "ExecTest",
         "source": {"files": [str(p) for p in inputs], "step_size": 8},
         "modules": {
             "jetShapes": {"type": "JetShapeProducer"},
-            "tauShapes": {"type": "ShapeTagger", "shapes": "jetShapes", "model": "zoo:tau_shapes"},
+            "tauShapes": {"type": "ShapeTagger", "shapes": "jetShapes", "model": model},
             "killer": {"type": "faulty_modules:KillOnce", "marker": marker, "at_entry": at_entry},
         },
         "outputs": [{"file": str(tmp / "out.root"), "keep": ["jetShapes", "tauShapes", "killer"]}],
@@ -121,7 +121,71 @@ def test_resume_after_the_driver_is_killed(inputs, reference, tmp_path):
     assert not parts.exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "missing"])
+def test_resume_does_not_reuse_parts_made_with_other_model_weights(inputs, tmp_path):
+    """The model's weights changed under the same path between the killed run and --resume: none of its parts are
+    reused (its outputs would mix two models' scores), and the output is that of the new weights."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(REPO / "taggers" / "zoo" / "tau_shapes", model)
+    marker = tmp_path / "killed"
+    config = _config(tmp_path, inputs, str(marker), at_entry=16, model=str(model))
+    assert _run(config, "--resume").returncode == -signal.SIGKILL
+    state = load_file(str(model / "weights.safetensors"))
+    name = next(k for k, v in state.items() if v.dtype == np.float32 and v.ndim == 2)
+    save_file({**state, name: state[name] * 1.5}, str(model / "weights.safetensors"))
+    r = _run(config, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "reused" not in r.stdout and "7 unit(s) run" in r.stdout, r.stdout
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert _run(_config(fresh, inputs, model=str(model))).returncode == 0
+    assert _branches(tmp_path / "out.root") == _branches(fresh / "out.root")
+
+
+@pytest.mark.parametrize("with_input", [False, True])
+def test_a_directory_named_like_the_parts_directory_is_never_removed(inputs, tmp_path, with_input):
+    """The parts of a parallel run go to .NAME.parts next to the output, removed at the end: a directory of that name
+    that e2e-run did not make (here holding an input, or another file) is refused, never removed."""
+    import shutil
+
+    parts = tmp_path / ".out.root.parts"
+    parts.mkdir()
+    if with_input:
+        mine = shutil.copy(inputs[0], parts / "mine.root")
+        files = [mine, inputs[1]]
+    else:
+        (parts / "notes.txt").write_text("mine")
+        files = list(inputs)
+    for args in (("--executor", "futures", "--workers", "1"), ("--resume",)):
+        r = _run(_config(tmp_path, files), *args)
+        assert r.returncode == 2 and "is not a parts directory of e2e-run" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        assert sorted(p.name for p in parts.iterdir()) == (["mine.root"] if with_input else ["notes.txt"])
+
+
+@pytest.mark.parametrize("executor", ["iterative", "futures"])
+def test_a_failed_per_file_run_replaces_none_of_its_outputs(executor, inputs, tmp_path):
+    """per_file: the first input's output is finished when the second input fails: it stays under its temporary
+    name and goes with the rest, so every earlier output file is left as it was (was: replaced, the others not)."""
+    bad = _with_nan_energy(tmp_path / "bad.root", 10, 3)
+    config = _config(tmp_path, [inputs[0], bad, inputs[1]])
+    data = yaml.safe_load(config.read_text())
+    data["outputs"][0].update(file=str(tmp_path / "pf" / "{stem}_out.root"), per_file=True)
+    config.write_text(yaml.safe_dump(data))
+    (tmp_path / "pf").mkdir()
+    for stem in ("a", "bad", "b"):
+        (tmp_path / "pf" / f"{stem}_out.root").write_bytes(b"OLD")
+    r = _run(config, *(("--executor", executor, "--workers", "2") if executor != "iterative" else ()))
+    assert r.returncode == 2 and "bad.root" in r.stderr, r.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "pf").glob("*.root")} == {
+        f"{stem}_out.root": b"OLD" for stem in ("a", "bad", "b")
+    }
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "missing", "basket bytes"])
 def test_resume_runs_again_a_unit_whose_part_is_damaged(damage, inputs, reference, tmp_path):
     """A finished unit's part that was damaged since (truncated, overwritten, removed) is not reused by
     --resume: that unit runs again, the summary says so, and the output is identical."""
@@ -135,8 +199,13 @@ def test_resume_runs_again_a_unit_whose_part_is_damaged(damage, inputs, referenc
         parts[0].write_bytes(parts[0].read_bytes()[: parts[0].stat().st_size // 2])
     elif damage == "garbage":
         parts[0].write_bytes(b"not a ROOT file" * 100)
-    else:
+    elif damage == "missing":
         parts[0].unlink()
+    else:  # the same size, bytes flipped past the file's header: it still opens with its entry counts
+        data = bytearray(parts[0].read_bytes())
+        for i in range(len(data) // 3, len(data) // 3 + 4):
+            data[i] ^= 0x5A
+        parts[0].write_bytes(bytes(data))
     r = _run(config, "--resume")
     assert r.returncode == 0, r.stderr
     assert "1 unit(s) reused" in r.stdout and "6 unit(s) run" in r.stdout, r.stdout
@@ -487,6 +556,35 @@ def test_sigint_to_the_driver_alone_stops_a_futures_run(inputs, tmp_path):
     assert proc.returncode == 130, err
     assert "finished unit(s) are kept in" in err and "interrupted" in err and "Traceback" not in err, err
     assert not (tmp_path / "out.root").exists()
+
+
+def test_ctrl_c_to_a_dask_run_is_two_lines(inputs, tmp_path):
+    """Ctrl-C in a terminal signals the whole process group, the LocalCluster's nannies and workers too: the driver
+    says where the finished units are kept and that it was interrupted, without the workers' logs of their closing
+    connections (were ~60 lines of tracebacks)."""
+    import signal
+    import time
+
+    need_extra("distributed", "dask")
+    config = _config(tmp_path, inputs)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HELPERS), str(REPO)])}
+    cmd = [sys.executable, "-m", "e2e.cli.run", str(config), "--no-progress", "--executor", "dask", "--workers", "2",
+           "-s", "source.step_size=1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    parts = tmp_path / ".out.root.parts"
+    deadline = time.monotonic() + 120
+    while len(list(parts.glob("*.json"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the driver did not exit within 60 s of the SIGINT") from None
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2 and "interrupted" in err, err
 
 
 @pytest.mark.parametrize("executor", ["iterative", "futures"])

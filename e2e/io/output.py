@@ -21,6 +21,7 @@ when complete; a TObjString ``e2e_products`` holds the producer parameters of ev
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import json
@@ -118,6 +119,7 @@ class RootOutput(OutputModule):
         self._empty_inputs: list[str] = []  # inputs without events: per_file writes their outputs empty
         self._current: tuple[str, str] | None = None  # (output path, input file) of the open writer
         self._done: list[tuple[str, int, str]] = []  # (path, entries, removed temporaries) of finished files
+        self._pending: list[AtomicTreeWriter] = []  # finished files under their temporary names, until commit()
         if not params.per_file and "{stem}" in params.file:
             raise ConfigError(
                 f"{label}.file: '{params.file}' names {{stem}} (the input file's name), which only per_file: true fills"
@@ -292,7 +294,8 @@ class RootOutput(OutputModule):
         info = self._file_provenance(out, input_file)
         self._writer.write_string("e2e_products", json.dumps(info, sort_keys=True, default=str))
         removed = f"; {describe_removed(self._writer.removed)}" if self._writer.removed else ""
-        path = self._writer.close()
+        path = self._writer.close(commit=False)  # renamed into place by commit(), once the whole run has succeeded
+        self._pending.append(self._writer)
         self._writer, self._current = None, None
         self._done.append((str(path), self._file_entries, removed))
 
@@ -336,10 +339,23 @@ class RootOutput(OutputModule):
             f"({kind}){skipped}"
         )
 
+    def commit(self) -> None:
+        pending, self._pending = self._pending, []
+        for i, writer in enumerate(pending):
+            try:
+                writer.commit()
+            except BaseException:
+                for rest in pending[i + 1 :]:
+                    rest.abort()
+                raise
+
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.abort()
             self._writer = None
+        pending, self._pending = self._pending, []
+        for writer in pending:  # closed, not committed: their temporaries go
+            writer.abort()
 
     def for_part(self, path: str) -> RootOutput:
         part = RootOutput(self.label, dataclasses.replace(self.params, file=path, per_file=False))
@@ -384,6 +400,8 @@ class RootOutput(OutputModule):
                     raise
                 except Exception as err:  # damaged after it was written: one line naming it
                     why = " ".join(str(err).split())[:200] or type(err).__name__
+                    with contextlib.suppress(OSError):  # so that --resume runs that unit again
+                        os.remove(part.path)
                     raise E2EError(
                         f"{part.unit}: its part {part.path} cannot be read ({why}); run again with --resume to "
                         "redo that unit"

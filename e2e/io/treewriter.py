@@ -74,10 +74,17 @@ class AtomicTreeWriter:
         with on_path(self.path):
             self._file[name] = text
 
-    def close(self) -> Path:
-        """Finish the file and move it to its final name."""
+    def close(self, commit: bool = True) -> Path:
+        """Finish the file and move it to its final name (``commit=False``: leave it under its temporary name until
+        :meth:`commit`, or :meth:`abort`)."""
         with on_path(self.path):
             self._file.close()
+        if commit:
+            self.commit()
+        return self.path
+
+    def commit(self) -> Path:
+        """Move the finished file to its final name."""
         if self._target is not None:
             self._target.commit()
         return self.path
@@ -89,7 +96,10 @@ class AtomicTreeWriter:
         except Exception:  # noqa: S110 - the file is being thrown away
             pass
         finally:
-            self.tmp_path.unlink(missing_ok=True)
+            if self._target is not None:
+                self._target.discard()
+            else:
+                self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> AtomicTreeWriter:
         return self

@@ -162,11 +162,13 @@ def gnn_flops_and_time(
 ) -> tuple[float, float, np.ndarray]:
     """(matmul FLOPs the model executes on these jets, best seconds of the model alone, scores). Dense products
     only: a GraphNet's neighbour sums (a CSR product on CPU, which the counter would count as a dense ``[N, N]``
-    one) are counted in their gather form, which has no product. ``count=False``: no counting pass (FLOPs 0)."""
+    one) are counted in their gather form, which has no product; ParticleNet's edge MLP, whose products its one-call
+    kernel makes through BLAS directly (unseen by torch's counter), runs them through torch in the counting pass
+    (the same products). ``count=False``: no counting pass (FLOPs 0)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from taggers.models import graph_layers
+    from taggers.models import graph_layers, particlenet
 
     def gathered(x: Any, neighbors: Any, weight: float = 1.0) -> Any:
         return x[neighbors].sum(dim=1) * weight
@@ -174,14 +176,15 @@ def gnn_flops_and_time(
     batches = [mb for p in prods for mb in tagger.input_kind.micro_batches(p, tagger.params.micro_batch)]
     flops = 0.0
     if count:
-        exact_sum = graph_layers.neighbor_sum
+        exact_sum, blas = graph_layers.neighbor_sum, particlenet._torch_sgemm
         graph_layers.neighbor_sum = gathered
+        particlenet._torch_sgemm = lambda width, threads: 0  # the edge MLP's products through torch, so counted
         try:
             with FlopCounterMode(display=False) as counter:
                 for mb in batches:
                     tagger.run_model(mb)
         finally:
-            graph_layers.neighbor_sum = exact_sum
+            graph_layers.neighbor_sum, particlenet._torch_sgemm = exact_sum, blas
         flops = float(counter.get_total_flops())
     elif batches:
         tagger.run_model(batches[0])  # a warm-up, as the counting pass is

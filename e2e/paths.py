@@ -236,9 +236,16 @@ class atomic_file(contextlib.AbstractContextManager["atomic_file"]):
 
     def commit(self) -> Path:
         raise_if_requested()  # never replace an output after SIGINT / SIGTERM
-        with on_path(self.path):
-            _final_mode(self.tmp, False)
-            os.replace(self.tmp, self.path)
+        try:
+            with on_path(self.path):
+                _final_mode(self.tmp, False)
+                if _GROUPS:
+                    _GROUPS[-1].replace(self.tmp, self.path)
+                else:
+                    os.replace(self.tmp, self.path)
+        except BaseException:
+            self.discard()  # not left behind when the rename fails
+            raise
         _LIVE.discard(self.tmp)
         return self.path
 
@@ -251,6 +258,68 @@ class atomic_file(contextlib.AbstractContextManager["atomic_file"]):
             self.commit()
         else:
             self.discard()
+
+
+class _CommitGroup:
+    """The renames of :func:`all_or_none`: each file replaced is first moved aside (a temporary of this process,
+    removed by a later run if this one is killed), so that the renames can be undone."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[Path, Path | None]] = []  # (target, its previous file moved aside, or None)
+
+    def replace(self, tmp: Path, target: Path) -> None:
+        backup = None
+        if os.path.lexists(target) and not os.path.isdir(target):
+            backup = temporary_path(target, f"previous{len(self.done)}")
+            os.replace(target, backup)
+            _LIVE.add(backup)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if backup is not None:
+                os.replace(backup, target)
+                _LIVE.discard(backup)
+            raise
+        self.done.append((target, backup))
+
+    def undo(self) -> None:
+        for target, backup in reversed(self.done):
+            with contextlib.suppress(OSError):
+                if backup is not None:
+                    os.replace(backup, target)
+                    _LIVE.discard(backup)
+                else:
+                    target.unlink()
+        self.done.clear()
+
+    def finish(self) -> None:
+        for _, backup in self.done:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+                _LIVE.discard(backup)
+        self.done.clear()
+
+
+_GROUPS: list[_CommitGroup] = []
+
+
+@contextlib.contextmanager
+def all_or_none() -> Iterator[None]:
+    """A block whose :class:`atomic_file` commits (several outputs, the files of a per-file output) take effect
+    together or not at all: an error or an interruption (SIGINT, SIGTERM: deferred to the end of the block) undoes
+    the renames already made, putting back the files they replaced."""
+    raise_if_requested()
+    group = _CommitGroup()
+    _GROUPS.append(group)
+    try:
+        with deferred():
+            yield
+    except BaseException:
+        group.undo()
+        raise
+    finally:
+        _GROUPS.remove(group)
+    group.finish()
 
 
 class atomic_dir(contextlib.AbstractContextManager["atomic_dir"]):

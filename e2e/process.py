@@ -7,9 +7,11 @@ Consumed labels that nothing produces, wrong product types and cycles are config
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -394,8 +396,7 @@ class Process:
                 if output.entries != summary.events:
                     raise E2EError(f"{output.label}: wrote {output.entries} entries but read {summary.events} events")
                 summary.outputs.append(output.close())
-            for output in desc.outputs:  # every output finished: only now does any replace a file
-                output.commit()
+            _commit(desc.outputs)  # every output finished: only now does any replace a file
         except BaseException:
             for output in desc.outputs:
                 output.abort()
@@ -522,6 +523,16 @@ def _reusable(r: UnitResult, item: WorkItem, outputs: list[OutputModule], skip_b
     return True
 
 
+def _commit(outputs: list[OutputModule]) -> None:
+    """Commit every output of a run, all or none (:func:`e2e.paths.all_or_none`): a rename that fails, or a SIGINT /
+    SIGTERM meanwhile, puts back every file already replaced."""
+    from e2e.paths import all_or_none
+
+    with all_or_none():
+        for output in outputs:
+            output.commit()
+
+
 def _empty_outputs(process: Process) -> list[str]:
     """The outputs of a run without events written as an iterative run writes them: the scheduled modules and the
     outputs run once on the source's empty batch, so every branch is there with 0 entries (and an earlier file of
@@ -537,8 +548,7 @@ def _empty_outputs(process: Process) -> list[str]:
         for m in [*modules, *desc.outputs]:
             m.end()
         closed = [output.close() for output in desc.outputs]
-        for output in desc.outputs:
-            output.commit()
+        _commit(desc.outputs)
         return closed
     except BaseException:
         for output in desc.outputs:
@@ -592,6 +602,12 @@ def _claim_part_dir(part_dir: str, inputs: list[str], resume: bool) -> None:
 
     if os.path.lexists(part_dir):
         if os.path.islink(part_dir) or not os.path.isfile(os.path.join(part_dir, PARTS_MARKER)):
+            names = os.listdir(part_dir) if os.path.isdir(part_dir) and not os.path.islink(part_dir) else []
+            if names and all(re.fullmatch(r"u\d{6}-[0-9a-f]{20}(-\d+\.root|\.json)(\.tmp)?", n) for n in names):
+                raise E2EError(
+                    f"{part_dir}: the parts of a run of an earlier e2e-run (before parts directories were marked), "
+                    "which cannot be reused: remove the directory"
+                )
             raise E2EError(
                 f"{part_dir}: exists and is not a parts directory of e2e-run (a run with --executor futures or dask, "
                 "or --resume, keeps its units' parts there, named after the first output, and removes it at the "
@@ -716,14 +732,25 @@ def _run_units(
         + [f"{r.where()}: {r.skipped}" for r in ordered if r.skipped],
         "skipped_entries": skipped_entries,
     }
+    from e2e.executors import file_digest
+
+    for r in written:  # each part as its unit wrote it (a basket changed since, uncompressed, would be read as data)
+        for path, digest in zip(r.parts, r.part_digests, strict=True):
+            if not os.path.isfile(path) or file_digest(path) != digest:
+                with contextlib.suppress(OSError):
+                    os.remove(path)  # so that --resume runs that unit again
+                raise E2EError(
+                    f"{r.where()}: its part {path} is missing or changed since its unit wrote it; run again with "
+                    "--resume to redo that unit"
+                )
     try:
         for i, output in enumerate(desc.outputs):
             output.set_provenance(provenance)
             if written:
                 parts = [UnitPart(r.file, r.parts[i], r.ids_digest, r.where()) for r in written]
                 summary.outputs.append(output.assemble(parts))
-        for output in desc.outputs if written else []:  # every output assembled: only now does any replace a file
-            output.commit()
+        if written:  # every output assembled: only now does any replace a file
+            _commit(desc.outputs)
     except BaseException:
         for output in desc.outputs:
             output.abort()

@@ -1002,3 +1002,80 @@ def test_every_shipped_configuration_is_of_one_kind():
         keys = set(yaml.safe_load(path.read_text()))
         kinds = [kind for kind, (own, _) in CONFIG_KINDS.items() if keys & own]
         assert len(kinds) == 1, (path.name, kinds)
+
+
+# ------------------------------------------------------------------------------------- all or none commits
+def test_commits_of_a_run_are_all_or_none(tmp_path):
+    """Renames in an all_or_none block take effect together: a rename that fails (a directory in the way) or an
+    interruption meanwhile puts back every file already replaced, and leaves no temporary (moved-aside files too)."""
+    from e2e import interrupts
+    from e2e.paths import all_or_none, atomic_file
+
+    a, b = tmp_path / "a.root", tmp_path / "b.root"
+    a.write_bytes(b"OLD-A")
+    b.mkdir()
+    new_a, new_b = atomic_file(a), atomic_file(b)
+    new_a.tmp.write_bytes(b"NEW-A")
+    new_b.tmp.write_bytes(b"NEW-B")
+    with pytest.raises(OSError), all_or_none():
+        new_a.commit()
+        new_b.commit()
+    assert a.read_bytes() == b"OLD-A" and b.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.root", "b.root"]
+
+    b.rmdir()
+    c = tmp_path / "c.root"  # a new file: removed again
+    files = {a: b"NEW-A", b: b"NEW-B", c: b"NEW-C"}
+    pending = {path: atomic_file(path) for path in files}
+    for path, out in pending.items():
+        out.tmp.write_bytes(files[path])
+    try:
+        with pytest.raises(KeyboardInterrupt), all_or_none():
+            pending[a].commit()
+            interrupts.on_sigint(2, None)  # a Ctrl-C during the commits: recorded, raised at the next one
+            pending[c].commit()
+            pending[b].commit()
+    finally:
+        interrupts.clear()
+    assert a.read_bytes() == b"OLD-A" and not b.exists() and not c.exists()
+    for out in pending.values():  # their owner discards those it did not commit, as RootOutput.abort does
+        out.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.root"]
+
+    pending = {path: atomic_file(path) for path in files}
+    for path, out in pending.items():
+        out.tmp.write_bytes(files[path])
+    with all_or_none():
+        for out in pending.values():
+            out.commit()
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == files  # no moved-aside file left
+
+
+def test_a_failing_commit_replaces_no_output_and_leaves_no_temporary(work, monkeypatch):
+    """Two outputs (one per_file) of a run that already wrote them once: the third of four renames fails (as an
+    immutable file makes it fail even for root), and every output file is the earlier run's, with no temporary."""
+    from e2e.cli.run import main as run_main
+    from e2e.io import treewriter
+
+    config = yaml.safe_load((work / "shapes.yaml").read_text())
+    config["source"]["files"] = ["in.root", "second.root"]
+    config["outputs"].append({"file": "pf/{stem}_tagged.root", "keep": ["tauShapes"], "per_file": True})
+    shutil.copy(work / "in.root", work / "second.root")
+    (work / "two.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(work)
+    assert run_main(["two.yaml", "--no-progress"]) == 0
+    outputs = [work / "out.root", work / "pf" / "in_tagged.root", work / "pf" / "second_tagged.root"]
+    before = digests(*outputs)
+    calls = []
+    commit = treewriter.AtomicTreeWriter.commit
+
+    def failing(self):
+        calls.append(self.path)
+        if len(calls) == 3:
+            raise OSError(1, "Operation not permitted", str(self.path))
+        return commit(self)
+
+    monkeypatch.setattr(treewriter.AtomicTreeWriter, "commit", failing)
+    assert run_main(["two.yaml", "--no-progress"]) == 2
+    assert len(calls) == 3 and digests(*outputs) == before
+    assert not temporaries(work) and not list(work.rglob("*.tmp"))

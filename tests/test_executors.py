@@ -166,6 +166,17 @@ def test_a_directory_named_like_the_parts_directory_is_never_removed(inputs, tmp
         assert sorted(p.name for p in parts.iterdir()) == (["mine.root"] if with_input else ["notes.txt"])
 
 
+def test_parts_of_an_earlier_version_are_named_as_such(inputs, tmp_path):
+    """A parts directory of an e2e-run from before the marker: said to be one, to be removed (not reused)."""
+    parts = tmp_path / ".out.root.parts"
+    parts.mkdir()
+    (parts / "u000001-0123456789abcdef0123.json").write_text("{}")
+    (parts / "u000001-0123456789abcdef0123-0.root").write_bytes(b"x")
+    r = _run(_config(tmp_path, inputs), "--resume")
+    assert r.returncode == 2 and "the parts of a run of an earlier e2e-run" in r.stderr and "remove" in r.stderr
+    assert len(list(parts.iterdir())) == 2
+
+
 @pytest.mark.parametrize("executor", ["iterative", "futures"])
 def test_a_failed_per_file_run_replaces_none_of_its_outputs(executor, inputs, tmp_path):
     """per_file: the first input's output is finished when the second input fails: it stays under its temporary
@@ -604,3 +615,36 @@ def test_per_file_outputs_include_the_inputs_without_events(executor, inputs, tm
             entries[name] = (f["Events"].num_entries, sorted(f["Events"].keys()))
     assert [n for n, _ in entries.values()] == [30, 0, 24]
     assert entries["empty"][1] == entries["a"][1]
+
+
+def test_a_part_changed_between_its_unit_and_the_assembly_fails_in_one_line(inputs, tmp_path, monkeypatch):
+    """A part whose bytes change after its unit wrote it (here: bytes flipped, same size, as in an uncompressed basket
+    that would be read as data) fails the run naming the unit, before anything is assembled; the part is removed, so
+    --resume redoes that unit only, and the output is then the uninterrupted run's."""
+    from e2e.config import load_process
+    from e2e.executors import SerialExecutor
+    from e2e.process import Process, run_units
+
+    monkeypatch.syspath_prepend(str(HELPERS))
+
+    class Damaging(SerialExecutor):
+        def map(self, call, items):
+            for r in super().map(call, items):
+                if r.index == 1:
+                    data = bytearray(Path(r.parts[0]).read_bytes())
+                    data[len(data) // 2] ^= 0x01
+                    Path(r.parts[0]).write_bytes(bytes(data))
+                yield r
+
+    config = _config(tmp_path, inputs)
+    desc = load_process(yaml.safe_load(config.read_text()))
+    with pytest.raises(E2EError) as err:
+        run_units(Process(desc), Damaging(1), resume=True)
+    assert "unit 1 (" in str(err.value) and "changed since its unit wrote it" in str(err.value)
+    assert not (tmp_path / "out.root").exists()
+    r = _run(config, "--resume")
+    assert r.returncode == 0 and "6 unit(s) reused" in r.stdout and "1 unit(s) run" in r.stdout, r.stdout + r.stderr
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert _run(_config(fresh, inputs)).returncode == 0
+    assert _branches(tmp_path / "out.root") == _branches(fresh / "out.root")

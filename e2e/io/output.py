@@ -334,9 +334,10 @@ class RootOutput(OutputModule):
         if not self.params.per_file:
             path, entries, removed = done[0]
             return f"{path}: tree {self.params.tree}, {entries} entries ({kind}){skipped}{removed}"
+        removed = "".join(dict.fromkeys(r for _, _, r in done if r))  # (each starts with "; ")
         return (
             f"{len(done)} files {self.params.file} (per_file), tree {self.params.tree}, {self.entries} entries "
-            f"({kind}){skipped}"
+            f"({kind}){skipped}{removed}"
         )
 
     def commit(self) -> None:
@@ -345,7 +346,7 @@ class RootOutput(OutputModule):
             try:
                 writer.commit()
             except BaseException:
-                for rest in pending[i + 1 :]:
+                for rest in pending[i:]:  # the one that failed too: no temporary is left behind
                     rest.abort()
                 raise
 

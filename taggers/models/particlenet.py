@@ -65,6 +65,7 @@ class EdgeConvBlock(nn.Module):
             and x.dtype == torch.float32
             and not torch.is_grad_enabled()
             and not _exporting()
+            and neighbors.shape[1] > 0  # (no neighbour column: the plain form's mean over none)
         ):
             return self._forward_in_chunks(x, neighbors, lins, norms)
         if not bn.training and not torch.is_grad_enabled() and not _exporting() and edgeconv_cuda.available(x):

@@ -540,31 +540,38 @@ def test_a_run_without_events_writes_what_an_iterative_run_writes(executor, inpu
     assert not list(tmp_path.glob(".*.parts"))
 
 
-def test_sigint_to_the_driver_alone_stops_a_futures_run(inputs, tmp_path):
-    """A SIGINT to the driver only (not its process group, as `kill -INT` or a batch system sends it) while units
-    run: the driver stops with 130 within seconds and says where the finished units are kept (its workers never got
-    the signal: close() kills them; a fuzzing session once saw the driver wait for them at exit forever)."""
-    import signal
-    import time
-
+def _interrupted(tmp_path: Path, inputs, executor: str, units: int, group: bool) -> tuple[int, str]:
+    """A run with 2 workers of ``executor`` sent SIGINT once ``units`` units finished (``group``: to its process
+    group, as a terminal's Ctrl-C; else to the driver alone): its exit code and stderr."""
     config = _config(tmp_path, inputs)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HELPERS), str(REPO)])}
-    cmd = [sys.executable, "-m", "e2e.cli.run", str(config), "--no-progress", "--executor", "futures", "--workers", "2",
+    cmd = [sys.executable, "-m", "e2e.cli.run", str(config), "--no-progress", "--executor", executor, "--workers", "2",
            "-s", "source.step_size=1"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
     parts = tmp_path / ".out.root.parts"
     deadline = time.monotonic() + 120
-    while not list(parts.glob("*.json")) and proc.poll() is None and time.monotonic() < deadline:
+    while len(list(parts.glob("*.json"))) < units and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()
-    os.kill(proc.pid, signal.SIGINT)
+    if group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError("the driver did not exit within 60 s of its SIGINT") from None
-    assert proc.returncode == 130, err
+    return proc.returncode, err
+
+
+def test_sigint_to_the_driver_alone_stops_a_futures_run(inputs, tmp_path):
+    """A SIGINT to the driver only (not its process group, as `kill -INT` or a batch system sends it) while units
+    run: the driver stops with 130 within seconds and says where the finished units are kept (its workers never got
+    the signal: close() kills them; a fuzzing session once saw the driver wait for them at exit forever)."""
+    returncode, err = _interrupted(tmp_path, inputs, "futures", units=1, group=False)
+    assert returncode == 130, err
     assert "finished unit(s) are kept in" in err and "interrupted" in err and "Traceback" not in err, err
     assert not (tmp_path / "out.root").exists()
 
@@ -573,28 +580,9 @@ def test_ctrl_c_to_a_dask_run_is_two_lines(inputs, tmp_path):
     """Ctrl-C in a terminal signals the whole process group, the LocalCluster's nannies and workers too: the driver
     says where the finished units are kept and that it was interrupted, without the workers' logs of their closing
     connections (were ~60 lines of tracebacks)."""
-    import signal
-    import time
-
     need_extra("distributed", "dask")
-    config = _config(tmp_path, inputs)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HELPERS), str(REPO)])}
-    cmd = [sys.executable, "-m", "e2e.cli.run", str(config), "--no-progress", "--executor", "dask", "--workers", "2",
-           "-s", "source.step_size=1"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-    parts = tmp_path / ".out.root.parts"
-    deadline = time.monotonic() + 120
-    while len(list(parts.glob("*.json"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        _, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise AssertionError("the driver did not exit within 60 s of the SIGINT") from None
-    assert proc.returncode == 130, err
+    returncode, err = _interrupted(tmp_path, inputs, "dask", units=2, group=True)
+    assert returncode == 130, err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 2 and "interrupted" in err, err
 
 

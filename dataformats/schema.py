@@ -375,6 +375,23 @@ def _describe_array(arr: Any) -> _Desc:
 _LEAF_TYPES = {"TLeafF16": "Float16_t", "TLeafD32": "Double32_t"}
 
 
+def _packed_leaf(branch: Any) -> str:
+    """Why a Double32_t or Float16_t leaf with a range or bit count in its title (``x[n]/d[0,100,12]``) cannot be read,
+    or "": ROOT stores such values as packed integers, which uproot reads as if they were float32 (Double32_t: tiny
+    or huge numbers, silently) or fails on (Float16_t)."""
+    member = getattr(branch, "member", None)  # (a stand-in without ROOT members: nothing packed)
+    for leaf in (member("fLeaves", none_if_missing=True) if member else None) or ():
+        name = _LEAF_TYPES.get(str(getattr(leaf, "classname", "")))
+        title = str(leaf.member("fTitle", none_if_missing=True) or "")
+        spec = title.rsplit("/", 1)[1] if "/" in title else ""
+        if name and "[" in spec:
+            return (
+                f"{name} with a range or bit count ('/{spec}'), stored as packed integers that uproot does not unpack; "
+                "write the branch as float or double (or Double32_t without a range)"
+            )
+    return ""
+
+
 def _describe_interpretation(branch: Any) -> _Desc:
     """Map an uproot branch interpretation to a :class:`_Desc` (no data read)."""
     from uproot.containers import AsVector
@@ -382,6 +399,9 @@ def _describe_interpretation(branch: Any) -> _Desc:
     from uproot.interpretation.numerical import AsDtype
     from uproot.interpretation.objects import AsObjects
 
+    packed = _packed_leaf(branch)
+    if packed:
+        return _Desc("other", None, packed)
     try:
         interp = branch.interpretation
     except Exception as exc:  # a type uproot cannot read (e.g. Float16_t without a range in its title)
@@ -814,17 +834,31 @@ def tree_class(file: Any, path: str, tree: str, hint: str = "") -> str:
     """The class of ``tree`` (a path such as ``fevt/RHTree``) in an open file; one-line SchemaError listing the
     file's trees when it has none of that name (``hint`` is appended, e.g. which parameter sets the name)."""
     with reading(path, "the file directory"):
-        found = {k.rsplit(";", 1)[0]: c for k, c in file.classnames().items()}
+        listed = file.classnames()
+    found: dict[str, str] = {}
+    cycles: dict[str, int] = {}
+    for key, cls in listed.items():  # the highest cycle of each name: the object file[name] returns, as ROOT's Get
+        name, _, cycle = key.rpartition(";")
+        if not name:
+            name, cycle = key, "0"
+        c = int(cycle) if cycle.isdigit() else 0
+        if c >= cycles.get(name, -1):
+            found[name], cycles[name] = cls, c
     trees = [k for k, c in found.items() if c in TREE_CLASSES]
     if tree not in trees:
-        listed = ", ".join(repr(t) for t in trees) or (
+        names = ", ".join(repr(t) for t in trees) or (
             "none; its directory lists no object at all: a damaged file, or one written empty" if not found else "none"
         )
         if tree in found:
-            raise SchemaError(
-                f"{path}: '{tree}' is a {found[tree]}, not a TTree or RNTuple (trees in the file: {listed}){hint}"
+            cycle = (
+                f" (cycle {cycles[tree]}, the one read)"
+                if sum(k.rpartition(";")[0] == tree for k in listed) > 1
+                else ""
             )
-        raise SchemaError(f"{path}: no TTree or RNTuple '{tree}' (trees in the file: {listed}){hint}")
+            raise SchemaError(
+                f"{path}: '{tree}' is a {found[tree]}{cycle}, not a TTree or RNTuple (trees in the file: {names}){hint}"
+            )
+        raise SchemaError(f"{path}: no TTree or RNTuple '{tree}' (trees in the file: {names}){hint}")
     return str(found[tree])
 
 

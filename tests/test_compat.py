@@ -257,13 +257,12 @@ def test_a_branch_with_fewer_entries_than_its_tree_is_refused(ROOT, tmp_path, ca
     assert f"branch 'Jet_pt' has {N - 4} entries but the tree has {N}" in err
 
 
-def test_float16_branches_are_named_with_their_type(ROOT, tmp_path, capsys):  # noqa: N803
-    """Float16_t without a range in its title, which uproot 5 cannot interpret: one line naming the branch and
-    its ROOT type, not uproot's internal error alone."""
+def _ecal_only(ROOT, path, leaf: str, dtype) -> None:  # noqa: N803
+    """The sample's first events as ids and ECAL hits only, the energy written with the leaf type ``leaf`` (ROOT's
+    leaflist code, e.g. ``f`` or ``d[0,100,12]``) from a ``dtype`` buffer (the layout checks stop at that branch)."""
     ev = uproot.open(SAMPLE)["Events"].arrays(entry_stop=N, library="np")
-    path = tmp_path / "float16.root"
     f = ROOT.TFile(str(path), "RECREATE")
-    tree = ROOT.TTree("Events", "Float16_t energies")
+    tree = ROOT.TTree("Events", "ECAL energies")
     buffers = {}
     for k in ("run", "luminosityBlock", "event", "nEcalHit"):
         buffers[k] = np.zeros(1, np.int64)
@@ -271,8 +270,8 @@ def test_float16_branches_are_named_with_their_type(ROOT, tmp_path, capsys):  # 
     cells = {k: np.zeros(20000, np.int32) for k in ("EcalHit_ieta", "EcalHit_iphi")}
     for k, values in cells.items():
         tree.Branch(k, values, f"{k}[nEcalHit]/I")
-    energy = np.zeros(20000, np.float32)
-    tree.Branch("EcalHit_energy", energy, "EcalHit_energy[nEcalHit]/f")  # (the layout checks stop here)
+    energy = np.zeros(20000, dtype)
+    tree.Branch("EcalHit_energy", energy, f"EcalHit_energy[nEcalHit]/{leaf}")
     for i in range(3):
         for k in ("run", "luminosityBlock", "event"):
             buffers[k][0] = ev[k][i]
@@ -283,8 +282,51 @@ def test_float16_branches_are_named_with_their_type(ROOT, tmp_path, capsys):  # 
         tree.Fill()
     tree.Write()
     f.Close()
+
+
+def test_float16_branches_are_named_with_their_type(ROOT, tmp_path, capsys):  # noqa: N803
+    """Float16_t without a range in its title, which uproot 5 cannot interpret: one line naming the branch and
+    its ROOT type, not uproot's internal error alone."""
+    path = tmp_path / "float16.root"
+    _ecal_only(ROOT, path, "f", np.float32)
     err = _refused(tmp_path, capsys, path)
     assert "branch 'EcalHit_energy' is not a jagged list of numbers (Float16_t, which uproot cannot read" in err
+
+
+@pytest.mark.parametrize(("leaf", "dtype", "name"), [("d[0,100,12]", np.float64, "Double32_t"),
+                                                      ("d[0,0,14]", np.float64, "Double32_t"),
+                                                      ("f[0,100,12]", np.float32, "Float16_t")])  # fmt: skip
+def test_packed_double32_and_float16_are_refused_by_name(ROOT, tmp_path, capsys, leaf, dtype, name):  # noqa: N803
+    """Double32_t / Float16_t with a range or bit count are stored as packed integers, which uproot read as float32
+    bit patterns (Double32_t: 1e-44 for 0.4 GeV, every score wrong, no error): refused in one line naming the type."""
+    path = tmp_path / "packed.root"
+    _ecal_only(ROOT, path, leaf, dtype)
+    err = _refused(tmp_path, capsys, path)
+    expected = f"branch 'EcalHit_energy' is not a jagged list of numbers ({name} with a range or bit count ('/{leaf}')"
+    assert expected in err
+
+
+def test_the_highest_cycle_is_the_one_checked_and_read(ROOT, tmp_path, capsys):  # noqa: N803
+    """Two cycles of 'Events' of different classes: the highest is the one read (as ROOT's Get and uproot read it),
+    so its class is the one checked: a histogram first and the tree second runs; the other way round is one line
+    naming the histogram and its cycle (was an internal error, or a valid file refused)."""
+    tree_second, tree_first = tmp_path / "tree_second.root", tmp_path / "tree_first.root"
+    for path, first in ((tree_second, "hist"), (tree_first, "tree")):
+        src = ROOT.TFile(str(SAMPLE))
+        f = ROOT.TFile(str(path), "RECREATE")
+        hist = ROOT.TH1F("Events", "a histogram of the same name", 10, 0, 1)
+        tree = src.Get("Events").CopyTree("", "", N)
+        for obj in (hist, tree) if first == "hist" else (tree, hist):
+            f.cd()
+            obj.Write("Events")
+        f.Close()
+        src.Close()
+    ours = _tag(tmp_path, capsys, {"files": [str(SAMPLE)]}, "ours")
+    theirs = _tag(tmp_path, capsys, {"files": [str(tree_second)]}, "tree_second")
+    for key in ours:
+        np.testing.assert_array_equal(theirs[key], ours[key])
+    err = _refused(tmp_path, capsys, tree_first)
+    assert "'Events' is a TH1F (cycle 2, the one read), not a TTree or RNTuple" in err
 
 
 def test_a_damaged_rntuple_page_is_refused_by_its_checksum(ROOT, tmp_path, capsys):  # noqa: N803

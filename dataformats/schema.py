@@ -727,7 +727,13 @@ def reading(source: str, what: str = "the tree") -> Iterator[None]:
     except SchemaError:
         raise
     except Exception as exc:
-        raise SchemaError(f"{source}: cannot read {what} ({exc_line(exc)})") from exc
+        hint = ""
+        if "unsupported compression algorithm: b'CS'" in str(exc):  # ROOT's algorithm 3, still written on request
+            hint = (
+                ": it was written with ROOT's old compression algorithm (compression setting 3xx), which uproot "
+                "cannot read; rewrite it with another, e.g. hadd -f505 new.root old.root (ZSTD)"
+            )
+        raise SchemaError(f"{source}: cannot read {what} ({exc_line(exc)}){hint}") from exc
 
 
 #: A ROOT file starts with these 4 bytes, then a header whose first record begins at byte 100 (fBEGIN).

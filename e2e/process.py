@@ -385,6 +385,7 @@ class Process:
             bar.close()
             for output in desc.outputs:
                 output.set_empty_inputs(source.empty_inputs())
+            summary.files = len({item.file for item in items} | set(source.empty_inputs()))  # (those without events)
             summary.duplicate_ids = ids.finish()
             summary.first_duplicate = ids.first
             if summary.batches == 0:  # an empty input still gets outputs with every branch (0 entries)
@@ -680,8 +681,9 @@ def _run_units(
         items = [i if "://" in i.file else dataclasses.replace(i, file=os.path.abspath(i.file)) for i in source.plan()]
         found = files_source.unreadable if files_source is not None else []
         unreadable = [(p if "://" in p else os.path.abspath(p), err) for p, err in found]
+        empty = source.empty_inputs()
         for output in desc.outputs:
-            output.set_empty_inputs(source.empty_inputs())
+            output.set_empty_inputs(empty)
     finally:
         source.end()
     results: dict[int, UnitResult] = {}
@@ -698,7 +700,7 @@ def _run_units(
                 else:  # damaged, incomplete, or skipped then as a bad file: the unit runs again
                     damaged += not r.skipped
     todo = [i for i in items if i.index not in results]
-    summary.files = len({i.file for i in items})
+    summary.files = len({i.file for i in items} | {p if "://" in p else os.path.abspath(p) for p in empty})
     summary.setup_s = time.perf_counter() - t_start
     bar = process.progress_bar(sum(i.n_events for i in items), progress)
     bar.update(sum(r.entry_stop - r.entry_start for r in results.values()))

@@ -355,3 +355,16 @@ def test_a_damaged_rntuple_page_is_refused_by_its_checksum(ROOT, tmp_path, capsy
     damaged.write_bytes(bytes(data))
     err = _refused(tmp_path, capsys, damaged)
     assert err.count("damaged RNTuple page of field 'EcalHit_iphi' (its checksum does not match") == 2, err
+
+
+def test_roots_old_compression_algorithm_is_named(ROOT, tmp_path, capsys):  # noqa: N803
+    """ROOT still writes its old algorithm (setting 3xx) on request; uproot cannot read it: one line saying so and
+    how to rewrite the file."""
+    path = tmp_path / "old_algorithm.root"
+    src = ROOT.TFile(str(SAMPLE))
+    f = ROOT.TFile(str(path), "RECREATE", "", 301)
+    src.Get("Events").CopyTree("", "", N).Write()
+    f.Close()
+    src.Close()
+    err = _refused(tmp_path, capsys, path)
+    assert "ROOT's old compression algorithm (compression setting 3xx)" in err and "hadd -f505" in err

@@ -113,6 +113,7 @@ def test_empty_input_file(tmp_path, capsys):
     data = small_config(tmp_path)
     rc, out, err = run(tmp_path, data, "-i", str(empty), capsys=capsys)
     assert rc == 0, err
+    assert "0 events, 0 jets from 1 file(s)" in out  # the empty file counts as read
     with uproot.open(tmp_path / "out.root") as f:
         tree = f["Events"]
         assert tree.num_entries == 0

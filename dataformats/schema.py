@@ -837,8 +837,9 @@ TREE_CLASSES = ("TTree", "ROOT::RNTuple", "ROOT::Experimental::RNTuple")
 
 
 def tree_class(file: Any, path: str, tree: str, hint: str = "") -> str:
-    """The class of ``tree`` (a path such as ``fevt/RHTree``) in an open file; one-line SchemaError listing the
-    file's trees when it has none of that name (``hint`` is appended, e.g. which parameter sets the name)."""
+    """The class of ``tree`` (a path such as ``fevt/RHTree``; the highest cycle of that name, as ROOT's ``Get`` and
+    uproot read it, or the cycle named: ``Events;1``) in an open file; one-line SchemaError listing the file's trees
+    when it has none of that name (``hint`` is appended, e.g. which parameter sets the name)."""
     with reading(path, "the file directory"):
         listed = file.classnames()
     found: dict[str, str] = {}
@@ -850,6 +851,9 @@ def tree_class(file: Any, path: str, tree: str, hint: str = "") -> str:
         c = int(cycle) if cycle.isdigit() else 0
         if c >= cycles.get(name, -1):
             found[name], cycles[name] = cls, c
+    exact = listed.get(tree) if ";" in tree.rsplit("/", 1)[-1] else None  # a cycle named: 'Events;1'
+    if exact is not None:
+        found[tree] = exact
     trees = [k for k, c in found.items() if c in TREE_CLASSES]
     if tree not in trees:
         names = ", ".join(repr(t) for t in trees) or (

@@ -368,3 +368,25 @@ def test_roots_old_compression_algorithm_is_named(ROOT, tmp_path, capsys):  # no
     src.Close()
     err = _refused(tmp_path, capsys, path)
     assert "ROOT's old compression algorithm (compression setting 3xx)" in err and "hadd -f505" in err
+
+
+def test_a_cycle_can_be_named(ROOT, tmp_path, capsys):  # noqa: N803
+    """Two cycles of the tree: the highest is read by default, 'Events;1' names the other (e2e-run, e2e-validate
+    and e2e-eval, which reads the truth from the job's source.tree)."""
+    from e2e.cli import validate
+    from e2e.cli.eval import main as eval_main
+
+    path = tmp_path / "cycles.root"
+    src = ROOT.TFile(str(SAMPLE))
+    f = ROOT.TFile(str(path), "RECREATE")
+    for n in (N, N // 2):
+        f.cd()
+        src.Get("Events").CopyTree("", "", n).Write("Events")
+    f.Close()
+    src.Close()
+    assert validate.main([str(path), "--tree", "Events;1"]) == 0 and f"{N} events" in capsys.readouterr().out
+    ours = _tag(tmp_path, capsys, {"files": [str(SAMPLE)]}, "ours")
+    first = _tag(tmp_path, capsys, {"files": [str(path)], "tree": "Events;1"}, "first")
+    for key in ours:
+        np.testing.assert_array_equal(first[key], ours[key])
+    assert eval_main([str(tmp_path / "first_tagged.root"), "--plot", str(tmp_path / "roc.png")]) == 0

@@ -263,10 +263,11 @@ def _read_truth(
     where: str,
     extra: tuple[str, ...] = (),
     skipped: dict[int, list[tuple[int, int]]] | None = None,
+    tree: str = "Events",
 ) -> dict[str, np.ndarray]:
-    """Jet truth of the input files, after checking they hold the tagged file's events and jets, in order;
-    ``extra``: further Jet branches read where the files have them (the truth of heads); ``skipped``: the entries
-    of each input that the tagged file lacks (:func:`skipped_ranges`), left out."""
+    """Jet truth of the input files (their ``tree``: the job's ``source.tree``), after checking they hold the tagged
+    file's events and jets, in order; ``extra``: further Jet branches read where the files have them (the truth of
+    heads); ``skipped``: the entries of each input that the tagged file lacks (:func:`skipped_ranges`), left out."""
     import awkward as ak
 
     from e2e.io.source import expand_files
@@ -282,11 +283,11 @@ def _read_truth(
             continue
         with open_root_file(path) as f:
             with reading(path, "the file directory"):
-                has_events = "Events" in f
+                has_events = tree in f
             if not has_events:
-                raise E2EError(f"{path}: no tree Events (the input of e2e-eval must be a simulated hits file)")
-            with reading(f"{path}:Events"):
-                t = f["Events"]
+                raise E2EError(f"{path}: no tree {tree} (the input of e2e-eval must be a simulated hits file)")
+            with reading(f"{path}:{tree}"):
+                t = f[tree]
                 keys = set(t.keys())
             missing = [b for b in (*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt") if b not in keys]
             if missing:
@@ -296,7 +297,7 @@ def _read_truth(
                 )
             more = [b for b in extra if b in keys]
             stop = remaining + sum(hi - lo for lo, hi in ranges)
-            with reading(f"{path}:Events", "the tree data"):
+            with reading(f"{path}:{tree}", "the tree data"):
                 a = t.arrays([*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt", *more], entry_stop=stop, library="ak")
             if ranges:
                 keep = np.ones(len(a), dtype=bool)
@@ -348,7 +349,9 @@ def evaluate(
         extra = HEAD_TRUTH if tagged.heads else ()
         prov = tagged.provenance
         sources = expand_files(inputs, "--input") if inputs else input_files(path, prov)
-        truth = _read_truth(sources, ids, path, extra, skipped_ranges(prov, sources, path))
+        source = prov.get("process", {}).get("source", {})  # (types checked by _check_provenance)
+        tree = source.get("tree") if isinstance(source.get("tree"), str) and source.get("tree") else "Events"
+        truth = _read_truth(sources, ids, path, extra, skipped_ranges(prov, sources, path), tree)
         label, jpt, gen = truth["Jet_label"], truth["Jet_pt"], truth["Jet_gen_pt"]
         base = (label <= 1) & (gen > 0)
         for tag, values in tagged.heads.items():

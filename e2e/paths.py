@@ -261,8 +261,9 @@ class atomic_file(contextlib.AbstractContextManager["atomic_file"]):
 
 
 class _CommitGroup:
-    """The renames of :func:`all_or_none`: each file replaced is first moved aside (a temporary of this process,
-    removed by a later run if this one is killed), so that the renames can be undone."""
+    """The renames of :func:`all_or_none`: each file replaced first gets a second name (a hard link, or where the
+    file system has none a rename; a temporary of this process, removed by a later run if this one is killed), so
+    that the renames can be undone."""
 
     def __init__(self) -> None:
         self.done: list[tuple[Path, Path | None]] = []  # (target, its previous file moved aside, or None)
@@ -271,7 +272,10 @@ class _CommitGroup:
         backup = None
         if os.path.lexists(target) and not os.path.isdir(target):
             backup = temporary_path(target, f"previous{len(self.done)}")
-            os.replace(target, backup)
+            try:  # a second name for the previous file: the target never goes missing, even if this process is killed
+                os.link(target, backup, follow_symlinks=False)
+            except OSError:  # a file system without hard links
+                os.replace(target, backup)
             _LIVE.add(backup)
         try:
             os.replace(tmp, target)

@@ -616,7 +616,8 @@ def _claim_part_dir(part_dir: str, inputs: list[str], resume: bool) -> None:
             )
         if not resume:
             shutil.rmtree(part_dir)
-    inside = [p for p in inputs if "://" not in p and os.path.abspath(p).startswith(part_dir + os.sep)]
+    real = os.path.realpath(part_dir) + os.sep
+    inside = [p for p in inputs if "://" not in p and os.path.realpath(p).startswith(real)]
     if inside:
         raise E2EError(f"{inside[0]}: an input inside {part_dir}, the parts directory this run removes: move it")
     os.makedirs(part_dir, exist_ok=True)

@@ -156,6 +156,7 @@ def _read_tagged(path: str, signal: str) -> Tagged:
             raise E2EError(f"{path}: no branch '{missing_ids[0]}' (is it an e2e-run output?)")
         with reading(f"{path}:Events", "the tree data"):
             arrays = tree.arrays([*IDS, "nJet", *branches], library="np")
+        n_jet = np.asarray(arrays["nJet"])
         heads: dict[str, tuple[list[Any], np.ndarray]] = {}
         for tag in taggers:
             if "heads" not in products[tag]:
@@ -167,9 +168,7 @@ def _read_tagged(path: str, signal: str) -> Tagged:
                 raise E2EError(f"{path}: tagger {tag} has heads but no branch {missing[0]}")
             with reading(f"{path}:Events", "the tree data"):
                 columns = tree.arrays(names, library="np")
-            n_jet = np.asarray(arrays["nJet"])
             heads[tag] = (parsed, np.stack([_per_jet(columns[b], n_jet, b, path) for b in names], axis=1))
-    n_jet = np.asarray(arrays["nJet"])
     scores = {tag: _per_jet(arrays[b], n_jet, b, path) for tag, b in with_score.items()}
     for tag, values in [*scores.items(), *((t, h[1]) for t, h in heads.items())]:
         bad = ~np.isfinite(values)

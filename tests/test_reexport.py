@@ -129,3 +129,20 @@ def test_weights_of_another_kind_of_dtype_are_refused(copy, capsys) -> None:
     save_file({**state, name: state[name].astype(np.int32)}, str(model / A.WEIGHTS))
     with pytest.raises(Exception, match=f"tensor '{name}' is stored as I32; the architecture's is float32"):
         A.Artefact.load(str(model)).build_torch()
+
+
+def test_parity_refuses_outputs_of_another_shape() -> None:
+    import numpy as np
+    import torch
+
+    from training.train import onnx_parity, parity_failure
+
+    class WrongShape:
+        def get_inputs(self):
+            return [type("Input", (), {"name": "x"})]
+
+        def run(self, _names, feed):
+            return [np.zeros((len(feed["x"]), 3), np.float32)]
+
+    result = onnx_parity(torch.nn.Linear(3, 2), WrongShape(), [{"x": np.ones((4, 3), np.float32)}])
+    assert parity_failure(result) == "the outputs differ in shape (ONNX Runtime [4, 3], torch [4, 2])"

@@ -548,7 +548,9 @@ def onnx_parity(net: Any, session: Any, batches: list[dict[str, np.ndarray]]) ->
         with torch.inference_mode():
             ref = net(*(torch.from_numpy(v) for v in inp.values())).numpy()
         feed = {i.name: inp[i.name] for i in session.get_inputs()}  # inputs a model ignores are not exported
-        got = session.run(None, feed)[0]
+        got = np.asarray(session.run(None, feed)[0])
+        if got.shape != ref.shape:  # an export that lost or added an axis: nothing to compare
+            return {"output_shapes": f"ONNX Runtime {list(got.shape)}, torch {list(ref.shape)}", "jets_compared": 0}
         finite = (np.isfinite(ref) & np.isfinite(got)).reshape(len(ref), -1).all(axis=1)
         with np.errstate(invalid="ignore", over="ignore"):  # (the jets with a non-finite logit are counted apart)
             diff = np.abs(got - ref).reshape(len(ref), -1).max(axis=1, initial=0.0)
@@ -569,6 +571,8 @@ def onnx_parity(net: Any, session: Any, batches: list[dict[str, np.ndarray]]) ->
 
 def parity_failure(parity: dict[str, Any]) -> str:
     """Why :func:`onnx_parity`'s result fails e2e-train's rule (see :func:`export_with_parity`); empty if it passes."""
+    if "output_shapes" in parity:
+        return f"the outputs differ in shape ({parity['output_shapes']})"
     worst, above, compared = parity["max_abs_logit_difference"], parity["jets_above_1e-4"], parity["jets_compared"]
     if parity.get("jets_not_finite", 0):
         return (

@@ -3,6 +3,7 @@ or many, from an awkward record array or a mapping; bad events fail with one lin
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import awkward as ak
@@ -470,3 +471,31 @@ def test_a_closed_tagger_refuses_calls(events) -> None:
     tagger.close()  # a second close does nothing
     with pytest.raises(ValueError, match="EventTagger is closed"):
         tagger(events[:2])
+
+
+def test_lazy_malformed_and_wrapping_inputs() -> None:
+    """Virtual (lazy) awkward buffers, as coffea's virtual mode gives them, are read (were an AttributeError);
+    hand-built layouts whose offsets decrease or run past their content, and a counter off by 2**32 (equal after an
+    int32 cast), are one line each."""
+    ev = uproot.open(REPO / "data" / "sample_tau_qcd.root")["Events"].arrays(entry_stop=3)
+    tagger = EventTagger(str(REPO / "process_configs" / "tau_gnn_fast.yaml"))
+    ref = tagger(ev)["Jet_tauGNN_tau"]
+    form, length, buffers = ak.to_buffers(ev)
+    lazy = ak.from_buffers(form, length, {k: (lambda b=b: b) for k, b in buffers.items()})
+    assert ak.all(tagger(lazy)["Jet_tauGNN_tau"] == ref) and ak.all(tagger(lazy[1:2])["Jet_tauGNN_tau"] == ref[1:2])
+    layout = ev["EcalHit_energy"].layout
+    swapped = layout.offsets.data.copy()
+    swapped[1], swapped[2] = swapped[2], swapped[1]
+    beyond = layout.offsets.data.copy()
+    beyond[-1] += 1000
+    for offsets, why in ((swapped, "start[i] > stop[i] at i=1"), (beyond, "stop[i] > len(content) at i=2")):
+        bad = {k: ev[k] for k in ev.fields}
+        bad["EcalHit_energy"] = ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), layout.content))
+        with pytest.raises(
+            SchemaError, match=re.escape(f"branch 'EcalHit_energy' is not a valid awkward array ({why})")
+        ):
+            tagger(bad)
+    wrapped = {k: ev[k] for k in ev.fields}
+    wrapped["nJet"] = ak.num(ev.Jet_pt).to_numpy().astype(np.int64) + 2**32
+    with pytest.raises(SchemaError, match="has 4 values in entry 0 but nJet = 4294967300"):
+        tagger(wrapped)

@@ -96,6 +96,11 @@ class ArraySource(RootSource):
                 raise SchemaError(f"{MEMORY}: no branch '{name}' among the events' fields ({given})")
             arr = arrays[name]
             scalar = name in ID_FIELDS
+            layout = getattr(arr, "layout", None)
+            invalid = ak.validity_error(layout) if isinstance(layout, ak.contents.Content) else ""
+            if invalid:  # hand-built layouts: offsets that decrease or run past their content
+                why = invalid.splitlines()[0].split(" (in compiled code")[0].rsplit("): ", 1)[-1]
+                raise SchemaError(f"{MEMORY}: branch '{name}' is not a valid awkward array ({why})")
             depth, dtype = _depth_and_dtype(arr)
             want = "one number per event" if scalar else "a list of numbers per event"
             if depth != (1 if scalar else 2):
@@ -163,14 +168,17 @@ class ArraySource(RootSource):
                 raw = layout.offsets.data
                 if type(inner) is not ak.contents.NumpyArray or raw.dtype != np.int64:
                     return None
+                raw = _materialized(raw)
                 if first is None:
                     if len(raw) != n + 1:
                         return None
+                    if raw[-1] > len(inner) or not (raw[1:] >= raw[:-1]).all():  # (valid for awkward: the general
+                        return None  # path names the branch)
                     first, offsets = raw, (raw - raw[0]) if raw[0] else raw
                 elif raw is not first and raw.tobytes() != first.tobytes():
-                    if (raw - raw[0]).tobytes() != offsets.tobytes():
+                    if (raw - raw[0]).tobytes() != offsets.tobytes() or raw[-1] > len(inner):
                         return None
-                values = inner.data[raw[0] : raw[-1]]
+                values = _materialized(inner.data)[raw[0] : raw[-1]]
                 if values.dtype != dtype or values.ndim != 1:
                     return None
                 if check is not None and not _plain_check(branch, values, check, offsets):
@@ -251,10 +259,19 @@ def _plain_numbers(layout: Any, dtype: np.dtype | None) -> np.ndarray | None:
     """The numbers of a plain one-number-per-event layout (of ``dtype`` unless None), else None."""
     if type(layout) is not ak.contents.NumpyArray:
         return None
-    values = layout.data
+    values = _materialized(layout.data)
     if values.ndim != 1 or (dtype is not None and values.dtype != dtype):
         return None
     return values
+
+
+def _materialized(data: Any) -> np.ndarray:
+    """A layout's buffer as numpy: as it is, or read now from a virtual (lazy) buffer, as coffea's virtual mode and
+    ``ak.from_buffers`` with callables give them."""
+    if type(data) is np.ndarray:
+        return data
+    materialize = getattr(data, "materialize", None)
+    return np.asarray(materialize() if callable(materialize) else data)
 
 
 #: arrays of fewer values than this are range-checked by one loop (numba), larger ones by numpy's min and max

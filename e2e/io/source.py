@@ -472,7 +472,8 @@ def _check_counter(counter: str, values: np.ndarray, counts: np.ndarray, branch:
     checks)."""
     if values.dtype.kind not in "iu" or values.shape != counts.shape:
         raise SchemaError(f"{source}: counter '{counter}' is not one integer per event")
-    bad = values.astype(COUNTER_DTYPE, copy=False) != counts
+    big = values > np.iinfo(COUNTER_DTYPE).max  # compared as read: a cast would wrap 2**32 + n to n
+    bad = big | (np.where(big, 0, values).astype(np.int64, copy=False) != counts)
     if bad.any():
         e = int(np.argmax(bad))
         raise SchemaError(

@@ -25,6 +25,12 @@ def test_display_by_index_writes_the_picture(tmp_path, capsys) -> None:
     assert display_main([str(SAMPLE), "--entry", "3", "--config", str(only_graph), "--node-colour", "log_e",
                          "-o", str(tmp_path / "g.png")]) == 0  # fmt: skip
     assert "graph ->" in capsys.readouterr().out
+    only_frames = tmp_path / "frames.yaml"  # no graph to colour: the option is refused, not ignored
+    only_frames.write_text("modules:\n  f: {type: JetFrameProducer}\n")
+    rc = display_main([str(SAMPLE), "--entry", "3", "--config", str(only_frames), "--node-colour", "log_e",
+                       "-o", str(tmp_path / "f.png")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "--node-colour log_e: the configuration draws no graph" in err and err.count("\n") == 1
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +96,18 @@ def test_bad_choices_are_one_line(tmp_path, tagged, capsys, extra, message) -> N
 
 def test_a_tagged_file_of_other_events_is_refused(tmp_path, tagged, capsys) -> None:
     """--tagged of other events than the hits file: one line naming both event ids (or the missing entry)."""
+    import awkward as ak
+
     other = write_hits(tmp_path / "other.root", read_events(SAMPLE, 80)[40:])  # 40 events, other ids
     short = write_hits(tmp_path / "short.root", read_events(SAMPLE, 3))
-    for hits, message in ((other, "(run:lumi:event; give the hits file it was made from)"), (short, "beyond")):
+    ev = read_events(SAMPLE, 40)
+    no_jets = {f: (ev[f][:, :0] if f.startswith("Jet_") else ev[f]) for f in ev.fields if f != "nJet"}
+    jetless = write_hits(tmp_path / "jetless.root", ak.Array(no_jets))  # the same ids, no jets: not --jet's fault
+    for hits, message in (
+        (other, "(run:lumi:event; give the hits file it was made from)"),
+        (short, "beyond"),
+        (jetless, "which the hits file's entry has not (0 jet(s))"),
+    ):
         rc = display_main(
             [str(hits), "--tagged", str(tagged), "--score", "Jet_tauGNN_tau", "-o", str(tmp_path / "x.png")]
         )

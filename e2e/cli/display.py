@@ -187,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             m.end()
         jets = batch.get("source:Jet")
         if not 0 <= jet < len(jets):
+            if tagged_ids is not None:  # the jet came from the tagged file's scores, not from --jet
+                raise E2EError(
+                    f"{args.tagged} is not a tagged file of {args.hits}: its entry {entry} has a jet {jet}, which the "
+                    f"hits file's entry has not ({len(jets)} jet(s)); give the hits file it was made from"
+                )
             raise E2EError(f"--jet {jet}: entry {entry} has {len(jets)} jet(s)")
         ids = batch.ids
         label = int(jets["label"][jet])
@@ -207,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         products = [batch.get(label) for label in blocks]
         frames = next((p for p in products if isinstance(p, JetFrames)), None)
         graphs = next((p for p in products if isinstance(p, JetGraphs)), None)
+        if args.node_colour and graphs is None:
+            raise E2EError(
+                f"--node-colour {args.node_colour}: the configuration draws no graph (only image channels); give a "
+                "configuration with a graph producer, or leave the option out"
+            )
         draw_jet(args.output, info, frames, graphs, jet, args.node_colour)
         drawn = [x for x, p in (("image channels", frames), ("graph", graphs)) if p is not None]
         print(f"e2e-display: {info.title(tex=False)}: {' and '.join(drawn)} -> {args.output}")

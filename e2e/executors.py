@@ -597,7 +597,7 @@ class DaskExecutor(Executor):
                 n_workers=self.workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: never "port 8787 is already in use" (another run)
                 # a Ctrl-C reaches the workers and nannies too (the terminal's process group): their ERROR logs of
                 # the closing connections were ~60 lines of tracebacks; a unit's failure reaches the driver anyway
                 silence_logs=logging.CRITICAL,

@@ -737,7 +737,8 @@ def _run_units(
     }
     from e2e.executors import file_digest
 
-    for r in written:  # each part as its unit wrote it (a basket changed since, uncompressed, would be read as data)
+    for r in fresh:  # each part as its unit wrote it (a basket changed since, uncompressed, would be read as data;
+        # the reused units' parts were just compared by _reusable)
         for path, digest in zip(r.parts, r.part_digests, strict=True):
             if not os.path.isfile(path) or file_digest(path) != digest:
                 with contextlib.suppress(OSError):

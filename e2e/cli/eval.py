@@ -184,7 +184,7 @@ def _read_tagged(path: str, signal: str) -> Tagged:
 def _per_jet(column: np.ndarray, n_jet: np.ndarray, branch: str, path: str) -> np.ndarray:
     """A score branch as one flat value per jet, checked against ``nJet`` entry by entry (a branch whose values
     are spread over the entries otherwise than the jets would pair every later score with another jet)."""
-    if column.dtype != object or not all(np.ndim(v) == 1 for v in column[:1]):
+    if column.dtype != object:
         raise E2EError(
             f"{path}: branch {branch} is not one value per jet ({column.dtype} per entry; e2e-run writes a "
             "variable-length float per jet, nJet of them per entry)"

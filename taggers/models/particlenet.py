@@ -358,6 +358,10 @@ def _linear_pointwise() -> Any:
 _LINEAR_POINTWISE = _linear_pointwise()
 
 
+#: row counts at which the rounding probes compare two ways of computing a product (up to a micro-batch's nodes)
+PROBE_ROWS = (MIN_ROWS, MIN_ROWS + 1, 47, 64, 255, 512, 4099, 20011)
+
+
 @functools.cache
 def _bias_after_product(n_in: int, n_out: int, threads: int, linear: bool = False) -> bool:
     """Whether ``mm(e, W) + bias`` rounds as ``addmm(bias, e, W)`` for ``W [n_in, n_out]`` (``linear``: stored
@@ -366,11 +370,10 @@ def _bias_after_product(n_in: int, n_out: int, threads: int, linear: bool = Fals
     row counts up to those of a micro-batch's nodes: MKL adds ``bias`` to the finished product, except in its
     kernels for a few rows)."""
     g = torch.Generator().manual_seed(0)
-    e = torch.randn(20011, n_in, generator=g)
+    e = torch.randn(PROBE_ROWS[-1], n_in, generator=g)
     w = torch.randn(n_out, n_in, generator=g).t() if linear else torch.randn(n_in, n_out, generator=g)
     bias = torch.randn(n_out, generator=g)
-    rows = (MIN_ROWS, MIN_ROWS + 1, 47, 64, 255, 512, 4099, 20011)
-    return all(torch.equal(torch.addmm(bias, e[:m], w), torch.mm(e[:m], w) + bias) for m in rows)
+    return all(torch.equal(torch.addmm(bias, e[:m], w), torch.mm(e[:m], w) + bias) for m in PROBE_ROWS)
 
 
 @functools.cache
@@ -391,11 +394,11 @@ def _torch_sgemm(width: int, threads: int) -> int:
     if not address:
         return 0
     g = torch.Generator().manual_seed(0)
-    e = torch.randn(20011, width, generator=g)
+    e = torch.randn(PROBE_ROWS[-1], width, generator=g)
     w = torch.randn(width, width, generator=g)
     bias = torch.randn(width, generator=g)
     scratch = (np.empty(6, np.int32), np.empty(2, np.float32), np.frombuffer(b"n", np.uint8).copy())
-    for m in (MIN_ROWS, MIN_ROWS + 1, 47, 64, 255, 512, 4099, 20011):
+    for m in PROBE_ROWS:
         mine = np.empty((m, width), np.float32)
         sgemm_rows(address, e[:m].numpy(), w.numpy(), mine, False, *scratch)
         with_bias = np.broadcast_to(bias.numpy(), (m, width)).copy()

@@ -10,7 +10,8 @@
 
 ``events`` holds the hits tree's branches by their schema names (``run``, ``luminosityBlock``, ``event``, ``Jet_pt``,
 ``EcalHit_energy``, ...; see :mod:`e2e.io.memory`): uproot's ``tree.arrays(entry_stop=...)`` (awkward, or
-``library="np"``), one event as an awkward Record (``events[0]``), a list of events as mappings (JSON), or a mapping
+``library="np"``), one event as an awkward Record (``events[0]``) or as a mapping of its values
+(``events.tolist()[0]``), a list of events as mappings (JSON), or a mapping
 of branch name -> array (awkward, numpy, or lists); collections zipped into records, as
 coffea's NanoAODSchema gives them (``events.Jet.pt``), are read under their branch names. The configuration's source is
 replaced by an in-memory source with the same value checks; its outputs' ``keep`` lists choose what is returned: every
@@ -42,6 +43,8 @@ class EventTagger:
         from e2e.config import load_process
         from e2e.process import Process
 
+        if isinstance(overrides, str):  # one override, not its characters
+            overrides = [overrides]
         if isinstance(config, Mapping):
             data = dict(config)
             for assignment in overrides:

@@ -95,6 +95,35 @@ def test_one_record_and_a_list_of_events(tagger, events, reference) -> None:
     assert ak.to_list(tagger(padded)["Jet_tauGNN_tau"]) == ak.to_list(reference["Jet_tauGNN_tau"])
 
 
+def test_one_event_as_a_mapping_uint64_ids_and_big_endian_arrays(tagger, events, reference) -> None:
+    """One event as a mapping of its values (``events.tolist()[i]``) is that event; event ids from 2**63 (uint64) in
+    plain Python lists, as JSON gives them, and big-endian numpy arrays (ROOT's byte order) are read as their values;
+    an integer that fits no branch is one line."""
+    rows = events.to_list()
+    for i in (0, 5):
+        one = tagger(rows[i])["Jet_tauGNN_tau"]
+        assert len(one) == 1 and ak.to_list(one[0]) == ak.to_list(reference["Jet_tauGNN_tau"][i])
+    want = ak.to_list(reference["Jet_tauGNN_tau"][:3])
+    big = [dict(r) for r in rows[:3]]
+    big[0]["event"], big[2]["event"] = 2**63, 2**64 - 1
+    assert ak.to_list(tagger(big)["Jet_tauGNN_tau"]) == want
+    lists = {k: [r[k] for r in big] for k in big[0]}
+    assert ak.to_list(tagger(lists)["Jet_tauGNN_tau"]) == want
+    swapped = {k: events[:3][k] for k in events.fields}
+    swapped["run"] = ak.to_numpy(events["run"][:3]).astype(">u4")
+    swapped["event"] = ak.to_numpy(events["event"][:3]).astype(">u8")
+    assert ak.to_list(tagger(swapped)["Jet_tauGNN_tau"]) == want
+    for bad in ([{**rows[0], "run": 2**70}], {**lists, "run": [2**70, 1, 1]}):
+        with pytest.raises(SchemaError, match=r"an integer beyond int64") as err:
+            tagger(bad)
+        assert "\n" not in str(err.value)
+
+
+def test_overrides_given_as_one_string(events) -> None:
+    with EventTagger(REPO / "process_configs" / "hit_graphs.yaml", "modules.hitGraphs.k=8") as t:
+        assert t.desc.modules["hitGraphs"].params.k == 8
+
+
 def test_empty_lists_in_json_and_plain_lists(tagger, events, reference) -> None:
     """An event with no jet, or with no hit of a kind, given as JSON or as a mapping of plain lists: awkward reads
     its empty lists as float64 (or unknown) lists, which every number type takes (they were refused as 'dtype

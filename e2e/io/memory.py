@@ -430,6 +430,18 @@ def _dict_layout_of(arrays: dict[str, Any]) -> Any:
     return layout_of
 
 
+def _is_number(value: Any) -> bool:
+    """Whether ``value`` is one number (a branch's value for one event), not an array or list of them."""
+    return isinstance(value, (int, float, np.number, np.bool_)) or (isinstance(value, np.ndarray) and value.ndim == 0)
+
+
+def _why(err: Exception) -> str:
+    """An awkward error in one line; pybind11's cast error of an integer beyond 64 bits in words."""
+    if isinstance(err, RuntimeError) and "Unable to cast Python instance of type <class 'int'>" in str(err):
+        return "an integer beyond int64 (event ids from 2**63 need a uint64 numpy or awkward array)"
+    return exc_line(err)
+
+
 def _branch_array(name: str, values: Any) -> ak.Array:
     """One branch of a mapping as an awkward array: numbers, lists of numbers, or a numpy object array of numpy
     arrays (uproot's ``library="np"`` for a jagged branch; empty: lists of the branch's schema type), joined
@@ -444,11 +456,18 @@ def _branch_array(name: str, values: Any) -> ak.Array:
                 counts = np.fromiter((len(p) for p in parts), np.int64, len(parts))
                 return ak.unflatten(np.concatenate(parts), counts)
             return ak.from_iter(parts)
-        return ak.Array(values)
-    except (TypeError, ValueError) as err:
+        if isinstance(values, np.ndarray) and not values.dtype.isnative:  # (e.g. '>u4', as ROOT stores it)
+            values = values.astype(values.dtype.newbyteorder("="))
+        try:
+            return ak.Array(values)
+        except RuntimeError:  # a list of integers beyond int64 (event ids from 2**63): as uint64, if they all are
+            if not (isinstance(values, (list, tuple)) and all(type(v) is int and 0 <= v < 2**64 for v in values)):
+                raise
+            return ak.Array(np.array(values, dtype=np.uint64))
+    except (TypeError, ValueError, RuntimeError) as err:
         raise SchemaError(
             f"{MEMORY}: branch '{name}' ({type(values).__name__}) is not numbers or lists of numbers that awkward "
-            f"can read ({exc_line(err)})"
+            f"can read ({_why(err)})"
         ) from None
 
 
@@ -491,11 +510,19 @@ def _as_arrays(events: Any) -> Mapping[str, Any]:
         record = events.layout
         events = ak.Array(record.array[record.at : record.at + 1])
     elif isinstance(events, (list, tuple)) and events and all(isinstance(e, (Mapping, ak.Record)) for e in events):
+        rows = [e.to_list() if isinstance(e, ak.Record) else e for e in events]
         try:
-            events = ak.Array([e.to_list() if isinstance(e, ak.Record) else e for e in events])
+            events = ak.Array(rows)
+        except RuntimeError as err:  # an integer beyond int64 (pybind11): branch by branch, which reads uint64 ids
+            keys = list(rows[0])
+            if any(list(e) != keys for e in rows):
+                raise SchemaError(
+                    f"{MEMORY}: a list of {len(rows)} events that awkward cannot read ({_why(err)})"
+                ) from None
+            return _as_arrays({k: [e[k] for e in rows] for k in keys})
         except (TypeError, ValueError) as err:
             raise SchemaError(
-                f"{MEMORY}: a list of {len(events)} events that awkward cannot read as records ({exc_line(err)})"
+                f"{MEMORY}: a list of {len(events)} events that awkward cannot read as records ({_why(err)})"
             ) from None
     if isinstance(events, ak.Array):
         if not events.fields:
@@ -503,6 +530,8 @@ def _as_arrays(events: Any) -> Mapping[str, Any]:
         if isinstance(events.layout, ak.contents.RecordArray):
             return _RecordFields(events)
         return _with_collection_fields({f: events[f] for f in events.fields})
+    if isinstance(events, Mapping) and any(_is_number(v) for v in events.values()):
+        return _as_arrays([events])  # one event (a value per scalar branch), as ak.to_list(events)[i] gives it
     if isinstance(events, Mapping):
         arrays = {str(k): v if isinstance(v, ak.Array) else _branch_array(str(k), v) for k, v in events.items()}
         return _with_collection_fields(arrays)

@@ -12,12 +12,17 @@ import dataclasses
 import difflib
 import functools
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any
 
 from e2e.errors import ConfigError, short
+
+#: A number with an exponent and no dot (``1e-1``, ``2E3``): YAML 1.1, which PyYAML follows, reads it as text (its
+#: floats need a dot); a float parameter takes it as the number it is.
+_EXPONENT_NUMBER = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
 
 _MISSING = dataclasses.MISSING
 
@@ -78,11 +83,15 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
+        errors = []
         for arg in typing.get_args(tp):
             try:
                 return _coerce(value, arg, where)
-            except ConfigError:
-                continue
+            except ConfigError as err:
+                errors.append((arg, err))
+        tried = [err for arg, err in errors if arg is not type(None)]
+        if len(tried) == 1 and value is not None:  # an optional value: what its type says (a finite number, ...)
+            raise ConfigError(f"{tried[0]} (or null)") from None
         raise ConfigError(f"{where}: got {short(value)}, expected {_type_name(tp)}")
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
@@ -117,10 +126,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             if not -(2**63) <= value < 2**63:  # every integer parameter reaches numpy or C as a 64-bit integer
-                raise ConfigError(f"{where}: got {short(value)}, expected an integer of at most 64 bits")
+                raise ConfigError(f"{where}: got {short(value)}, expected a signed 64-bit integer (|value| < 2**63)")
             return value
+        number = float(value) if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value) else value
+        if isinstance(number, float) and number.is_integer() and abs(number) < 2**63:
+            raise ConfigError(f"{where}: got {short(value)}, expected an integer (write {int(number)})")
         raise ConfigError(f"{where}: got {short(value)}, expected an integer")
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value):
+            value = float(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(float(value)):  # NaN passes every range check; inf is no setting either
                 raise ConfigError(f"{where}: got {short(value)}, expected a finite number")

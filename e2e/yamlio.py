@@ -11,12 +11,13 @@ counted as a full copy of its anchor) before constructing anything, and refuses 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from e2e.errors import ConfigError
+from e2e.errors import ConfigError, short
 
 #: Most nodes (scalars, sequences, mappings) a YAML document may expand to. The largest shipped
 #: configuration has about 400; a model.yaml with its provenance about 1000.
@@ -25,6 +26,7 @@ MAX_NODES = 100_000
 MAX_DEPTH = 64
 #: Largest YAML file read (bytes): configurations and model.yaml files are a few kB.
 MAX_BYTES = 8 * 1024 * 1024
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
 def expanded_size(root: yaml.Node, where: str, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH) -> int:
@@ -66,10 +68,16 @@ def expanded_size(root: yaml.Node, where: str, max_nodes: int = MAX_NODES, max_d
     return size[id(root)]
 
 
-def _no_duplicate_keys(root: yaml.Node, where: str) -> None:
+#: Plain integers that YAML 1.1 (PyYAML) reads other than as written: a leading zero is octal (``016`` is 14, ``09``
+#: text), a colon base 60 (``1:30`` is 90).
+_SURPRISING_INT = re.compile(r"[-+]?(0[0-9_]+|[0-9][0-9_]*(:[0-5]?[0-9])+)")
+
+
+def _check_nodes(root: yaml.Node, where: str) -> None:
     """Refuse a mapping with the same key twice (PyYAML keeps the last silently: a second block of the same label,
-    or a model.yaml line appended with other class names, would replace the first without a word). Merge keys
-    (``<<``) may still be overridden, as YAML intends."""
+    or a model.yaml line appended with other class names, would replace the first without a word; merge keys,
+    ``<<``, may still be overridden, as YAML intends) and a plain number that YAML 1.1 reads as another number
+    (:data:`_SURPRISING_INT`: ``window: 063`` would be 51)."""
     seen_nodes: set[int] = set()
     stack = [root]
     while stack:
@@ -77,7 +85,17 @@ def _no_duplicate_keys(root: yaml.Node, where: str) -> None:
         if id(node) in seen_nodes:
             continue
         seen_nodes.add(id(node))
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yaml.ScalarNode):
+            if node.style is None and node.tag in _NUMBER_TAGS and _SURPRISING_INT.fullmatch(node.value):
+                text = node.value.replace("_", "")
+                read = yaml.safe_load(text)
+                meant = f"{int(text)} for the decimal number, " if ":" not in text else ""
+                raise ConfigError(
+                    f"{where}: line {node.start_mark.line + 1}: {short(node.value)} reads as {read} in YAML 1.1 (a "
+                    f"leading zero means base 8, a colon base 60): write {meant}{read} for that one, or quote it as "
+                    "text"
+                )
+        elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
         elif isinstance(node, yaml.MappingNode):
             first: dict[tuple[str, str], int] = {}
@@ -121,7 +139,7 @@ def load_yaml_text(text: str, where: str) -> Any:
         if node is None:
             return None
         expanded_size(node, where)
-        _no_duplicate_keys(node, where)
+        _check_nodes(node, where)
         return loader.construct_document(node)
     except yaml.YAMLError as err:
         raise _yaml_error(err, where) from err

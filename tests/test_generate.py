@@ -84,7 +84,7 @@ def test_jobs_split_events_and_merge_in_order(tmp_path: Path) -> None:
         ({"process": "ztautua", "events": 5}, "did you mean 'ztautau'"),
         ({"process": "ztautau", "events": -1}, "expected a value >= 0"),
         ({"process": "ztautau", "events": 5, "pileup": {"muu": 3}}, "unknown key 'muu' (did you mean 'mu'?)"),
-        ({"process": "ztautau", "events": "many"}, "expected int"),
+        ({"process": "ztautau", "events": "many"}, "expected an integer (or null)"),
         ({"process": "ztautau"}, "missing `process` and `events`"),
         ({"process": "qcd", "events": 5, "pt_hat": [100, 20]}, "pt_hat"),
         ({"process": "ztautau", "events": 1, "samples": [{"process": "qcd", "events": 1}]}, "not both"),
@@ -93,6 +93,9 @@ def test_jobs_split_events_and_merge_in_order(tmp_path: Path) -> None:
         ({"process": "qcd", "events": 5, "pileup": {"refresh": -1}}, "refresh"),
         ({"process": "qcd", "events": 5, "pileup": {"reuse": 1, "refresh": 0.5}}, "drop refresh"),
         ({"process": "qcd", "events": 5, "pileup": {"reuse": -1}}, "reuse"),
+        ({"process": "qcd", "events": 5, "tree": ""}, "tree '': expected a plain TTree name"),
+        ({"process": "qcd", "events": 5, "tree": "a/b"}, "tree 'a/b': expected a plain TTree name"),
+        ({"process": "qcd", "events": 5, "jobs": 99999}, "jobs: got 99999, expected a value <= 1024"),
     ],
 )
 def test_config_errors_are_one_clear_line(data: dict, expected: str) -> None:
@@ -111,6 +114,14 @@ def test_cli_reports_bad_config_in_one_line_with_nonzero_exit(tmp_path: Path, ca
     cfg.write_text("process: [unclosed\n")
     assert generate_main([str(cfg)]) == 2
     assert "invalid YAML" in capsys.readouterr().err
+
+
+def test_cli_events_of_a_mixture_are_refused(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "mix.yaml"
+    cfg.write_text("samples: [{process: qcd, events: 3}, {process: zqq, events: 2}]\n")
+    assert generate_main([str(cfg), "-n", "2", "--dump-config"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "-n 2: " in err and "is a mixture of samples" in err, err
 
 
 def test_cli_dump_config_expands_defaults(tmp_path: Path, capsys) -> None:

@@ -182,6 +182,33 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_yaml_1_1_numbers_are_read_as_meant_or_refused(tmp_path, capsys):
+    """YAML 1.1 (PyYAML) reads a leading zero as octal and a colon as base 60: such a plain number is refused with
+    what it would read as; ``1e-1`` (no dot: text in YAML 1.1) is a number for a float parameter, and for an
+    integer one the message says what to write."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(config(jetGraphs={"type": "JetGraphProducer"}, jetShapes={"type": "JetShapeProducer"}))
+    )
+    for value, read in (("016", "reads as 14"), ("-012", "reads as -10"), ("1:30", "reads as 90")):
+        rc, _, err = run_cli([str(cfg), "--dump-config", "-s", f"modules.jetGraphs.k={value}"], capsys)
+        assert rc == 2 and err.count("\n") == 1 and read in err and "base 8" in err, err
+    rc, _, err = run_cli([str(cfg), "--dump-config", "-s", "modules.jetGraphs.k='016'"], capsys)
+    assert rc == 2 and "got '016', expected an integer" in err  # quoted: text
+    octal = tmp_path / "octal.yaml"
+    octal.write_text(cfg.read_text().replace("type: JetGraphProducer", "type: JetGraphProducer\n    window: 063"))
+    rc, _, err = run_cli([str(octal), "--dump-config"], capsys)
+    assert rc == 2 and "line " in err and "'063' reads as 51" in err and "write 63 for the decimal number" in err, err
+    rc, out, err = run_cli(
+        [str(cfg), "--dump-config", "-s", "modules.jetShapes.cone=4e-1", "-s", "modules.jetGraphs.k=10"], capsys
+    )
+    assert rc == 0, err
+    dumped = yaml.safe_load(out)["modules"]
+    assert dumped["jetShapes"]["cone"] == 0.4 and dumped["jetGraphs"]["k"] == 10
+    rc, _, err = run_cli([str(cfg), "--dump-config", "-s", "source.step_size=1e3"], capsys)
+    assert rc == 2 and "expected an integer (write 1000)" in err
+
+
 def test_list_and_help_module(capsys):
     rc, out, _ = run_cli(["--list-modules"], capsys)
     assert rc == 0 and "JetGraphProducer" in out.split()
@@ -222,7 +249,7 @@ def test_with_inputs_adds_the_blocks_a_partial_configuration_reads() -> None:
     [
         ({"type": "JetShapeProducer", "cone": float("nan")}, "modules.s.cone: got nan, expected a finite number"),
         ({"type": "JetShapeProducer", "cone": float("inf")}, "modules.s.cone: got inf, expected a finite number"),
-        ({"type": "HitGraphProducer", "k": 10**20}, "modules.s.k: got 100000000000000000000, expected an integer of"),
+        ({"type": "HitGraphProducer", "k": 10**20}, "modules.s.k: got 100000000000000000000, expected a signed 64-bit"),
         ({"type": "HitGraphProducer", "k": 5000}, "modules.s.k: got 5000, expected a value <= 1024"),
         ({"type": "HitGraphProducer", "max_ecal": 10**7}, "modules.s.max_ecal: got 10000000, expected a value <="),
         ({"type": "JetShapeProducer", "jets": "source:EcalHit"}, "this input takes the source's collection source:Jet"),

@@ -97,7 +97,7 @@ class HitGraphProducer(Producer):
         p = self.params
         tags = [p.jets, p.ecal_hits, p.hcal_hits, p.tracks] + ([p.tracker_hits] if self.layers else [])
         out: dict[str, type | None] = {tag: JaggedCollection for tag in tags}
-        if p.shapes and self._needs_shapes():
+        if p.shapes:  # (also when no jet feature needs it: a label that names nothing is refused, not ignored)
             out[p.shapes] = JetShapes
         return out
 

@@ -637,6 +637,9 @@ def test_jet_shapes_read_from_a_shape_producer_equal_their_own() -> None:
     with pytest.raises(ConfigError, match="modules.hitGraphs.shapes: 'shapes' was made with") as err:
         list(Process(load_process(data)).iter_batches())
     assert "\n" not in str(err.value) and "'cone': 0.3" in str(err.value)
+    data["modules"]["hitGraphs"].update(jet_features=[], shapes="nobody")  # named, though no jet feature needs it
+    with pytest.raises(ConfigError, match="modules.hitGraphs consumes 'nobody' but no module is labelled 'nobody'"):
+        Process(load_process(data))
 
 
 @pytest.mark.parametrize("config", ["tau_gnn.yaml", "tau_multiclass.yaml"])

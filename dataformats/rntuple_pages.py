@@ -24,7 +24,7 @@ class PageChecksums:
         self.source = source
         self._ntuple = ntuple
         records = ntuple.field_records
-        wanted = set(names)
+        wanted = {name.partition(".")[0] for name in names}  # (a record field X.f: the columns of field X)
 
         def top(i: int) -> int:
             for _ in range(len(records)):  # a top-level field is its own parent

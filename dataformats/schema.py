@@ -885,12 +885,36 @@ class FileLayout:
     rntuple: bool
 
 
+def _zipped_names(on_disk: set[str], rename: dict[str, str]) -> dict[str, str]:
+    """``rename`` with, for an RNTuple whose collections are records (``EcalHit.ieta``: uproot writes ``ak.zip``-ed
+    collections so, without a counter), each schema branch that is not on disk under its own name or a given one
+    named by its record field."""
+    out = dict(rename)
+    for c in collections(True):
+        for f in c.fields:
+            b, zipped = c.branch(f), f"{c.name}.{f.name}"
+            if b not in out and b not in on_disk and zipped in on_disk:
+                out[b] = zipped
+    return out
+
+
+def zipped_field(arrays: Mapping[str, Any], name: str) -> Any:
+    """Branch ``name`` of arrays read by uproot: itself, or for an RNTuple record field ``X.f`` (:func:`_zipped_names`)
+    the field f of the records X, which is where uproot puts it; None when absent."""
+    if name in arrays:
+        return arrays[name]
+    parent, dot, child = name.partition(".")
+    if dot and parent in arrays and child in getattr(arrays[parent], "fields", ()):
+        return arrays[parent][child]
+    return None
+
+
 def _describe_rntuple(ntuple: Any, names: list[str]) -> dict[str, _Desc]:
     """Like :func:`_describe_interpretation` for RNTuple fields, from a zero-entry read (no data)."""
     arrays = ntuple.arrays(names, entry_stop=0, library="ak", how=dict)
     out = {}
     for name in names:
-        d = _describe_array(arrays[name])
+        d = _describe_array(zipped_field(arrays, name))
         out[name] = _Desc(d.kind, d.dtype, d.typestr, vector=d.kind == "jagged")
     return out
 
@@ -916,6 +940,8 @@ def inspect_file(
         with reading(source):
             ttree = file[tree]
             on_disk = set(ttree.keys())
+            if rntuple:
+                rename = _zipped_names(on_disk, rename)
             present = [b for b in branch_dtypes(True) if rename.get(b, b) in on_disk]
             want_truth = _want_truth(present, truth)
             wanted = [b for b in branch_dtypes(want_truth) if b in present]
@@ -963,8 +989,8 @@ def read_chunk(arrays: Mapping[str, Any], layout: FileLayout, units: Mapping[str
     """Arrays read with the file's names -> schema names; unit factors applied to float branches."""
     out = {}
     for schema_name, file_name in layout.names.items():
-        if file_name in arrays:
-            value = arrays[file_name]
+        value = zipped_field(arrays, file_name)
+        if value is not None:
             factor = (units or {}).get(schema_name)
             out[schema_name] = value * factor if factor is not None else value
     return out

@@ -144,6 +144,28 @@ def test_rntuple_input(tmp_path, capsys, reference):
     np.testing.assert_array_equal(scores, reference)
 
 
+def test_an_rntuple_of_zipped_collections(tmp_path, capsys, reference):
+    """uproot writes ak.zip'ed collections as RNTuple records (``EcalHit.ieta``, no counter): read by their record
+    fields, the same scores as the flat file; a file with one field missing names it."""
+    ev = read_events(SAMPLE, N)
+    zipped = {k: ev[k] for k in ("run", "luminosityBlock", "event")}
+    for coll in ("EcalHit", "HcalHit", "Track", "TrackerHit", "Jet"):
+        zipped[coll] = ak.zip({k[len(coll) + 1 :]: ev[k] for k in ev.fields if k.startswith(coll + "_")})
+    path = tmp_path / "zipped.root"
+    with uproot.recreate(path) as f:
+        f["Events"] = zipped
+    with uproot.open(path) as f:
+        assert "EcalHit.ieta" in f["Events"].keys() and "nEcalHit" not in f["Events"].keys()
+    assert schema.validate_file(path) == N
+    np.testing.assert_array_equal(_tag(tmp_path, capsys, {"files": [str(path)]}, "zipped"), reference)
+    zipped["HcalHit"] = ak.zip({k[8:]: ev[k] for k in ev.fields if k.startswith("HcalHit_") and k != "HcalHit_iphi"})
+    with uproot.recreate(path) as f:
+        f["Events"] = zipped
+    with pytest.raises(schema.SchemaError, match="HcalHit_iphi") as err:
+        schema.inspect_file(path)
+    assert "\n" not in str(err.value)
+
+
 def test_old_files_with_8_bit_integers_are_read(tmp_path, capsys, reference):
     from conftest import write_hits
 

@@ -173,6 +173,11 @@ def load_process(data: Any, where: str = "<config>", config_file: str | None = N
             f"{where}: options.scheduler (--scheduler) is the address of a dask scheduler, but the executor is "
             f"'{options.executor}': use executor dask (--executor dask), or no scheduler"
         )
+    if options.workers and options.executor == "iterative":
+        raise ConfigError(
+            f"{where}: options.workers (--workers) is the number of worker processes of the futures and dask "
+            f"executors, but the executor is 'iterative' (this process): use --executor futures or dask, or no workers"
+        )
     for module in modules.values():
         module.job_threads = options.threads
     return ProcessDescription(name, source, modules, outputs, options, where, config_file)

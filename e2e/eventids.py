@@ -7,6 +7,7 @@ warns by default). ``options.duplicate_ids: error`` makes them fatal.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Callable, Mapping
 
@@ -28,12 +29,6 @@ class EventIdRegister:
         self.first: str | None = None
 
     @staticmethod
-    def _key(batch: EventBatch) -> tuple[np.ndarray, np.ndarray]:
-        run = batch.ids["run"].astype(np.uint64)
-        lumi = batch.ids["luminosityBlock"].astype(np.uint64)
-        return (run << np.uint64(32)) | lumi, batch.ids["event"].astype(np.uint64)
-
-    @staticmethod
     def _duplicates(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """[n, 2] positions of (earlier, later) events with equal ids, neighbours in sort order."""
         order = np.lexsort((lo, hi))
@@ -48,13 +43,17 @@ class EventIdRegister:
 
     def add(self, batch: EventBatch) -> None:
         """Remember the ids of ``batch`` (batches in input order)."""
-        hi, lo = self._key(batch)
+        self.add_keys(*id_keys(batch.ids), f"{batch.file}:{batch.tree}", batch.entry_start)
+
+    def add_keys(self, hi: np.ndarray, lo: np.ndarray, where: str, entry_start: int) -> None:
+        """Remember the ids (:func:`id_keys`) of the entries from ``entry_start`` of ``where`` ('file:tree'), in input
+        order (a batch of the iterative run, or a unit of a parallel one)."""
         self.keys.append((hi, lo))
-        self.where.append((f"{batch.file}:{batch.tree}", batch.entry_start))
+        self.where.append((where, entry_start))
         if self.fatal and len(hi) > 1:
             dup = self._duplicates(hi, lo)
             if len(dup):
-                name = self._name(hi, lo, dup[0], lambda i: f"{batch.file}:{batch.tree} entry {batch.entry_start + i}")
+                name = self._name(hi, lo, dup[0], lambda i: f"{where} entry {entry_start + i}")
                 raise SchemaError(f"duplicate event ids: {name} (options.duplicate_ids: error)")
 
     def finish(self) -> int:
@@ -79,6 +78,27 @@ class EventIdRegister:
         if self.fatal:
             raise SchemaError(f"duplicate event ids: {self.first} (options.duplicate_ids: error)")
         return len(dup)
+
+
+def id_keys(ids: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Event ids as two uint64 keys per event: (run << 32 | luminosityBlock, event)."""
+    run = np.asarray(ids["run"]).astype(np.uint64)
+    lumi = np.asarray(ids["luminosityBlock"]).astype(np.uint64)
+    return (run << np.uint64(32)) | lumi, np.asarray(ids["event"]).astype(np.uint64)
+
+
+def pack_ids(ids: Mapping[str, np.ndarray]) -> str:
+    """Event ids as text (a work unit's record, e2e.executors.UnitResult): base64 of :func:`id_keys`, 16 bytes per
+    event."""
+    hi, lo = id_keys(ids)
+    return base64.b64encode(np.stack([hi, lo], axis=1).astype("<u8").tobytes()).decode("ascii")
+
+
+def unpack_ids(text: str) -> dict[str, np.ndarray]:
+    """The ``run``, ``luminosityBlock`` and ``event`` arrays (uint64) of :func:`pack_ids`' text."""
+    keys = np.frombuffer(base64.b64decode(text.encode("ascii"), validate=True), "<u8").reshape(-1, 2)
+    hi, lo = keys[:, 0].astype(np.uint64), keys[:, 1].astype(np.uint64)
+    return {"run": hi >> np.uint64(32), "luminosityBlock": hi & np.uint64(0xFFFFFFFF), "event": lo}
 
 
 def ids_digest(ids: Mapping[str, np.ndarray]) -> str:

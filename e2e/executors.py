@@ -57,6 +57,8 @@ class UnitResult:
     events: int = 0
     jets: int = 0
     ids_digest: str = ""
+    #: the event ids read (e2e.eventids.pack_ids): the driver checks them for repeats over the run (duplicate_ids)
+    ids: str = ""
     parts: list[str] = field(default_factory=list)
     #: sha256 of each part file as written: --resume reuses a part only if it still reads the same (a part damaged
     #: inside a basket opens, and has the right entry count, but would fail or, uncompressed, corrupt the output)
@@ -137,7 +139,7 @@ class UnitRunner:
 
     def run(self, item: WorkItem, call: UnitCall) -> UnitResult:
         from dataformats.schema import SchemaError
-        from e2e.eventids import ids_digest
+        from e2e.eventids import ids_digest, pack_ids
         from e2e.process import Process, RunSummary
 
         source = self.desc.source
@@ -172,6 +174,7 @@ class UnitRunner:
             raise
         result.events, result.jets = counted.events, counted.jets
         result.ids_digest = ids_digest(batch.ids)
+        result.ids = pack_ids(batch.ids)
         result.parts = [o.output_paths()[0] for o in outs]
         result.part_digests = [file_digest(p) for p in result.parts]
         result.times = times

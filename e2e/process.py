@@ -518,10 +518,30 @@ def _reusable(r: UnitResult, item: WorkItem, outputs: list[OutputModule], skip_b
     entries = item.entry_stop - item.entry_start
     if len(r.parts) != len(outputs) or len(r.part_digests) != len(r.parts):
         return False
+    from e2e.eventids import ids_digest, unpack_ids
+
+    try:  # the ids recorded for the duplicate check are the ones its part holds
+        if ids_digest(unpack_ids(r.ids)) != r.ids_digest:
+            return False
+    except ValueError:  # (binascii.Error: not base64 of 16-byte ids)
+        return False
     for o, p, digest in zip(outputs, r.parts, r.part_digests, strict=True):
         if not (o.part_is_complete(p, entries) and file_digest(p) == digest):  # the bytes it wrote, unchanged
             return False
     return True
+
+
+def _duplicate_ids(rule: str, items: list[WorkItem], results: Mapping[int, UnitResult]) -> tuple[int, str | None]:
+    """The duplicate event-id check of a unit run (``options.duplicate_ids``), on the ids each unit recorded, in plan
+    order, before any output is assembled: (repeats, the first in words), as an iterative run counts them."""
+    from e2e.eventids import id_keys, unpack_ids
+
+    register = EventIdRegister(rule == "error")
+    for item in items:
+        r = results[item.index]
+        if not r.skipped:
+            register.add_keys(*id_keys(unpack_ids(r.ids)), f"{item.file}:{item.tree}", item.entry_start)
+    return register.finish(), register.first
 
 
 def _commit(outputs: list[OutputModule]) -> None:
@@ -722,6 +742,7 @@ def _run_units(
     check_exactly_once(items, results)
     ordered = [results[i.index] for i in items]
     written = [r for r in ordered if not r.skipped]
+    summary.duplicate_ids, summary.first_duplicate = _duplicate_ids(desc.options.duplicate_ids, items, results)
     files = list(config["source"]["files"])
     # what the outputs lack (entry_stop -1: the whole file); e2e-eval leaves the same entries out of the truth
     lacking = [(path, 0, -1, err) for path, err in unreadable]

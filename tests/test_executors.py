@@ -20,6 +20,7 @@ import yaml
 from conftest import REPO, SAMPLE, need_extra, read_events, write_hits
 
 from e2e.errors import E2EError
+from e2e.eventids import ids_digest, pack_ids, unpack_ids
 from e2e.executors import UnitResult
 from e2e.process import check_exactly_once
 from e2e.source import WorkItem
@@ -324,6 +325,7 @@ def test_a_bad_file_fails_with_one_line_or_is_skipped(executor, inputs, tmp_path
     r = _run(_config(tmp_path, files), "--executor", executor, "--workers", "2", "--skip-bad-files")
     assert r.returncode == 0, r.stderr
     assert "1 unit(s) skipped (--skip-bad-files)" in r.stdout and "bad.root" in r.stdout
+    assert "entries (not a friend of the input: the entries skipped are missing)" in r.stdout, r.stdout
     with uproot.open(tmp_path / "out.root") as f:
         assert f["Events"].num_entries == 30 + 2 + 24  # entries 8-9 of bad.root are a good unit
         assert "bad.root" in str(f["e2e_products"])
@@ -345,6 +347,29 @@ def test_a_bad_file_fails_with_one_line_or_is_skipped(executor, inputs, tmp_path
     assert eval_main([str(tmp_path / "out.root"), "--plot", str(tmp_path / "roc.png")]) == 0
     r = _run(_config(tmp_path, [truncated, *files]), "--executor", executor, "--workers", "2")
     assert r.returncode == 2 and "truncated.root: truncated ROOT file" in r.stderr  # without the option: fails
+
+
+@pytest.mark.parametrize("executor", ["futures", "iterative"])
+def test_duplicate_event_ids_are_checked_over_the_units(executor, inputs, tmp_path):
+    """Each unit records the ids it read, and the driver checks them over the run (as an iterative run does), before
+    any output is written: counted by default, one line with ``duplicate_ids: error``; the iterative executor runs
+    units with --resume."""
+    again = write_hits(tmp_path / "again.root", read_events(SAMPLE, 4))  # the first 4 events of inputs[0] again
+    args = ("--executor", executor, *(("--workers", "2") if executor == "futures" else ("--resume",)))
+    r = _run(_config(tmp_path, [inputs[0], again]), *args)
+    assert r.returncode == 0, r.stderr
+    assert "as an earlier event): 4; first: run " in r.stdout and "again.root:Events entry 0" in r.stdout, r.stdout
+    os.unlink(tmp_path / "out.root")
+    r = _run(_config(tmp_path, [inputs[0], again], duplicate_ids="error"), *args)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1 and "duplicate event ids: run " in err[0], r.stderr
+    assert "again.root:Events entry 0 (options.duplicate_ids: error)" in err[0]
+    assert not (tmp_path / "out.root").exists()
+
+
+def test_workers_without_a_parallel_executor_are_refused(inputs, tmp_path):
+    r = _run(_config(tmp_path, inputs), "--workers", "3")
+    assert r.returncode == 2 and "options.workers (--workers) is the number of worker processes" in r.stderr, r.stderr
 
 
 def test_per_file_outputs_record_their_own_skipped_entries(inputs, tmp_path):
@@ -405,7 +430,7 @@ def test_per_file_outputs(executor, inputs, reference, tmp_path):
     data = yaml.safe_load(config.read_text())
     data["outputs"][0].update(file=str(tmp_path / "{stem}_tagged.root"), per_file=True)
     config.write_text(yaml.safe_dump(data))
-    r = _run(config, "--executor", executor, "--workers", "2")
+    r = _run(config, "--executor", executor, *(("--workers", "2") if executor != "iterative" else ()))
     assert r.returncode == 0, r.stderr
     assert "2 files" in r.stdout and "(per_file)" in r.stdout
     whole = {k: v for k, v in reference.items()}
@@ -428,7 +453,9 @@ def test_a_part_with_other_event_ids_than_its_unit_fails_the_run(inputs, tmp_pat
     assert _run(config, "--resume").returncode == -signal.SIGKILL
     record = sorted((tmp_path / ".out.root.parts").glob("*.json"))[0]
     data = json.loads(record.read_text())
-    data["ids_digest"] = "0" * 20
+    ids = unpack_ids(data["ids"])
+    ids["event"] = ids["event"] + np.uint64(1000)  # the record says its unit read other events than its part holds
+    data["ids"], data["ids_digest"] = pack_ids(ids), ids_digest(ids)
     record.write_text(json.dumps(data))
     r = _run(config, "--resume")
     assert r.returncode == 2 and "holds other event ids than it read" in r.stderr, r.stderr

@@ -328,7 +328,13 @@ class RootOutput(OutputModule):
         self._write_empty_files()
         if not self._done:
             return f"{self.params.file}: nothing written"
-        kind = "with a copy of the input" if self.params.copy_input else "friend of the input"
+        lacking = bool(self._provenance.get("skipped_entries"))  # (--skip-bad-files skipped some)
+        kind = {
+            (False, False): "friend of the input",
+            (True, False): "with a copy of the input",
+            (False, True): "not a friend of the input: the entries skipped are missing",
+            (True, True): "with a copy of the input less the entries skipped",
+        }[(self.params.copy_input, lacking)]
         skipped = f"; not writable, skipped: {', '.join(self.skipped)}" if self.skipped else ""
         done, self._done = self._done, []
         if not self.params.per_file:

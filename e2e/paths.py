@@ -191,7 +191,9 @@ def on_path(path: str | os.PathLike[str]) -> Iterator[None]:
         raise
 
 
-def _final_mode(tmp: Path, directory: bool) -> None:
+def final_mode(tmp: Path, directory: bool) -> None:
+    """The mode a new file (directory) gets under the umask, for files made 0600 (0700) by mkstemp, mkdtemp or a
+    library (safetensors)."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, (0o777 if directory else 0o666) & ~umask)  # mkstemp/mkdtemp create 0600/0700
@@ -238,7 +240,7 @@ class atomic_file(contextlib.AbstractContextManager["atomic_file"]):
         raise_if_requested()  # never replace an output after SIGINT / SIGTERM
         try:
             with on_path(self.path):
-                _final_mode(self.tmp, False)
+                final_mode(self.tmp, False)
                 if _GROUPS:
                     _GROUPS[-1].replace(self.tmp, self.path)
                 else:
@@ -344,7 +346,7 @@ class atomic_dir(contextlib.AbstractContextManager["atomic_dir"]):
     def commit(self) -> Path:
         raise_if_requested()  # never replace an output after SIGINT / SIGTERM
         with on_path(self.path):
-            _final_mode(self.tmp, True)
+            final_mode(self.tmp, True)
             old = None
             if self.path.exists():
                 old = Path(tempfile.mkdtemp(prefix=_prefix(self.path), suffix=".tmp", dir=self.path.parent))

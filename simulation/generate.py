@@ -27,7 +27,7 @@ from dataformats import geometry as geo
 from dataformats import schema
 from e2e.errors import ConfigError
 from e2e.io.treewriter import AtomicTreeWriter
-from e2e.params import build, param
+from e2e.params import MAX_THREADS, build, param
 from simulation import kernels
 from simulation.arrays import four_vector_kinematics, offsets, pt_eta
 from simulation.detector import DetectorResponse, DetectorSimulation
@@ -116,8 +116,10 @@ class GenerateConfig:
         choices=("lz4", "zstd", "zlib", "lzma"),
     )
     compression_level: int = param(1, "compression level", minimum=1, maximum=9)
-    tree: str = param("Events", "output TTree name")
-    jobs: int = param(1, "parallel worker processes (each with its own seed)", minimum=1)
+    tree: str = param("Events", "output TTree name (a plain name: no '/', which ROOT reads as a directory)")
+    jobs: int = param(
+        1, "parallel worker processes (each with its own seed; at most one per event)", minimum=1, maximum=MAX_THREADS
+    )
     chunk_size: int = param(
         100,
         "events simulated and written per chunk (bounds memory; the detector's random stream is drawn per chunk, so "
@@ -139,6 +141,8 @@ class GenerateConfig:
             if self.process is None or self.events is None:
                 raise ConfigError("generate: missing `process` and `events` (or a `samples` list)")
             plan = [SampleConfig(process=self.process, events=self.events)]
+        if not self.tree or "/" in self.tree or self.tree != self.tree.strip():
+            raise ConfigError(f"generate: tree {self.tree!r}: expected a plain TTree name such as Events (no '/')")
         for s in plan:
             pt_hat = s.pt_hat if s.pt_hat is not None else self.pt_hat
             if len(pt_hat) != 2 or not 0 <= pt_hat[0] < pt_hat[1]:
@@ -601,6 +605,9 @@ def generate(
 
     check_output_file(cfg.output, inputs, what="output")  # ``inputs``: the configuration file
     total = sum(s.events for s in cfg.plan())
+    most = max([1, *(s.events for s in cfg.plan())])  # a job has at least one event of some sample
+    if cfg.jobs > most:  # (each extra job would only build its pileup library)
+        cfg = dataclasses.replace(cfg, jobs=most)
     t0 = time.perf_counter()
     stats = JobStats()
     bar = tqdm(

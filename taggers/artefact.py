@@ -393,9 +393,12 @@ def save(
     """Write an artefact directory: weights (safetensors), model.yaml and model.onnx with the YAML embedded."""
     from safetensors.torch import save_file
 
+    from e2e.paths import final_mode
+
     path.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / WEIGHTS))
+    final_mode(path / WEIGHTS, directory=False)  # (safetensors writes 0600; the other files follow the umask)
     text = yaml.safe_dump(spec, sort_keys=False)
     (path / MODEL_YAML).write_text(text)
     write_onnx(path / ONNX, onnx_model(model, example_inputs, input_names, dynamic_axes), text)

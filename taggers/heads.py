@@ -27,6 +27,7 @@ must be unique over the heads: they become the branches ``Jet_<module label>_<na
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,13 +167,13 @@ def parse_heads(raw: Any, where: str, recorded: bool = False) -> list[Head]:
         head.balance = balance
         only = block.get("only", {})
         if not isinstance(only, dict) or not all(
-            k in TARGETS and isinstance(v, list) and v and all(isinstance(x, int) for x in v) for k, v in only.items()
+            k in TARGETS and isinstance(v, list) and v and all(type(x) is int for x in v) for k, v in only.items()
         ):
             raise ConfigError(f"{at}.only: expected {{truth field: [values]}} with fields among {', '.join(TARGETS)}")
         head.only = {k: list(v) for k, v in only.items()}
         weight = block.get("weight", 1.0)
-        if not isinstance(weight, int | float) or isinstance(weight, bool) or not weight > 0:
-            raise ConfigError(f"{at}.weight: expected a positive loss weight, got {short(weight)}")
+        if not isinstance(weight, int | float) or isinstance(weight, bool) or not 0 < weight < math.inf:
+            raise ConfigError(f"{at}.weight: expected a positive finite loss weight, got {short(weight)}")
         head.weight = float(weight)
         head.start, head.stop = start, start + len(head.outputs)
         if recorded:

@@ -967,6 +967,10 @@ def test_top_level_handler_classes(capsys):
     assert run_main("e2e-x", raising(KeyError("internal")), False) == 70  # raised here: code of one's own
     err = capsys.readouterr().err
     assert "Traceback" in err and "error in code of your own (" in err and "test_bad_input.py:" in err
+    compiled = compile("raise ValueError('seed')", "numpy/random/bit_generator.pyx", "exec")  # (no such file here)
+    assert run_main("e2e-x", functools.partial(exec, compiled), False) == 70  # a library frame without a file
+    err = capsys.readouterr().err
+    assert "internal error" in err and "code of your own" not in err
 
 
 @pytest.mark.parametrize(

@@ -160,6 +160,18 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch,
     rc = train_main([parts, "--no-progress", "--resume", "-o", str(tmp_path / "third"), "-s", "seed=2"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "checkpoint is from another training configuration" in err and "\n" not in err
+    # a damaged checkpoint of this configuration is one line, not a traceback; one without its tensors is not ignored
+    tensors = checkpoint.checkpoint_dir(tmp_path / "third") / "tensors.safetensors"
+    original = tensors.read_bytes()
+    for damage in (original[:100], b""):
+        if damage:
+            tensors.write_bytes(damage)
+        else:
+            tensors.unlink()
+        rc = train_main([parts, "--no-progress", "--resume", "-o", str(tmp_path / "third")])
+        err = capsys.readouterr().err.strip().splitlines()[-1]  # (after the dataset's log line)
+        want = "unreadable checkpoint (SafetensorError" if damage else "incomplete checkpoint (no tensors.safetensors)"
+        assert rc == 2 and want in err and err.startswith("e2e-train: error:") and "remove it" in err, err
 
 
 def test_train_with_per_jet_inputs_then_tag(tmp_path, capsys):
@@ -275,3 +287,44 @@ def test_the_default_heldout_is_found_from_any_directory(tmp_path, monkeypatch, 
     assert main([str(tmp_path / "cfg.yaml"), "--dump-config"]) == 0
     captured = capsys.readouterr()
     assert "heldout: []" in captured.out and "note: no held-out file" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("seed=-1", "seed: got -1, expected a value >= 0"),
+        ("selection.pt_range=[20]", "selection.pt_range: got [20.0], expected [low, high] in GeV"),
+        ("selection.pt_range=[100, 20]", "selection.pt_range: got [100.0, 20.0]"),
+        ("selection.classes={qcd: 0, tau: 0}", "a Jet_label is listed twice"),
+        ("optimizer.lr=0", "optimizer.lr: got 0.0, expected a positive learning rate"),
+        ("name=' '", "name: expected a model name"),
+        ("process.outputs=[{file: x.root}]", "process.outputs: e2e-train makes its own"),
+        ("process.source.files=data/sample_tau_qcd.root", "process.source.files: got 'data/sample_tau_qcd.root'"),
+        ("process.source.files=[DIR]", "a directory, not a ROOT file"),
+        ("heldout=[EMPTY]", "heldout: EMPTY: no events to tag after training"),
+        ("heldout=[README.md]", "heldout: README.md: not a ROOT file"),
+        ("product=nope", "product: no module labelled 'nope' in process.modules"),
+        ("heads=[{name: m, type: regression, target: gen_mass, weight: .inf}]", "expected a positive finite loss"),
+        ("heads=[{name: f, classes: {qcd: 0, tau: 1}, only: {label: [7]}}]", "head 'f' has no training jets"),
+        ("heads=[{name: f, classes: {qcd: 0, ele: 2}}]", "class 'ele' of head 'f' (label 2) has no training jets"),
+    ],
+)
+def test_bad_training_settings_are_one_line_before_training(setting, message, tmp_path, capsys):
+    """Each refused before the model trains (most before the dataset is built), in one line, no traceback."""
+    from conftest import write_hits
+
+    from e2e.cli.train import main as train_main
+
+    (tmp_path / "dir").mkdir()
+    empty = tmp_path / "empty.root"
+    with uproot.open(SAMPLE) as f:
+        write_hits(empty, f["Events"].arrays(entry_stop=0))
+    setting = setting.replace("DIR", str(tmp_path / "dir")).replace("EMPTY", str(empty))
+    setting = setting.replace("README.md", str(REPO / "README.md"))
+    message = message.replace("EMPTY", str(empty)).replace("README.md", str(REPO / "README.md"))
+    cfg = _small_gnn_config(tmp_path, "bad", hidden=4, layers=1, max_epochs=1)
+    rc = train_main([str(cfg), "--no-progress", "-s", "max_jets=40", "-s", setting])
+    err = capsys.readouterr().err.strip()
+    errors = [line for line in err.splitlines() if "error" in line]  # (the lines before: its progress log)
+    assert rc == 2 and len(errors) == 1 and message in errors[0] and "Traceback" not in err, err
+    assert not (tmp_path / "bad").exists()

@@ -97,7 +97,10 @@ def check(where: Path, config_sha256: str) -> bool:
         meta = json.loads((where / STATE).read_text())
     except (OSError, ValueError) as err:
         raise ConfigError(f"{where}: unreadable checkpoint ({err}); remove it to train from the start") from err
-    if not isinstance(meta, dict) or meta.get("config_sha256") != config_sha256:
+    if not isinstance(meta, dict) or "config_sha256" not in meta:
+        raise ConfigError(f"{where}: unreadable checkpoint ({STATE} holds no training state); remove it to train from "
+                          "the start")  # fmt: skip
+    if meta.get("config_sha256") != config_sha256:
         raise ConfigError(
             f"{where}: the checkpoint is from another training configuration; remove it (or train without --resume)"
         )
@@ -107,17 +110,28 @@ def check(where: Path, config_sha256: str) -> bool:
 def load(
     where: Path, net: Any, optim: Any, sched: Any, rng: np.random.Generator, config_sha256: str
 ) -> TrainingState | None:
-    """Restore a checkpoint into ``net``, ``optim``, ``sched`` and ``rng``; None when there is none."""
+    """Restore a checkpoint into ``net``, ``optim``, ``sched`` and ``rng``; None when there is none (of this
+    configuration); a damaged one is one line."""
+    if not check(where, config_sha256):
+        return None
+    try:
+        return _restore(where, net, optim, sched, rng)
+    except (KeyboardInterrupt, ConfigError):
+        raise
+    except Exception as err:  # damaged: a truncated file (SafetensorError), keys or types missing, other shapes
+        why = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+        raise ConfigError(f"{where}: unreadable checkpoint ({why}); remove it to train from the start") from None
+
+
+def _restore(where: Path, net: Any, optim: Any, sched: Any, rng: np.random.Generator) -> TrainingState:
+    """:func:`load` of a checkpoint whose configuration matches."""
     import torch
     from safetensors.torch import load_file
 
-    if not check(where, config_sha256) or not (where / TENSORS).is_file():
-        return None
-    try:
-        meta = json.loads((where / STATE).read_text())
-        tensors = load_file(str(where / TENSORS))
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"{where}: unreadable checkpoint ({err}); remove it to train from the start") from err
+    if not (where / TENSORS).is_file():
+        raise ConfigError(f"{where}: an incomplete checkpoint (no {TENSORS}); remove it to train from the start")
+    meta = json.loads((where / STATE).read_text())
+    tensors = load_file(str(where / TENSORS))
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
     state: dict[int, dict[str, Any]] = {}

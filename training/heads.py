@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dataformats.schema import JET_LABELS
+from e2e.errors import ConfigError
 from taggers.heads import Head
 from taggers.metrics import summary
 
@@ -47,9 +48,17 @@ class Objective:
         for h in self.heads:
             mask = h.selected(truth)
             self.masks.append(mask)
+            if not mask[train].any():  # (its loss would be a constant: nothing to learn, nothing to calibrate)
+                raise ConfigError(f"heads: head '{h.name}' has no training jets (only: {h.only}): widen its 'only'")
             if h.type == "classification":
                 index = h.index(truth)
                 counts = np.bincount(index[train][mask[train]], minlength=len(h.classes)).astype(np.float64)
+                empty = [name for name, n in zip(h.classes, counts, strict=True) if n == 0]
+                if empty:
+                    raise ConfigError(
+                        f"heads: class '{empty[0]}' of head '{h.name}' ({h.target} {h.classes[empty[0]]}) has no "
+                        "training jets: give data with such jets, or leave the class out"
+                    )
                 w = counts.sum() / (len(counts) * np.maximum(counts, 1)) if h.balance else np.ones(len(counts))
                 self.weights.append(torch.as_tensor(w, dtype=torch.float32))
                 self.targets.append(index)

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from e2e.errors import ConfigError
+from dataformats.schema import SchemaError
+from e2e.errors import ConfigError, short
 from e2e.params import MAX_THREADS, build, param, to_plain
 from taggers.heads import Head, apply_heads, outputs_of, parse_heads
 from taggers.inputs import INPUT_KINDS, InputKind, kind_of_product
@@ -93,7 +94,7 @@ class TrainConfig:
         "independent files tagged after training, through e2e-run's modules (metrics recorded in model.yaml); "
         "when not given and not found from the working directory, the repository's sample (or none)",
     )
-    seed: int = param(1, "seed of the split, initialisation and shuffling")
+    seed: int = param(1, "seed of the split, initialisation and shuffling", minimum=0)
     threads: int = param(0, "torch CPU threads (0: default)", minimum=0, maximum=MAX_THREADS)
     dataset: str = param(
         "disk",
@@ -111,6 +112,23 @@ class TrainConfig:
 
 def load_config(data: dict[str, Any], where: str) -> TrainConfig:
     cfg = build(TrainConfig, data, where)
+    if not cfg.name.strip():
+        raise ConfigError(f"{where}.name: expected a model name (the zoo entry, named in the log and model.yaml)")
+    lo, hi = (cfg.selection.pt_range + [math.nan, math.nan])[:2]
+    if len(cfg.selection.pt_range) != 2 or not 0 <= lo < hi < math.inf:
+        raise ConfigError(
+            f"{where}.selection.pt_range: got {cfg.selection.pt_range}, expected [low, high] in GeV, 0 <= low < high"
+        )
+    labels = list(cfg.selection.classes.values())
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{where}.selection.classes: a Jet_label is listed twice: {dict(cfg.selection.classes)}")
+    if not cfg.optimizer.lr > 0:
+        raise ConfigError(f"{where}.optimizer.lr: got {cfg.optimizer.lr}, expected a positive learning rate")
+    if "outputs" in cfg.process:
+        raise ConfigError(
+            f"{where}.process.outputs: e2e-train makes its own (the dataset of 'product'); the process takes a source "
+            "and modules only"
+        )
     if "heldout" not in data:  # the default is the shipped sample, wherever e2e-train runs from
         cfg.heldout = default_heldout()
     if cfg.heads:
@@ -281,12 +299,25 @@ def train(
     from e2e.paths import atomic_dir, check_output_dir
     from taggers.artefact import MODEL_YAML
 
-    inputs = expand_files(list(cfg.process.get("source", {}).get("files", [])), "process.source.files")
-    if cfg.heldout:
-        inputs += expand_files(list(cfg.heldout), "heldout")
-    for path in inputs:  # before minutes of dataset building and training, not after
+    source = cfg.process.get("source", {})
+    files = source.get("files", []) if isinstance(source, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise ConfigError(f"process.source.files: got {short(files)}, expected a list of files or glob patterns")
+    inputs = expand_files(files, "process.source.files")
+    heldout = expand_files(list(cfg.heldout), "heldout") if cfg.heldout else []
+    for path in [*inputs, *heldout]:  # before minutes of dataset building and training, not after
         if "://" not in path and not Path(path).is_file():
-            raise ConfigError(f"{path}: no such file (an input of process.source.files or heldout)")
+            what = (
+                "a directory, not a ROOT file; give its files (e.g. 'DIR/*.root')"
+                if Path(path).is_dir()
+                else ("no such file" if not Path(path).exists() else "not a regular file")
+            )
+            raise ConfigError(
+                f"{path}: {what} (an input of {'heldout' if path in heldout else 'process.source.files'})"
+            )
+    if source.get("type", "RootSource") == "RootSource":  # (other sources' files are checked as they are read)
+        _check_heldout(heldout, str(source.get("tree", "Events")))
+    inputs += heldout
     check_output_dir(cfg.output, inputs, "output", marker=MODEL_YAML)
     if resume and not checkpoint.check(checkpoint_dir(cfg.output), hashlib.sha256(config_text.encode()).hexdigest()):
         print(f"e2e-train: {cfg.name}: no checkpoint in {checkpoint_dir(cfg.output)}: training from the start",
@@ -295,6 +326,21 @@ def train(
         metrics = _train(cfg, command, config_text, progress, target.tmp, resume)
     checkpoint.remove(checkpoint_dir(cfg.output))
     return metrics
+
+
+def _check_heldout(files: list[str], tree: str) -> None:
+    """The held-out files, before training: each a hits tree with the Jet truth, and events in them (tagged only after
+    training, minutes later)."""
+    from dataformats.schema import inspect_file
+
+    entries = 0
+    for path in files:
+        try:
+            entries += inspect_file(path, tree, truth=True).entries
+        except SchemaError as err:
+            raise ConfigError(f"heldout: {err}") from None
+    if files and not entries:
+        raise ConfigError(f"heldout: {', '.join(files)}: no events to tag after training (give files with events)")
 
 
 def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out: Path, resume: bool) -> dict[str, Any]:
@@ -313,8 +359,8 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     desc = load_process(process, where="process")
     heads = parse_heads(cfg.heads, "heads") if cfg.heads else None
     truth_fields = _truth_fields(heads)
+    product_type = _product_type(desc, cfg.product)  # (a label that names no module: this line, not output.keep's)
     made = Process(desc, extra_fields={"Jet": truth_fields})
-    product_type = _product_type(desc, cfg.product)
     kind = kind_of_product(product_type)
     if kind is None:
         known = ", ".join(k.product.__name__ for k in INPUT_KINDS.values())
@@ -464,7 +510,8 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     if tagger:
         score = probs[:, sig]
         sig_jets, bkg_jets = y_test == sig, (y_test != sig) & (y_test >= 0)
-        metrics = summary(score[sig_jets], score[bkg_jets])
+        metrics = {"signal": names[sig], "background": [n for n in names if n != names[sig]]}
+        metrics.update(summary(score[sig_jets], score[bkg_jets]))
         metrics["pt_bins"] = {}
         for lo, hi in ((20, 30), (30, 50), (50, 100)):
             m = (ds.pt[test] >= lo) & (ds.pt[test] < hi)

@@ -148,11 +148,6 @@ def run_main(prog: str, body: Callable[[], int], debug: bool) -> int:
     - anything else is a bug in e2e: the traceback and a request to report it, exit code 70.
     ``--debug`` prints the traceback of user errors too.
     """
-    from dataformats.schema import SchemaError
-    from e2e.numba_setup import defer_blas_probe, skip_numba_extensions
-
-    skip_numba_extensions()
-    defer_blas_probe()
     interrupts.clear()
     previous = {}
     try:
@@ -164,6 +159,16 @@ def run_main(prog: str, body: Callable[[], int], debug: bool) -> int:
         previous = {}
     unraisable = sys.unraisablehook
     sys.unraisablehook = interrupts.quiet_unraisable(unraisable)
+    try:  # (Ctrl-C during these imports, ~0.5 s of awkward's and numba's, is the clean exit below too)
+        from dataformats.schema import SchemaError
+        from e2e.numba_setup import defer_blas_probe, skip_numba_extensions
+
+        skip_numba_extensions()
+        defer_blas_probe()
+    except (KeyboardInterrupt, Terminated) as err:
+        _restore(previous, unraisable)
+        print(f"{prog}: {'terminated (SIGTERM)' if isinstance(err, Terminated) else 'interrupted'}", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
     try:
         rc = body()
         interrupts.raise_if_requested()  # its exception was swallowed (raised inside a __del__)
@@ -193,11 +198,17 @@ def run_main(prog: str, body: Callable[[], int], debug: bool) -> int:
     except Exception:
         return _internal_error(prog)
     finally:
-        interrupts.clear()  # handled: a later call in this process (a notebook, a test) starts afresh
-        sys.unraisablehook = unraisable
-        for signum, handler in previous.items():
-            if handler is not None:
-                signal.signal(signum, handler)
+        _restore(previous, unraisable)
+
+
+def _restore(previous: dict[Any, Any], unraisable: Any) -> None:
+    """After a console script's body: its signal handlers and unraisable hook put back, the interrupt state cleared
+    (handled: a later call in this process, a notebook or a test, starts afresh)."""
+    interrupts.clear()
+    sys.unraisablehook = unraisable
+    for signum, handler in previous.items():
+        if handler is not None:
+            signal.signal(signum, handler)
 
 
 #: Longest user-error line printed (a safety net: messages quote values through e2e.errors.short).
@@ -243,9 +254,10 @@ def _user_code(tb: Any) -> str:
     ours = tuple(os.path.join(os.path.dirname(root), p) + os.sep for p in _E2E_PACKAGES)
     last = ""
     for frame, line in traceback.walk_tb(tb):
-        path = os.path.realpath(frame.f_code.co_filename)
-        if frame.f_code.co_filename.startswith("<") or any(path.startswith(lib + os.sep) for lib in libraries):
-            continue
+        name = frame.f_code.co_filename
+        path = os.path.realpath(name)
+        if not os.path.isfile(path) or any(path.startswith(lib + os.sep) for lib in libraries):
+            continue  # ('<string>', or a compiled library's source name, numpy/random/bit_generator.pyx: no file)
         last = "" if path.startswith(ours) else f"{frame.f_code.co_filename}:{line}"
     return last
 

@@ -7,6 +7,7 @@ import argparse
 import yaml
 
 from e2e.cli.common import Parser, add_common_arguments, console_script, load_config_mapping, nonempty, run_main
+from e2e.errors import ConfigError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         if nonempty(args.output, "-o") is not None:
             data["output"] = args.output
         if args.events is not None:
+            if data.get("samples"):
+                raise ConfigError(
+                    f"-n {args.events}: {args.config} is a mixture of samples, each with its own events; -n sets the "
+                    "events of a single-process configuration (change each sample's events with -s samples=...)"
+                )
             data["events"] = args.events
         if args.jobs is not None:
             data["jobs"] = args.jobs

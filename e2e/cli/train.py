@@ -50,11 +50,19 @@ def main(argv: list[str] | None = None) -> int:
         command = "e2e-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
         m = train(cfg, command, text, progress=not args.no_progress and sys.stderr.isatty(), resume=args.resume)
         if "auc" in m:
-            print(
-                f"e2e-train: {cfg.name}: test AUC {m['auc']:.4f} +- {m['auc_error']:.4f}, "
-                f"misID at 60 % tau efficiency {m['misid_at_0.6']:.4f}, rejection at 0.6 {m['rejection_at_0.6']:.1f} "
-                f"({m['n_signal']} tau / {m['n_background']} QCD test jets); artefact {cfg.output}"
-            )
+            sig, bkg = m["signal"], " + ".join(m["background"])
+            jets = f"{m['n_signal']} {sig} / {m['n_background']} {bkg} test jets"
+            if m["n_signal"] and m["n_background"]:
+                print(
+                    f"e2e-train: {cfg.name}: test AUC {m['auc']:.4f} +- {m['auc_error']:.4f}, misID at 60 % {sig} "
+                    f"efficiency {m['misid_at_0.6']:.4f}, rejection at 0.6 {m['rejection_at_0.6']:.1f} ({jets}); "
+                    f"artefact {cfg.output}"
+                )
+            else:  # (recorded as NaN)
+                print(
+                    f"e2e-train: {cfg.name}: no test AUC: {jets}, the test split needs both (more events, or another "
+                    f"split); artefact {cfg.output}"
+                )
         for name, h in m.get("heads", {}).items():
             if "accuracy" in h:
                 print(

@@ -224,11 +224,17 @@ class atomic_file(contextlib.AbstractContextManager["atomic_file"]):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise E2EError(f"{self.path}: a directory; a file cannot replace it (name a file)")
         with on_path(self.path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.removed = remove_stale_temporaries(self.path)
             with deferred():  # created and registered, or neither
-                fd, tmp = tempfile.mkstemp(prefix=_prefix(self.path), suffix=".tmp", dir=self.path.parent)
+                try:
+                    fd, tmp = tempfile.mkstemp(prefix=_prefix(self.path), suffix=".tmp", dir=self.path.parent)
+                except OSError as err:  # (its message would name the temporary, not the file asked for)
+                    raise OSError(err.errno, f"cannot create a file in {self.path.parent}: {err.strerror}",
+                                  str(self.path)) from None  # fmt: skip
                 self.tmp = Path(tmp)
                 _LIVE.add(self.tmp)
         os.close(fd)

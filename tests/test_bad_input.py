@@ -1017,8 +1017,8 @@ def test_commits_of_a_run_are_all_or_none(tmp_path):
 
     a, b = tmp_path / "a.root", tmp_path / "b.root"
     a.write_bytes(b"OLD-A")
-    b.mkdir()
     new_a, new_b = atomic_file(a), atomic_file(b)
+    b.mkdir()  # (made in the way after the output began: one named at the start is refused at once)
     new_a.tmp.write_bytes(b"NEW-A")
     new_b.tmp.write_bytes(b"NEW-B")
     with pytest.raises(OSError), all_or_none():

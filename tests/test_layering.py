@@ -103,3 +103,15 @@ def test_the_check_finds_upward_and_sideways_imports(tmp_path):
     assert len(found) == 2
     assert found[0].startswith("dataformats/x.py:2: dataformats imports e2e.process")
     assert found[1].startswith("frameproducers/y.py:1: frameproducers imports e2e.io.source")
+
+
+def test_every_console_script_runs_as_a_module() -> None:
+    """``python -m e2e.cli.<name>`` runs the command (reexport did nothing, exit 0): each module listed in
+    pyproject's scripts ends with the ``__main__`` guard."""
+    import tomllib
+
+    scripts = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    for name, target in scripts.items():
+        module = target.split(":")[0]
+        source = (Path(__file__).resolve().parents[1] / Path(*module.split("."))).with_suffix(".py").read_text()
+        assert 'if __name__ == "__main__":' in source, f"{name}: {module} does not run with python -m"

@@ -8,6 +8,8 @@ second jet of an event).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -214,6 +216,11 @@ def test_tau_cnn_scores_equal_on_both_forms(sample_rhtree, tmp_path, capsys):
             np.concatenate(scores["hits"][key]) if key != "event" else scores["hits"][key],
             np.concatenate(scores["rhtree"][key]) if key != "event" else scores["rhtree"][key],
         )
+    from e2e.cli.eval import main as eval_main
+
+    assert eval_main([str(tmp_path / "rhtree.root")]) == 2  # the truth is read from hits files only: said so
+    err = capsys.readouterr().err.strip()
+    assert "an MLAnalyzer RHTree, whose truth e2e-eval does not read" in err and "\n" not in err, err
 
 
 def test_rhtree_products_match_the_hits(sample_rhtree):
@@ -373,6 +380,60 @@ def test_e2e_convert_refuses_to_overwrite_its_input(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "e2e-convert: error: --level 99: expected 0..9 for --compression zlib"
     assert not (tmp_path / "rh9.root").exists()
     assert main([str(small), "-o", str(tmp_path / "rh12.root"), "--level", "12", "--compression", "lz4"]) == 0
+
+
+def test_e2e_convert_of_inputs_with_and_without_truth_and_bad_outputs_are_one_line(tmp_path, capsys):
+    """One RHTree holds the Jet truth of every event or of none: inputs with and without are refused (the truth was
+    dropped from all of them); an output in a directory that takes no file, or that is a directory, is named."""
+    from e2e.cli.convert import main
+
+    ev = read_events(SAMPLE, 3)
+    with_truth = write_hits(tmp_path / "truth.root", ev)
+    without = write_hits(tmp_path / "none.root", ev, truth=False)
+    assert main([str(with_truth), str(without), "-o", str(tmp_path / "mix.root")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "none.root has no Jet truth but other inputs have" in err and "\n" not in err, err
+    assert not (tmp_path / "mix.root").exists()
+    (tmp_path / "out.root").mkdir()
+    for out, said in ((tmp_path / "out.root", "is a directory"), ("/proc/x.root", "cannot create a file in /proc")):
+        assert main([str(with_truth), "-o", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert said in err and ".tmp" not in err and "\n" not in err, err
+
+
+def test_a_damaged_tree_header_is_one_line_or_skipped(tmp_path, capsys, sample_rhtree):
+    """Bytes of the tree's metadata damaged: one line naming the file (was uproot's DeserializationError as an
+    internal error), and a file --skip-bad-files skips."""
+    raw = bytearray(Path(sample_rhtree).read_bytes())
+    i = raw.index(b"jet_IsTau[njet_IsTau]/F")  # a branch title in the (uncompressed) TTree streamer
+    raw[i + 20 : i + 24] = b"\xff" * 4
+    bad = tmp_path / "bad.root"
+    bad.write_bytes(bytes(raw))
+    _bad(tmp_path, capsys, {}, bad, "bad.root:fevt/RHTree: cannot read the tree")
+    data = yaml.safe_load((tmp_path / "bad.yaml").read_text())
+    data["source"]["files"] = [str(sample_rhtree), str(bad)]
+    (tmp_path / "skip.yaml").write_text(yaml.safe_dump(data))
+    rc, out, err = run_cli([str(tmp_path / "skip.yaml"), "--no-progress", "--skip-bad-files"], capsys)
+    assert rc == 0 and "1 file(s) skipped (--skip-bad-files)" in out and "bad.root" in out, err
+
+
+def test_a_boolean_truth_flag_is_read_as_the_number_flag(tmp_path, sample_rhtree):
+    """``jet_IsTau`` as ``vector<bool>`` (a natural form of a flag) gives the labels of its float form."""
+    from e2e.io.source import collection_fields
+
+    data = _read_back(sample_rhtree)
+    as_bool = tmp_path / "bool.root"
+    _write(as_bool, {**data, "jet_IsTau": ak.values_astype(data["jet_IsTau"] != 0, bool)})
+    labels = []
+    for path in (sample_rhtree, as_bool):
+        desc = load_process({"source": {"type": "RHTreeSource", "files": [str(path)]},
+                             "modules": {}, "outputs": [{"file": "unused.root"}]})  # fmt: skip
+        src = desc.source
+        src.set_plan(dict.fromkeys(collection_fields(True)))
+        src.begin()
+        labels.append(src.read(src.plan()[0]).get("source:Jet")["label"])
+        src.end()
+    assert labels[0].any() and np.array_equal(*labels)
 
 
 def test_every_track_selection_honours_the_source_pv_cut(sample_rhtree):

@@ -289,6 +289,11 @@ def _read_truth(
                 t = f[tree]
                 keys = set(t.keys())
             missing = [b for b in (*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt") if b not in keys]
+            if missing and {"runId", "eventId"} <= keys:
+                raise E2EError(
+                    f"{path}:{tree}: an MLAnalyzer RHTree, whose truth e2e-eval does not read (it reads the hits "
+                    "tree's Jet_label and Jet_gen_pt): evaluate a job run on the hits files of these events"
+                )
             if missing:
                 raise E2EError(
                     f"{path}: no truth branch {missing[0]} (the input of e2e-eval must be a simulated "

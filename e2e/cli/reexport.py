@@ -50,3 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 cli = console_script(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -63,6 +63,7 @@ from dataformats.schema import (
     field_of,
     invalid_mask,
     open_root_file,
+    reading,
     tree_class,
 )
 from e2e.errors import E2EError
@@ -194,7 +195,7 @@ class RHTreeSource(HitsFileSource):
 
     def inspect(self, path: str) -> _FileInfo:
         """Open a file and check the tree and every branch the plan needs (metadata only)."""
-        with open_root_file(path) as file:
+        with open_root_file(path) as file, reading(f"{path}:{self.params.tree}"):  # (a damaged header: one line)
             tree = self._tree(file, path)
             keys = set(tree.keys())
             needed = self._needed_branches()
@@ -285,7 +286,8 @@ class RHTreeSource(HitsFileSource):
             if self._open is not None:
                 self._open[1].close()
             self._open = (path, open_root_file(path))
-        return self._open[1][self.params.tree]
+        with reading(f"{path}:{self.params.tree}"):
+            return self._open[1][self.params.tree]
 
 
 class _Chunk:
@@ -328,12 +330,13 @@ class _Chunk:
             raise SchemaError(f"{self.where}: branch '{branch}' is not one number per event ({arr.type})")
         return _numbers(arr)
 
-    def _vector(self, branch: str) -> tuple[np.ndarray, np.ndarray]:
+    def _vector(self, branch: str, flags: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets and values of a list of numbers per event (``flags``: booleans too, a ``vector<bool>``)."""
         arr = self._read(branch)
         if arr.layout.purelist_depth != 2:
             raise SchemaError(f"{self.where}: branch '{branch}' is not a list of numbers per event ({arr.type})")
         offsets, values = _flat(arr, branch, self.where)
-        if values.dtype.kind not in "iuf":
+        if values.dtype.kind not in ("iufb" if flags else "iuf"):
             raise SchemaError(f"{self.where}: branch '{branch}' holds {values.dtype}, expected numbers")
         return offsets, values
 
@@ -535,8 +538,10 @@ class _Chunk:
         }
         return JaggedCollection("TrackerHit", offsets, cols)
 
-    def _jet_vector(self, key: str, branch: str, offsets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        offs, values = self._vector(branch)
+    def _jet_vector(
+        self, key: str, branch: str, offsets: np.ndarray | None, flags: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        offs, values = self._vector(branch, flags)
         if offsets is not None and not np.array_equal(offs, offsets):
             e = int(np.argmax(np.diff(offs) != np.diff(offsets)))
             raise SchemaError(
@@ -577,7 +582,7 @@ class _Chunk:
         )
         cols["seed_ieta"], cols["seed_iphi"] = ieta, iphi
         if self.src.reads_truth() and t.label is not None:
-            _, flag = self._jet_vector("truth.label", t.label, offsets)
+            _, flag = self._jet_vector("truth.label", t.label, offsets, flags=True)  # (a vector<bool> too)
             if flag.dtype.kind == "f" and not np.isfinite(flag).all():
                 raise SchemaError(f"{self.where}: branch '{t.label}' (truth.label) holds NaN/inf")
             cols["label"] = np.where(flag != 0, t.label_code, 0).astype(np.int16)

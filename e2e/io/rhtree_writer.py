@@ -69,9 +69,14 @@ def _dense(offsets: np.ndarray, cells: np.ndarray, values: np.ndarray, size: int
 
 
 def rhtree_chunk(
-    colls: dict[str, JaggedCollection], ids: dict[str, np.ndarray], truth: bool, dz_max: float = DZ_MAX_CM
+    colls: dict[str, JaggedCollection],
+    ids: dict[str, np.ndarray],
+    truth: bool,
+    dz_max: float = DZ_MAX_CM,
+    first_entry: int = 0,
 ) -> dict[str, Any]:
-    """The RHTree branches of one batch of events (module docstring) from its hits collections."""
+    """The RHTree branches of one batch of events (module docstring) from its hits collections (``first_entry``: the
+    entry of its first event, for messages)."""
     ecal_size, hcal_size = ECAL_N_IETA * ECAL_N_IPHI, HCAL_N_IETA * HCAL_N_IPHI
     out: dict[str, Any] = {"runId": ids["run"], "lumiId": ids["luminosityBlock"], "eventId": ids["event"]}
     e = colls["EcalHit"]
@@ -99,8 +104,13 @@ def rhtree_chunk(
     towers = {}
     for axis in ("ieta", "iphi"):
         seed = j[f"seed_{axis}"].astype(np.int64) - SEED_CRYSTAL_OFFSET
-        if (seed % CRYSTALS_PER_TOWER).any():
-            raise E2EError(f"Jet_seed_{axis}: a seed is not a tower's central crystal (tower x 5 + 2): no RHTree form")
+        off = seed % CRYSTALS_PER_TOWER != 0
+        if off.any():
+            bad = int(np.argmax(off))
+            raise E2EError(
+                f"Jet_seed_{axis}: a seed is not a tower's central crystal (tower x 5 + 2): no RHTree form ("
+                f"{j[f'seed_{axis}'][bad]} in entry {first_entry + int(j.event_index()[bad])})"
+            )
         towers[axis] = seed // CRYSTALS_PER_TOWER
     out["jetSeed_ieta"] = _jagged(j.offsets, towers["ieta"])
     out["jetSeed_iphi"] = _jagged(j.offsets, towers["iphi"])
@@ -138,6 +148,12 @@ def write_rhtree(
     source.begin()
     try:
         truth = all(f.truth for f in source.files)
+        if not truth and any(f.truth for f in source.files):  # (one tree: its events all have truth, or none)
+            without = [f.path for f in source.files if not f.truth]
+            raise E2EError(
+                f"{without[0]}{f' (and {len(without) - 1} more)' if len(without) > 1 else ''} has no Jet truth but "
+                "other inputs have: one RHTree holds truth for every event or none; convert them separately"
+            )
         if not truth:
             source.set_plan(dict.fromkeys(collection_fields(False)))
         writer = AtomicTreeWriter(
@@ -148,7 +164,10 @@ def write_rhtree(
             for item in source.plan():
                 batch = source.read(item)
                 colls = {name: batch.get(f"source:{name}") for name in collection_fields(truth)}
-                chunk = rhtree_chunk(colls, batch.ids, truth)
+                try:
+                    chunk = rhtree_chunk(colls, batch.ids, truth, first_entry=item.entry_start)
+                except E2EError as err:  # (the file named)
+                    raise E2EError(f"{item.file}:{tree}: {err}") from None
                 for start in range(0, item.n_events, basket_events):
                     writer.extend({k: v[start : start + basket_events] for k, v in chunk.items()})
                 n += item.n_events

@@ -24,7 +24,8 @@ in this run, on this machine:
 - start: wall time of ``e2e-run process_configs/tau_gnn.yaml -n 1`` in a subprocess (caches warm), and of
   ``tau_cnn.yaml``, a job that runs on ONNX Runtime alone (no torch import);
 - latency: one event at a time through :class:`e2e.api.EventTagger` (median and p99 per event), for tau_gnn.yaml (and
-  with ``precision: bf16``) and for the latency option tau_gnn_fast.yaml on torch and on ONNX Runtime;
+  with ``precision: bf16``) and for the latency option tau_gnn_fast.yaml on torch and on ONNX Runtime; and
+  tau_gnn.yaml again while a busy process takes one core, with ``--threads`` and with one;
 - memory: peak RSS of ``e2e-run`` on ``--rss-file`` (default settings), as its summary prints it.
 
     python benchmarks/bench_pipeline.py [--replicas 10] [--repeats 3] [--threads 2] [--latency-events 150]
@@ -392,6 +393,12 @@ def main(argv: list[str] | None = None) -> int:
         backend: latency(args.latency_events, args.threads, FAST_CONFIG, (f"modules.tauGNN.backend={backend}",))[0]
         for backend in ("torch", "onnxruntime")
     }
+    hog = busy()  # a trigger node or a shared machine: another process on a core
+    try:
+        lat_loaded = {threads: latency(args.latency_events, threads)[0] for threads in sorted({args.threads, 1})}
+    finally:
+        hog.kill()
+        hog.wait()
     load1 = os.getloadavg()[0]
 
     per_jet = lambda s: 1e6 * s / n_jets  # noqa: E731
@@ -483,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"latency of the latency option, tau_gnn_fast.yaml, backend {backend}: median {np.median(ms_):.2f} ms, "
             f"p90 {np.percentile(ms_, 90):.2f} ms, p99 {np.percentile(ms_, 99):.2f} ms (same events)"
+        )
+    for threads, times in lat_loaded.items():
+        ms_ = np.array(times) * 1e3
+        print(
+            f"latency with a busy process on one core, tau_gnn.yaml, options.threads {threads}: median "
+            f"{np.median(ms_):.2f} ms, p90 {np.percentile(ms_, 90):.2f} ms, p99 {np.percentile(ms_, 99):.2f} ms"
         )
     print(f"peak memory: e2e-run tau_gnn.yaml on {args.rss_file}: {rss}")
     return 0

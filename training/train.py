@@ -316,7 +316,12 @@ def train(
                 f"{path}: {what} (an input of {'heldout' if path in heldout else 'process.source.files'})"
             )
     if source.get("type", "RootSource") == "RootSource":  # (other sources' files are checked as they are read)
-        _check_heldout(heldout, str(source.get("tree", "Events")))
+        from e2e.io.source import RootSource
+        from e2e.module import build_module
+
+        reader = build_module("source", {"type": "RootSource", **source}, "process.source")  # (its names, units)
+        assert isinstance(reader, RootSource)
+        _check_heldout(heldout, reader.params.tree, reader.file_names)
     inputs += heldout
     check_output_dir(cfg.output, inputs, "output", marker=MODEL_YAML)
     if resume and not checkpoint.check(checkpoint_dir(cfg.output), hashlib.sha256(config_text.encode()).hexdigest()):
@@ -328,15 +333,15 @@ def train(
     return metrics
 
 
-def _check_heldout(files: list[str], tree: str) -> None:
-    """The held-out files, before training: each a hits tree with the Jet truth, and events in them (tagged only after
-    training, minutes later)."""
+def _check_heldout(files: list[str], tree: str, names: dict[str, str]) -> None:
+    """The held-out files, before training: each a hits tree (``names``: the source's schema -> file branch names)
+    with the Jet truth, and events in them (tagged only after training, minutes later)."""
     from dataformats.schema import inspect_file
 
     entries = 0
     for path in files:
         try:
-            entries += inspect_file(path, tree, truth=True).entries
+            entries += inspect_file(path, tree, truth=True, names=names).entries
         except SchemaError as err:
             raise ConfigError(f"heldout: {err}") from None
     if files and not entries:

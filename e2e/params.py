@@ -24,6 +24,13 @@ from e2e.errors import ConfigError, short
 #: floats need a dot); a float parameter takes it as the number it is.
 _EXPONENT_NUMBER = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
 
+
+def yaml_number(value: Any) -> Any:
+    """``value``, or the float that a text like ``1e-1`` means (YAML 1.1 reads it as text: :data:`_EXPONENT_NUMBER`),
+    for settings read outside the typed parameters (a head's weight)."""
+    return float(value) if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value) else value
+
+
 _MISSING = dataclasses.MISSING
 
 
@@ -91,7 +98,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 errors.append((arg, err))
         tried = [err for arg, err in errors if arg is not type(None)]
         if len(tried) == 1 and value is not None:  # an optional value: what its type says (a finite number, ...)
-            raise ConfigError(f"{tried[0]} (or null)") from None
+            own = str(tried[0]).startswith(f"{where}: ")  # (not an element's: a list of numbers or null)
+            raise ConfigError(f"{tried[0]} (or null)" if own else str(tried[0])) from None
         raise ConfigError(f"{where}: got {short(value)}, expected {_type_name(tp)}")
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
@@ -128,13 +136,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if not -(2**63) <= value < 2**63:  # every integer parameter reaches numpy or C as a 64-bit integer
                 raise ConfigError(f"{where}: got {short(value)}, expected a signed 64-bit integer (|value| < 2**63)")
             return value
-        number = float(value) if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value) else value
+        number = yaml_number(value)
         if isinstance(number, float) and number.is_integer() and abs(number) < 2**63:
             raise ConfigError(f"{where}: got {short(value)}, expected an integer (write {int(number)})")
         raise ConfigError(f"{where}: got {short(value)}, expected an integer")
     if tp is float:
-        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value):
-            value = float(value)
+        value = yaml_number(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(float(value)):  # NaN passes every range check; inf is no setting either
                 raise ConfigError(f"{where}: got {short(value)}, expected a finite number")

@@ -742,7 +742,13 @@ def _run_units(
     check_exactly_once(items, results)
     ordered = [results[i.index] for i in items]
     written = [r for r in ordered if not r.skipped]
-    summary.duplicate_ids, summary.first_duplicate = _duplicate_ids(desc.options.duplicate_ids, items, results)
+    try:
+        summary.duplicate_ids, summary.first_duplicate = _duplicate_ids(desc.options.duplicate_ids, items, results)
+    except (
+        SchemaError
+    ):  # (duplicate_ids: error) the inputs must change: no part is kept for a --resume that fails again
+        _remove_part_dir(part_dir)
+        raise
     files = list(config["source"]["files"])
     # what the outputs lack (entry_stop -1: the whole file); e2e-eval leaves the same entries out of the truth
     lacking = [(path, 0, -1, err) for path, err in unreadable]

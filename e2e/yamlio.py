@@ -68,9 +68,9 @@ def expanded_size(root: yaml.Node, where: str, max_nodes: int = MAX_NODES, max_d
     return size[id(root)]
 
 
-#: Plain integers that YAML 1.1 (PyYAML) reads other than as written: a leading zero is octal (``016`` is 14, ``09``
-#: text), a colon base 60 (``1:30`` is 90).
-_SURPRISING_INT = re.compile(r"[-+]?(0[0-9_]+|[0-9][0-9_]*(:[0-5]?[0-9])+)")
+#: Plain numbers that YAML 1.1 (PyYAML) reads other than as written: a leading zero is octal (``016`` is 14, ``09``
+#: text), a colon base 60 (``1:30`` is 90, ``1:30.5`` 90.5).
+_SURPRISING_INT = re.compile(r"[-+]?(0[0-9_]+|[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?)")
 
 
 def _check_nodes(root: yaml.Node, where: str) -> None:
@@ -89,6 +89,8 @@ def _check_nodes(root: yaml.Node, where: str) -> None:
             if node.style is None and node.tag in _NUMBER_TAGS and _SURPRISING_INT.fullmatch(node.value):
                 text = node.value.replace("_", "")
                 read = yaml.safe_load(text)
+                if ":" not in text and read == int(text):  # (00, 0_0: zero either way)
+                    continue
                 meant = f"{int(text)} for the decimal number, " if ":" not in text else ""
                 raise ConfigError(
                     f"{where}: line {node.start_mark.line + 1}: {short(node.value)} reads as {read} in YAML 1.1 (a "

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from e2e.errors import ConfigError, short
+from e2e.params import yaml_number
 
 HEAD_TYPES = ("classification", "regression")
 #: Jet truth fields a head may predict or select on
@@ -171,7 +172,7 @@ def parse_heads(raw: Any, where: str, recorded: bool = False) -> list[Head]:
         ):
             raise ConfigError(f"{at}.only: expected {{truth field: [values]}} with fields among {', '.join(TARGETS)}")
         head.only = {k: list(v) for k, v in only.items()}
-        weight = block.get("weight", 1.0)
+        weight = yaml_number(block.get("weight", 1.0))
         if not isinstance(weight, int | float) or isinstance(weight, bool) or not 0 < weight < math.inf:
             raise ConfigError(f"{at}.weight: expected a positive finite loss weight, got {short(weight)}")
         head.weight = float(weight)

@@ -113,10 +113,14 @@ def test_one_event_as_a_mapping_uint64_ids_and_big_endian_arrays(tagger, events,
     swapped["run"] = ak.to_numpy(events["run"][:3]).astype(">u4")
     swapped["event"] = ak.to_numpy(events["event"][:3]).astype(">u8")
     assert ak.to_list(tagger(swapped)["Jet_tauGNN_tau"]) == want
+    reordered = [big[0], dict(reversed(list(big[1].items()))), big[2]]  # (JSON keys in any order)
+    assert ak.to_list(tagger(reordered)["Jet_tauGNN_tau"]) == want
     for bad in ([{**rows[0], "run": 2**70}], {**lists, "run": [2**70, 1, 1]}):
         with pytest.raises(SchemaError, match=r"an integer beyond int64") as err:
             tagger(bad)
         assert "\n" not in str(err.value)
+    with pytest.raises(SchemaError, match=r"branch 'run' \(int\)"):  # a stray number among arrays: named
+        tagger({**{k: events[:3][k] for k in events.fields}, "run": 1})
 
 
 def test_overrides_given_as_one_string(events) -> None:

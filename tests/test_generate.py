@@ -94,6 +94,7 @@ def test_jobs_split_events_and_merge_in_order(tmp_path: Path) -> None:
         ({"process": "qcd", "events": 5, "pileup": {"reuse": 1, "refresh": 0.5}}, "drop refresh"),
         ({"process": "qcd", "events": 5, "pileup": {"reuse": -1}}, "reuse"),
         ({"process": "qcd", "events": 5, "tree": ""}, "tree '': expected a plain TTree name"),
+        ({"samples": [{"process": "qcd", "events": 5, "pt_hat": [1, "x"]}]}, "pt_hat[1]: got 'x', expected a number"),
         ({"process": "qcd", "events": 5, "tree": "a/b"}, "tree 'a/b': expected a plain TTree name"),
         ({"process": "qcd", "events": 5, "jobs": 99999}, "jobs: got 99999, expected a value <= 1024"),
     ],
@@ -228,3 +229,10 @@ def test_library_refresh_replaces_events() -> None:
     changed = sum(not np.array_equal(a, e["px"]) for a, e in zip(before, lib.events, strict=True))
     assert changed == 3 and lib.refreshed == 3
     assert lib.offsets[-1] == len(lib.particles["px"]) == sum(len(e["px"]) for e in lib.events)
+
+
+def test_an_element_of_an_optional_list_is_not_offered_null() -> None:
+    """pt_hat is a list or null: its element's message says what the element takes, not '(or null)'."""
+    with pytest.raises(ConfigError) as err:
+        load_config({"samples": [{"process": "qcd", "events": 5, "pt_hat": [1, None]}]})
+    assert str(err.value).endswith("pt_hat[1]: got None, expected a number")

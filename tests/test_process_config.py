@@ -190,7 +190,7 @@ def test_yaml_1_1_numbers_are_read_as_meant_or_refused(tmp_path, capsys):
     cfg.write_text(
         yaml.safe_dump(config(jetGraphs={"type": "JetGraphProducer"}, jetShapes={"type": "JetShapeProducer"}))
     )
-    for value, read in (("016", "reads as 14"), ("-012", "reads as -10"), ("1:30", "reads as 90")):
+    for value, read in (("016", "reads as 14"), ("-012", "reads as -10"), ("1:30", "reads as 90"), ("1:30.5", "90.5")):
         rc, _, err = run_cli([str(cfg), "--dump-config", "-s", f"modules.jetGraphs.k={value}"], capsys)
         assert rc == 2 and err.count("\n") == 1 and read in err and "base 8" in err, err
     rc, _, err = run_cli([str(cfg), "--dump-config", "-s", "modules.jetGraphs.k='016'"], capsys)
@@ -205,6 +205,8 @@ def test_yaml_1_1_numbers_are_read_as_meant_or_refused(tmp_path, capsys):
     assert rc == 0, err
     dumped = yaml.safe_load(out)["modules"]
     assert dumped["jetShapes"]["cone"] == 0.4 and dumped["jetGraphs"]["k"] == 10
+    rc, out, err = run_cli([str(cfg), "--dump-config", "-s", "modules.jetGraphs.k=00"], capsys)
+    assert rc == 2 and "expected a value >= 1" in err  # 00 is 0 either way: not refused as base 8, but as k
     rc, _, err = run_cli([str(cfg), "--dump-config", "-s", "source.step_size=1e3"], capsys)
     assert rc == 2 and "expected an integer (write 1000)" in err
 

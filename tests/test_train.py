@@ -305,7 +305,14 @@ def test_the_default_heldout_is_found_from_any_directory(tmp_path, monkeypatch, 
         ("heldout=[README.md]", "heldout: README.md: not a ROOT file"),
         ("product=nope", "product: no module labelled 'nope' in process.modules"),
         ("heads=[{name: m, type: regression, target: gen_mass, weight: .inf}]", "expected a positive finite loss"),
-        ("heads=[{name: f, classes: {qcd: 0, tau: 1}, only: {label: [7]}}]", "head 'f' has no training jets"),
+        (
+            "heads=[{name: f, classes: {qcd: 0, tau: 1}, only: {label: [7]}}]",
+            "class 'qcd' of head 'f' (label 0) has no",
+        ),
+        (
+            "heads=[{name: m, type: regression, target: gen_mass, only: {label: [7]}}]",
+            "no training jets with a gen_mass",
+        ),
         ("heads=[{name: f, classes: {qcd: 0, ele: 2}}]", "class 'ele' of head 'f' (label 2) has no training jets"),
     ],
 )

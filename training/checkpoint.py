@@ -104,6 +104,8 @@ def check(where: Path, config_sha256: str) -> bool:
         raise ConfigError(
             f"{where}: the checkpoint is from another training configuration; remove it (or train without --resume)"
         )
+    if not (where / TENSORS).is_file():  # (said before the dataset is built)
+        raise ConfigError(f"{where}: an incomplete checkpoint (no {TENSORS}); remove it to train from the start")
     return True
 
 
@@ -116,7 +118,7 @@ def load(
         return None
     try:
         return _restore(where, net, optim, sched, rng)
-    except (KeyboardInterrupt, ConfigError):
+    except (KeyboardInterrupt, ConfigError, MemoryError):
         raise
     except Exception as err:  # damaged: a truncated file (SafetensorError), keys or types missing, other shapes
         why = " ".join(f"{type(err).__name__}: {err}".split())[:200]

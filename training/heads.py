@@ -48,8 +48,9 @@ class Objective:
         for h in self.heads:
             mask = h.selected(truth)
             self.masks.append(mask)
-            if not mask[train].any():  # (its loss would be a constant: nothing to learn, nothing to calibrate)
-                raise ConfigError(f"heads: head '{h.name}' has no training jets (only: {h.only}): widen its 'only'")
+            if h.type == "regression" and not mask[train].any():  # (a constant loss: nothing to learn or calibrate)
+                only = f" and its only: {h.only}" if h.only else ""
+                raise ConfigError(f"heads: head '{h.name}' has no training jets with a {h.target}{only}")
             if h.type == "classification":
                 index = h.index(truth)
                 counts = np.bincount(index[train][mask[train]], minlength=len(h.classes)).astype(np.float64)

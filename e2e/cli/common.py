@@ -169,6 +169,9 @@ def run_main(prog: str, body: Callable[[], int], debug: bool) -> int:
         _restore(previous, unraisable)
         print(f"{prog}: {'terminated (SIGTERM)' if isinstance(err, Terminated) else 'interrupted'}", file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
+    except BaseException:  # (an import that fails: the caller's handlers back, as after the body)
+        _restore(previous, unraisable)
+        raise
     try:
         rc = body()
         interrupts.raise_if_requested()  # its exception was swallowed (raised inside a __del__)

@@ -435,10 +435,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.number, np.bool_)) or (isinstance(value, np.ndarray) and value.ndim == 0)
 
 
+def _one_event(events: Mapping[str, Any]) -> bool:
+    """Whether a mapping is one event's values (``events.tolist()[i]``: numbers and lists), not branch -> array (a
+    mapping with arrays and a stray number is the latter, and its number is named as the branch at fault)."""
+    values = list(events.values())
+    arrays = any(isinstance(v, (ak.Array, _Field)) or (isinstance(v, np.ndarray) and v.ndim > 0) for v in values)
+    return not arrays and any(_is_number(v) for v in values)
+
+
 def _why(err: Exception) -> str:
     """An awkward error in one line; pybind11's cast error of an integer beyond 64 bits in words."""
     if isinstance(err, RuntimeError) and "Unable to cast Python instance of type <class 'int'>" in str(err):
-        return "an integer beyond int64 (event ids from 2**63 need a uint64 numpy or awkward array)"
+        return "an integer beyond int64 (only event ids go further, to 2**64 - 1, as uint64)"
     return exc_line(err)
 
 
@@ -515,7 +523,7 @@ def _as_arrays(events: Any) -> Mapping[str, Any]:
             events = ak.Array(rows)
         except RuntimeError as err:  # an integer beyond int64 (pybind11): branch by branch, which reads uint64 ids
             keys = list(rows[0])
-            if any(list(e) != keys for e in rows):
+            if any(e.keys() != rows[0].keys() for e in rows):
                 raise SchemaError(
                     f"{MEMORY}: a list of {len(rows)} events that awkward cannot read ({_why(err)})"
                 ) from None
@@ -530,7 +538,7 @@ def _as_arrays(events: Any) -> Mapping[str, Any]:
         if isinstance(events.layout, ak.contents.RecordArray):
             return _RecordFields(events)
         return _with_collection_fields({f: events[f] for f in events.fields})
-    if isinstance(events, Mapping) and any(_is_number(v) for v in events.values()):
+    if isinstance(events, Mapping) and _one_event(events):
         return _as_arrays([events])  # one event (a value per scalar branch), as ak.to_list(events)[i] gives it
     if isinstance(events, Mapping):
         arrays = {str(k): v if isinstance(v, ak.Array) else _branch_array(str(k), v) for k, v in events.items()}

@@ -335,6 +335,8 @@ class RootOutput(OutputModule):
             (False, True): "not a friend of the input: the entries skipped are missing",
             (True, True): "with a copy of the input less the entries skipped",
         }[(self.params.copy_input, lacking)]
+        if lacking and self.params.per_file:  # each file lacks only its own input's skipped entries, if any
+            kind = "each a friend of its input less the entries skipped there: see skipped_entries in its provenance"
         skipped = f"; not writable, skipped: {', '.join(self.skipped)}" if self.skipped else ""
         done, self._done = self._done, []
         if not self.params.per_file:

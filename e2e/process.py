@@ -744,10 +744,8 @@ def _run_units(
     written = [r for r in ordered if not r.skipped]
     try:
         summary.duplicate_ids, summary.first_duplicate = _duplicate_ids(desc.options.duplicate_ids, items, results)
-    except (
-        SchemaError
-    ):  # (duplicate_ids: error) the inputs must change: no part is kept for a --resume that fails again
-        _remove_part_dir(part_dir)
+    except SchemaError:
+        _remove_part_dir(part_dir)  # (duplicate_ids: error) the inputs must change: a --resume would fail the same
         raise
     files = list(config["source"]["files"])
     # what the outputs lack (entry_stop -1: the whole file); e2e-eval leaves the same entries out of the truth

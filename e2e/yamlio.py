@@ -70,14 +70,14 @@ def expanded_size(root: yaml.Node, where: str, max_nodes: int = MAX_NODES, max_d
 
 #: Plain numbers that YAML 1.1 (PyYAML) reads other than as written: a leading zero is octal (``016`` is 14, ``09``
 #: text), a colon base 60 (``1:30`` is 90, ``1:30.5`` 90.5).
-_SURPRISING_INT = re.compile(r"[-+]?(0[0-9_]+|[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?)")
+_SURPRISING_NUMBER = re.compile(r"[-+]?(0[0-9_]+|[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?)")
 
 
 def _check_nodes(root: yaml.Node, where: str) -> None:
     """Refuse a mapping with the same key twice (PyYAML keeps the last silently: a second block of the same label,
     or a model.yaml line appended with other class names, would replace the first without a word; merge keys,
     ``<<``, may still be overridden, as YAML intends) and a plain number that YAML 1.1 reads as another number
-    (:data:`_SURPRISING_INT`: ``window: 063`` would be 51)."""
+    (:data:`_SURPRISING_NUMBER`: ``window: 063`` would be 51)."""
     seen_nodes: set[int] = set()
     stack = [root]
     while stack:
@@ -86,7 +86,7 @@ def _check_nodes(root: yaml.Node, where: str) -> None:
             continue
         seen_nodes.add(id(node))
         if isinstance(node, yaml.ScalarNode):
-            if node.style is None and node.tag in _NUMBER_TAGS and _SURPRISING_INT.fullmatch(node.value):
+            if node.style is None and node.tag in _NUMBER_TAGS and _SURPRISING_NUMBER.fullmatch(node.value):
                 text = node.value.replace("_", "")
                 read = yaml.safe_load(text)
                 if ":" not in text and read == int(text):  # (00, 0_0: zero either way)

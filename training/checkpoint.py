@@ -126,12 +126,10 @@ def load(
 
 
 def _restore(where: Path, net: Any, optim: Any, sched: Any, rng: np.random.Generator) -> TrainingState:
-    """:func:`load` of a checkpoint whose configuration matches."""
+    """:func:`load` of a checkpoint that :func:`check` accepted."""
     import torch
     from safetensors.torch import load_file
 
-    if not (where / TENSORS).is_file():
-        raise ConfigError(f"{where}: an incomplete checkpoint (no {TENSORS}); remove it to train from the start")
     meta = json.loads((where / STATE).read_text())
     tensors = load_file(str(where / TENSORS))
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})

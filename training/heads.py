@@ -48,9 +48,6 @@ class Objective:
         for h in self.heads:
             mask = h.selected(truth)
             self.masks.append(mask)
-            if h.type == "regression" and not mask[train].any():  # (a constant loss: nothing to learn or calibrate)
-                only = f" and its only: {h.only}" if h.only else ""
-                raise ConfigError(f"heads: head '{h.name}' has no training jets with a {h.target}{only}")
             if h.type == "classification":
                 index = h.index(truth)
                 counts = np.bincount(index[train][mask[train]], minlength=len(h.classes)).astype(np.float64)
@@ -64,11 +61,13 @@ class Objective:
                 self.weights.append(torch.as_tensor(w, dtype=torch.float32))
                 self.targets.append(index)
             else:
+                if not mask[train].any():  # (a constant loss: nothing to learn or calibrate)
+                    only = f" and its only: {h.only}" if h.only else ""
+                    raise ConfigError(f"heads: head '{h.name}' has no training jets with a {h.target}{only}")
                 logt = np.log(np.where(mask, truth[h.target], 1.0).astype(np.float64))
                 chosen = logt[train][mask[train]]
-                if len(chosen):
-                    h.shift = float(chosen.mean())
-                    h.scale = float(chosen.std()) or 1.0
+                h.shift = float(chosen.mean())
+                h.scale = float(chosen.std()) or 1.0
                 jet_w = np.ones(len(logt), dtype=np.float32)
                 if h.balance:  # every Jet_label among the head's training jets with the same total weight
                     kinds, n_kind = np.unique(truth["label"][train][mask[train]], return_counts=True)

@@ -436,11 +436,14 @@ def _is_number(value: Any) -> bool:
 
 
 def _one_event(events: Mapping[str, Any]) -> bool:
-    """Whether a mapping is one event's values (``events.tolist()[i]``: numbers and lists), not branch -> array (a
-    mapping with arrays and a stray number is the latter, and its number is named as the branch at fault)."""
-    values = list(events.values())
-    arrays = any(isinstance(v, (ak.Array, _Field)) or (isinstance(v, np.ndarray) and v.ndim > 0) for v in values)
-    return not arrays and any(_is_number(v) for v in values)
+    """Whether a mapping is one event's values (``events.tolist()[i]``: its ``run`` a number), not branch -> array (a
+    mapping with arrays and a stray number is the latter, and its number is named as the branch at fault). One look
+    at ``run`` on the common path (arrays), which every configuration reads."""
+    if not _is_number(events.get("run")):
+        return False
+    return not any(
+        isinstance(v, (ak.Array, _Field)) or (isinstance(v, np.ndarray) and v.ndim > 0) for v in events.values()
+    )
 
 
 def _why(err: Exception) -> str:

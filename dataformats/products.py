@@ -14,6 +14,7 @@ kernel; :func:`freeze` is there for callers that want the flag anyway.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,7 +24,29 @@ import numpy as np
 
 from dataformats.columns import Columns, event_offsets_of, jet_rows, per_jet
 
-__all__ = ["JaggedCollection", "JetProduct", "JetFrames", "JetGraphs", "JetTable", "JetShapes", "TagScores", "freeze"]
+__all__ = [
+    "COLUMN_NAME",
+    "JaggedCollection",
+    "JetProduct",
+    "JetFrames",
+    "JetGraphs",
+    "JetTable",
+    "JetShapes",
+    "TagScores",
+    "freeze",
+]
+
+
+#: a column name of a per-jet table, the end of its branch name ``Jet_<label>_<name>``
+COLUMN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def _rows(name: str, a: Any, n: int, of: str) -> str:
+    """'' if ``a`` is an array of ``n`` rows, else what it is instead (for :meth:`JetProduct.problem`; ``of``: what
+    the rows are, for the message)."""
+    if not isinstance(a, np.ndarray) or a.ndim == 0:
+        return f"{name} is a {type(a).__name__}, not an array"
+    return "" if len(a) == n else f"{name} has {len(a)} rows for {n} {of}"
 
 
 def _array() -> Any:
@@ -110,6 +133,20 @@ class JetProduct:
     #: whether :meth:`columns` is implemented (writers refuse other products with one line)
     writable: ClassVar[bool] = False
 
+    def problem(self, n_events: int) -> str:
+        """'' if the bookkeeping fits a batch of ``n_events`` and the arrays the jets (O(1): shapes, not values),
+        else what is wrong, for the one line that names the module that put it (e2e.process)."""
+        offsets, jets = self.event_offsets, self.jet_index
+        if not isinstance(offsets, np.ndarray) or offsets.shape != (n_events + 1,):
+            return f"event_offsets must be an array of {n_events + 1} (the batch's events + 1)"
+        if not isinstance(jets, np.ndarray) or jets.ndim != 1:
+            return "jet_index must be a 1-d array"
+        if n_events >= 0 and (offsets[0] != 0 or offsets[-1] != len(jets)):
+            return (
+                f"event_offsets must run from 0 to the {len(jets)} jets of jet_index (got {offsets[0]}..{offsets[-1]})"
+            )
+        return ""
+
     def columns(self, name: str, jet_offsets: np.ndarray, options: Mapping[str, Any]) -> Columns:
         """The branches of this product for a tree aligned with the batch's ``Jet`` (offsets ``jet_offsets``).
 
@@ -128,6 +165,9 @@ class JetFrames(JetProduct):
 
     data: np.ndarray = _array()
     channels: tuple[str, ...] = ()
+
+    def problem(self, n_events: int) -> str:
+        return super().problem(n_events) or _rows("data", self.data, self.n_jets, "jets")
 
     @property
     def window(self) -> int:
@@ -182,6 +222,17 @@ class JetGraphs(JetProduct):
     feature_names: tuple[str, ...] = ()
     jet_features: np.ndarray | None = None
     jet_feature_names: tuple[str, ...] = ()
+
+    def problem(self, n_events: int) -> str:
+        found = super().problem(n_events) or _rows("node_offsets", self.node_offsets, self.n_jets + 1, "jets + 1")
+        if found:
+            return found
+        n = int(self.node_offsets[-1])
+        arrays = [("x", self.x), ("pos", self.pos), ("pixel", self.pixel), ("neighbors", self.neighbors)]
+        found = next((p for p in (_rows(name, a, n, "nodes") for name, a in arrays) if p), "")
+        if not found and self.jet_features is not None:
+            found = _rows("jet_features", self.jet_features, self.n_jets, "jets")
+        return found
 
     @cached_property
     def edge_index(self) -> np.ndarray:
@@ -262,6 +313,22 @@ class JetTable(JetProduct):
 
     values: np.ndarray = _array()
     names: tuple[str, ...] = ()
+
+    def problem(self, n_events: int) -> str:
+        found = super().problem(n_events) or _rows("values", self.values, self.n_jets, "jets")
+        if found:
+            return found
+        names = self.names
+        if self.values.ndim != 2 or self.values.shape[1] != len(names):
+            return f"values have shape {list(self.values.shape)} for {len(names)} names: expected [jets, {len(names)}]"
+        bad = [n for n in names if not isinstance(n, str) or not COLUMN_NAME.fullmatch(n)]
+        if bad:
+            return f"column names {bad} are not branch names (a letter, then letters, digits, _)"
+        if len(set(names)) != len(names):
+            return f"column names {list(names)} repeat a name (each is a branch of its own)"
+        if self.values.dtype.kind not in "fiu":
+            return f"values are {self.values.dtype}, not numbers"
+        return ""
 
     def column(self, name: str) -> np.ndarray:
         try:

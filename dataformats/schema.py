@@ -433,10 +433,11 @@ def _want_truth(names: Iterable[str], truth: bool | None) -> bool:
 
 
 def compatible(dtype: np.dtype, field: Field) -> bool:
-    """Whether values of ``dtype`` are read into ``field``: integers of any width and signedness for integer
-    fields, floats (or integers) for float fields; each chunk is then checked to fit (:func:`cast_to_schema`)."""
+    """Whether values of ``dtype`` are read into ``field``: integers of any width and signedness (or booleans, as 0
+    and 1: a ``vector<bool>`` truth flag) for integer fields, floats (or integers) for float fields; each chunk is
+    then checked to fit (:func:`cast_to_schema`) and its values to be in range."""
     kind = np.dtype(dtype).kind
-    return kind in "iu" if field.dtype.kind in "iu" else kind in "fiu"
+    return kind in "biu" if field.dtype.kind in "iu" else kind in "fiu"
 
 
 def _kind_words(field: Field) -> str:

@@ -30,6 +30,7 @@ import awkward as ak
 
 from e2e.io.memory import ArraySource
 from e2e.io.output import RootOutput, jagged_column
+from e2e.module import run_producer
 
 
 class EventTagger:
@@ -76,7 +77,7 @@ class EventTagger:
             n = source.load(events)
             batch = source.read(source.plan()[0]) if n else source.empty_batch()
             for m in self.modules:
-                m.produce(batch)
+                run_producer(m, batch)
         jet_offsets = batch.get("source:Jet").offsets
         out: dict[str, ak.Array] = {}
         for output in self.outputs:

@@ -20,7 +20,7 @@ from importlib.metadata import entry_points
 from typing import Any, ClassVar, NamedTuple
 
 from e2e.errors import ConfigError, E2EError, short
-from e2e.event import EventBatch
+from e2e.event import EventBatch, join_tag
 
 ENTRY_POINT_GROUP = "e2e.modules"
 
@@ -108,6 +108,30 @@ class Producer(Module):
     """A module that consumes products and puts new ones on the batch."""
 
     kind = "producer"
+
+
+def run_producer(module: Module, batch: EventBatch) -> None:
+    """``module.produce(batch)``, then each product its ``produces()`` declares checked on the batch: put, of the
+    declared type, and for jet products with bookkeeping and arrays that fit the batch
+    (:meth:`~dataformats.products.JetProduct.problem`, shapes only: microseconds). A module of your own that puts
+    something else is named in one line, not found later by the writer or the next module."""
+    module.produce(batch)
+    if module.kind != "producer":
+        return
+    from dataformats.products import JetProduct
+
+    for instance, declared in module.produces().items():
+        tag = join_tag(module.label, instance)
+        if tag not in batch:
+            raise E2EError(
+                f"modules.{module.label} ({module.type_name}) did not put '{tag}', which produces() declares"
+            )
+        product = batch.get(tag)
+        found = "" if isinstance(product, declared) else f"a {type(product).__name__}, not a {declared.__name__}"
+        if not found and isinstance(product, JetProduct):
+            found = product.problem(batch.n_events)
+        if found:
+            raise E2EError(f"modules.{module.label} ({module.type_name}) put '{tag}': {found}")
 
 
 class UnitPart(NamedTuple):
@@ -206,7 +230,7 @@ def import_object(path: str, where: str) -> Any:
         mod = importlib.import_module(mod_name)
     except ModuleNotFoundError as err:
         raise ConfigError(f"{where}: cannot import module '{mod_name}' for type '{path}' ({err})") from err
-    except Exception as err:  # the user's module failed while importing: say so in one line
+    except (Exception, SystemExit) as err:  # the user's module failed (or called sys.exit) while importing: one line
         raise ConfigError(
             f"{where}: importing module '{mod_name}' for type '{path}' failed ({type(err).__name__}: {short(str(err))})"
         ) from err
@@ -225,8 +249,8 @@ def resolve_type(name: str, where: str) -> type[Module]:
     elif name in _entry_points():
         try:
             cls = _entry_points()[name].load()
-        except Exception as err:
-            raise ConfigError(f"{where}: entry point '{name}' ({ENTRY_POINT_GROUP}) failed to load: {err}") from err
+        except (Exception, SystemExit) as err:
+            raise ConfigError(f"{where}: entry point '{name}' ({ENTRY_POINT_GROUP}) failed to load: {err!r}") from err
     elif ":" in name:
         cls = import_object(name, where)
     else:

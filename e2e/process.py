@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from dataformats.schema import SchemaError
 from e2e.config import SOURCE_LABEL, ProcessDescription
-from e2e.errors import ConfigError, E2EError
+from e2e.errors import ConfigError, E2EError, short
 from e2e.event import EventBatch, split_tag
 from e2e.eventids import EventIdRegister
 from e2e.interrupts import raise_if_requested
-from e2e.module import Module, OutputModule, UnitPart
+from e2e.module import Module, OutputModule, UnitPart, run_producer
 from e2e.paths import check_output_file
 from e2e.source import WorkItem
 
@@ -71,10 +71,29 @@ def _source_collections_as_declared(owner: str, module: Module, where: str, coll
             )
 
 
+def _check_declarations(module: Module) -> None:
+    """A module's ``produces()`` ({instance: product class}) and ``consumes()`` ({tag: product class or None}) as
+    the framework reads them, or one line naming the module (a module of your own may return anything)."""
+    owner = (
+        f"modules.{module.label} ({module.type_name})" if module.kind == "producer" else f"output {module.type_name}"
+    )
+    made, used = module.produces(), module.consumes()
+    if not isinstance(made, Mapping) or not all(isinstance(i, str) and isinstance(t, type) for i, t in made.items()):
+        raise ConfigError(
+            f"{owner}: produces() must return {{instance: product class}} ('' for the label itself), got {short(made)}"
+        )
+    if not isinstance(used, Mapping) or not all(
+        isinstance(tag, str) and (t is None or isinstance(t, type)) for tag, t in used.items()
+    ):
+        raise ConfigError(f"{owner}: consumes() must return {{tag: product class or None}}, got {short(used)}")
+
+
 def build_schedule(desc: ProcessDescription) -> Schedule:
     """Check every consumed tag and derive the module order and what the source must read."""
     where = desc.where
     producers: dict[str, Module] = {SOURCE_LABEL: desc.source, **desc.modules}
+    for module in [*desc.modules.values(), *desc.outputs]:
+        _check_declarations(module)
     available: dict[str, type] = {}
     for label, module in desc.modules.items():
         for instance, tp in module.produces().items():
@@ -321,7 +340,7 @@ class Process:
             for item in source.plan():
                 batch = source.read(item)
                 for m in modules:
-                    m.produce(batch)
+                    run_producer(m, batch)
                 yield batch
         finally:
             for m in modules:
@@ -460,7 +479,7 @@ class Process:
         batch = self.desc.source.empty_batch()
         _say_if_compiling()
         for m in modules:
-            m.produce(batch)
+            run_producer(m, batch)
         for o in self.desc.outputs:
             o.prepare(batch)
 
@@ -470,7 +489,7 @@ class Process:
         for m in modules:
             t0 = time.perf_counter()
             try:
-                m.produce(batch)
+                run_producer(m, batch)
             except E2EError as err:
                 raise type(err)(f"{m.label} ({batch.where()}): {err}") from err
             times[m.label] += time.perf_counter() - t0

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from dataformats.products import COLUMN_NAME
 from e2e.errors import ConfigError, short
 from e2e.paths import atomic_file
 from e2e.yamlio import load_yaml_file
@@ -70,7 +71,7 @@ def resolve(model: str, where: str = "model") -> Path:
 
 
 #: an output name, the end of its branch name ``Jet_<tagger>_<name>``
-OUTPUT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+OUTPUT_NAME = COLUMN_NAME
 #: the most weights (parameters and buffers) a model artefact may make (the shipped ones: < 1 million)
 MAX_PARAMETERS = 1_000_000_000
 

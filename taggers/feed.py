@@ -21,7 +21,7 @@ Models trained by e2e-train take the input kind's own inputs (``x, neighbors, ba
 ``layout: native`` (the default) feeds the kind's inputs under other names (``inputs: {images: frames}``) or,
 for tables, chosen columns (``inputs: {features: [width, core_fraction]}``). Every mistake is one line naming
 the model and what is expected: :func:`parse_feed` checks the block, :meth:`Feed.check_session` the ONNX inputs
-(names and ranks) and :meth:`Feed.check_outputs` the output count.
+(names and ranks) and :meth:`Feed.check_outputs` the output's shape and type.
 """
 
 from __future__ import annotations
@@ -98,11 +98,17 @@ class Feed:
         source = self.inputs[name]
         return NATIVE_RANKS["values"] if isinstance(source, list) else NATIVE_RANKS[source]
 
-    def check_outputs(self, values: np.ndarray, n_outputs: int) -> None:
-        if values.ndim != 2 or values.shape[1] != n_outputs:
+    def check_outputs(self, values: np.ndarray, n_outputs: int, n_jets: int, what: str = "model.onnx") -> None:
+        """One micro-batch's output: numbers of shape [n_jets, n_outputs], else one line naming ``what`` made it
+        (a model that forgot its pooling returns a row per node: not one score per jet)."""
+        if values.ndim != 2 or values.shape != (n_jets, n_outputs):
             raise ConfigError(
-                f"{self.where}: model.onnx returns shape {list(values.shape)}; model.yaml names "
-                f"{n_outputs} outputs, expected [jets, {n_outputs}]"
+                f"{self.where}: {what} returns shape {list(values.shape)} for {n_jets} jets; model.yaml names "
+                f"{n_outputs} outputs, expected [jets, {n_outputs}]: one row per jet"
+            )
+        if values.dtype.kind not in "fiu":
+            raise ConfigError(
+                f"{self.where}: {what} returns {values.dtype} values; expected numbers (float, or int cast to float)"
             )
 
     @property

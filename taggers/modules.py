@@ -25,7 +25,7 @@ from e2e.event import EventBatch
 from e2e.module import Producer
 from e2e.params import MAX_THREADS, input_tag, param
 from taggers.artefact import ONNX, Artefact
-from taggers.inputs import INPUT_KINDS, InputKind
+from taggers.inputs import INPUT_KINDS, InputKind, jet_groups
 from taggers.transfer import to_device
 
 
@@ -282,12 +282,14 @@ class TaggerBase(Producer):
         :func:`~taggers.inputs.jet_groups`)."""
         step = self.params.micro_batch
         balance = self._threads >= 2 and product.n_jets > step and self._rows_independent()
-        batches = self.input_kind.micro_batches(product, step, self._threads if balance else 1)
+        parts = self._threads if balance else 1
+        groups = jet_groups(product.n_jets, step, parts)  # the micro-batches' jets, for the check of their outputs
+        batches = self.input_kind.micro_batches(product, step, parts)
         if self._threads < 2:
-            return [self.run_model(inputs, names) for inputs in batches]
+            return self._checked_outputs([self.run_model(inputs, names) for inputs in batches], groups)
         head = list(itertools.islice(batches, 2))
         if len(head) < 2:
-            return [self.run_model(inputs, names) for inputs in head]
+            return self._checked_outputs([self.run_model(inputs, names) for inputs in head], groups)
         import torch
 
         if self._pool is None:
@@ -305,7 +307,16 @@ class TaggerBase(Producer):
             for f in running:
                 f.cancel()
             torch.set_num_threads(self._threads)
-        return out
+        return self._checked_outputs(out, groups)
+
+    def _checked_outputs(self, outputs: list[np.ndarray], groups: list[tuple[int, int]]) -> list[np.ndarray]:
+        """The micro-batches' outputs, each checked to hold one row of numbers per jet of its group (a model of
+        your own may return a row per node, or one row, or bools: refused in one line, never written)."""
+        what = "model.onnx" if self.params.backend == "onnxruntime" else f"the network ({type(self._session).__name__})"
+        n_out = len(self.artefact.outputs)
+        for values, (a, b) in zip(outputs, groups, strict=True):
+            self.feed.check_outputs(values, n_out, b - a, what)
+        return outputs
 
     def _rows_independent(self) -> bool:
         """Whether the torch network's outputs for a jet do not depend on its micro-batch (StandardisedNet)."""
@@ -336,7 +347,6 @@ class TaggerBase(Producer):
         n_out = len(self.artefact.outputs)
         if raw:
             out = np.concatenate(raw)
-            self.feed.check_outputs(out, n_out)
             pt = self.jet_pt(batch, product) if self.feed.needs_pt else None
             values = self.feed.scores(out, pt).astype(np.float32)
             finite = np.isfinite(values).all(axis=1)

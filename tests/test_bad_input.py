@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import uproot
 import yaml
-from conftest import REPO, SAMPLE, read_events, write_hits
+from conftest import REPO, SAMPLE, read_events, run_cli, write_hits
 
 BIN = Path(sys.executable).parent
 ZOO = REPO / "taggers" / "zoo"
@@ -1083,3 +1083,52 @@ def test_a_failing_commit_replaces_no_output_and_leaves_no_temporary(work, monke
     assert run_main(["two.yaml", "--no-progress"]) == 2
     assert len(calls) == 3 and digests(*outputs) == before
     assert not temporaries(work) and not list(work.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("fault", "at_entry", "expected"),
+    [
+        ("repeat", -1, "put 'mine': column names ['a', 'a'] repeat a name"),
+        ("space", -1, "put 'mine': column names ['a b'] are not branch names"),
+        ("rows", 3, "put 'mine': values has 9 rows for 8 jets"),  # entries 3-5 of the sample: 8 jets
+        ("type", -1, "put 'mine': a dict, not a JetTable"),
+        ("nothing", 3, "did not put 'mine', which produces() declares"),
+        ("bool", -1, "put 'mine': values are bool, not numbers"),
+    ],
+)
+def test_a_module_of_ones_own_that_puts_a_broken_product_is_named_in_one_line(
+    work, capsys, monkeypatch, fault, at_entry, expected
+):
+    """What a module of one's own puts is checked against its declaration (type, jets, column names) as it is put:
+    one line naming the module and its class, not a writer's traceback, a lost column or 'a bug in e2e'."""
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "helpers"))
+    monkeypatch.chdir(work)
+    config = yaml.safe_load((work / "shapes.yaml").read_text())
+    config["source"]["step_size"] = 3
+    config["modules"]["mine"] = {"type": "faulty_modules:PutsWrong", "fault": fault, "at_entry": at_entry}
+    config["outputs"][0]["keep"] = ["tauShapes", "mine"]
+    (work / "mine.yaml").write_text(yaml.safe_dump(config))
+    rc, _, err = run_cli(["mine.yaml", "-n", "6", "--no-progress"], capsys)
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "modules.mine (faulty_modules:PutsWrong)" in err and expected in err, err
+    assert not (work / "out.root").exists()
+
+
+def test_a_module_of_ones_own_with_a_broken_declaration_or_import(work, capsys, monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "helpers"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(work)
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(3)\n")
+    config = yaml.safe_load((work / "shapes.yaml").read_text())
+    config["outputs"][0]["keep"] = ["tauShapes", "mine"]
+    for module_type, expected in [
+        ("faulty_modules:DeclaresJunk", "modules.mine (faulty_modules:DeclaresJunk): produces() must return"),
+        (
+            "exits_on_import:Mine",
+            "importing module 'exits_on_import' for type 'exits_on_import:Mine' failed (SystemExit",
+        ),
+    ]:
+        config["modules"]["mine"] = {"type": module_type}
+        (work / "mine.yaml").write_text(yaml.safe_dump(config))
+        rc, _, err = run_cli(["mine.yaml", "-n", "3", "--no-progress"], capsys)
+        assert rc == 2 and err.count("\n") == 1 and expected in err, err

@@ -183,3 +183,36 @@ def test_an_onnx_only_model_refuses_the_torch_backend(tmp_path, weaver_model, ca
     path, _, _ = weaver_model
     rc, _, err = run_cli([_config(tmp_path, path, backend="torch"), "--no-progress"], capsys)
     assert rc == 2 and "use backend: onnxruntime" in err and err.count("\n") == 1, err
+
+
+class RowPerPoint(PointNetLike):
+    """Forgot its pooling: one row of scores per point slot, not per jet."""
+
+    def forward(self, pf_points: torch.Tensor, pf_features: torch.Tensor, pf_mask: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.point(torch.cat([pf_points, pf_features], dim=1))) * pf_mask
+        return torch.softmax(self.head(torch.cat([h, h], dim=1).transpose(1, 2).reshape(-1, 32)), dim=1)
+
+
+class BoolScores(PointNetLike):
+    def forward(self, pf_points: torch.Tensor, pf_features: torch.Tensor, pf_mask: torch.Tensor) -> torch.Tensor:
+        return super().forward(pf_points, pf_features, pf_mask) > 0.5
+
+
+@pytest.mark.parametrize(
+    ("net", "expected"),
+    [
+        (RowPerPoint, f"model.onnx returns shape [{7 * P}, 2] for 7 jets; model.yaml names 2 outputs"),
+        (BoolScores, "model.onnx returns bool values; expected numbers"),
+    ],
+)
+def test_a_brought_model_that_does_not_return_one_row_of_numbers_per_jet_is_one_line(
+    tmp_path, weaver_model, capsys, net, expected
+):
+    """Its output is checked per micro-batch (micro_batch: 7) before any score is written: a row per node would
+    otherwise be written against the first jets, silently."""
+    _, _, graphs = weaver_model
+    model = tmp_path / "wrong"
+    _write_model(model, net().eval(), {}, {**graphs[0].params, "thresholds": [0, 0, 0, 0.2, 0]})
+    rc, _, err = run_cli([_config(tmp_path, model), "--no-progress"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and expected in err, err
+    assert not (tmp_path / "weaver.root").exists()

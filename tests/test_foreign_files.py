@@ -196,3 +196,30 @@ def test_remote_files_say_what_to_install(tmp_path, capsys, monkeypatch):
     (tmp_path / "remote.yaml").write_text(yaml.safe_dump(data))
     rc, _, err = run_cli([str(tmp_path / "remote.yaml"), "-o", str(tmp_path / "out.root")], capsys)
     assert rc == 2 and err.count("\n") == 1 and "pip install 'e2e[xrootd]'" in err, err
+
+
+def test_a_bool_truth_flag_is_read_as_0_and_1(tmp_path, capsys, reference):
+    """``Jet_label`` stored as booleans (a ``vector<bool>`` is_tau flag, as many ntuples keep it): read as 0/1."""
+    from conftest import write_hits
+
+    ev = read_events(SAMPLE, N)
+    path = write_hits(tmp_path / "flag.root", {k: ev[k] for k in ev.fields}, dtypes={"Jet_label": np.bool_})
+    with uproot.open(path) as f:
+        assert f["Events"]["Jet_label"].array().type.content.content.primitive == "bool"
+    assert schema.inspect_file(path).casts == {"Jet_label": (np.dtype(np.bool_), np.dtype(np.int16))}
+    np.testing.assert_array_equal(_tag(tmp_path, capsys, {"files": [str(path)]}, "flag"), reference)
+
+
+def test_a_file_name_with_glob_characters_is_that_file(tmp_path, capsys, reference):
+    """``run[1].root`` names that file, not the files the glob ``run[1].root`` matches (``run1.root``)."""
+    import shutil
+
+    from conftest import write_hits
+
+    shutil.copy(SAMPLE, tmp_path / "run[1].root")
+    ev = read_events(SAMPLE, N + 5)[5:]  # other events under the name the glob would match
+    write_hits(tmp_path / "run1.root", {k: ev[k] for k in ev.fields})
+    np.testing.assert_array_equal(_tag(tmp_path, capsys, {"files": [str(tmp_path / "run[1].root")]}, "lit"), reference)
+    # a pattern that names no file is still a pattern
+    scores = _tag(tmp_path, capsys, {"files": [str(tmp_path / "run[0-9].root")]}, "glob")
+    assert len(scores) and not np.array_equal(scores[: len(reference)], reference)

@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from e2e.config import load_process
+        from e2e.module import run_producer
         from e2e.paths import check_output_file
         from e2e.process import Process
         from frameproducers.display import JetInfo, draw_jet
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         modules = [process.desc.modules[label] for label in process.schedule.order]
         for m in modules:
             m.begin()
-            m.produce(batch)
+            run_producer(m, batch)
             m.end()
         jets = batch.get("source:Jet")
         if not 0 <= jet < len(jets):

@@ -55,10 +55,11 @@ def collection_fields(truth: bool) -> dict[str, tuple[str, ...]]:
 
 
 def expand_files(patterns: list[str], where: str) -> list[str]:
-    """Files and glob patterns -> file list, in the given order (each glob sorted); remote URLs kept."""
+    """Files and glob patterns -> file list, in the given order (each glob sorted); remote URLs kept. A name that
+    exists is that file, even with glob characters in it (``run[1].root`` is not ``run1.root``)."""
     files: list[str] = []
     for pattern in patterns:
-        if "://" not in pattern and glob.has_magic(pattern):
+        if "://" not in pattern and glob.has_magic(pattern) and not os.path.exists(pattern):
             matches = sorted(glob.glob(pattern))
             if not matches:
                 raise ConfigError(f"{where}: pattern '{pattern}' matches no file")

@@ -86,3 +86,36 @@ class RaiseAt(_PtTable):
 
     def act(self, batch: EventBatch) -> None:
         raise RuntimeError("a bug in the user's module")
+
+
+class PutsWrong(_PtTable):
+    """Puts a table that breaks the product contract in the way ``fault`` names, from entry ``at_entry`` (-1: on
+    every batch, the empty warm-up batch too): what e2e.module.run_producer refuses in one line."""
+
+    @dataclass
+    class Params:
+        jets: str = input_tag("source:Jet", "jet collection", product=JaggedCollection)
+        fault: str = param("repeat", "repeat | space | rows | type | nothing | bool")
+        at_entry: int = param(-1, "misbehave from the batch that starts at this entry (-1: every batch)")
+
+    def produce(self, batch: EventBatch) -> None:
+        if self.params.at_entry >= 0 and batch.entry_start < self.params.at_entry:
+            return super().produce(batch)
+        jets: JaggedCollection = batch.get(self.params.jets)
+        fault = self.params.fault
+        values = np.zeros((len(jets) + (fault == "rows"), 2), bool if fault == "bool" else np.float32)
+        names = {"repeat": ("a", "a"), "space": ("a b", "c")}.get(fault, ("a", "b"))
+        table = JetTable(jets.offsets, jets.local_index(), {}, values=values, names=names)
+        if fault != "nothing":
+            batch.put(self.label, {"values": values} if fault == "type" else table)
+
+
+class DeclaresJunk(_PtTable):
+    """``produces()`` that is not {instance: product class}."""
+
+    @dataclass
+    class Params:
+        jets: str = input_tag("source:Jet", "jet collection", product=JaggedCollection)
+
+    def produces(self) -> dict[str, type]:
+        return {"": 42}  # type: ignore[dict-item]

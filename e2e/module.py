@@ -19,6 +19,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, NamedTuple
 
+from dataformats.products import JetProduct
 from e2e.errors import ConfigError, E2EError, short
 from e2e.event import EventBatch, join_tag
 
@@ -118,8 +119,6 @@ def run_producer(module: Module, batch: EventBatch) -> None:
     module.produce(batch)
     if module.kind != "producer":
         return
-    from dataformats.products import JetProduct
-
     for instance, declared in module.produces().items():
         tag = join_tag(module.label, instance)
         if tag not in batch:

@@ -146,6 +146,10 @@ class UnitRunner:
         result = UnitResult(item.index, item.file, item.entry_start, item.entry_stop, worker=f"pid {os.getpid()}")
         stem = unit_stem(call.key, item)
         outs = [o.for_part(os.path.join(call.part_dir, f"{stem}-{i}.root")) for i, o in enumerate(self.desc.outputs)]
+        record = os.path.join(call.part_dir, f"{stem}.json")
+        done = _finished_in_this_run(record, item, outs, call.skip_bad_files)
+        if done is not None:  # run a second time (dask recomputes a lost worker's results): its parts stand
+            return done
         before = {m.label: dict(m.counters) for m in [source, *self.modules]}
         times = dict.fromkeys(["source", *(m.label for m in [*self.modules, *outs])], 0.0)
         counted = RunSummary(self.desc.name)
@@ -182,11 +186,25 @@ class UnitRunner:
             if m.counters:
                 result.counters[m.label] = {k: v - before[m.label].get(k, 0) for k, v in m.counters.items()}
         result.descriptions = {m.label: m.describe() for m in [source, *self.modules]}
-        record = os.path.join(call.part_dir, f"{stem}.json")
         with open(record + ".tmp", "w") as f:
             f.write(result.to_json())
         os.replace(record + ".tmp", record)
         return result
+
+
+def _finished_in_this_run(record: str, item: WorkItem, outs: list[Any], skip_bad_files: bool) -> UnitResult | None:
+    """The recorded result of this unit when its parts are already written whole (a unit run twice: the driver
+    has, or will have, the digests of the first run's parts, which a second run must not replace with other
+    bytes), else None. The parts directory starts empty (or with --resume, with only parts the driver did not
+    reuse, which are not reusable here either), so a record found is this run's."""
+    from e2e.process import reusable
+
+    try:
+        with open(record) as f:
+            recorded = UnitResult.from_json(f.read())
+    except (OSError, ValueError, TypeError):  # none, or not a record of this version: run it
+        return None
+    return recorded if reusable(recorded, item, outs, skip_bad_files) else None
 
 
 _RUNNERS: dict[str, UnitRunner] = {}
@@ -622,7 +640,7 @@ class DaskExecutor(Executor):
                 for item in items
             }  # a lost worker's units: rescheduled by dask (allowed-failures); an error: not run again
             for fut in as_completed(list(futures)):
-                item = futures[fut]
+                item = futures.pop(fut)  # released once taken: a worker lost later does not run it again
                 try:
                     result = fut.result()
                 except Exception as err:

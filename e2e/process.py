@@ -524,7 +524,7 @@ def check_exactly_once(items: list[Any], results: Mapping[int, Any] | list[Any])
         raise E2EError(f"exactly-once check: {extra.where()} is not in the plan")
 
 
-def _reusable(r: UnitResult, item: WorkItem, outputs: list[OutputModule], skip_bad_files: bool) -> bool:
+def reusable(r: UnitResult, item: WorkItem, outputs: list[OutputModule], skip_bad_files: bool) -> bool:
     """Whether the recorded result ``r`` of an interrupted run's unit can stand for ``item`` (--resume): the same
     entries, and every output's part whole and byte for byte as written (its recorded sha256; a bad input skipped
     then is skipped again only with skip_bad_files)."""
@@ -611,8 +611,10 @@ def run_units(
     finished by an earlier run of the same configuration on the same inputs are reused, otherwise every stale
     part is removed first. The parts are removed once every output is assembled.
     """
+    inputs = process.check_paths()
+    _refuse_inputs_inside(_part_dir(process), inputs)  # before anything that may remove that directory
     try:
-        return _run_units(process, executor, resume, skip_bad_files, progress)
+        return _run_units(process, executor, inputs, resume, skip_bad_files, progress)
     except (E2EError, SchemaError) as err:  # one line: the note joins the message
         note = _keep_or_remove_parts(process)
         if note:
@@ -633,11 +635,28 @@ def _part_dir(process: Process) -> str:
 
 #: the file that marks a directory as e2e-run's parts directory (only such a directory is ever removed)
 PARTS_MARKER = ".e2e-run-parts"
+#: what e2e-run writes in a parts directory: units' parts and records (``u000012-<hash>-0.root``, ``.json``) and
+#: their temporaries (``.u000012-<hash>-0.root.HOST.PID.TAG.tmp``, ``.json.tmp``)
+_UNIT_FILE = re.compile(r"\.?u\d{6}-[0-9a-f]{20}[-.].*")
 
 
-def _claim_part_dir(part_dir: str, inputs: list[str], resume: bool) -> None:
+def _not_ours(part_dir: str) -> list[str]:
+    """The names in a marked parts directory that e2e-run did not write there (never removed with it)."""
+    return sorted(n for n in os.listdir(part_dir) if n != PARTS_MARKER and not _UNIT_FILE.fullmatch(n))
+
+
+def _refuse_inputs_inside(part_dir: str, inputs: list[str]) -> None:
+    """An input inside the parts directory (which the run empties and removes) is refused, before anything is."""
+    real = os.path.realpath(part_dir) + os.sep
+    inside = [p for p in inputs if "://" not in p and os.path.realpath(p).startswith(real)]
+    if inside:
+        raise E2EError(f"{inside[0]}: an input inside {part_dir}, the parts directory this run removes: move it")
+
+
+def _claim_part_dir(part_dir: str, resume: bool) -> None:
     """Make ``part_dir`` this run's parts directory: one that e2e-run made (its marker) is emptied (kept with
-    ``resume``); anything else of that name, or an input inside it, is refused: it is removed when the run ends."""
+    ``resume``); anything else of that name, or a marked one holding files e2e-run did not write, is refused: it
+    is removed when the run ends."""
     import shutil
 
     if os.path.lexists(part_dir):
@@ -653,23 +672,26 @@ def _claim_part_dir(part_dir: str, inputs: list[str], resume: bool) -> None:
                 "or --resume, keeps its units' parts there, named after the first output, and removes it at the "
                 "end): move it, or name another output"
             )
+        foreign = _not_ours(part_dir)
+        if foreign:
+            raise E2EError(
+                f"{part_dir}: a parts directory of e2e-run that also holds {', '.join(foreign[:3])}, which e2e-run "
+                "did not write there (it removes the directory at the end): move them"
+            )
         if not resume:
             shutil.rmtree(part_dir)
-    real = os.path.realpath(part_dir) + os.sep
-    inside = [p for p in inputs if "://" not in p and os.path.realpath(p).startswith(real)]
-    if inside:
-        raise E2EError(f"{inside[0]}: an input inside {part_dir}, the parts directory this run removes: move it")
     os.makedirs(part_dir, exist_ok=True)
     with open(os.path.join(part_dir, PARTS_MARKER), "w") as f:
         f.write("the parts of an e2e-run's units (parallel executors, --resume); removed when the run ends\n")
 
 
 def _remove_part_dir(part_dir: str) -> None:
-    """Remove a parts directory that e2e-run made (its marker), nothing else."""
+    """Remove a parts directory that e2e-run made (its marker) and that holds only what it wrote, nothing else."""
     import shutil
 
     if not os.path.islink(part_dir) and os.path.isfile(os.path.join(part_dir, PARTS_MARKER)):
-        shutil.rmtree(part_dir, ignore_errors=True)
+        if not _not_ours(part_dir):
+            shutil.rmtree(part_dir, ignore_errors=True)
 
 
 def _keep_or_remove_parts(process: Process) -> str:
@@ -691,6 +713,7 @@ def _keep_or_remove_parts(process: Process) -> str:
 def _run_units(
     process: Process,
     executor: Any,
+    inputs: list[str],
     resume: bool,
     skip_bad_files: bool,
     progress: bool | None,
@@ -704,14 +727,13 @@ def _run_units(
     desc = process.desc
     source = desc.source
     summary = process.start_summary()  # numba threads of this process (serial executor); workers use one each
-    inputs = process.check_paths()
     config = desc.to_dict()
     config["source"]["files"] = [p if "://" in p else os.path.abspath(p) for p in inputs]
     for out in config["outputs"]:
         out["file"] = os.path.abspath(out["file"])
     key = config_key(config, [f for m in desc.modules.values() for f in m.files_read()])
     part_dir = _part_dir(process)
-    _claim_part_dir(part_dir, config["source"]["files"], resume)
+    _claim_part_dir(part_dir, resume)
     call = UnitCall(config, key, part_dir, skip_bad_files)
     files_source = source if isinstance(source, HitsFileSource) else None
     if files_source is not None:  # with --skip-bad-files, a file that cannot be opened is skipped too
@@ -734,7 +756,7 @@ def _run_units(
             if os.path.exists(stem + ".json"):
                 with open(stem + ".json") as f:
                     r = UnitResult.from_json(f.read())
-                if _reusable(r, item, desc.outputs, skip_bad_files):
+                if reusable(r, item, desc.outputs, skip_bad_files):
                     results[item.index] = r
                     reused += 1
                 else:  # damaged, incomplete, or skipped then as a bad file: the unit runs again
@@ -782,7 +804,7 @@ def _run_units(
     from e2e.executors import file_digest
 
     for r in fresh:  # each part as its unit wrote it (a basket changed since, uncompressed, would be read as data;
-        # the reused units' parts were just compared by _reusable)
+        # the reused units' parts were just compared by reusable)
         for path, digest in zip(r.parts, r.part_digests, strict=True):
             if not os.path.isfile(path) or file_digest(path) != digest:
                 with contextlib.suppress(OSError):

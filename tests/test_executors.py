@@ -162,7 +162,8 @@ def test_a_directory_named_like_the_parts_directory_is_never_removed(inputs, tmp
         files = list(inputs)
     for args in (("--executor", "futures", "--workers", "1"), ("--resume",)):
         r = _run(_config(tmp_path, files), *args)
-        assert r.returncode == 2 and "is not a parts directory of e2e-run" in r.stderr, r.stderr
+        expected = "an input inside" if with_input else "is not a parts directory of e2e-run"
+        assert r.returncode == 2 and expected in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
         assert sorted(p.name for p in parts.iterdir()) == (["mine.root"] if with_input else ["notes.txt"])
 
@@ -664,3 +665,49 @@ def test_a_part_changed_between_its_unit_and_the_assembly_fails_in_one_line(inpu
     fresh.mkdir()
     assert _run(_config(fresh, inputs)).returncode == 0
     assert _branches(tmp_path / "out.root") == _branches(fresh / "out.root")
+
+
+def test_a_unit_run_again_after_its_result_was_taken_keeps_its_parts(inputs, reference, tmp_path, monkeypatch):
+    """dask runs a finished unit again when the worker that held its result dies: that second run must not replace
+    the unit's parts (the driver has the first run's digests; ROOT files differ byte for byte between two writes),
+    it returns the first run's record."""
+    from e2e.config import load_process
+    from e2e.executors import SerialExecutor, run_unit
+    from e2e.process import Process, run_units
+
+    class RunsEveryUnitTwice(SerialExecutor):
+        def map(self, call, items):
+            first = {}
+            for item in items:
+                first[item.index] = run_unit(call, item, worker=False)
+                yield first[item.index]
+            for item in items:  # as dask recomputes the results a lost worker held, after the driver took them
+                again = run_unit(call, item, worker=False)
+                assert again.part_digests == first[item.index].part_digests  # (a new write has other bytes)
+                self.retried += 1
+
+    monkeypatch.syspath_prepend(str(HELPERS))
+    config = yaml.safe_load(_config(tmp_path, inputs).read_text())
+    executor = RunsEveryUnitTwice(1)
+    run_units(Process(load_process(config)), executor)
+    assert executor.retried == 7
+    assert _branches(tmp_path / "out.root") == reference
+
+
+def test_an_input_inside_a_parts_directory_of_e2e_run_is_refused_and_kept(inputs, tmp_path):
+    """A marked parts directory (an interrupted run's) holding an input or another file: refused in one line before
+    anything is removed, with --resume too."""
+    import shutil
+
+    parts = tmp_path / ".out.root.parts"
+    for holds_input in (True, False):
+        parts.mkdir()
+        (parts / ".e2e-run-parts").write_text("")
+        mine = Path(shutil.copy(inputs[0], parts / "mine.root"))
+        files = [mine, inputs[1]] if holds_input else list(inputs)
+        expected = "an input inside" if holds_input else "also holds mine.root, which e2e-run did not write there"
+        for args in (("--executor", "futures", "--workers", "1"), ("--resume",)):
+            r = _run(_config(tmp_path, files), *args)
+            assert r.returncode == 2 and expected in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert sorted(p.name for p in parts.iterdir()) == [".e2e-run-parts", "mine.root"]
+        shutil.rmtree(parts)

@@ -141,7 +141,7 @@ class JetProduct:
             return f"event_offsets must be an array of {n_events + 1} (the batch's events + 1)"
         if not isinstance(jets, np.ndarray) or jets.ndim != 1:
             return "jet_index must be a 1-d array"
-        if n_events >= 0 and (offsets[0] != 0 or offsets[-1] != len(jets)):
+        if offsets[0] != 0 or offsets[-1] != len(jets):
             return (
                 f"event_offsets must run from 0 to the {len(jets)} jets of jet_index (got {offsets[0]}..{offsets[-1]})"
             )

@@ -525,9 +525,9 @@ def check_exactly_once(items: list[Any], results: Mapping[int, Any] | list[Any])
 
 
 def reusable(r: UnitResult, item: WorkItem, outputs: list[OutputModule], skip_bad_files: bool) -> bool:
-    """Whether the recorded result ``r`` of an interrupted run's unit can stand for ``item`` (--resume): the same
-    entries, and every output's part whole and byte for byte as written (its recorded sha256; a bad input skipped
-    then is skipped again only with skip_bad_files)."""
+    """Whether the recorded result ``r`` of a unit can stand for ``item`` (--resume: an interrupted run's; a unit run
+    a second time in one run, e2e.executors): the same entries, and every output's part whole and byte for byte as
+    written (its recorded sha256; a bad input skipped then is skipped again only with skip_bad_files)."""
     if r.index != item.index or (r.entry_start, r.entry_stop) != (item.entry_start, item.entry_stop):
         return False
     if r.skipped:

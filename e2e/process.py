@@ -310,6 +310,16 @@ class RunSummary:
         return out
 
 
+class _NoBar:
+    """The progress bar of a run that shows none (tqdm's ``update`` and ``close``)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class Process:
     """A configured, scheduled process: run it over the source and write the outputs."""
 
@@ -365,13 +375,15 @@ class Process:
 
     def progress_bar(self, total: int, progress: bool | None) -> Any:
         """A tqdm bar over ``total`` events: shown when ``progress`` (else ``options.progress``, else when stderr
-        is a terminal) says so."""
-        from tqdm import tqdm
-
+        is a terminal) says so; else a bar that shows nothing, without importing tqdm (~20 ms of start-up)."""
         show = self.desc.options.progress if progress is None else progress
         if show is None:
             show = sys.stderr.isatty()
-        return tqdm(total=total, unit="ev", disable=not show, leave=False, dynamic_ncols=True)
+        if not show:
+            return _NoBar()
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit="ev", leave=False, dynamic_ncols=True)
 
     def run(self, progress: bool | None = None) -> RunSummary:
         t_start = time.perf_counter()

@@ -21,6 +21,8 @@ per-event collections (``<label>Node_<field>``, ...). The values are the ones e2
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -28,9 +30,62 @@ from typing import Any
 
 import awkward as ak
 
+from e2e.errors import ConfigError, short
+from e2e.eventids import EventIdRegister
 from e2e.io.memory import ArraySource
 from e2e.io.output import RootOutput, jagged_column
+from e2e.io.source import RootSource
 from e2e.module import run_producer
+
+#: source settings that describe files and batches, with nothing to do for events given in memory
+_FILE_ONLY = ("files", "step_size", "read_threads")
+
+
+def in_memory_source(block: Any, where: str) -> dict[str, Any]:
+    """The in-memory source block that replaces a configuration's ``source``: that block is validated as its type's
+    parameters first (an unknown key or a bad value is one line, as in e2e-run); its ``check_values`` and ``tree``
+    carry over, the settings of files and batches (``files``, ``step_size``, ``read_threads``) do not apply, and any
+    other setting (which events are read, your branch names or units, another source type) is refused: the events
+    given are tagged as they are, under the hits tree's branch names."""
+    from e2e.module import resolve_type
+    from e2e.params import build
+
+    block = {} if block is None else block
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{where}: source: expected a mapping, got {short(block)}")
+    body = dict(block)
+    type_name = body.pop("type", "RootSource")
+    cls = resolve_type(type_name, f"{where}: source")
+    params = build(cls.Params, body, f"{where}: source")
+    if cls is ArraySource:
+        return {"type": "ArraySource", **body}
+    if not issubclass(cls, RootSource):
+        raise ConfigError(
+            f"{where}: source: {short(type_name)} reads its own files; EventTagger tags events given as the hits "
+            "tree's branches (a RootSource configuration, or no source block)"
+        )
+    default = cls.Params()
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if f.name not in (*_FILE_ONLY, "check_values", "tree") and value != getattr(default, f.name):
+            raise ConfigError(
+                f"{where}: source.{f.name} = {short(value)}: a setting of what is read from files; EventTagger tags "
+                "the events it is given, under the hits tree's branch names: remove it"
+            )
+    return {"type": "ArraySource", "check_values": params.check_values, "tree": params.tree}
+
+
+def _refuse_file_options(options: Any, where: str) -> None:
+    """Options of runs over files (executors, workers, bad files) have no meaning in memory: one line if set."""
+    from e2e.config import Options
+
+    default = Options()
+    for name in ("executor", "workers", "scheduler", "skip_bad_files"):
+        if getattr(options, name) != getattr(default, name):
+            raise ConfigError(
+                f"{where}: options.{name} = {short(getattr(options, name))}: a setting of runs over files; "
+                "EventTagger runs in the calling process: remove it (options.threads sets its threads)"
+            )
 
 
 class EventTagger:
@@ -47,15 +102,16 @@ class EventTagger:
         if isinstance(overrides, str):  # one override, not its characters
             overrides = [overrides]
         if isinstance(config, Mapping):
-            data = dict(config)
+            data = copy.deepcopy(dict(config))  # the overrides go into this copy, never into the caller's mapping
             for assignment in overrides:
                 apply_override(data, assignment)
         else:
             data = load_config_mapping(str(config), list(overrides), "process configuration", "process")
-        block = data.get("source") or {}
-        check = block.get("check_values", True) if isinstance(block, Mapping) else True
-        data["source"] = {"type": "ArraySource", "check_values": check}
-        self.desc = load_process(data, where=str(config) if not isinstance(config, Mapping) else "<config>")
+        where = str(config) if not isinstance(config, Mapping) else "<config>"
+        data["source"] = in_memory_source(data.get("source"), where)
+        self._data = copy.deepcopy(data)  # what a pickled tagger is rebuilt from (__reduce__)
+        self.desc = load_process(data, where=where)
+        _refuse_file_options(self.desc.options, where)
         self.process = Process(self.desc)
         self.modules = [self.desc.modules[label] for label in self.process.schedule.order]
         self.outputs = [out for out in self.desc.outputs if isinstance(out, RootOutput)]
@@ -76,6 +132,8 @@ class EventTagger:
                 raise ValueError("EventTagger is closed (its modules were ended): make a new one")
             n = source.load(events)
             batch = source.read(source.plan()[0]) if n else source.empty_batch()
+            if self.desc.options.duplicate_ids == "error":  # repeats within the call (calls are independent)
+                EventIdRegister(True).add(batch)
             for m in self.modules:
                 run_producer(m, batch)
         jet_offsets = batch.get("source:Jet").offsets
@@ -100,8 +158,38 @@ class EventTagger:
                 m.end()
             self.source.end()
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as its configuration, never its modules or sessions: unpickled, it is built in that process
+        once (:func:`_rebuilt`), and every later copy there is that tagger (coffea's executors pickle a processor,
+        and the tagger in it, for every chunk they send)."""
+        with _REBUILT_LOCK:  # unpickled in this process: this tagger
+            if not self._closed:
+                _REBUILT.setdefault(_config_key(self._data), self)
+        return _rebuilt, (self._data,)
+
     def __enter__(self) -> EventTagger:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: the taggers unpickled in this process, by configuration (:meth:`EventTagger.__reduce__`)
+_REBUILT: dict[str, EventTagger] = {}
+_REBUILT_LOCK = threading.Lock()
+
+
+def _config_key(data: Mapping[str, Any]) -> str:
+    import json
+
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def _rebuilt(data: Mapping[str, Any]) -> EventTagger:
+    """The tagger of ``data`` in this process: built on first use, then the same one (unless closed)."""
+    key = _config_key(data)
+    with _REBUILT_LOCK:
+        tagger = _REBUILT.get(key)
+        if tagger is None or tagger._closed:
+            tagger = _REBUILT[key] = EventTagger(data)
+        return tagger

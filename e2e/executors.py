@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from e2e.errors import ConfigError, E2EError, is_user_oserror
+from e2e.errors import ConfigError, E2EError, is_user_oserror, short
 from e2e.source import WorkItem
 
 #: Executors by name (``--executor``, ``options.executor``).
@@ -459,7 +459,13 @@ class FuturesExecutor(Executor):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        ctx = multiprocessing.get_context(os.environ.get("E2E_MP_START", "spawn"))
+        method = os.environ.get("E2E_MP_START", "spawn")
+        if method not in multiprocessing.get_all_start_methods():
+            raise E2EError(
+                f"E2E_MP_START={short(method)}: not a start method of worker processes here; accepted: "
+                f"{', '.join(multiprocessing.get_all_start_methods())} (default spawn)"
+            )
+        ctx = multiprocessing.get_context(method)
         return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
 
     def start(self, preload: Sequence[str] = ()) -> None:

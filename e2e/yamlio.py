@@ -52,8 +52,8 @@ def expanded_size(root: yaml.Node, where: str, max_nodes: int = MAX_NODES, max_d
             height[key] = 1 + max((height[id(c)] for c in children), default=0)
             if size[key] > max_nodes:
                 raise ConfigError(
-                    f"{where}: the document expands to more than {max_nodes:,} values "
-                    "(through aliases); configurations are small, refusing to load it"
+                    f"{where}: the document holds more than {max_nodes:,} values (aliases expanded); "
+                    "configurations are small, refusing to load it"
                 )
             if height[key] > max_depth:
                 raise ConfigError(f"{where}: nested more than {max_depth} levels deep; not accepted")
@@ -120,6 +120,9 @@ def _yaml_error(err: yaml.YAMLError, where: str) -> ConfigError:
     mark = getattr(err, "problem_mark", None)
     line = f" line {mark.line + 1}:" if mark is not None else ""
     problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context = getattr(err, "context", None)
+    if context and "single document" in context:  # (PyYAML: "expected a single document in the stream")
+        problem = f"{context}, {problem}"
     hint = ""
     if isinstance(err, yaml.constructor.ConstructorError):
         hint = " (only plain YAML is accepted: no !!python or other object tags)"

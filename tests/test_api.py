@@ -532,3 +532,67 @@ def test_lazy_malformed_and_wrapping_inputs() -> None:
     wrapped["nJet"] = ak.num(ev.Jet_pt).to_numpy().astype(np.int64) + 2**32
     with pytest.raises(SchemaError, match="has 4 values in entry 0 but nJet = 4294967300"):
         tagger(wrapped)
+
+
+def test_the_configuration_is_checked_as_e2e_run_checks_it_and_never_changed(events) -> None:
+    """The source block is validated before it is replaced by the in-memory source; settings of what is read from
+    files and options of file runs are refused, not silently dropped; a mapping given is not modified."""
+    import copy
+
+    import yaml
+
+    from e2e.errors import ConfigError
+
+    fast = REPO / "process_configs" / "tau_gnn_fast.yaml"
+    data = yaml.safe_load(fast.read_text())
+    before = copy.deepcopy(data)
+    EventTagger(data, ["modules.tauGNN.backend=onnxruntime", "modules.tauGNN.micro_batch=7"]).close()
+    assert data == before
+    for override, message in [
+        ("source.bogus=1", "source: unknown key 'bogus'"),
+        ("source.step_size=-5", "source.step_size: got -5, expected a value >= 1"),
+        ("source.max_events=2", "source.max_events = 2: a setting of what is read from files"),
+        ("source.units={Jet_pt: 0.001}", "source.units = {'Jet_pt': 0.001}: a setting of what is read from files"),
+        ("options.executor=dask", "options.executor = 'dask': a setting of runs over files"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            EventTagger(fast, [override])
+    with pytest.raises(ConfigError, match="'RHTreeSource' reads its own files"):
+        EventTagger(REPO / "process_configs" / "tau_cnn_rhtree.yaml")
+    # the settings of files and batches do not apply to events given in memory; check_values carries over
+    with EventTagger(fast, ["source.files=[/nowhere.root]", "source.step_size=7", "source.check_values=false"]) as t:
+        assert t.source.params.check_values is False
+        assert len(t(events[:3])["Jet_tauGNN_tau"]) == 3
+
+
+def test_duplicate_ids_error_checks_each_call(events) -> None:
+    with EventTagger(REPO / "process_configs" / "hit_graphs.yaml", ["options.duplicate_ids=error"]) as t:
+        with pytest.raises(SchemaError, match=r"duplicate event ids: .* <memory>:Events entry 0 and .* entry 3"):
+            t(ak.concatenate([events[:3], events[:3]]))
+        t(events[:3])
+        t(events[:3])  # calls are independent: the same events again are not a repeat
+
+
+def _scores_in_a_new_process(payload: bytes) -> list:
+    import pickle
+
+    tagger, events = pickle.loads(payload)
+    again = pickle.loads(pickle.dumps(tagger))
+    assert again is tagger  # built once per process
+    return ak.to_list(tagger(events)["Jet_tauGNN_tau"])
+
+
+def test_a_tagger_is_pickled_as_its_configuration(events) -> None:
+    """coffea's executors pickle the processor, and a tagger in it: it travels as its configuration and is built
+    once in the process that unpickles it (never its sessions); in the same process the copy is the tagger."""
+    import multiprocessing
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    fast = REPO / "process_configs" / "tau_gnn_fast.yaml"
+    with EventTagger(fast, ["modules.tauGNN.backend=onnxruntime"]) as tagger:
+        assert len(pickle.dumps(tagger)) < 20_000 and pickle.loads(pickle.dumps(tagger)) is tagger
+        payload = pickle.dumps((tagger, events[:5]))
+        expected = ak.to_list(tagger(events[:5])["Jet_tauGNN_tau"])
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            assert pool.submit(_scores_in_a_new_process, payload).result(timeout=300) == expected

@@ -711,3 +711,11 @@ def test_an_input_inside_a_parts_directory_of_e2e_run_is_refused_and_kept(inputs
             assert r.returncode == 2 and expected in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
             assert sorted(p.name for p in parts.iterdir()) == [".e2e-run-parts", "mine.root"]
         shutil.rmtree(parts)
+
+
+def test_a_start_method_that_does_not_exist_is_one_line(monkeypatch):
+    from e2e.executors import FuturesExecutor
+
+    monkeypatch.setenv("E2E_MP_START", "bogus")
+    with pytest.raises(E2EError, match=r"E2E_MP_START='bogus': not a start method .*; accepted: .*spawn"):
+        FuturesExecutor(1)._new_pool()

@@ -300,3 +300,53 @@ def test_long_overrides_and_labels_are_quoted_short(capsys):
     data = config()
     data["modules"][long] = {"type": "JetShapeProducer"}
     assert "at most 64" in error(data) and len(error(data)) < 300
+
+
+def test_command_line_values_go_into_blocks_that_are_null_or_refuse_other_values(tmp_path, capsys):
+    """-n / -i / --executor set values in the source and options blocks: an empty block (its lines commented out:
+    null) is taken as {} by e2e-run as by load_process; a block that is not a mapping is one line, not a bug."""
+    base = {
+        "process": "M",
+        "source": {"files": [str(SAMPLE)]},
+        "modules": {"g": {"type": "JetShapeProducer"}},
+        "outputs": [{"file": str(tmp_path / "m.root"), "keep": ["g"]}],
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**base, "options": None}))
+    rc, _, err = run_cli([str(path), "-n", "2", "--no-progress", "--executor", "iterative"], capsys)
+    assert rc == 0, err
+    path.write_text(yaml.safe_dump({**base, "source": None}))
+    rc, _, err = run_cli([str(path), "-i", str(SAMPLE), "-n", "2", "--no-progress"], capsys)
+    assert rc == 0, err  # the files from -i
+    rc, _, err = run_cli([str(path), "-n", "2", "--no-progress"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "no input files" in err, err
+    for block, value in [("source", str(SAMPLE)), ("options", [1])]:
+        path.write_text(yaml.safe_dump({**base, block: value}))
+        for args in (["-n", "2"], ["-i", str(SAMPLE)]):
+            rc, _, err = run_cli([str(path), *args, "--no-progress"], capsys)
+            assert rc == 2 and err.count("\n") == 1 and f"{block}: expected a mapping" in err, err
+
+
+def test_small_mistakes_say_what_they_are(tmp_path, capsys):
+    from e2e.yamlio import load_yaml_text
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "source": {"files": [str(SAMPLE)]},
+                "modules": {"g": {"type": "JetShapeProducer"}},
+                "outputs": [{"file": str(tmp_path / "m.root"), "keep": ["g"]}],
+            }
+        )
+    )
+    for override, message in [
+        ('source.files=[""]', "source.files: an empty file name ''; expected a path or a glob pattern"),
+        ("source.read_threads=99999", "source.read_threads: got 99999, expected a value <= 1024"),
+    ]:
+        rc, _, err = run_cli([str(cfg), "-s", override, "--no-progress"], capsys)
+        assert rc == 2 and err.count("\n") == 1 and message in err, err
+    with pytest.raises(ConfigError, match="expected a single document in the stream, but found another document"):
+        load_yaml_text("a: 1\n---\nb: 2\n", "x.yaml")
+    with pytest.raises(ConfigError, match=r"holds more than 100,000 values \(aliases expanded\)"):
+        load_yaml_text("[" + ", ".join(["1"] * 100_001) + "]", "x.yaml")

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from e2e.cli.common import Parser, add_common_arguments, console_script, load_config_mapping, nonempty, run_main
-from e2e.errors import ConfigError
+from e2e.errors import ConfigError, short
 
 
 def parser() -> argparse.ArgumentParser:
@@ -64,6 +64,17 @@ def executor_for(opts: Any) -> Any:
     return make_executor(opts.executor, opts.workers or usable_cores(), opts.retries, opts.scheduler)
 
 
+def _block(data: dict[str, Any], key: str, config: str) -> dict[str, Any]:
+    """The configuration's ``key`` block, to set a command-line value in: made when absent or empty (a block whose
+    lines are all commented out reads as null), else it must be a mapping."""
+    block = data.get(key)
+    if block is None:
+        block = data[key] = {}
+    if not isinstance(block, dict):
+        raise ConfigError(f"{config}: {key}: expected a mapping, got {short(block)}")
+    return block
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
@@ -86,14 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         for f in args.input or ():
             nonempty(f, "-i")
         if args.input:
-            source = data.setdefault("source", {})
-            if not isinstance(source, dict):
-                raise ConfigError(f"{args.config}: source: expected a mapping")
-            source["files"] = list(args.input)
+            _block(data, "source", args.config)["files"] = list(args.input)
         if args.max_events is not None:
             if args.max_events < 0:
                 raise ConfigError(f"-n {args.max_events}: expected a number of events >= 0")
-            data.setdefault("source", {})["max_events"] = args.max_events
+            _block(data, "source", args.config)["max_events"] = args.max_events
         if nonempty(args.output, "-o") is not None:
             outputs = data.get("outputs")
             if not outputs:
@@ -102,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             if not isinstance(first, dict):
                 raise ConfigError(f"{args.config}: outputs: expected a list of output blocks")
             first["file"] = args.output
-        options = data.setdefault("options", {})
-        if not isinstance(options, dict):
-            raise ConfigError(f"{args.config}: options: expected a mapping")
+        options = _block(data, "options", args.config)
         for name in ("executor", "workers", "scheduler"):
             if getattr(args, name) is not None:
                 options[name] = getattr(args, name)

@@ -39,7 +39,7 @@ from dataformats.schema import (
 )
 from e2e.errors import ConfigError, E2EError, short
 from e2e.event import EventBatch
-from e2e.params import param
+from e2e.params import MAX_THREADS, param
 from e2e.paths import file_identity
 from e2e.source import ColumnPlan, Source, WorkItem, plan_entries
 
@@ -59,6 +59,8 @@ def expand_files(patterns: list[str], where: str) -> list[str]:
     exists is that file, even with glob characters in it (``run[1].root`` is not ``run1.root``)."""
     files: list[str] = []
     for pattern in patterns:
+        if not pattern.strip():
+            raise ConfigError(f"{where}: an empty file name {short(pattern)}; expected a path or a glob pattern")
         if "://" not in pattern and glob.has_magic(pattern) and not os.path.exists(pattern):
             matches = sorted(glob.glob(pattern))
             if not matches:
@@ -187,7 +189,9 @@ class FileSourceParams:
     step_size: int = param(2000, "events per batch (chunk)", minimum=1)
     max_events: int = param(-1, "stop after this many events in total (-1: all)", minimum=-1)
     check_values: bool = param(True, "check every value read against the schema (NaN/inf, ranges)")
-    read_threads: int = param(2, "threads for decompression and interpretation (0: none)", minimum=0)
+    read_threads: int = param(
+        2, "threads for decompression and interpretation (0: none)", minimum=0, maximum=MAX_THREADS
+    )
 
 
 class HitsFileSource(Source):

@@ -954,6 +954,13 @@ def inspect_file(
             entries = int(ttree.num_entries)
             if not rntuple:
                 check_branch_entries(ttree, [rename.get(b, b) for b in wanted], entries, source)
+    rhtree = {"runId", "eventId"} <= on_disk and not present  # MLAnalyzer's RecHitAnalyzer ids, no hits branch
+    if rhtree:
+        raise SchemaError(
+            f"{source}: an MLAnalyzer RHTree (runId, eventId, dense maps), not a hits tree: e2e-run reads it with "
+            "source type RHTreeSource (process_configs/tau_cnn_rhtree.yaml); e2e-validate and e2e-display read hits "
+            "trees"
+        )
     optional: set[str] = set()
     for cname, branches in _groups(want_truth).items():
         jagged = [descs[b] for b in branches if b in descs]

@@ -1132,3 +1132,45 @@ def test_a_module_of_ones_own_with_a_broken_declaration_or_import(work, capsys, 
         (work / "mine.yaml").write_text(yaml.safe_dump(config))
         rc, _, err = run_cli(["mine.yaml", "-n", "3", "--no-progress"], capsys)
         assert rc == 2 and err.count("\n") == 1 and expected in err, err
+
+
+@pytest.mark.parametrize("copy_input", [False, True])
+def test_a_product_branch_named_like_an_input_branch_is_refused(work, capsys, monkeypatch, copy_input):
+    """A module labelled ``gen`` with a ``pt`` column would write Jet_gen_pt: over the input's truth in a copy, or
+    beside it in a friend (where one hides the other). Refused in one line before anything is written."""
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "helpers"))
+    monkeypatch.chdir(work)
+    config = yaml.safe_load((work / "shapes.yaml").read_text())
+    config["modules"]["gen"] = {"type": "faulty_modules:PutsWrong", "at_entry": 10**9}  # a plain pt table
+    config["outputs"][0].update(keep=["tauShapes", "gen"], copy_input=copy_input)
+    (work / "gen.yaml").write_text(yaml.safe_dump(config))
+    rc, _, err = run_cli(["gen.yaml", "-n", "6", "--no-progress"], capsys)
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "branch Jet_gen_pt of 'gen' is a branch of the input, which this output" in err, err
+    assert not (work / "out.root").exists()
+    config["modules"]["mine"] = config["modules"].pop("gen")
+    config["outputs"][0]["keep"] = ["tauShapes", "mine"]
+    (work / "mine.yaml").write_text(yaml.safe_dump(config))
+    rc, _, err = run_cli(["mine.yaml", "-n", "6", "--no-progress"], capsys)
+    assert rc == 0, err
+
+
+def test_output_tree_names_that_read_back_and_eval_finds_them(work, capsys, monkeypatch):
+    """RootOutput.tree: a name with a cycle (';'), empty path parts or the provenance's key is refused; any other
+    name (in a directory too) is recorded in the provenance, where e2e-eval and e2e-display find it."""
+    from e2e.cli.display import main as display_main
+    from e2e.cli.eval import main as eval_main
+
+    monkeypatch.chdir(work)
+    for tree in ("Events;1", "/Events", "Events/", "a//b", "e2e_products"):
+        rc, _, err = run_cli(["shapes.yaml", "-s", f"outputs.0.tree='{tree}'", "--no-progress"], capsys)
+        assert rc == 2 and err.count("\n") == 1 and "is not a name ROOT and uproot read back" in err, err
+    assert not (work / "out.root").exists()
+    rc, _, err = run_cli(["shapes.yaml", "-s", "outputs.0.tree=friends/Tagged", "--no-progress"], capsys)
+    assert rc == 0, err
+    with uproot.open(work / "out.root") as f:
+        assert f["friends/Tagged"].num_entries == 150 and json.loads(str(f["e2e_products"]))["tree"] == "friends/Tagged"
+    assert eval_main(["out.root", "--plot", "roc.png"]) == 0
+    assert "tauShapes" in capsys.readouterr().out
+    assert display_main(["in.root", "--tagged", "out.root", "--score", "Jet_tauShapes_tau", "-o", "d.png"]) == 0
+    assert (work / "d.png").exists()

@@ -455,3 +455,14 @@ def test_every_track_selection_honours_the_source_pv_cut(sample_rhtree):
     with pytest.raises(ConfigError, match="modules.s.dz_max: 0.05 cm is tighter"):
         tight.modules["s"].produce(batch)
     desc.source.end()
+
+
+def test_an_rhtree_read_as_a_hits_tree_is_named_as_such(sample_rhtree, capsys):
+    from dataformats.schema import SchemaError, validate_file
+    from e2e.cli.validate import main as validate_main
+
+    path = sample_rhtree
+    with pytest.raises(SchemaError, match="an MLAnalyzer RHTree .* not a hits tree: e2e-run reads it with source type"):
+        validate_file(path, tree="fevt/RHTree")
+    assert validate_main([str(path), "--tree", "fevt/RHTree"]) == 2
+    assert "RHTreeSource" in capsys.readouterr().err

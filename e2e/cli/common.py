@@ -101,6 +101,30 @@ class _HelpConfig(argparse.Action):
         parser.exit()
 
 
+def output_tree(f: Any, path: str) -> str:
+    """The tree of an e2e-run output open in uproot: the one its ``e2e_products`` provenance names (RootOutput's
+    ``tree``), else ``Events``, else the file's only TTree; one line naming the trees found otherwise."""
+    import json
+
+    from dataformats.schema import reading
+
+    with reading(path, "the file directory"):
+        text = str(f["e2e_products"]) if "e2e_products" in f else ""
+        try:
+            named = json.loads(text).get("tree") if text else None
+        except (ValueError, AttributeError):  # not JSON, or not an object: the callers say so when they read it
+            named = None
+        if isinstance(named, str) and named in f:
+            return named
+        if "Events" in f:
+            return "Events"
+        trees = sorted({k.split(";")[0] for k, c in f.classnames(recursive=True).items() if c == "TTree"})
+    if len(trees) == 1:
+        return trees[0]
+    found = ", ".join(trees) or "none"
+    raise E2EError(f"{path}: no tree Events (is it an e2e-run output?); trees in the file: {found}")
+
+
 def add_common_arguments(p: argparse.ArgumentParser, set_example: str, config_class: str | None = None) -> None:
     """The options every configuration-driven console script shares: -s, --dump-config, --no-progress, --debug,
     and with ``config_class`` (``package.module:Class``) --help-config."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from e2e.cli.common import Parser, console_script, nonempty, run_main
+from e2e.cli.common import Parser, console_script, nonempty, output_tree, run_main
 from e2e.errors import E2EError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,12 +74,9 @@ def _by_score(args: argparse.Namespace) -> tuple[int, int, str, tuple[int, ...]]
     if not args.score:
         raise E2EError("--tagged needs --score BRANCH (e.g. Jet_tauGNN_tau)")
     with open_root_file(args.tagged) as f:
-        with reading(args.tagged, "the file directory"):
-            has_events = "Events" in f
-        if not has_events:
-            raise E2EError(f"{args.tagged}: no tree Events (is it an e2e-run output?)")
-        with reading(f"{args.tagged}:Events"):
-            tree = f["Events"]
+        name = output_tree(f, args.tagged)
+        with reading(f"{args.tagged}:{name}"):
+            tree = f[name]
             keys = list(tree.keys())
         if args.score not in keys:
             scores = [k for k in keys if k.startswith("Jet_") and not k.startswith("Jet_gen")]
@@ -87,7 +84,7 @@ def _by_score(args: argparse.Namespace) -> tuple[int, int, str, tuple[int, ...]]
         missing = [k for k in _IDS if k not in keys]
         if missing:
             raise E2EError(f"{args.tagged}: no branch {missing[0]} (is it an e2e-run output?)")
-        with reading(f"{args.tagged}:Events", "the tree data"):
+        with reading(f"{args.tagged}:{name}", "the tree data"):
             arrays = tree.arrays([args.score, *_IDS], library="ak")
     score = arrays[args.score]
     if score.ndim != 2 or score.layout.purelist_depth != 2 or ak.to_numpy(ak.flatten(score)).dtype.kind not in "iuf":

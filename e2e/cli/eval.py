@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dataformats.schema import open_root_file, reading
-from e2e.cli.common import Parser, console_script, nonempty, run_main
+from e2e.cli.common import Parser, console_script, nonempty, output_tree, run_main
 from e2e.errors import E2EError
 
 IDS = ("run", "luminosityBlock", "event")
@@ -67,10 +67,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _provenance(f: Any, path: str) -> dict[str, Any]:
-    with reading(path, "the file directory"):
-        has_events = "Events" in f
-    if not has_events:
-        raise E2EError(f"{path}: no tree Events (is it an e2e-run output?)")
     with reading(path, "its e2e_products provenance"):
         text = str(f["e2e_products"]) if "e2e_products" in f else None
     try:
@@ -133,11 +129,12 @@ def _read_tagged(path: str, signal: str) -> Tagged:
     from taggers.heads import outputs_of, parse_heads
 
     with open_root_file(path) as f:
+        name = output_tree(f, path)
         prov = _provenance(f, path)
         products = prov.get("products", {})
         taggers = [tag for tag, p in products.items() if p.get("type") == "TagScores"]
-        with reading(f"{path}:Events"):
-            tree = f["Events"]
+        with reading(f"{path}:{name}"):
+            tree = f[name]
             keys = set(tree.keys())
             entries = int(tree.num_entries)
         # every tagger with a score named `signal`; a tagger with heads and no such score (a regression) has
@@ -150,11 +147,11 @@ def _read_tagged(path: str, signal: str) -> Tagged:
             found = ", ".join(taggers) or "none"
             raise E2EError(f"{path}: no tagger scores '{signal}' found (tagged products: {found})")
         if entries == 0:
-            raise E2EError(f"{path}: the tree Events has 0 entries: no jets to evaluate")
+            raise E2EError(f"{path}: the tree {name} has 0 entries: no jets to evaluate")
         missing_ids = [b for b in (*IDS, "nJet") if b not in keys]
         if missing_ids:
             raise E2EError(f"{path}: no branch '{missing_ids[0]}' (is it an e2e-run output?)")
-        with reading(f"{path}:Events", "the tree data"):
+        with reading(f"{path}:{name}", "the tree data"):
             arrays = tree.arrays([*IDS, "nJet", *branches], library="np")
         n_jet = np.asarray(arrays["nJet"])
         heads: dict[str, tuple[list[Any], np.ndarray]] = {}
@@ -166,7 +163,7 @@ def _read_tagged(path: str, signal: str) -> Tagged:
             missing = [b for b in names if b not in keys]
             if missing:
                 raise E2EError(f"{path}: tagger {tag} has heads but no branch {missing[0]}")
-            with reading(f"{path}:Events", "the tree data"):
+            with reading(f"{path}:{name}", "the tree data"):
                 columns = tree.arrays(names, library="np")
             heads[tag] = (parsed, np.stack([_per_jet(columns[b], n_jet, b, path) for b in names], axis=1))
     scores = {tag: _per_jet(arrays[b], n_jet, b, path) for tag, b in with_score.items()}

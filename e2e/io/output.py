@@ -36,7 +36,7 @@ import numpy as np
 from dataformats.columns import Columns
 from dataformats.products import JaggedCollection, JetProduct
 from dataformats.schema import COUNTER_DTYPE
-from e2e.errors import ConfigError, E2EError
+from e2e.errors import ConfigError, E2EError, short
 from e2e.event import EventBatch, split_tag
 from e2e.eventids import ids_digest
 from e2e.io.source import ID_FIELDS, collection_fields
@@ -48,6 +48,20 @@ from e2e.paths import describe_removed
 SOURCE_LABEL = "source"
 #: Jet fields written beside the products by default (the four-vector coffea's NanoAODSchema needs for Jet).
 JET_KINEMATICS = ("pt", "eta", "phi", "mass")
+
+
+def _add(chunk: Columns, owners: dict[str, str], cols: Columns, who: str, where: str) -> None:
+    """``chunk`` += ``cols`` (written by ``who``), unless one of their branches (``Jet_<key>``, or a collection's
+    name) is taken, as ``owners`` (branch -> why) says: one line (a module labelled ``gen`` with a ``mass`` column
+    would replace the input's ``Jet_gen_mass`` without a word)."""
+    for name in [*(f"Jet_{key}" for key in cols.jet), *cols.collections]:
+        if name in owners:
+            raise ConfigError(
+                f"{where}: branch {name} of {who} {owners[name]}: rename the module (its label names its branches) "
+                "or leave it out of keep"
+            )
+        owners[name] = f"is also written by {who}"
+    chunk.update(cols)
 
 
 def _name(tag: str) -> str:
@@ -126,6 +140,13 @@ class RootOutput(OutputModule):
             )
         if not params.tree.strip("/ "):
             raise ConfigError(f"{label}.tree: an empty name; give the output tree's name (default Events)")
+        parts = params.tree.split("/")
+        if ";" in params.tree or any(p != p.strip() or not p for p in parts) or params.tree == "e2e_products":
+            raise ConfigError(
+                f"{label}.tree: {short(params.tree)} is not a name ROOT and uproot read back: expected a name, or "
+                "directories and a name joined by single '/' (e.g. Events, friends/Tagged), without ';' (a key's "
+                "cycle), spaces around the parts, or e2e_products (the provenance's key)"
+            )
         if params.per_file and "{stem}" not in params.file:
             raise ConfigError(
                 f"{label}.file: with per_file: true the name must contain {{stem}} (the input file's name), "
@@ -208,7 +229,7 @@ class RootOutput(OutputModule):
         self._provenance = dict(info)
 
     def _file_provenance(self, out_path: str, input_file: str) -> dict[str, Any]:
-        info = dict(self._provenance)
+        info = {**self._provenance, "tree": self.params.tree}  # (e2e-eval and e2e-display find the tree by it)
         if self.params.per_file:
             mine = os.path.abspath(input_file)
             info["inputs"] = [p for p in info.get("inputs", []) if os.path.abspath(p) == mine]
@@ -223,12 +244,23 @@ class RootOutput(OutputModule):
 
     def _columns(self, batch: EventBatch) -> dict[str, Any]:
         jets: JaggedCollection = batch.get(f"{SOURCE_LABEL}:Jet")
-        chunk = Columns()
+        inputs: dict[str, Any] = {}
         if self.params.copy_input:
-            chunk.jet.update(jets.columns)
+            inputs = dict(jets.columns)
         elif self.params.jet_kinematics:
-            chunk.jet.update({k: jets[k] for k in JET_KINEMATICS})
-        chunk.update(self.product_columns(batch))
+            inputs = {k: jets[k] for k in JET_KINEMATICS}
+        # every branch name of the input (copied, or the friend's tree's: a friend branch of the same name is
+        # shadowed in ROOT and read for the input's by coffea), so that no product writes one
+        owners = dict.fromkeys(ID_FIELDS, "is an event id")
+        what = (
+            "is a branch of the input, which this output copies (copy_input)"
+            if self.params.copy_input
+            else "is a branch of the input, which this output is a friend of (one would hide the other)"
+        )
+        fields = collection_fields(True)
+        owners.update(dict.fromkeys([*(f"Jet_{f}" for f in fields["Jet"]), *(c for c in fields if c != "Jet")], what))
+        chunk = self.product_columns(batch, owners)
+        chunk.jet = {**inputs, **chunk.jet}
         data: dict[str, Any] = {k: batch.ids[k] for k in ID_FIELDS}
         for coll in collection_fields(True):
             if coll == "Jet":
@@ -242,13 +274,15 @@ class RootOutput(OutputModule):
         data.update(chunk.collections)
         return data
 
-    def product_columns(self, batch: EventBatch) -> Columns:
-        """The columns of the kept products of ``batch``, as this output writes them (its options applied)."""
+    def product_columns(self, batch: EventBatch, owners: dict[str, str] | None = None) -> Columns:
+        """The columns of the kept products of ``batch``, as this output writes them (its options applied); a branch
+        that two of them (or one of them and ``owners``: branch -> what writes it) would write is one line."""
         jets: JaggedCollection = batch.get(f"{SOURCE_LABEL}:Jet")
         options = {"graph_edges": self.params.graph_edges}
         chunk = Columns()
+        owners = {} if owners is None else owners
         for tag in self.kept:
-            chunk.update(batch.get(tag).columns(_name(tag), jets.offsets, options))
+            _add(chunk, owners, batch.get(tag).columns(_name(tag), jets.offsets, options), f"'{tag}'", self.label)
         return chunk
 
     def prepare(self, batch: EventBatch) -> None:

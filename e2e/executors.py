@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from e2e.errors import ConfigError, E2EError, is_user_oserror, short
+from e2e.interrupts import die_with_parent
 from e2e.source import WorkItem
 
 #: Executors by name (``--executor``, ``options.executor``).
@@ -406,7 +407,7 @@ def _worker_init(driver: int = 0) -> None:
     skip_numba_extensions()
     defer_blas_probe()
     if driver:
-        _die_with_parent(driver)
+        die_with_parent(driver)
     single_threaded()
 
 
@@ -417,25 +418,6 @@ def _ignore_sigint() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _die_with_parent(driver: int) -> None:
-    """SIGKILL this process when its parent dies (Linux prctl; elsewhere nothing); exit now if ``driver`` has
-    already gone (it died before the call)."""
-    import signal
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - no prctl: orphans finish their unit and exit
-        return
-    if os.getppid() != driver:
-        os._exit(1)
 
 
 def _shut_down(pool: Any, timeout: float = 10.0) -> None:

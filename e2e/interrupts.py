@@ -9,6 +9,7 @@ event loop stops at its next batch, and the console scripts exit with the signal
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -71,10 +72,31 @@ def quiet_unraisable(hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return unraisable
 
 
+def die_with_parent(driver: int) -> None:
+    """SIGKILL this process (a worker: of e2e-run's futures executor, of e2e-generate's jobs) when its parent dies
+    (Linux prctl; elsewhere nothing); exit now if ``driver`` has already gone (it died before the call): a driver
+    killed with SIGKILL leaves no worker running on."""
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no prctl: orphans finish their unit and exit
+        return
+    if os.getppid() != driver:
+        os._exit(1)
+
+
 __all__ = [
     "Terminated",
     "clear",
     "deferred",
+    "die_with_parent",
     "on_sigint",
     "on_sigterm",
     "quiet_unraisable",

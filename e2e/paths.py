@@ -110,11 +110,13 @@ def check_output_dir(
     inputs: Iterable[str | os.PathLike[str]] = (),
     what: str = "output directory",
     marker: str | None = None,
+    owned: re.Pattern[str] | None = None,
 ) -> Path:
     """Check an output directory (replaced as a whole when complete) before anything is read.
 
     An existing directory is replaced only if it holds ``marker`` (e.g. ``model.yaml`` of an earlier
-    artefact) or is empty, and never if an input lies inside it.
+    artefact) or is empty, holds nothing but names matching ``owned`` (what such an output holds: anything else
+    would be deleted with it), and never if it is an input or an input lies inside it.
     """
     p = _nonempty(path, what)
     if p.exists():
@@ -128,8 +130,15 @@ def check_output_dir(
             )
         root = os.path.realpath(p)
         for inp in inputs:
-            if "://" not in os.fspath(inp) and os.path.realpath(inp).startswith(root + os.sep):
+            real = os.path.realpath(inp) if "://" not in os.fspath(inp) else ""
+            if real == root or real.startswith(root + os.sep):
                 raise E2EError(f"{what} {p} holds the input {inp}; refusing to replace it")
+        foreign = sorted(n.name for n in p.iterdir() if owned is not None and not owned.fullmatch(n.name))
+        if foreign:
+            raise E2EError(
+                f"{what} {p} also holds {', '.join(foreign[:3])}, which it does not write (replacing the directory "
+                "would delete them): move them, or give a new directory"
+            )
     _writable_parent(p, what)
     return p
 
@@ -380,6 +389,13 @@ class atomic_dir(contextlib.AbstractContextManager["atomic_dir"]):
             self.discard()
 
 
+def temporary_dir(path: str | os.PathLike[str]) -> Path:
+    """A new private directory named as this process's temporary of ``path`` (``.NAME.HOST.PID.XXXXXXXX.tmp``, next
+    to it): one a killed process leaves is removed by :func:`remove_stale_temporaries` of the same ``path``."""
+    p = Path(path)
+    return Path(tempfile.mkdtemp(prefix=_prefix(p), suffix=".tmp", dir=p.parent))
+
+
 def describe_removed(removed: list[Path]) -> str:
     """'removed N stale temporary file(s) of runs that were killed: a, b'."""
     names = ", ".join(p.name for p in removed[:3]) + (", ..." if len(removed) > 3 else "")
@@ -387,6 +403,7 @@ def describe_removed(removed: list[Path]) -> str:
 
 
 __all__ = [
+    "temporary_dir",
     "check_output_file",
     "check_output_dir",
     "temporary_path",

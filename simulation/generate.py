@@ -141,12 +141,28 @@ class GenerateConfig:
             if self.process is None or self.events is None:
                 raise ConfigError("generate: missing `process` and `events` (or a `samples` list)")
             plan = [SampleConfig(process=self.process, events=self.events)]
-        if not self.tree or "/" in self.tree or self.tree != self.tree.strip():
-            raise ConfigError(f"generate: tree {self.tree!r}: expected a plain TTree name such as Events (no '/')")
+        if not self.tree or "/" in self.tree or ";" in self.tree or self.tree != self.tree.strip():
+            raise ConfigError(
+                f"generate: tree {self.tree!r}: expected a plain TTree name such as Events (no '/', no ';')"
+            )
+        from simulation.processes import PROCESSES
+
         for s in plan:
+            process = PROCESSES.get(s.process)
+            if s.pt_hat is not None and process is not None and not process.uses_pt_hat:
+                uses = ", ".join(name for name, p in PROCESSES.items() if p.uses_pt_hat)
+                raise ConfigError(
+                    f"generate: samples: pt_hat {s.pt_hat} for process {s.process}, which has no pT-hat range (it "
+                    f"applies to {uses}): remove it"
+                )
             pt_hat = s.pt_hat if s.pt_hat is not None else self.pt_hat
             if len(pt_hat) != 2 or not 0 <= pt_hat[0] < pt_hat[1]:
                 raise ConfigError(f"generate: pt_hat {pt_hat} must be [min, max] with 0 <= min < max (GeV)")
+            if process is not None and process.uses_pt_hat and pt_hat[0] >= self.sqrt_s_gev / 2:
+                raise ConfigError(
+                    f"generate: pt_hat {pt_hat} for process {s.process}: its minimum is not below sqrt_s_gev / 2 = "
+                    f"{self.sqrt_s_gev / 2:g} GeV, where no event has that pT-hat"
+                )
         return plan
 
 
@@ -196,6 +212,8 @@ class JobStats:
     pileup_interactions: int = 0
     minbias_events: int = 0  # minimum-bias events generated for the pileup (library and its replacements)
     empty_events: int = 0
+    #: stale temporaries of killed runs removed before the output was written (e2e.paths)
+    removed: list[str] = field(default_factory=list)
 
     def add(self, other: JobStats) -> None:
         for k, v in other.seconds.items():
@@ -207,6 +225,7 @@ class JobStats:
         self.pileup_interactions += other.pileup_interactions
         self.minbias_events += other.minbias_events
         self.empty_events += other.empty_events
+        self.removed += other.removed
 
 
 class _Timer:
@@ -528,6 +547,7 @@ def run_job(cfg_data: dict[str, Any], job_index: int, progress: Any = None, owne
     path = part_path(Path(cfg.output), job_index, owner_pid) if several else Path(cfg.output)
     first = 1
     with _writer(cfg, path, intermediate=several) as writer:
+        stats.removed += [str(p) for p in writer.removed]
         for s, sample in enumerate(cfg.plan()):
             start, stop = job_ranges(sample.events, cfg.jobs)[job_index]
             if stop > start:
@@ -547,14 +567,18 @@ def run_job(cfg_data: dict[str, Any], job_index: int, progress: Any = None, owne
 _QUEUE: Any = None
 
 
-def _init_worker(queue: Any) -> None:
+def _init_worker(queue: Any, driver: int) -> None:
     """A job process: its progress queue, and Ctrl-C left to the driver, which stops the jobs (a terminal sends
-    SIGINT to the whole process group: each job printed its own KeyboardInterrupt traceback)."""
+    SIGINT to the whole process group: each job printed its own KeyboardInterrupt traceback); killed with its
+    driver (``driver``: its pid), not left generating into a part nobody merges."""
     import signal
+
+    from e2e.interrupts import die_with_parent
 
     global _QUEUE
     _QUEUE = queue
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(driver)
 
 
 def _run_job_in_worker(cfg_data: dict[str, Any], job_index: int, owner_pid: int) -> JobStats:
@@ -572,6 +596,7 @@ def merge_parts(cfg: GenerateConfig, stats: JobStats) -> None:
     t0 = time.perf_counter()
     parts = [part_path(Path(cfg.output), j, os.getpid()) for j in range(cfg.jobs)]
     with _writer(cfg, Path(cfg.output)) as writer:
+        stats.removed += [str(p) for p in writer.removed]
         for s in range(len(cfg.plan())):
             for p in parts:
                 with uproot.open(p) as f:
@@ -590,6 +615,12 @@ def merge_parts(cfg: GenerateConfig, stats: JobStats) -> None:
     stats.seconds["writing"] += time.perf_counter() - t0
 
 
+def jobs_run(cfg: GenerateConfig) -> int:
+    """The jobs a run of ``cfg`` starts: ``jobs``, at most the events of its largest sample (a job has at least one
+    event of some sample; each extra job would only build its pileup library)."""
+    return min(cfg.jobs, max([1, *(s.events for s in cfg.plan())]))
+
+
 def generate(
     cfg: GenerateConfig, progress_bar: bool | None = None, inputs: Sequence[str] = ()
 ) -> tuple[Path, JobStats, float]:
@@ -605,9 +636,7 @@ def generate(
 
     check_output_file(cfg.output, inputs, what="output")  # ``inputs``: the configuration file
     total = sum(s.events for s in cfg.plan())
-    most = max([1, *(s.events for s in cfg.plan())])  # a job has at least one event of some sample
-    if cfg.jobs > most:  # (each extra job would only build its pileup library)
-        cfg = dataclasses.replace(cfg, jobs=most)
+    cfg = dataclasses.replace(cfg, jobs=jobs_run(cfg))
     t0 = time.perf_counter()
     stats = JobStats()
     bar = tqdm(
@@ -625,7 +654,9 @@ def generate(
         else:
             ctx = mp.get_context("spawn")
             queue = ctx.Queue()
-            pool = ProcessPoolExecutor(cfg.jobs, mp_context=ctx, initializer=_init_worker, initargs=(queue,))
+            pool = ProcessPoolExecutor(
+                cfg.jobs, mp_context=ctx, initializer=_init_worker, initargs=(queue, os.getpid())
+            )
             try:
                 futures = [pool.submit(_run_job_in_worker, cfg_data, j, os.getpid()) for j in range(cfg.jobs)]
                 while not all(f.done() for f in futures):
@@ -674,7 +705,7 @@ def summary_lines(cfg: GenerateConfig, out: Path, stats: JobStats, wall: float) 
     size = out.stat().st_size / 1e6 if out.exists() else math.nan
     lines = [
         f"wrote {out} ({size:.1f} MB): {stats.events} events, {sum(stats.jets_per_label.values())} jets ({labels})",
-        f"time {wall:.1f} s wall, {stats.events / max(wall, 1e-9):.1f} events/s with {cfg.jobs} job(s); "
+        f"time {wall:.1f} s wall, {stats.events / max(wall, 1e-9):.1f} events/s with {jobs_run(cfg)} job(s); "
         f"pileup {cfg.pileup.describe()} ({stats.pileup_interactions / max(stats.events, 1):.1f} interactions/event"
         + (
             f"; {stats.minbias_events} minimum-bias events generated, each overlaid "
@@ -693,4 +724,8 @@ def summary_lines(cfg: GenerateConfig, out: Path, stats: JobStats, wall: float) 
         )
     if stats.empty_events:
         lines.append(f"note: {stats.empty_events} event(s) had no visible particle in the acceptance")
+    if stats.removed:
+        from e2e.paths import describe_removed
+
+        lines.append(f"note: {describe_removed([Path(p) for p in stats.removed])}")
     return lines

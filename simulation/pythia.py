@@ -85,7 +85,12 @@ class PythiaGenerator:
             if not self.pythia.readString(s):
                 raise E2EError(f"Pythia rejected the setting '{s}'")
         if not self.pythia.init():
-            raise E2EError(f"Pythia failed to initialise process '{process.name}'")
+            scale = f", pt_hat {list(pt_hat)} GeV" if process.uses_pt_hat and pt_hat is not None else ""
+            raise E2EError(
+                f"Pythia failed to initialise process '{process.name}' at sqrt_s_gev {sqrt_s_gev:g}{scale} (its "
+                "messages are not shown; the usual cause: no phase space, e.g. a centre-of-mass energy below the "
+                "process's mass scale or a pt_hat range above sqrt_s_gev / 2)"
+            )
 
     def next_raw(self) -> None:
         """Generate the next event into ``self.pythia.event`` (retries Pythia's rare failures)."""

@@ -368,9 +368,7 @@ def test_alias_bombs_are_refused_at_load_for_every_yaml(work):
     model = work / "model"
     shutil.copytree(ZOO / "tau_shapes", model)
     (model / "model.yaml").write_text((model / "model.yaml").read_text() + LAUGHS + "\n")
-    one_line_error(
-        run_job(work, "-s", f"modules.tauShapes.model={model}", timeout=60), "model.yaml", "holds more than"
-    )
+    one_line_error(run_job(work, "-s", f"modules.tauShapes.model={model}", timeout=60), "model.yaml", "holds more than")
     # a recursive alias, and a -s value
     (work / "self.yaml").write_text("process: &p [*p]\n")
     one_line_error(cli("e2e-run", "self.yaml", cwd=work, timeout=60), "recursive alias")

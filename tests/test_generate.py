@@ -97,6 +97,12 @@ def test_jobs_split_events_and_merge_in_order(tmp_path: Path) -> None:
         ({"samples": [{"process": "qcd", "events": 5, "pt_hat": [1, "x"]}]}, "pt_hat[1]: got 'x', expected a number"),
         ({"process": "qcd", "events": 5, "tree": "a/b"}, "tree 'a/b': expected a plain TTree name"),
         ({"process": "qcd", "events": 5, "jobs": 99999}, "jobs: got 99999, expected a value <= 1024"),
+        ({"process": "qcd", "events": 5, "tree": "Events;1"}, "tree 'Events;1': expected a plain TTree name"),
+        ({"process": "qcd", "events": 5, "pt_hat": [7000, 8000]}, "its minimum is not below sqrt_s_gev / 2 = 6500"),
+        (
+            {"samples": [{"process": "ztautau", "events": 2, "pt_hat": [500, 600]}]},
+            "pt_hat [500.0, 600.0] for process ztautau, which has no pT-hat range",
+        ),
     ],
 )
 def test_config_errors_are_one_clear_line(data: dict, expected: str) -> None:
@@ -236,3 +242,11 @@ def test_an_element_of_an_optional_list_is_not_offered_null() -> None:
     with pytest.raises(ConfigError) as err:
         load_config({"samples": [{"process": "qcd", "events": 5, "pt_hat": [1, None]}]})
     assert str(err.value).endswith("pt_hat[1]: got None, expected a number")
+
+
+def test_the_jobs_run_are_at_most_the_events_of_the_largest_sample() -> None:
+    from simulation.generate import jobs_run
+
+    assert jobs_run(load_config({"process": "qcd", "events": 3, "jobs": 5})) == 3
+    assert jobs_run(load_config({"samples": [{"process": "qcd", "events": 2}, {"process": "zqq", "events": 7}],
+                                 "jobs": 4})) == 4  # fmt: skip

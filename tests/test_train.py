@@ -297,6 +297,9 @@ def test_the_default_heldout_is_found_from_any_directory(tmp_path, monkeypatch, 
         ("selection.pt_range=[100, 20]", "selection.pt_range: got [100.0, 20.0]"),
         ("selection.classes={qcd: 0, tau: 0}", "a Jet_label is listed twice"),
         ("optimizer.lr=0", "optimizer.lr: got 0.0, expected a positive learning rate"),
+        ("optimizer.lr=-1", "optimizer.lr: got -1.0, expected a positive learning rate"),
+        ("selection.classes={'q cd': 0, tau: 1}", "selection.classes: 'q cd' is not an output name"),
+        ("max_jets=0", "max_jets: 0 keeps no jet"),
         ("name=' '", "name: expected a model name"),
         ("process.outputs=[{file: x.root}]", "process.outputs: e2e-train makes its own"),
         ("process.source.files=data/sample_tau_qcd.root", "process.source.files: got 'data/sample_tau_qcd.root'"),
@@ -335,3 +338,86 @@ def test_bad_training_settings_are_one_line_before_training(setting, message, tm
     errors = [line for line in err.splitlines() if "error" in line]  # (the lines before: its progress log)
     assert rc == 2 and len(errors) == 1 and message in errors[0] and "Traceback" not in err, err
     assert not (tmp_path / "bad").exists()
+
+
+def _shapes_config(tmp_path, out, **extra) -> str:
+    """A LinearNet on the jet shapes of the sample (seconds): writes tmp_path/<out name>.yaml, returns its path."""
+    cfg = {
+        "name": "shapes",
+        "product": "jetShapes",
+        "process": {"source": {"files": [str(SAMPLE)]}, "modules": {"jetShapes": {"type": "JetShapeProducer"}}},
+        "output": str(out),
+        "model": {"name": "LinearNet"},
+        "optimizer": {"max_epochs": 2, "budget_minutes": 1},
+        "heldout": [],
+        "threads": 1,
+        **extra,
+    }
+    path = tmp_path / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_an_artefact_directory_is_replaced_only_when_it_holds_no_input_and_nothing_else(tmp_path, capsys):
+    """An earlier artefact is replaced whole: never when the configuration, or a model a module of the process
+    runs, is in it (or is it), nor when it holds files training does not write (they would be deleted)."""
+    import shutil
+
+    from e2e.cli.train import main as train_main
+
+    out = tmp_path / "m"
+    assert train_main([_shapes_config(tmp_path, out), "--no-progress"]) == 0
+    inside = out / "train.yaml"
+    shutil.copy(_shapes_config(tmp_path, out), inside)
+    assert train_main([str(inside), "--no-progress"]) == 2
+    assert f"holds the input {inside}" in capsys.readouterr().err and inside.exists()
+    inside.unlink()
+    (out / "notes.txt").write_text("mine")
+    assert train_main([_shapes_config(tmp_path, out), "--no-progress"]) == 2
+    assert "also holds notes.txt, which it does not write" in capsys.readouterr().err
+    (out / "notes.txt").unlink()
+    tagger = {"type": "ShapeTagger", "shapes": "jetShapes", "model": str(out)}
+    modules = {"jetShapes": {"type": "JetShapeProducer"}, "tagS": tagger}
+    process = {"source": {"files": [str(SAMPLE)]}, "modules": modules}
+    assert train_main([_shapes_config(tmp_path, out, process=process), "--no-progress"]) == 2
+    assert f"holds the input {out}" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.onnx", "model.yaml", "roc.png",
+                                                     "weights.safetensors"]  # fmt: skip
+
+
+def test_a_diverged_training_and_a_held_out_file_trained_on_are_said(tmp_path, capsys):
+    from e2e.cli.train import main as train_main
+
+    out = tmp_path / "lr"
+    assert train_main([_shapes_config(tmp_path, out), "--no-progress", "-s", "optimizer.lr=1e30"]) == 2
+    err = capsys.readouterr().err
+    assert "training diverged: " in err and "Traceback" not in err and not out.exists()  # (NaN loss, or huge logits)
+    out = tmp_path / "same"
+    assert train_main([_shapes_config(tmp_path, out, heldout=[str(SAMPLE)]), "--no-progress"]) == 0
+    assert "is also a training input: its held-out metrics are not independent" in capsys.readouterr().err
+    heldout = yaml.safe_load((out / "model.yaml").read_text())["metrics"]["heldout"]
+    assert heldout["also_training_input"] == [str(SAMPLE)] and "auc" in heldout
+
+
+def test_events_given_twice_are_said_and_recorded(tmp_path, capsys):
+    import shutil
+
+    from e2e.cli.train import main as train_main
+
+    copy = tmp_path / "copy.root"
+    shutil.copy(SAMPLE, copy)
+    out = tmp_path / "twice"
+    process = {"source": {"files": [str(SAMPLE), str(copy)]}, "modules": {"jetShapes": {"type": "JetShapeProducer"}}}
+    assert train_main([_shapes_config(tmp_path, out, process=process), "--no-progress"]) == 0
+    assert "150 event(s) repeat an earlier one's (run, luminosityBlock, event)" in capsys.readouterr().err
+    assert yaml.safe_load((out / "model.yaml").read_text())["provenance"]["dataset"]["repeated_event_ids"] == 150
+
+
+def test_an_output_named_zoo_name_is_that_zoo_entry(tmp_path) -> None:
+    from taggers.artefact import ZOO
+    from training.train import load_config
+
+    base = yaml.safe_load(open(_shapes_config(tmp_path, tmp_path / "x")).read())
+    assert load_config({**base, "output": "zoo:my_tagger"}, "cfg").output == str(ZOO / "my_tagger")
+    with pytest.raises(Exception, match="is not a zoo name"):
+        load_config({**base, "output": "zoo:../x"}, "cfg")

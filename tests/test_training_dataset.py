@@ -219,3 +219,23 @@ def test_disk_columns_read_what_was_appended(tmp_path):
         cols["x"][np.array([12])]
     store.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dataset_directory_left_by_a_killed_training_is_removed_by_the_next(tmp_path, capsys):
+    """The store's directory is named as a temporary (.e2e-train-dataset.HOST.PID.XXXX.tmp): one whose process is
+    gone (SIGKILL) is removed when the next store starts there, and said; a live process's is left alone."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from e2e.paths import _HOST
+    from training.store import DiskStore
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".e2e-train-dataset.{_HOST}.{int(dead.stdout)}.abc123.tmp"
+    stale.mkdir()
+    (stale / "x.bin").write_bytes(b"0" * 100)
+    live = DiskStore(str(tmp_path))
+    assert not stale.exists() and "removed 1 stale temporary file(s)" in capsys.readouterr().err
+    other = DiskStore(str(tmp_path))
+    assert Path(live.dir).is_dir() and Path(other.dir).is_dir() and Path(live.dir).name.startswith(".e2e-train-dataset")

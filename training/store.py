@@ -84,7 +84,16 @@ class DiskStore:
     """Append-only column files in a private temporary directory; :meth:`columns` gives them as DiskColumns."""
 
     def __init__(self, where: str | None = None) -> None:
-        self.dir = tempfile.mkdtemp(prefix="e2e-train-dataset-", dir=where)
+        import sys
+
+        from e2e.paths import describe_removed, remove_stale_temporaries, temporary_dir
+
+        # named as a temporary of <where>/e2e-train-dataset: the next store there removes those of killed runs
+        name = os.path.join(where or tempfile.gettempdir(), "e2e-train-dataset")
+        removed = remove_stale_temporaries(name)
+        if removed:
+            print(f"e2e-train: dataset directory: {describe_removed(removed)}", file=sys.stderr)
+        self.dir = str(temporary_dir(name))
         #: the directory goes when the store is collected or the interpreter exits (a killed run leaves it)
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.dir, True)
         self._files: dict[str, Any] = {}

@@ -12,8 +12,10 @@ import inspect
 import json
 import math
 import platform
+import re
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,8 @@ import numpy as np
 import yaml
 
 from dataformats.schema import SchemaError
-from e2e.errors import ConfigError, short
+from e2e.errors import ConfigError, E2EError, short
+from e2e.eventids import EventIdRegister
 from e2e.params import MAX_THREADS, build, param, to_plain
 from taggers.heads import Head, apply_heads, outputs_of, parse_heads
 from taggers.inputs import INPUT_KINDS, InputKind, kind_of_product
@@ -48,7 +51,7 @@ class SelectionConfig:
 
 @dataclass
 class OptimizerConfig:
-    lr: float = param(1e-3, "Adam learning rate", minimum=0.0)
+    lr: float = param(1e-3, "Adam learning rate (> 0)")
     weight_decay: float = param(1e-4, "Adam weight decay", minimum=0.0)
     batch_size: int = param(256, "jets per training step", minimum=1)
     max_epochs: int = param(30, "epochs at most (the cosine schedule spans them)", minimum=1)
@@ -114,11 +117,31 @@ def load_config(data: dict[str, Any], where: str) -> TrainConfig:
     cfg = build(TrainConfig, data, where)
     if not cfg.name.strip():
         raise ConfigError(f"{where}.name: expected a model name (the zoo entry, named in the log and model.yaml)")
+    if cfg.output.startswith("zoo:"):  # the zoo entry that model: zoo:NAME reads, not a directory named "zoo:NAME"
+        from taggers.artefact import ZOO, ZOO_NAME_RE
+
+        name = cfg.output[4:]
+        if not ZOO_NAME_RE.fullmatch(name) or ".." in name:
+            raise ConfigError(
+                f"{where}.output: {short(cfg.output)} is not a zoo name (letters, digits, '_', '-', '.'; no '/' or "
+                "'..'); or give a directory"
+            )
+        cfg.output = str(ZOO / name)
     lo, hi = (cfg.selection.pt_range + [math.nan, math.nan])[:2]
     if len(cfg.selection.pt_range) != 2 or not 0 <= lo < hi < math.inf:
         raise ConfigError(
             f"{where}.selection.pt_range: got {cfg.selection.pt_range}, expected [low, high] in GeV, 0 <= low < high"
         )
+    from taggers.artefact import OUTPUT_NAME
+
+    bad = [c for c in cfg.selection.classes if not OUTPUT_NAME.fullmatch(c)]
+    if bad:
+        raise ConfigError(
+            f"{where}.selection.classes: {short(bad[0])} is not an output name (a letter, then letters, digits, _): "
+            "each class names the branch Jet_<tagger>_<class> of its score"
+        )
+    if cfg.max_jets == 0:
+        raise ConfigError(f"{where}.max_jets: 0 keeps no jet; expected -1 (all) or a number of jets")
     labels = list(cfg.selection.classes.values())
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{where}.selection.classes: a Jet_label is listed twice: {dict(cfg.selection.classes)}")
@@ -140,6 +163,11 @@ def load_config(data: dict[str, Any], where: str) -> TrainConfig:
     if len(cfg.split) != 3 or abs(sum(cfg.split) - 1.0) > 1e-6 or min(cfg.split) <= 0:
         raise ConfigError(f"{where}.split: expected three positive fractions summing to 1, got {cfg.split}")
     return cfg
+
+
+#: |logit| beyond which a trained network counts as diverged when its export fails the parity check (a network that
+#: learned anything has logits of a few units; at 1e4 float32 rounds to ~1e-3, beyond the parity tolerance)
+DIVERGED_LOGIT = 1e4
 
 
 def _diverged(what: str, lr: float) -> ConfigError:
@@ -287,16 +315,26 @@ def _truth_fields(heads: list[Head] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(fields))
 
 
+#: what an artefact directory holds (training writes these; an earlier artefact holding anything else is not replaced)
+ARTEFACT_FILES = re.compile(r"model\.onnx|model\.yaml|weights\.safetensors|metrics\.json|[A-Za-z0-9_.-]+\.png")
+
+
 def train(
-    cfg: TrainConfig, command: str, config_text: str, progress: bool = True, resume: bool = False
+    cfg: TrainConfig,
+    command: str,
+    config_text: str,
+    progress: bool = True,
+    resume: bool = False,
+    config_file: str | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate on the test split, export the artefact; return the metrics written to metrics.json.
 
     The artefact directory is checked before the dataset is built and written atomically (e2e.paths): it
-    appears, or replaces an earlier artefact, only when complete.
+    appears, or replaces an earlier artefact, only when complete; never one that holds an input (a source or
+    held-out file, the configuration ``config_file``, a model a module of the process runs) or other files.
     """
     from e2e.io.source import expand_files
-    from e2e.paths import atomic_dir, check_output_dir
+    from e2e.paths import atomic_dir, check_output_dir, describe_removed, file_identity
     from taggers.artefact import MODEL_YAML
 
     source = cfg.process.get("source", {})
@@ -315,6 +353,18 @@ def train(
             raise ConfigError(
                 f"{path}: {what} (an input of {'heldout' if path in heldout else 'process.source.files'})"
             )
+    if source.get("type") == "RHTreeSource" and cfg.selection.require_gen_match:
+        from e2e.io.rhtree import RHTreeSource
+        from e2e.module import build_module
+
+        rh = build_module("source", source, "process.source")
+        assert isinstance(rh, RHTreeSource)
+        if rh.params.truth.gen_pt is None:
+            raise ConfigError(
+                "selection.require_gen_match: the RHTree source has no generator pT (process.source.truth.gen_pt is "
+                "null: every jet's gen_pt is -1, so no jet would pass): name your branch (e.g. truth: {gen_pt: "
+                "jet_GenPt}), or set selection.require_gen_match: false"
+            )
     if source.get("type", "RootSource") == "RootSource":  # (other sources' files are checked as they are read)
         from e2e.io.source import RootSource
         from e2e.module import build_module
@@ -322,15 +372,48 @@ def train(
         reader = build_module("source", {"type": "RootSource", **source}, "process.source")  # (its names, units)
         assert isinstance(reader, RootSource)
         _check_heldout(heldout, reader.params.tree, reader.file_names)
-    inputs += heldout
-    check_output_dir(cfg.output, inputs, "output", marker=MODEL_YAML)
+    sources = {file_identity(p) for p in inputs if "://" not in p} - {None}
+    trained_on = [h for h in heldout if "://" not in h and file_identity(h) in sources]
+    if trained_on:  # (the default held-out file is the shipped sample, which small trainings train on)
+        print(
+            f"e2e-train: note: held-out file {trained_on[0]} is also a training input: its held-out metrics are not "
+            "independent of the training (recorded in model.yaml as metrics.heldout.also_training_input)",
+            file=sys.stderr,
+        )
+    inputs += heldout + ([config_file] if config_file else []) + _models_run(cfg.process)
+    check_output_dir(cfg.output, inputs, "output", marker=MODEL_YAML, owned=ARTEFACT_FILES)
     if resume and not checkpoint.check(checkpoint_dir(cfg.output), hashlib.sha256(config_text.encode()).hexdigest()):
         print(f"e2e-train: {cfg.name}: no checkpoint in {checkpoint_dir(cfg.output)}: training from the start",
               file=sys.stderr)  # fmt: skip
     with atomic_dir(cfg.output) as target:
-        metrics = _train(cfg, command, config_text, progress, target.tmp, resume)
+        if target.removed:
+            print(f"e2e-train: {cfg.output}: {describe_removed(target.removed)}", file=sys.stderr)
+        metrics = _train(cfg, command, config_text, progress, target.tmp, resume, trained_on)
     checkpoint.remove(checkpoint_dir(cfg.output))
     return metrics
+
+
+def _registered(batches: Any, ids: Any) -> Any:
+    """The batches, each one's event ids added to ``ids`` (an EventIdRegister) as it passes."""
+    for batch in batches:
+        ids.add(batch)
+        yield batch
+
+
+def _models_run(process: Mapping[str, Any]) -> list[str]:
+    """The model directories that modules of the training's process run (taggers whose scores are inputs): inputs,
+    which the artefact must not replace. A model that cannot be found is left for the module to refuse."""
+    from taggers.artefact import resolve
+
+    blocks = process.get("modules") if isinstance(process.get("modules"), Mapping) else {}
+    found = []
+    for label, block in (blocks or {}).items():
+        if isinstance(block, Mapping) and isinstance(block.get("model"), str):
+            try:
+                found.append(str(resolve(block["model"], f"process.modules.{label}.model")))
+            except E2EError:
+                continue
+    return found
 
 
 def _check_heldout(files: list[str], tree: str, names: dict[str, str]) -> None:
@@ -348,7 +431,15 @@ def _check_heldout(files: list[str], tree: str, names: dict[str, str]) -> None:
         raise ConfigError(f"heldout: {', '.join(files)}: no events to tag after training (give files with events)")
 
 
-def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out: Path, resume: bool) -> dict[str, Any]:
+def _train(
+    cfg: TrainConfig,
+    command: str,
+    config_text: str,
+    progress: bool,
+    out: Path,
+    resume: bool,
+    heldout_trained_on: list[str],
+) -> dict[str, Any]:
     import torch
     from tqdm import tqdm
 
@@ -385,8 +476,9 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
             file=sys.stderr,
             flush=True,
         )
+    ids = EventIdRegister(False)
     ds = collect(
-        made.iter_batches(),
+        _registered(made.iter_batches(), ids),
         cfg.product,
         sel,
         (f_train, f_val, f_test),
@@ -397,6 +489,14 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
         dataset_dir=cfg.dataset_dir or None,
     )
     t_data = time.perf_counter() - t0
+    repeated = ids.finish()
+    if repeated:  # (the same events in two files: they train twice, and may land in two splits)
+        print(
+            f"e2e-train: note: {repeated} event(s) repeat an earlier one's (run, luminosityBlock, event), first "
+            f"{ids.first}: the same events given twice? (recorded in model.yaml)",
+            file=sys.stderr,
+            flush=True,
+        )
     log = tqdm.write if progress else (lambda line: print(line, file=sys.stderr, flush=True))
     log(f"e2e-train: {cfg.name}: dataset {ds.counts()} jets in {t_data:.0f} s")
     parts = {s: np.flatnonzero(ds.split == i) for i, s in enumerate(SPLITS)}
@@ -542,7 +642,11 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
             "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
             "config": to_plain(cfg),
             "seed": cfg.seed,
-            "dataset": {"jets": ds.counts(), "files": list(cfg.process.get("source", {}).get("files", []))},
+            "dataset": {
+                "jets": ds.counts(),
+                "files": list(cfg.process.get("source", {}).get("files", [])),
+                **({"repeated_event_ids": repeated} if repeated else {}),
+            },
             "training": {
                 "epochs": len(history),
                 "best_epoch": best_epoch,
@@ -562,7 +666,11 @@ def _train(cfg: TrainConfig, command: str, config_text: str, progress: bool, out
     spec["parity"] = export_with_parity(out, net, spec, ds, test, example, dynamic)
     ds.close()  # the dataset's files (dataset: disk) are not needed after the export
     if cfg.heldout and tagger:
-        spec["metrics"]["heldout"] = {"files": list(cfg.heldout), **_round(heldout_metrics(cfg, out, sel, names[sig]))}
+        spec["metrics"]["heldout"] = {
+            "files": list(cfg.heldout),
+            **({"also_training_input": heldout_trained_on} if heldout_trained_on else {}),
+            **_round(heldout_metrics(cfg, out, sel, names[sig])),
+        }
         _rewrite(out, net, spec, example, dynamic)
     (out / "metrics.json").write_text(json.dumps({"test": _round(metrics), "history": history}, indent=1))
     lo, hi = sel.pt_range
@@ -595,10 +703,12 @@ def onnx_parity(net: Any, session: Any, batches: list[dict[str, np.ndarray]]) ->
     (the record of an artefact)."""
     import torch
 
-    worst, above, compared, not_finite, sizes = 0.0, 0, 0, 0, []
+    worst, above, compared, not_finite, sizes, largest = 0.0, 0, 0, 0, [], 0.0
     for inp in batches:
         with torch.inference_mode():
             ref = net(*(torch.from_numpy(v) for v in inp.values())).numpy()
+        with np.errstate(invalid="ignore"):
+            largest = max(largest, float(np.abs(ref[np.isfinite(ref)]).max(initial=0.0)))
         feed = {i.name: inp[i.name] for i in session.get_inputs()}  # inputs a model ignores are not exported
         got = np.asarray(session.run(None, feed)[0])
         if got.shape != ref.shape:  # an export that lost or added an axis: nothing to compare
@@ -618,6 +728,7 @@ def onnx_parity(net: Any, session: Any, batches: list[dict[str, np.ndarray]]) ->
         "jets_not_finite": not_finite,
         "jets_compared": compared,
         "batch_sizes": sizes,
+        "max_abs_logit": largest,
     }
 
 
@@ -666,6 +777,11 @@ def export_with_parity(
     session = ort.InferenceSession(str(out / artefact.ONNX), options, providers=["CPUExecutionProvider"])
     parity = onnx_parity(net, session, [inputs_of(ds, test[:size]) for size in PARITY_BATCH_SIZES])
     why = parity_failure(parity)
+    if why and parity.get("max_abs_logit", 0.0) > DIVERGED_LOGIT:  # float32 rounding alone exceeds 1e-4 there
+        raise _diverged(
+            f"its logits reach {parity['max_abs_logit']:.1e} (an exported network is compared to 1e-4)",
+            float(spec["provenance"]["config"]["optimizer"]["lr"]),
+        )
     if why:
         raise RuntimeError(f"ONNX export differs from torch: {why}")
     spec["parity"] = parity

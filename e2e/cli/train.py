@@ -48,7 +48,14 @@ def main(argv: list[str] | None = None) -> int:
             print(text, end="")
             return 0
         command = "e2e-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-        m = train(cfg, command, text, progress=not args.no_progress and sys.stderr.isatty(), resume=args.resume)
+        m = train(
+            cfg,
+            command,
+            text,
+            progress=not args.no_progress and sys.stderr.isatty(),
+            resume=args.resume,
+            config_file=str(args.config) if args.config else None,
+        )
         if "auc" in m:
             sig, bkg = m["signal"], " + ".join(m["background"])
             jets = f"{m['n_signal']} {sig} / {m['n_background']} {bkg} test jets"

@@ -167,7 +167,11 @@ class JetFrames(JetProduct):
     channels: tuple[str, ...] = ()
 
     def problem(self, n_events: int) -> str:
-        return super().problem(n_events) or _rows("data", self.data, self.n_jets, "jets")
+        found = super().problem(n_events) or _rows("data", self.data, self.n_jets, "jets")
+        if not found and (self.data.ndim != 4 or self.data.shape[1] != len(self.channels)):
+            found = f"data has shape {list(self.data.shape)} for {len(self.channels)} channels: expected [jets, "
+            found += f"{len(self.channels)}, H, W]"
+        return found
 
     @property
     def window(self) -> int:
@@ -227,11 +231,21 @@ class JetGraphs(JetProduct):
         found = super().problem(n_events) or _rows("node_offsets", self.node_offsets, self.n_jets + 1, "jets + 1")
         if found:
             return found
+        if self.node_offsets.ndim != 1 or self.node_offsets[0] != 0:
+            return "node_offsets must be 1-d, from 0"
         n = int(self.node_offsets[-1])
         arrays = [("x", self.x), ("pos", self.pos), ("pixel", self.pixel), ("neighbors", self.neighbors)]
         found = next((p for p in (_rows(name, a, n, "nodes") for name, a in arrays) if p), "")
+        if not found and (self.x.ndim != 2 or self.x.shape[1] != len(self.feature_names)):
+            found = f"x has shape {list(self.x.shape)} for {len(self.feature_names)} feature names"
         if not found and self.jet_features is not None:
             found = _rows("jet_features", self.jet_features, self.n_jets, "jets")
+            if not found and (self.jet_features.ndim != 2 or self.jet_features.shape[1] != len(self.jet_feature_names)):
+                found = f"jet_features have shape {list(self.jet_features.shape)} for "
+                found += f"{len(self.jet_feature_names)} jet feature names"
+        if not found:
+            bad = [f for f in (*self.feature_names, *self.jet_feature_names) if not COLUMN_NAME.fullmatch(str(f))]
+            found = f"feature names {bad} are not branch names (a letter, then letters, digits, _)" if bad else ""
         return found
 
     @cached_property

@@ -56,6 +56,8 @@ def in_memory_source(block: Any, where: str) -> dict[str, Any]:
     body = dict(block)
     type_name = body.pop("type", "RootSource")
     cls = resolve_type(type_name, f"{where}: source")
+    if cls.kind != "source":
+        raise ConfigError(f"{where}: source: '{short(type_name)}' is not a source module (e.g. RootSource)")
     params = build(cls.Params, body, f"{where}: source")
     if cls is ArraySource:
         return {"type": "ArraySource", **body}
@@ -80,7 +82,7 @@ def _refuse_file_options(options: Any, where: str) -> None:
     from e2e.config import Options
 
     default = Options()
-    for name in ("executor", "workers", "scheduler", "skip_bad_files"):
+    for name in ("executor", "workers", "scheduler", "retries", "skip_bad_files"):
         if getattr(options, name) != getattr(default, name):
             raise ConfigError(
                 f"{where}: options.{name} = {short(getattr(options, name))}: a setting of runs over files; "
@@ -162,9 +164,10 @@ class EventTagger:
         """Pickled as its configuration, never its modules or sessions: unpickled, it is built in that process
         once (:func:`_rebuilt`), and every later copy there is that tagger (coffea's executors pickle a processor,
         and the tagger in it, for every chunk they send)."""
-        with _REBUILT_LOCK:  # unpickled in this process: this tagger
-            if not self._closed:
-                _REBUILT.setdefault(_config_key(self._data), self)
+        with _REBUILT_LOCK:  # unpickled in this process: this tagger (unless one of the same is open there)
+            key = _config_key(self._data)
+            if not self._closed and (key not in _REBUILT or _REBUILT[key]._closed):
+                _REBUILT[key] = self
         return _rebuilt, (self._data,)
 
     def __enter__(self) -> EventTagger:

@@ -242,7 +242,8 @@ def import_object(path: str, where: str) -> Any:
 def resolve_type(name: str, where: str) -> type[Module]:
     """The module class for ``name``: built-in name, entry point, or ``package.module:Class``."""
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}: missing 'type' (a module type such as JetGraphProducer, or package.module:Class)")
+        what = "missing 'type'" if name is None or name == "" else f"type {short(name)} is not a name"
+        raise ConfigError(f"{where}: {what} (a module type such as JetGraphProducer, or package.module:Class)")
     if name in BUILTIN_MODULES:
         cls = import_object(BUILTIN_MODULES[name], where)
     elif name in _entry_points():

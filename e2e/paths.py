@@ -131,9 +131,13 @@ def check_output_dir(
         root = os.path.realpath(p)
         for inp in inputs:
             real = os.path.realpath(inp) if "://" not in os.fspath(inp) else ""
-            if real == root or real.startswith(root + os.sep):
+            if real == root:
+                raise E2EError(f"{what} {p} is an input of the run ({inp}); refusing to replace it")
+            if real.startswith(root + os.sep):
                 raise E2EError(f"{what} {p} holds the input {inp}; refusing to replace it")
-        foreign = sorted(n.name for n in p.iterdir() if owned is not None and not owned.fullmatch(n.name))
+        foreign = sorted(
+            n.name for n in p.iterdir() if owned is not None and not (owned.fullmatch(n.name) and n.is_file())
+        )
         if foreign:
             raise E2EError(
                 f"{what} {p} also holds {', '.join(foreign[:3])}, which it does not write (replacing the directory "

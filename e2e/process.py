@@ -649,7 +649,7 @@ def _part_dir(process: Process) -> str:
 PARTS_MARKER = ".e2e-run-parts"
 #: what e2e-run writes in a parts directory: units' parts and records (``u000012-<hash>-0.root``, ``.json``) and
 #: their temporaries (``.u000012-<hash>-0.root.HOST.PID.TAG.tmp``, ``.json.tmp``)
-_UNIT_FILE = re.compile(r"\.?u\d{6}-[0-9a-f]{20}[-.].*")
+_UNIT_FILE = re.compile(r"\.?u\d{6,}-[0-9a-f]{20}[-.].*")
 
 
 def _not_ours(part_dir: str) -> list[str]:
@@ -697,13 +697,17 @@ def _claim_part_dir(part_dir: str, resume: bool) -> None:
         f.write("the parts of an e2e-run's units (parallel executors, --resume); removed when the run ends\n")
 
 
-def _remove_part_dir(part_dir: str) -> None:
-    """Remove a parts directory that e2e-run made (its marker) and that holds only what it wrote, nothing else."""
+def _remove_part_dir(part_dir: str) -> list[str]:
+    """Remove a parts directory that e2e-run made (its marker) and that holds only what it wrote, nothing else;
+    returns the names that kept it (put there during the run)."""
     import shutil
 
+    foreign: list[str] = []
     if not os.path.islink(part_dir) and os.path.isfile(os.path.join(part_dir, PARTS_MARKER)):
-        if not _not_ours(part_dir):
+        foreign = _not_ours(part_dir)
+        if not foreign:
             shutil.rmtree(part_dir, ignore_errors=True)
+    return foreign
 
 
 def _keep_or_remove_parts(process: Process) -> str:
@@ -839,7 +843,9 @@ def _run_units(
         raise
     if not written:  # no event (an empty input, -n 0, every unit skipped): 0-entry outputs, as an iterative run's
         summary.outputs += _empty_outputs(process)
-    _remove_part_dir(part_dir)
+    kept = _remove_part_dir(part_dir)
+    if kept:
+        print(f"e2e-run: {part_dir} kept: it holds {', '.join(kept[:3])}, not written by e2e-run", file=sys.stderr)
     times: dict[str, float] = dict.fromkeys(summary.types, 0.0)
     for r in written:
         for label, t in r.times.items():

@@ -152,8 +152,8 @@ class GenerateConfig:
             if s.pt_hat is not None and process is not None and not process.uses_pt_hat:
                 uses = ", ".join(name for name, p in PROCESSES.items() if p.uses_pt_hat)
                 raise ConfigError(
-                    f"generate: samples: pt_hat {s.pt_hat} for process {s.process}, which has no pT-hat range (it "
-                    f"applies to {uses}): remove it"
+                    f"generate: pt_hat {s.pt_hat} for process {s.process} (in samples), which has no pT-hat range "
+                    f"(it applies to {uses}): remove it"
                 )
             pt_hat = s.pt_hat if s.pt_hat is not None else self.pt_hat
             if len(pt_hat) != 2 or not 0 <= pt_hat[0] < pt_hat[1]:

@@ -380,7 +380,7 @@ def test_an_artefact_directory_is_replaced_only_when_it_holds_no_input_and_nothi
     modules = {"jetShapes": {"type": "JetShapeProducer"}, "tagS": tagger}
     process = {"source": {"files": [str(SAMPLE)]}, "modules": modules}
     assert train_main([_shapes_config(tmp_path, out, process=process), "--no-progress"]) == 2
-    assert f"holds the input {out}" in capsys.readouterr().err
+    assert f"is an input of the run ({out})" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.onnx", "model.yaml", "roc.png",
                                                      "weights.safetensors"]  # fmt: skip
 
@@ -397,20 +397,6 @@ def test_a_diverged_training_and_a_held_out_file_trained_on_are_said(tmp_path, c
     assert "is also a training input: its held-out metrics are not independent" in capsys.readouterr().err
     heldout = yaml.safe_load((out / "model.yaml").read_text())["metrics"]["heldout"]
     assert heldout["also_training_input"] == [str(SAMPLE)] and "auc" in heldout
-
-
-def test_events_given_twice_are_said_and_recorded(tmp_path, capsys):
-    import shutil
-
-    from e2e.cli.train import main as train_main
-
-    copy = tmp_path / "copy.root"
-    shutil.copy(SAMPLE, copy)
-    out = tmp_path / "twice"
-    process = {"source": {"files": [str(SAMPLE), str(copy)]}, "modules": {"jetShapes": {"type": "JetShapeProducer"}}}
-    assert train_main([_shapes_config(tmp_path, out, process=process), "--no-progress"]) == 0
-    assert "150 event(s) repeat an earlier one's (run, luminosityBlock, event)" in capsys.readouterr().err
-    assert yaml.safe_load((out / "model.yaml").read_text())["provenance"]["dataset"]["repeated_event_ids"] == 150
 
 
 def test_an_output_named_zoo_name_is_that_zoo_entry(tmp_path) -> None:

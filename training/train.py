@@ -25,7 +25,6 @@ import yaml
 
 from dataformats.schema import SchemaError
 from e2e.errors import ConfigError, E2EError, short
-from e2e.eventids import EventIdRegister
 from e2e.params import MAX_THREADS, build, param, to_plain
 from taggers.heads import Head, apply_heads, outputs_of, parse_heads
 from taggers.inputs import INPUT_KINDS, InputKind, kind_of_product
@@ -393,13 +392,6 @@ def train(
     return metrics
 
 
-def _registered(batches: Any, ids: Any) -> Any:
-    """The batches, each one's event ids added to ``ids`` (an EventIdRegister) as it passes."""
-    for batch in batches:
-        ids.add(batch)
-        yield batch
-
-
 def _models_run(process: Mapping[str, Any]) -> list[str]:
     """The model directories that modules of the training's process run (taggers whose scores are inputs): inputs,
     which the artefact must not replace. A model that cannot be found is left for the module to refuse."""
@@ -476,9 +468,8 @@ def _train(
             file=sys.stderr,
             flush=True,
         )
-    ids = EventIdRegister(False)
     ds = collect(
-        _registered(made.iter_batches(), ids),
+        made.iter_batches(),
         cfg.product,
         sel,
         (f_train, f_val, f_test),
@@ -489,14 +480,6 @@ def _train(
         dataset_dir=cfg.dataset_dir or None,
     )
     t_data = time.perf_counter() - t0
-    repeated = ids.finish()
-    if repeated:  # (the same events in two files: they train twice, and may land in two splits)
-        print(
-            f"e2e-train: note: {repeated} event(s) repeat an earlier one's (run, luminosityBlock, event), first "
-            f"{ids.first}: the same events given twice? (recorded in model.yaml)",
-            file=sys.stderr,
-            flush=True,
-        )
     log = tqdm.write if progress else (lambda line: print(line, file=sys.stderr, flush=True))
     log(f"e2e-train: {cfg.name}: dataset {ds.counts()} jets in {t_data:.0f} s")
     parts = {s: np.flatnonzero(ds.split == i) for i, s in enumerate(SPLITS)}
@@ -642,11 +625,7 @@ def _train(
             "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
             "config": to_plain(cfg),
             "seed": cfg.seed,
-            "dataset": {
-                "jets": ds.counts(),
-                "files": list(cfg.process.get("source", {}).get("files", [])),
-                **({"repeated_event_ids": repeated} if repeated else {}),
-            },
+            "dataset": {"jets": ds.counts(), "files": list(cfg.process.get("source", {}).get("files", []))},
             "training": {
                 "epochs": len(history),
                 "best_epoch": best_epoch,

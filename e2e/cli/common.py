@@ -116,13 +116,14 @@ def output_tree(f: Any, path: str) -> str:
             named = None
         if isinstance(named, str) and named in f:
             return named
-        if "Events" in f:
+        if "Events" in f and not isinstance(named, str):
             return "Events"
         trees = sorted({k.split(";")[0] for k, c in f.classnames(recursive=True).items() if c == "TTree"})
-    if len(trees) == 1:
+    if len(trees) == 1 and not isinstance(named, str):
         return trees[0]
+    wanted = named if isinstance(named, str) else "Events"
     found = ", ".join(trees) or "none"
-    raise E2EError(f"{path}: no tree Events (is it an e2e-run output?); trees in the file: {found}")
+    raise E2EError(f"{path}: no tree {wanted} (is it an e2e-run output?); trees in the file: {found}")
 
 
 def add_common_arguments(p: argparse.ArgumentParser, set_example: str, config_class: str | None = None) -> None:

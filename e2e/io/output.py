@@ -249,16 +249,13 @@ class RootOutput(OutputModule):
             inputs = dict(jets.columns)
         elif self.params.jet_kinematics:
             inputs = {k: jets[k] for k in JET_KINEMATICS}
-        # every branch name of the input (copied, or the friend's tree's: a friend branch of the same name is
-        # shadowed in ROOT and read for the input's by coffea), so that no product writes one
+        # the branches this output writes besides the products: the ids, the input's copy or the jet four-vector
         owners = dict.fromkeys(ID_FIELDS, "is an event id")
-        what = (
-            "is a branch of the input, which this output copies (copy_input)"
-            if self.params.copy_input
-            else "is a branch of the input, which this output is a friend of (one would hide the other)"
-        )
-        fields = collection_fields(True)
-        owners.update(dict.fromkeys([*(f"Jet_{f}" for f in fields["Jet"]), *(c for c in fields if c != "Jet")], what))
+        if self.params.copy_input:
+            copied = [*(f"Jet_{f}" for f in jets.columns), *(c for c in collection_fields(True) if c != "Jet")]
+            owners.update(dict.fromkeys(copied, "is a branch of the input, which this output copies (copy_input)"))
+        else:
+            owners.update(dict.fromkeys([f"Jet_{f}" for f in inputs], "is the jet four-vector (jet_kinematics)"))
         chunk = self.product_columns(batch, owners)
         chunk.jet = {**inputs, **chunk.jet}
         data: dict[str, Any] = {k: batch.ids[k] for k in ID_FIELDS}

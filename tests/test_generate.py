@@ -101,7 +101,7 @@ def test_jobs_split_events_and_merge_in_order(tmp_path: Path) -> None:
         ({"process": "qcd", "events": 5, "pt_hat": [7000, 8000]}, "its minimum is not below sqrt_s_gev / 2 = 6500"),
         (
             {"samples": [{"process": "ztautau", "events": 2, "pt_hat": [500, 600]}]},
-            "pt_hat [500.0, 600.0] for process ztautau, which has no pT-hat range",
+            "pt_hat [500.0, 600.0] for process ztautau (in samples), which has no pT-hat range",
         ),
     ],
 )

@@ -3,6 +3,8 @@ RNTuple. Each runs through tau_gnn_fast.yaml with only the source block changed 
 
 from __future__ import annotations
 
+import json
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -93,6 +95,17 @@ def test_other_types_names_units_and_a_directory(tmp_path, capsys, reference):
     }
     scores = _tag(tmp_path, capsys, source, "foreign")
     np.testing.assert_array_equal(scores, reference)
+    # e2e-eval reads the truth as the job read it: its tree, names and units (Jet_pt in MeV here)
+    from e2e.cli.eval import main as eval_main
+
+    _tag(tmp_path, capsys, {"files": [str(SAMPLE)]}, "native")
+    tables = []
+    for name in ("foreign", "native"):
+        out = tmp_path / f"{name}.json"
+        assert eval_main([str(tmp_path / f"{name}_tagged.root"), "--json", str(out), "--plot", str(out) + ".png"]) == 0
+        tables.append(json.loads(out.read_text()))
+    capsys.readouterr()
+    assert tables[0] == tables[1]
     # a value that does not fit the schema type: one line naming file, branch, entry, value and the range
     hits = cols["ecalRecHit"]
     big = ak.where(ak.local_index(hits.ieta) == 0, np.int32(70000), hits.ieta)

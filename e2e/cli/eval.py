@@ -259,14 +259,24 @@ def _read_truth(
     where: str,
     extra: tuple[str, ...] = (),
     skipped: dict[int, list[tuple[int, int]]] | None = None,
-    tree: str = "Events",
+    source: dict[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Jet truth of the input files (their ``tree``: the job's ``source.tree``), after checking they hold the tagged
-    file's events and jets, in order; ``extra``: further Jet branches read where the files have them (the truth of
-    heads); ``skipped``: the entries of each input that the tagged file lacks (:func:`skipped_ranges`), left out."""
+    """Jet truth of the input files, read as the job's ``source`` block read them (its ``tree``, and its
+    ``branches``, ``prefixes`` and ``units`` for files with their own names and units), after checking they hold
+    the tagged file's events and jets, in order; ``extra``: further Jet branches read where the files have them
+    (the truth of heads); ``skipped``: the entries of each input that the tagged file lacks
+    (:func:`skipped_ranges`), left out."""
     import awkward as ak
 
-    from e2e.io.source import expand_files
+    from e2e.io.source import expand_files, file_branch_names
+
+    source = source or {}
+    tree = source.get("tree") if isinstance(source.get("tree"), str) and source.get("tree") else "Events"
+    mapping: dict[str, dict[str, Any]] = {
+        k: dict(source[k]) if isinstance(source.get(k), dict) else {} for k in ("branches", "prefixes", "units")
+    }
+    names = file_branch_names(mapping["branches"], mapping["prefixes"], mapping["units"], "the job's source")
+    units = {k: float(v) for k, v in mapping["units"].items()}
 
     n_events = len(ids["event"])
     out: dict[str, list[Any]] = {}
@@ -284,7 +294,8 @@ def _read_truth(
                 raise E2EError(f"{path}: no tree {tree} (the input of e2e-eval must be a simulated hits file)")
             with reading(f"{path}:{tree}"):
                 t = f[tree]
-                keys = set(t.keys())
+                keys = {b for b in (*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt", *extra) if names.get(b, b) in t.keys()}
+                keys |= {"runId", "eventId"} & set(t.keys())
             missing = [b for b in (*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt") if b not in keys]
             if missing and {"runId", "eventId"} <= keys:
                 raise E2EError(
@@ -298,8 +309,13 @@ def _read_truth(
                 )
             more = [b for b in extra if b in keys]
             stop = remaining + sum(hi - lo for lo, hi in ranges)
+            wanted = [*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt", *more]
             with reading(f"{path}:{tree}", "the tree data"):
-                a = t.arrays([*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt", *more], entry_stop=stop, library="ak")
+                read = t.arrays([names.get(b, b) for b in wanted], entry_stop=stop, library="ak")
+            a = ak.zip(  # under the schema's names and units, as the job read them
+                {b: read[names.get(b, b)] * units[b] if b in units else read[names.get(b, b)] for b in wanted},
+                depth_limit=1,
+            )
             if ranges:
                 keep = np.ones(len(a), dtype=bool)
                 for start, end in ranges:
@@ -351,8 +367,7 @@ def evaluate(
         prov = tagged.provenance
         sources = expand_files(inputs, "--input") if inputs else input_files(path, prov)
         source = prov.get("process", {}).get("source", {})  # (types checked by _check_provenance)
-        tree = source.get("tree") if isinstance(source.get("tree"), str) and source.get("tree") else "Events"
-        truth = _read_truth(sources, ids, path, extra, skipped_ranges(prov, sources, path), tree)
+        truth = _read_truth(sources, ids, path, extra, skipped_ranges(prov, sources, path), source)
         label, jpt, gen = truth["Jet_label"], truth["Jet_pt"], truth["Jet_gen_pt"]
         base = (label <= 1) & (gen > 0)
         for tag, values in tagged.heads.items():

@@ -41,6 +41,10 @@ __all__ = [
 COLUMN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
+#: the node columns JetGraphs.columns writes besides its features (a feature of the same name would replace them)
+_NODE_COLUMNS = ("jet", "row", "col")
+
+
 def _rows(name: str, a: Any, n: int, of: str) -> str:
     """'' if ``a`` is an array of ``n`` rows, else what it is instead (for :meth:`JetProduct.problem`; ``of``: what
     the rows are, for the message)."""
@@ -246,6 +250,9 @@ class JetGraphs(JetProduct):
         if not found:
             bad = [f for f in (*self.feature_names, *self.jet_feature_names) if not COLUMN_NAME.fullmatch(str(f))]
             found = f"feature names {bad} are not branch names (a letter, then letters, digits, _)" if bad else ""
+        for names, taken in ((self.feature_names, _NODE_COLUMNS), (self.jet_feature_names, ("nNodes",))):
+            if not found and (len(set(names)) != len(names) or set(names) & set(taken)):
+                found = f"feature names {list(names)} repeat a name or use one of {list(taken)} (the writer's own)"
         return found
 
     @cached_property
@@ -340,8 +347,8 @@ class JetTable(JetProduct):
             return f"column names {bad} are not branch names (a letter, then letters, digits, _)"
         if len(set(names)) != len(names):
             return f"column names {list(names)} repeat a name (each is a branch of its own)"
-        if self.values.dtype.kind not in "fiu":
-            return f"values are {self.values.dtype}, not numbers"
+        if self.values.dtype.kind not in "biuf" or self.values.dtype == np.float16:
+            return f"values are {self.values.dtype}: expected numbers (float32 or 64, integers, bool; no float16)"
         return ""
 
     def column(self, name: str) -> np.ndarray:

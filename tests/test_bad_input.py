@@ -1094,7 +1094,7 @@ def test_a_failing_commit_replaces_no_output_and_leaves_no_temporary(work, monke
         ("rows", 3, "put 'mine': values has 9 rows for 8 jets"),  # entries 3-5 of the sample: 8 jets
         ("type", -1, "put 'mine': a dict, not a JetTable"),
         ("nothing", 3, "did not put 'mine', which produces() declares"),
-        ("bool", -1, "put 'mine': values are bool, not numbers"),
+        ("half", -1, "put 'mine': values are float16: expected numbers"),
     ],
 )
 def test_a_module_of_ones_own_that_puts_a_broken_product_is_named_in_one_line(
@@ -1204,3 +1204,13 @@ def test_a_module_of_ones_own_that_puts_graphs_of_other_features_is_named(work, 
     (work / "g.yaml").write_text(yaml.safe_dump(config))
     rc, _, err = run_cli(["g.yaml", "-n", "3", "--no-progress"], capsys)
     assert rc == 2 and err.count("\n") == 1 and "modules.regraph (regraph:ReGraph) put 'regraph': x has shape" in err
+    for names in ("('row', *g.feature_names[1:])", "(g.feature_names[0], *g.feature_names[:-1])"):
+        (tmp_path / "regraph.py").write_text(
+            (tmp_path / "regraph.py").read_text().replace("(*g.feature_names, 'extra')", names)
+        )
+        __import__("sys").modules.pop("regraph", None)
+        rc, _, err = run_cli(["g.yaml", "-n", "3", "--no-progress"], capsys)
+        assert rc == 2 and "repeat a name or use one of ['jet', 'row', 'col']" in err, err
+        (tmp_path / "regraph.py").write_text(
+            (tmp_path / "regraph.py").read_text().replace(names, "(*g.feature_names, 'extra')")
+        )

@@ -95,7 +95,7 @@ class PutsWrong(_PtTable):
     @dataclass
     class Params:
         jets: str = input_tag("source:Jet", "jet collection", product=JaggedCollection)
-        fault: str = param("repeat", "repeat | space | rows | type | nothing | bool")
+        fault: str = param("repeat", "repeat | space | rows | type | nothing | half")
         at_entry: int = param(-1, "misbehave from the batch that starts at this entry (-1: every batch)")
 
     def produce(self, batch: EventBatch) -> None:
@@ -103,7 +103,7 @@ class PutsWrong(_PtTable):
             return super().produce(batch)
         jets: JaggedCollection = batch.get(self.params.jets)
         fault = self.params.fault
-        values = np.zeros((len(jets) + (fault == "rows"), 2), bool if fault == "bool" else np.float32)
+        values = np.zeros((len(jets) + (fault == "rows"), 2), np.float16 if fault == "half" else np.float32)
         names = {"repeat": ("a", "a"), "space": ("a b", "c")}.get(fault, ("a", "b"))
         table = JetTable(jets.offsets, jets.local_index(), {}, values=values, names=names)
         if fault != "nothing":

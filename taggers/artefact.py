@@ -29,6 +29,8 @@ from taggers.models.registry import BUILTIN_ARCHITECTURES, EXTERNAL, resolve_arc
 
 ZOO = Path(__file__).resolve().parent / "zoo"
 MODEL_YAML, WEIGHTS, ONNX = "model.yaml", "weights.safetensors", "model.onnx"
+#: the test metrics and training history e2e-train writes next to them
+METRICS_JSON = "metrics.json"
 ONNX_METADATA_KEY = "e2e_model_yaml"
 
 

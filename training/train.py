@@ -26,6 +26,7 @@ import yaml
 from dataformats.schema import SchemaError
 from e2e.errors import ConfigError, E2EError, short
 from e2e.params import MAX_THREADS, build, param, to_plain
+from taggers.artefact import METRICS_JSON, MODEL_YAML, ONNX, OUTPUT_NAME, WEIGHTS, ZOO, ZOO_NAME_RE, Artefact, resolve
 from taggers.heads import Head, apply_heads, outputs_of, parse_heads
 from taggers.inputs import INPUT_KINDS, InputKind, kind_of_product
 from taggers.metrics import roc_plot, summary
@@ -117,8 +118,6 @@ def load_config(data: dict[str, Any], where: str) -> TrainConfig:
     if not cfg.name.strip():
         raise ConfigError(f"{where}.name: expected a model name (the zoo entry, named in the log and model.yaml)")
     if cfg.output.startswith("zoo:"):  # the zoo entry that model: zoo:NAME reads, not a directory named "zoo:NAME"
-        from taggers.artefact import ZOO, ZOO_NAME_RE
-
         name = cfg.output[4:]
         if not ZOO_NAME_RE.fullmatch(name) or ".." in name:
             raise ConfigError(
@@ -131,8 +130,6 @@ def load_config(data: dict[str, Any], where: str) -> TrainConfig:
         raise ConfigError(
             f"{where}.selection.pt_range: got {cfg.selection.pt_range}, expected [low, high] in GeV, 0 <= low < high"
         )
-    from taggers.artefact import OUTPUT_NAME
-
     bad = [c for c in cfg.selection.classes if not OUTPUT_NAME.fullmatch(c)]
     if bad:
         raise ConfigError(
@@ -315,7 +312,9 @@ def _truth_fields(heads: list[Head] | None) -> tuple[str, ...]:
 
 
 #: what an artefact directory holds (training writes these; an earlier artefact holding anything else is not replaced)
-ARTEFACT_FILES = re.compile(r"model\.onnx|model\.yaml|weights\.safetensors|metrics\.json|[A-Za-z0-9_.-]+\.png")
+ARTEFACT_FILES = re.compile(
+    "|".join(re.escape(n) for n in (ONNX, MODEL_YAML, WEIGHTS, METRICS_JSON)) + r"|[A-Za-z0-9_.-]+\.png"
+)
 
 
 def train(
@@ -334,7 +333,6 @@ def train(
     """
     from e2e.io.source import expand_files
     from e2e.paths import atomic_dir, check_output_dir, describe_removed, file_identity
-    from taggers.artefact import MODEL_YAML
 
     source = cfg.process.get("source", {})
     files = source.get("files", []) if isinstance(source, dict) else None
@@ -395,8 +393,6 @@ def train(
 def _models_run(process: Mapping[str, Any]) -> list[str]:
     """The model directories that modules of the training's process run (taggers whose scores are inputs): inputs,
     which the artefact must not replace. A model that cannot be found is left for the module to refuse."""
-    from taggers.artefact import resolve
-
     blocks = process.get("modules") if isinstance(process.get("modules"), Mapping) else {}
     found = []
     for label, block in (blocks or {}).items():
@@ -651,7 +647,7 @@ def _train(
             **_round(heldout_metrics(cfg, out, sel, names[sig])),
         }
         _rewrite(out, net, spec, example, dynamic)
-    (out / "metrics.json").write_text(json.dumps({"test": _round(metrics), "history": history}, indent=1))
+    (out / METRICS_JSON).write_text(json.dumps({"test": _round(metrics), "history": history}, indent=1))
     lo, hi = sel.pt_range
     if tagger:
         roc_plot(out / "roc.png", {cfg.name: (score[sig_jets], score[bkg_jets])},
@@ -773,7 +769,6 @@ def heldout_metrics(cfg: TrainConfig, artefact_dir: Path, sel: Selection, signal
     """Tag ``cfg.heldout`` with the exported model exactly as e2e-run does; metrics of the selected jets."""
     from e2e.config import load_process
     from e2e.process import Process
-    from taggers.artefact import Artefact
 
     kind = Artefact.load(str(artefact_dir)).input_kind
     modules = {

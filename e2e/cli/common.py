@@ -101,19 +101,22 @@ class _HelpConfig(argparse.Action):
         parser.exit()
 
 
-def output_tree(f: Any, path: str) -> str:
+def output_tree(f: Any, path: str, provenance: Any = None) -> str:
     """The tree of an e2e-run output open in uproot: the one its ``e2e_products`` provenance names (RootOutput's
-    ``tree``), else ``Events``, else the file's only TTree; one line naming the trees found otherwise."""
+    ``tree``; ``provenance``: that record already read, else it is read here), else ``Events``, else the file's only
+    TTree; one line naming the trees found otherwise."""
     import json
 
     from dataformats.schema import reading
 
     with reading(path, "the file directory"):
-        text = str(f["e2e_products"]) if "e2e_products" in f else ""
-        try:
-            named = json.loads(text).get("tree") if text else None
-        except (ValueError, AttributeError):  # not JSON, or not an object: the callers say so when they read it
-            named = None
+        if provenance is None:
+            text = str(f["e2e_products"]) if "e2e_products" in f else ""
+            try:
+                provenance = json.loads(text) if text else {}
+            except ValueError:  # not JSON: the callers that read it say so
+                provenance = {}
+        named = provenance.get("tree") if isinstance(provenance, dict) else None
         if isinstance(named, str) and named in f:
             return named
         if "Events" in f and not isinstance(named, str):

@@ -129,8 +129,8 @@ def _read_tagged(path: str, signal: str) -> Tagged:
     from taggers.heads import outputs_of, parse_heads
 
     with open_root_file(path) as f:
-        name = output_tree(f, path)
         prov = _provenance(f, path)
+        name = output_tree(f, path, prov)
         products = prov.get("products", {})
         taggers = [tag for tag, p in products.items() if p.get("type") == "TagScores"]
         with reading(f"{path}:{name}"):

@@ -108,6 +108,13 @@ class GenerateConfig:
     samples: list[SampleConfig] = param([], "a mixture written to one file: list of {process, events, pt_hat}")
     pt_hat: list[float] = param([15.0, 200.0], "PhaseSpace:pTHatMin/Max (GeV) for the qcd process")
     seed: int = param(12345, "random seed (Pythia, pileup, detector)", minimum=0)
+    run: int | None = param(
+        None,
+        "run number of every event (default: the seed modulo 2^32, so that files made with different seeds never share "
+        "an event id (run, luminosityBlock = sample, event) and can be read together)",
+        minimum=0,
+        maximum=2**32 - 1,
+    )
     sqrt_s_gev: float = param(13000.0, "centre-of-mass energy (GeV)", minimum=10)
     output: str = param("output/events.root", "output ROOT file")
     compression: str = param(
@@ -130,6 +137,11 @@ class GenerateConfig:
     jets: JetConfig = field(default_factory=JetConfig, metadata={"help": "jets"})
     detector: DetectorResponse = field(default_factory=DetectorResponse, metadata={"help": "detector response"})
     pythia_settings: list[str] = param([], "extra Pythia settings appended to every process ('Key = value')")
+
+    @property
+    def run_number(self) -> int:
+        """The run number written to every event: ``run``, or the seed modulo 2^32."""
+        return self.run if self.run is not None else self.seed % 2**32
 
     def plan(self) -> list[SampleConfig]:
         """The samples to generate, in file order."""
@@ -446,7 +458,7 @@ class ChunkGenerator:
             np.argsort(key + tkh[:, 1].astype(np.int64) * geo.ECAL_N_IPHI + tkh[:, 2].astype(np.int64), kind="stable")
         ]
         arrays = {
-            "run": np.ones(n, np.uint32),
+            "run": np.full(n, self.cfg.run_number, np.uint32),
             "luminosityBlock": np.full(n, lumi, np.uint32),
             "event": np.arange(first_event, first_event + n, dtype=np.uint64),
             "EcalHit": _collection("EcalHit", c[:, 0], {"ieta": hits.ecal[:, 0], "iphi": hits.ecal[:, 1],

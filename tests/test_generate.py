@@ -47,6 +47,7 @@ def test_output_passes_schema_and_has_the_design_layout(sample: Path) -> None:
     a = _arrays(sample)
     np.testing.assert_array_equal(a.event, np.arange(1, 11))  # ids run through the file in order
     np.testing.assert_array_equal(a.luminosityBlock, [1] * 6 + [2] * 4)  # one block per sample
+    np.testing.assert_array_equal(a.run, [5] * 10)  # the seed: files of other seeds never share an id
     for coll in schema.collections(truth=False):
         for f in coll.fields:
             np.testing.assert_array_equal(ak.num(a[coll.branch(f.name)]), a[coll.counter])
@@ -242,6 +243,13 @@ def test_an_element_of_an_optional_list_is_not_offered_null() -> None:
     with pytest.raises(ConfigError) as err:
         load_config({"samples": [{"process": "qcd", "events": 5, "pt_hat": [1, None]}]})
     assert str(err.value).endswith("pt_hat[1]: got None, expected a number")
+
+
+def test_the_run_number_is_the_seed_unless_given() -> None:
+    assert load_config({**SMALL, "seed": 2**32 + 7}).run_number == 7
+    assert load_config({**SMALL, "run": 1}).run_number == 1
+    with pytest.raises(ConfigError, match="run"):
+        load_config({**SMALL, "run": 2**32})
 
 
 def test_the_jobs_run_are_at_most_the_events_of_the_largest_sample() -> None:

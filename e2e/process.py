@@ -320,6 +320,15 @@ class _NoBar:
         pass
 
 
+def _located(message: str, module: Module, where: str) -> str:
+    """``message`` of an error raised by ``module`` on the events ``where``, the module named once: run_producer's
+    checks name it as ``modules.LABEL (TYPE)`` already."""
+    own = f"modules.{module.label} ({module.type_name})"
+    if message.startswith(own + " "):
+        return f"{own} on {where}:{message[len(own) :]}"
+    return f"{module.label} ({where}): {message}"
+
+
 class Process:
     """A configured, scheduled process: run it over the source and write the outputs."""
 
@@ -503,7 +512,7 @@ class Process:
             try:
                 run_producer(m, batch)
             except E2EError as err:
-                raise type(err)(f"{m.label} ({batch.where()}): {err}") from err
+                raise type(err)(_located(str(err), m, batch.where())) from err
             times[m.label] += time.perf_counter() - t0
         summary.events += batch.n_events
         summary.batches += batch.n_events > 0

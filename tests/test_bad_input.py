@@ -1112,6 +1112,9 @@ def test_a_module_of_ones_own_that_puts_a_broken_product_is_named_in_one_line(
     rc, _, err = run_cli(["mine.yaml", "-n", "6", "--no-progress"], capsys)
     assert rc == 2 and err.count("\n") == 1, err
     assert "modules.mine (faulty_modules:PutsWrong)" in err and expected in err, err
+    assert err.count("mine") == 2, err  # the module named once, and its product
+    if at_entry >= 0:
+        assert "modules.mine (faulty_modules:PutsWrong) on in.root:Events entries 3-5: " in err, err
     assert not (work / "out.root").exists()
 
 

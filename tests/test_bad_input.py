@@ -922,19 +922,27 @@ def test_every_console_script_has_the_one_line_handler(work):
     one_line_error(cli("e2e-eval", "missing.root", cwd=work), "missing.root: no such file")
 
 
-def test_a_failure_in_a_module_of_ones_own_is_not_called_a_bug_in_e2e(work):
-    """A module given by package.module:Class that raises: its file and line are named as the user's code (with the
-    traceback), not 'a bug in e2e'; e2e's own failures still say internal error."""
+@pytest.mark.parametrize(("executor", "exits"), [("iterative", False), ("futures", False), ("iterative", True),
+                                                 ("futures", True)])  # fmt: skip
+def test_a_failure_in_a_module_of_ones_own_is_not_called_a_bug_in_e2e(work, executor, exits):
+    """A module given by package.module:Class that raises, in the process or in a worker, or calls sys.exit(0): its
+    file and line are named as the user's code (with the traceback), not 'a bug in e2e' nor a success; e2e's own
+    failures still say internal error."""
     config = yaml.safe_load((work / "shapes.yaml").read_text())
-    config["modules"]["mine"] = {"type": "faulty_modules:RaiseAt", "at_entry": 0}
+    config["modules"]["mine"] = {"type": "faulty_modules:RaiseAt", "at_entry": 0, "exits": exits}
     config["outputs"][0]["keep"] = ["tauShapes", "mine"]
     (work / "mine.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests" / "helpers")}
-    r = subprocess.run([sys.executable, "-m", "e2e.cli.run", "mine.yaml", "--no-progress"], cwd=work, env=env,
+    workers = ["--workers", "1"] if executor == "futures" else []
+    args = ["mine.yaml", "--no-progress", "--executor", executor, *workers]
+    r = subprocess.run([sys.executable, "-m", "e2e.cli.run", *args], cwd=work, env=env,
                        capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert r.returncode == 70 and "RuntimeError: a bug in the user's module" in r.stderr, r.stderr
+    raised = "SystemExit: 0" if exits else "RuntimeError: a bug in the user's module"
+    assert r.returncode == 70 and raised in r.stderr, r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert "error in code of your own (" in last and "faulty_modules.py:" in last and "bug in e2e" not in last
+    assert ("it called sys.exit(0) during the run" in last) == exits, last
+    assert not (work / "out.root").exists()
 
 
 def test_top_level_handler_classes(capsys):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import re
 import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 from e2e import interrupts
@@ -228,6 +229,8 @@ def run_main(prog: str, body: Callable[[], int], debug: bool) -> int:
         return 130
     except Exception:
         return _internal_error(prog)
+    except SystemExit as err:  # e2e never exits inside a body: code of the user's (a module, a network) called it
+        return _internal_error(prog, f"it called sys.exit({err.code!r}) during the run")
     finally:
         _restore(previous, unraisable)
 
@@ -256,11 +259,14 @@ def _user_error(prog: str, message: str, debug: bool) -> int:
     return 2
 
 
-def _internal_error(prog: str) -> int:
+def _internal_error(prog: str, what: str = "") -> int:
     traceback.print_exc()
-    culprit = _user_code(sys.exc_info()[2])
+    err = sys.exc_info()[1]
+    culprit = _user_code(sys.exc_info()[2]) or _user_code_in_worker(err)
     if culprit:
-        print(f"{prog}: error in code of your own ({culprit}), not in e2e: see the traceback above", file=sys.stderr)
+        what = f"{what}; " if what else ""
+        line = f"{prog}: error in code of your own ({culprit}), not in e2e: {what}see the traceback above"
+        print(line, file=sys.stderr)
     else:
         print(
             f"{prog}: internal error (a bug in e2e, not in your input): please report it with the command line "
@@ -278,18 +284,42 @@ def _user_code(tb: Any) -> str:
     """``file:line`` of the innermost frame of ``tb`` outside Python's and the installed libraries' directories,
     when it is not in e2e's packages (a module, network or tagger class of the user's, named by class_path), else
     ""."""
+    return _innermost_user_frame((frame.f_code.co_filename, line) for frame, line in traceback.walk_tb(tb))
+
+
+#: a frame of a traceback printed as text: ``  File "PATH", line N, in NAME``
+_FRAME_LINE = re.compile(r'^  File "(.+)", line (\d+), in ', re.MULTILINE)
+
+
+def _user_code_in_worker(err: BaseException | None) -> str:
+    """:func:`_user_code` of the traceback of a worker process that ``err`` carries as text in its cause chain (a
+    process pool's ``_RemoteTraceback``, e2e's own worker traceback), else ""."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        text = getattr(err, "tb", None) or getattr(err, "text", None)
+        if isinstance(text, str):
+            found = _innermost_user_frame((m[1], int(m[2])) for m in _FRAME_LINE.finditer(text))
+            if found:
+                return found
+        err = err.__cause__ or err.__context__
+    return ""
+
+
+def _innermost_user_frame(frames: Iterable[tuple[str, int]]) -> str:
+    """``file:line`` of the last of ``frames`` (innermost last) that is a file outside Python's and the installed
+    libraries' directories, when that file is not in e2e's packages, else ""."""
     import sysconfig
 
     libraries = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # the directory holding the e2e package
     ours = tuple(os.path.join(os.path.dirname(root), p) + os.sep for p in _E2E_PACKAGES)
     last = ""
-    for frame, line in traceback.walk_tb(tb):
-        name = frame.f_code.co_filename
+    for name, line in frames:
         path = os.path.realpath(name)
         if not os.path.isfile(path) or any(path.startswith(lib + os.sep) for lib in libraries):
             continue  # ('<string>', or a compiled library's source name, numpy/random/bit_generator.pyx: no file)
-        last = "" if path.startswith(ours) else f"{frame.f_code.co_filename}:{line}"
+        last = "" if path.startswith(ours) else f"{name}:{line}"
     return last
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,14 +78,18 @@ class StallAt(_PtTable):
 
 
 class RaiseAt(_PtTable):
-    """Raises a plain RuntimeError at entry ``at_entry`` (a bug in a module of the user's own)."""
+    """Raises a plain RuntimeError at entry ``at_entry`` (a bug in a module of the user's own), or calls
+    ``sys.exit(0)`` there (``exits``)."""
 
     @dataclass
     class Params:
         jets: str = input_tag("source:Jet", "jet collection", product=JaggedCollection)
         at_entry: int = param(0, "raise when a batch starts at this entry")
+        exits: bool = param(False, "call sys.exit(0) instead")
 
     def act(self, batch: EventBatch) -> None:
+        if self.params.exits:
+            sys.exit(0)
         raise RuntimeError("a bug in the user's module")
 
 

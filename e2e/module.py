@@ -162,10 +162,8 @@ class OutputModule(Module):
         ``consumes`` then returns what was chosen."""
 
     def set_inputs(self, inputs: list[str]) -> None:
-        """The input files of the run (before ``output_paths``), for outputs named after their inputs."""
-
-    def set_empty_inputs(self, inputs: list[str]) -> None:
-        """The input files without events (before ``close``): an output per input writes theirs empty."""
+        """The input files of the run (before ``output_paths``), for outputs named after their inputs (an output per
+        input writes one for each, empty for an input that gave no events)."""
 
     def output_paths(self) -> list[str]:
         """The files this output writes (checked before anything is read: not an input, writable, ...)."""

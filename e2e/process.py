@@ -423,8 +423,6 @@ class Process:
                 self._process(batch, [*modules, *desc.outputs], times, summary)
                 bar.update(batch.n_events)
             bar.close()
-            for output in desc.outputs:
-                output.set_empty_inputs(source.empty_inputs())
             summary.files = len({item.file for item in items} | set(source.empty_inputs()))  # (those without events)
             summary.duplicate_ids = ids.finish()
             summary.first_duplicate = ids.first
@@ -769,8 +767,6 @@ def _run_units(
         found = files_source.unreadable if files_source is not None else []
         unreadable = [(p if "://" in p else os.path.abspath(p), err) for p, err in found]
         empty = source.empty_inputs()
-        for output in desc.outputs:
-            output.set_empty_inputs(empty)
     finally:
         source.end()
     results: dict[int, UnitResult] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -375,7 +376,8 @@ def test_workers_without_a_parallel_executor_are_refused(inputs, tmp_path):
 
 def test_per_file_outputs_record_their_own_skipped_entries(inputs, tmp_path):
     """With per_file, each output's provenance holds its own input's skipped entries, indexed in its own input list
-    (a file skipped before it does not make e2e-eval skip its entries); a skipped file gets no output."""
+    (a file skipped before it does not make e2e-eval skip its entries); a skipped file gets its 0-entry output,
+    which records why."""
     from e2e.cli.eval import main as eval_main
 
     truncated = tmp_path / "truncated.root"
@@ -386,7 +388,10 @@ def test_per_file_outputs_record_their_own_skipped_entries(inputs, tmp_path):
     config.write_text(yaml.safe_dump(data))
     r = _run(config, "--skip-bad-files")
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in (tmp_path / "pf").iterdir()) == ["b_out.root"]
+    assert sorted(p.name for p in (tmp_path / "pf").iterdir()) == ["b_out.root", "truncated_out.root"]
+    with uproot.open(tmp_path / "pf" / "truncated_out.root") as f:  # 0 entries, as every input that gave no events
+        skipped = json.loads(str(f["e2e_products"]))["skipped_entries"]
+        assert f["Events"].num_entries == 0 and [e["entry_stop"] for e in skipped] == [-1], skipped  # the whole file
     assert "(each a friend of its input less the entries skipped there" in r.stdout, r.stdout  # (not "not a friend")
     with uproot.open(tmp_path / "pf" / "b_out.root") as f:
         prov = json.loads(str(f["e2e_products"]))
@@ -632,6 +637,34 @@ def test_per_file_outputs_include_the_inputs_without_events(executor, inputs, tm
             entries[name] = (f["Events"].num_entries, sorted(f["Events"].keys()))
     assert [n for n, _ in entries.values()] == [30, 0, 24]
     assert entries["empty"][1] == entries["a"][1]
+
+
+@pytest.mark.parametrize("executor", ["iterative", "futures"])
+def test_per_file_outputs_of_inputs_that_gave_no_events_replace_earlier_ones(executor, inputs, tmp_path):
+    """per_file: an input that gives no events in this run, cut off by -n or skipped as unreadable by
+    --skip-bad-files, gets its 0-entry output too, so that an earlier run's file of that name (no friend of what the
+    input now holds) is not left in place among this run's outputs."""
+    later = tmp_path / "later.root"
+    shutil.copy(inputs[1], later)
+    config = _config(tmp_path, [inputs[0], later])
+    args = ["-s", "outputs.0.per_file=true", "-s", f"outputs.0.file={tmp_path}/out_{{stem}}.root"]
+    if executor != "iterative":
+        args += ["--executor", executor, "--workers", "2"]
+
+    def entries() -> list[int]:
+        out = []
+        for name in ("a", "later"):
+            with uproot.open(tmp_path / f"out_{name}.root") as f:
+                out.append(f["Events"].num_entries)
+        return out
+
+    assert _run(config, *args).returncode == 0 and entries() == [30, 24]
+    r = _run(config, *args, "-n", "3")
+    assert r.returncode == 0 and entries() == [3, 0], r.stderr
+    assert _run(config, *args).returncode == 0 and entries() == [30, 24]
+    later.write_bytes(later.read_bytes()[:2000])  # damaged since
+    r = _run(config, *args, "--skip-bad-files")
+    assert r.returncode == 0 and entries() == [30, 0], r.stderr
 
 
 def test_a_part_changed_between_its_unit_and_the_assembly_fails_in_one_line(inputs, tmp_path, monkeypatch):

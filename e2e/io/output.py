@@ -129,8 +129,7 @@ class RootOutput(OutputModule):
         self._types: dict[str, Any] | None = None
         self._provenance: dict[str, Any] = {}
         self.entries = 0
-        self._inputs: list[str] = []
-        self._empty_inputs: list[str] = []  # inputs without events: per_file writes their outputs empty
+        self._inputs: list[str] = []  # the run's inputs: per_file writes an output for each, empty if it gave no events
         self._current: tuple[str, str] | None = None  # (output path, input file) of the open writer
         self._done: list[tuple[str, int, str]] = []  # (path, entries, removed temporaries) of finished files
         self._pending: list[AtomicTreeWriter] = []  # finished files under their temporary names, until commit()
@@ -197,9 +196,6 @@ class RootOutput(OutputModule):
 
     def set_inputs(self, inputs: list[str]) -> None:
         self._inputs = list(inputs)
-
-    def set_empty_inputs(self, inputs: list[str]) -> None:
-        self._empty_inputs = list(inputs)
 
     def target(self, input_file: str) -> str:
         """The output file that the events of ``input_file`` go to."""
@@ -331,12 +327,14 @@ class RootOutput(OutputModule):
         self._done.append((str(path), self._file_entries, removed))
 
     def _write_empty_files(self) -> None:
-        """per_file: the output of each input without events (0 entries, every branch), as a single output of an
-        empty input is written; the branch types are those of the files written (or of the empty batch)."""
+        """per_file: the output of each input of the run that gave no events (none in the file, cut off by
+        ``max_events``, skipped by --skip-bad-files: 0 entries, every branch), as a single output of an empty input is
+        written, so that no earlier file of the same name is left in place; the branch types are those of the files
+        written (or of the empty batch)."""
         if not self.params.per_file or self._types is None:
             return
         done = {os.path.abspath(path) for path, _, _ in self._done}
-        for input_file in self._empty_inputs:
+        for input_file in self._inputs:
             out = self.target(input_file)
             if os.path.abspath(out) in done:
                 continue

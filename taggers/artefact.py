@@ -22,7 +22,7 @@ import yaml
 from dataformats.products import COLUMN_NAME
 from e2e.errors import ConfigError, short
 from e2e.paths import atomic_file
-from e2e.yamlio import load_yaml_file
+from e2e.yamlio import load_yaml_file, load_yaml_text
 from taggers.feed import Feed, parse_feed
 from taggers.inputs import INPUT_KINDS, InputKind
 from taggers.models.registry import BUILTIN_ARCHITECTURES, EXTERNAL, resolve_architecture
@@ -204,6 +204,31 @@ class Artefact:
     def input_spec(self) -> dict[str, Any]:
         return dict(self.spec["input"])
 
+    def check_embedded(self, metadata: dict[str, str], where: str) -> None:
+        """``model.onnx``'s embedded copy of model.yaml (its metadata ``metadata``, ONNX Runtime's custom metadata
+        map; e2e writes it at every export) against ``model.yaml``: what decides how the model is fed and how its
+        output is read (``input``, ``outputs``, ``feed``, and of the ``heads`` their names, types, targets, classes
+        and columns; not their calibration, applied after the model) must agree, else one line naming the first
+        difference (an edited model.yaml, say its class names swapped, would label every score wrongly). An ONNX
+        file without the entry (one of your own) is not checked."""
+        text = metadata.get(ONNX_METADATA_KEY)
+        if text is None:
+            return
+        onnx_path = self.path / ONNX
+        try:
+            embedded = load_yaml_text(text, f"{onnx_path} (metadata {ONNX_METADATA_KEY})")
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        if not isinstance(embedded, dict):
+            raise ConfigError(f"{where}: {onnx_path}: its metadata {ONNX_METADATA_KEY} is not a model.yaml mapping")
+        for key in ("outputs", "input", "feed", "heads"):
+            if _as_exported(key, embedded.get(key)) != _as_exported(key, self.spec.get(key)):
+                raise ConfigError(
+                    f"{where}: {self.path / MODEL_YAML} {key} {short(self.spec.get(key))} differs from the model.yaml "
+                    f"{ONNX} was exported with ({key} {short(embedded.get(key))}, its metadata {ONNX_METADATA_KEY}): "
+                    f"put model.yaml's {key} back, or re-export the ONNX model (e2e-reexport)"
+                )
+
     def build_torch(self, device: str = "cpu", inference: bool = True, bf16: bool = False) -> Any:
         """The torch module with its weights (safetensors, names and shapes checked first; subnormal values flushed to
         zero, :func:`flush_subnormals`), in eval mode, frozen for inference
@@ -373,6 +398,17 @@ def _check_dtypes(path: Path, stored: dict[str, tuple[str, tuple[int, ...]]], ex
                 f"{path}: tensor '{name}' is stored as {stored_dtype}; the architecture's is {wanted} "
                 f"(accepted: any {kind} dtype)"
             )
+
+
+#: what of a head decides how the model's output columns are read (the rest, its calibration, is applied after)
+HEAD_LAYOUT_KEYS = ("name", "type", "target", "classes", "columns")
+
+
+def _as_exported(key: str, value: Any) -> Any:
+    """The part of model.yaml's ``key`` that must be as when the ONNX model was exported."""
+    if key == "heads" and isinstance(value, list):
+        return [{k: h.get(k) for k in HEAD_LAYOUT_KEYS} if isinstance(h, dict) else h for h in value]
+    return value
 
 
 def _normal(v: Any) -> Any:

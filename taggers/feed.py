@@ -40,6 +40,8 @@ from taggers.inputs import InputKind
 #: What a model's first output is: logits get a softmax; probabilities are used as they are; sigmoid per output.
 OUTPUT_TYPES = ("logits", "probabilities", "sigmoid")
 LAYOUTS = ("native", "points")
+#: how far outside [0, 1] the values of a model whose output is probabilities may lie (float32 rounding)
+PROBABILITY_SLACK = 1e-5
 #: Rank of every native input of each kind (for the ONNX input check).
 NATIVE_RANKS = {"x": 2, "neighbors": 2, "batch": 1, "ptr": 1, "jet": 2, "frames": 4, "values": 2}
 
@@ -64,9 +66,10 @@ class Feed:
     def names(self) -> tuple[str, ...]:
         return tuple(self.inputs)
 
-    def check_session(self, session: Any, n_outputs: int) -> list[str]:
-        """The ONNX inputs must be the declared ones (native: a subset of the kind's), with the right rank, and
-        the output [jets, n_outputs] where its shape is known; returns the input names to feed."""
+    def check_session(self, session: Any, n_outputs: int, micro_batch: int) -> list[str]:
+        """The ONNX inputs must be the declared ones (native: a subset of the kind's), with the right rank and a
+        first axis that takes any number of jets (or nodes) up to ``micro_batch`` jets, and one output [jets,
+        n_outputs] where its shape is known; returns the input names to feed."""
         got = {i.name: i for i in session.get_inputs()}
         expected = self.names
         missing = [n for n in expected if n not in got] if not self.default else []
@@ -76,7 +79,27 @@ class Feed:
             by = f"e2e inputs of {self.kind.name}" if self.default else "model.yaml feed.inputs"
             raise ConfigError(f"{self.where}: model.onnx {what}; it is fed {', '.join(expected)} ({by})")
         outs = session.get_outputs()
-        shape = getattr(outs[0], "shape", None) if outs else None
+        if len(outs) != 1:
+            raise ConfigError(
+                f"{self.where}: model.onnx has {len(outs)} outputs ({', '.join(o.name for o in outs)}); e2e reads "
+                f"one, [jets, {n_outputs}] (model.yaml outputs): export the others' values as columns of it"
+            )
+        for what, meta in [*((f"input '{n}'", m) for n, m in got.items()), ("output", outs[0])]:
+            shape = getattr(meta, "shape", None)
+            first = shape[0] if isinstance(shape, list | tuple) and shape else None
+            source = self.inputs.get(meta.name)
+            per_jet = (
+                what == "output"
+                or self.layout == "points"
+                or (isinstance(source, str) and self.kind.dynamic_axes.get(source, {}).get(0) == "jets")
+            )
+            if isinstance(first, int) and first > 0 and not (first == 1 and micro_batch == 1 and per_jet):
+                raise ConfigError(
+                    f"{self.where}: model.onnx {what} has a fixed first dimension {first} ({shape}); e2e "
+                    f"runs micro-batches of up to micro_batch = {micro_batch} jets, the last of a batch smaller: "
+                    "export it with a dynamic first axis (torch.onnx.export(..., dynamic_axes={name: {0: 'jets'}}))"
+                )
+        shape = getattr(outs[0], "shape", None)
         if isinstance(shape, list | tuple) and (len(shape) != 2 or isinstance(shape[1], int) and shape[1] != n_outputs):
             raise ConfigError(
                 f"{self.where}: model.onnx returns shape {shape}; model.yaml names {n_outputs} "
@@ -110,6 +133,14 @@ class Feed:
             raise ConfigError(
                 f"{self.where}: {what} returns {values.dtype} values; expected numbers (float, or int cast to float)"
             )
+        if self.output == "probabilities" and self.heads is None and values.size:
+            with np.errstate(invalid="ignore"):  # (NaN is neither: counted with the run's non-finite scores)
+                outside = values[(values < -PROBABILITY_SLACK) | (values > 1 + PROBABILITY_SLACK)]
+            if outside.size:
+                raise ConfigError(
+                    f"{self.where}: model.yaml says output: probabilities, but {what} returns {outside[0]:.4g} "
+                    "(outside [0, 1]): declare output: logits (e2e applies a softmax) or sigmoid (one per output)"
+                )
 
     @property
     def needs_pt(self) -> bool:

@@ -231,7 +231,8 @@ class TaggerBase(Producer):
                 f"modules.{self.label}.model: {path}: onnxruntime cannot load it ({first}); "
                 "expected an ONNX model as e2e-train exports"
             ) from err
-        self._feed_names = self.feed.check_session(session, len(self.artefact.outputs))
+        self._feed_names = self.feed.check_session(session, len(self.artefact.outputs), self.params.micro_batch)
+        self.artefact.check_embedded(session.get_modelmeta().custom_metadata_map, f"modules.{self.label}.model")
         return session
 
     def _fused_note(self) -> str:

@@ -128,6 +128,17 @@ def test_duplicate_yaml_keys_are_refused_naming_the_line(work):
     assert not (work / "out.root").exists()
 
 
+def test_a_model_yaml_that_differs_from_the_one_its_onnx_was_exported_with_is_refused(work):
+    """model.onnx carries the model.yaml it was exported with: class names swapped in model.yaml (every score
+    labelled as the other class) or another input spec are one line with ONNX Runtime; put back, it runs."""
+    model = _model_copy(work, "tau_shapes", lambda spec: spec.update(outputs=spec["outputs"][::-1]))
+    err = one_line_error(run_job(work, "-s", f"modules.tauShapes.model={model}"), "model.yaml outputs ['tau', 'qcd']")
+    assert "differs from the model.yaml model.onnx was exported with (outputs ['qcd', 'tau']" in err
+    shutil.copy(ZOO / "tau_shapes" / "model.yaml", model / "model.yaml")
+    assert run_job(work, "-s", f"modules.tauShapes.model={model}").returncode == 0
+    assert not temporaries(work)
+
+
 def test_non_regular_or_empty_output_paths_are_refused(work):
     os.mkfifo(work / "fifo")
     (work / "adir").mkdir()

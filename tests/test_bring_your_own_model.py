@@ -50,9 +50,11 @@ def _graphs() -> list:
     return [b.get("jetGraphs") for b in Process(load_process(data)).iter_batches()]
 
 
-def _write_model(path, net: torch.nn.Module, spec_extra: dict, params: dict) -> None:
+def _write_model(path, net: torch.nn.Module, spec_extra: dict, params: dict, dynamic: bool = True) -> None:
+    """The ONNX export of ``net`` (its first axes dynamic unless not ``dynamic``: a batch of 3 then) and model.yaml."""
     path.mkdir(parents=True, exist_ok=True)
     example = (torch.zeros(3, 2, P), torch.zeros(3, len(FEATURES), P), torch.ones(3, 1, P))
+    outputs = ["softmax", "extra"] if isinstance(net, TwoOutputs) else ["softmax"]
     torch.onnx.export(
         net,
         example,
@@ -60,8 +62,8 @@ def _write_model(path, net: torch.nn.Module, spec_extra: dict, params: dict) -> 
         dynamo=False,
         opset_version=18,
         input_names=["pf_points", "pf_features", "pf_mask"],
-        output_names=["softmax"],
-        dynamic_axes={k: {0: "N"} for k in ("pf_points", "pf_features", "pf_mask", "softmax")},
+        output_names=outputs,
+        dynamic_axes={k: {0: "N"} for k in ("pf_points", "pf_features", "pf_mask", *outputs)} if dynamic else None,
     )
     spec = {
         "name": "weaver_like",
@@ -198,11 +200,26 @@ class BoolScores(PointNetLike):
         return super().forward(pf_points, pf_features, pf_mask) > 0.5
 
 
+class TwoOutputs(PointNetLike):
+    def forward(self, pf_points: torch.Tensor, pf_features: torch.Tensor, pf_mask: torch.Tensor) -> tuple:
+        p = super().forward(pf_points, pf_features, pf_mask)
+        return p, p[:, :1]
+
+
+class Logits(PointNetLike):
+    """Declared to return probabilities (the fixture's model.yaml), returns values below 0."""
+
+    def forward(self, pf_points: torch.Tensor, pf_features: torch.Tensor, pf_mask: torch.Tensor) -> torch.Tensor:
+        return super().forward(pf_points, pf_features, pf_mask) - 2.0
+
+
 @pytest.mark.parametrize(
     ("net", "expected"),
     [
         (RowPerPoint, f"model.onnx returns shape [{7 * P}, 2] for 7 jets; model.yaml names 2 outputs"),
         (BoolScores, "model.onnx returns bool values; expected numbers"),
+        (TwoOutputs, "model.onnx has 2 outputs (softmax, extra); e2e reads one, [jets, 2]"),
+        (Logits, "model.yaml says output: probabilities, but model.onnx returns -1."),
     ],
 )
 def test_a_brought_model_that_does_not_return_one_row_of_numbers_per_jet_is_one_line(
@@ -214,5 +231,21 @@ def test_a_brought_model_that_does_not_return_one_row_of_numbers_per_jet_is_one_
     model = tmp_path / "wrong"
     _write_model(model, net().eval(), {}, {**graphs[0].params, "thresholds": [0, 0, 0, 0.2, 0]})
     rc, _, err = run_cli([_config(tmp_path, model), "--no-progress"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and expected in err, err
+    assert not (tmp_path / "weaver.root").exists()
+
+
+@pytest.mark.parametrize("micro_batch", [3, 1])
+def test_a_brought_model_exported_with_a_fixed_batch_size_is_one_line(tmp_path, weaver_model, capsys, micro_batch):
+    """Exported without dynamic axes (its example's batch of 3 baked in): refused when the session is made, not left
+    to ONNX Runtime's error on the first smaller micro-batch (was "a bug in e2e")."""
+    _, net, graphs = weaver_model
+    model = tmp_path / "fixed"
+    _write_model(model, net, {}, {**graphs[0].params, "thresholds": [0, 0, 0, 0.2, 0]}, dynamic=False)
+    config = yaml.safe_load(open(_config(tmp_path, model)))
+    config["modules"]["tauWeaver"]["micro_batch"] = micro_batch
+    (tmp_path / "fixed.yaml").write_text(yaml.safe_dump(config))
+    rc, _, err = run_cli([str(tmp_path / "fixed.yaml"), "--no-progress"], capsys)
+    expected = "model.onnx input 'pf_points' has a fixed first dimension 3 ([3, 2, 24]); e2e runs micro-batches"
     assert rc == 2 and err.count("\n") == 1 and expected in err, err
     assert not (tmp_path / "weaver.root").exists()

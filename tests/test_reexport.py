@@ -146,3 +146,26 @@ def test_parity_refuses_outputs_of_another_shape() -> None:
 
     result = onnx_parity(torch.nn.Linear(3, 2), WrongShape(), [{"x": np.ones((4, 3), np.float32)}])
     assert parity_failure(result) == "the outputs differ in shape (ONNX Runtime [4, 3], torch [4, 2])"
+
+
+def test_a_model_fed_its_own_inputs_is_not_reexported(tmp_path, capsys) -> None:
+    """A model.yaml ``feed`` block names the ONNX model's own inputs: a re-export would give it e2e's own names,
+    which the feed would not match (it replaced a model that ran with one that could not)."""
+    import yaml
+
+    model = tmp_path / "model"
+    shutil.copytree(REPO / "taggers" / "zoo" / "tau_shapes", model)
+    spec = yaml.safe_load((model / A.MODEL_YAML).read_text())
+    spec["feed"] = {"inputs": {"values": "values"}}
+    (model / A.MODEL_YAML).write_text(yaml.safe_dump(spec, sort_keys=False))
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        f"source: {{files: [{REPO / 'data' / 'sample_tau_qcd.root'}]}}\n"
+        f"modules:\n  shapes: {{type: JetShapeProducer}}\n  tag: {{type: ShapeTagger, model: {model}}}\n"
+        "outputs: [{file: unused.root}]\n"
+    )
+    assert main([str(model), "--config", str(config), "--label", "tag"]) == 2
+    err = capsys.readouterr().err
+    assert "feeds model.onnx its own inputs (feed); e2e-reexport exports e2e's own inputs only" in err, err
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before

@@ -72,6 +72,11 @@ def reexport(
     art = A.Artefact.load(model)
     if art.external:
         raise E2EError(f"{art.path}: an ONNX-only model has no weights to export from")
+    if not art.feed.default:
+        raise E2EError(
+            f"{art.path}: its model.yaml feeds model.onnx its own inputs (feed); e2e-reexport exports e2e's own "
+            "inputs only, which that feed would not match"
+        )
     files = ", ".join(str(f) for f in (data.get("source") or {}).get("files", []))
     tagger, products = product_inputs(config, data, label, max_events)
     if tagger.artefact.path.resolve() != art.path.resolve():

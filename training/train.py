@@ -204,6 +204,9 @@ def architecture(cfg: TrainConfig, kind: InputKind, product: str) -> Any:
 
 
 def _network(cls: Any, cfg: TrainConfig, ds: JetDataset, n_outputs: int) -> tuple[Any, dict[str, Any]]:
+    """The network to train, its parameters float32, and its arguments."""
+    import torch
+
     hyper = {
         **(cfg.model.init_args or cfg.model.hyperparameters),
         **ds.input_kind.sizes(ds.arrays, ds.params),
@@ -216,9 +219,39 @@ def _network(cls: Any, cfg: TrainConfig, ds: JetDataset, n_outputs: int) -> tupl
             "joins them (ParticleNet, GraphTransformer)"
         )
     try:
-        return cls(**hyper), hyper
+        net = cls(**hyper)
     except TypeError as err:
         raise ConfigError(f"model: {cls.__name__}({', '.join(hyper)}) does not fit its constructor ({err})") from err
+    other = next(((n, p.dtype) for n, p in net.named_parameters() if p.dtype != torch.float32), None)
+    if other is not None:
+        raise ConfigError(
+            f"model: {cls.__name__} has {str(other[1]).removeprefix('torch.')} parameters ({other[0]}); e2e trains, "
+            "stores and exports float32 (leave the parameters' dtype as torch makes them)"
+        )
+    return net, hyper
+
+
+def _check_first_output(logits: Any, n_jets: int, n_outputs: int, net: Any, fresh: bool) -> None:
+    """The network's output on the first minibatch of a training: one row of ``n_outputs`` float32 logits per jet,
+    finite before any step (``fresh``), else one line naming its class (the loss failed inside torch, which was
+    reported as a bug in e2e, or as a diverged training to be fixed by a lower learning rate)."""
+    import torch
+
+    name = type(net).__name__
+    shape = list(logits.shape) if isinstance(logits, torch.Tensor) else None
+    if shape != [n_jets, n_outputs]:
+        got = f"shape {shape}" if shape is not None else f"a {type(logits).__name__}"
+        raise ConfigError(
+            f"model: {name} returns {got} for a minibatch of {n_jets} jets; expected a tensor [jets, {n_outputs}]: "
+            "one row of logits per jet (did it pool its nodes?)"
+        )
+    if logits.dtype != torch.float32:
+        raise ConfigError(f"model: {name} returns {str(logits.dtype).removeprefix('torch.')} values; expected float32")
+    if fresh and not bool(torch.isfinite(logits).all()):
+        raise ConfigError(
+            f"model: {name} returns NaN or infinite values on the first minibatch, before any training step: its "
+            "forward is not finite on these inputs (a division by zero, a log of 0?)"
+        )
 
 
 def _standardise(net: Any, ds: JetDataset, train: np.ndarray) -> None:
@@ -482,7 +515,8 @@ def _train(
     if min(len(p) for p in parts.values()) == 0:
         raise ConfigError(f"too few jets for a train/validation/test split: {ds.counts()}")
 
-    net, hyper = _network(net_cls, cfg, ds, len(outputs_of(heads)) if heads else len(sel.classes))
+    n_outputs = len(outputs_of(heads)) if heads else len(sel.classes)
+    net, hyper = _network(net_cls, cfg, ds, n_outputs)
     _standardise(net, ds, parts["train"])
     counts = np.bincount(ds.y[parts["train"]], minlength=len(sel.classes)).astype(np.float64)
     if not heads:  # one softmax over selection.classes (two or more: load_config): each needs training jets
@@ -532,6 +566,8 @@ def _train(
             jets = order[step * opt.batch_size : (step + 1) * opt.batch_size]
             inp = inputs_of(ds, jets)
             logits = net(*(torch.from_numpy(v) for v in inp.values()))
+            if step == 0 and epoch == st.epoch:
+                _check_first_output(logits, len(jets), n_outputs, net, fresh=epoch == 0)
             loss = batch_loss(logits, jets)
             optim.zero_grad()
             loss.backward()

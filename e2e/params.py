@@ -164,7 +164,13 @@ def unknown_key_message(key: str, allowed: list[str], where: str) -> str:
 def build(cls: type, mapping: Mapping[str, Any] | None, where: str) -> Any:
     """Instantiate config dataclass ``cls`` from ``mapping``, validating every key and value."""
     mapping = dict(mapping or {})
-    hints = typing.get_type_hints(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception as err:  # (a class of the user's: an annotation naming what its module does not define)
+        raise ConfigError(
+            f"{where}: the parameter declarations of {cls.__module__}.{cls.__qualname__} cannot be read: an "
+            f"annotation names something undefined ({type(err).__name__}: {err})"
+        ) from None
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in mapping:
         if key not in fields:
@@ -175,20 +181,32 @@ def build(cls: type, mapping: Mapping[str, Any] | None, where: str) -> Any:
         if name not in mapping:
             if f.default is _MISSING and f.default_factory is _MISSING:
                 raise ConfigError(f"{loc}: missing required key ({f.metadata.get('help', '')})")
+            if f.default is not _MISSING:
+                try:  # (a module of the user's whose declared default breaks its own type, choices or bounds)
+                    _checked(f.default, hints[name], f.metadata, loc)
+                except ConfigError as err:
+                    raise ConfigError(
+                        f"{err} (the default {cls.__qualname__} declares for it: give a valid value, or correct the "
+                        "declaration)"
+                    ) from None
             continue
-        value = _coerce(mapping[name], hints[name], loc)
-        meta = f.metadata
-        if meta.get("choices") is not None and value not in meta["choices"]:
-            allowed = ", ".join(map(str, meta["choices"]))
-            close = difflib.get_close_matches(str(value), [str(c) for c in meta["choices"]], n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{loc}: got {short(value)}{hint}; allowed: {allowed}")
-        for bound, op, word in (("minimum", float.__lt__, ">="), ("maximum", float.__gt__, "<=")):
-            lim = meta.get(bound)
-            if lim is not None and isinstance(value, (int, float)) and op(float(value), float(lim)):
-                raise ConfigError(f"{loc}: got {short(value)}, expected a value {word} {lim}")
-        kwargs[name] = value
+        kwargs[name] = _checked(mapping[name], hints[name], f.metadata, loc)
     return cls(**kwargs)
+
+
+def _checked(given: Any, hint: Any, meta: Mapping[str, Any], loc: str) -> Any:
+    """``given`` as the type ``hint``, within the field's ``choices`` and bounds (``meta``); one-line ConfigError."""
+    value = _coerce(given, hint, loc)
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        allowed = ", ".join(map(str, meta["choices"]))
+        close = difflib.get_close_matches(str(value), [str(c) for c in meta["choices"]], n=1)
+        hint_ = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{loc}: got {short(value)}{hint_}; allowed: {allowed}")
+    for bound, op, word in (("minimum", float.__lt__, ">="), ("maximum", float.__gt__, "<=")):
+        lim = meta.get(bound)
+        if lim is not None and isinstance(value, (int, float)) and op(float(value), float(lim)):
+            raise ConfigError(f"{loc}: got {short(value)}, expected a value {word} {lim}")
+    return value
 
 
 def describe(cls: type, prefix: str = "") -> list[str]:

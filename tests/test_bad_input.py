@@ -1142,6 +1142,19 @@ def test_a_module_of_ones_own_with_a_broken_declaration_or_import(work, capsys, 
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(work)
     (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "declared.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from faulty_modules import RaiseAt\n"
+        "from e2e.params import param\n"
+        "class BadDefault(RaiseAt):\n"
+        "    @dataclass\n"
+        "    class Params(RaiseAt.Params):\n"
+        "        scale: float = param(-1.0, 'a scale', minimum=0.0)\n"
+        "class BadAnnotation(RaiseAt):\n"
+        "    @dataclass\n"
+        "    class Params(RaiseAt.Params):\n"
+        "        scale: 'Floaty' = param(1.0, 'a scale')\n"
+    )
     config = yaml.safe_load((work / "shapes.yaml").read_text())
     config["outputs"][0]["keep"] = ["tauShapes", "mine"]
     for module_type, expected in [
@@ -1149,6 +1162,15 @@ def test_a_module_of_ones_own_with_a_broken_declaration_or_import(work, capsys, 
         (
             "exits_on_import:Mine",
             "importing module 'exits_on_import' for type 'exits_on_import:Mine' failed (SystemExit",
+        ),
+        (
+            "declared:BadDefault",
+            "modules.mine.scale: got -1.0, expected a value >= 0.0 (the default BadDefault.Params declares for it",
+        ),
+        (
+            "declared:BadAnnotation",
+            "the parameter declarations of declared.BadAnnotation.Params cannot be read: an annotation names "
+            "something undefined (NameError: name 'Floaty' is not defined)",
         ),
     ]:
         config["modules"]["mine"] = {"type": module_type}

@@ -54,6 +54,7 @@ from dataformats.geometry import (
     ecal_phi,
 )
 from dataformats.products import JaggedCollection
+from dataformats.rntuple_pages import PageChecksums
 from dataformats.schema import (
     SchemaError,
     branch_dtypes,
@@ -180,6 +181,7 @@ class RHTreeSource(HitsFileSource):
         super().__init__(label, params)
         self.files: list[_FileInfo] = []
         self._open: tuple[str, Any] | None = None
+        self._pages: PageChecksums | None = None  # the open file's, when an RNTuple
 
     # -- contract (file list, column plan and work items: HitsFileSource) -------------------------------
 
@@ -286,8 +288,20 @@ class RHTreeSource(HitsFileSource):
             if self._open is not None:
                 self._open[1].close()
             self._open = (path, open_root_file(path))
+            self._pages = None
+            if tree_class(self._open[1], path, self.params.tree) != "TTree":  # an RNTuple, whose pages carry
+                with reading(f"{path}:{self.params.tree}"):  # checksums that uproot does not verify: checked here
+                    tree = self._open[1][self.params.tree]
+                names = list(self._needed_branches().values())
+                self._pages = PageChecksums(tree, names, f"{path}:{self.params.tree}")
         with reading(f"{path}:{self.params.tree}"):
             return self._open[1][self.params.tree]
+
+    def check_pages(self, entry_start: int, entry_stop: int) -> None:
+        """The page checksums of the open file's entries ``entry_start:entry_stop`` (an RNTuple's; a TTree has
+        none), before anything of them is decompressed."""
+        if self._pages is not None:
+            self._pages.check(entry_start, entry_stop)
 
 
 class _Chunk:
@@ -302,6 +316,7 @@ class _Chunk:
         self.start = item.entry_start
         self.n = item.n_events
         self.tree = source.tree_of(info.path)
+        source.check_pages(item.entry_start, item.entry_stop)
 
     def _read(self, branch: str) -> Any:
         try:

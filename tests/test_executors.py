@@ -667,6 +667,27 @@ def test_per_file_outputs_of_inputs_that_gave_no_events_replace_earlier_ones(exe
     assert r.returncode == 0 and entries() == [30, 0], r.stderr
 
 
+@pytest.mark.parametrize("executor", ["iterative", "futures"])
+def test_copy_input_over_files_with_and_without_truth(executor, inputs, tmp_path):
+    """copy_input copies each input's branches, Jet truth where a file has it: into one file, a file without truth
+    after one with it is one line naming the file and the branches it lacks; with per_file each output has its own
+    input's branches (was 'the branches of Jet changed between batches', per_file too)."""
+    bare = write_hits(tmp_path / "bare.root", read_events(inputs[1], 24), truth=False)
+    config = _config(tmp_path, [inputs[0], bare])
+    args = ["-s", "outputs.0.copy_input=true"]
+    if executor != "iterative":
+        args += ["--executor", executor, "--workers", "2"]
+    r = _run(config, *args)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"{bare} gives other branches than the earlier inputs of its output file (without Jet_label" in r.stderr
+    assert "give inputs that all have the same branches, or per_file: true" in r.stderr
+    r = _run(config, *args, "-s", "outputs.0.per_file=true", "-s", f"outputs.0.file={tmp_path}/out_{{stem}}.root")
+    assert r.returncode == 0, r.stderr
+    with uproot.open(tmp_path / "out_a.root") as a, uproot.open(tmp_path / "out_bare.root") as b:
+        assert "Jet_label" in a["Events"].keys() and "Jet_label" not in b["Events"].keys()
+        assert a["Events"].num_entries == 30 and b["Events"].num_entries == 24
+
+
 def test_a_part_changed_between_its_unit_and_the_assembly_fails_in_one_line(inputs, tmp_path, monkeypatch):
     """A part whose bytes change after its unit wrote it (here: bytes flipped, same size, as in an uncompressed basket
     that would be read as data) fails the run naming the unit, before anything is assembled; the part is removed, so

@@ -26,6 +26,7 @@ import dataclasses
 import fnmatch
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +88,35 @@ def _lists(offsets: np.ndarray, content: Any) -> ak.Array:
 
 def _type_string(columns: dict[str, np.ndarray]) -> str:
     return "var * {" + ", ".join(f"{k}: {np.dtype(v.dtype).name}" for k, v in columns.items()) + "}"
+
+
+def _other_branches(label: str, before: dict[str, Any], now: dict[str, Any], input_file: str, copying: bool) -> str:
+    """The one-line error of a batch (of ``input_file``) whose branches differ from the earlier batches' of one
+    output file: those it lacks and those it adds, by name."""
+
+    def branches(types: dict[str, Any]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key, tp in types.items():
+            fields = re.findall(r"(\w+): (\w+)", tp) if isinstance(tp, str) else []
+            out.update({f"{key}_{f}": t for f, t in fields} if fields else {key: str(tp)})
+        return out
+
+    old, new = branches(before), branches(now)
+    lacks = [b for b in old if b not in new]
+    adds = [b for b in new if b not in old]
+    retyped = [f"{b} ({old[b]} -> {new[b]})" for b in new if b in old and old[b] != new[b]]
+    what = "; ".join(
+        f"{word} {', '.join(names[:6])}{' ...' if len(names) > 6 else ''}"
+        for word, names in (("without", lacks), ("with", adds), ("retyped", retyped))
+        if names
+    )
+    hint = (
+        ": this output copies each input's branches (copy_input), Jet truth included where a file has it; give "
+        "inputs that all have the same branches, or per_file: true (an output file per input)"
+        if copying
+        else ""
+    )
+    return f"{label}: {input_file} gives other branches than the earlier inputs of its output file ({what}){hint}"
 
 
 def _writable(tp: type) -> bool:
@@ -290,13 +320,12 @@ class RootOutput(OutputModule):
     def _append(self, data: dict[str, Any], n: int, input_file: str) -> None:
         """Write ``n`` entries (columns as ``_columns`` builds them) of ``input_file`` to its output file."""
         types = {k: (_type_string(v[1]) if isinstance(v, tuple) else v.dtype) for k, v in data.items()}
-        if self._types is None:
+        out = self.target(input_file)
+        new_file = self._current is None or self._current[0] != out
+        if self._types is None or (self.params.per_file and new_file):  # per_file: each file has its own branches
             self._types = types
         elif types != self._types:
-            previous = self._types or {}
-            changed = [k for k in types if types[k] != previous.get(k)]
-            raise E2EError(f"{self.label}: the branches of {', '.join(changed)} changed between batches")
-        out = self.target(input_file)
+            raise E2EError(_other_branches(self.label, self._types, types, input_file, self.params.copy_input))
         if self._writer is not None and self._current is not None and self._current[0] != out:
             self._finish()
         writer = self._writer if self._writer is not None else self._open(out, input_file)

@@ -479,6 +479,14 @@ def _check_layout(
     for f in EVENT_FIELDS:
         check(f.name, f, False, f"event ids need {ids}")
     for coll in collections(want_truth):
+        names = [coll.branch(f) for f in coll.fields]
+        if not coll.truth and not any(n in descs for n in [coll.counter_field.name, *names]):
+            raise SchemaError(
+                f"{source}: no branch of the collection {coll.name} ({', '.join(names)}, counter "
+                f"{coll.counter_field.name} optional for std::vector or RNTuple collections); if the file names them "
+                f"otherwise, give the source prefixes: {{{coll.name}: <its prefix>}} or branches: {{<schema name>: "
+                "<file's name>}"
+            )
         if not coll.truth:
             cf = coll.counter_field
             if cf.name in descs or coll.name not in counters_optional:

@@ -229,6 +229,15 @@ def test_missing_branch(tmp_path: Path) -> None:
     raises("'run'", validate_arrays, events)
 
 
+def test_a_collection_under_other_names_is_named_as_a_whole(tmp_path: Path) -> None:
+    """No branch of a collection at all (a file naming it EcalHits_*): one line naming the collection, its branches
+    and the prefixes option, not a 'missing counter' (which std::vector collections need not have)."""
+    flat = {k.replace("EcalHit", "EcalHits"): v for k, v in flat_dict(make_events()).items()}
+    msg = raises("EcalHit", validate_arrays, flat, require_counters=False)
+    assert "no branch of the collection EcalHit (EcalHit_ieta, EcalHit_iphi, EcalHit_energy, counter nEcalHit" in msg
+    assert "prefixes: {EcalHit: <its prefix>}" in msg
+
+
 def test_missing_counter() -> None:
     flat = flat_dict(make_events())
     del flat["nHcalHit"]

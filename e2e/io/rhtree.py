@@ -349,7 +349,10 @@ class _Chunk:
         """Offsets and values of a list of numbers per event (``flags``: booleans too, a ``vector<bool>``)."""
         arr = self._read(branch)
         if arr.layout.purelist_depth != 2:
-            raise SchemaError(f"{self.where}: branch '{branch}' is not a list of numbers per event ({arr.type})")
+            raise SchemaError(
+                f"{self.where}: branch '{branch}' is not a list of numbers per event ({arr.type}); expected a flat "
+                "std::vector (or fixed array) of numbers per event, a map stored row-major"
+            )
         offsets, values = _flat(arr, branch, self.where)
         if values.dtype.kind not in ("iufb" if flags else "iuf"):
             raise SchemaError(f"{self.where}: branch '{branch}' holds {values.dtype}, expected numbers")

@@ -132,12 +132,21 @@ def test_mapping_mistakes_are_one_line(tmp_path, capsys):
         ({"prefixes": {"Ecal": "e_"}}, "source.prefixes: 'Ecal' is not a collection"),
         ({"units": {"EcalHit_ieta": 2.0}}, "a unit factor applies to float branches"),
         ({"units": {"Jet_pt": -1.0}}, "expected a positive finite factor"),
+        (
+            {"branches": {"Jet_phi": "Jet_eta"}},
+            "source.branches: Jet_eta and Jet_phi would both be read from the files' branch 'Jet_eta'",
+        ),
+        ({"branches": {"Jet_pt": "x", "Jet_eta": "x"}}, "Jet_pt and Jet_eta would both be read from the files' branch"),
     ]:
         data = yaml.safe_load(CONFIG.read_text())
         data["source"].update(source)
         (tmp_path / "m.yaml").write_text(yaml.safe_dump(data))
         rc, _, err = run_cli([str(tmp_path / "m.yaml"), "--dump-config"], capsys)
         assert rc == 2 and expected in err and err.count("\n") == 1, err
+    data = yaml.safe_load(CONFIG.read_text())
+    data["source"]["branches"] = {"Jet_phi": "Jet_eta", "Jet_eta": "Jet_phi"}  # (swapped: each its own)
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(data))
+    assert run_cli([str(tmp_path / "m.yaml"), "--dump-config"], capsys)[0] == 0
     data = yaml.safe_load(CONFIG.read_text())
     data["source"]["prefixes"] = {"EcalHit": "ecalRecHit_"}
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(data))

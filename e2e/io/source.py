@@ -158,6 +158,14 @@ def file_branch_names(
             names[name] = prefixes[coll] + fld
         elif name.startswith("n") and name[1:] in prefixes:
             names[name] = "n" + prefixes[name[1:]].rstrip("_")
+    read_by: dict[str, str] = {}
+    for name in schema:  # one file branch for two schema branches: a slip (Jet_phi read from Jet_eta)
+        other = read_by.setdefault(names.get(name, name), name)
+        if other != name:
+            raise ConfigError(
+                f"{label}.branches: {other} and {name} would both be read from the files' branch "
+                f"'{names.get(name, name)}'; give each schema branch a branch of its own"
+            )
     return names
 
 

@@ -894,7 +894,7 @@ class FileLayout:
     rntuple: bool
 
 
-def _zipped_names(on_disk: set[str], rename: dict[str, str]) -> dict[str, str]:
+def zipped_names(on_disk: set[str], rename: dict[str, str]) -> dict[str, str]:
     """``rename`` with, for an RNTuple whose collections are records (``EcalHit.ieta``: uproot writes ``ak.zip``-ed
     collections so, without a counter), each schema branch that is not on disk under its own name or a given one
     named by its record field."""
@@ -908,7 +908,7 @@ def _zipped_names(on_disk: set[str], rename: dict[str, str]) -> dict[str, str]:
 
 
 def zipped_field(arrays: Mapping[str, Any], name: str) -> Any:
-    """Branch ``name`` of arrays read by uproot: itself, or for an RNTuple record field ``X.f`` (:func:`_zipped_names`)
+    """Branch ``name`` of arrays read by uproot: itself, or for an RNTuple record field ``X.f`` (:func:`zipped_names`)
     the field f of the records X, which is where uproot puts it; None when absent."""
     if name in arrays:
         return arrays[name]
@@ -950,7 +950,7 @@ def inspect_file(
             ttree = file[tree]
             on_disk = set(ttree.keys())
             if rntuple:
-                rename = _zipped_names(on_disk, rename)
+                rename = zipped_names(on_disk, rename)
             present = [b for b in branch_dtypes(True) if rename.get(b, b) in on_disk]
             want_truth = _want_truth(present, truth)
             wanted = [b for b in branch_dtypes(want_truth) if b in present]

@@ -791,6 +791,61 @@ def test_eval_refuses_an_input_with_other_jets(tagged):
     )
 
 
+def test_eval_and_display_refuse_an_input_of_other_jets_under_the_same_ids(tagged):
+    """Other events under the same ids and jet counts (a sample made again: every e2e-generate file numbered its
+    events 1..N in run 1): the tagged file's jet pT (written by default) against the input's, one line; metrics of
+    scores paired with other jets (an AUC of 0.33 for 0.95) and a display labelled with another jet's score."""
+    ev = read_events(tagged / "a" / "in.root")
+    order = np.arange(len(ev))
+    n_jet = ak.to_numpy(ev.nJet)
+    for n in np.unique(n_jet):  # events of equal jet counts reversed, the ids kept
+        group = np.flatnonzero(n_jet == n)
+        order[group] = group[::-1]
+    swapped = {f: ev[f] if f in ("run", "luminosityBlock", "event") else ev[f][order] for f in ev.fields}
+    write_hits(tagged / "other.root", swapped)
+    one_line_error(
+        cli("e2e-eval", "a/tagged.root", "--input", "other.root", cwd=tagged),
+        "a/tagged.root: its jets are not those of its input (other.root): jet ",
+        "same event ids and jet counts",
+    )
+    one_line_error(
+        cli(
+            "e2e-display",
+            "other.root",
+            "--tagged",
+            "a/tagged.root",
+            "--score",
+            "Jet_tauShapes_tau",
+            "-o",
+            "d.png",
+            cwd=tagged,
+        ),  # fmt: skip
+        "a/tagged.root is not a tagged file of other.root: entry ",
+    )
+    assert not (tagged / "d.png").exists()
+
+
+def test_eval_names_files_of_one_name_apart_and_refuses_what_it_cannot_measure(tagged):
+    """Two tagged files of one name in other directories are both in the table (the second replaced the first);
+    the same file twice, a signal other than Jet_label 1's, NaN bin edges, --head-labels without heads and a file
+    that is no e2e-run output are one line each."""
+    (tagged / "b").mkdir()
+    shutil.copy(tagged / "a" / "in.root", tagged / "b" / "in.root")
+    assert run_job(tagged, "-i", "b/in.root", "-o", "b/tagged.root", "-n", "100").returncode == 0
+    proc = cli("e2e-eval", "a/tagged.root", "b/tagged.root", "--plot", "ab.png", cwd=tagged)
+    assert proc.returncode == 0, proc.stderr
+    assert "a/tagged.root:tauShapes" in proc.stdout and "b/tagged.root:tauShapes" in proc.stdout, proc.stdout
+    for args, expected in [
+        (["a/tagged.root", "./a/tagged.root"], "./a/tagged.root: given twice (a/tagged.root is the same file)"),
+        (["a/tagged.root", "--signal", "qcd"], "--signal qcd: e2e-eval measures Jet_label 1 (tau) jets against"),
+        (["a/tagged.root", "--pt-bins", "nan", "50"], "--pt-bins nan 50: expected at least two increasing edges"),
+        (["a/tagged.root", "--head-labels", "4"], "--head-labels 4: no tagger of a/tagged.root has heads"),
+        (["a/in.root"], "a/in.root: no e2e_products provenance: not an output of e2e-run"),
+    ]:
+        one_line_error(cli("e2e-eval", *args, "--plot", "x.png", cwd=tagged), expected)
+    assert not (tagged / "x.png").exists()
+
+
 def _damaged_copy(path: Path, out: Path, start: int, length: int) -> Path:
     data = bytearray(path.read_bytes())
     for i in range(start, min(start + length, len(data))):

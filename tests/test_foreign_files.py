@@ -180,6 +180,16 @@ def test_an_rntuple_of_zipped_collections(tmp_path, capsys, reference):
         assert "EcalHit.ieta" in f["Events"].keys() and "nEcalHit" not in f["Events"].keys()
     assert schema.validate_file(path) == N
     np.testing.assert_array_equal(_tag(tmp_path, capsys, {"files": [str(path)]}, "zipped"), reference)
+    # its truth (Jet.label, Jet.gen_pt) read by e2e-eval and e2e-display --label as the job's source read it
+    from e2e.cli.display import main as display_main
+    from e2e.cli.eval import main as eval_main
+
+    tagged = str(tmp_path / "zipped_tagged.root")
+    assert eval_main([tagged, "--plot", str(tmp_path / "roc.png"), "--pt", "10", "200"]) == 0
+    assert "tauGNN" in capsys.readouterr().out
+    argv = [str(path), "--tagged", tagged, "--score", "Jet_tauGNN_tau", "--label", "tau", "-o", str(tmp_path / "d.png")]
+    assert display_main(argv) == 0, capsys.readouterr().err
+    assert (tmp_path / "d.png").stat().st_size > 0
     zipped["HcalHit"] = ak.zip({k[8:]: ev[k] for k in ev.fields if k.startswith("HcalHit_") and k != "HcalHit_iphi"})
     with uproot.recreate(path) as f:
         f["Events"] = zipped

@@ -64,12 +64,12 @@ def _producers(config: str | None) -> dict[str, dict[str, Any]]:
     return blocks
 
 
-def _by_score(args: argparse.Namespace) -> tuple[int, int, str, tuple[int, ...]]:
-    """(entry, jet, score text, the entry's (run, luminosityBlock, event)) of the jet of rank ``--rank`` in
-    ``--score`` of ``--tagged``."""
+def _by_score(args: argparse.Namespace) -> tuple[int, int, str, tuple[int, ...], float | None]:
+    """(entry, jet, score text, the entry's (run, luminosityBlock, event), the jet's pT in the tagged file or None)
+    of the jet of rank ``--rank`` in ``--score`` of ``--tagged``."""
     import awkward as ak
 
-    from dataformats.schema import SchemaError, open_root_file, reading
+    from dataformats.schema import SchemaError, inspect_file, open_root_file, reading, zipped_field
 
     if not args.score:
         raise E2EError("--tagged needs --score BRANCH (e.g. Jet_tauGNN_tau)")
@@ -84,8 +84,9 @@ def _by_score(args: argparse.Namespace) -> tuple[int, int, str, tuple[int, ...]]
         missing = [k for k in _IDS if k not in keys]
         if missing:
             raise E2EError(f"{args.tagged}: no branch {missing[0]} (is it an e2e-run output?)")
+        kinematics = ["Jet_pt"] if "Jet_pt" in keys else []  # (written by default: checked against the hits file)
         with reading(f"{args.tagged}:{name}", "the tree data"):
-            arrays = tree.arrays([args.score, *_IDS], library="ak")
+            arrays = tree.arrays([args.score, *_IDS, *kinematics], library="ak")
     score = arrays[args.score]
     if score.ndim != 2 or score.layout.purelist_depth != 2 or ak.to_numpy(ak.flatten(score)).dtype.kind not in "iuf":
         raise E2EError(f"{args.tagged}: branch {args.score} is {score.type}, expected one number per jet (a score)")
@@ -95,10 +96,13 @@ def _by_score(args: argparse.Namespace) -> tuple[int, int, str, tuple[int, ...]]
     jet_of = np.arange(len(flat)) - np.repeat(np.cumsum(counts) - counts, counts)
     keep = np.ones(len(flat), dtype=bool)
     if args.label:
+        try:  # (the file's own layout: an RNTuple of ak.zip-ed collections holds Jet.label)
+            branch = inspect_file(args.hits, truth=True).names["Jet_label"]
+        except SchemaError as err:
+            raise SchemaError(f"{err} (--label needs a simulated hits file)") from None
         with open_root_file(args.hits) as f, reading(f"{args.hits}:Events", "the truth Jet_label"):
-            if "Events" not in f or "Jet_label" not in f["Events"].keys():
-                raise SchemaError(f"{args.hits}: no branch Jet_label (--label needs a simulated hits file)")
-            labels = ak.to_numpy(ak.flatten(f["Events"]["Jet_label"].array(library="ak", entry_stop=len(counts))))
+            read = f["Events"].arrays([branch], library="ak", entry_stop=len(counts), how=dict)
+        labels = ak.to_numpy(ak.flatten(zipped_field(read, branch)))
         if len(labels) != len(flat):
             raise E2EError(f"{args.tagged} and {args.hits} do not have the same jets ({len(flat)} vs {len(labels)})")
         keep = labels == LABELS[args.label]
@@ -111,7 +115,8 @@ def _by_score(args: argparse.Namespace) -> tuple[int, int, str, tuple[int, ...]]
     i = int(order[args.rank])
     entry = int(entry_of[i])
     ids = tuple(int(arrays[k][entry]) for k in _IDS)
-    return entry, int(jet_of[i]), f"{args.score} = {flat[i]:.4f} (rank {args.rank} of {len(order)})", ids
+    pt = float(arrays["Jet_pt"][entry][jet_of[i]]) if kinematics else None
+    return entry, int(jet_of[i]), f"{args.score} = {flat[i]:.4f} (rank {args.rank} of {len(order)})", ids, pt
 
 
 _IDS = ("run", "luminosityBlock", "event")
@@ -133,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         check_output_file(args.output, read, "-o")
         plot_format(args.output)
         tagged_ids: tuple[int, ...] | None = None
+        tagged_pt: float | None = None
         by_position = [o for o, v in (("--entry", args.entry), ("--jet", args.jet)) if v is not None]
         by_score = [
             o for o, v in (("--score", args.score), ("--rank", args.rank), ("--label", args.label)) if v is not None
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             raise E2EError(f"{' and '.join(by_score)}: a jet by its score, which needs --tagged FILE --score BRANCH")
         args.rank = args.rank or 0
         if args.tagged:
-            entry, jet, score, tagged_ids = _by_score(args)
+            entry, jet, score, tagged_ids, tagged_pt = _by_score(args)
         elif args.entry is None:
             raise E2EError("choose a jet: --entry N [--jet J], or --tagged FILE --score BRANCH [--rank R]")
         else:
@@ -191,6 +197,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"hits file's entry has not ({len(jets)} jet(s)); give the hits file it was made from"
                 )
             raise E2EError(f"--jet {jet}: entry {entry} has {len(jets)} jet(s)")
+        pt = float(jets["pt"][jet])
+        if tagged_pt is not None and not np.isclose(tagged_pt, pt, rtol=1e-6, atol=1e-6):
+            raise E2EError(
+                f"{args.tagged} is not a tagged file of {args.hits}: entry {entry} jet {jet} has pT "
+                f"{tagged_pt:.6g} GeV there and {pt:.6g} here (same event ids and jet counts); give the hits file it "
+                "was made from"
+            )
         ids = batch.ids
         label = int(jets["label"][jet])
         mode = int(jets["decay_mode"][jet])

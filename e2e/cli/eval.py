@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dataformats.schema import open_root_file, reading
+from dataformats.schema import JET_LABELS, open_root_file, reading, tree_class, zipped_field, zipped_names
 from e2e.cli.common import Parser, console_script, nonempty, output_tree, run_main
 from e2e.errors import E2EError
 
@@ -69,8 +70,13 @@ def parser() -> argparse.ArgumentParser:
 def _provenance(f: Any, path: str) -> dict[str, Any]:
     with reading(path, "its e2e_products provenance"):
         text = str(f["e2e_products"]) if "e2e_products" in f else None
+    if text is None:
+        raise E2EError(
+            f"{path}: no e2e_products provenance: not an output of e2e-run (e2e-eval reads the tagged friend trees "
+            "e2e-run writes, and finds their inputs from it)"
+        )
     try:
-        prov = json.loads(text) if text is not None else {}
+        prov = json.loads(text)
     except ValueError:
         raise E2EError(f"{path}: its e2e_products provenance is not JSON (is it an e2e-run output?)") from None
     _check_provenance(prov, path)
@@ -122,6 +128,8 @@ class Tagged:
     scores: dict[str, np.ndarray]
     heads: dict[str, tuple[list[Any], np.ndarray]] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: the jets' pT as the tagged file holds them (written by default: jet_kinematics), None where it has not
+    jet_pt: np.ndarray | None = None
 
 
 def _read_tagged(path: str, signal: str) -> Tagged:
@@ -151,8 +159,9 @@ def _read_tagged(path: str, signal: str) -> Tagged:
         missing_ids = [b for b in (*IDS, "nJet") if b not in keys]
         if missing_ids:
             raise E2EError(f"{path}: no branch '{missing_ids[0]}' (is it an e2e-run output?)")
+        kinematics = ["Jet_pt"] if "Jet_pt" in keys else []  # (jet_kinematics: the jets' pT, to check the input)
         with reading(f"{path}:{name}", "the tree data"):
-            arrays = tree.arrays([*IDS, "nJet", *branches], library="np")
+            arrays = tree.arrays([*IDS, "nJet", *branches, *kinematics], library="np")
         n_jet = np.asarray(arrays["nJet"])
         heads: dict[str, tuple[list[Any], np.ndarray]] = {}
         for tag in taggers:
@@ -175,7 +184,8 @@ def _read_tagged(path: str, signal: str) -> Tagged:
                 f"{path}: tagger {tag} has NaN or infinite scores for {n} of {len(values)} jets (the model's output; "
                 "its run counted them): nothing to evaluate"
             )
-    return Tagged({k: arrays[k] for k in (*IDS, "nJet")}, scores, heads, prov)
+    pt = _per_jet(arrays["Jet_pt"], n_jet, "Jet_pt", path) if kinematics else None
+    return Tagged({k: arrays[k] for k in (*IDS, "nJet")}, scores, heads, prov, pt)
 
 
 def _per_jet(column: np.ndarray, n_jet: np.ndarray, branch: str, path: str) -> np.ndarray:
@@ -271,7 +281,8 @@ def _read_truth(
     from e2e.io.source import expand_files, file_branch_names
 
     source = source or {}
-    tree = source.get("tree") if isinstance(source.get("tree"), str) and source.get("tree") else "Events"
+    given = source.get("tree")
+    tree = given if isinstance(given, str) and given else "Events"
     mapping: dict[str, dict[str, Any]] = {
         k: dict(source[k]) if isinstance(source.get(k), dict) else {} for k in ("branches", "prefixes", "units")
     }
@@ -294,8 +305,13 @@ def _read_truth(
                 raise E2EError(f"{path}: no tree {tree} (the input of e2e-eval must be a simulated hits file)")
             with reading(f"{path}:{tree}"):
                 t = f[tree]
-                keys = {b for b in (*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt", *extra) if names.get(b, b) in t.keys()}
-                keys |= {"runId", "eventId"} & set(t.keys())
+                on_disk = set(t.keys())
+                # an RNTuple of ak.zip-ed collections holds Jet.label: read as the job's source read it
+                file_names = zipped_names(on_disk, names) if tree_class(f, path, tree) != "TTree" else names
+                keys = {
+                    b for b in (*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt", *extra) if file_names.get(b, b) in on_disk
+                }
+                keys |= {"runId", "eventId"} & on_disk
             missing = [b for b in (*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt") if b not in keys]
             if missing and {"runId", "eventId"} <= keys:
                 raise E2EError(
@@ -311,10 +327,10 @@ def _read_truth(
             stop = remaining + sum(hi - lo for lo, hi in ranges)
             wanted = [*IDS, "Jet_label", "Jet_pt", "Jet_gen_pt", *more]
             with reading(f"{path}:{tree}", "the tree data"):
-                read = t.arrays([names.get(b, b) for b in wanted], entry_stop=stop, library="ak")
+                read = t.arrays([file_names.get(b, b) for b in wanted], entry_stop=stop, library="ak", how=dict)
+            columns = {b: zipped_field(read, file_names.get(b, b)) for b in wanted}
             a = ak.zip(  # under the schema's names and units, as the job read them
-                {b: read[names.get(b, b)] * units[b] if b in units else read[names.get(b, b)] for b in wanted},
-                depth_limit=1,
+                {b: columns[b] * units[b] if b in units else columns[b] for b in wanted}, depth_limit=1
             )
             if ranges:
                 keep = np.ones(len(a), dtype=bool)
@@ -360,6 +376,13 @@ def evaluate(
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     bins: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     heads: dict[str, tuple[list[Any], dict[str, Any]]] = {}
+    known = {name: label for label, name in JET_LABELS.items()}
+    if known.get(signal, 1) != 1:
+        raise E2EError(
+            f"--signal {signal}: e2e-eval measures Jet_label 1 ({JET_LABELS[1]}) jets against Jet_label 0 "
+            f"({JET_LABELS[0]}) jets; --signal names the tagger output that scores Jet_label 1 (default tau)"
+        )
+    names = _file_names(files)
     for path in files:
         tagged = _read_tagged(path, signal)
         ids, scores = tagged.ids, tagged.scores
@@ -369,9 +392,10 @@ def evaluate(
         source = prov.get("process", {}).get("source", {})  # (types checked by _check_provenance)
         truth = _read_truth(sources, ids, path, extra, skipped_ranges(prov, sources, path), source)
         label, jpt, gen = truth["Jet_label"], truth["Jet_pt"], truth["Jet_gen_pt"]
+        _same_jets(tagged.jet_pt, jpt, path, sources)
         base = (label <= 1) & (gen > 0)
         for tag, values in tagged.heads.items():
-            name = tag if len(files) == 1 else f"{Path(path).stem}:{tag}"
+            name = tag if len(files) == 1 else f"{names[path]}:{tag}"
             matched = (gen > 0) & (np.isin(label, head_labels) if head_labels else True)
             heads[name] = _head_metrics(values, truth, matched, (jpt > pt[0]) & (jpt < pt[1]), jpt > pt[0])
         sel = base & (jpt > pt[0]) & (jpt < pt[1])
@@ -383,7 +407,7 @@ def evaluate(
                 "evaluate more events"
             )
         for tag, s in scores.items():
-            name = tag if len(files) == 1 else f"{Path(path).stem}:{tag}"
+            name = tag if len(files) == 1 else f"{names[path]}:{tag}"
             res = {"all": summary(s[sel & (label == 1)], s[sel & (label == 0)])}
             for lo, hi in zip(pt_bins[:-1], pt_bins[1:], strict=True):
                 m = base & (jpt >= lo) & (jpt < hi)
@@ -393,7 +417,41 @@ def evaluate(
             for lo, hi in zip(pt_bins[:-1], pt_bins[1:], strict=True):
                 m = base & (jpt >= lo) & (jpt < hi)
                 bins.setdefault(f"{lo:g}-{hi:g}", {})[name] = (s[m & (label == 1)], s[m & (label == 0)])
+    if head_labels and not heads:
+        raise E2EError(
+            f"--head-labels {' '.join(map(str, head_labels))}: no tagger of {', '.join(files)} has heads (the option "
+            "chooses the jets of their head metrics)"
+        )
     return {"results": results, "curves": curves, "bins": bins, "heads": heads}
+
+
+def _file_names(files: list[str]) -> dict[str, str]:
+    """How each tagged file is named in the table (its stem; its path where two have the same stem); the same file
+    given twice is one line."""
+    seen: dict[str, str] = {}
+    for path in files:
+        key = os.path.realpath(path)
+        if key in seen:
+            raise E2EError(f"{path}: given twice ({seen[key]} is the same file)")
+        seen[key] = path
+    stems = [Path(p).stem for p in files]
+    return {p: s if stems.count(s) == 1 else p for p, s in zip(files, stems, strict=True)}
+
+
+def _same_jets(tagged_pt: np.ndarray | None, input_pt: np.ndarray, path: str, inputs: list[str]) -> None:
+    """The tagged file's jets (their pT, which e2e-run writes by default) are its input's: a file of other events
+    under the same ids and jet counts (a sample generated again, its events in another order) is one line, not
+    metrics of scores paired with other jets."""
+    if tagged_pt is None:
+        return
+    differ = ~np.isclose(tagged_pt.astype(np.float64), input_pt.astype(np.float64), rtol=1e-6, atol=1e-6)
+    if differ.any():
+        j = int(np.argmax(differ))
+        raise E2EError(
+            f"{path}: its jets are not those of its input ({', '.join(inputs)}): jet {j} has pT {tagged_pt[j]:.6g} "
+            f"GeV there and {input_pt[j]:.6g} here ({int(np.count_nonzero(differ))} of {len(differ)} jets differ; "
+            "same event ids and jet counts); give the input it was made from with --input"
+        )
 
 
 #: Jet truth the head metrics read (decay mode, generator and reconstructed mass)
@@ -530,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
             raise E2EError(f"--bootstrap {args.bootstrap}: expected at least 2 replicas")
         if not 0.0 < args.working_point < 1.0:
             raise E2EError(f"--working-point {args.working_point:g}: expected a signal efficiency in (0, 1)")
-        if len(args.pt_bins) < 2 or np.any(np.diff(args.pt_bins) <= 0):
+        if len(args.pt_bins) < 2 or np.any(np.isnan(args.pt_bins)) or np.any(np.diff(args.pt_bins) <= 0):
             raise E2EError(
                 f"--pt-bins {' '.join(f'{b:g}' for b in args.pt_bins)}: expected at least two increasing edges (GeV)"
             )

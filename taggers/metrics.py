@@ -95,6 +95,18 @@ def summary(signal: np.ndarray, background: np.ndarray) -> dict[str, Any]:
     return out
 
 
+def json_finite(value: Any) -> Any:
+    """``value`` with every non-finite float as None (JSON null: a figure undefined in a bin without jets of a
+    class, or unbounded: the rejection where no background jet passes), as standard JSON has no NaN or Infinity."""
+    if isinstance(value, dict):
+        return {k: json_finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
 def roc_plot(path: str | Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> Path:
     """One panel of :func:`taggers.plots.performance_figure` (misID vs signal efficiency with bootstrap bands and
     the 60 % point), written atomically to ``path`` (format from the suffix)."""

@@ -407,3 +407,95 @@ def test_an_output_named_zoo_name_is_that_zoo_entry(tmp_path) -> None:
     assert load_config({**base, "output": "zoo:my_tagger"}, "cfg").output == str(ZOO / "my_tagger")
     with pytest.raises(Exception, match="is not a zoo name"):
         load_config({**base, "output": "zoo:../x"}, "cfg")
+
+
+def test_a_resume_after_a_stop_exports_and_one_of_other_inputs_is_refused(tmp_path, monkeypatch, capsys):
+    """A training that stopped early (patience) and was killed before its export resumes straight to the export:
+    the same epochs and weights as the uninterrupted run (it trained one more epoch); a checkpoint of other jets
+    (an input file changed since) is one line, not weights of one dataset described by another's provenance."""
+    import shutil
+
+    from safetensors.numpy import load_file
+
+    from e2e.cli.train import main as train_main
+    from training import train
+
+    stop = {"optimizer": {"max_epochs": 30, "patience": 1, "budget_minutes": 1, "lr": 0.5}}
+    assert train_main([_shapes_config(tmp_path, tmp_path / "whole", **stop), "--no-progress"]) == 0
+    epochs = yaml.safe_load((tmp_path / "whole" / "model.yaml").read_text())["provenance"]["training"]["epochs"]
+    assert epochs < 30  # (stopped early)
+    real_export = train.export_with_parity
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # after the last epoch's checkpoint, before the artefact
+
+    monkeypatch.setattr(train, "export_with_parity", killed)
+    config = _shapes_config(tmp_path, tmp_path / "parts", **stop)
+    assert train_main([config, "--no-progress"]) == 130
+    monkeypatch.setattr(train, "export_with_parity", real_export)
+    capsys.readouterr()
+    assert train_main([config, "--no-progress", "--resume"]) == 0
+    assert "it had stopped: early_stopping" in capsys.readouterr().err
+    spec = yaml.safe_load((tmp_path / "parts" / "model.yaml").read_text())
+    assert spec["provenance"]["training"]["epochs"] == epochs and spec["provenance"]["training"]["stopped"] == (
+        "early_stopping"
+    )
+    a, b = (load_file(tmp_path / d / "weights.safetensors") for d in ("whole", "parts"))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    # the inputs change under a checkpoint
+    shutil.copy(SAMPLE, tmp_path / "in.root")
+    process = {"source": {"files": [str(tmp_path / "in.root")]}, "modules": {"jetShapes": {"type": "JetShapeProducer"}}}
+    config = _shapes_config(tmp_path, tmp_path / "changed", process=process, **stop)
+    monkeypatch.setattr(train, "export_with_parity", killed)
+    assert train_main([config, "--no-progress"]) == 130
+    monkeypatch.setattr(train, "export_with_parity", real_export)
+    from conftest import read_events, write_hits
+
+    write_hits(tmp_path / "in.root", read_events(SAMPLE, 120))
+    capsys.readouterr()
+    assert train_main([config, "--no-progress", "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the checkpoint was trained on other jets than the inputs give now" in err, err
+    assert not (tmp_path / "changed").exists()
+
+
+def test_repeated_events_a_busy_output_and_a_checkpoint_path_that_is_a_file(tmp_path, capsys):
+    """Training inputs whose events repeat (the same file twice under two names) are counted in a warning, or
+    refused with duplicate_ids: error, as e2e-run does; a second training of an output being trained and a
+    checkpoint path that is a file are one line before any dataset is built."""
+    import shutil
+
+    from e2e.cli.train import main as train_main
+    from e2e.errors import ConfigError
+    from training import checkpoint
+
+    shutil.copy(SAMPLE, tmp_path / "again.root")
+    files = [str(SAMPLE), str(tmp_path / "again.root")]
+    process = {"source": {"files": files}, "modules": {"jetShapes": {"type": "JetShapeProducer"}}}
+    out = tmp_path / "twice"
+    assert train_main([_shapes_config(tmp_path, out, process=process), "--no-progress"]) == 0
+    assert "warning: 150 event(s) repeat an earlier event's (run, luminosityBlock, event)" in capsys.readouterr().err
+    strict = {**process, "options": {"duplicate_ids": "error"}}
+    assert train_main([_shapes_config(tmp_path, tmp_path / "strict", process=strict), "--no-progress"]) == 2
+    assert "duplicate event ids: run 1, luminosityBlock 1, event 1" in capsys.readouterr().err
+    with checkpoint.exclusive(out):
+        assert train_main([_shapes_config(tmp_path, out), "--no-progress"]) == 2
+        assert "another e2e-train (pid " in capsys.readouterr().err
+        with pytest.raises(ConfigError, match="is training this artefact now"):
+            with checkpoint.exclusive(str(out) + "/"):  # (the same output by another spelling)
+                pass
+    checkpoint.checkpoint_dir(out).write_text("x")
+    assert train_main([_shapes_config(tmp_path, out), "--no-progress"]) == 2
+    assert "twice.checkpoint: not a directory; e2e-train keeps the checkpoint" in capsys.readouterr().err
+
+
+def test_a_head_without_validation_jets_is_one_line(tmp_path, capsys):
+    """A regression head none of whose jets fell in the validation split early-stopped on a constant 0 loss and was
+    'calibrated on 0 validation jets' (NaN in model.yaml): one line before training instead."""
+    from e2e.cli.train import main as train_main
+
+    heads = [{"name": "mass", "type": "regression", "target": "gen_mass", "only": {"label": [0]}}]
+    config = _shapes_config(tmp_path, tmp_path / "m", heads=heads, max_jets=12, seed=1)
+    assert train_main([config, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "heads: head 'mass' has no validation jets with its only: {'label': [0]}" in err, err

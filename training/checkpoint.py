@@ -16,8 +16,10 @@ the same weights as an uninterrupted one. The checkpoint is removed when the art
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,8 @@ class TrainingState:
     history: list[dict[str, float]] = field(default_factory=list)
     train_s: float = 0.0  # training time used so far (s)
     best_state: dict[str, Any] | None = None
+    #: why the epoch loop stopped before max_epochs ("early_stopping", "budget"); "" while it goes on
+    stopped: str = ""
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -55,9 +59,17 @@ def _atomic_write(path: Path, write: Any) -> None:
 
 
 def save(
-    where: Path, net: Any, optim: Any, sched: Any, rng: np.random.Generator, state: TrainingState, config_sha256: str
+    where: Path,
+    net: Any,
+    optim: Any,
+    sched: Any,
+    rng: np.random.Generator,
+    state: TrainingState,
+    config_sha256: str,
+    dataset_sha256: str,
 ) -> None:
-    """Write the checkpoint after an epoch (``state.epoch`` is the next one)."""
+    """Write the checkpoint after an epoch (``state.epoch`` is the next one); ``dataset_sha256``: the digest of the
+    jets it trains on (:meth:`training.dataset.JetDataset.digest`)."""
     import torch
     from safetensors.torch import save_file
 
@@ -77,7 +89,9 @@ def save(
     _atomic_write(where / TENSORS, lambda p: save_file(tensors, str(p)))
     meta = {
         "config_sha256": config_sha256,
+        "dataset_sha256": dataset_sha256,
         "epoch": state.epoch,
+        "stopped": state.stopped,
         "best": state.best,
         "best_epoch": state.best_epoch,
         "history": state.history,
@@ -110,12 +124,24 @@ def check(where: Path, config_sha256: str) -> bool:
 
 
 def load(
-    where: Path, net: Any, optim: Any, sched: Any, rng: np.random.Generator, config_sha256: str
+    where: Path,
+    net: Any,
+    optim: Any,
+    sched: Any,
+    rng: np.random.Generator,
+    config_sha256: str,
+    dataset_sha256: str,
 ) -> TrainingState | None:
     """Restore a checkpoint into ``net``, ``optim``, ``sched`` and ``rng``; None when there is none (of this
-    configuration); a damaged one is one line."""
+    configuration); a damaged one, or one of another dataset (the input files changed since), is one line."""
     if not check(where, config_sha256):
         return None
+    recorded = json.loads((where / STATE).read_text()).get("dataset_sha256")
+    if recorded is not None and recorded != dataset_sha256:
+        raise ConfigError(
+            f"{where}: the checkpoint was trained on other jets than the inputs give now (a file changed since): "
+            "remove it, or train without --resume"
+        )
     try:
         return _restore(where, net, optim, sched, rng)
     except (KeyboardInterrupt, ConfigError, MemoryError):
@@ -146,7 +172,39 @@ def _restore(where: Path, net: Any, optim: Any, sched: Any, rng: np.random.Gener
     sched.load_state_dict({**sched.state_dict(), **meta["scheduler"]})
     rng.bit_generator.state = meta["numpy_rng"]
     torch.set_rng_state(tensors["torch_rng"])
-    return TrainingState(meta["epoch"], meta["best"], meta["best_epoch"], meta["history"], meta["train_s"], best)
+    return TrainingState(
+        meta["epoch"], meta["best"], meta["best_epoch"], meta["history"], meta["train_s"], best, meta.get("stopped", "")
+    )
+
+
+@contextlib.contextmanager
+def exclusive(output: str | Path) -> Iterator[None]:
+    """Hold the training of the artefact ``output`` for this process: another e2e-train of the same output (its
+    checkpoint, dataset and artefact directory) started meanwhile is one line instead of two runs overwriting each
+    other's checkpoint. An advisory lock (``flock``) on a file in the temporary directory, named after the output's
+    real path; released when the training ends or its process dies."""
+    import fcntl
+    import hashlib
+    import os
+    import tempfile
+
+    key = hashlib.sha256(os.path.realpath(output).encode()).hexdigest()[:20]
+    path = Path(tempfile.gettempdir()) / f"e2e-train-{key}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise ConfigError(
+                f"{output}: another e2e-train (pid {holder}) is training this artefact now; wait for it, or give "
+                "another output"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # (releases the lock)
 
 
 def remove(where: Path) -> None:

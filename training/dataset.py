@@ -18,6 +18,7 @@ event, seed), so all jets of an event land in the same part and the split does n
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +139,18 @@ class JetDataset:
     def inputs(self, jets: np.ndarray) -> dict[str, np.ndarray]:
         """Model inputs (ONNX input names -> arrays) of ``jets``, collated by the input kind."""
         return self.input_kind.inputs(self.arrays, self.params, jets)
+
+    def digest(self) -> str:
+        """SHA-256 of the selected jets: classes, pT, split, truth and the per-jet arrays (not the per-node or
+        per-pixel ones, gigabytes for a large sample), so that a resumed training sees whether its inputs changed."""
+        h = hashlib.sha256()
+        per_jet = {k: v for k, v in self.arrays.items() if k not in self.input_kind.bulky}
+        for name, a in [("y", self.y), ("pt", self.pt), ("split", self.split), *sorted(self.truth.items()),
+                        *sorted(per_jet.items())]:  # fmt: skip
+            a = np.ascontiguousarray(a)
+            h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
 
     def counts(self) -> dict[str, list[int]]:
         """Jets per split and class."""

@@ -25,11 +25,12 @@ import yaml
 
 from dataformats.schema import SchemaError
 from e2e.errors import ConfigError, E2EError, short
+from e2e.eventids import EventIdRegister
 from e2e.params import MAX_THREADS, build, param, to_plain
 from taggers.artefact import METRICS_JSON, MODEL_YAML, ONNX, OUTPUT_NAME, WEIGHTS, ZOO, ZOO_NAME_RE, Artefact, resolve
 from taggers.heads import Head, apply_heads, outputs_of, parse_heads
 from taggers.inputs import INPUT_KINDS, InputKind, kind_of_product
-from taggers.metrics import roc_plot, summary
+from taggers.metrics import json_finite, roc_plot, summary
 from taggers.models.registry import DEFAULT_ARCHITECTURE, architecture_name, resolve_architecture
 from training import checkpoint
 from training.checkpoint import checkpoint_dir
@@ -412,14 +413,17 @@ def train(
         )
     inputs += heldout + ([config_file] if config_file else []) + _models_run(cfg.process)
     check_output_dir(cfg.output, inputs, "output", marker=MODEL_YAML, owned=ARTEFACT_FILES)
-    if resume and not checkpoint.check(checkpoint_dir(cfg.output), hashlib.sha256(config_text.encode()).hexdigest()):
-        print(f"e2e-train: {cfg.name}: no checkpoint in {checkpoint_dir(cfg.output)}: training from the start",
-              file=sys.stderr)  # fmt: skip
-    with atomic_dir(cfg.output) as target:
-        if target.removed:
-            print(f"e2e-train: {cfg.output}: {describe_removed(target.removed)}", file=sys.stderr)
-        metrics = _train(cfg, command, config_text, progress, target.tmp, resume, trained_on)
-    checkpoint.remove(checkpoint_dir(cfg.output))
+    where = checkpoint_dir(cfg.output)
+    if where.exists() and not where.is_dir():
+        raise ConfigError(f"{where}: not a directory; e2e-train keeps the checkpoint of {cfg.output} there: move it")
+    with checkpoint.exclusive(cfg.output):  # (a second training of the same output at once: one line)
+        if resume and not checkpoint.check(where, hashlib.sha256(config_text.encode()).hexdigest()):
+            print(f"e2e-train: {cfg.name}: no checkpoint in {where}: training from the start", file=sys.stderr)
+        with atomic_dir(cfg.output) as target:
+            if target.removed:
+                print(f"e2e-train: {cfg.output}: {describe_removed(target.removed)}", file=sys.stderr)
+            metrics = _train(cfg, command, config_text, progress, target.tmp, resume, trained_on)
+        checkpoint.remove(where)
     return metrics
 
 
@@ -497,8 +501,15 @@ def _train(
             file=sys.stderr,
             flush=True,
         )
+    register = EventIdRegister(desc.options.duplicate_ids == "error")  # (as e2e-run checks its events)
+
+    def registered(batches: Any) -> Any:
+        for batch in batches:
+            register.add(batch)
+            yield batch
+
     ds = collect(
-        made.iter_batches(),
+        registered(made.iter_batches()),
         cfg.product,
         sel,
         (f_train, f_val, f_test),
@@ -510,6 +521,12 @@ def _train(
     )
     t_data = time.perf_counter() - t0
     log = tqdm.write if progress else (lambda line: print(line, file=sys.stderr, flush=True))
+    repeated = register.finish()
+    if repeated:  # (each such jet is in the dataset as often as its event is)
+        log(
+            f"e2e-train: {cfg.name}: warning: {repeated} event(s) repeat an earlier event's (run, luminosityBlock, "
+            f"event) in the training inputs; first: {register.first} (process.options.duplicate_ids: error refuses)"
+        )
     log(f"e2e-train: {cfg.name}: dataset {ds.counts()} jets in {t_data:.0f} s")
     parts = {s: np.flatnonzero(ds.split == i) for i, s in enumerate(SPLITS)}
     if min(len(p) for p in parts.values()) == 0:
@@ -529,6 +546,15 @@ def _train(
     weights = torch.as_tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
     objective = Objective(heads, ds.truth, parts["train"]) if heads else None
+    for h in heads or []:  # (a head without validation jets early-stops on a constant; without test jets, no metric)
+        mask = h.selected(ds.truth)
+        for split in ("validation", "test"):
+            if not mask[parts[split]].any():
+                only = f" with its only: {h.only}" if h.only else ""
+                raise ConfigError(
+                    f"heads: head '{h.name}' has no {split} jets{only} (dataset {ds.counts()}): give more events, or "
+                    "another split"
+                )
 
     def batch_loss(logits: Any, jets: np.ndarray) -> Any:
         if objective is not None:
@@ -550,14 +576,16 @@ def _train(
 
     where = checkpoint_dir(cfg.output)
     sha = hashlib.sha256(config_text.encode()).hexdigest()
-    st = checkpoint.load(where, net, optim, sched, rng, sha) if resume else None
+    data_sha = ds.digest()
+    st = checkpoint.load(where, net, optim, sched, rng, sha, data_sha) if resume else None
     if st is not None:
-        log(f"e2e-train: {cfg.name}: resuming at epoch {st.epoch} from {where} ({st.train_s:.0f} s trained)")
+        log(f"e2e-train: {cfg.name}: resuming at epoch {st.epoch} from {where} ({st.train_s:.0f} s trained"
+            + (f"; it had stopped: {st.stopped})" if st.stopped else ")"))  # fmt: skip
     st = st or checkpoint.TrainingState()
     t_train = time.perf_counter() - st.train_s
     budget_s = 60.0 * opt.budget_minutes
-    stopped = "max_epochs"
-    for epoch in range(st.epoch, opt.max_epochs):
+    stopped = st.stopped or "max_epochs"
+    for epoch in range(st.epoch, opt.max_epochs if not st.stopped else st.epoch):
         net.train()
         order = rng.permutation(parts["train"])
         total, n = 0.0, 0
@@ -594,12 +622,13 @@ def _train(
             st.best, st.best_epoch = v, epoch
             st.best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
         st.epoch, st.train_s = epoch + 1, time.perf_counter() - t_train
-        checkpoint.save(where, net, optim, sched, rng, st, sha)
-        if time.perf_counter() - t_train > budget_s:
-            stopped = "budget"
-            break
-        if epoch - st.best_epoch >= opt.patience:
-            stopped = "early_stopping"
+        if st.train_s > budget_s:
+            st.stopped = "budget"
+        elif epoch - st.best_epoch >= opt.patience:
+            st.stopped = "early_stopping"
+        checkpoint.save(where, net, optim, sched, rng, st, sha, data_sha)  # (a resume after a stop goes on to export)
+        if st.stopped:
+            stopped = st.stopped
             break
     best_state, best_epoch, history = st.best_state, st.best_epoch, st.history
     train_s = time.perf_counter() - t_train
@@ -680,10 +709,11 @@ def _train(
         spec["metrics"]["heldout"] = {
             "files": list(cfg.heldout),
             **({"also_training_input": heldout_trained_on} if heldout_trained_on else {}),
-            **_round(heldout_metrics(cfg, out, sel, names[sig])),
+            **_round(heldout_metrics(cfg, out, sel, names[sig], dict(primary.classes) if primary else sel.classes)),
         }
         _rewrite(out, net, spec, example, dynamic)
-    (out / METRICS_JSON).write_text(json.dumps({"test": _round(metrics), "history": history}, indent=1))
+    report = json_finite({"test": _round(metrics), "history": history})  # (standard JSON: no NaN or Infinity)
+    (out / METRICS_JSON).write_text(json.dumps(report, indent=1, allow_nan=False))
     lo, hi = sel.pt_range
     if tagger:
         roc_plot(out / "roc.png", {cfg.name: (score[sig_jets], score[bkg_jets])},
@@ -801,8 +831,11 @@ def export_with_parity(
     return parity
 
 
-def heldout_metrics(cfg: TrainConfig, artefact_dir: Path, sel: Selection, signal: str) -> dict[str, Any]:
-    """Tag ``cfg.heldout`` with the exported model exactly as e2e-run does; metrics of the selected jets."""
+def heldout_metrics(
+    cfg: TrainConfig, artefact_dir: Path, sel: Selection, signal: str, classes: Mapping[str, int]
+) -> dict[str, Any]:
+    """Tag ``cfg.heldout`` with the exported model exactly as e2e-run does; metrics of the selected jets, the class
+    ``signal`` of ``classes`` (name -> Jet_label: the selection's, or the classification head's) against the rest."""
     from e2e.config import load_process
     from e2e.process import Process
 
@@ -829,7 +862,7 @@ def heldout_metrics(cfg: TrainConfig, artefact_dir: Path, sel: Selection, signal
         if sel.require_gen_match
         else (pt > sel.pt_range[0]) & (pt < sel.pt_range[1])
     )
-    sig_label, bkg_label = sel.classes[signal], [v for k, v in sel.classes.items() if k != signal]
+    sig_label, bkg_label = classes[signal], [v for k, v in classes.items() if k != signal]
     return summary(s[base & (lab == sig_label)], s[base & np.isin(lab, bkg_label)])
 
 

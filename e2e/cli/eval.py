@@ -562,24 +562,12 @@ def table(results: dict[str, Any], pt: tuple[float, float]) -> list[str]:
     return lines
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite float as None (JSON null: a figure undefined in a bin without jets of a
-    class, or unbounded: the rejection where no background jet passes), as standard JSON has no NaN or Infinity."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def body() -> int:
         from e2e.paths import atomic_file, check_output_file
-        from taggers.metrics import plot_format
+        from taggers.metrics import json_finite, plot_format
         from taggers.plots import Panel, PlotText, confusion_figure, performance_figure, response_figure
 
         if not args.pt[0] < args.pt[1]:
@@ -651,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
                 out["results"].setdefault(name, {}).setdefault("heads", {})[h.name] = m
         if args.json:
             with atomic_file(args.json) as target:
-                target.tmp.write_text(json.dumps(_finite(out["results"]), indent=1, default=float, allow_nan=False))
+                target.tmp.write_text(json.dumps(json_finite(out["results"]), indent=1, default=float, allow_nan=False))
         return 0
 
     return run_main("e2e-eval", body, args.debug)

@@ -400,6 +400,34 @@ def temporary_dir(path: str | os.PathLike[str]) -> Path:
     return Path(tempfile.mkdtemp(prefix=_prefix(p), suffix=".tmp", dir=p.parent))
 
 
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """Hold ``path`` (an output, a directory of parts or checkpoints) for this process while the block runs: a second
+    e2e command working on it meanwhile is one line (``what`` it is, the holder's pid) instead of two runs removing
+    or overwriting each other's files. An advisory lock (``flock``) on a file in the temporary directory named after
+    the path's real path; released when the block ends or the process dies."""
+    import fcntl
+    import hashlib
+
+    key = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:20]
+    lock = Path(tempfile.gettempdir()) / f"e2e-{key}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise E2EError(
+                f"{path}: another process (pid {holder}) is writing {what} now; wait for it to end, or give another "
+                "output"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # (releases the lock)
+
+
 def describe_removed(removed: list[Path]) -> str:
     """'removed N stale temporary file(s) of runs that were killed: a, b'."""
     names = ", ".join(p.name for p in removed[:3]) + (", ..." if len(removed) > 3 else "")

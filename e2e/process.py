@@ -26,7 +26,7 @@ from e2e.event import EventBatch, split_tag
 from e2e.eventids import EventIdRegister
 from e2e.interrupts import raise_if_requested
 from e2e.module import Module, OutputModule, UnitPart, run_producer
-from e2e.paths import check_output_file
+from e2e.paths import check_output_file, exclusive
 from e2e.source import WorkItem
 
 if TYPE_CHECKING:
@@ -632,18 +632,19 @@ def run_units(
     """
     inputs = process.check_paths()
     _refuse_inputs_inside(_part_dir(process), inputs)  # before anything that may remove that directory
-    try:
-        return _run_units(process, executor, inputs, resume, skip_bad_files, progress)
-    except (E2EError, SchemaError) as err:  # one line: the note joins the message
-        note = _keep_or_remove_parts(process)
-        if note:
-            err.args = (f"{err} ({note})", *err.args[1:])  # the same exception (its traceback and cause kept)
-        raise
-    except BaseException:  # interrupted: the note is a line of its own
-        note = _keep_or_remove_parts(process)
-        if note:
-            print(f"e2e-run: {note}", file=sys.stderr)
-        raise
+    with exclusive(_part_dir(process), "the parts of this output (e2e-run)"):  # (a second run of it meanwhile)
+        try:
+            return _run_units(process, executor, inputs, resume, skip_bad_files, progress)
+        except (E2EError, SchemaError) as err:  # one line: the note joins the message
+            note = _keep_or_remove_parts(process)
+            if note:
+                err.args = (f"{err} ({note})", *err.args[1:])  # the same exception (its traceback and cause kept)
+            raise
+        except BaseException:  # interrupted: the note is a line of its own
+            note = _keep_or_remove_parts(process)
+            if note:
+                print(f"e2e-run: {note}", file=sys.stderr)
+            raise
 
 
 def _part_dir(process: Process) -> str:

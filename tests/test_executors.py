@@ -688,6 +688,21 @@ def test_copy_input_over_files_with_and_without_truth(executor, inputs, tmp_path
         assert a["Events"].num_entries == 30 and b["Events"].num_entries == 24
 
 
+def test_a_second_run_of_an_output_whose_parts_are_being_written_is_one_line(inputs, tmp_path):
+    """Two unit runs of one output at once: the second emptied the first's parts directory (which then failed
+    naming a part 'missing or changed', and pointed at --resume); now it is refused while the first holds it."""
+    from e2e.paths import exclusive
+
+    config = _config(tmp_path, inputs)
+    parts = tmp_path / ".out.root.parts"
+    with exclusive(parts, "the parts of this output (e2e-run)"):  # (as a running e2e-run holds them)
+        r = _run(config, "--executor", "futures", "--workers", "1")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"another process (pid {os.getpid()}) is writing the parts of this output (e2e-run) now" in r.stderr
+    assert not parts.exists() and not (tmp_path / "out.root").exists()
+    assert _run(config, "--executor", "futures", "--workers", "1").returncode == 0
+
+
 def test_a_part_changed_between_its_unit_and_the_assembly_fails_in_one_line(inputs, tmp_path, monkeypatch):
     """A part whose bytes change after its unit wrote it (here: bytes flipped, same size, as in an uncompressed basket
     that would be read as data) fails the run naming the unit, before anything is assembled; the part is removed, so

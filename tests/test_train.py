@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -466,7 +467,8 @@ def test_repeated_events_a_busy_output_and_a_checkpoint_path_that_is_a_file(tmp_
     import shutil
 
     from e2e.cli.train import main as train_main
-    from e2e.errors import ConfigError
+    from e2e.errors import E2EError
+    from e2e.paths import exclusive
     from training import checkpoint
 
     shutil.copy(SAMPLE, tmp_path / "again.root")
@@ -478,11 +480,12 @@ def test_repeated_events_a_busy_output_and_a_checkpoint_path_that_is_a_file(tmp_
     strict = {**process, "options": {"duplicate_ids": "error"}}
     assert train_main([_shapes_config(tmp_path, tmp_path / "strict", process=strict), "--no-progress"]) == 2
     assert "duplicate event ids: run 1, luminosityBlock 1, event 1" in capsys.readouterr().err
-    with checkpoint.exclusive(out):
+    with exclusive(out, "this artefact (e2e-train)"):
         assert train_main([_shapes_config(tmp_path, out), "--no-progress"]) == 2
-        assert "another e2e-train (pid " in capsys.readouterr().err
-        with pytest.raises(ConfigError, match="is training this artefact now"):
-            with checkpoint.exclusive(str(out) + "/"):  # (the same output by another spelling)
+        err = capsys.readouterr().err
+        assert f"twice: another process (pid {os.getpid()}) is writing this artefact (e2e-train) now" in err, err
+        with pytest.raises(E2EError, match="is writing it now"):
+            with exclusive(str(out) + "/", "it"):  # (the same output by another spelling)
                 pass
     checkpoint.checkpoint_dir(out).write_text("x")
     assert train_main([_shapes_config(tmp_path, out), "--no-progress"]) == 2

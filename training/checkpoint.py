@@ -16,10 +16,8 @@ the same weights as an uninterrupted one. The checkpoint is removed when the art
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,36 +173,6 @@ def _restore(where: Path, net: Any, optim: Any, sched: Any, rng: np.random.Gener
     return TrainingState(
         meta["epoch"], meta["best"], meta["best_epoch"], meta["history"], meta["train_s"], best, meta.get("stopped", "")
     )
-
-
-@contextlib.contextmanager
-def exclusive(output: str | Path) -> Iterator[None]:
-    """Hold the training of the artefact ``output`` for this process: another e2e-train of the same output (its
-    checkpoint, dataset and artefact directory) started meanwhile is one line instead of two runs overwriting each
-    other's checkpoint. An advisory lock (``flock``) on a file in the temporary directory, named after the output's
-    real path; released when the training ends or its process dies."""
-    import fcntl
-    import hashlib
-    import os
-    import tempfile
-
-    key = hashlib.sha256(os.path.realpath(output).encode()).hexdigest()[:20]
-    path = Path(tempfile.gettempdir()) / f"e2e-train-{key}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise ConfigError(
-                f"{output}: another e2e-train (pid {holder}) is training this artefact now; wait for it, or give "
-                "another output"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # (releases the lock)
 
 
 def remove(where: Path) -> None:

@@ -366,7 +366,7 @@ def train(
     held-out file, the configuration ``config_file``, a model a module of the process runs) or other files.
     """
     from e2e.io.source import expand_files
-    from e2e.paths import atomic_dir, check_output_dir, describe_removed, file_identity
+    from e2e.paths import atomic_dir, check_output_dir, describe_removed, exclusive, file_identity
 
     source = cfg.process.get("source", {})
     files = source.get("files", []) if isinstance(source, dict) else None
@@ -416,7 +416,7 @@ def train(
     where = checkpoint_dir(cfg.output)
     if where.exists() and not where.is_dir():
         raise ConfigError(f"{where}: not a directory; e2e-train keeps the checkpoint of {cfg.output} there: move it")
-    with checkpoint.exclusive(cfg.output):  # (a second training of the same output at once: one line)
+    with exclusive(cfg.output, "this artefact (e2e-train)"):  # (a second training of the same output at once)
         if resume and not checkpoint.check(where, hashlib.sha256(config_text.encode()).hexdigest()):
             print(f"e2e-train: {cfg.name}: no checkpoint in {where}: training from the start", file=sys.stderr)
         with atomic_dir(cfg.output) as target:

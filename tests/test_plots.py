@@ -95,5 +95,6 @@ def test_eval_writes_bands_and_one_panel_per_pt_bin(tmp_path, capsys) -> None:
     import matplotlib.image
 
     assert matplotlib.image.imread(str(plot)).shape[:2] == (1144, 1408)  # 2 x 2 panels
-    assert eval_main([str(out), "--plot", str(tmp_path / "x.png"), "--bootstrap", "1"]) == 2
-    assert "--bootstrap 1: expected at least 2" in capsys.readouterr().err
+    for n in ("1", "100000000"):
+        assert eval_main([str(out), "--plot", str(tmp_path / "x.png"), "--bootstrap", n]) == 2
+        assert f"--bootstrap {n}: expected 2 to 10,000 replicas" in capsys.readouterr().err

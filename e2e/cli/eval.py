@@ -562,6 +562,10 @@ def table(results: dict[str, Any], pt: tuple[float, float]) -> list[str]:
     return lines
 
 
+#: most bootstrap replicas of the performance bands
+MAX_BOOTSTRAP = 10_000
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
@@ -572,8 +576,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.pt[0] < args.pt[1]:
             raise E2EError(f"--pt {args.pt[0]:g} {args.pt[1]:g}: expected MIN < MAX (GeV)")
-        if args.bootstrap < 2:
-            raise E2EError(f"--bootstrap {args.bootstrap}: expected at least 2 replicas")
+        if not 2 <= args.bootstrap <= MAX_BOOTSTRAP:
+            raise E2EError(
+                f"--bootstrap {args.bootstrap}: expected 2 to {MAX_BOOTSTRAP:,} replicas (each holds a resampled ROC "
+                "curve in memory; the bands change little beyond a few hundred)"
+            )
         if not 0.0 < args.working_point < 1.0:
             raise E2EError(f"--working-point {args.working_point:g}: expected a signal efficiency in (0, 1)")
         if len(args.pt_bins) < 2 or np.any(np.isnan(args.pt_bins)) or np.any(np.diff(args.pt_bins) <= 0):

@@ -183,7 +183,17 @@ def load_config(data: dict[str, Any], where: str = "generate") -> GenerateConfig
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of parameters, got {type(data).__name__}")
     cfg = build(GenerateConfig, data, where)
-    cfg.plan()
+    plan = cfg.plan()
+    from simulation.processes import PROCESSES
+
+    default = GenerateConfig().pt_hat
+    taken = any(PROCESSES[s.process].uses_pt_hat and s.pt_hat is None for s in plan)
+    if "pt_hat" in data and cfg.pt_hat != default and not taken:  # (the default, as --dump-config writes it: fine)
+        uses = ", ".join(name for name, p in PROCESSES.items() if p.uses_pt_hat)
+        raise ConfigError(
+            f"{where}.pt_hat: given, but no sample takes it (it is the pT-hat range of the samples of {uses} without "
+            "their own pt_hat): remove it"
+        )
     pu = cfg.pileup
     if pu.mu_max is not None and not pu.mu_max >= pu.mu:
         raise ConfigError(f"{where}.pileup.mu_max: {pu.mu_max:g} is below mu = {pu.mu:g}; expected mu <= mu_max")

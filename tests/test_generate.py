@@ -245,6 +245,17 @@ def test_an_element_of_an_optional_list_is_not_offered_null() -> None:
     assert str(err.value).endswith("pt_hat[1]: got None, expected a number")
 
 
+def test_a_pt_hat_that_no_sample_takes_is_refused() -> None:
+    """A top-level pt_hat applies to the samples of pT-hat processes without their own: given otherwise it did
+    nothing, silently; its default, as --dump-config writes it, is accepted."""
+    with pytest.raises(ConfigError, match=r"generate.pt_hat: given, but no sample takes it"):
+        load_config({"process": "ztautau", "events": 3, "pt_hat": [30, 80]})
+    with pytest.raises(ConfigError, match=r"no sample takes it"):
+        load_config({**SMALL, "pt_hat": [30, 80]})  # (its qcd sample has its own)
+    assert load_config({"process": "ztautau", "events": 3, "pt_hat": [15.0, 200.0]}).pt_hat == [15.0, 200.0]
+    assert load_config({"process": "qcd", "events": 3, "pt_hat": [30, 80]}).pt_hat == [30.0, 80.0]
+
+
 def test_the_run_number_is_the_seed_unless_given() -> None:
     assert load_config({**SMALL, "seed": 2**32 + 7}).run_number == 7
     assert load_config({**SMALL, "run": 1}).run_number == 1

@@ -686,7 +686,11 @@ def _train(
             "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
             "config": to_plain(cfg),
             "seed": cfg.seed,
-            "dataset": {"jets": ds.counts(), "files": list(cfg.process.get("source", {}).get("files", []))},
+            "dataset": {
+                "jets": ds.counts(),
+                "files": list(cfg.process.get("source", {}).get("files", [])),
+                "sha256": data_sha,  # (JetDataset.digest: the selected jets, whatever the files are called)
+            },
             "training": {
                 "epochs": len(history),
                 "best_epoch": best_epoch,

@@ -377,6 +377,10 @@ def test_an_artefact_directory_is_replaced_only_when_it_holds_no_input_and_nothi
     assert train_main([_shapes_config(tmp_path, out), "--no-progress"]) == 2
     assert "also holds notes.txt, which it does not write" in capsys.readouterr().err
     (out / "notes.txt").unlink()
+    (out / "my_plot.png").write_bytes(b"mine")  # (a figure training does not make: roc.png and one per head only)
+    assert train_main([_shapes_config(tmp_path, out), "--no-progress"]) == 2
+    assert "also holds my_plot.png, which it does not write" in capsys.readouterr().err
+    (out / "my_plot.png").unlink()
     tagger = {"type": "ShapeTagger", "shapes": "jetShapes", "model": str(out)}
     modules = {"jetShapes": {"type": "JetShapeProducer"}, "tagS": tagger}
     process = {"source": {"files": [str(SAMPLE)]}, "modules": modules}

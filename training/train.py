@@ -27,6 +27,7 @@ from dataformats.schema import SchemaError
 from e2e.errors import ConfigError, E2EError, short
 from e2e.eventids import EventIdRegister
 from e2e.params import MAX_THREADS, build, param, to_plain
+from e2e.yamlio import load_yaml_file
 from taggers.artefact import METRICS_JSON, MODEL_YAML, ONNX, OUTPUT_NAME, WEIGHTS, ZOO, ZOO_NAME_RE, Artefact, resolve
 from taggers.heads import Head, apply_heads, outputs_of, parse_heads
 from taggers.inputs import INPUT_KINDS, InputKind, kind_of_product
@@ -345,10 +346,21 @@ def _truth_fields(heads: list[Head] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(fields))
 
 
-#: what an artefact directory holds (training writes these; an earlier artefact holding anything else is not replaced)
-ARTEFACT_FILES = re.compile(
-    "|".join(re.escape(n) for n in (ONNX, MODEL_YAML, WEIGHTS, METRICS_JSON)) + r"|[A-Za-z0-9_.-]+\.png"
-)
+#: what an artefact directory holds besides its figures (training writes these)
+ARTEFACT_FILES = (ONNX, MODEL_YAML, WEIGHTS, METRICS_JSON, "roc.png")
+
+
+def _artefact_files(output: str) -> re.Pattern[str]:
+    """The names an earlier artefact in ``output`` holds that training wrote: its files and figures (``roc.png``, and
+    one per head its model.yaml names); a directory holding anything else is not replaced."""
+    names = list(ARTEFACT_FILES)
+    try:
+        spec = load_yaml_file(Path(output) / MODEL_YAML, MODEL_YAML)
+        heads = spec.get("heads") if isinstance(spec, dict) else None
+        names += [f"{h['name']}.png" for h in heads or [] if isinstance(h, dict) and isinstance(h.get("name"), str)]
+    except (E2EError, OSError):  # (none, or unreadable: the fixed names only)
+        pass
+    return re.compile("|".join(re.escape(n) for n in names))
 
 
 def train(
@@ -412,7 +424,7 @@ def train(
             file=sys.stderr,
         )
     inputs += heldout + ([config_file] if config_file else []) + _models_run(cfg.process)
-    check_output_dir(cfg.output, inputs, "output", marker=MODEL_YAML, owned=ARTEFACT_FILES)
+    check_output_dir(cfg.output, inputs, "output", marker=MODEL_YAML, owned=_artefact_files(cfg.output))
     where = checkpoint_dir(cfg.output)
     if where.exists() and not where.is_dir():
         raise ConfigError(f"{where}: not a directory; e2e-train keeps the checkpoint of {cfg.output} there: move it")

@@ -181,7 +181,10 @@ def build(cls: type, mapping: Mapping[str, Any] | None, where: str) -> Any:
         if name not in mapping:
             if f.default is _MISSING and f.default_factory is _MISSING:
                 raise ConfigError(f"{loc}: missing required key ({f.metadata.get('help', '')})")
-            if f.default is not _MISSING:
+            plain = not dataclasses.is_dataclass(f.default) and not (
+                isinstance(f.default, float) and not math.isfinite(f.default)
+            )  # (a sub-configuration instance, or an unbounded "no cut" default: as declared)
+            if f.default is not _MISSING and plain:
                 try:  # (a module of the user's whose declared default breaks its own type, choices or bounds)
                     _checked(f.default, hints[name], f.metadata, loc)
                 except ConfigError as err:

@@ -405,13 +405,18 @@ def exclusive(path: str | os.PathLike[str], what: str) -> Iterator[None]:
     """Hold ``path`` (an output, a directory of parts or checkpoints) for this process while the block runs: a second
     e2e command working on it meanwhile is one line (``what`` it is, the holder's pid) instead of two runs removing
     or overwriting each other's files. An advisory lock (``flock``) on a file in the temporary directory named after
-    the path's real path; released when the block ends or the process dies."""
+    the user and the path's real path (a few bytes, left there); released when the block ends or the process dies.
+    Without a writable temporary directory the block runs unguarded."""
     import fcntl
     import hashlib
 
     key = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:20]
-    lock = Path(tempfile.gettempdir()) / f"e2e-{key}.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    lock = Path(tempfile.gettempdir()) / f"e2e-{os.getuid()}-{key}.lock"  # (per user: another's is not ours to open)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:  # no writable temporary directory: run unguarded, as before there was a lock
+        yield
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

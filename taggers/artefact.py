@@ -207,8 +207,8 @@ class Artefact:
     def check_embedded(self, metadata: dict[str, str], where: str) -> None:
         """``model.onnx``'s embedded copy of model.yaml (its metadata ``metadata``, ONNX Runtime's custom metadata
         map; e2e writes it at every export) against ``model.yaml``: what decides how the model is fed and how its
-        output is read (``input``, ``outputs``, ``feed``, and of the ``heads`` their names, types, targets, classes
-        and columns; not their calibration, applied after the model) must agree, else one line naming the first
+        output is read (``input``, ``outputs``, ``output``, ``feed``, and of the ``heads`` their names, types, targets,
+        classes and columns; not their calibration, applied after the model) must agree, else one line naming the first
         difference (an edited model.yaml, say its class names swapped, would label every score wrongly). An ONNX
         file without the entry (one of your own) is not checked."""
         text = metadata.get(ONNX_METADATA_KEY)
@@ -221,12 +221,17 @@ class Artefact:
             raise ConfigError(f"{where}: {err}") from None
         if not isinstance(embedded, dict):
             raise ConfigError(f"{where}: {onnx_path}: its metadata {ONNX_METADATA_KEY} is not a model.yaml mapping")
-        for key in ("outputs", "input", "feed", "heads"):
-            if _as_exported(key, embedded.get(key)) != _as_exported(key, self.spec.get(key)):
+        for key in ("outputs", "output", "input", "feed", "heads"):
+            now, then = _as_exported(key, self.spec.get(key)), _as_exported(key, embedded.get(key))
+            if now != then:
+                name = key
+                if isinstance(now, dict) and isinstance(then, dict):  # (the first entry that differs, by name)
+                    sub = next(k for k in [*now, *then] if now.get(k) != then.get(k))
+                    name, now, then = f"{key}.{sub}", now.get(sub), then.get(sub)
                 raise ConfigError(
-                    f"{where}: {self.path / MODEL_YAML} {key} {short(self.spec.get(key))} differs from the model.yaml "
-                    f"{ONNX} was exported with ({key} {short(embedded.get(key))}, its metadata {ONNX_METADATA_KEY}): "
-                    f"put model.yaml's {key} back, or re-export the ONNX model (e2e-reexport)"
+                    f"{where}: {self.path / MODEL_YAML} {name} {short(now)} differs from the model.yaml {ONNX} was "
+                    f"exported with ({name} {short(then)}, its metadata {ONNX_METADATA_KEY}): put model.yaml's {key} "
+                    "back, or re-export the ONNX model (e2e-reexport)"
                 )
 
     def build_torch(self, device: str = "cpu", inference: bool = True, bf16: bool = False) -> Any:
@@ -407,7 +412,15 @@ HEAD_LAYOUT_KEYS = ("name", "type", "target", "classes", "columns")
 def _as_exported(key: str, value: Any) -> Any:
     """The part of model.yaml's ``key`` that must be as when the ONNX model was exported."""
     if key == "heads" and isinstance(value, list):
-        return [{k: h.get(k) for k in HEAD_LAYOUT_KEYS} if isinstance(h, dict) else h for h in value]
+        return [{k: _classes(h.get(k)) if k == "classes" else h.get(k) for k in HEAD_LAYOUT_KEYS}
+                if isinstance(h, dict) else h for h in value]  # fmt: skip
+    return value
+
+
+def _classes(value: Any) -> Any:
+    """A head's classes as a mapping (model.yaml may give them as [[name, value], ...])."""
+    if isinstance(value, list) and all(isinstance(c, list) and len(c) == 2 for c in value):
+        return {str(c[0]): c[1] for c in value}
     return value
 
 

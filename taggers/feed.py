@@ -40,8 +40,8 @@ from taggers.inputs import InputKind
 #: What a model's first output is: logits get a softmax; probabilities are used as they are; sigmoid per output.
 OUTPUT_TYPES = ("logits", "probabilities", "sigmoid")
 LAYOUTS = ("native", "points")
-#: how far outside [0, 1] the values of a model whose output is probabilities may lie (float32 rounding)
-PROBABILITY_SLACK = 1e-5
+#: how far outside [0, 1] the values of a model whose output is probabilities may lie (rounding, float16 included)
+PROBABILITY_SLACK = 1e-3
 #: Rank of every native input of each kind (for the ONNX input check).
 NATIVE_RANKS = {"x": 2, "neighbors": 2, "batch": 1, "ptr": 1, "jet": 2, "frames": 4, "values": 2}
 

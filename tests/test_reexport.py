@@ -162,10 +162,39 @@ def test_a_model_fed_its_own_inputs_is_not_reexported(tmp_path, capsys) -> None:
     config = tmp_path / "job.yaml"
     config.write_text(
         f"source: {{files: [{REPO / 'data' / 'sample_tau_qcd.root'}]}}\n"
-        f"modules:\n  shapes: {{type: JetShapeProducer}}\n  tag: {{type: ShapeTagger, model: {model}}}\n"
+        f"modules:\n  jetShapes: {{type: JetShapeProducer}}\n  tag: {{type: ShapeTagger, model: {model}}}\n"
         "outputs: [{file: unused.root}]\n"
     )
     assert main([str(model), "--config", str(config), "--label", "tag"]) == 2
     err = capsys.readouterr().err
     assert "feeds model.onnx its own inputs (feed); e2e-reexport exports e2e's own inputs only" in err, err
     assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+
+
+def test_reexport_puts_right_a_model_yaml_that_drifted_from_its_onnx(tmp_path, capsys) -> None:
+    """Outputs renamed in model.yaml (new branch names): the ONNX model embeds the old model.yaml, so the tagger
+    refuses it and says to re-export; e2e-reexport (which runs only the producers) does, and the job then runs."""
+    import yaml
+
+    from e2e.cli.run import main as run_main
+
+    model = tmp_path / "model"
+    shutil.copytree(REPO / "taggers" / "zoo" / "tau_shapes", model)
+    spec = yaml.safe_load((model / A.MODEL_YAML).read_text())
+    spec["outputs"] = ["background", "tau"]
+    (model / A.MODEL_YAML).write_text(yaml.safe_dump(spec, sort_keys=False))
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        f"source: {{files: [{REPO / 'data' / 'sample_tau_qcd.root'}], max_events: 20}}\n"
+        f"modules:\n  jetShapes: {{type: JetShapeProducer}}\n  tag: {{type: ShapeTagger, model: {model}}}\n"
+        f"outputs: [{{file: {tmp_path / 'out.root'}, keep: [tag]}}]\n"
+    )
+    assert run_main([str(config), "--no-progress"]) == 2
+    assert "or re-export the ONNX model (e2e-reexport)" in capsys.readouterr().err
+    assert main([str(model), "--config", str(config), "--label", "tag", "--max-events", "40"]) == 0
+    capsys.readouterr()
+    assert run_main([str(config), "--no-progress"]) == 0
+    import uproot
+
+    with uproot.open(tmp_path / "out.root") as f:
+        assert "Jet_tag_background" in f["Events"].keys()

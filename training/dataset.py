@@ -149,7 +149,7 @@ class JetDataset:
                         *sorted(per_jet.items())]:  # fmt: skip
             a = np.ascontiguousarray(a)
             h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
-            h.update(a.tobytes())
+            h.update(a.reshape(-1).data)  # (its buffer, not a copy)
         return h.hexdigest()
 
     def counts(self) -> dict[str, list[int]]:

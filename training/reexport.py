@@ -40,7 +40,10 @@ def product_inputs(config: str, data: dict[str, Any], label: str, max_events: in
     if not isinstance(tagger, TaggerBase):
         raise E2EError(f"{config}: module '{label}' is a {type(tagger).__name__}, not a tagger")
     tag = getattr(tagger.params, tagger.input_kind.tagger_param)
-    products = [batch.get(tag) for batch in Process(desc).iter_batches()]
+    # the producers of its product only: the tagger's own session would check the model.onnx being replaced (its
+    # inputs, the model.yaml it embeds), which may be what the re-export is to put right
+    upstream = {**data, "outputs": [{"file": "unused.root", "keep": [tag.partition(":")[0]]}]}
+    products = [batch.get(tag) for batch in Process(load_process(upstream, where=config)).iter_batches()]
     return tagger, products
 
 

@@ -160,10 +160,13 @@ def file_branch_names(
             names[name] = "n" + prefixes[name[1:]].rstrip("_")
     read_by: dict[str, str] = {}
     for name in schema:  # one file branch for two schema branches: a slip (Jet_phi read from Jet_eta)
+        if name in ID_FIELDS:  # (an id a file lacks may stand in for another: luminosityBlock read from run)
+            continue
         other = read_by.setdefault(names.get(name, name), name)
         if other != name:
+            given = sorted({"branches" if n in branches else "prefixes" for n in (other, name) if n in names})
             raise ConfigError(
-                f"{label}.branches: {other} and {name} would both be read from the files' branch "
+                f"{label}.{' and '.join(given)}: {other} and {name} would both be read from the files' branch "
                 f"'{names.get(name, name)}'; give each schema branch a branch of its own"
             )
     return names

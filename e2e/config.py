@@ -20,7 +20,7 @@ from e2e.params import MAX_THREADS, build, param, to_plain, unknown_key_message
 from e2e.source import Source
 
 TOP_LEVEL_KEYS = ("process", "source", "modules", "outputs", "options")
-LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+LABEL_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # (matched whole: fullmatch, no trailing newline)
 SOURCE_LABEL = "source"
 
 
@@ -134,7 +134,7 @@ def load_process(data: Any, where: str = "<config>", config_file: str | None = N
         raise ConfigError(f"{where}: modules: expected a mapping of label -> module block")
     modules: dict[str, Module] = {}
     for label, block in raw_modules.items():
-        if not isinstance(label, str) or not LABEL_RE.match(label) or len(label) > MAX_LABEL_CHARS:
+        if not isinstance(label, str) or not LABEL_RE.fullmatch(label) or len(label) > MAX_LABEL_CHARS:
             raise ConfigError(
                 f"{where}: modules: label {short(label)} must start with a letter and contain only "
                 f"letters, digits and '_', at most {MAX_LABEL_CHARS} (it names the product and output branches)"

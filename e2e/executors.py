@@ -327,7 +327,8 @@ PRELOAD = ("numba", "awkward", "uproot", "e2e.process", "e2e.io.source", "e2e.io
 def preload_modules(config: Mapping[str, Any]) -> list[str]:
     """The modules a worker of ``config`` (a raw process configuration) will import: the common ones, the
     taggers and the inference backends their ``backend`` names (onnxruntime unless torch)."""
-    blocks = [b for b in dict(config.get("modules") or {}).values() if isinstance(b, Mapping)]
+    given = config.get("modules")
+    blocks = [b for b in given.values() if isinstance(b, Mapping)] if isinstance(given, Mapping) else []
     backends = {str(b.get("backend", "onnxruntime")) for b in blocks if "model" in b}
     out = list(PRELOAD)
     if backends:

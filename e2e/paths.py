@@ -32,7 +32,7 @@ from e2e.errors import E2EError
 from e2e.interrupts import deferred, raise_if_requested
 
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname() or "host")
-_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.(?P<tag>[A-Za-z0-9_]+)\.tmp$")
+_TMP_RE = re.compile(r"\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.(?P<tag>[A-Za-z0-9_]+)\.tmp")
 
 
 def _kind(mode: int) -> str:
@@ -179,7 +179,7 @@ def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
     except OSError:
         return removed
     for entry in entries:
-        m = _TMP_RE.match(entry.name)
+        m = _TMP_RE.fullmatch(entry.name)
         if not m or m["name"] != p.name or m["host"] != _HOST or _alive(int(m["pid"])):
             continue
         try:

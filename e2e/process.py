@@ -107,6 +107,11 @@ def build_schedule(desc: ProcessDescription) -> Schedule:
         deps = []
         for tag, expected in module.consumes().items():
             label, instance = split_tag(tag)
+            if tag.endswith(":"):  # ('x:' read as x's main product here, but put under 'x': not found mid-run)
+                raise ConfigError(
+                    f"{where}: {owner} consumes '{tag}': nothing after ':'; write '{label}' for its main product, or "
+                    f"'{label}:INSTANCE'"
+                )
             if label not in producers:
                 raise ConfigError(
                     f"{where}: {owner} consumes '{tag}' but no module is labelled '{label}'"

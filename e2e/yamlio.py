@@ -145,13 +145,24 @@ def load_yaml_text(text: str, where: str) -> Any:
             return None
         expanded_size(node, where)
         _check_nodes(node, where)
-        return loader.construct_document(node)
+        return _unshared(loader.construct_document(node))
     except yaml.YAMLError as err:
         raise _yaml_error(err, where) from err
     except RecursionError:
         raise ConfigError(f"{where}: nested too deeply; not accepted") from None
     finally:
         loader.dispose()
+
+
+def _unshared(value: Any) -> Any:
+    """``value`` with every mapping and list a copy of its own: YAML gives each use of an alias (``*a``, and the
+    values a merge key ``<<: *a`` brings) the same object, so that an override of one block (``-s modules.b.x=1``)
+    changed every block that shares it. Bounded by :func:`expanded_size` (checked before)."""
+    if isinstance(value, dict):
+        return {k: _unshared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unshared(v) for v in value]
+    return value
 
 
 def load_yaml_file(path: str | os.PathLike[str], what: str = "configuration file") -> Any:

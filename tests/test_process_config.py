@@ -350,3 +350,48 @@ def test_small_mistakes_say_what_they_are(tmp_path, capsys):
         load_yaml_text("a: 1\n---\nb: 2\n", "x.yaml")
     with pytest.raises(ConfigError, match=r"holds more than 100,000 values \(aliases expanded\)"):
         load_yaml_text("[" + ", ".join(["1"] * 100_001) + "]", "x.yaml")
+
+
+def test_an_override_of_a_block_shared_by_an_alias_changes_that_block_only(tmp_path, capsys):
+    """YAML gives every use of an alias (and what a merge key brings) one object: -s on one block changed the
+    others that share it, silently."""
+    cfg = tmp_path / "alias.yaml"
+    cfg.write_text(
+        f"source: {{files: [{SAMPLE}]}}\n"
+        "modules:\n"
+        "  narrow: &s {type: JetShapeProducer, cone: 0.3}\n"
+        "  wide: *s\n"
+        "  graphsA: &g {type: JetGraphProducer, window: 33, thresholds: {ecal: 0.2}}\n"
+        "  graphsB: {<<: *g, k: 8}\n"
+        "outputs: [{file: out.root}]\n"
+    )
+    rc, out, err = run_cli([str(cfg), "--dump-config", "-s", "modules.wide.cone=0.5",
+                            "-s", "modules.graphsB.thresholds.ecal=0.5"], capsys)  # fmt: skip
+    assert rc == 0, err
+    modules = yaml.safe_load(out)["modules"]
+    assert modules["narrow"]["cone"] == 0.3 and modules["wide"]["cone"] == 0.5
+    assert modules["graphsA"]["thresholds"]["ecal"] == 0.2 and modules["graphsB"]["thresholds"]["ecal"] == 0.5
+
+
+def test_labels_tags_indices_and_blocks_that_slipped_through(tmp_path, capsys):
+    """A label with a trailing newline, a tag with nothing after ':', a list index in other digits, a null block
+    under -s, a dump of a job that cannot run, and a modules list with a parallel executor: each one line (or
+    the job as meant), not a failure mid-run or an internal error."""
+    assert "label" in error(config(**{"jetShapes\n": {"type": "JetShapeProducer"}}))
+    msg = error(config(jetGraphs={"type": "JetGraphProducer"}, g={"type": "test_process_config:NeedsGraphs",
+                                                                  "graphs": "jetGraphs:"}))  # fmt: skip
+    assert "modules.g consumes 'jetGraphs:': nothing after ':'; write 'jetGraphs' for its main product" in msg
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config()) + "options:\n  # threads: 2\n")
+    rc, out, err = run_cli([str(cfg), "--dump-config", "-s", "options.threads=2"], capsys)
+    assert rc == 0 and yaml.safe_load(out)["options"]["threads"] == 2, err
+    rc, _, err = run_cli([str(cfg), "--dump-config", "-s", "outputs.\u00b2.file=x"], capsys)
+    assert rc == 2 and "is not an index of a list of 1" in err, err
+    cycle = config(a={"type": "test_process_config:Echo", "model": "m", "src": "b"},
+                   b={"type": "test_process_config:Echo", "model": "m", "src": "a"})  # fmt: skip
+    cfg.write_text(yaml.safe_dump(cycle))
+    rc, out, err = run_cli([str(cfg), "--dump-config"], capsys)
+    assert rc == 2 and "cycle" in err and out == "", err
+    cfg.write_text(yaml.safe_dump(config()))
+    rc, _, err = run_cli([str(cfg), "-n", "2", "--executor", "futures", "--workers", "1", "-s", "modules=[1]"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "modules: expected a mapping" in err, err

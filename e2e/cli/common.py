@@ -32,7 +32,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
+            if not (part.isascii() and part.isdigit()) or int(part) >= len(node):
                 raise ConfigError(f"override {shown}: {short(part)} is not an index of a list of {len(node)}")
             if last:
                 node[int(part)] = value
@@ -42,7 +42,9 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
             if last:
                 node[part] = value
             else:
-                node = node.setdefault(part, {})
+                if node.get(part) is None:  # (absent, or a block whose lines are all commented out: empty)
+                    node[part] = {}
+                node = node[part]
         else:
             raise ConfigError(f"override {shown}: {short(parts[i - 1])} is not a mapping or list")
 

@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             desc = load_process(data, where=str(args.config), config_file=str(args.config))
             if args.dump_config:
+                from e2e.process import build_schedule
+
+                build_schedule(desc)  # (a job that cannot run, a cycle or a product no module makes, is not printed)
                 print(yaml.safe_dump(desc.to_dict(), sort_keys=False), end="")
                 return 0
             from e2e.process import Process

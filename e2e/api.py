@@ -111,7 +111,7 @@ class EventTagger:
             data = load_config_mapping(str(config), list(overrides), "process configuration", "process")
         where = str(config) if not isinstance(config, Mapping) else "<config>"
         data["source"] = in_memory_source(data.get("source"), where)
-        self._data = copy.deepcopy(data)  # what a pickled tagger is rebuilt from (__reduce__)
+        self._data = _with_absolute_models(data)  # what a pickled tagger is rebuilt from (__reduce__)
         self.desc = load_process(data, where=where)
         _refuse_file_options(self.desc.options, where)
         self.process = Process(self.desc)
@@ -180,6 +180,19 @@ class EventTagger:
 #: the taggers unpickled in this process, by configuration (:meth:`EventTagger.__reduce__`)
 _REBUILT: dict[str, EventTagger] = {}
 _REBUILT_LOCK = threading.Lock()
+
+
+def _with_absolute_models(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with the model directories its modules name (``model: mymodel``) made absolute: a tagger
+    unpickled in a process that runs elsewhere (a dask worker's directory) finds the same model, not none or
+    another of that name."""
+    out = copy.deepcopy(dict(data))
+    blocks = out.get("modules")
+    for block in blocks.values() if isinstance(blocks, dict) else []:
+        model = block.get("model") if isinstance(block, dict) else None
+        if isinstance(model, str) and model and not model.startswith("zoo:") and not os.path.isabs(model):
+            block["model"] = os.path.abspath(model)
+    return out
 
 
 def _config_key(data: Mapping[str, Any]) -> str:

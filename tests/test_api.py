@@ -596,3 +596,40 @@ def test_a_tagger_is_pickled_as_its_configuration(events) -> None:
         expected = ak.to_list(tagger(events[:5])["Jet_tauGNN_tau"])
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             assert pool.submit(_scores_in_a_new_process, payload).result(timeout=300) == expected
+
+
+def test_a_pickled_tagger_finds_its_model_from_another_directory(events, tmp_path, monkeypatch) -> None:
+    """A model given by a relative path travels as the directory it named where the tagger was built: a process that
+    runs elsewhere (a dask worker) found none, or another of that name."""
+    import multiprocessing
+    import pickle
+    import shutil
+    from concurrent.futures import ProcessPoolExecutor
+
+    (tmp_path / "here").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copytree(REPO / "taggers" / "zoo" / "tau_gnn_fast", tmp_path / "here" / "mymodel")
+    monkeypatch.chdir(tmp_path / "here")
+    fast = REPO / "process_configs" / "tau_gnn_fast.yaml"
+    with EventTagger(fast, ["modules.tauGNN.model=mymodel", "modules.tauGNN.backend=onnxruntime"]) as tagger:
+        payload = pickle.dumps((tagger, events[:5]))
+        expected = ak.to_list(tagger(events[:5])["Jet_tauGNN_tau"])
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            assert pool.submit(_scores_in_a_new_process, payload).result(timeout=300) == expected
+
+
+def test_a_row_of_numpy_arrays_and_a_counter_of_the_wrong_form(tagger, events) -> None:
+    """One event as uproot's library="np" gives it (numpy numbers and arrays) is one event; a counter given as a list
+    per event, or with a None, is one line (an awkward error, and a count hidden under the None, before)."""
+    with uproot.open(SAMPLE) as f:
+        rows = f["Events"].arrays(entry_stop=3, library="np")
+    row = {k: v[2] for k, v in rows.items()}
+    assert ak.to_list(tagger(row)) == ak.to_list(tagger(events[2:3]))
+    flat = {k: events[:4][k] for k in events.fields}
+    with pytest.raises(SchemaError, match=r"counter 'nJet' is 4 \* var \* float32, expected one integer per event"):
+        tagger({**flat, "nJet": events[:4].Jet_pt})
+    masked = ak.mask(events[:4].nJet + 100, np.array([True, False, True, True]))
+    with_none = ak.where(np.array([False, True, False, False]), masked, events[:4].nJet)
+    with pytest.raises(SchemaError, match=r"branch 'nJet' has missing values \(None\) in entry 1"):
+        tagger({**flat, "nJet": with_none})

@@ -77,6 +77,9 @@ class ArraySource(RootSource):
         ready = self._plain_batch(arrays, truth)
         n, casts = (ready.n_events, {}) if ready is not None else self._check_branches(arrays, truth)
         counters = frozenset(c for c in self._branches(truth) if f"n{c}" in arrays)
+        if ready is None:
+            for c in counters:
+                _check_counter_branch(f"n{c}", arrays[f"n{c}"])
         names = (*self._plain_plan(truth).wanted, *(f"n{c}" for c in counters))
         self._arrays, self._loaded, self._ready = arrays, names, ready
         self._memory = _FileInfo(MEMORY, FileLayout(n, truth, counters, casts, {b: b for b in names}, False))
@@ -407,6 +410,17 @@ def _depth_and_dtype(arr: Any) -> tuple[int, np.dtype | None]:
     return int(layout.purelist_depth), None
 
 
+def _check_counter_branch(name: str, arr: Any) -> None:
+    """A counter given with the events (``nJet``, optional) is one number per event, none of them missing (a list per
+    event failed inside awkward; a None hid the count under it); its values are checked against the lists as read."""
+    depth, dtype = _depth_and_dtype(arr)
+    if depth != 1:
+        raise SchemaError(f"{MEMORY}: counter '{name}' is {getattr(arr, 'type', type(arr).__name__)}, expected one "
+                          "integer per event (or leave it out)")  # fmt: skip
+    if dtype is None:
+        _no_missing_values(name, ak.Array(arr.layout), True)
+
+
 def _no_missing_values(name: str, arr: ak.Array, scalar: bool) -> None:
     """One-line SchemaError when a branch of an option type (``?float32``: from JSON nulls, ``ak.mask``,
     ``ak.pad_none``) holds None for an event or a value; option types without a None are read as their values."""
@@ -441,8 +455,11 @@ def _one_event(events: Mapping[str, Any]) -> bool:
     at ``run`` on the common path (arrays), which every configuration reads."""
     if not _is_number(events.get("run")):
         return False
-    return not any(
-        isinstance(v, (ak.Array, _Field)) or (isinstance(v, np.ndarray) and v.ndim > 0) for v in events.values()
+    if any(isinstance(v, (ak.Array, _Field)) for v in events.values()):
+        return False
+    # a row of uproot's library="np" arrays: its ids numpy numbers, its lists numpy arrays
+    return all(_is_number(events[k]) for k in ID_FIELDS if k in events) or not any(
+        isinstance(v, np.ndarray) and v.ndim > 0 for v in events.values()
     )
 
 

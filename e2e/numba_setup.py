@@ -10,14 +10,24 @@ import sys
 import types
 from typing import Any
 
+#: values of an E2E_* switch that mean off (case-insensitive); anything else means on
+_OFF = ("", "0", "false", "no", "off")
+
+
+def env_flag(name: str) -> bool:
+    """Whether the environment switch ``name`` (``E2E_NUMBA_EXTENSIONS``, ...) is on: 1, true, yes, on (any value
+    but 0, false, no, off or empty, in any case; unset: off)."""
+    return os.environ.get(name, "0").strip().lower() not in _OFF
+
 
 def skip_numba_extensions() -> None:
     """Do not load other packages' ``numba_extensions`` entry points (vector, awkward: 0.5-1 s, sympy included,
     at the first compilation or cache load): e2e's kernels take numpy arrays only. Every e2e command (and its
     worker processes, which inherit the setting) does so unless ``E2E_NUMBA_EXTENSIONS=1`` is set, for a module
     of your own whose kernels use vector or awkward arrays inside numba. Without numba: nothing."""
-    if os.environ.setdefault("E2E_NUMBA_EXTENSIONS", "0") != "0":
+    if env_flag("E2E_NUMBA_EXTENSIONS"):
         return
+    os.environ["E2E_NUMBA_EXTENSIONS"] = "0"  # (worker processes inherit it)
     try:
         from numba.core import entrypoints
     except ImportError:  # pragma: no cover - numba is a dependency
@@ -34,7 +44,7 @@ def defer_blas_probe() -> None:
     none. An import hook answers that question, when the module is imported, by whether scipy.linalg is installed
     (found, not imported); a kernel of your own that uses ``np.dot`` or ``np.linalg`` still gets BLAS, as numba
     imports it when it compiles such a call. ``E2E_NUMBA_BLAS_PROBE=1`` leaves numba's own probe alone."""
-    if os.environ.get("E2E_NUMBA_BLAS_PROBE", "0") != "0" or "numba.np.arraymath" in sys.modules:
+    if env_flag("E2E_NUMBA_BLAS_PROBE") or "numba.np.arraymath" in sys.modules:
         return
     if not any(isinstance(f, _DeferBlasProbe) for f in sys.meta_path):
         sys.meta_path.insert(0, _DeferBlasProbe())

@@ -87,7 +87,9 @@ def test_peak_rss_is_this_programs_own() -> None:
     assert before < 400 and after - before > 250  # 320 MB allocated
 
 
-@pytest.mark.parametrize(("setting", "skipped"), [(None, True), ("0", True), ("1", False)])
+@pytest.mark.parametrize(
+    ("setting", "skipped"), [(None, True), ("0", True), ("false", True), ("1", False), ("true", False), ("Yes", False)]
+)
 def test_e2e_commands_skip_other_packages_numba_extensions(setting, skipped) -> None:
     """e2e's commands do not load vector's and awkward's numba extensions (0.5-1 s of start-up) unless
     E2E_NUMBA_EXTENSIONS=1; the kernels still compile and run."""

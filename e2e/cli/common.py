@@ -335,7 +335,9 @@ def exit_promptly(rc: int) -> NoReturn:
     """
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    if others or run_exit_handlers is None or os.environ.get("E2E_EXIT_TEARDOWN", "0") != "0":
+    from e2e.numba_setup import env_flag
+
+    if others or run_exit_handlers is None or env_flag("E2E_EXIT_TEARDOWN"):
         sys.exit(rc)
     run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):

@@ -25,7 +25,22 @@ def is_user_oserror(err: OSError) -> bool:
 #: At most this many characters of a user value are formatted into a message.
 MESSAGE_VALUE_CHARS = 80
 
-_repr = reprlib.Repr()
+class _YamlRepr(reprlib.Repr):
+    """``repr`` bounded, with the values configurations hold written as in YAML: null, true / false, dates."""
+
+    def repr_NoneType(self, x: None, level: int) -> str:  # noqa: N802 - reprlib's naming
+        return "null"
+
+    def repr_bool(self, x: bool, level: int) -> str:
+        return "true" if x else "false"
+
+    def repr_date(self, x: Any, level: int) -> str:
+        return str(x.isoformat())
+
+    repr_datetime = repr_date
+
+
+_repr = _YamlRepr()
 _repr.maxlevel = 3
 _repr.maxdict = _repr.maxlist = _repr.maxtuple = _repr.maxset = 6
 _repr.maxstring = _repr.maxother = _repr.maxlong = MESSAGE_VALUE_CHARS

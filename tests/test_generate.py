@@ -242,7 +242,7 @@ def test_an_element_of_an_optional_list_is_not_offered_null() -> None:
     """pt_hat is a list or null: its element's message says what the element takes, not '(or null)'."""
     with pytest.raises(ConfigError) as err:
         load_config({"samples": [{"process": "qcd", "events": 5, "pt_hat": [1, None]}]})
-    assert str(err.value).endswith("pt_hat[1]: got None, expected a number")
+    assert str(err.value).endswith("pt_hat[1]: got null, expected a number")
 
 
 def test_a_pt_hat_that_no_sample_takes_is_refused() -> None:

@@ -6,6 +6,7 @@ are read by ROOT (RDataFrame with the input as a friend, TTree::Draw with a nume
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import awkward as ak
 import numpy as np
@@ -205,6 +206,23 @@ def test_rhtree_written_by_root_with_std_vectors(ROOT, tmp_path, capsys):  # noq
     assert len(x) == len(y) > 0 and np.array_equal(x, y)
 
 
+def _damaged_page(path: Path, tree: str, field: str, out: Path) -> Path:
+    """A copy of the RNTuple file ``path`` (written by ROOT) with a byte flipped in the middle of the first page of
+    the last column of ``field`` in the tree ``tree`` (a page with a checksum)."""
+    with uproot.open(path) as f:
+        ntuple = f[tree]
+        records = ntuple.field_records
+        columns = [i for i, c in enumerate(ntuple.column_records) if records[c.field_id].parent_field_id != c.field_id
+                   and records[records[c.field_id].parent_field_id].field_name == field]  # fmt: skip
+        page = ntuple.page_link_list[0][columns[-1]].pages[0]
+        assert page.has_checksum
+        offset = int(page.locator.offset) + int(page.locator.num_bytes) // 2
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x5A
+    out.write_bytes(bytes(data))
+    return out
+
+
 def test_a_damaged_page_of_an_rntuple_rhtree_is_refused_by_its_checksum(ROOT, tmp_path, capsys):  # noqa: N803
     """An RHTree written by ROOT as an RNTuple: read as its TTree form is, and a byte flipped inside a page of a map
     it reads is one line naming the field (RHTreeSource did not check the checksums: 5 of 20 scores changed)."""
@@ -216,17 +234,7 @@ def test_a_damaged_page_of_an_rntuple_rhtree_is_refused_by_its_checksum(ROOT, tm
     options.fOutputFormat = ROOT.RDF.ESnapshotOutputFormat.kRNTuple
     frame = ROOT.RDataFrame("fevt/RHTree", str(rh))
     frame.Snapshot("RHTree", str(tmp_path / "rntuple.root"), [str(c) for c in frame.GetColumnNames()], options)
-    with uproot.open(tmp_path / "rntuple.root") as f:
-        ntuple = f["RHTree"]
-        records = ntuple.field_records
-        columns = [i for i, c in enumerate(ntuple.column_records) if records[c.field_id].parent_field_id != c.field_id
-                   and records[records[c.field_id].parent_field_id].field_name == "ECAL_energy"]  # fmt: skip
-        page = ntuple.page_link_list[0][columns[-1]].pages[0]
-        assert page.has_checksum
-        offset = int(page.locator.offset) + int(page.locator.num_bytes) // 2
-    data = bytearray((tmp_path / "rntuple.root").read_bytes())
-    data[offset] ^= 0x5A
-    (tmp_path / "damaged.root").write_bytes(bytes(data))
+    _damaged_page(tmp_path / "rntuple.root", "RHTree", "ECAL_energy", tmp_path / "damaged.root")
     config = yaml.safe_load((REPO / "process_configs" / "tau_cnn.yaml").read_text())
     scores = {}
     for name, tree in (("rhtree", "fevt/RHTree"), ("rntuple", "RHTree"), ("damaged", "RHTree")):
@@ -381,18 +389,7 @@ def test_a_damaged_rntuple_page_is_refused_by_its_checksum(ROOT, tmp_path, capsy
     theirs = _tag(tmp_path, capsys, {"files": [str(path)]}, "rntuple")
     for key in ours:
         np.testing.assert_array_equal(theirs[key], ours[key])
-    with uproot.open(path) as f:
-        ntuple = f["Events"]
-        records = ntuple.field_records
-        columns = [i for i, c in enumerate(ntuple.column_records) if records[c.field_id].parent_field_id != c.field_id
-                   and records[records[c.field_id].parent_field_id].field_name == "EcalHit_iphi"]  # fmt: skip
-        page = ntuple.page_link_list[0][columns[-1]].pages[0]
-        assert page.has_checksum
-        offset = int(page.locator.offset) + int(page.locator.num_bytes) // 2
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0x5A
-    damaged = tmp_path / "damaged_rntuple.root"
-    damaged.write_bytes(bytes(data))
+    damaged = _damaged_page(path, "Events", "EcalHit_iphi", tmp_path / "damaged_rntuple.root")
     err = _refused(tmp_path, capsys, damaged)
     assert err.count("damaged RNTuple page of field 'EcalHit_iphi' (its checksum does not match") == 2, err
 

@@ -22,6 +22,10 @@ from frameproducers.kernels.params import n_chunks, pool_for
 
 #: value buckets of :func:`select_smallest`'s first pass (between the row's smallest and largest candidate)
 BUCKETS = 64
+#: candidates beyond which :func:`select_smallest` ranks those the buckets left with a heap, O(c log k), rather than
+#: by counting, O(c^2) (rows of equal values, or one outlier that puts every other value in one bucket: 100k ECAL hits
+#: with one of 1e6 GeV took 3.9 s instead of 3 ms)
+SORT_ABOVE = 256
 
 
 @njit(inline="always", cache=True)
@@ -38,7 +42,8 @@ def select_smallest(row, n, skip, k, kd, ki, hist, cv, ci, bound):
     one that holds the k-th smallest are kept, in index order (again while more than :func:`rank_limit` are left);
     each is then placed at its rank by counting, O(c^2) for the c left (a bucket pass, O(c + BUCKETS), is cheaper
     than counting ranks among a few more). Bucketing is monotone in the value, so no candidate left out can precede one
-    kept. Scratch: ``hist`` int64 ``[BUCKETS + 1 + n]``, ``cv`` (the row's dtype) and ``ci`` (int64) ``[n]``.
+    kept. More than :data:`SORT_ABOVE` left (equal values, an outlier) are ranked with a heap instead.
+    Scratch: ``hist`` int64 ``[BUCKETS + 1 + n]``, ``cv`` (the row's dtype) and ``ci`` (int64) ``[n]``.
     """
     c = _candidates(row, n, skip, cv, ci, bound, False) if bound < np.inf else 0  # up to the bound
     if c < k:
@@ -53,8 +58,11 @@ def select_smallest(row, n, skip, k, kd, ki, hist, cv, ci, bound):
         for j in range(c):
             lo = min(lo, cv[j])
             hi = max(hi, cv[j])
-        scale = BUCKETS / (hi - lo)
-        if not (hi > lo and scale < np.inf and lo > -np.inf):  # equal values, or a range too wide to bucket
+        span = hi - lo  # (beyond the float range, inf: every bucket index was NaN -> INT64_MIN, a write out of hist)
+        if not (span > 0 and span < np.inf):  # equal values, or a range too wide to bucket
+            break
+        scale = BUCKETS / span
+        if not scale < np.inf:  # (a subnormal span)
             break
         for j in range(c):
             bucket[j] = min(np.int64((cv[j] - lo) * scale), BUCKETS - 1)
@@ -73,7 +81,11 @@ def select_smallest(row, n, skip, k, kd, ki, hist, cv, ci, bound):
             cv[kept] = cv[j]
             ci[kept] = ci[j]
             kept += bucket[j] <= last
+        if kept == c:  # nothing left out (an outlier stretches the range: every other value in one bucket)
+            break
         c = kept
+    if c > SORT_ABOVE:  # (ties, or a range no bucket pass could narrow: counting ranks would be O(c^2))
+        return _heap_smallest(cv, ci, c, k, kd, ki)
     for j in range(c):
         v = cv[j]
         rank = 0
@@ -83,6 +95,62 @@ def select_smallest(row, n, skip, k, kd, ki, hist, cv, ci, bound):
             kd[rank] = v
             ki[rank] = ci[j]
     return min(c, k)
+
+
+@njit(inline="always", cache=True)
+def _before(v, i, w, j):
+    """Whether (value v, index i) ranks before (w, j): the smaller value, ties to the lower index."""
+    return (v < w) | ((v == w) & (i < j))
+
+
+@njit(inline="always", cache=True)
+def _heap_smallest(cv, ci, c, k, kd, ki):
+    """The min(c, k) smallest of ``cv[:c]`` (ties to the lower ``ci``, which ascends), ascending, into ``kd``/``ki``:
+    a max-heap of them in ``kd``/``ki`` over one pass, O(c log k), then sorted in place (the same ranks as
+    :func:`select_smallest`'s counting, for rows its buckets cannot narrow). Returns how many."""
+    m = min(c, k)
+    size = 0
+    for j in range(c):
+        v = cv[j]
+        i = ci[j]
+        if size < m:  # push, sift up
+            pos = size
+            size += 1
+            while pos > 0:
+                parent = (pos - 1) // 2
+                if not _before(kd[parent], ki[parent], v, i):
+                    break
+                kd[pos] = kd[parent]
+                ki[pos] = ki[parent]
+                pos = parent
+            kd[pos] = v
+            ki[pos] = i
+        elif _before(v, i, kd[0], ki[0]):  # replace the largest, sift down
+            pos = 0
+            while True:
+                child = 2 * pos + 1
+                if child >= size:
+                    break
+                if child + 1 < size and _before(kd[child], ki[child], kd[child + 1], ki[child + 1]):
+                    child += 1
+                if not _before(v, i, kd[child], ki[child]):
+                    break
+                kd[pos] = kd[child]
+                ki[pos] = ki[child]
+                pos = child
+            kd[pos] = v
+            ki[pos] = i
+    for a in range(1, m):  # ascending (m <= k entries)
+        v = kd[a]
+        i = ki[a]
+        b = a - 1
+        while b >= 0 and _before(v, i, kd[b], ki[b]):
+            kd[b + 1] = kd[b]
+            ki[b + 1] = ki[b]
+            b -= 1
+        kd[b + 1] = v
+        ki[b + 1] = i
+    return m
 
 
 @njit(inline="always", cache=True)

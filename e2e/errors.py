@@ -25,14 +25,21 @@ def is_user_oserror(err: OSError) -> bool:
 #: At most this many characters of a user value are formatted into a message.
 MESSAGE_VALUE_CHARS = 80
 
+
 class _YamlRepr(reprlib.Repr):
-    """``repr`` bounded, with the values configurations hold written as in YAML: null, true / false, dates."""
+    """``repr`` bounded, with the values configurations hold written as in YAML: null, true / false, .inf, .nan,
+    dates."""
 
     def repr_NoneType(self, x: None, level: int) -> str:  # noqa: N802 - reprlib's naming
         return "null"
 
     def repr_bool(self, x: bool, level: int) -> str:
         return "true" if x else "false"
+
+    def repr_float(self, x: float, level: int) -> str:
+        if x != x:
+            return ".nan"
+        return (".inf" if x > 0 else "-.inf") if x in (float("inf"), float("-inf")) else repr(x)
 
     def repr_date(self, x: Any, level: int) -> str:
         return str(x.isoformat())

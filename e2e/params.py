@@ -201,7 +201,7 @@ def _checked(given: Any, hint: Any, meta: Mapping[str, Any], loc: str) -> Any:
     """``given`` as the type ``hint``, within the field's ``choices`` and bounds (``meta``); one-line ConfigError."""
     value = _coerce(given, hint, loc)
     if meta.get("choices") is not None and value not in meta["choices"]:
-        allowed = ", ".join(map(str, meta["choices"]))
+        allowed = ", ".join("null" if c is None else str(c) for c in meta["choices"])
         close = difflib.get_close_matches(str(value), [str(c) for c in meta["choices"]], n=1)
         hint_ = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"{loc}: got {short(value)}{hint_}; allowed: {allowed}")

@@ -56,6 +56,11 @@ class HadronResponse:
     mip_hcal: float = param(2.0, "muon MIP energy in the HCAL (GeV)", minimum=0)
 
 
+#: largest impact-parameter resolution term (um): 1 cm, ~100x CMS's, so that a track's d0 and dz stay within the
+#: schema's ranges (130 and 700 cm) that e2e-validate checks
+MAX_IP_UM = 10_000.0
+
+
 @dataclass
 class TrackingResponse:
     """Tracking efficiency, momentum and impact-parameter resolution (CMS TRK-11-001 fit)."""
@@ -65,11 +70,11 @@ class TrackingResponse:
     efficiency_low: float = param(0.70, "efficiency below 1 GeV", minimum=0, maximum=1)
     pt_resolution: float = param(0.01, "sigma(pT)/pT constant term", minimum=0)
     pt_resolution_slope: float = param(1.5e-4, "sigma(pT)/pT term proportional to pT (1/GeV)", minimum=0)
-    d0_constant_um: float = param(10.8, "sigma(d0) = sqrt(a^2 + (b/pT^c)^2) um: a", minimum=0)
-    d0_msc_um: float = param(86.0, "sigma(d0): b (um GeV^c)", minimum=0)
+    d0_constant_um: float = param(10.8, "sigma(d0) = sqrt(a^2 + (b/pT^c)^2) um: a", minimum=0, maximum=MAX_IP_UM)
+    d0_msc_um: float = param(86.0, "sigma(d0): b (um GeV^c)", minimum=0, maximum=MAX_IP_UM)
     d0_power: float = param(0.78, "sigma(d0): c", minimum=0)
-    dz_constant_um: float = param(31.0, "sigma(dz) = sqrt(a^2 + (b/pT^c)^2) um: a", minimum=0)
-    dz_msc_um: float = param(116.0, "sigma(dz): b (um GeV^c)", minimum=0)
+    dz_constant_um: float = param(31.0, "sigma(dz) = sqrt(a^2 + (b/pT^c)^2) um: a", minimum=0, maximum=MAX_IP_UM)
+    dz_msc_um: float = param(116.0, "sigma(dz): b (um GeV^c)", minimum=0, maximum=MAX_IP_UM)
     dz_power: float = param(0.75, "sigma(dz): c", minimum=0)
     hit_efficiency: float = param(0.98, "efficiency of a tracker hit on a crossed layer", minimum=0, maximum=1)
 

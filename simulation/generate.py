@@ -52,7 +52,11 @@ class PileupConfig:
         40.0, "mean number of pileup interactions per event (0 disables pileup)", minimum=0, maximum=MAX_PILEUP
     )
     sigma_z_cm: float = param(
-        4.0, "luminous region: vertex z ~ N(0, sigma_z) for the hard and pileup vertices (cm)", minimum=0
+        4.0,
+        "luminous region: vertex z ~ N(0, sigma_z) for the hard and pileup vertices (cm; at most 50, so that track dz "
+        "stays within the schema's 700 cm)",
+        minimum=0,
+        maximum=50,
     )
     mu_max: float | None = param(
         None,
@@ -115,7 +119,12 @@ class GenerateConfig:
         minimum=0,
         maximum=2**32 - 1,
     )
-    sqrt_s_gev: float = param(13000.0, "centre-of-mass energy (GeV)", minimum=10)
+    sqrt_s_gev: float = param(
+        13000.0,
+        "centre-of-mass energy (GeV; at most the schema's 14 TeV energy range)",
+        minimum=10,
+        maximum=schema.E_MAX_GEV,
+    )
     output: str = param("output/events.root", "output ROOT file")
     compression: str = param(
         "lz4",
@@ -143,36 +152,38 @@ class GenerateConfig:
         """The run number written to every event: ``run``, or the seed modulo 2^32."""
         return self.run if self.run is not None else self.seed % 2**32
 
-    def plan(self) -> list[SampleConfig]:
+    def plan(self, where: str = "generate") -> list[SampleConfig]:
         """The samples to generate, in file order."""
         if self.samples:
             if self.process is not None or self.events is not None:
-                raise ConfigError("generate: give either `process` + `events` or `samples`, not both")
+                raise ConfigError(f"{where}: give either `process` + `events` or `samples`, not both")
             plan = self.samples
         else:
             if self.process is None or self.events is None:
-                raise ConfigError("generate: missing `process` and `events` (or a `samples` list)")
+                raise ConfigError(f"{where}: missing `process` and `events` (or a `samples` list)")
             plan = [SampleConfig(process=self.process, events=self.events)]
         if not self.tree or "/" in self.tree or ";" in self.tree or self.tree != self.tree.strip():
             raise ConfigError(
-                f"generate: tree {self.tree!r}: expected a plain TTree name such as Events (no '/', no ';')"
+                f"{where}.tree: {self.tree!r}: expected a plain TTree name such as Events (no '/', no ';')"
             )
         from simulation.processes import PROCESSES
 
-        for s in plan:
+        for i, s in enumerate(plan):
+            at = f"{where}.samples.{i}" if self.samples else where
             process = PROCESSES.get(s.process)
             if s.pt_hat is not None and process is not None and not process.uses_pt_hat:
                 uses = ", ".join(name for name, p in PROCESSES.items() if p.uses_pt_hat)
                 raise ConfigError(
-                    f"generate: pt_hat {s.pt_hat} for process {s.process} (in samples), which has no pT-hat range "
+                    f"{at}.pt_hat: {s.pt_hat} for process {s.process}, which has no pT-hat range "
                     f"(it applies to {uses}): remove it"
                 )
             pt_hat = s.pt_hat if s.pt_hat is not None else self.pt_hat
+            key = f"{at}.pt_hat" if s.pt_hat is not None else f"{where}.pt_hat"
             if len(pt_hat) != 2 or not 0 <= pt_hat[0] < pt_hat[1]:
-                raise ConfigError(f"generate: pt_hat {pt_hat} must be [min, max] with 0 <= min < max (GeV)")
+                raise ConfigError(f"{key}: {pt_hat} must be [min, max] with 0 <= min < max (GeV)")
             if process is not None and process.uses_pt_hat and pt_hat[0] >= self.sqrt_s_gev / 2:
                 raise ConfigError(
-                    f"generate: pt_hat {pt_hat} for process {s.process}: its minimum is not below sqrt_s_gev / 2 = "
+                    f"{key}: {pt_hat} for process {s.process}: its minimum is not below sqrt_s_gev / 2 = "
                     f"{self.sqrt_s_gev / 2:g} GeV, where no event has that pT-hat"
                 )
         return plan
@@ -183,7 +194,7 @@ def load_config(data: dict[str, Any], where: str = "generate") -> GenerateConfig
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of parameters, got {type(data).__name__}")
     cfg = build(GenerateConfig, data, where)
-    plan = cfg.plan()
+    plan = cfg.plan(where)
     from simulation.processes import PROCESSES
 
     default = GenerateConfig().pt_hat
@@ -193,6 +204,12 @@ def load_config(data: dict[str, Any], where: str = "generate") -> GenerateConfig
         raise ConfigError(
             f"{where}.pt_hat: given, but no sample takes it (it is the pT-hat range of the samples of {uses} without "
             "their own pt_hat): remove it"
+        )
+    had = cfg.detector.hadrons
+    if had.ecal_fraction_min > had.ecal_fraction_max:
+        raise ConfigError(
+            f"{where}.detector.hadrons: ecal_fraction_min {had.ecal_fraction_min:g} is above ecal_fraction_max "
+            f"{had.ecal_fraction_max:g}; expected min <= max (the fraction is drawn uniformly between them)"
         )
     pu = cfg.pileup
     if pu.mu_max is not None and not pu.mu_max >= pu.mu:

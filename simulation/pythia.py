@@ -82,8 +82,11 @@ class PythiaGenerator:
             settings += [f"PhaseSpace:pTHatMin = {pt_hat[0]}", f"PhaseSpace:pTHatMax = {pt_hat[1]}"]
         settings += list(extra_settings)
         for s in settings:
-            if not self.pythia.readString(s):
-                raise E2EError(f"Pythia rejected the setting '{s}'")
+            if not self.pythia.readString(s, False):  # (warn=False: not Pythia's own lines on stdout too)
+                raise E2EError(
+                    f"Pythia rejected the setting '{s}' (a 'Key = value' line of Pythia 8's settings: an unknown "
+                    "key, or a value of the wrong type)"
+                )
         if not self.pythia.init():
             scale = f", pt_hat {list(pt_hat)} GeV" if process.uses_pt_hat and pt_hat is not None else ""
             raise E2EError(

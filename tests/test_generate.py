@@ -94,15 +94,36 @@ def test_jobs_split_events_and_merge_in_order(tmp_path: Path) -> None:
         ({"process": "qcd", "events": 5, "pileup": {"refresh": -1}}, "refresh"),
         ({"process": "qcd", "events": 5, "pileup": {"reuse": 1, "refresh": 0.5}}, "drop refresh"),
         ({"process": "qcd", "events": 5, "pileup": {"reuse": -1}}, "reuse"),
-        ({"process": "qcd", "events": 5, "tree": ""}, "tree '': expected a plain TTree name"),
+        ({"process": "qcd", "events": 5, "tree": ""}, "tree: '': expected a plain TTree name"),
         ({"samples": [{"process": "qcd", "events": 5, "pt_hat": [1, "x"]}]}, "pt_hat[1]: got 'x', expected a number"),
-        ({"process": "qcd", "events": 5, "tree": "a/b"}, "tree 'a/b': expected a plain TTree name"),
+        ({"process": "qcd", "events": 5, "tree": "a/b"}, "tree: 'a/b': expected a plain TTree name"),
         ({"process": "qcd", "events": 5, "jobs": 99999}, "jobs: got 99999, expected a value <= 1024"),
-        ({"process": "qcd", "events": 5, "tree": "Events;1"}, "tree 'Events;1': expected a plain TTree name"),
-        ({"process": "qcd", "events": 5, "pt_hat": [7000, 8000]}, "its minimum is not below sqrt_s_gev / 2 = 6500"),
+        ({"process": "qcd", "events": 5, "tree": "Events;1"}, "tree: 'Events;1': expected a plain TTree name"),
+        (
+            {"process": "qcd", "events": 5, "pt_hat": [7000, 8000]},
+            "generate.pt_hat: [7000.0, 8000.0] for process qcd: its",
+        ),
+        (
+            {
+                "process": "ztautau",
+                "events": 5,
+                "detector": {"hadrons": {"ecal_fraction_min": 0.9, "ecal_fraction_max": 0.1}},
+            },
+            "generate.detector.hadrons: ecal_fraction_min 0.9 is above ecal_fraction_max 0.1",
+        ),  # fmt: skip
+        (
+            {"process": "qcd", "events": 5, "pileup": {"sigma_z_cm": 300}},
+            "sigma_z_cm: got 300.0, expected a value <= 50",
+        ),
+        ({"process": "qcd", "events": 5, "sqrt_s_gev": 100000}, "sqrt_s_gev: got 100000.0, expected a value <= 14000"),
+        (
+            {"process": "qcd", "events": 5, "detector": {"tracking": {"d0_constant_um": 2e6}}},
+            "d0_constant_um: got 2000000.0, expected a value <= 10000",
+        ),
+        ({"process": "qcdd", "events": 5}, "allowed: ztautau, "),
         (
             {"samples": [{"process": "ztautau", "events": 2, "pt_hat": [500, 600]}]},
-            "pt_hat [500.0, 600.0] for process ztautau (in samples), which has no pT-hat range",
+            "generate.samples.0.pt_hat: [500.0, 600.0] for process ztautau, which has no pT-hat range",
         ),
     ],
 )

@@ -249,8 +249,8 @@ def test_with_inputs_adds_the_blocks_a_partial_configuration_reads() -> None:
 @pytest.mark.parametrize(
     ("block", "message"),
     [
-        ({"type": "JetShapeProducer", "cone": float("nan")}, "modules.s.cone: got nan, expected a finite number"),
-        ({"type": "JetShapeProducer", "cone": float("inf")}, "modules.s.cone: got inf, expected a finite number"),
+        ({"type": "JetShapeProducer", "cone": float("nan")}, "modules.s.cone: got .nan, expected a finite number"),
+        ({"type": "JetShapeProducer", "cone": float("inf")}, "modules.s.cone: got .inf, expected a finite number"),
         ({"type": "HitGraphProducer", "k": 10**20}, "modules.s.k: got 100000000000000000000, expected a signed 64-bit"),
         ({"type": "HitGraphProducer", "k": 5000}, "modules.s.k: got 5000, expected a value <= 1024"),
         ({"type": "HitGraphProducer", "max_ecal": 10**7}, "modules.s.max_ecal: got 10000000, expected a value <="),

@@ -190,7 +190,9 @@ def _with_absolute_models(data: Mapping[str, Any]) -> dict[str, Any]:
     blocks = out.get("modules")
     for block in blocks.values() if isinstance(blocks, dict) else []:
         model = block.get("model") if isinstance(block, dict) else None
-        if isinstance(model, str) and model and not model.startswith("zoo:") and not os.path.isabs(model):
+        if not isinstance(model, str) or not model or model.startswith("zoo:") or os.path.isabs(model):
+            continue
+        if os.path.exists(model):  # (a path here: a module's own model name is left as it is)
             block["model"] = os.path.abspath(model)
     return out
 

@@ -411,10 +411,12 @@ def exclusive(path: str | os.PathLike[str], what: str) -> Iterator[None]:
     import hashlib
 
     key = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:20]
-    lock = Path(tempfile.gettempdir()) / f"e2e-{os.getuid()}-{key}.lock"  # (per user: another's is not ours to open)
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:  # no writable temporary directory: run unguarded, as before there was a lock
+    fd = -1
+    try:  # (per user: another user's lock file is not ours to open)
+        fd = os.open(Path(tempfile.gettempdir()) / f"e2e-{os.getuid()}-{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:  # no writable temporary directory: the block runs unguarded, as before there was a lock
+        pass
+    if fd < 0:
         yield
         return
     try:

@@ -72,10 +72,10 @@ class TrackingResponse:
     pt_resolution_slope: float = param(1.5e-4, "sigma(pT)/pT term proportional to pT (1/GeV)", minimum=0)
     d0_constant_um: float = param(10.8, "sigma(d0) = sqrt(a^2 + (b/pT^c)^2) um: a", minimum=0, maximum=MAX_IP_UM)
     d0_msc_um: float = param(86.0, "sigma(d0): b (um GeV^c)", minimum=0, maximum=MAX_IP_UM)
-    d0_power: float = param(0.78, "sigma(d0): c", minimum=0)
+    d0_power: float = param(0.78, "sigma(d0): c", minimum=0, maximum=2)
     dz_constant_um: float = param(31.0, "sigma(dz) = sqrt(a^2 + (b/pT^c)^2) um: a", minimum=0, maximum=MAX_IP_UM)
     dz_msc_um: float = param(116.0, "sigma(dz): b (um GeV^c)", minimum=0, maximum=MAX_IP_UM)
-    dz_power: float = param(0.75, "sigma(dz): c", minimum=0)
+    dz_power: float = param(0.75, "sigma(dz): c", minimum=0, maximum=2)
     hit_efficiency: float = param(0.98, "efficiency of a tracker hit on a crossed layer", minimum=0, maximum=1)
 
 

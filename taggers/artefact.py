@@ -225,12 +225,15 @@ class Artefact:
             now, then = _as_exported(key, self.spec.get(key)), _as_exported(key, embedded.get(key))
             if now != then:
                 name = key
+                absent = object()
                 if isinstance(now, dict) and isinstance(then, dict):  # (the first entry that differs, by name)
-                    sub = next(k for k in [*now, *then] if now.get(k) != then.get(k))
-                    name, now, then = f"{key}.{sub}", now.get(sub), then.get(sub)
+                    sub = next((k for k in [*now, *then] if now.get(k, absent) != then.get(k, absent)), None)
+                    if sub is not None:
+                        name, now, then = f"{key}.{sub}", now.get(sub, absent), then.get(sub, absent)
+                shown = ["absent" if v is absent else short(v) for v in (now, then)]
                 raise ConfigError(
-                    f"{where}: {self.path / MODEL_YAML} {name} {short(now)} differs from the model.yaml {ONNX} was "
-                    f"exported with ({name} {short(then)}, its metadata {ONNX_METADATA_KEY}): put model.yaml's {key} "
+                    f"{where}: {self.path / MODEL_YAML} {name} {shown[0]} differs from the model.yaml {ONNX} was "
+                    f"exported with ({name} {shown[1]}, its metadata {ONNX_METADATA_KEY}): put model.yaml's {key} "
                     "back, or re-export the ONNX model (e2e-reexport)"
                 )
 

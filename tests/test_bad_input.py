@@ -136,6 +136,13 @@ def test_a_model_yaml_that_differs_from_the_one_its_onnx_was_exported_with_is_re
     assert "differs from the model.yaml model.onnx was exported with (outputs ['qcd', 'tau']" in err
     shutil.copy(ZOO / "tau_shapes" / "model.yaml", model / "model.yaml")
     assert run_job(work, "-s", f"modules.tauShapes.model={model}").returncode == 0
+    from e2e.errors import ConfigError
+    from taggers.artefact import ONNX_METADATA_KEY, Artefact
+
+    art = Artefact.load(str(model))  # a key null in one copy and absent from the other: the block is named
+    embedded = yaml.safe_dump({**art.spec, "input": {**art.spec["input"], "extra": None}})
+    with pytest.raises(ConfigError, match=r"model.yaml input.extra absent differs from .* \(input.extra null, its"):
+        art.check_embedded({ONNX_METADATA_KEY: embedded}, "m")
     assert not temporaries(work)
 
 

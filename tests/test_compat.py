@@ -155,9 +155,11 @@ def test_coffea_nanoaod_schema_reads_the_friend(tmp_path, capsys):
         assert ak.all(abs(jets.phi - inp.Jet_phi) < 1e-6) and ak.all(jets.mass >= 0)
 
 
-def test_rhtree_written_by_root_with_std_vectors(ROOT, tmp_path, capsys):  # noqa: N803
+@pytest.mark.parametrize("ecal", ["vector", "2d"])
+def test_rhtree_written_by_root_with_std_vectors(ROOT, tmp_path, capsys, ecal):  # noqa: N803
     """An MLAnalyzer-style ntuple as CMSSW writes it (fevt/RHTree, std::vector<float> maps and jets, unsigned
-    ids): RHTreeSource reads it and tau_cnn.yaml gives the same scores as on the hits of the same events."""
+    ids; or the ECAL map as a fixed 2D array, ECAL_energy[280][360]/F, its rows in order): RHTreeSource reads it
+    and tau_cnn.yaml gives the same scores as on the hits of the same events."""
     from e2e.io.rhtree_writer import write_rhtree
 
     n = 4
@@ -172,13 +174,18 @@ def test_rhtree_written_by_root_with_std_vectors(ROOT, tmp_path, capsys):  # noq
     tree.Branch("lumiId", lumi, "lumiId/i")
     tree.Branch("eventId", event, "eventId/l")
     vectors = {}
+    grid = np.zeros((280, 360), np.float32)
     for name in arrays.fields:
         if name.startswith("n") or name in ("runId", "lumiId", "eventId"):
+            continue
+        if ecal == "2d" and name == "ECAL_energy":
+            tree.Branch(name, grid, f"{name}[280][360]/F")
             continue
         vectors[name] = ROOT.std.vector("float")()
         tree.Branch(name, vectors[name])
     for i in range(n):
         run[0], lumi[0], event[0] = arrays.runId[i], arrays.lumiId[i], arrays.eventId[i]
+        grid[...] = ak.to_numpy(arrays["ECAL_energy"][i]).reshape(grid.shape)
         for name, vec in vectors.items():
             values = ak.to_numpy(arrays[name][i]).astype(np.float32)
             vec.resize(len(values))
@@ -188,7 +195,7 @@ def test_rhtree_written_by_root_with_std_vectors(ROOT, tmp_path, capsys):  # noq
     f.Write()
     f.Close()
     with uproot.open(tmp_path / "root_rhtree.root") as g:
-        assert "std::vector<float>" in g["fevt/RHTree"]["ECAL_energy"].typename
+        assert ("std::vector<float>" if ecal == "vector" else "[280][360]") in g["fevt/RHTree"]["ECAL_energy"].typename
     data = yaml.safe_load((REPO / "process_configs" / "tau_cnn.yaml").read_text())
     data["source"] = {"type": "RHTreeSource", "files": [str(tmp_path / "root_rhtree.root")]}
     data["outputs"][0]["file"] = str(tmp_path / "rh_tagged.root")

@@ -40,6 +40,7 @@ import difflib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import awkward as ak
 import numpy as np
 
 from dataformats.dense import gather, sparse_cells
@@ -345,9 +346,12 @@ class _Chunk:
             raise SchemaError(f"{self.where}: branch '{branch}' is not one number per event ({arr.type})")
         return _numbers(arr)
 
-    def _vector(self, branch: str, flags: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Offsets and values of a list of numbers per event (``flags``: booleans too, a ``vector<bool>``)."""
+    def _vector(self, branch: str, flags: bool = False, rows: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets and values of a list of numbers per event (``flags``: booleans too, a ``vector<bool>``; ``rows``:
+        a map written as a fixed 2D array, ``x[280][360]/F``, read as its rows one after the other)."""
         arr = self._read(branch)
+        if rows and arr.layout.purelist_depth == 3:
+            arr = ak.flatten(arr, axis=2)  # (row-major: the flat map's order)
         if arr.layout.purelist_depth != 2:
             raise SchemaError(
                 f"{self.where}: branch '{branch}' is not a list of numbers per event ({arr.type}); expected a flat "
@@ -360,7 +364,7 @@ class _Chunk:
 
     def _dense(self, key: str, branch: str, shape: tuple[int, int]) -> np.ndarray:
         """One chunk of a dense map as flat float32 ``n * height * width`` (each event's size checked)."""
-        offsets, values = self._vector(branch)
+        offsets, values = self._vector(branch, rows=True)
         size = shape[0] * shape[1]
         counts = np.diff(offsets)
         bad = counts != size
